@@ -1,0 +1,216 @@
+/**
+ * The event model: one flat JSON object per line, validated at the edge of the platform.
+ *
+ * Every rejection carries a machine-readable `code` (counted per reason and used in dead
+ * letters), and the field, what was expected and what was found, so that a user can fix the
+ * producer without reading our code.
+ */
+import { parseEventTime } from './eventTime.ts';
+
+export type AttributeValue = string | number | boolean;
+
+export interface LkEvent {
+  readonly id: string;
+  readonly type: string;
+  /** Event time, epoch milliseconds. */
+  readonly ts: number;
+  /** Every field of the event as sent, including id, type and ts in their original form. */
+  readonly fields: Readonly<Record<string, AttributeValue>>;
+}
+
+export const REJECT_CODES = [
+  'empty_line',
+  'byte_order_mark',
+  'binary_data',
+  'invalid_utf8',
+  'too_large',
+  'invalid_json',
+  'not_an_object',
+  'missing_field',
+  'wrong_type',
+  'empty_value',
+  'invalid_ts',
+  'ts_out_of_range',
+  'nested_value',
+  'null_value',
+  'invalid_field_name',
+  'too_many_fields',
+] as const;
+export type RejectCode = (typeof REJECT_CODES)[number];
+
+export interface Rejection {
+  code: RejectCode;
+  field?: string;
+  expected?: string;
+  got?: string;
+  /** One line a human can act on. */
+  message: string;
+}
+
+export interface EventLimits {
+  /** Maximum size of one event in bytes (the raw line). */
+  maxEventBytes: number;
+  /** Earliest accepted event time (epoch ms). */
+  minTs: number;
+  /** How far in the future (relative to the clock at validation) an event time may be. */
+  maxFutureMs: number;
+  /** Maximum number of fields in one event. */
+  maxFields: number;
+}
+
+export const DEFAULT_EVENT_LIMITS: EventLimits = {
+  maxEventBytes: 64 * 1024,
+  minTs: Date.UTC(2000, 0, 1),
+  maxFutureMs: 24 * 3_600_000,
+  maxFields: 256,
+};
+
+export type Validation = { ok: true; event: LkEvent } | { ok: false; rejection: Rejection };
+
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function reject(code: RejectCode, message: string, extra: Omit<Rejection, 'code' | 'message'> = {}): Validation {
+  return { ok: false, rejection: { code, message, ...extra } };
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  const t = typeof value;
+  if (t === 'string') {
+    const s = value as string;
+    return `string ${JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s)}`;
+  }
+  if (t === 'number' || t === 'boolean') return `${t} ${String(value)}`;
+  return t;
+}
+
+/** Validates one raw line (without its line terminator). `now` is injectable for tests. */
+export function validateEventLine(
+  raw: Uint8Array,
+  limits: EventLimits = DEFAULT_EVENT_LIMITS,
+  now: number = Date.now(),
+): Validation {
+  if (raw.length > limits.maxEventBytes) {
+    return reject('too_large', `event is ${raw.length} bytes, the limit is ${limits.maxEventBytes}`, {
+      expected: `<= ${limits.maxEventBytes} bytes`,
+      got: `${raw.length} bytes`,
+    });
+  }
+  if (raw.length === 0 || raw.every((b) => b === 0x20 || b === 0x09 || b === 0x0d)) {
+    return reject('empty_line', 'empty line');
+  }
+  if (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) {
+    return reject('byte_order_mark', 'line starts with a UTF-8 byte order mark; save the file as UTF-8 without BOM');
+  }
+  for (const b of raw) {
+    // Control characters other than tab/CR are never valid in JSON text outside strings, and
+    // inside strings they must be escaped: their presence means binary data.
+    if (b < 0x20 && b !== 0x09 && b !== 0x0d) {
+      return reject('binary_data', `line contains control byte 0x${b.toString(16).padStart(2, '0')}; not JSON text`);
+    }
+  }
+  let text: string;
+  try {
+    text = utf8.decode(raw);
+  } catch {
+    return reject('invalid_utf8', 'line is not valid UTF-8');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    return reject('invalid_json', `invalid JSON: ${detail}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return reject('not_an_object', `expected a JSON object, got ${describe(parsed)}`, {
+      expected: 'object',
+      got: describe(parsed),
+    });
+  }
+  const obj = parsed as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (keys.length > limits.maxFields) {
+    return reject('too_many_fields', `event has ${keys.length} fields, the limit is ${limits.maxFields}`);
+  }
+  for (const key of keys) {
+    if (!FIELD_NAME.test(key)) {
+      return reject('invalid_field_name', `field name ${JSON.stringify(key)} must match ${FIELD_NAME.source}`, {
+        field: key,
+      });
+    }
+    const value = obj[key];
+    if (value === null) {
+      return reject('null_value', `field "${key}" is null; omit the field instead`, {
+        field: key,
+        expected: 'string, number or boolean',
+        got: 'null',
+      });
+    }
+    if (typeof value === 'object') {
+      return reject('nested_value', `field "${key}" is ${describe(value)}; events are flat`, {
+        field: key,
+        expected: 'string, number or boolean',
+        got: describe(value),
+      });
+    }
+  }
+  for (const field of ['id', 'type'] as const) {
+    const value = obj[field];
+    if (value === undefined) {
+      return reject('missing_field', `field "${field}" is missing`, { field, expected: 'non-empty string' });
+    }
+    if (typeof value !== 'string') {
+      return reject('wrong_type', `field "${field}" must be a string, got ${describe(value)}`, {
+        field,
+        expected: 'string',
+        got: describe(value),
+      });
+    }
+    if (value.trim() === '') {
+      return reject('empty_value', `field "${field}" is empty`, { field, expected: 'non-empty string', got: '""' });
+    }
+  }
+  if (obj.ts === undefined) {
+    return reject('missing_field', 'field "ts" is missing', { field: 'ts', expected: 'ISO-8601 string or epoch ms' });
+  }
+  const time = parseEventTime(obj.ts);
+  if (!time.ok) {
+    return reject('invalid_ts', `field "ts" must be ${time.expected}, got ${describe(obj.ts)}`, {
+      field: 'ts',
+      expected: time.expected,
+      got: describe(obj.ts),
+    });
+  }
+  const latest = now + limits.maxFutureMs;
+  if (time.ms < limits.minTs || time.ms > latest) {
+    return reject(
+      'ts_out_of_range',
+      `field "ts" ${new Date(time.ms).toISOString()} is outside the accepted range ${new Date(limits.minTs).toISOString()} .. ${new Date(latest).toISOString()}`,
+      { field: 'ts', expected: 'a sane event time', got: describe(obj.ts) },
+    );
+  }
+  return {
+    ok: true,
+    event: {
+      id: obj.id as string,
+      type: obj.type as string,
+      ts: time.ms,
+      fields: obj as Record<string, AttributeValue>,
+    },
+  };
+}
+
+/**
+ * Parses an event that has already been validated at ingest (read back from the log). The log
+ * only holds validated events, so a failure here means a foreign producer wrote to the topic:
+ * callers send it to the dead-letter topic like any other bad input.
+ */
+export function decodeLoggedEvent(value: Uint8Array | null, limits?: EventLimits): Validation {
+  if (value === null) return reject('empty_line', 'record has no value (tombstone)');
+  // Events already in the log are history: their timestamps are not re-checked against the
+  // clock, which would reject a legitimate replay of last year's events.
+  return validateEventLine(value, { ...(limits ?? DEFAULT_EVENT_LIMITS), minTs: 0, maxFutureMs: Number.MAX_SAFE_INTEGER });
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['{services,streaming,batch,serving,test}/**/*.spec.ts'],
+    globalSetup: ['./test/global-setup.ts'],
+    // kafkajs and DuckDB's native binding are happiest in child processes.
+    pool: 'forks',
+    poolOptions: { forks: { minForks: 1, maxForks: 2 } },
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // Print which test is slow; no timed assertions anywhere.
+    slowTestThreshold: 10_000,
+  },
+});
