@@ -14,7 +14,22 @@ export const UNLIMITED_RETENTION = { 'retention.ms': '-1', 'retention.bytes': '-
 
 export function eventTopicSpecs(topic: string, partitions: number): TopicSpec[] {
   return [
-    { name: topic, partitions, config: { ...UNLIMITED_RETENTION, 'cleanup.policy': 'delete' } },
+    {
+      name: topic,
+      partitions,
+      config: {
+        ...UNLIMITED_RETENTION,
+        'cleanup.policy': 'delete',
+        // The broker stamps each record at append: non-decreasing within a partition, which the
+        // merge rule's processing-time stamps rely on (docs/merge-rule.md).
+        'message.timestamp.type': 'LogAppendTime',
+      },
+    },
     { name: deadLetterTopic(topic), partitions: 1, config: { ...UNLIMITED_RETENTION, 'cleanup.policy': 'delete' } },
   ];
+}
+
+/** Speed view topics keep the latest row per key: compacted, never deleted by time. */
+export function viewTopicSpec(name: string, partitions = 6): TopicSpec {
+  return { name, partitions, config: { 'cleanup.policy': 'compact', 'retention.ms': '-1', 'min.compaction.lag.ms': '0' } };
 }

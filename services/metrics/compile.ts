@@ -99,7 +99,7 @@ function sqlLiteralMatch(raw: string, field: string, accepted: readonly Attribut
   }
   if (numbers.length > 0) {
     parts.push(
-      `(${type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND CAST(json_extract(${raw}, ${path}) AS DOUBLE) IN (${numbers.map((n) => `CAST(${String(n)} AS DOUBLE)`).join(', ')}))`,
+      `(${type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND TRY_CAST(json_extract(${raw}, ${path}) AS DOUBLE) IN (${numbers.map((n) => `CAST(${String(n)} AS DOUBLE)`).join(', ')}))`,
     );
   }
   if (booleans.length > 0) {
@@ -111,12 +111,12 @@ function sqlLiteralMatch(raw: string, field: string, accepted: readonly Attribut
 /** SQL for the canonical text of a field (see `canonicalText`), NULL when absent. */
 export function canonicalTextSql(raw: string, field: string): string {
   const path = jsonPath(field);
-  const d = `CAST(json_extract(${raw}, ${path}) AS DOUBLE)`;
+  const d = `TRY_CAST(json_extract(${raw}, ${path}) AS DOUBLE)`;
   return `(CASE json_type(${raw}, ${path})
     WHEN 'VARCHAR' THEN json_extract_string(${raw}, ${path})
     WHEN 'BOOLEAN' THEN json_extract_string(${raw}, ${path})
-    WHEN 'BIGINT' THEN CAST(CAST(json_extract(${raw}, ${path}) AS BIGINT) AS VARCHAR)
-    WHEN 'UBIGINT' THEN CAST(CAST(json_extract(${raw}, ${path}) AS UBIGINT) AS VARCHAR)
+    WHEN 'BIGINT' THEN CAST(TRY_CAST(json_extract(${raw}, ${path}) AS BIGINT) AS VARCHAR)
+    WHEN 'UBIGINT' THEN CAST(TRY_CAST(json_extract(${raw}, ${path}) AS UBIGINT) AS VARCHAR)
     WHEN 'DOUBLE' THEN CASE WHEN ${d} = trunc(${d}) AND abs(${d}) < 1e15 THEN CAST(CAST(${d} AS BIGINT) AS VARCHAR) ELSE CAST(${d} AS VARCHAR) END
     ELSE NULL END)`;
 }
@@ -142,7 +142,7 @@ export function compileMetricSql(def: MetricDefinition, raw: string = LAKE_COLUM
     value:
       valuePath === undefined
         ? 'CAST(NULL AS DOUBLE)'
-        : `(CASE WHEN json_type(${raw}, ${valuePath}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST(json_extract(${raw}, ${valuePath}) AS DOUBLE) END)`,
+        : `(CASE WHEN json_type(${raw}, ${valuePath}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(json_extract(${raw}, ${valuePath}) AS DOUBLE) END)`,
     distinct: def.distinct === undefined ? 'CAST(NULL AS VARCHAR)' : canonicalTextSql(raw, def.distinct),
     windowStart: (g) => `((${LAKE_COLUMNS.tsMs} // ${GRANULARITY_MS[g]}) * ${GRANULARITY_MS[g]})`,
   };

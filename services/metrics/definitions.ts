@@ -37,7 +37,7 @@ const metricSchema = z
     value: FIELD.optional(),
     distinct: FIELD.optional(),
     granularities: z
-      .array(z.enum(GRANULARITIES))
+      .array(z.enum(GRANULARITIES, { error: (issue) => `expected one of minute, hour, day, got ${JSON.stringify(issue.input)}` }))
       .min(1, 'must list at least one of minute, hour, day')
       .refine((g) => new Set(g).size === g.length, 'must not repeat a granularity'),
     allowedLateness: z

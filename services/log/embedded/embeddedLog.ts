@@ -102,7 +102,14 @@ export class EmbeddedLog implements EventLog {
     if (!store) {
       const count = this.topicMeta(topic).partitions;
       if (partition < 0 || partition >= count) throw new InfrastructureError(`topic "${topic}" has no partition ${partition} (it has ${count})`);
-      store = new PartitionStore(topic, partition, join(this.topicDir(topic), String(partition)), this.fsync);
+      const meta = this.topicMeta(topic);
+      store = new PartitionStore(
+        topic,
+        partition,
+        join(this.topicDir(topic), String(partition)),
+        this.fsync,
+        meta.config['message.timestamp.type'] === 'LogAppendTime',
+      );
       this.stores.set(key, store);
     }
     return store;
@@ -187,12 +194,6 @@ export class EmbeddedLog implements EventLog {
     const all = readJson<Record<string, Record<string, number>>>(path, {});
     for (const o of offsets) (all[o.topic] ??= {})[o.partition] = o.offset;
     writeJsonAtomic(path, all);
-  }
-
-  async partitionFor(topic: string, record: OutgoingRecord, roundRobin: number): Promise<number> {
-    const count = await this.partitionCount(topic);
-    if (record.partition !== undefined) return record.partition;
-    return record.key !== null ? partitionForKey(record.key, count) : roundRobin % count;
   }
 
   async producer(options: ProducerOptions = {}): Promise<LogProducer> {
@@ -303,8 +304,9 @@ class EmbeddedProducer implements LogProducer {
   async send(topic: string, records: OutgoingRecord[]): Promise<void> {
     if (this.inTransaction) throw new IllegalStateError('send outside the open transaction; use the transaction object');
     const byPartition = new Map<number, OutgoingRecord[]>();
+    const count = await this.log.partitionCount(topic);
     for (const r of records) {
-      const p = await this.log.partitionFor(topic, r, this.roundRobin++);
+      const p = r.partition ?? (r.key !== null ? partitionForKey(r.key, count) : this.roundRobin++ % count);
       let list = byPartition.get(p);
       if (!list) byPartition.set(p, (list = []));
       list.push(r);
@@ -332,8 +334,9 @@ class EmbeddedProducer implements LogProducer {
       send: async (topic, records) => {
         checkFenced();
         const now = Date.now();
+        const count = await log.partitionCount(topic);
         for (const r of records) {
-          const p = await log.partitionFor(topic, r, roundRobin++);
+          const p = r.partition ?? (r.key !== null ? partitionForKey(r.key, count) : roundRobin++ % count);
           const key = `${topic}/${p}`;
           let part = parts.get(key);
           if (!part) parts.set(key, (part = { topic, partition: p, records: [] }));

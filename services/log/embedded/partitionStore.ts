@@ -39,6 +39,8 @@ export class PartitionStore {
     readonly partition: number,
     readonly dir: string,
     private readonly fsync: boolean,
+    /** Kafka's `message.timestamp.type=LogAppendTime`: stamp records at append, non-decreasing. */
+    private readonly logAppendTime = false,
   ) {
     mkdirSync(dir, { recursive: true });
     this.lockPath = join(dir, '.lock');
@@ -153,7 +155,12 @@ export class PartitionStore {
         this.segments.push(seg);
       }
       beforeWrite?.(base);
-      const buf = encodeFrames(records, now);
+      let stamped = records;
+      if (this.logAppendTime) {
+        const ts = Math.max(now, this.lastAppendTime(seg));
+        stamped = records.map((r) => ({ ...r, timestamp: ts }));
+      }
+      const buf = encodeFrames(stamped, now);
       const fd = openSync(seg.path, 'r+');
       try {
         writeSync(fd, buf, 0, buf.length, seg.scannedBytes);
@@ -167,6 +174,16 @@ export class PartitionStore {
     } finally {
       releaseLock(this.lockPath);
     }
+  }
+
+  /** Timestamp of the last record (the wall clock may step back; log-append time must not). */
+  private lastAppendTime(seg: Segment): number {
+    if (seg.count === 0) {
+      const prev = this.segments.at(-2);
+      return prev && prev.count > 0 ? this.read(prev.base + prev.count - 1, 1, prev.base + prev.count)[0]!.timestamp : 0;
+    }
+    const end = seg.base + seg.count;
+    return this.read(end - 1, 1, end)[0]!.timestamp;
   }
 
   /** Under the lock: drop torn frames and make every intact frame visible. */

@@ -11,6 +11,8 @@
  *   from a wrong position is dropped and re-fetched, so that a rebalance can never hand the
  *   application a record twice or skip one.
  */
+// Must come before kafkajs: it replaces one of kafkajs's modules before kafkajs loads it.
+import './kafkajsPatches.ts';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type Producer, type Message, type LogEntry } from 'kafkajs';
 import { InfrastructureError, IllegalStateError, errorMessage } from '../../errors.ts';
 import { logger } from '../../observability/logger.ts';
@@ -232,7 +234,9 @@ export class KafkaLog implements EventLog {
         key: r.key,
         value: r.value,
         partition,
-        timestamp: String(r.timestamp ?? Date.now()),
+        // Without an explicit timestamp kafkajs stamps the batch once, instead of sorting every
+        // record's timestamp as strings; topics with LogAppendTime ignore it anyway.
+        ...(r.timestamp !== undefined ? { timestamp: String(r.timestamp) } : {}),
         ...(r.headers ? { headers: r.headers } : {}),
       });
     }

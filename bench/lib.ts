@@ -1,0 +1,42 @@
+/** Shared pieces of the benchmarks: the broker, the machine line, peak memory, and a table. */
+import { cpus, totalmem } from 'node:os';
+import { startKafka } from '../scripts/kafka.mjs';
+
+/** KAFKA_BROKERS, or the project's local broker (started if needed, left running for the next bench). */
+export async function benchBrokers(): Promise<string> {
+  if (process.env.KAFKA_BROKERS) return process.env.KAFKA_BROKERS;
+  const started = await startKafka({ quiet: false });
+  return started.brokers;
+}
+
+export function machineLine(): string {
+  const c = cpus();
+  return `machine: ${c.length} cores (${c[0]?.model.trim() ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+}
+
+/** Samples RSS every 50 ms; `peak()` returns the highest value seen in bytes. */
+export function trackPeakRss(): { peak(): number; stop(): void } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 50);
+  timer.unref();
+  return {
+    peak: () => Math.max(peak, process.memoryUsage.rss()),
+    stop: () => clearInterval(timer),
+  };
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const t0 = process.hrtime.bigint();
+  const value = await fn();
+  return { value, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+export function printTable(rows: [string, string][]): void {
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
+}
+
+export const fmtRate = (n: number): string => `${Math.round(n).toLocaleString('en-US')} events/s`;
+export const fmtMiB = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;

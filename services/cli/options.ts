@@ -1,0 +1,81 @@
+/**
+ * Options every `lk` command shares, each with its environment variable, and parsers that
+ * refuse invalid values with a one-line reason (commander prints it and exits).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { dataDirLayout, type DataDirLayout } from '../config/dataDir.ts';
+import { parseDuration } from '../events/eventTime.ts';
+import type { EventLog } from '../log/eventLog.ts';
+import { openLog } from '../log/openLog.ts';
+import { loadMetricDefinitions, type MetricDefinitions } from '../metrics/definitions.ts';
+
+export interface CommonOptions {
+  brokers?: string;
+  metrics: string;
+  dataDir: string;
+}
+
+export function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--brokers <host:port,...>', 'Kafka bootstrap servers; when absent the embedded log in the data dir is used').env('KAFKA_BROKERS'))
+    .addOption(new Option('--metrics <file>', 'metric definitions (YAML or JSON)').env('LK_METRICS').default('./metrics.yaml'))
+    .addOption(new Option('--data-dir <dir>', 'where the platform keeps its files (embedded log, checkpoints, lake, views)').env('LK_DATA_DIR').default('./data'));
+}
+
+export interface Context {
+  options: CommonOptions;
+  layout: DataDirLayout;
+  openLog(clientId?: string): EventLog;
+  loadMetrics(): MetricDefinitions;
+}
+
+export function context(options: CommonOptions): Context {
+  const layout = dataDirLayout(options.dataDir);
+  return {
+    options,
+    layout,
+    openLog: (clientId) => openLog({ brokers: options.brokers, embeddedDir: layout.log, ...(clientId ? { clientId } : {}) }),
+    loadMetrics: () => loadMetricDefinitions(options.metrics),
+  };
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer.');
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('must be a non-negative integer.');
+  return n;
+}
+
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('must be a number between 0 and 1.');
+  return n;
+}
+
+export function duration(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError('must be a duration like 500ms, 30s, 5m, 2h or 1d.');
+  return ms;
+}
+
+export function port(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a TCP port (0-65535).');
+  return n;
+}
+
+export function timestamp(value: string): number {
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (Number.isNaN(ms)) throw new InvalidArgumentError('must be an ISO-8601 date-time or epoch milliseconds.');
+  return ms;
+}
+
+export function topicName(value: string): string {
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(value)) throw new InvalidArgumentError('must be a topic name (letters, digits, . _ -).');
+  return value;
+}

@@ -1,0 +1,88 @@
+/**
+ * The ingest path: raw lines -> validated events on the events topic, everything else to the
+ * dead-letter topic. Valid events are keyed by id, so every copy of an event lands in the same
+ * partition (where the speed layer deduplicates it), and sent in batches by the idempotent
+ * producer. Validation of the next batch overlaps with the sending of the previous one.
+ */
+import { DEFAULT_EVENT_LIMITS, validateEventLine, type EventLimits, type RejectCode } from '../events/event.ts';
+import type { EventLog, OutgoingRecord } from '../log/eventLog.ts';
+import { deadLetterTopic } from '../log/topics.ts';
+import { deadLetterRecord } from './deadLetter.ts';
+import type { RawLine } from './lineReader.ts';
+
+export interface IngestOptions {
+  topic: string;
+  /** Name of the source in dead letters: a file path or `stdin`. */
+  source: string;
+  limits?: EventLimits;
+  /** Records per producer batch. */
+  batchSize?: number;
+  onProgress?: (summary: IngestSummary) => void;
+}
+
+export interface IngestSummary {
+  lines: number;
+  accepted: number;
+  rejected: number;
+  rejectedByReason: Partial<Record<RejectCode, number>>;
+}
+
+export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, options: IngestOptions): Promise<IngestSummary> {
+  const limits = options.limits ?? DEFAULT_EVENT_LIMITS;
+  const batchSize = options.batchSize ?? 5_000;
+  const dlq = deadLetterTopic(options.topic);
+  // Fail fast, before reading any input, when the topics are missing or the log is unreachable.
+  await log.partitionCount(options.topic);
+  await log.partitionCount(dlq);
+  const producer = await log.producer();
+  const summary: IngestSummary = { lines: 0, accepted: 0, rejected: 0, rejectedByReason: {} };
+  let events: OutgoingRecord[] = [];
+  let dead: OutgoingRecord[] = [];
+  let inFlight: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    const batch = events;
+    const letters = dead;
+    events = [];
+    dead = [];
+    await inFlight;
+    inFlight = (async () => {
+      if (batch.length > 0) await producer.send(options.topic, batch);
+      if (letters.length > 0) await producer.send(dlq, letters);
+    })();
+    // Surface a failure of this send at the next await, not as an unhandled rejection.
+    inFlight.catch(() => undefined);
+    options.onProgress?.(summary);
+  };
+  try {
+    for await (const line of lines) {
+      summary.lines++;
+      const now = Date.now();
+      const result =
+        line.truncatedFrom !== undefined
+          ? ({
+              ok: false,
+              rejection: {
+                code: 'too_large',
+                message: `event is ${line.truncatedFrom} bytes, the limit is ${limits.maxEventBytes}`,
+                expected: `<= ${limits.maxEventBytes} bytes`,
+                got: `${line.truncatedFrom} bytes`,
+              },
+            } as const)
+          : validateEventLine(line.bytes, limits, now);
+      if (result.ok) {
+        summary.accepted++;
+        events.push({ key: result.event.id, value: line.bytes });
+      } else {
+        summary.rejected++;
+        summary.rejectedByReason[result.rejection.code] = (summary.rejectedByReason[result.rejection.code] ?? 0) + 1;
+        dead.push(deadLetterRecord(line.bytes, result.rejection, { source: options.source, line: line.number }, line.truncatedFrom ?? line.bytes.length));
+      }
+      if (events.length + dead.length >= batchSize) await flush();
+    }
+    await flush();
+    await inFlight;
+  } finally {
+    await producer.close();
+  }
+  return summary;
+}

@@ -1,0 +1,75 @@
+/**
+ * The view contract between the layers (see docs/merge-rule.md for the argument).
+ *
+ * Both the speed layer and the batch layer publish *partial* aggregates, one row per
+ * (metric, granularity, key, window, input partition). Events are keyed by event id, so all
+ * copies of one event share a partition and deduplication within a partition is exact; a window
+ * total is the merge of its partitions' rows.
+ *
+ * Each row says how much of its partition it reflects: `throughOffset` = the row reflects exactly
+ * the events of `partition` with offset < throughOffset that belong to the window (minus, for
+ * the speed layer, events it dropped as too late — and it drops events only for windows it has
+ * closed, after which it never updates the row again). `processingTime` is the log-append time
+ * of record `throughOffset - 1`: non-decreasing in the offset within a partition, so "the latest
+ * processing time wins" and "the larger throughOffset wins" are the same rule, with the offset
+ * as the exact tie-breaker.
+ *
+ * Serving merges per (metric, granularity, key, window, partition): the row with the greater
+ * throughOffset wins (batch on ties), then partitions are combined (count/sum add, min/max,
+ * distinct sketches merge).
+ */
+import { z } from 'zod';
+import { GRANULARITIES, type Granularity } from '../metrics/definitions.ts';
+
+export type ViewSource = 'batch' | 'speed';
+
+export interface ViewRow {
+  metric: string;
+  granularity: Granularity;
+  key: string;
+  /** Window start, epoch ms (UTC-aligned tumbling window). */
+  windowStart: number;
+  /** Input partition of the events topic that this partial covers. */
+  partition: number;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  /** HyperLogLog sketch (services/metrics/hll.ts), base64; null when the metric has no `distinct`. */
+  distinctSketch: string | null;
+  /** The row reflects the partition's events with offset < throughOffset. */
+  throughOffset: number;
+  /** Log-append time (epoch ms) of record throughOffset - 1: the row's processing-time stamp. */
+  processingTime: number;
+}
+
+export const viewRowSchema = z
+  .object({
+    metric: z.string().min(1),
+    granularity: z.enum(GRANULARITIES),
+    key: z.string(),
+    windowStart: z.number().int(),
+    partition: z.number().int().nonnegative(),
+    count: z.number().int().nonnegative(),
+    sum: z.number().nullable(),
+    min: z.number().nullable(),
+    max: z.number().nullable(),
+    distinctSketch: z.string().nullable(),
+    throughOffset: z.number().int().nonnegative(),
+    processingTime: z.number(),
+  })
+  .strict();
+
+const SEP = '\u001f';
+
+/** Record key of a row in a speed view topic (compacted: the latest value per key survives). */
+export function viewRowKey(row: Pick<ViewRow, 'metric' | 'granularity' | 'key' | 'windowStart' | 'partition'>): string {
+  return [row.metric, row.granularity, row.windowStart, row.partition, row.key].join(SEP);
+}
+
+/** Speed view topic of a job version, e.g. `views.speed.v1`. */
+export function speedViewTopic(version: string): string {
+  return `views.speed.${version}`;
+}
+
+export const VERSION_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
