@@ -81,9 +81,7 @@ function resolveConfig(opts = {}) {
     throw new KafkaScriptError(`invalid Kafka port "${opts.port ?? env.LK_KAFKA_PORT}" (LK_KAFKA_PORT)`);
   }
   const home = resolve(opts.home ?? env.LK_KAFKA_HOME ?? join(REPO_ROOT, '.lk', 'kafka'));
-  const cache = resolve(
-    opts.cache ?? env.LK_KAFKA_CACHE ?? join(homedir(), '.cache', 'lambda-kappa', `kafka-${version}`),
-  );
+  const cache = resolve(opts.cache ?? env.LK_KAFKA_CACHE ?? join(homedir(), '.cache', 'lambda-kappa', `kafka-${version}`));
   const timeoutMs = Number(opts.timeoutMs ?? env.LK_KAFKA_START_TIMEOUT_MS ?? 90_000);
   const heap = String(opts.heap ?? env.LK_KAFKA_HEAP ?? '512m');
   const quiet = Boolean(opts.quiet);
@@ -235,9 +233,7 @@ export function findJava(opts = {}) {
   const fromHome = env.JAVA_HOME ? join(env.JAVA_HOME, 'bin', 'java') : undefined;
   if (fromHome && !existsSync(fromHome)) {
     // mvn would refuse to run as well, so do not silently fall back to PATH
-    throw new KafkaScriptError(
-      `JAVA_HOME=${env.JAVA_HOME} has no bin/java: point JAVA_HOME at a Java 17+ install or unset it`,
-    );
+    throw new KafkaScriptError(`JAVA_HOME=${env.JAVA_HOME} has no bin/java: point JAVA_HOME at a Java 17+ install or unset it`);
   }
   const java = fromHome ?? which('java', env);
   if (!java) throw new KafkaScriptError(`Java not found (no JAVA_HOME, no \`java\` on PATH): ${hint}`);
@@ -301,8 +297,9 @@ export async function ensureKafkaJars(opts = {}) {
   });
   if (code.status !== 0) {
     rmSync(tmp, { recursive: true, force: true });
-    // eslint-disable-next-line no-control-regex
     const lines = code.text
+      // Maven colours its output; strip the ANSI escapes (ESC is a control character on purpose).
+      // eslint-disable-next-line no-control-regex
       .replace(/\x1b\[[0-9;]*m/g, '')
       .split('\n')
       .filter((l) => l.trim());
@@ -313,10 +310,7 @@ export async function ensureKafkaJars(opts = {}) {
     );
   }
   const jars = readdirSync(tmp).filter((f) => f.endsWith('.jar'));
-  writeFileSync(
-    join(tmp, '.complete'),
-    `${JSON.stringify({ version: cfg.version, jars: jars.length, at: new Date().toISOString() })}\n`,
-  );
+  writeFileSync(join(tmp, '.complete'), `${JSON.stringify({ version: cfg.version, jars: jars.length, at: new Date().toISOString() })}\n`);
   try {
     renameSync(tmp, cfg.libs);
   } catch (e) {
@@ -359,9 +353,7 @@ function serverProperties(cfg) {
     'transaction.state.log.replication.factor=1',
     'transaction.state.log.min.isr=1',
     'transaction.state.log.num.partitions=10',
-    ...(cfg.major >= 4
-      ? ['share.coordinator.state.topic.replication.factor=1', 'share.coordinator.state.topic.min.isr=1']
-      : []),
+    ...(cfg.major >= 4 ? ['share.coordinator.state.topic.replication.factor=1', 'share.coordinator.state.topic.min.isr=1'] : []),
     'group.initial.rebalance.delay.ms=0',
     '# typos in topic names fail loudly instead of creating topics',
     'auto.create.topics.enable=false',
@@ -465,10 +457,7 @@ function ensureFormatted(cfg, java) {
   if (r.status !== 0 || !existsSync(meta)) {
     const text = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
     const first = text.split('\n').find((l) => l.trim()) ?? `exit code ${r.status}`;
-    throw new KafkaScriptError(
-      `kafka.tools.StorageTool format failed: ${first.trim()}`,
-      text.split('\n').slice(-20).join('\n'),
-    );
+    throw new KafkaScriptError(`kafka.tools.StorageTool format failed: ${first.trim()}`, text.split('\n').slice(-20).join('\n'));
   }
   return { formatted: true, clusterId };
 }
@@ -539,10 +528,7 @@ export async function probeKafka(brokers, { attemptTimeoutMs = 20_000 } = {}) {
       await seen;
     })();
     const timeout = new Promise((_, rej) => {
-      timer = setTimeout(
-        () => rej(new Error(`probe did not complete within ${secs(attemptTimeoutMs)}`)),
-        attemptTimeoutMs,
-      );
+      timer = setTimeout(() => rej(new Error(`probe did not complete within ${secs(attemptTimeoutMs)}`)), attemptTimeoutMs);
     });
     await Promise.race([work, timeout]);
     work.catch(() => {});
@@ -672,9 +658,7 @@ export async function startKafka(opts = {}) {
     writeFileSync(cfg.log4jFile, log4jProperties(cfg));
     const fmt = ensureFormatted(cfg, java);
 
-    cfg.log(
-      `starting Kafka ${cfg.version} on ${cfg.brokers} (controller :${cfg.controllerPort}, heap ${cfg.heap}, logs ${cfg.serverLog})`,
-    );
+    cfg.log(`starting Kafka ${cfg.version} on ${cfg.brokers} (controller :${cfg.controllerPort}, heap ${cfg.heap}, logs ${cfg.serverLog})`);
     const t0 = Date.now();
     const since = { server: fileSize(cfg.serverLog), out: fileSize(cfg.outLog) };
     const outFd = openSync(cfg.outLog, 'a');
@@ -751,9 +735,7 @@ export async function startKafka(opts = {}) {
         if (exited) return await fail(`Kafka exited during startup (code ${exited.code ?? exited.signal})`);
         const left = readyBy - Date.now();
         if (left <= 0) {
-          return await fail(
-            `Kafka at ${cfg.brokers} did not accept produce+fetch within ${secs(cfg.timeoutMs)}: ${lastError}`,
-          );
+          return await fail(`Kafka at ${cfg.brokers} did not accept produce+fetch within ${secs(cfg.timeoutMs)}: ${lastError}`);
         }
         try {
           await probeKafka(cfg.brokers, { attemptTimeoutMs: Math.max(1000, Math.min(left, 30_000)) });
@@ -843,13 +825,14 @@ async function stopUnlocked(cfg, opts) {
 // ---------------------------------------------------------------------------
 // CLI
 
-const USAGE = `usage: node scripts/kafka.mjs <start|stop|status|restart>   (npm run kafka -- start)
+const USAGE = `usage: node scripts/kafka.mjs <start|stop|status|restart|resolve>   (npm run kafka -- start)
 
   start    start a single-node KRaft broker (no-op if already running); waits
            until it accepts produce+fetch and prints its address
   stop     SIGTERM, wait up to 30s, then SIGKILL
   status   print whether it runs (exit 0 if running, 1 if not)
   restart  stop, then start
+  resolve  only resolve the broker jars into the cache (Maven Central), then exit
 
 env: LK_KAFKA_VERSION (default ${DEFAULT_KAFKA_VERSION}), LK_KAFKA_PORT (default ${DEFAULT_KAFKA_PORT}; controller PORT+1),
      LK_KAFKA_HOME (default .lk/kafka), LK_KAFKA_CACHE (default ~/.cache/lambda-kappa/kafka-<version>),
@@ -861,6 +844,11 @@ async function main(argv) {
     case 'start': {
       const r = await startKafka({ handleSignals: true });
       process.stdout.write(`${r.brokers}\n`);
+      return 0;
+    }
+    case 'resolve': {
+      const r = await ensureKafkaJars();
+      process.stdout.write(`${r.libs}\n`);
       return 0;
     }
     case 'stop':
@@ -879,9 +867,7 @@ async function main(argv) {
         return 0;
       }
       if (s.starting) {
-        process.stdout.write(
-          `starting: Kafka ${s.version} pid ${s.pid} is not answering on ${s.brokers} yet (home ${s.home})\n`,
-        );
+        process.stdout.write(`starting: Kafka ${s.version} pid ${s.pid} is not answering on ${s.brokers} yet (home ${s.home})\n`);
         return 1;
       }
       process.stdout.write(`not running: Kafka ${s.version} at ${s.brokers} (home ${s.home})\n`);

@@ -56,8 +56,7 @@ const kjsLogs = [];
 const logCreator =
   () =>
   ({ level, label, log }) => {
-    if (level <= logLevel.WARN)
-      kjsLogs.push(`${label} [${log.logger ?? ''}] ${log.message}${log.error ? `: ${log.error}` : ''}`);
+    if (level <= logLevel.WARN) kjsLogs.push(`${label} [${log.logger ?? ''}] ${log.message}${log.error ? `: ${log.error}` : ''}`);
   };
 const kafka = new Kafka({
   clientId: 'lk-compat-probe',
@@ -388,9 +387,7 @@ async function main() {
     // manual commit of everything consumed
     const last = new Map();
     for (const m of consumedMain.values()) last.set(m.partition, Math.max(last.get(m.partition) ?? -1, m.offset));
-    await consumer.commitOffsets(
-      [...last].map(([partition, o]) => ({ topic: T.events, partition, offset: String(o + 1) })),
-    );
+    await consumer.commitOffsets([...last].map(([partition, o]) => ({ topic: T.events, partition, offset: String(o + 1) })));
     committedMain = Object.fromEntries([...last].map(([p, o]) => [p, o + 1]));
 
     // seek: re-read the busiest partition from offset 1
@@ -448,9 +445,7 @@ async function main() {
     assert(r.length === 6, `partitions ${r.length}`);
     for (const { partition, offset } of r) {
       // expected: first offset in partition whose timestamp >= mid
-      const msgs = [...consumedMain.values()]
-        .filter((m) => m.partition === partition)
-        .sort((a, b) => a.offset - b.offset);
+      const msgs = [...consumedMain.values()].filter((m) => m.partition === partition).sort((a, b) => a.offset - b.offset);
       const first = msgs.find((m) => Number(m.timestamp) >= mid);
       if (first) assert(Number(offset) === first.offset, `p${partition}: ${offset} != ${first.offset}`);
     }
@@ -561,15 +556,12 @@ async function main() {
       await tx.commit();
     });
 
-    await check(
-      'admin.fetchOffsets for the transactional group: committed offsets only (aborted 99 not applied)',
-      async () => {
-        const r = await admin.fetchOffsets({ groupId: G.tx, topics: [T.txIn] });
-        const got = Object.fromEntries(r[0].partitions.map((p) => [p.partition, p.offset]));
-        assert(got[0] === '3' && got[1] === '5', `got ${JSON.stringify(got)}`);
-        return JSON.stringify(got);
-      },
-    );
+    await check('admin.fetchOffsets for the transactional group: committed offsets only (aborted 99 not applied)', async () => {
+      const r = await admin.fetchOffsets({ groupId: G.tx, topics: [T.txIn] });
+      const got = Object.fromEntries(r[0].partitions.map((p) => [p.partition, p.offset]));
+      assert(got[0] === '3' && got[1] === '5', `got ${JSON.stringify(got)}`);
+      return JSON.stringify(got);
+    });
 
     const readAll = async (groupId, readUncommitted, stopWhen) => {
       const c = track(kafka.consumer({ groupId, readUncommitted, heartbeatInterval: 500, maxWaitTimeInMs: 200 }));

@@ -11,7 +11,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runLk(args: string[], options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string } = {}): Promise<CliResult> {
+export function runLk(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [LK_BIN, ...args], {
       cwd: options.cwd,

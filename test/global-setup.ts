@@ -79,10 +79,7 @@ async function assertReachable(brokers: string): Promise<void> {
         await admin.listTopics();
       })(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${REACHABLE_TIMEOUT_MS / 1000}s`)),
-          REACHABLE_TIMEOUT_MS,
-        );
+        timer = setTimeout(() => reject(new Error(`no answer within ${REACHABLE_TIMEOUT_MS / 1000}s`)), REACHABLE_TIMEOUT_MS);
       }),
     ]);
   } catch (e) {

@@ -11,6 +11,7 @@ import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
 // Layer commands: each layer registers its own (one line each).
 // [speed-layer-commands]
+import { registerBatchCommands } from '../../batch/cli.ts';
 // [batch-layer-commands]
 // [serving-layer-commands]
 
@@ -22,6 +23,7 @@ const program = new Command('lk')
 registerTopicsCommands(program);
 registerProduceCommand(program);
 registerGenerateCommand(program);
+registerBatchCommands(program);
 // [layer-registration]
 
 function exitWith(code: number, message: string): never {

@@ -2,7 +2,8 @@
  * Options every `lk` command shares, each with its environment variable, and parsers that
  * refuse invalid values with a one-line reason (commander prints it and exits).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { dataDirLayout, type DataDirLayout } from '../config/dataDir.ts';
 import { parseDuration } from '../events/eventTime.ts';
 import type { EventLog } from '../log/eventLog.ts';
@@ -17,9 +18,17 @@ export interface CommonOptions {
 
 export function addCommonOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--brokers <host:port,...>', 'Kafka bootstrap servers; when absent the embedded log in the data dir is used').env('KAFKA_BROKERS'))
+    .addOption(
+      new Option('--brokers <host:port,...>', 'Kafka bootstrap servers; when absent the embedded log in the data dir is used').env(
+        'KAFKA_BROKERS',
+      ),
+    )
     .addOption(new Option('--metrics <file>', 'metric definitions (YAML or JSON)').env('LK_METRICS').default('./metrics.yaml'))
-    .addOption(new Option('--data-dir <dir>', 'where the platform keeps its files (embedded log, checkpoints, lake, views)').env('LK_DATA_DIR').default('./data'));
+    .addOption(
+      new Option('--data-dir <dir>', 'where the platform keeps its files (embedded log, checkpoints, lake, views)')
+        .env('LK_DATA_DIR')
+        .default('./data'),
+    );
 }
 
 export interface Context {

@@ -109,11 +109,7 @@ function describe(value: unknown): string {
 }
 
 /** Validates one raw line (without its line terminator). `now` is injectable for tests. */
-export function validateEventLine(
-  raw: Buffer,
-  limits: EventLimits = DEFAULT_EVENT_LIMITS,
-  now: number = Date.now(),
-): Validation {
+export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVENT_LIMITS, now: number = Date.now()): Validation {
   if (raw.length > limits.maxEventBytes) {
     return reject('too_large', `event is ${raw.length} bytes, the limit is ${limits.maxEventBytes}`, {
       expected: `<= ${limits.maxEventBytes} bytes`,

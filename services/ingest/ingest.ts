@@ -75,7 +75,14 @@ export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, 
       } else {
         summary.rejected++;
         summary.rejectedByReason[result.rejection.code] = (summary.rejectedByReason[result.rejection.code] ?? 0) + 1;
-        dead.push(deadLetterRecord(line.bytes, result.rejection, { source: options.source, line: line.number }, line.truncatedFrom ?? line.bytes.length));
+        dead.push(
+          deadLetterRecord(
+            line.bytes,
+            result.rejection,
+            { source: options.source, line: line.number },
+            line.truncatedFrom ?? line.bytes.length,
+          ),
+        );
       }
       if (events.length + dead.length >= batchSize) await flush();
     }

@@ -19,20 +19,14 @@ export const GRANULARITY_MS: Record<Granularity, number> = {
   day: 86_400_000,
 };
 
-const FIELD = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be an event field name (letters, digits, _ . -)');
+const FIELD = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be an event field name (letters, digits, _ . -)');
 const SCALAR = z.union([z.string(), z.number(), z.boolean()]);
 
 const metricSchema = z
   .object({
-    name: z
-      .string()
-      .regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lower_snake_case, start with a letter, at most 63 characters'),
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lower_snake_case, start with a letter, at most 63 characters'),
     description: z.string().optional(),
-    filter: z
-      .record(FIELD, z.union([SCALAR, z.array(SCALAR).min(1, 'must list at least one accepted value')]))
-      .default({}),
+    filter: z.record(FIELD, z.union([SCALAR, z.array(SCALAR).min(1, 'must list at least one accepted value')])).default({}),
     key: FIELD,
     value: FIELD.optional(),
     distinct: FIELD.optional(),
@@ -40,9 +34,7 @@ const metricSchema = z
       .array(z.enum(GRANULARITIES, { error: (issue) => `expected one of minute, hour, day, got ${JSON.stringify(issue.input)}` }))
       .min(1, 'must list at least one of minute, hour, day')
       .refine((g) => new Set(g).size === g.length, 'must not repeat a granularity'),
-    allowedLateness: z
-      .string()
-      .refine((s) => parseDuration(s) !== undefined, 'must be a duration like 30s, 5m, 2h or 1d'),
+    allowedLateness: z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration like 30s, 5m, 2h or 1d'),
   })
   .strict();
 

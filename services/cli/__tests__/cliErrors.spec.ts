@@ -56,7 +56,9 @@ describe('lk command line errors', () => {
     const file = join(dir.path, 'metrics.yaml');
     writeFileSync(file, 'metrics:\n  - name: a\n    key: k\n    granularities: [week]\n    allowedLateness: 1m\n');
     const { loadMetricDefinitions } = await import('../../metrics/definitions.ts');
-    expect(() => loadMetricDefinitions(file)).toThrow(new RegExp(`${file}:4:\\d+ metrics\\[0\\]\\.granularities\\[0\\]: expected one of minute, hour, day, got "week"`));
+    expect(() => loadMetricDefinitions(file)).toThrow(
+      new RegExp(`${file}:4:\\d+ metrics\\[0\\]\\.granularities\\[0\\]: expected one of minute, hour, day, got "week"`),
+    );
     dir.remove();
   });
 });
@@ -68,7 +70,10 @@ describe('lk generate', () => {
     const b = await runLk(args);
     expect(a.code).toBe(0);
     expect(a.stdout).toBe(b.stdout);
-    const ids = a.stdout.trim().split('\n').map((l) => JSON.parse(l).id as string);
+    const ids = a.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).id as string);
     const distinct = new Set(ids).size;
     expect(distinct).toBe(2000);
     expect(ids.length - distinct).toBeGreaterThan(100);

@@ -7,7 +7,8 @@ import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
+import { Option } from 'commander';
 import { InfrastructureError } from '../../errors.ts';
 import { DEFAULT_EVENT_LIMITS } from '../../events/event.ts';
 import { DEFAULT_GENERATOR_OPTIONS, generateEventLines } from '../../ingest/generator.ts';
@@ -54,19 +55,62 @@ export function registerGenerateCommand(program: Command): void {
     program
       .command('generate')
       .description('generate seeded ad-engagement events (impression, click, conversion) with duplicates, out-of-order and late events')
-      .addOption(new Option('--count <n>', 'number of distinct events (default 10000; unbounded with --rate)').env('LK_GEN_COUNT').argParser(positiveInt))
-      .addOption(new Option('--rate <n>', 'send at this many events per second of wall-clock time').env('LK_GEN_RATE').argParser(positiveInt))
-      .addOption(new Option('--seed <n>', 'random seed: the same seed gives the same events').env('LK_GEN_SEED').default(DEFAULT_GENERATOR_OPTIONS.seed).argParser(nonNegativeInt))
-      .addOption(new Option('--event-rate <n>', 'events per second of event time (default: --rate, else 100)').env('LK_GEN_EVENT_RATE').argParser(positiveInt))
-      .addOption(new Option('--start <time>', 'event time of the first event (default: so that the last event is about now)').env('LK_GEN_START').argParser(timestamp))
-      .addOption(new Option('--duplicates <share>', 'share of events redelivered as exact duplicates').env('LK_GEN_DUPLICATES').default(DEFAULT_GENERATOR_OPTIONS.duplicateRate).argParser(fraction))
-      .addOption(new Option('--out-of-order <share>', 'share of events up to 5 s out of order').env('LK_GEN_OUT_OF_ORDER').default(DEFAULT_GENERATOR_OPTIONS.outOfOrderRate).argParser(fraction))
-      .addOption(new Option('--late <share>', 'share of events 2 to 6 hours late').env('LK_GEN_LATE').default(DEFAULT_GENERATOR_OPTIONS.lateRate).argParser(fraction))
-      .addOption(new Option('--campaigns <n>', 'number of campaigns').env('LK_GEN_CAMPAIGNS').default(DEFAULT_GENERATOR_OPTIONS.campaigns).argParser(positiveInt))
-      .addOption(new Option('--users <n>', 'number of users').env('LK_GEN_USERS').default(DEFAULT_GENERATOR_OPTIONS.users).argParser(positiveInt))
+      .addOption(
+        new Option('--count <n>', 'number of distinct events (default 10000; unbounded with --rate)')
+          .env('LK_GEN_COUNT')
+          .argParser(positiveInt),
+      )
+      .addOption(
+        new Option('--rate <n>', 'send at this many events per second of wall-clock time').env('LK_GEN_RATE').argParser(positiveInt),
+      )
+      .addOption(
+        new Option('--seed <n>', 'random seed: the same seed gives the same events')
+          .env('LK_GEN_SEED')
+          .default(DEFAULT_GENERATOR_OPTIONS.seed)
+          .argParser(nonNegativeInt),
+      )
+      .addOption(
+        new Option('--event-rate <n>', 'events per second of event time (default: --rate, else 100)')
+          .env('LK_GEN_EVENT_RATE')
+          .argParser(positiveInt),
+      )
+      .addOption(
+        new Option('--start <time>', 'event time of the first event (default: so that the last event is about now)')
+          .env('LK_GEN_START')
+          .argParser(timestamp),
+      )
+      .addOption(
+        new Option('--duplicates <share>', 'share of events redelivered as exact duplicates')
+          .env('LK_GEN_DUPLICATES')
+          .default(DEFAULT_GENERATOR_OPTIONS.duplicateRate)
+          .argParser(fraction),
+      )
+      .addOption(
+        new Option('--out-of-order <share>', 'share of events up to 5 s out of order')
+          .env('LK_GEN_OUT_OF_ORDER')
+          .default(DEFAULT_GENERATOR_OPTIONS.outOfOrderRate)
+          .argParser(fraction),
+      )
+      .addOption(
+        new Option('--late <share>', 'share of events 2 to 6 hours late')
+          .env('LK_GEN_LATE')
+          .default(DEFAULT_GENERATOR_OPTIONS.lateRate)
+          .argParser(fraction),
+      )
+      .addOption(
+        new Option('--campaigns <n>', 'number of campaigns')
+          .env('LK_GEN_CAMPAIGNS')
+          .default(DEFAULT_GENERATOR_OPTIONS.campaigns)
+          .argParser(positiveInt),
+      )
+      .addOption(
+        new Option('--users <n>', 'number of users').env('LK_GEN_USERS').default(DEFAULT_GENERATOR_OPTIONS.users).argParser(positiveInt),
+      )
       .addOption(new Option('--output <file>', 'write JSON Lines to this file (default: stdout)').env('LK_GEN_OUTPUT').conflicts('toLog'))
       .addOption(new Option('--to-log', 'send straight to the events topic (validated, like lk produce)').env('LK_GEN_TO_LOG'))
-      .addOption(new Option('--topic <name>', 'events topic for --to-log').env('LK_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName)),
+      .addOption(
+        new Option('--topic <name>', 'events topic for --to-log').env('LK_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName),
+      ),
   ).action(async (opts: GenerateOptions) => {
     const count = opts.count ?? (opts.rate !== undefined ? Infinity : 10_000);
     const eventRate = opts.eventRate ?? opts.rate ?? 100;

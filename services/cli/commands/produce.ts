@@ -4,7 +4,8 @@
  * infrastructure fails; bad lines are reported in the summary, not as a failure.
  */
 import { createReadStream, statSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
+import { Option } from 'commander';
 import { ConfigError, InfrastructureError } from '../../errors.ts';
 import { DEFAULT_EVENT_LIMITS } from '../../events/event.ts';
 import { ingestLines, type IngestSummary } from '../../ingest/ingest.ts';
@@ -34,16 +35,24 @@ export function printSummary(summary: IngestSummary, topic: string, out: (line: 
 }
 
 /** Ingests a readable stream with a progress line; shared by `produce` and `generate --to-log`. */
-export async function produceStream(log: EventLog, input: Readable, opts: { topic: string; source: string; batchSize: number; maxEventBytes: number; totalBytes?: number }): Promise<IngestSummary> {
+export async function produceStream(
+  log: EventLog,
+  input: Readable,
+  opts: { topic: string; source: string; batchSize: number; maxEventBytes: number; totalBytes?: number },
+): Promise<IngestSummary> {
   const bar = progress('produce', opts.totalBytes, 'B');
   let bytes = 0;
-  const summary = await ingestLines(log, readLines(input, opts.maxEventBytes, (n) => (bytes += n)), {
-    topic: opts.topic,
-    source: opts.source,
-    limits: { ...DEFAULT_EVENT_LIMITS, maxEventBytes: opts.maxEventBytes },
-    batchSize: opts.batchSize,
-    onProgress: (s) => bar.update(bytes, `accepted=${s.accepted} rejected=${s.rejected}`),
-  });
+  const summary = await ingestLines(
+    log,
+    readLines(input, opts.maxEventBytes, (n) => (bytes += n)),
+    {
+      topic: opts.topic,
+      source: opts.source,
+      limits: { ...DEFAULT_EVENT_LIMITS, maxEventBytes: opts.maxEventBytes },
+      batchSize: opts.batchSize,
+      onProgress: (s) => bar.update(bytes, `accepted=${s.accepted} rejected=${s.rejected}`),
+    },
+  );
   bar.finish();
   return summary;
 }
@@ -55,9 +64,14 @@ export function registerProduceCommand(program: Command): void {
       .description('send JSON Lines events from a file or stdin; invalid lines go to <topic>.dlq with the reason')
       .addOption(new Option('--topic <name>', 'events topic').env('LK_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName))
       .addOption(new Option('--file <path>', 'JSON Lines file (default: standard input)').env('LK_PRODUCE_FILE'))
-      .addOption(new Option('--batch-size <n>', 'records per producer batch').env('LK_PRODUCE_BATCH_SIZE').default(5000).argParser(positiveInt))
       .addOption(
-        new Option('--max-event-bytes <n>', 'largest accepted event in bytes').env('LK_MAX_EVENT_BYTES').default(DEFAULT_EVENT_LIMITS.maxEventBytes).argParser(positiveInt),
+        new Option('--batch-size <n>', 'records per producer batch').env('LK_PRODUCE_BATCH_SIZE').default(5000).argParser(positiveInt),
+      )
+      .addOption(
+        new Option('--max-event-bytes <n>', 'largest accepted event in bytes')
+          .env('LK_MAX_EVENT_BYTES')
+          .default(DEFAULT_EVENT_LIMITS.maxEventBytes)
+          .argParser(positiveInt),
       ),
   ).action(async (opts: ProduceOptions) => {
     let input: Readable = process.stdin;

@@ -2,7 +2,8 @@
 import { DEFAULT_EVENT_LIMITS, validateEventLine, type RejectCode } from '../event.ts';
 
 export const NOW = Date.UTC(2026, 10, 21, 12);
-export const check = (line: string | Buffer) => validateEventLine(typeof line === 'string' ? Buffer.from(line) : line, DEFAULT_EVENT_LIMITS, NOW);
+export const check = (line: string | Buffer) =>
+  validateEventLine(typeof line === 'string' ? Buffer.from(line) : line, DEFAULT_EVENT_LIMITS, NOW);
 export const base = { id: 'e1', type: 'click', ts: '2026-11-21T10:00:00Z' };
 export const line = (extra: Record<string, unknown>, omit: string[] = []) => {
   const o: Record<string, unknown> = { ...base, ...extra };
@@ -18,7 +19,11 @@ export const BAD_INPUTS: { name: string; raw: Buffer; code: RejectCode; field?: 
   { name: 'byte order mark', raw: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(line({}))]), code: 'byte_order_mark' },
   { name: 'empty line', raw: Buffer.from(''), code: 'empty_line' },
   { name: 'whitespace-only line', raw: Buffer.from('   \t '), code: 'empty_line' },
-  { name: 'invalid UTF-8', raw: Buffer.concat([Buffer.from('{"id":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","type":"a","ts":0}')]), code: 'invalid_utf8' },
+  {
+    name: 'invalid UTF-8',
+    raw: Buffer.concat([Buffer.from('{"id":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","type":"a","ts":0}')]),
+    code: 'invalid_utf8',
+  },
   { name: 'top-level array', raw: Buffer.from('[1,2]'), code: 'not_an_object' },
   { name: 'top-level string', raw: Buffer.from('"hello"'), code: 'not_an_object' },
   { name: 'missing id', raw: Buffer.from(line({}, ['id'])), code: 'missing_field', field: 'id' },
@@ -38,7 +43,10 @@ export const BAD_INPUTS: { name: string; raw: Buffer; code: RejectCode; field?: 
   { name: 'array attribute', raw: Buffer.from(line({ tags: ['a'] })), code: 'nested_value', field: 'tags' },
   { name: 'null attribute', raw: Buffer.from(line({ cost: null })), code: 'null_value', field: 'cost' },
   { name: 'invalid field name', raw: Buffer.from(line({ 'bad name': 1 })), code: 'invalid_field_name', field: 'bad name' },
-  { name: 'too many fields', raw: Buffer.from(line(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i])))), code: 'too_many_fields' },
+  {
+    name: 'too many fields',
+    raw: Buffer.from(line(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i])))),
+    code: 'too_many_fields',
+  },
   { name: 'oversized event', raw: Buffer.from(line({ blob: 'x'.repeat(70 * 1024) })), code: 'too_large' },
 ];
-

@@ -42,7 +42,8 @@ describe('lk produce with dead letters (real broker)', () => {
     const expectedValid: string[] = [];
     const expectedBad = new Map<number, string>();
     const now = Date.now();
-    const valid = (i: number) => Buffer.from(JSON.stringify({ id: `ok-${i}`, type: 'click', ts: now - 1000, ad_id: `a${i % 3}`, cost: i / 10 }));
+    const valid = (i: number) =>
+      Buffer.from(JSON.stringify({ id: `ok-${i}`, type: 'click', ts: now - 1000, ad_id: `a${i % 3}`, cost: i / 10 }));
     BAD_INPUTS.forEach((bad, i) => {
       lines.push(valid(i));
       expectedValid.push(`ok-${i}`);

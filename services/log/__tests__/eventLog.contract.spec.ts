@@ -196,7 +196,10 @@ describe.each(adapters)('event log contract: $name', (adapter) => {
     expect(seen.map((r) => r.value!.toString()).sort()).toEqual(['committed-1', 'committed-2', 'committed-3']);
     // Readers can tell they caught up even though markers follow the last record.
     const ends = await log.endOffsets(output);
-    await eventually(() => (ends.every((e, p) => e === 0 || (progress.get(p) ?? 0) >= e) ? true : undefined), 'progress to the end offsets');
+    await eventually(
+      () => (ends.every((e, p) => e === 0 || (progress.get(p) ?? 0) >= e) ? true : undefined),
+      'progress to the end offsets',
+    );
   });
 
   it('refuses transactions on a producer without a transactional id', async () => {

@@ -63,7 +63,11 @@ function readJson<T>(path: string, fallback: T): T {
 
 interface RedoLog {
   id: string;
-  parts: { topic: string; partition: number; records: { key: string | null; value: string | null; timestamp: number; headers: Record<string, string> }[] }[];
+  parts: {
+    topic: string;
+    partition: number;
+    records: { key: string | null; value: string | null; timestamp: number; headers: Record<string, string> }[];
+  }[];
   offsets?: { groupId: string; offsets: PartitionOffset[] };
 }
 
@@ -92,7 +96,10 @@ export class EmbeddedLog implements EventLog {
 
   private topicMeta(topic: string): { partitions: number; config: Record<string, string> } {
     const meta = readJson<{ partitions: number; config: Record<string, string> } | null>(join(this.topicDir(topic), 'topic.json'), null);
-    if (!meta) throw new InfrastructureError(`topic "${topic}" does not exist in the embedded log at ${this.location}; create it with \`lk topics create\``);
+    if (!meta)
+      throw new InfrastructureError(
+        `topic "${topic}" does not exist in the embedded log at ${this.location}; create it with \`lk topics create\``,
+      );
     return meta;
   }
 
@@ -101,7 +108,8 @@ export class EmbeddedLog implements EventLog {
     let store = this.stores.get(key);
     if (!store) {
       const count = this.topicMeta(topic).partitions;
-      if (partition < 0 || partition >= count) throw new InfrastructureError(`topic "${topic}" has no partition ${partition} (it has ${count})`);
+      if (partition < 0 || partition >= count)
+        throw new InfrastructureError(`topic "${topic}" has no partition ${partition} (it has ${count})`);
       const meta = this.topicMeta(topic);
       store = new PartitionStore(
         topic,
@@ -120,7 +128,8 @@ export class EmbeddedLog implements EventLog {
     const existing: string[] = [];
     for (const spec of specs) {
       if (!TOPIC_NAME.test(spec.name) || spec.name.startsWith('__')) throw new ConfigError(`invalid topic name "${spec.name}"`);
-      if (!Number.isInteger(spec.partitions) || spec.partitions < 1) throw new ConfigError(`topic "${spec.name}": partitions must be a positive integer`);
+      if (!Number.isInteger(spec.partitions) || spec.partitions < 1)
+        throw new ConfigError(`topic "${spec.name}": partitions must be a positive integer`);
       const metaPath = join(this.topicDir(spec.name), 'topic.json');
       if (existsSync(metaPath)) {
         existing.push(spec.name);
@@ -341,7 +350,12 @@ class EmbeddedProducer implements LogProducer {
           let part = parts.get(key);
           if (!part) parts.set(key, (part = { topic, partition: p, records: [] }));
           const value = r.value === null ? null : typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-          part.records.push({ key: r.key, value: value === null ? null : value.toString('base64'), timestamp: r.timestamp ?? now, headers: r.headers ?? {} });
+          part.records.push({
+            key: r.key,
+            value: value === null ? null : value.toString('base64'),
+            timestamp: r.timestamp ?? now,
+            headers: r.headers ?? {},
+          });
         }
       },
       sendOffsets: async (groupId, list) => {

@@ -53,7 +53,9 @@ export class PartitionStore {
 
   /** Picks up segments and frames written by any process since the last look. */
   private scan(): void {
-    const names = readdirSync(this.dir).filter((n) => n.endsWith(SEGMENT_SUFFIX)).sort();
+    const names = readdirSync(this.dir)
+      .filter((n) => n.endsWith(SEGMENT_SUFFIX))
+      .sort();
     if (names.length !== this.segments.length) {
       const known = new Map(this.segments.map((s) => [s.path, s]));
       this.segments = names.map((n) => {

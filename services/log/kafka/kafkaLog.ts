@@ -191,11 +191,11 @@ export class KafkaLog implements EventLog {
   async offsetsForTimestamp(topic: string, timestamp: number): Promise<number[]> {
     await this.partitionCount(topic);
     const admin = await this.adminClient();
-    const res = await admin.fetchTopicOffsetsByTimestamp(topic, timestamp).catch((e) => Promise.reject(this.wrap('offsets by timestamp', e)));
+    const res = await admin
+      .fetchTopicOffsetsByTimestamp(topic, timestamp)
+      .catch((e) => Promise.reject(this.wrap('offsets by timestamp', e)));
     const ends = await this.endOffsets(topic);
-    return res
-      .sort((a, b) => a.partition - b.partition)
-      .map((o) => (Number(o.offset) < 0 ? ends[o.partition]! : Number(o.offset)));
+    return res.sort((a, b) => a.partition - b.partition).map((o) => (Number(o.offset) < 0 ? ends[o.partition]! : Number(o.offset)));
   }
 
   async committedOffsets(groupId: string, topic: string): Promise<(number | null)[]> {

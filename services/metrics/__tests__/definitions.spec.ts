@@ -36,7 +36,9 @@ describe('metric definitions', () => {
   });
 
   it('points at the line and column of a bad value', () => {
-    expect(errorOf(valid.replace('[minute, hour]', '[minute, week]'))).toMatch(/^invalid metric definitions: m\.yaml:7:\d+ metrics\[0\]\.granularities\[1\]: /);
+    expect(errorOf(valid.replace('[minute, hour]', '[minute, week]'))).toMatch(
+      /^invalid metric definitions: m\.yaml:7:\d+ metrics\[0\]\.granularities\[1\]: /,
+    );
   });
 
   it('reports a missing field at its object', () => {
@@ -59,7 +61,12 @@ describe('metric definitions', () => {
   });
 
   it('reads JSON too, and says clearly when the file is missing', () => {
-    expect(parseMetricDefinitions(JSON.stringify({ metrics: [{ name: 'a', key: 'k', granularities: ['day'], allowedLateness: '1h' }] })).metrics[0]!.filter).toEqual({});
-    expect(() => loadMetricDefinitions('/nonexistent/metrics.yaml')).toThrow(/metric definitions not found: .* \(set --metrics or LK_METRICS\)/);
+    expect(
+      parseMetricDefinitions(JSON.stringify({ metrics: [{ name: 'a', key: 'k', granularities: ['day'], allowedLateness: '1h' }] }))
+        .metrics[0]!.filter,
+    ).toEqual({});
+    expect(() => loadMetricDefinitions('/nonexistent/metrics.yaml')).toThrow(
+      /metric definitions not found: .* \(set --metrics or LK_METRICS\)/,
+    );
   });
 });
