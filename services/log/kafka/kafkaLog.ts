@@ -36,6 +36,10 @@ import { partitionForKey } from '../partitioner.ts';
 /** Broker default `max.message.bytes` is 1 MiB; stay below it with room for batch overhead. */
 const MAX_PARTITION_CHUNK_BYTES = 900 * 1024;
 const RECORD_OVERHEAD_BYTES = 70;
+/** About 2 minutes of retries with kafkajs's backoff (300 ms doubling, capped at 30 s). */
+const PRODUCER_RETRIES = 8;
+/** kafkajs warns about bounded retries on every idempotent producer; the bound is deliberate. */
+const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
 
 export interface KafkaLogOptions {
   brokers: string[];
@@ -51,6 +55,7 @@ function kafkaLogCreator() {
   return () =>
     ({ level, log: entry }: LogEntry) => {
       const { message, ...rest } = entry;
+      if (EXPECTED_WARNINGS.some((re) => re.test(message))) return;
       if (level === logLevel.ERROR) log.error(rest, message);
       else if (level === logLevel.WARN) log.warn(rest, message);
       else if (level === logLevel.INFO) log.debug(rest, message);
@@ -248,6 +253,10 @@ export class KafkaLog implements EventLog {
     const producer = this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
+      // kafkajs retries an idempotent producer forever by default: a broker that goes away
+      // mid-run would hang `lk produce`. Bound it like the Java client's delivery.timeout.ms
+      // (2 minutes): a restarting broker is ridden out, a dead one becomes a clear error.
+      retry: { retries: PRODUCER_RETRIES, initialRetryTime: 300, maxRetryTime: 30_000 },
       allowAutoTopicCreation: false,
       ...(options.transactionalId ? { transactionalId: options.transactionalId, transactionTimeout: 60_000 } : {}),
     });
