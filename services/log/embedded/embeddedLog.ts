@@ -243,7 +243,12 @@ export class EmbeddedLog implements EventLog {
     return readJson<{ epoch: number }>(join(this.txnDir(), `${encodeURIComponent(transactionalId)}.epoch`), { epoch: 0 }).epoch;
   }
 
-  async applyRedo(path: string): Promise<void> {
+  /**
+   * Applies a committed redo log. `recovering`: it may have been partly applied by a process that
+   * died, so each partition is checked for the transaction's tag first; the owner applying its
+   * own fresh commit skips that scan.
+   */
+  async applyRedo(path: string, recovering: boolean): Promise<void> {
     const redo = readJson<RedoLog | null>(path, null);
     if (!redo) return;
     for (const part of redo.parts) {
@@ -254,7 +259,8 @@ export class EmbeddedLog implements EventLog {
         timestamp: r.timestamp,
         headers: i === 0 ? { ...r.headers, [TXN_HEADER]: redo.id } : r.headers,
       }));
-      await this.appendOnce(store, redo.id, records);
+      if (recovering) await this.appendOnce(store, redo.id, records);
+      else await store.append(records, Date.now());
     }
     if (redo.offsets) this.commitOffsets(redo.offsets.groupId, redo.offsets.offsets);
     unlinkSync(path);
@@ -284,7 +290,7 @@ export class EmbeddedLog implements EventLog {
       const lock = `${path}.lock`;
       if (!tryLock(lock)) continue;
       try {
-        if (existsSync(path)) await this.applyRedo(path);
+        if (existsSync(path)) await this.applyRedo(path, true);
       } finally {
         releaseLock(lock);
       }
@@ -372,7 +378,7 @@ class EmbeddedProducer implements LogProducer {
           try {
             writeFileSync(`${path}.tmp`, JSON.stringify(redo));
             renameSync(`${path}.tmp`, path); // the commit point
-            await log.applyRedo(path);
+            await log.applyRedo(path, false);
           } finally {
             releaseLock(lock);
           }

@@ -418,13 +418,17 @@ class KafkaConsumerAdapter implements LogConsumer {
       if (!event.payload.restart) this.fail(event.payload.error);
     });
     consumer.on(END_BATCH_PROCESS, (event) => {
+      // Batches that held only transaction markers or aborted records never reach eachBatch,
+      // yet they move the position: report them here. Batches with records are reported by
+      // handleBatch once the application has processed them.
       const p = event.payload;
-      options.onProgress?.({
-        topic: p.topic,
-        partition: p.partition,
-        nextOffset: Number(p.lastOffset) + 1,
-        highWatermark: Number(p.highWatermark),
-      });
+      if (p.batchSize !== 0) return;
+      const key = tpKey(p.topic, p.partition);
+      const nextOffset = Number(p.lastOffset) + 1;
+      const expected = this.expected.get(key);
+      if (expected !== undefined && nextOffset <= expected) return;
+      this.expected.set(key, nextOffset);
+      options.onProgress?.({ topic: p.topic, partition: p.partition, nextOffset, highWatermark: Number(p.highWatermark) });
     });
     try {
       await consumer.connect();
@@ -505,6 +509,7 @@ class KafkaConsumerAdapter implements LogConsumer {
     if (this.stopped || this.failure !== undefined) return;
     this.expected.set(key, nextOffset);
     payload.resolveOffset(batch.lastOffset());
+    options.onProgress?.({ topic: batch.topic, partition: batch.partition, nextOffset, highWatermark: Number(batch.highWatermark) });
     await payload.heartbeat().catch(() => undefined);
   }
 
