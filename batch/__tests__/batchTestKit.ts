@@ -1,0 +1,279 @@
+/**
+ * Test kit of the batch layer: producing generated events, reading the lake back through its
+ * manifest with DuckDB and with an independent Parquet reader (hyparquet), and an oracle of the
+ * batch views computed with plain code from the input lines (never with the code under test).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import type { EventLog, LogRecord } from '../../services/log/eventLog.ts';
+import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
+import { parseBrokers } from '../../services/log/openLog.ts';
+import { eventTopicSpecs } from '../../services/log/topics.ts';
+import { HLL_M } from '../../services/metrics/hll.ts';
+import { LakeManifest } from '../lake/commitProtocol.ts';
+import { testBrokers } from '../../test/helpers.ts';
+
+export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+
+export function kafkaLog(clientId = 'lk-batch-test'): EventLog {
+  return new KafkaLog({ brokers: parseBrokers(testBrokers()), clientId });
+}
+
+export async function createTopic(log: EventLog, topic: string, partitions: number): Promise<void> {
+  await log.createTopics(eventTopicSpecs(topic, partitions));
+}
+
+/** Produces JSON lines with key = event id (what ingest does), in order. */
+export async function produceLines(log: EventLog, topic: string, lines: readonly string[]): Promise<void> {
+  const producer = await log.producer();
+  try {
+    for (let i = 0; i < lines.length; i += 5000) {
+      await producer.send(
+        topic,
+        lines.slice(i, i + 5000).map((line) => ({ key: (JSON.parse(line) as { id: string }).id, value: line })),
+      );
+    }
+  } finally {
+    await producer.close();
+  }
+}
+
+/** Reads every record of a topic up to its current end offsets (a plain consumer, no lake code). */
+export async function readTopic(log: EventLog, topic: string): Promise<LogRecord[][]> {
+  const ends = await log.endOffsets(topic);
+  const out: LogRecord[][] = ends.map(() => []);
+  const position = ends.map(() => 0);
+  const consumer = log.consumer({ groupId: `reader-${topic}-${Date.now()}`, fromBeginning: true });
+  await consumer.subscribe([topic]);
+  await consumer.run({
+    onAssignment: async (assigned) => assigned.map((tp) => ({ ...tp, offset: 0 })),
+    eachBatch: async (batch) => {
+      out[batch.partition]!.push(...batch.records);
+      position[batch.partition] = batch.nextOffset;
+    },
+    onProgress: (p) => {
+      position[p.partition] = Math.max(position[p.partition]!, p.nextOffset);
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  while (!ends.every((end, p) => position[p]! >= end)) {
+    if (Date.now() > deadline) throw new Error(`timed out reading ${topic}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await consumer.stop();
+  return out;
+}
+
+export interface LakeRow {
+  id: string;
+  type: string;
+  ts_ms: number;
+  raw: string;
+  kafka_partition: number;
+  kafka_offset: number;
+  kafka_timestamp: number;
+}
+
+/** All rows of the lake's current manifest version, read with DuckDB. */
+export async function readLakeWithDuckDb(lakeRoot: string): Promise<LakeRow[]> {
+  const files = LakeManifest.open(lakeRoot).snapshot().absolutePaths();
+  if (files.length === 0) return [];
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const reader = await conn.runAndReadAll(
+      `SELECT id, type, ts_ms::DOUBLE, raw, kafka_partition, kafka_offset::DOUBLE, kafka_timestamp::DOUBLE
+       FROM read_parquet([${files.map((f) => `'${f}'`).join(', ')}])`,
+    );
+    return reader.getRows().map(([id, type, ts, raw, p, o, kt]) => ({
+      id: id as string,
+      type: type as string,
+      ts_ms: ts as number,
+      raw: raw as string,
+      kafka_partition: p as number,
+      kafka_offset: o as number,
+      kafka_timestamp: kt as number,
+    }));
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
+/** The same, with hyparquet: an independent Parquet implementation. */
+export async function readLakeWithHyparquet(lakeRoot: string): Promise<LakeRow[]> {
+  const out: LakeRow[] = [];
+  for (const file of LakeManifest.open(lakeRoot).snapshot().absolutePaths()) {
+    const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Record<string, unknown>[];
+    for (const r of rows) {
+      out.push({
+        id: r.id as string,
+        type: r.type as string,
+        ts_ms: Number(r.ts_ms),
+        raw: r.raw as string,
+        kafka_partition: Number(r.kafka_partition),
+        kafka_offset: Number(r.kafka_offset),
+        kafka_timestamp: Number(r.kafka_timestamp),
+      });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- oracle
+
+export interface OracleMetric {
+  name: string;
+  types: string[];
+  key: string;
+  value?: string;
+  distinct?: string;
+  granularities: ('minute' | 'hour' | 'day')[];
+}
+
+/** metrics.yaml, restated by hand: the oracle must not share the compiler under test. */
+export const DEMO_METRICS: OracleMetric[] = [
+  {
+    name: 'impressions_by_campaign',
+    types: ['impression'],
+    key: 'campaign_id',
+    distinct: 'user_id',
+    granularities: ['minute', 'hour', 'day'],
+  },
+  { name: 'clicks_by_ad', types: ['click'], key: 'ad_id', value: 'cost', granularities: ['minute', 'hour'] },
+  { name: 'spend_by_campaign', types: ['click', 'conversion'], key: 'campaign_id', value: 'cost', granularities: ['hour', 'day'] },
+];
+const SIZE = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+
+export interface OracleRow {
+  count: number;
+  rawCount: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  distinctValues: Set<string>;
+}
+
+export interface OracleInput {
+  partition: number;
+  offset: number;
+  line: string;
+}
+
+/** Expected view rows keyed `metric|granularity|key|windowStart|partition`. */
+export function oracleViews(inputs: readonly OracleInput[], metrics = DEMO_METRICS): Map<string, OracleRow> {
+  const ordered = [...inputs].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+  const seen = new Set<string>();
+  const rows = new Map<string, OracleRow>();
+  for (const input of ordered) {
+    const e = JSON.parse(input.line) as Record<string, string | number>;
+    const first = !seen.has(e.id as string);
+    seen.add(e.id as string);
+    const ts = typeof e.ts === 'number' ? e.ts : Date.parse(e.ts as string);
+    for (const m of metrics) {
+      if (!m.types.includes(e.type as string) || e[m.key] === undefined) continue;
+      for (const g of m.granularities) {
+        const w = Math.floor(ts / SIZE[g]) * SIZE[g];
+        const k = `${m.name}|${g}|${String(e[m.key])}|${w}|${input.partition}`;
+        let row = rows.get(k);
+        if (!row) rows.set(k, (row = { count: 0, rawCount: 0, sum: null, min: null, max: null, distinctValues: new Set() }));
+        row.rawCount++;
+        if (!first) continue;
+        row.count++;
+        const v = m.value === undefined ? undefined : e[m.value];
+        if (typeof v === 'number') {
+          row.sum = (row.sum ?? 0) + v;
+          row.min = row.min === null ? v : Math.min(row.min, v);
+          row.max = row.max === null ? v : Math.max(row.max, v);
+        }
+        if (m.distinct !== undefined && e[m.distinct] !== undefined) row.distinctValues.add(String(e[m.distinct]));
+      }
+    }
+  }
+  for (const [k, row] of rows) if (row.count === 0) rows.delete(k);
+  return rows;
+}
+
+export interface SnapshotRow {
+  metric: string;
+  granularity: string;
+  key: string;
+  window_start: number;
+  partition: number;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  distinct_sketch: string | null;
+  raw_count: number;
+  through_offset: number;
+  processing_time: number;
+}
+
+/** Reads a published rows.parquet with DuckDB (what serving does, in its own instance). */
+export async function readSnapshotRows(rowsPath: string): Promise<SnapshotRow[]> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const reader = await conn.runAndReadAll(
+      `SELECT metric, granularity, key, window_start::DOUBLE AS window_start, partition, count::DOUBLE AS count, sum, min, max, distinct_sketch,
+              raw_count::DOUBLE AS raw_count, through_offset::DOUBLE AS through_offset, processing_time::DOUBLE AS processing_time
+       FROM read_parquet('${rowsPath}')`,
+    );
+    return reader.getRowObjectsJS().map((r) => ({
+      metric: r.metric as string,
+      granularity: r.granularity as string,
+      key: r.key as string,
+      window_start: r.window_start as number,
+      partition: r.partition as number,
+      count: r.count as number,
+      sum: r.sum as number | null,
+      min: r.min as number | null,
+      max: r.max as number | null,
+      distinct_sketch: r.distinct_sketch as string | null,
+      raw_count: r.raw_count as number,
+      through_offset: r.through_offset as number,
+      processing_time: r.processing_time as number,
+    }));
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
+/** Registers of a serialized sketch (format of services/metrics/hll.ts), for exact comparison. */
+export function sketchRegisters(base64: string): Uint8Array {
+  const buf = Buffer.from(base64, 'base64');
+  const regs = new Uint8Array(HLL_M);
+  if (buf[0] === 2) regs.set(buf.subarray(1));
+  else for (let i = 1; i < buf.length; i += 3) regs[buf.readUInt16BE(i)] = Math.max(regs[buf.readUInt16BE(i)]!, buf[i + 2]!);
+  return regs;
+}
+
+export function closeTo(a: number | null, b: number | null): boolean {
+  if (a === null || b === null) return a === b;
+  return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
+}
+
+// ---------------------------------------------------------------- child processes
+
+export interface LkProcess {
+  child: ChildProcess;
+  stderr(): string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `node bin/lk.js ...` (the real CLI) with the test broker. */
+export function spawnLk(args: string[], env: Record<string, string> = {}): LkProcess {
+  const child = spawn(process.execPath, ['bin/lk.js', ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, KAFKA_BROKERS: testBrokers(), LK_LOG_LEVEL: 'warn', LK_NO_PROGRESS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stderr: () => err, exited };
+}

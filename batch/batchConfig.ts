@@ -1,0 +1,124 @@
+/**
+ * Options of the `lk batch` commands, each with its environment variable, validated at the
+ * boundary (commander parsers refuse bad values in one line; zod checks the assembled config).
+ */
+import { join } from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { z } from 'zod';
+import { addCommonOptions, duration, port, topicName, type CommonOptions } from '../services/cli/options.ts';
+import type { DataDirLayout } from '../services/config/dataDir.ts';
+import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
+import { VERSION_NAME } from '../services/views/viewRow.ts';
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
+const UNITS: Record<string, number> = {
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** Byte sizes like 134217728, 64k, 128MB, 1GiB (binary units). */
+export function byteSize(value: string): number {
+  const m = SIZE.exec(value.trim());
+  const n = m ? Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]!) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a size like 65536, 64k, 128MB or 1GB.');
+  return n;
+}
+
+export function versionName(value: string): string {
+  if (!VERSION_NAME.test(value)) throw new InvalidArgumentError(`must match ${VERSION_NAME.source} (e.g. v1).`);
+  return value;
+}
+
+export const batchConfigSchema = z.object({
+  topic: z.string().min(1),
+  version: z.string().regex(VERSION_NAME),
+  group: z.string().min(1, 'must not be empty'),
+  interval: z.number().int().positive(),
+  rollSize: z.number().int().positive(),
+  rollInterval: z.number().int().positive(),
+  targetFileSize: z.number().int().positive(),
+  statusPort: z.number().int().min(0).max(65535),
+});
+
+export interface BatchOptions extends CommonOptions {
+  topic: string;
+  version: string;
+  group: string;
+  interval: number;
+  rollSize: number;
+  rollInterval: number;
+  targetFileSize: number;
+  statusPort: number;
+  full?: boolean;
+}
+
+export function addBatchOptions(cmd: Command): Command {
+  return addCommonOptions(cmd)
+    .addOption(
+      new Option('--topic <name>', 'events topic to read').env('LK_BATCH_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName),
+    )
+    .addOption(
+      new Option('--version <name>', 'job version: batch views are published under views/<version>')
+        .env('LK_BATCH_VERSION')
+        .default('v1')
+        .argParser(versionName),
+    )
+    .addOption(
+      new Option('--group <id>', 'consumer group of the lake writer (informational: the lake manifest holds the position)')
+        .env('LK_BATCH_GROUP')
+        .default('lk-batch'),
+    )
+    .addOption(
+      new Option('--interval <duration>', 'service mode: recompute the views this often')
+        .env('LK_BATCH_INTERVAL')
+        .default(15 * 60_000, '15m')
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--roll-size <bytes>', 'roll lake files when this much is buffered')
+        .env('LK_BATCH_ROLL_SIZE')
+        .default(128 * 1024 ** 2, '128MB')
+        .argParser(byteSize),
+    )
+    .addOption(
+      new Option('--roll-interval <duration>', 'roll lake files at least this often')
+        .env('LK_BATCH_ROLL_INTERVAL')
+        .default(60_000, '1m')
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--target-file-size <bytes>', 'compaction merges small files into files of about this size')
+        .env('LK_BATCH_TARGET_FILE_SIZE')
+        .default(128 * 1024 ** 2, '128MB')
+        .argParser(byteSize),
+    )
+    .addOption(
+      new Option('--status-port <port>', 'service mode: HTTP port for /healthz, /readyz, /metrics (0 = any free port)')
+        .env('LK_BATCH_STATUS_PORT')
+        .default(9403)
+        .argParser(port),
+    );
+}
+
+export function validateBatchOptions(opts: BatchOptions): BatchOptions {
+  batchConfigSchema.parse(opts);
+  return opts;
+}
+
+/** The topic's lake directory: `<data>/lake/<topic>`. */
+export function lakeRootOf(layout: DataDirLayout, topic: string): string {
+  return join(layout.lake, topic);
+}
+
+/** `<data>/batch/status.json` (the status-file contract). */
+export function batchStatusPath(layout: DataDirLayout): string {
+  return join(layout.root, 'batch', 'status.json');
+}

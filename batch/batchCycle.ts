@@ -1,0 +1,80 @@
+/**
+ * One batch cycle (`lk batch run`): bring the lake up to the log's end offsets as read at the
+ * start, then recompute the views from the lake. The run's cut is the manifest's position after
+ * the catch-up, which covers at least those end offsets.
+ */
+import type { EventLog } from '../services/log/eventLog.ts';
+import type { MetricDefinitions } from '../services/metrics/definitions.ts';
+import type { Logger } from '../services/observability/logger.ts';
+import { progress } from '../services/observability/progress.ts';
+import { LakeWriter } from './lake/lakeWriter.ts';
+import { recomputeBatchViews, type RecomputeResult } from './views/batchViews.ts';
+
+export interface BatchCycleOptions {
+  log: EventLog;
+  topic: string;
+  groupId: string;
+  lakeRoot: string;
+  viewsRoot: string;
+  version: string;
+  metrics: MetricDefinitions;
+  rollBytes: number;
+  rollIntervalMs: number;
+  full: boolean;
+  logger: Logger;
+  /** Stop early (SIGTERM): commit what was read and skip the recompute. */
+  signal?: AbortSignal;
+}
+
+export async function catchUpLake(
+  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'full'>,
+): Promise<{ records: number }> {
+  const ends = await options.log.endOffsets(options.topic);
+  const writer = await LakeWriter.open({
+    log: options.log,
+    topic: options.topic,
+    root: options.lakeRoot,
+    groupId: options.groupId,
+    rollBytes: options.rollBytes,
+    rollIntervalMs: options.rollIntervalMs,
+    logger: options.logger,
+  });
+  const start = writer.committedPositions();
+  const total = ends.reduce((n, end, p) => n + Math.max(0, end - (start.get(p)?.nextOffset ?? 0)), 0);
+  const bar = progress('lake', total, 'records');
+  try {
+    await writer.start();
+    const aborted = new Promise<void>((resolve) => options.signal?.addEventListener('abort', () => resolve(), { once: true }));
+    await Promise.race([
+      writer.catchUp(ends, (read) => {
+        let done = 0;
+        for (const [p, next] of read) done += Math.max(0, Math.min(next, ends[p] ?? next) - (start.get(p)?.nextOffset ?? 0));
+        bar.update(done);
+      }),
+      aborted,
+    ]);
+  } finally {
+    bar.finish();
+    await writer.close({ commitPending: true });
+  }
+  return { records: writer.stats.records };
+}
+
+export async function runBatchCycle(options: BatchCycleOptions): Promise<RecomputeResult | undefined> {
+  await catchUpLake(options);
+  if (options.signal?.aborted) return undefined;
+  const bar = progress('recompute', undefined, 'phases');
+  try {
+    return await recomputeBatchViews({
+      lakeRoot: options.lakeRoot,
+      viewsRoot: options.viewsRoot,
+      version: options.version,
+      metrics: options.metrics,
+      logger: options.logger,
+      full: options.full,
+      onPhase: (phase, done) => bar.update(done, phase),
+    });
+  } finally {
+    bar.finish();
+  }
+}

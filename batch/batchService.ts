@@ -1,0 +1,312 @@
+/**
+ * `lk batch` in service mode: the lake writer runs continuously; the views are recomputed on a
+ * schedule (first as soon as the lake has caught up with the log's end at startup); the lake is
+ * compacted and vacuumed after each recompute. Status goes to `<data>/batch/status.json` (the
+ * status-file contract), to /healthz, /readyz and Prometheus /metrics.
+ *
+ * SIGTERM: stop consuming, commit what is buffered, let a running recompute finish, exit 0.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname } from 'node:path';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { errorMessage } from '../services/errors.ts';
+import type { EventLog } from '../services/log/eventLog.ts';
+import type { MetricDefinitions } from '../services/metrics/definitions.ts';
+import type { Logger } from '../services/observability/logger.ts';
+import { readCurrentBatchRun, type BatchRunManifest } from '../services/views/batchSnapshots.ts';
+import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from './lake/commitProtocol.ts';
+import { compactLake } from './lake/compaction.ts';
+import { LakeWriter } from './lake/lakeWriter.ts';
+import { recomputeBatchViews } from './views/batchViews.ts';
+
+export interface BatchServiceOptions {
+  log: EventLog;
+  topic: string;
+  groupId: string;
+  lakeRoot: string;
+  viewsRoot: string;
+  version: string;
+  metrics: MetricDefinitions;
+  rollBytes: number;
+  rollIntervalMs: number;
+  intervalMs: number;
+  targetFileSize: number;
+  statusPath: string;
+  statusPort: number;
+  logger: Logger;
+  removedFileGraceMs?: number;
+}
+
+export interface BatchStatus {
+  version: string;
+  lastRun: Omit<BatchRunManifest, 'metricsSource'> | null;
+  nextRunAt: number | null;
+  lakeFiles: number;
+  lakeBytes: number;
+  writer: { partitions: { partition: number; committedOffset: number }[] };
+  updatedAt: number;
+  /** Where /healthz, /readyz and /metrics answer (useful with --status-port 0). */
+  statusPort: number | null;
+}
+
+function writeAtomically(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export class BatchService {
+  private writer: LakeWriter | undefined;
+  private server: Server | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private runTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private nextRunAt: number | null = null;
+  private stopping = false;
+  private ready = false;
+  private boundPort: number | undefined;
+  private lastError: string | undefined;
+  private readonly registry = new Registry();
+  private readonly lake: LakeManifest;
+
+  constructor(private readonly options: BatchServiceOptions) {
+    this.lake = LakeManifest.open(options.lakeRoot);
+  }
+
+  /** Starts everything; resolves once the HTTP port is bound and the writer consumes. */
+  async start(): Promise<{ port: number }> {
+    const o = this.options;
+    this.writer = await LakeWriter.open({
+      log: o.log,
+      topic: o.topic,
+      root: o.lakeRoot,
+      groupId: o.groupId,
+      rollBytes: o.rollBytes,
+      rollIntervalMs: o.rollIntervalMs,
+      logger: o.logger,
+    });
+    this.registerMetrics();
+    const port = await this.listen();
+    this.boundPort = port;
+    const ends = await o.log.endOffsets(o.topic);
+    await this.writer.start();
+    this.writeStatus();
+    this.statusTimer = setInterval(() => this.writeStatus(), 1000);
+    // The first views as soon as the lake holds what the log held at startup.
+    this.running = this.writer
+      .catchUp(ends)
+      .then((caughtUp) => {
+        if (!caughtUp) return;
+        this.ready = true;
+        return this.cycle();
+      })
+      .catch((err) => this.fail(err));
+    return { port };
+  }
+
+  /** Resolves when the writer stops (rejects when it failed). */
+  async done(): Promise<void> {
+    await this.writer?.done();
+  }
+
+  private fail(err: unknown): void {
+    this.lastError = errorMessage(err);
+    this.options.logger.error({ err: this.lastError }, 'batch service cycle failed');
+  }
+
+  private schedule(): void {
+    if (this.stopping) return;
+    this.nextRunAt = Date.now() + this.options.intervalMs;
+    this.runTimer = setTimeout(() => {
+      this.running = this.cycle().catch((err) => this.fail(err));
+    }, this.options.intervalMs);
+    this.runTimer.unref();
+  }
+
+  /** Recompute, then compact and vacuum the lake; then schedule the next cycle. */
+  private async cycle(): Promise<void> {
+    const o = this.options;
+    this.nextRunAt = null;
+    try {
+      await recomputeBatchViews({
+        lakeRoot: o.lakeRoot,
+        viewsRoot: o.viewsRoot,
+        version: o.version,
+        metrics: o.metrics,
+        logger: o.logger,
+        full: true,
+      });
+      this.lastError = undefined;
+      if (!this.stopping) {
+        await compactLake({ manifest: this.lake, targetFileSize: o.targetFileSize, logger: o.logger });
+        this.lake.vacuum(o.removedFileGraceMs ?? DEFAULT_REMOVED_FILE_GRACE_MS);
+      }
+    } finally {
+      this.writeStatus();
+      this.schedule();
+    }
+  }
+
+  status(): BatchStatus {
+    const state = this.lake.refresh();
+    const current = readCurrentBatchRun(this.options.viewsRoot, this.options.version);
+    let lastRun: BatchStatus['lastRun'] = null;
+    if (current) {
+      const { metricsSource: _source, ...summary } = current.manifest;
+      lastRun = summary;
+    }
+    return {
+      version: this.options.version,
+      lastRun,
+      nextRunAt: this.nextRunAt,
+      lakeFiles: state.files.size,
+      lakeBytes: this.lake.liveBytes(),
+      writer: {
+        partitions: [...state.positions]
+          .sort((a, b) => a[0] - b[0])
+          .map(([partition, pos]) => ({ partition, committedOffset: pos.nextOffset })),
+      },
+      updatedAt: Date.now(),
+      statusPort: this.boundPort ?? null,
+    };
+  }
+
+  private writeStatus(): void {
+    try {
+      writeAtomically(this.options.statusPath, JSON.stringify(this.status(), null, 2));
+    } catch (err) {
+      this.options.logger.warn({ err: errorMessage(err) }, 'could not write the status file');
+    }
+  }
+
+  private registerMetrics(): void {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'lk_batch_' });
+    const writer = this.writer!;
+    const lake = this.lake;
+    new Gauge({
+      name: 'lk_batch_lake_records_read_total',
+      help: 'Records read from the events topic by the lake writer',
+      registers: [r],
+      collect() {
+        this.set(writer.stats.records);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_commits_total',
+      help: 'Lake manifest commits by the writer',
+      registers: [r],
+      collect() {
+        this.set(writer.stats.commits);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_bytes_written_total',
+      help: 'Parquet bytes written by the writer',
+      registers: [r],
+      collect() {
+        this.set(writer.stats.bytesWritten);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_rejected_total',
+      help: 'Invalid records sent to the dead-letter topic, by reason',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        for (const [reason, n] of Object.entries(writer.stats.rejected)) this.set({ reason }, n);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_files',
+      help: 'Live files in the lake',
+      registers: [r],
+      collect() {
+        this.set(lake.refresh().files.size);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_bytes',
+      help: 'Bytes of the live files in the lake',
+      registers: [r],
+      collect() {
+        lake.refresh();
+        this.set(lake.liveBytes());
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_lake_committed_offset',
+      help: 'Next offset committed to the lake, per input partition',
+      labelNames: ['partition'],
+      registers: [r],
+      collect() {
+        for (const [p, pos] of lake.refresh().positions) this.set({ partition: String(p) }, pos.nextOffset);
+      },
+    });
+    const viewsRoot = this.options.viewsRoot;
+    const version = this.options.version;
+    new Gauge({
+      name: 'lk_batch_last_run_duration_seconds',
+      help: 'Duration of the latest published batch run',
+      registers: [r],
+      collect() {
+        const run = readCurrentBatchRun(viewsRoot, version);
+        if (run) this.set(run.manifest.durationMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'lk_batch_last_run_finished_seconds',
+      help: 'Unix time the latest published batch run finished',
+      registers: [r],
+      collect() {
+        const run = readCurrentBatchRun(viewsRoot, version);
+        if (run) this.set(run.manifest.finishedAt / 1000);
+      },
+    });
+  }
+
+  private listen(): Promise<number> {
+    const server = createServer((req, res) => {
+      const url = req.url ?? '/';
+      if (url === '/healthz') {
+        const ok = this.writer !== undefined && !this.stopping;
+        res
+          .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ok, lastError: this.lastError ?? null }));
+      } else if (url === '/readyz') {
+        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: this.ready }));
+      } else if (url === '/metrics') {
+        this.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+          (err) => res.writeHead(500).end(errorMessage(err)),
+        );
+      } else if (url === '/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.status()));
+      } else {
+        res.writeHead(404).end('not found\n');
+      }
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.statusPort, () => {
+        const addr = server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : this.options.statusPort);
+      });
+    });
+  }
+
+  /** Graceful stop: commit what the writer buffered, let a running recompute finish. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.runTimer) clearTimeout(this.runTimer);
+    await this.writer?.close({ commitPending: true });
+    await this.running;
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.writeStatus();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}

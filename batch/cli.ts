@@ -1,0 +1,157 @@
+/**
+ * `lk batch` commands:
+ *   lk batch              service: lake writer + scheduled recompute + compaction + status
+ *   lk batch run [--full] one cycle: lake up to the log's end offsets, recompute, exit
+ *   lk batch compact      merge small lake files (when the service is not running)
+ *   lk batch status       print the lake position and the current batch run
+ */
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { InfrastructureError, errorMessage } from '../services/errors.ts';
+import { acquireLock, releaseLock } from '../services/log/embedded/fileLock.ts';
+import { context } from '../services/cli/options.ts';
+import { logger } from '../services/observability/logger.ts';
+import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
+import { addBatchOptions, batchStatusPath, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { runBatchCycle } from './batchCycle.ts';
+import { BatchService } from './batchService.ts';
+import { LakeManifest, lakeExists } from './lake/commitProtocol.ts';
+import { compactLake } from './lake/compaction.ts';
+import { WRITER_LOCK } from './lake/lakeWriter.ts';
+
+/** Resolves on the first SIGTERM/SIGINT; a second one exits at once. */
+function onShutdownSignal(): AbortSignal {
+  const controller = new AbortController();
+  const handler = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(130);
+    logger.info({ signal }, 'stopping: committing what is pending');
+    controller.abort();
+  };
+  process.on('SIGTERM', handler).on('SIGINT', handler);
+  return controller.signal;
+}
+
+async function serve(opts: BatchOptions): Promise<void> {
+  validateBatchOptions(opts);
+  const ctx = context(opts);
+  const metrics = ctx.loadMetrics();
+  const log = ctx.openLog('lk-batch');
+  const signal = onShutdownSignal();
+  const service = new BatchService({
+    log,
+    topic: opts.topic,
+    groupId: opts.group,
+    lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+    viewsRoot: ctx.layout.views,
+    version: opts.version,
+    metrics,
+    rollBytes: opts.rollSize,
+    rollIntervalMs: opts.rollInterval,
+    intervalMs: opts.interval,
+    targetFileSize: opts.targetFileSize,
+    statusPath: batchStatusPath(ctx.layout),
+    statusPort: opts.statusPort,
+    logger,
+  });
+  try {
+    const { port } = await service.start();
+    logger.info({ topic: opts.topic, version: opts.version, port, lake: lakeRootOf(ctx.layout, opts.topic) }, 'batch service running');
+    const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await Promise.race([stopped, service.done()]);
+  } finally {
+    await service.stop();
+    await log.close();
+  }
+}
+
+async function runOnce(opts: BatchOptions): Promise<void> {
+  validateBatchOptions(opts);
+  const ctx = context(opts);
+  const metrics = ctx.loadMetrics();
+  const log = ctx.openLog('lk-batch-run');
+  const signal = onShutdownSignal();
+  try {
+    const result = await runBatchCycle({
+      log,
+      topic: opts.topic,
+      groupId: opts.group,
+      lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+      viewsRoot: ctx.layout.views,
+      version: opts.version,
+      metrics,
+      rollBytes: opts.rollSize,
+      rollIntervalMs: opts.rollInterval,
+      full: opts.full ?? false,
+      logger,
+      signal,
+    });
+    if (!result) {
+      console.log('stopped before the recompute; the lake holds everything read so far');
+      return;
+    }
+    const m = result.manifest;
+    console.log(
+      `batch run ${m.runId}: ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
+    );
+  } finally {
+    await log.close();
+  }
+}
+
+async function compact(opts: BatchOptions): Promise<void> {
+  validateBatchOptions(opts);
+  const ctx = context(opts);
+  const root = lakeRootOf(ctx.layout, opts.topic);
+  if (!lakeExists(root)) throw new InfrastructureError(`no lake at ${root}; run \`lk batch run\` first`);
+  const manifest = LakeManifest.open(root);
+  const lock = join(manifest.logDir, WRITER_LOCK);
+  // The writer sweeps unlisted files at startup; holding its lock keeps it from sweeping ours.
+  await acquireLock(lock, 5_000).catch((err) => {
+    throw new InfrastructureError(`the lake is in use by a running \`lk batch\` (which compacts by itself): ${errorMessage(err)}`);
+  });
+  try {
+    const r = await compactLake({ manifest, targetFileSize: opts.targetFileSize, logger });
+    const purged = manifest.vacuum();
+    console.log(
+      `compacted ${r.filesRemoved} file(s) into ${r.filesAdded} (${r.merges} merge(s)); deleted ${purged.length} file(s) past their grace period`,
+    );
+  } finally {
+    releaseLock(lock);
+  }
+}
+
+function status(opts: BatchOptions): void {
+  const ctx = context(opts);
+  const root = lakeRootOf(ctx.layout, opts.topic);
+  if (!lakeExists(root)) {
+    console.log(`no lake at ${root}`);
+    return;
+  }
+  const lake = LakeManifest.open(root).snapshot();
+  const run = readCurrentBatchRun(ctx.layout.views, opts.version);
+  console.log(`lake ${root}: version ${lake.version}, ${lake.files.length} file(s), ${lake.files.reduce((n, f) => n + f.bytes, 0)} bytes`);
+  for (const [p, pos] of [...lake.positions].sort((a, b) => a[0] - b[0]))
+    console.log(`  partition ${p}: committed through offset ${pos.nextOffset}`);
+  if (run) {
+    const m = run.manifest;
+    console.log(
+      `current batch run ${m.runId} (${opts.version}): ${m.rows} rows, cut ${JSON.stringify(m.cut)}, finished ${new Date(m.finishedAt).toISOString()}`,
+    );
+  } else {
+    console.log(`no batch run published for ${opts.version}`);
+  }
+}
+
+export function registerBatchCommands(program: Command): void {
+  const batch = program.command('batch').description('the batch layer: Parquet lake and batch views recomputed with DuckDB');
+  addBatchOptions(
+    batch
+      .command('serve', { isDefault: true })
+      .description('run the lake writer, recompute views every --interval, compact the lake (default)'),
+  ).action(serve);
+  addBatchOptions(batch.command('run').description('one cycle: bring the lake to the log end offsets, recompute the views, exit'))
+    .option('--full', 'recompute every window from the whole lake (every run is full in this version)')
+    .action(runOnce);
+  addBatchOptions(batch.command('compact').description('merge small lake files into files of --target-file-size')).action(compact);
+  addBatchOptions(batch.command('status').description('print the lake position and the current batch run')).action(status);
+}

@@ -1,0 +1,369 @@
+/**
+ * The lake writer: consumes the events topic and appends every valid record, duplicates
+ * included, to the Parquet lake, committing files and offsets together through the manifest
+ * (commitProtocol.ts). Its position lives in the manifest, not in the consumer group: on every
+ * assignment it returns the manifest's offsets (or the log's beginning), so the group's committed
+ * offsets are informational only (lag monitoring) and a restart resumes exactly.
+ *
+ * Records are buffered in column arrays and rolled into files when the buffer reaches
+ * `rollBytes` or gets `rollIntervalMs` old. A roll appends the buffer to DuckDB in data chunks
+ * and writes it with one partitioned `COPY ... (FORMAT parquet, PARTITION_BY ...)`: one file per
+ * (source partition, dt, hr). DuckDB's appender with data chunks measured 430k rows/s against 220k
+ * rows/s row by row (200k rows, 8 columns), and COPY encodes on DuckDB's own threads, so the
+ * roll overlaps with consumption (one roll in flight; the next waits for it: backpressure).
+ *
+ * Invalid records (a foreign producer wrote to the topic) go to `<topic>.dlq` with the reason,
+ * before the commit that moves past them: a crash can repeat a dead letter, never lose one.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
+import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { decodeLoggedEvent } from '../../services/events/event.ts';
+import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
+import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
+import { acquireLock, releaseLock } from '../../services/log/embedded/fileLock.ts';
+import { deadLetterTopic } from '../../services/log/topics.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import { LakeManifest, type LakeFile, type PartitionPosition } from './commitProtocol.ts';
+import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName, sqlQuote } from './lakeSchema.ts';
+
+export const WRITER_LOCK = 'writer.lock';
+const CHUNK_ROWS = 2048; // DuckDB's vector size: the largest data chunk
+/**
+ * The roll's staging table: only what JS must provide. Numbers travel as DOUBLE (exact below
+ * 2^53, and no BigInt per value on the hot path) and are cast to BIGINT by the COPY; `id` and
+ * `type` are taken from the raw JSON by DuckDB on its own threads (validation guarantees both are
+ * strings, so the extracted text is exactly the validated value).
+ */
+const STAGING_COLUMNS =
+  'raw VARCHAR, ts_ms DOUBLE, kafka_partition INTEGER, kafka_offset DOUBLE, kafka_timestamp DOUBLE, ingest_time DOUBLE';
+const STAGING_TYPES = [VARCHAR, DOUBLE, INTEGER, DOUBLE, DOUBLE, DOUBLE];
+const LAKE_SELECT = `json_extract_string(raw, '$.id') AS id, json_extract_string(raw, '$.type') AS type, ts_ms::BIGINT AS ts_ms, raw,
+  kafka_partition, kafka_offset::BIGINT AS kafka_offset, kafka_timestamp::BIGINT AS kafka_timestamp, ingest_time::BIGINT AS ingest_time`;
+
+export interface LakeWriterOptions {
+  log: EventLog;
+  topic: string;
+  /** The topic's lake directory (`<data>/lake/<topic>`). */
+  root: string;
+  groupId: string;
+  rollBytes: number;
+  rollIntervalMs: number;
+  logger: Logger;
+  /** Wait this long for another writer to release the lake (ms). */
+  lockTimeoutMs?: number;
+}
+
+export interface LakeWriterStats {
+  records: number;
+  rejected: Record<string, number>;
+  commits: number;
+  filesWritten: number;
+  bytesWritten: number;
+  lastRollMs: number;
+}
+
+/** Records read since the last roll, column by column (what a DuckDB data chunk wants). */
+class ColumnBuffer {
+  raw: string[] = [];
+  ts: number[] = [];
+  partitions: number[] = [];
+  offsets: number[] = [];
+  timestamps: number[] = [];
+  ingest: number[] = [];
+  bytes = 0;
+  readonly startedAt = Date.now();
+  deadLetters: OutgoingRecord[] = [];
+  rejected: Record<string, number> = {};
+  get rows(): number {
+    return this.raw.length;
+  }
+}
+
+export class LakeWriter {
+  readonly manifest: LakeManifest;
+  private buffer = new ColumnBuffer();
+  /** Position after the records buffered so far, per partition (what the next commit records). */
+  private readonly positions = new Map<number, PartitionPosition>();
+  /** Positions reported by fetches (also past transaction markers): used to detect catch-up. */
+  private readonly fetched = new Map<number, number>();
+  private rolling: Promise<void> = Promise.resolve();
+  private consumer: LogConsumer | undefined;
+  private dlqProducer: LogProducer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private failure: unknown;
+  private closed = false;
+  private partitionCount = 0;
+  private rollSeq = 0;
+  readonly stats: LakeWriterStats = { records: 0, rejected: {}, commits: 0, filesWritten: 0, bytesWritten: 0, lastRollMs: 0 };
+  private readonly lockPath: string;
+
+  private constructor(
+    private readonly options: LakeWriterOptions,
+    private readonly db: DuckDBInstance,
+    private readonly conn: DuckDBConnection,
+  ) {
+    this.manifest = LakeManifest.open(options.root);
+    this.lockPath = join(this.manifest.logDir, WRITER_LOCK);
+  }
+
+  /** Takes the lake's writer lock, cleans what a crash left behind and prepares DuckDB. */
+  static async open(options: LakeWriterOptions): Promise<LakeWriter> {
+    const manifest = LakeManifest.open(options.root);
+    await acquireLock(join(manifest.logDir, WRITER_LOCK), options.lockTimeoutMs ?? 30_000).catch((err) => {
+      throw new InfrastructureError(`the lake ${options.root} is locked by another writer (${errorMessage(err)})`);
+    });
+    try {
+      const db = await DuckDBInstance.create(':memory:', { threads: '2' });
+      const conn = await db.connect();
+      const writer = new LakeWriter(options, db, conn);
+      const swept = writer.manifest.sweepOrphans();
+      if (swept.length > 0) options.logger.info({ files: swept.length }, 'removed files left by an interrupted commit');
+      for (const [p, pos] of writer.manifest.current().positions) writer.positions.set(p, pos);
+      return writer;
+    } catch (err) {
+      releaseLock(join(manifest.logDir, WRITER_LOCK));
+      throw err;
+    }
+  }
+
+  /** Committed position per partition (from the manifest). */
+  committedPositions(): Map<number, PartitionPosition> {
+    return new Map(this.manifest.current().positions);
+  }
+
+  /** Position of what has been read (committed or buffered) per partition. */
+  readPositions(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const [p, pos] of this.positions) out.set(p, Math.max(pos.nextOffset, this.fetched.get(p) ?? 0));
+    return out;
+  }
+
+  async start(): Promise<void> {
+    const { log, topic, groupId } = this.options;
+    this.partitionCount = await log.partitionCount(topic);
+    const beginnings = await log.beginningOffsets(topic);
+    this.dlqProducer = await log.producer();
+    const consumer = log.consumer({ groupId, fromBeginning: true });
+    this.consumer = consumer;
+    await consumer.subscribe([topic]);
+    await consumer.run({
+      onAssignment: async (assigned) => {
+        // The manifest is the position of record: the group's offsets are never trusted.
+        const committed = this.manifest.refresh().positions;
+        return assigned.map<PartitionOffset>((tp) => {
+          const pos = this.positions.get(tp.partition) ?? committed.get(tp.partition);
+          return { topic: tp.topic, partition: tp.partition, offset: pos?.nextOffset ?? beginnings[tp.partition] ?? 0 };
+        });
+      },
+      eachBatch: (batch) => this.onBatch(batch),
+      onProgress: (p) => {
+        if (p.nextOffset > (this.fetched.get(p.partition) ?? 0)) this.fetched.set(p.partition, p.nextOffset);
+      },
+    });
+    consumer.done().catch((err: unknown) => {
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
+    });
+    this.timer = setInterval(
+      () => {
+        if (this.buffer.rows > 0 && Date.now() - this.buffer.startedAt >= this.options.rollIntervalMs) this.triggerRoll();
+      },
+      Math.max(50, Math.min(1000, this.options.rollIntervalMs / 4)),
+    );
+    this.timer.unref();
+  }
+
+  private async onBatch(batch: RecordBatch): Promise<void> {
+    this.throwIfFailed();
+    const now = Date.now();
+    const p = batch.partition;
+    let lastTimestamp = this.positions.get(p)?.lastTimestamp ?? 0;
+    for (const r of batch.records) {
+      const buf = this.buffer;
+      lastTimestamp = r.timestamp;
+      const decoded = decodeLoggedEvent(r.value);
+      if (decoded.ok) {
+        buf.raw.push(r.value!.toString('utf8'));
+        buf.ts.push(decoded.event.ts);
+        buf.partitions.push(p);
+        buf.offsets.push(r.offset);
+        buf.timestamps.push(r.timestamp);
+        buf.ingest.push(now);
+        buf.bytes += r.value!.length + 64;
+      } else {
+        const code = decoded.rejection.code;
+        buf.rejected[code] = (buf.rejected[code] ?? 0) + 1;
+        buf.deadLetters.push(
+          deadLetterRecord(r.value ?? Buffer.alloc(0), decoded.rejection, { source: `${batch.topic}/${p}`, line: r.offset }),
+        );
+      }
+      this.stats.records++;
+      if (buf.bytes >= this.options.rollBytes) {
+        // Roll inside the batch so that files stay near the roll size whatever the fetch size.
+        this.positions.set(p, { nextOffset: r.offset + 1, lastTimestamp });
+        // Backpressure: at most one roll in flight; this batch waits for the previous one.
+        await this.rolling;
+        this.throwIfFailed();
+        void this.triggerRoll().catch(() => undefined);
+      }
+    }
+    this.positions.set(p, { nextOffset: batch.nextOffset, lastTimestamp });
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Swaps the buffer and chains its roll after the previous one (commits stay in order). */
+  private triggerRoll(): Promise<void> {
+    const buf = this.buffer;
+    const positions = new Map(this.positions);
+    this.buffer = new ColumnBuffer();
+    const previous = this.rolling;
+    this.rolling = previous.then(() => (this.failure === undefined ? this.roll(buf, positions) : undefined));
+    return this.rolling;
+  }
+
+  /** Rolls what is buffered now and waits until it is committed. */
+  async flush(): Promise<void> {
+    await this.triggerRoll();
+    this.throwIfFailed();
+  }
+
+  private async roll(buf: ColumnBuffer, positions: Map<number, PartitionPosition>): Promise<void> {
+    const started = Date.now();
+    try {
+      const committed = this.manifest.refresh().positions;
+      const moved = [...positions].filter(([p, pos]) => pos.nextOffset > (committed.get(p)?.nextOffset ?? -1) || !committed.has(p));
+      if (moved.length === 0 && buf.rows === 0) return;
+      const files = buf.rows > 0 ? await this.writeFiles(buf) : [];
+      if (buf.deadLetters.length > 0) {
+        await this.dlqProducer!.send(deadLetterTopic(this.options.topic), buf.deadLetters);
+      }
+      this.manifest.commit({
+        op: 'append',
+        topic: this.options.topic,
+        partitionCount: Math.max(this.partitionCount, 1),
+        add: files,
+        positions: Object.fromEntries(moved.map(([p, pos]) => [String(p), pos])),
+        rejected: buf.rejected,
+      });
+      this.stats.commits++;
+      this.stats.filesWritten += files.length;
+      for (const f of files) this.stats.bytesWritten += f.bytes;
+      for (const [code, n] of Object.entries(buf.rejected)) this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + n;
+      this.stats.lastRollMs = Date.now() - started;
+      // Informational only (lag dashboards): the manifest is the position of record.
+      await this.consumer
+        ?.commit(moved.map(([p, pos]) => ({ topic: this.options.topic, partition: p, offset: pos.nextOffset })))
+        .catch((err) => this.options.logger.warn({ err: errorMessage(err) }, 'could not commit group offsets (informational only)'));
+      this.options.logger.debug({ rows: buf.rows, files: files.length, ms: this.stats.lastRollMs }, 'lake commit');
+    } catch (err) {
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
+      this.options.logger.error({ err: errorMessage(err) }, 'lake roll failed; the writer stops (a restart resumes from the manifest)');
+      throw this.failure;
+    }
+  }
+
+  /** Phase 1 of the commit: writes the buffer as Parquet files and places them, unlisted. */
+  private async writeFiles(buf: ColumnBuffer): Promise<LakeFile[]> {
+    const table = `roll_${++this.rollSeq}`;
+    const rollId = randomBytes(4).toString('hex');
+    const outDir = this.manifest.tmpPath(`roll-${rollId}`);
+    await this.conn.run(`CREATE TABLE ${table} (${STAGING_COLUMNS})`);
+    try {
+      const appender = await this.conn.createAppender(table);
+      for (let start = 0; start < buf.rows; start += CHUNK_ROWS) {
+        const end = Math.min(start + CHUNK_ROWS, buf.rows);
+        const chunk = DuckDBDataChunk.create(STAGING_TYPES, end - start);
+        chunk.setColumnValues(0, buf.raw.slice(start, end));
+        chunk.setColumnValues(1, buf.ts.slice(start, end));
+        chunk.setColumnValues(2, buf.partitions.slice(start, end));
+        chunk.setColumnValues(3, buf.offsets.slice(start, end));
+        chunk.setColumnValues(4, buf.timestamps.slice(start, end));
+        chunk.setColumnValues(5, buf.ingest.slice(start, end));
+        appender.appendDataChunk(chunk);
+      }
+      appender.closeSync();
+      await this.conn.run(
+        `COPY (SELECT ${LAKE_SELECT}, kafka_partition AS __p, ${HIVE_DT_SQL} AS dt, ${HIVE_HR_SQL} AS hr FROM ${table} ORDER BY kafka_partition, kafka_offset)
+         TO ${sqlQuote(outDir)} (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (__p, dt, hr))`,
+      );
+      const reader = await this.conn.runAndReadAll(
+        `SELECT kafka_partition, ${HIVE_DT_SQL} AS dt, ${HIVE_HR_SQL} AS hr, count(*)::BIGINT, min(kafka_offset)::BIGINT, max(kafka_offset)::BIGINT,
+           min(ts_ms)::BIGINT, max(ts_ms)::BIGINT
+         FROM ${table} GROUP BY ALL`,
+      );
+      const files: LakeFile[] = [];
+      for (const row of reader.getRows()) {
+        const [p, dt, hr, rows, from, to, minTs, maxTs] = row as [number, string, string, bigint, bigint, bigint, bigint, bigint];
+        const leaf = join(outDir, `__p=${p}`, `dt=${dt}`, `hr=${hr}`);
+        const produced = readdirSync(leaf);
+        // DuckDB writes one file per partition directory unless a file size limit is set.
+        if (produced.length !== 1) throw new InfrastructureError(`expected one Parquet file in ${leaf}, found ${produced.length}`);
+        const name = partFileName(p, Number(from), Number(to), rollId);
+        const rel = `dt=${dt}/hr=${hr}/${name}`;
+        const placed = this.manifest.placeFile(join(leaf, produced[0]!), rel);
+        files.push({
+          path: rel,
+          partition: p,
+          fromOffset: Number(from),
+          toOffset: Number(to),
+          rows: Number(rows),
+          bytes: statSync(placed).size,
+          dt,
+          hr,
+          minTsMs: Number(minTs),
+          maxTsMs: Number(maxTs),
+        });
+      }
+      return files;
+    } finally {
+      await this.conn.run(`DROP TABLE IF EXISTS ${table}`);
+      rmSync(outDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Resolves once every partition has been read up to `ends` (the log's end offsets read by the
+   * caller) and committed; false when the writer was closed first. `onProgress` gets the
+   * position read so far per partition.
+   */
+  async catchUp(ends: number[], onProgress?: (read: Map<number, number>) => void): Promise<boolean> {
+    for (;;) {
+      this.throwIfFailed();
+      if (this.closed) return false;
+      const read = this.readPositions();
+      onProgress?.(read);
+      if (ends.every((end, p) => end === 0 || (read.get(p) ?? 0) >= end)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await this.flush();
+    return true;
+  }
+
+  /** Graceful stop: stops consuming, commits what is buffered, releases the lake. */
+  async close(options: { commitPending: boolean } = { commitPending: true }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.consumer?.stop();
+    try {
+      if (options.commitPending && this.failure === undefined) await this.flush();
+      else await this.rolling.catch(() => undefined);
+    } finally {
+      await this.dlqProducer?.close();
+      this.conn.closeSync();
+      this.db.closeSync();
+      releaseLock(this.lockPath);
+    }
+  }
+
+  /** Resolves/rejects when the consumer stops (a failure of the writer rejects). */
+  async done(): Promise<void> {
+    await this.consumer?.done();
+    this.throwIfFailed();
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * `npm run bench:batch`: the batch layer against a real Kafka broker.
+ *
+ *   1. produce LK_BENCH_EVENTS (default 5,000,000) generated events into a fresh 6-partition topic
+ *   2. raw consume rate: read the whole topic with the log consumer doing nothing else
+ *   3. lake write: the lake writer from Kafka into Parquet (events/s, bytes per event)
+ *   4. full recompute of the batch views from the lake (seconds)
+ *
+ * Needs KAFKA_BROKERS (e.g. 127.0.0.1:9092, see `npm run kafka -- start`). Prints one JSON line
+ * with every figure at the end. The topic and the data dir are deleted afterwards.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateEventLines } from '../services/ingest/generator.ts';
+import type { EventLog, OutgoingRecord } from '../services/log/eventLog.ts';
+import { openLog } from '../services/log/openLog.ts';
+import { eventTopicSpecs } from '../services/log/topics.ts';
+import { loadMetricDefinitions } from '../services/metrics/definitions.ts';
+import { logger } from '../services/observability/logger.ts';
+import { catchUpLake } from '../batch/batchCycle.ts';
+import { LakeManifest } from '../batch/lake/commitProtocol.ts';
+import { recomputeBatchViews } from '../batch/views/batchViews.ts';
+
+const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);
+const PARTITIONS = Number(process.env.LK_BENCH_PARTITIONS ?? 6);
+const brokers = process.env.KAFKA_BROKERS;
+if (!brokers) {
+  console.error('bench:batch needs KAFKA_BROKERS (start a broker with `npm run kafka -- start`, then KAFKA_BROKERS=127.0.0.1:9092)');
+  process.exit(2);
+}
+const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+async function produce(log: EventLog, topic: string): Promise<number> {
+  const producer = await log.producer();
+  let batch: OutgoingRecord[] = [];
+  let sent = 0;
+  const inflight: Promise<void>[] = [];
+  // Several sends in flight: the producer is not what this benchmark measures.
+  const flush = async () => {
+    const records = batch;
+    batch = [];
+    inflight.push(producer.send(topic, records));
+    if (inflight.length >= 4) await inflight.shift();
+  };
+  for (const line of generateEventLines({ seed: 1, count: EVENTS, eventsPerSecond: 1000 })) {
+    const id = line.slice(7, line.indexOf('"', 7)); // {"id":"...": the generator writes id first
+    batch.push({ key: id, value: line });
+    sent++;
+    if (batch.length === 20_000) await flush();
+  }
+  if (batch.length > 0) await flush();
+  await Promise.all(inflight);
+  await producer.close();
+  return sent;
+}
+
+async function rawConsume(log: EventLog, topic: string, ends: number[]): Promise<{ records: number; seconds: number }> {
+  const consumer = log.consumer({ groupId: `${topic}-raw`, fromBeginning: true });
+  const position = ends.map(() => 0);
+  let records = 0;
+  await consumer.subscribe([topic]);
+  const started = performance.now();
+  await consumer.run({
+    onAssignment: async (assigned) => assigned.map((tp) => ({ ...tp, offset: 0 })),
+    eachBatch: async (batch) => {
+      records += batch.records.length;
+      position[batch.partition] = batch.nextOffset;
+    },
+  });
+  while (!ends.every((end, p) => position[p]! >= end)) await new Promise((r) => setTimeout(r, 20));
+  const seconds = (performance.now() - started) / 1000;
+  await consumer.stop();
+  return { records, seconds };
+}
+
+const log = openLog({ brokers, embeddedDir: '' });
+const topic = `bench-batch-${Date.now().toString(36)}`;
+const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-batch-'));
+try {
+  await log.createTopics(eventTopicSpecs(topic, PARTITIONS));
+  say(`producing ${EVENTS.toLocaleString()} events (plus generated duplicates) into ${topic} (${PARTITIONS} partitions)...`);
+  let t = performance.now();
+  const records = await produce(log, topic);
+  say(`  ${records.toLocaleString()} records in ${((performance.now() - t) / 1000).toFixed(1)}s`);
+  const ends = await log.endOffsets(topic);
+
+  say('raw consume (log consumer, no work)...');
+  const raw = await rawConsume(log, topic, ends);
+  const rawRate = raw.records / raw.seconds;
+  say(`  ${Math.round(rawRate).toLocaleString()} records/s`);
+
+  say('lake write (Kafka -> Parquet, committed through the manifest)...');
+  const lakeRoot = join(dataDir, 'lake', topic);
+  t = performance.now();
+  await catchUpLake({ log, topic, groupId: `${topic}-lake`, lakeRoot, rollBytes: 128 * 1024 ** 2, rollIntervalMs: 60_000, logger: quiet });
+  const lakeSeconds = (performance.now() - t) / 1000;
+  const snapshot = LakeManifest.open(lakeRoot).snapshot();
+  const lakeBytes = snapshot.files.reduce((n, f) => n + f.bytes, 0);
+  const lakeRows = snapshot.files.reduce((n, f) => n + f.rows, 0);
+  const lakeRate = lakeRows / lakeSeconds;
+  say(
+    `  ${Math.round(lakeRate).toLocaleString()} events/s, ${snapshot.files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event`,
+  );
+
+  say('full recompute of the batch views...');
+  const metrics = loadMetricDefinitions(join(import.meta.dirname, '..', 'metrics.yaml'));
+  t = performance.now();
+  const run = await recomputeBatchViews({
+    lakeRoot,
+    viewsRoot: join(dataDir, 'views'),
+    version: 'bench',
+    metrics,
+    logger: quiet,
+    full: true,
+  });
+  const recomputeSeconds = (performance.now() - t) / 1000;
+  say(`  ${recomputeSeconds.toFixed(2)}s, ${run.manifest.rows.toLocaleString()} view rows`);
+
+  const result = {
+    events: EVENTS,
+    records,
+    partitions: PARTITIONS,
+    rawConsumeRecordsPerSec: Math.round(rawRate),
+    lakeWriteEventsPerSec: Math.round(lakeRate),
+    lakeWriteShareOfRawConsume: Number((lakeRate / rawRate).toFixed(3)),
+    lakeFiles: snapshot.files.length,
+    lakeBytes,
+    lakeBytesPerEvent: Number((lakeBytes / lakeRows).toFixed(1)),
+    recomputeSeconds: Number(recomputeSeconds.toFixed(2)),
+    viewRows: run.manifest.rows,
+    uniqueEvents: run.manifest.uniqueEvents,
+    cpus: (await import('node:os')).availableParallelism(),
+  };
+  console.log(JSON.stringify(result));
+} finally {
+  await log.deleteTopics([topic, `${topic}.dlq`]).catch(() => undefined);
+  await log.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
