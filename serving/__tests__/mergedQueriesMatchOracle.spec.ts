@@ -1,0 +1,228 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- GraphQL answers are untyped JSON here; the comparisons with the oracle check their content. */
+/**
+ * series / topKeys / total over real HTTP equal an oracle computed from the events alone, in the
+ * merge rule's hard cases: before any batch run, after it, with the speed job paused behind the
+ * batch cut, and with the speed job ahead of the cut after dropping late events (windows whose
+ * late events only the batch counted, windows present in only one view).
+ *
+ * The oracle states what the merged answer must be, independently of how serving merges:
+ *   the events of each partition's longer prefix (max(batch cut, speed position)), deduplicated,
+ *   minus the events the speed job dropped as late that the batch run has not reached yet.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { compileMetric } from '../../services/metrics/compile.ts';
+import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
+import {
+  batchRows,
+  expectedEvents,
+  hllOf,
+  oracleWindows,
+  partitionedLog,
+  publishBatchRun,
+  publishSpeedRows,
+  speedRows,
+  type PartitionedLog,
+} from './fixtures/viewFixtures.ts';
+import { METRICS, gqlData, startTestServer, type TestServer } from './fixtures/testServer.ts';
+
+const SEED = Number(process.env.LK_TEST_SEED ?? 20261122);
+const START = Date.UTC(2026, 0, 1);
+const FROM = new Date(START - 86_400_000).toISOString();
+const TO = new Date(START + 86_400_000).toISOString();
+const G_NAME = (g: Granularity) => g.toUpperCase();
+
+function keysOf(log: PartitionedLog, def: MetricDefinition): string[] {
+  const c = compileMetric(def);
+  return [...new Set(log.events.filter((e) => c.matches(e.fields)).map((e) => c.keyOf(e.fields)!))].sort();
+}
+
+const WINDOW_FIELDS =
+  'key windowStart windowEnd count sum min max distinct source processingTime partitions { partition source processingTime }';
+
+interface Scenario {
+  name: string;
+  version: string;
+  cut: number[] | null;
+  speedThrough: number[];
+  expectSource?: 'BATCH' | 'SPEED';
+}
+
+async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenario): Promise<void> {
+  for (const def of METRICS.metrics) {
+    for (const g of def.granularities) {
+      const events = expectedEvents(log, def, g, s.cut, s.speedThrough);
+      const keys = keysOf(log, def);
+      // series: every key in one request (aliases), compared window by window.
+      const query = `query { ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: ${JSON.stringify(k)}, granularity: ${G_NAME(g)}, from: "${FROM}", to: "${TO}", version: "${s.version}") { ${WINDOW_FIELDS} }`).join('\n')} }`;
+      const data = await gqlData<Record<string, any[]>>(server.url, query);
+      keys.forEach((key, i) => {
+        const oracle = oracleWindows(events, def, g, key);
+        const got = data[`k${i}`]!;
+        const where = `${s.name} ${def.name}/${g}/${key} (seed ${SEED})`;
+        expect(
+          got.map((w) => Date.parse(w.windowStart)),
+          where,
+        ).toEqual([...oracle.keys()].sort((a, b) => a - b));
+        for (const w of got) {
+          const o = oracle.get(Date.parse(w.windowStart))!;
+          expect(w.count, `${where} ${w.windowStart} count`).toBe(o.count);
+          expect(w.min, where).toBe(o.min);
+          expect(w.max, where).toBe(o.max);
+          if (o.sum === null) expect(w.sum, where).toBeNull();
+          else expect(w.sum, where).toBeCloseTo(o.sum, 6);
+          expect(w.distinct, where).toBe(o.distinct);
+          expect(Date.parse(w.windowEnd) - Date.parse(w.windowStart)).toBe(GRANULARITY_MS[g]);
+          // The reported source and stamp follow from the chosen partition rows.
+          const anySpeed = w.partitions.some((p: any) => p.source === 'SPEED');
+          expect(w.source, where).toBe(anySpeed ? 'SPEED' : 'BATCH');
+          expect(Date.parse(w.processingTime)).toBe(Math.max(...w.partitions.map((p: any) => Date.parse(p.processingTime))));
+          if (s.expectSource) expect(w.source, where).toBe(s.expectSource);
+        }
+      });
+
+      // topKeys: ranked by count, ties by key; the whole ranking and a short one.
+      const ranking = keys
+        .map((key) => ({ key, count: [...oracleWindows(events, def, g, key).values()].reduce((a, w) => a + w.count, 0) }))
+        .filter((k) => k.count > 0)
+        .sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : 1));
+      const top = await gqlData<{ all: any[]; five: any[] }>(
+        server.url,
+        `query($m: String!, $g: Granularity!, $v: String) { all: topKeys(metric: $m, granularity: $g, from: "${FROM}", to: "${TO}", limit: 1000, version: $v) { key count }
+           five: topKeys(metric: $m, granularity: $g, from: "${FROM}", to: "${TO}", limit: 5, version: $v) { key count } }`,
+        { m: def.name, g: G_NAME(g), v: s.version },
+      );
+      expect(top.all, `${s.name} topKeys ${def.name}/${g}`).toEqual(ranking);
+      expect(top.five).toEqual(ranking.slice(0, 5));
+
+      // total over all keys and over one key, at this granularity: distinct is the sketch of the union.
+      const all = oracleWindows(events, def, g, null);
+      const users = new Set<string>();
+      for (const w of all.values()) for (const u of w.users) users.add(u);
+      const oneKey = ranking[0]!.key;
+      const t = await gqlData<{ all: any; one: any }>(
+        server.url,
+        `query($m: String!, $g: Granularity!, $v: String, $k: String) {
+           all: total(metric: $m, from: "${FROM}", to: "${TO}", granularity: $g, version: $v) { count sum min max distinct windows granularity }
+           one: total(metric: $m, key: $k, from: "${FROM}", to: "${TO}", granularity: $g, version: $v) { count distinct } }`,
+        { m: def.name, g: G_NAME(g), v: s.version, k: oneKey },
+      );
+      const sumAll = [...all.values()].reduce((a, w) => a + w.count, 0);
+      expect(t.all.count, `${s.name} total ${def.name}/${g}`).toBe(sumAll);
+      expect(t.all.windows).toBe([...keys].reduce((a, k) => a + oracleWindows(events, def, g, k).size, 0));
+      expect(t.all.granularity).toBe(G_NAME(g));
+      if (def.distinct) expect(t.all.distinct).toBe(hllOf(users));
+      else expect(t.all.distinct).toBeNull();
+      if (def.value) {
+        const values = [...all.values()].filter((w) => w.sum !== null);
+        expect(t.all.sum).toBeCloseTo(
+          values.reduce((a, w) => a + w.sum!, 0),
+          6,
+        );
+        expect(t.all.min).toBe(Math.min(...values.map((w) => w.min!)));
+        expect(t.all.max).toBe(Math.max(...values.map((w) => w.max!)));
+      }
+      expect(t.one.count).toBe(ranking[0]!.count);
+      if (def.distinct) {
+        const keyUsers = new Set<string>();
+        for (const w of oracleWindows(events, def, g, oneKey).values()) for (const u of w.users) keyUsers.add(u);
+        expect(t.one.distinct).toBe(hllOf(keyUsers));
+      }
+    }
+  }
+}
+
+describe('merged answers over HTTP equal the oracle', () => {
+  const dir = tempDir('lk-serve-merge-');
+  const log = partitionedLog(
+    {
+      seed: SEED,
+      count: 4000,
+      startTime: START,
+      eventsPerSecond: 2,
+      duplicateRate: 0.05,
+      outOfOrderRate: 0.1,
+      outOfOrderMs: 5_000,
+      lateRate: 0.03,
+      lateMinMs: 15 * 60_000,
+      lateMaxMs: 25 * 60_000,
+      campaigns: 8,
+      adsPerCampaign: 4,
+      users: 300,
+    },
+    3,
+  );
+  const ends = log.ends;
+  const half = ends.map((e) => Math.floor(e / 2));
+  const sixty = ends.map((e) => Math.floor(e * 0.6));
+  const prefix = uniqueName('mq')
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '')
+    .slice(-20);
+  const versions = { fresh: `${prefix}a`, paused: `${prefix}b`, ahead: `${prefix}c` };
+  let server: TestServer;
+
+  beforeAll(async () => {
+    const publisher = (await import('./fixtures/testServer.ts')).testLog('lk-serve-test-publisher');
+    try {
+      const full = speedRows(log, METRICS.metrics, ends);
+      // The data must exercise the hard cases, or the test proves nothing.
+      expect(full.dropped.length, 'late events dropped by the speed job').toBeGreaterThan(10);
+      expect(full.duplicates, 'duplicates').toBeGreaterThan(10);
+      await publishSpeedRows(publisher, versions.fresh, full.rows, `${prefix}-tx-a`);
+      await publishSpeedRows(publisher, versions.paused, speedRows(log, METRICS.metrics, half).rows, `${prefix}-tx-b`);
+      await publishSpeedRows(publisher, versions.ahead, full.rows, `${prefix}-tx-c`);
+      await publishBatchRun(`${dir.path}/views`, versions.paused, 'run-1', log, batchRows(log, METRICS.metrics, ends), ends);
+      await publishBatchRun(`${dir.path}/views`, versions.ahead, 'run-1', log, batchRows(log, METRICS.metrics, sixty), sixty);
+    } finally {
+      await publisher.close();
+    }
+    server = await startTestServer(dir.path, { defaultVersion: versions.fresh, maxCost: 100_000_000 });
+    await eventually(() => (server.handle.ready() ? true : undefined), 'serving ready');
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    dir.remove();
+  });
+
+  it('before any batch run: the speed view alone (late events dropped)', async () => {
+    await checkScenario(server, log, { name: 'speed only', version: versions.fresh, cut: null, speedThrough: ends, expectSource: 'SPEED' });
+  });
+
+  it('after the batch run: batch rows win ties and hold the late events the speed job dropped', async () => {
+    await publishBatchRun(`${dir.path}/views`, versions.fresh, 'run-1', log, batchRows(log, METRICS.metrics, ends), ends);
+    await eventually(async () => {
+      const d = await gqlData(server.url, '{ pipeline { serving { batchView { runId } } } }');
+      return d.pipeline.serving.batchView?.runId === 'run-1' ? true : undefined;
+    }, 'batch run installed');
+    await checkScenario(server, log, {
+      name: 'after batch',
+      version: versions.fresh,
+      cut: ends,
+      speedThrough: ends,
+      expectSource: 'BATCH',
+    });
+  });
+
+  it('speed job paused behind the batch cut: the batch view answers everything, windows only in batch included', async () => {
+    await checkScenario(server, log, {
+      name: 'speed paused',
+      version: versions.paused,
+      cut: ends,
+      speedThrough: half,
+      expectSource: 'BATCH',
+    });
+  });
+
+  it('speed job ahead of the batch cut: fresh windows from speed, closed windows with late events from batch', async () => {
+    await checkScenario(server, log, { name: 'speed ahead', version: versions.ahead, cut: sixty, speedThrough: ends });
+    // Both sources occur, so the mixed case was really exercised.
+    const d = await gqlData(
+      server.url,
+      `{ series(metric: "impressions_by_campaign", key: "c1", granularity: MINUTE, from: "${FROM}", to: "${TO}", version: "${versions.ahead}") { source } }`,
+    );
+    const sources = new Set(d.series.map((w: any) => w.source));
+    expect(sources).toEqual(new Set(['BATCH', 'SPEED']));
+  });
+});

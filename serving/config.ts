@@ -1,0 +1,68 @@
+/**
+ * Serving configuration: one object, validated with zod, every key with its default and meaning
+ * (the CLI flags and environment variables map onto it one to one, see serving/cli.ts).
+ */
+import { z } from 'zod';
+import { ConfigError } from '../services/errors.ts';
+import type { Granularity, MetricDefinitions } from '../services/metrics/definitions.ts';
+import { VERSION_NAME } from '../services/views/viewRow.ts';
+
+const DAY = 86_400_000;
+
+export const serveConfigSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(4000),
+    /** Version served when a query names none (`views.speed.<v>` and `<dataDir>/views/<v>`). */
+    defaultVersion: z.string().regex(VERSION_NAME, 'must be a version name like v1 (lowercase letters, digits, _ -)').default('v1'),
+    /** Bearer token required on every request except /healthz and /readyz; null = no auth. */
+    authToken: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+    introspection: z.boolean().default(true),
+    /** Largest [from, to) span per granularity (series, topKeys, total, reconciliation). */
+    maxRangeMs: z
+      .object({
+        minute: z
+          .number()
+          .int()
+          .positive()
+          .default(7 * DAY),
+        hour: z
+          .number()
+          .int()
+          .positive()
+          .default(92 * DAY),
+        day: z
+          .number()
+          .int()
+          .positive()
+          .default(3660 * DAY),
+      })
+      .default({ minute: 7 * DAY, hour: 92 * DAY, day: 3660 * DAY }),
+    maxTopKeys: z.number().int().positive().default(1000),
+    requestTimeoutMs: z.number().int().positive().default(10_000),
+    maxDepth: z.number().int().positive().default(8),
+    maxCost: z.number().int().positive().default(250_000),
+    /** How often to look for a newer batch run (CURRENT). */
+    batchPollMs: z.number().int().positive().default(1000),
+    /** Versions that may be open at once (each holds its views in memory). */
+    maxVersions: z.number().int().positive().default(4),
+    dataDir: z.string().min(1),
+    viewsRoot: z.string().min(1),
+  })
+  .strict();
+
+export type ServeConfigInput = z.input<typeof serveConfigSchema>;
+export type ServeConfig = z.output<typeof serveConfigSchema> & { metrics: MetricDefinitions };
+
+export function parseServeConfig(input: ServeConfigInput, metrics: MetricDefinitions): ServeConfig {
+  const parsed = serveConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`invalid serving configuration: ${issue.path.join('.') || '(root)'} ${issue.message}`);
+  }
+  return { ...parsed.data, metrics };
+}
+
+export function maxRangeFor(config: ServeConfig, granularity: Granularity): number {
+  return config.maxRangeMs[granularity];
+}

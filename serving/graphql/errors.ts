@@ -1,0 +1,32 @@
+/**
+ * The errors a client can get, each with a stable `extensions.code` (clients branch on the
+ * code, never on the message) and a message that says what to change. Nothing else leaves the
+ * server: unexpected errors are masked in formatError (serving/http/server.ts).
+ */
+import { GraphQLError } from 'graphql/index.js';
+
+export const ErrorCode = {
+  UNKNOWN_METRIC: 'UNKNOWN_METRIC',
+  UNSUPPORTED_GRANULARITY: 'UNSUPPORTED_GRANULARITY',
+  INVALID_RANGE: 'INVALID_RANGE',
+  RANGE_TOO_LARGE: 'RANGE_TOO_LARGE',
+  LIMIT_OUT_OF_BOUNDS: 'LIMIT_OUT_OF_BOUNDS',
+  INVALID_VERSION: 'INVALID_VERSION',
+  TOO_MANY_VERSIONS: 'TOO_MANY_VERSIONS',
+  QUERY_TOO_DEEP: 'QUERY_TOO_DEEP',
+  QUERY_TOO_COSTLY: 'QUERY_TOO_COSTLY',
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** An error the client caused and can fix (HTTP 200 with `errors`, per GraphQL over HTTP). */
+export function userError(code: ErrorCode, message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code } });
+}
+
+/** An error that rejects the whole request before execution, with its HTTP status. */
+export function requestError(code: ErrorCode, message: string, status: number): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, http: { status } } });
+}

@@ -1,0 +1,299 @@
+/**
+ * Resolvers: validate arguments (each failure a coded GraphQLError with a message that says what
+ * to change), take the request's view snapshot, and answer with serving/queries.ts.
+ */
+import { GraphQLError } from 'graphql/index.js';
+import type { Granularity, MetricDefinition } from '../../services/metrics/definitions.ts';
+import type { ServeConfig } from '../config.ts';
+import { seriesWindows, topKeys, total, totalGranularity, type Deadline, type GranularityName, type WindowValue } from '../queries.ts';
+import { reconcile } from '../reconciliation.ts';
+import { readBatchStatus, readSpeedStatuses, speedPartitions } from '../status/pipelineStatus.ts';
+import { SOURCE_SPEED, windowPartitionSources } from '../views/mergeRule.ts';
+import type { VersionRegistry } from '../views/versionRegistry.ts';
+import type { ViewSnapshot } from '../views/versionView.ts';
+import { ErrorCode, userError } from './errors.ts';
+
+export type { GranularityName } from '../queries.ts';
+
+export interface ServeContext {
+  config: ServeConfig;
+  registry: VersionRegistry;
+  deadline: Deadline;
+  /** When the request's time budget ends (epoch ms). */
+  deadlineAt: number;
+  /** One snapshot per version per request: every field of a query reads the same views. */
+  snapshots: Map<string, ViewSnapshot>;
+  subscriptionCount: () => number;
+}
+
+export function granularityOf(name: GranularityName): Granularity {
+  return name.toLowerCase() as Granularity;
+}
+
+function granularityName(g: Granularity): GranularityName {
+  return g.toUpperCase() as GranularityName;
+}
+
+function humanDuration(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${ms}ms`;
+}
+
+export function metricDef(config: ServeConfig, name: string): MetricDefinition {
+  const def = config.metrics.metrics.find((m) => m.name === name);
+  if (!def) {
+    const known = config.metrics.metrics.map((m) => m.name).join(', ');
+    throw userError(ErrorCode.UNKNOWN_METRIC, `unknown metric "${name}"; known metrics: ${known}`);
+  }
+  return def;
+}
+
+export function checkGranularity(def: MetricDefinition, g: Granularity): void {
+  if (!def.granularities.includes(g)) {
+    throw userError(
+      ErrorCode.UNSUPPORTED_GRANULARITY,
+      `metric "${def.name}" has no ${granularityName(g)} windows; it has ${def.granularities.map(granularityName).join(', ')}`,
+    );
+  }
+}
+
+export function checkRange(config: ServeConfig, g: Granularity, from: number, to: number): void {
+  if (from > to) {
+    throw userError(
+      ErrorCode.INVALID_RANGE,
+      `\`from\` (${new Date(from).toISOString()}) is after \`to\` (${new Date(to).toISOString()}); the range is [from, to)`,
+    );
+  }
+  const cap = config.maxRangeMs[g];
+  if (to - from > cap) {
+    throw userError(
+      ErrorCode.RANGE_TOO_LARGE,
+      `range of ${humanDuration(to - from)} exceeds the ${humanDuration(cap)} limit for ${granularityName(g)} windows; narrow it or use a coarser granularity`,
+    );
+  }
+}
+
+export async function snapshotFor(ctx: ServeContext, version: string | null | undefined): Promise<ViewSnapshot> {
+  const v = version ?? ctx.config.defaultVersion;
+  const cached = ctx.snapshots.get(v);
+  if (cached) return cached;
+  const runtime = ctx.registry.open(v);
+  if (!ctx.registry.isReady(v)) {
+    // A version opened just now catches up first; the request's time budget bounds the wait.
+    let timer: NodeJS.Timeout | undefined;
+    const budget = Math.max(0, ctx.deadlineAt - Date.now());
+    await Promise.race([
+      ctx.registry.whenReady(v),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(userError(ErrorCode.REQUEST_TIMEOUT, `version ${v} is still catching up; retry shortly`)), budget);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+  const snapshot = ctx.snapshots.get(v) ?? runtime.view.snapshot();
+  ctx.snapshots.set(v, snapshot);
+  return snapshot;
+}
+
+interface RangeArgs {
+  metric: string;
+  granularity: GranularityName;
+  from: number;
+  to: number;
+  version?: string | null;
+}
+
+export const queryResolvers = {
+  metrics: (_: unknown, __: unknown, ctx: ServeContext) =>
+    ctx.config.metrics.metrics.map((m) => ({
+      name: m.name,
+      description: m.description ?? null,
+      key: m.key,
+      value: m.value ?? null,
+      distinct: m.distinct ?? null,
+      granularities: m.granularities.map(granularityName),
+      allowedLatenessMs: m.allowedLatenessMs,
+    })),
+
+  async series(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext): Promise<WindowValue[]> {
+    const def = metricDef(ctx.config, args.metric);
+    const g = granularityOf(args.granularity);
+    checkGranularity(def, g);
+    checkRange(ctx.config, g, args.from, args.to);
+    const snapshot = await snapshotFor(ctx, args.version);
+    ctx.deadline.check();
+    return seriesWindows(snapshot, def.name, g, args.key, args.from, args.to);
+  },
+
+  async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {
+    const def = metricDef(ctx.config, args.metric);
+    const g = granularityOf(args.granularity);
+    checkGranularity(def, g);
+    checkRange(ctx.config, g, args.from, args.to);
+    if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > ctx.config.maxTopKeys) {
+      throw userError(ErrorCode.LIMIT_OUT_OF_BOUNDS, `limit must be between 1 and ${ctx.config.maxTopKeys}, got ${args.limit}`);
+    }
+    const snapshot = await snapshotFor(ctx, args.version);
+    return topKeys(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline);
+  },
+
+  async total(
+    _: unknown,
+    args: Omit<RangeArgs, 'granularity'> & { key?: string | null; granularity?: GranularityName | null },
+    ctx: ServeContext,
+  ) {
+    const def = metricDef(ctx.config, args.metric);
+    let g: Granularity;
+    if (args.granularity) {
+      g = granularityOf(args.granularity);
+      checkGranularity(def, g);
+    } else {
+      g = totalGranularity(def, args.from, args.to);
+    }
+    checkRange(ctx.config, g, args.from, args.to);
+    const snapshot = await snapshotFor(ctx, args.version);
+    const t = total(snapshot, def, args.key ?? null, args.from, args.to, g, ctx.deadline);
+    return { ...t, granularity: granularityName(t.granularity) };
+  },
+
+  async reconciliation(_: unknown, args: RangeArgs & { onlyDisagreeing: boolean }, ctx: ServeContext) {
+    const def = metricDef(ctx.config, args.metric);
+    const g = granularityOf(args.granularity);
+    checkGranularity(def, g);
+    checkRange(ctx.config, g, args.from, args.to);
+    const version = args.version ?? ctx.config.defaultVersion;
+    const snapshot = await snapshotFor(ctx, version);
+    const statuses = readSpeedStatuses(ctx.config.dataDir, version);
+    const partitions = speedPartitions(statuses);
+    const batchPartitions = snapshot.batch?.manifest.cut.length ?? 0;
+    const partitionCount = Math.max(batchPartitions, partitions.length > 0 ? partitions[partitions.length - 1]!.partition + 1 : 0);
+    // Every input partition must report a watermark, or no window counts as closed.
+    const watermarks =
+      partitions.length === 0
+        ? undefined
+        : Array.from({ length: partitionCount }, (_, p) => partitions.find((x) => x.partition === p)?.watermark ?? null);
+    const dupes = statuses.reduce<number | null>(
+      (acc, s) => (s.status?.duplicates === undefined ? acc : (acc ?? 0) + s.status.duplicates),
+      null,
+    );
+    const r = reconcile({
+      view: snapshot,
+      def,
+      granularity: g,
+      from: args.from,
+      to: args.to,
+      speedWatermarks: watermarks,
+      speedDuplicatesDropped: dupes,
+      deadline: ctx.deadline,
+      onlyDisagreeing: args.onlyDisagreeing,
+    });
+    return { ...r, granularity: granularityName(r.granularity) };
+  },
+
+  async pipeline(_: unknown, args: { version?: string | null }, ctx: ServeContext) {
+    const version = args.version ?? ctx.config.defaultVersion;
+    await snapshotFor(ctx, version);
+    const runtime = ctx.registry.get(version)!;
+    const now = Date.now();
+    const statuses = readSpeedStatuses(ctx.config.dataDir, version);
+    const droppedLate = new Map<string, number>();
+    let eps: number | null = null;
+    let duplicates: number | null = null;
+    let lastCheckpoint: { at: number; bytes: number | null; durationMs: number | null } | null = null;
+    for (const { status } of statuses) {
+      if (!status) continue;
+      if (status.eventsPerSecond !== undefined) eps = (eps ?? 0) + status.eventsPerSecond;
+      if (status.duplicates !== undefined) duplicates = (duplicates ?? 0) + status.duplicates;
+      const dl = status.droppedLate;
+      if (typeof dl === 'number') droppedLate.set('*', (droppedLate.get('*') ?? 0) + dl);
+      else if (dl) for (const [m, c] of Object.entries(dl)) droppedLate.set(m, (droppedLate.get(m) ?? 0) + c);
+      const cp = status.lastCheckpoint;
+      if (cp && (!lastCheckpoint || cp.at > lastCheckpoint.at))
+        lastCheckpoint = { at: cp.at, bytes: cp.bytes ?? null, durationMs: cp.durationMs ?? null };
+    }
+    const batchStatus = readBatchStatus(ctx.config.dataDir);
+    const installed = runtime.view.batch;
+    const lastRun = installed?.manifest ?? null;
+    const speedStats = runtime.view.speedStats;
+    return {
+      version,
+      speed: {
+        instances: statuses.flatMap(({ status }) =>
+          status
+            ? [{ instanceId: status.instanceId, pid: status.pid ?? null, updatedAt: status.updatedAt, ageMs: now - status.updatedAt }]
+            : [],
+        ),
+        partitions: speedPartitions(statuses),
+        eventsPerSecond: eps,
+        duplicates,
+        droppedLate: [...droppedLate].map(([metric, count]) => ({ metric, count })),
+        lastCheckpoint,
+        unreadable: statuses.flatMap((s) => (s.error ? [`${s.path}: ${s.error}`] : [])),
+      },
+      batch: {
+        lastRun,
+        nextRunAt: batchStatus?.status?.nextRunAt ?? null,
+        lakeFiles: batchStatus?.status?.lakeFiles ?? lastRun?.lakeFiles ?? null,
+        lakeBytes: batchStatus?.status?.lakeBytes ?? lastRun?.lakeBytes ?? null,
+        updatedAt: batchStatus?.status?.updatedAt ?? null,
+        unreadable: batchStatus?.error ?? null,
+      },
+      serving: {
+        ready: ctx.registry.isReady(version),
+        speedView: {
+          topic: runtime.topic,
+          topicExists: runtime.materializer.topicExists,
+          caughtUp: runtime.materializer.caughtUp,
+          rows: speedStats.rows,
+          rejectedRows: runtime.materializer.rejectedRows,
+          partitions: runtime.materializer.partitionPositions().map((p) => ({ ...p, lag: Math.max(0, p.highWatermark - p.nextOffset) })),
+          ageMs: speedStats.lastRowAt === null ? null : now - speedStats.lastRowAt,
+          freshnessMs: speedStats.maxProcessingTime === null ? null : now - speedStats.maxProcessingTime,
+          lastError: runtime.materializer.lastError,
+        },
+        batchView: installed
+          ? {
+              runId: installed.manifest.runId,
+              rows: installed.rows,
+              loadedAt: installed.loadedAt,
+              ageMs: now - installed.manifest.finishedAt,
+              cut: installed.manifest.cut,
+              lastError: runtime.follower.lastError,
+            }
+          : null,
+        subscriptions: ctx.subscriptionCount(),
+      },
+    };
+  },
+};
+
+export const windowValueResolvers = {
+  /** Reads the snapshot the window came from (series) or the current one (subscriptions). */
+  partitions(parent: WindowValue, _: unknown, ctx: ServeContext) {
+    const g = granularityOf(parent.granularity);
+    const snapshot = ctx.snapshots.get(parent.version) ?? ctx.registry.get(parent.version)?.view.snapshot();
+    if (!snapshot) return [];
+    return windowPartitionSources(
+      snapshot.batchRows(parent.metric, g, parent.key),
+      snapshot.speedRows(parent.metric, g, parent.key),
+      parent.windowStart,
+    ).map((p) => ({
+      ...p,
+      source: p.source === SOURCE_SPEED ? 'SPEED' : 'BATCH',
+    }));
+  },
+};
+
+export function deadlineFor(deadlineAt: number, timeoutMs: number): Deadline {
+  return {
+    check() {
+      if (Date.now() > deadlineAt)
+        throw userError(ErrorCode.REQUEST_TIMEOUT, `the request took longer than ${timeoutMs} ms (--request-timeout) and was abandoned`);
+    },
+  };
+}
+
+export function isGraphQLError(err: unknown): err is GraphQLError {
+  return err instanceof GraphQLError;
+}

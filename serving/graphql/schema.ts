@@ -1,0 +1,59 @@
+/** The executable schema: SDL (typeDefs.ts) plus resolvers, built with graphql-js alone. */
+import { GraphQLObjectType, GraphQLScalarType, buildSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql/index.js';
+import { assert } from '../../services/errors.ts';
+import type { WindowSubscriptions } from '../subscriptions.ts';
+import { dateTimeScalar } from './dateTime.ts';
+import {
+  granularityOf,
+  queryResolvers,
+  snapshotFor,
+  windowValueResolvers,
+  metricDef,
+  checkGranularity,
+  type GranularityName,
+  type ServeContext,
+} from './resolvers.ts';
+import { typeDefs } from './typeDefs.ts';
+
+type Resolver = GraphQLFieldResolver<unknown, ServeContext, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function attach(schema: GraphQLSchema, typeName: string, resolvers: Record<string, Resolver>): void {
+  const type = schema.getType(typeName);
+  assert(type instanceof GraphQLObjectType, `${typeName} is an object type`);
+  const fields = type.getFields();
+  for (const [name, resolve] of Object.entries(resolvers)) {
+    const field = fields[name];
+    assert(field !== undefined, `${typeName}.${name} exists in the schema`);
+    field.resolve = resolve;
+  }
+}
+
+export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSchema {
+  const schema = buildSchema(typeDefs);
+  const dateTime = schema.getType('DateTime');
+  assert(dateTime instanceof GraphQLScalarType, 'DateTime is a scalar');
+  dateTime.serialize = dateTimeScalar.serialize;
+  dateTime.parseValue = dateTimeScalar.parseValue;
+  dateTime.parseLiteral = dateTimeScalar.parseLiteral;
+
+  attach(schema, 'Query', queryResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
+
+  const subscription = schema.getSubscriptionType();
+  assert(subscription, 'the schema has a Subscription type');
+  const windowUpdated = subscription.getFields().windowUpdated!;
+  windowUpdated.subscribe = async (
+    _: unknown,
+    args: { metric: string; key?: string | null; granularity?: GranularityName | null; version?: string | null },
+    ctx: ServeContext,
+  ) => {
+    const def = metricDef(ctx.config, args.metric);
+    const g = args.granularity ? granularityOf(args.granularity) : null;
+    if (g) checkGranularity(def, g);
+    const version = args.version ?? ctx.config.defaultVersion;
+    await snapshotFor(ctx, version);
+    return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key: args.key ?? null });
+  };
+  windowUpdated.resolve = (payload: unknown) => payload;
+  return schema;
+}

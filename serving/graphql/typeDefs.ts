@@ -1,0 +1,309 @@
+/**
+ * The GraphQL schema: the issue's contract (types and arguments there may be added to, never
+ * removed), plus the detail types it leaves open. Field docs show up in introspection.
+ */
+export const typeDefs = /* GraphQL */ `
+  """
+  An instant as ISO-8601 text with a timezone, e.g. 2026-01-01T00:00:00Z (always returned in UTC).
+  """
+  scalar DateTime
+
+  enum Granularity {
+    MINUTE
+    HOUR
+    DAY
+  }
+
+  """
+  Which view a merged answer came from (see docs/serving-layer.md, the merge rule).
+  """
+  enum ViewSource {
+    BATCH
+    SPEED
+  }
+
+  type Query {
+    metrics: [MetricDefinition!]!
+    """
+    Merged windows of one key whose start is in [from, to), oldest first.
+    """
+    series(metric: String!, key: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, version: String): [WindowValue!]!
+    """
+    Keys ranked by count over the windows whose start is in [from, to); ties by key.
+    """
+    topKeys(metric: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, limit: Int = 10, version: String): [KeyTotal!]!
+    """
+    Roll-up of the windows in [from, to) of one key (or all keys): counts and sums add, distinct
+    merges sketches. granularity defaults to the coarsest one whose windows tile [from, to).
+    """
+    total(metric: String!, key: String, from: DateTime!, to: DateTime!, version: String, granularity: Granularity): Total!
+    pipeline(version: String): PipelineStatus!
+    """
+    Batch count vs speed count per key over closed windows, and duplicate rates.
+    """
+    reconciliation(
+      metric: String!
+      granularity: Granularity!
+      from: DateTime!
+      to: DateTime!
+      version: String
+      onlyDisagreeing: Boolean = false
+    ): Reconciliation!
+  }
+
+  type Subscription {
+    """
+    Merged window values, pushed as the speed view changes them (latest value per window).
+    """
+    windowUpdated(metric: String!, key: String, granularity: Granularity, version: String): WindowValue!
+  }
+
+  type MetricDefinition {
+    name: String!
+    description: String
+    key: String!
+    value: String
+    distinct: String
+    granularities: [Granularity!]!
+    allowedLatenessMs: Float!
+  }
+
+  type WindowValue {
+    key: String!
+    windowStart: DateTime!
+    windowEnd: DateTime!
+    count: Int!
+    sum: Float
+    min: Float
+    max: Float
+    """
+    Approximate distinct count (HyperLogLog, standard error 1.625 %).
+    """
+    distinct: Int
+    """
+    SPEED when at least one partition's chosen row is a speed row, else BATCH.
+    """
+    source: ViewSource!
+    """
+    The latest processing time among the rows that make up the window.
+    """
+    processingTime: DateTime!
+    granularity: Granularity!
+    """
+    The batch run the batch rows came from (null when no batch view is loaded).
+    """
+    batchRunId: String
+    """
+    Per input partition: which view's row was chosen and why.
+    """
+    partitions: [PartitionSource!]!
+  }
+
+  type PartitionSource {
+    partition: Int!
+    source: ViewSource!
+    throughOffset: Float!
+    processingTime: DateTime!
+    count: Int!
+  }
+
+  type KeyTotal {
+    key: String!
+    count: Int!
+    sum: Float
+    windows: Int!
+  }
+
+  type Total {
+    metric: String!
+    key: String
+    granularity: Granularity!
+    from: DateTime!
+    to: DateTime!
+    count: Int!
+    sum: Float
+    min: Float
+    max: Float
+    """
+    Distinct over the whole range: the merge of the windows' sketches, never a sum of estimates.
+    """
+    distinct: Int
+    windows: Int!
+    batchWindows: Int!
+    speedWindows: Int!
+    keys: Int!
+    latestProcessingTime: DateTime
+  }
+
+  type PipelineStatus {
+    version: String!
+    speed: SpeedStatus!
+    batch: BatchStatus!
+    serving: ServingStatus!
+  }
+
+  type SpeedStatus {
+    instances: [SpeedInstance!]!
+    partitions: [SpeedPartition!]!
+    eventsPerSecond: Float
+    duplicates: Float
+    droppedLate: [MetricCount!]!
+    lastCheckpoint: Checkpoint
+    """
+    Status files that could not be read, with the reason.
+    """
+    unreadable: [String!]!
+  }
+
+  type SpeedInstance {
+    instanceId: String!
+    pid: Int
+    updatedAt: DateTime!
+    ageMs: Float!
+  }
+  type SpeedPartition {
+    partition: Int!
+    instanceId: String!
+    committedOffset: Float
+    endOffset: Float
+    lag: Float
+    watermark: DateTime
+  }
+  type MetricCount {
+    metric: String!
+    count: Float!
+  }
+  type Checkpoint {
+    at: DateTime!
+    bytes: Float
+    durationMs: Float
+  }
+
+  type BatchStatus {
+    lastRun: BatchRun
+    nextRunAt: DateTime
+    lakeFiles: Float
+    lakeBytes: Float
+    updatedAt: DateTime
+    unreadable: String
+  }
+
+  type BatchRun {
+    runId: String!
+    cut: [Float!]!
+    processingTimes: [Float!]!
+    startedAt: DateTime!
+    finishedAt: DateTime!
+    durationMs: Float!
+    rows: Float!
+    rawEvents: Float!
+    uniqueEvents: Float!
+    lakeFiles: Float!
+    lakeBytes: Float!
+    full: Boolean!
+  }
+
+  type ServingStatus {
+    ready: Boolean!
+    speedView: SpeedViewStatus!
+    batchView: BatchViewStatus
+    subscriptions: Int!
+  }
+
+  type SpeedViewStatus {
+    topic: String!
+    topicExists: Boolean!
+    caughtUp: Boolean!
+    rows: Float!
+    rejectedRows: Float!
+    partitions: [ViewPartition!]!
+    """
+    Milliseconds since the last speed row arrived (null before the first).
+    """
+    ageMs: Float
+    """
+    Milliseconds between now and the latest processing time in the speed view.
+    """
+    freshnessMs: Float
+    lastError: String
+  }
+
+  type ViewPartition {
+    partition: Int!
+    nextOffset: Float!
+    highWatermark: Float!
+    lag: Float!
+  }
+
+  type BatchViewStatus {
+    runId: String!
+    rows: Float!
+    loadedAt: DateTime!
+    """
+    Milliseconds since the run finished.
+    """
+    ageMs: Float!
+    cut: [Float!]!
+    lastError: String
+  }
+
+  type Reconciliation {
+    metric: String!
+    granularity: Granularity!
+    from: DateTime!
+    to: DateTime!
+    batchRunId: String
+    """
+    min over input partitions of the speed watermark; null when the speed layer reports none.
+    """
+    speedWatermark: DateTime
+    """
+    Windows are closed when windowEnd <= closedBefore (= speedWatermark - allowed lateness).
+    """
+    closedBefore: DateTime
+    windowsCompared: Int!
+    """
+    Closed windows whose speed rows are ahead of the batch cut: compared after the next run.
+    """
+    windowsPending: Int!
+    keysCompared: Int!
+    disagreeingKeys: Int!
+    batchCount: Float!
+    speedCount: Float!
+    keys: [KeyReconciliation!]!
+    duplicates: DuplicateRates!
+  }
+
+  type KeyReconciliation {
+    key: String!
+    batchCount: Float!
+    speedCount: Float!
+    """
+    speedCount - batchCount.
+    """
+    difference: Float!
+    windows: Int!
+    disagreeingWindows: Int!
+  }
+
+  type DuplicateRates {
+    runRawEvents: Float
+    runUniqueEvents: Float
+    """
+    (raw - unique) / raw over the whole batch run.
+    """
+    runBeforeDedup: Float
+    rangeRawCount: Float!
+    rangeCount: Float!
+    """
+    (raw_count - count) / raw_count over the batch rows in the range.
+    """
+    rangeBeforeDedup: Float
+    """
+    Events the speed view counted beyond the deduplicated batch count, over the batch count.
+    """
+    speedAfterDedup: Float
+    batchAfterDedup: Float!
+    speedDuplicatesDropped: Float
+  }
+`;

@@ -1,0 +1,98 @@
+/** Prometheus metrics of the serving process (its own registry, so several servers can share a process in tests). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { VersionRegistry } from '../views/versionRegistry.ts';
+import type { WindowSubscriptions } from '../subscriptions.ts';
+
+export interface ServeMetrics {
+  registry: Registry;
+  requests: Counter<'operation' | 'outcome'>;
+  duration: Histogram<'operation'>;
+  batchSwaps: Counter<'version'>;
+}
+
+export function createServeMetrics(versions: VersionRegistry, subscriptions: WindowSubscriptions): ServeMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'lk_serve_' });
+  const requests = new Counter({
+    name: 'lk_serve_graphql_requests_total',
+    help: 'GraphQL requests by root field and outcome (ok, user_error, error, unauthenticated)',
+    labelNames: ['operation', 'outcome'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'lk_serve_graphql_request_duration_seconds',
+    help: 'GraphQL request latency by root field',
+    labelNames: ['operation'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [registry],
+  });
+  const batchSwaps = new Counter({
+    name: 'lk_serve_batch_view_swaps_total',
+    help: 'Batch views installed',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'lk_serve_speed_view_rows_applied',
+    help: 'Speed view rows applied since start',
+    labelNames: ['version'] as const,
+    registers: [registry],
+    collect() {
+      for (const r of versions.all()) this.set({ version: r.version }, r.view.speedStats.rows);
+    },
+  });
+  new Gauge({
+    name: 'lk_serve_speed_view_lag_records',
+    help: 'Records of the speed view topic not yet materialized, per partition',
+    labelNames: ['version', 'partition'] as const,
+    registers: [registry],
+    collect() {
+      for (const r of versions.all()) {
+        for (const p of r.materializer.partitionPositions())
+          this.set({ version: r.version, partition: String(p.partition) }, Math.max(0, p.highWatermark - p.nextOffset));
+      }
+    },
+  });
+  new Gauge({
+    name: 'lk_serve_speed_view_freshness_seconds',
+    help: 'Now minus the latest processing time in the speed view',
+    labelNames: ['version'] as const,
+    registers: [registry],
+    collect() {
+      for (const r of versions.all()) {
+        const t = r.view.speedStats.maxProcessingTime;
+        if (t !== null) this.set({ version: r.version }, (Date.now() - t) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'lk_serve_batch_view_age_seconds',
+    help: 'Now minus the finish time of the installed batch run',
+    labelNames: ['version'] as const,
+    registers: [registry],
+    collect() {
+      for (const r of versions.all()) {
+        const b = r.view.batch;
+        if (b) this.set({ version: r.version }, (Date.now() - b.manifest.finishedAt) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'lk_serve_ready',
+    help: '1 when the version can answer (speed view caught up, batch view loaded if published)',
+    labelNames: ['version'] as const,
+    registers: [registry],
+    collect() {
+      for (const r of versions.all()) this.set({ version: r.version }, versions.isReady(r.version) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'lk_serve_subscriptions',
+    help: 'Open windowUpdated subscriptions',
+    registers: [registry],
+    collect() {
+      this.set(subscriptions.active);
+    },
+  });
+  return { registry, requests, duration, batchSwaps };
+}

@@ -1,0 +1,221 @@
+/**
+ * The analytics questions, answered from one ViewSnapshot without any GraphQL: the resolvers
+ * call these, and so does the benchmark's in-memory baseline.
+ *
+ * Ranges are half-open: a window belongs to [from, to) when its start is in it.
+ */
+import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { HyperLogLog } from '../services/metrics/hll.ts';
+import { SOURCE_SPEED, nullable, type MergedWindows } from './views/mergeRule.ts';
+import type { ViewSnapshot } from './views/versionView.ts';
+
+/** Lets long loops give up once the request's time budget is spent. */
+export interface Deadline {
+  check(): void;
+}
+
+export const NO_DEADLINE: Deadline = { check() {} };
+
+export type GranularityName = 'MINUTE' | 'HOUR' | 'DAY';
+const GRANULARITY_NAME: Record<Granularity, GranularityName> = { minute: 'MINUTE', hour: 'HOUR', day: 'DAY' };
+
+/** One merged window as the API reports it (the GraphQL WindowValue, plus what its resolvers need). */
+export interface WindowValue {
+  metric: string;
+  version: string;
+  key: string;
+  granularity: GranularityName;
+  windowStart: number;
+  windowEnd: number;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  distinct: number | null;
+  source: 'BATCH' | 'SPEED';
+  processingTime: number;
+  batchRunId: string | null;
+}
+
+/** Builds the API value of merged window i in one allocation (one object shape: fast to serialize). */
+export function windowValueAt(
+  m: MergedWindows,
+  i: number,
+  metric: string,
+  version: string,
+  key: string,
+  granularity: Granularity,
+  batchRunId: string | null,
+): WindowValue {
+  const start = m.starts[i]!;
+  return {
+    metric,
+    version,
+    key,
+    granularity: GRANULARITY_NAME[granularity],
+    windowStart: start,
+    windowEnd: start + GRANULARITY_MS[granularity],
+    count: m.counts[i]!,
+    sum: nullable(m.sums[i]!),
+    min: nullable(m.mins[i]!),
+    max: nullable(m.maxs[i]!),
+    distinct: nullable(m.distincts[i]!),
+    source: m.sources[i] === SOURCE_SPEED ? 'SPEED' : 'BATCH',
+    processingTime: m.procs[i]!,
+    batchRunId,
+  };
+}
+
+export function seriesWindows(
+  view: ViewSnapshot,
+  metric: string,
+  granularity: Granularity,
+  key: string,
+  from: number,
+  to: number,
+): WindowValue[] {
+  const m = view.merged(metric, granularity, key);
+  if (!m) return [];
+  const lo = m.lowerBound(from);
+  const hi = m.lowerBound(to);
+  const runId = view.batch?.manifest.runId ?? null;
+  const out = new Array<WindowValue>(hi - lo);
+  for (let i = lo; i < hi; i++) out[i - lo] = windowValueAt(m, i, metric, view.version, key, granularity, runId);
+  return out;
+}
+
+export interface KeyTotal {
+  key: string;
+  count: number;
+  sum: number | null;
+  windows: number;
+}
+
+export function topKeys(
+  view: ViewSnapshot,
+  metric: string,
+  granularity: Granularity,
+  from: number,
+  to: number,
+  limit: number,
+  deadline: Deadline = NO_DEADLINE,
+): KeyTotal[] {
+  const totals: KeyTotal[] = [];
+  let n = 0;
+  for (const key of view.keys(metric, granularity)) {
+    if ((++n & 255) === 0) deadline.check();
+    const m = view.merged(metric, granularity, key);
+    if (!m) continue;
+    const lo = m.lowerBound(from);
+    const hi = m.lowerBound(to);
+    if (hi === lo) continue;
+    let count = 0;
+    let sum = NaN;
+    for (let i = lo; i < hi; i++) {
+      count += m.counts[i]!;
+      const s = m.sums[i]!;
+      if (!Number.isNaN(s)) sum = Number.isNaN(sum) ? s : sum + s;
+    }
+    totals.push({ key, count, sum: Number.isNaN(sum) ? null : sum, windows: hi - lo });
+  }
+  // Ties broken by key so that the answer is deterministic.
+  totals.sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return totals.slice(0, limit);
+}
+
+/**
+ * The granularity a total rolls up: the coarsest one of the metric whose windows tile
+ * [from, to) exactly (both ends on a window boundary), else the finest one the metric has.
+ */
+export function totalGranularity(def: MetricDefinition, from: number, to: number): Granularity {
+  const bySize = [...def.granularities].sort((a, b) => GRANULARITY_MS[b] - GRANULARITY_MS[a]);
+  for (const g of bySize) {
+    const size = GRANULARITY_MS[g];
+    if (from % size === 0 && to % size === 0) return g;
+  }
+  return bySize[bySize.length - 1]!;
+}
+
+export interface TotalValue {
+  metric: string;
+  key: string | null;
+  granularity: Granularity;
+  from: number;
+  to: number;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  distinct: number | null;
+  windows: number;
+  batchWindows: number;
+  speedWindows: number;
+  keys: number;
+  latestProcessingTime: number | null;
+}
+
+export function total(
+  view: ViewSnapshot,
+  def: MetricDefinition,
+  key: string | null,
+  from: number,
+  to: number,
+  granularity: Granularity,
+  deadline: Deadline = NO_DEADLINE,
+): TotalValue {
+  const out: TotalValue = {
+    metric: def.name,
+    key,
+    granularity,
+    from,
+    to,
+    count: 0,
+    sum: null,
+    min: null,
+    max: null,
+    distinct: null,
+    windows: 0,
+    batchWindows: 0,
+    speedWindows: 0,
+    keys: 0,
+    latestProcessingTime: null,
+  };
+  let sum = NaN;
+  let min = NaN;
+  let max = NaN;
+  let proc = -Infinity;
+  // Distinct over a range is a sketch merge: adding per-window estimates would count a user
+  // seen in two windows twice.
+  const sketch = def.distinct !== undefined ? new HyperLogLog() : null;
+  const keys = key === null ? view.keys(def.name, granularity) : [key];
+  let n = 0;
+  for (const k of keys) {
+    if ((++n & 255) === 0) deadline.check();
+    const m = view.merged(def.name, granularity, k);
+    if (!m) continue;
+    const lo = m.lowerBound(from);
+    const hi = m.lowerBound(to);
+    if (hi > lo) out.keys++;
+    for (let i = lo; i < hi; i++) {
+      out.count += m.counts[i]!;
+      const s = m.sums[i]!;
+      if (!Number.isNaN(s)) sum = Number.isNaN(sum) ? s : sum + s;
+      const mn = m.mins[i]!;
+      if (!Number.isNaN(mn) && !(mn >= min)) min = mn;
+      const mx = m.maxs[i]!;
+      if (!Number.isNaN(mx) && !(mx <= max)) max = mx;
+      if (m.procs[i]! > proc) proc = m.procs[i]!;
+      if (m.sources[i] === SOURCE_SPEED) out.speedWindows++;
+      else out.batchWindows++;
+      const h = m.sketches?.[i];
+      if (sketch && h) sketch.merge(h);
+    }
+    out.windows += hi - lo;
+  }
+  out.sum = Number.isNaN(sum) ? null : sum;
+  out.min = Number.isNaN(min) ? null : min;
+  out.max = Number.isNaN(max) ? null : max;
+  out.distinct = sketch ? sketch.estimate() : null;
+  out.latestProcessingTime = proc === -Infinity ? null : proc;
+  return out;
+}

@@ -1,0 +1,160 @@
+/**
+ * Loads the batch layer's published snapshots (services/views/batchSnapshots.ts) into memory and
+ * follows CURRENT: when the batch layer publishes a newer run, the new snapshot is loaded aside
+ * and installed in one step (VersionView.installBatch), so queries never see a half-loaded run.
+ *
+ * Serving reads the immutable rows.parquet with its own in-memory DuckDB: it never opens the
+ * batch layer's database (one writer process per DuckDB file).
+ */
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import { readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import type { PartialRows } from './partialRows.ts';
+import { BatchViewBuilder, type BatchView, type VersionView } from './versionView.ts';
+
+const GRANULARITY_SET = new Set<string>(GRANULARITIES);
+
+function sqlString(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+let duck: Promise<DuckDBConnection> | undefined;
+
+/** One in-memory DuckDB per serving process, only to read Parquet. */
+function duckdb(): Promise<DuckDBConnection> {
+  duck ??= DuckDBInstance.create(':memory:').then((db) => db.connect());
+  return duck;
+}
+
+/**
+ * Reads a snapshot into columnar series. Two passes over the (immutable) Parquet file: the
+ * series and their row counts first, so every series' arrays are allocated once at their final
+ * size; then the rows, sorted, written straight into the arrays from DuckDB's vectors (no
+ * per-row objects, no per-row strings except sketches).
+ */
+export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
+  const conn = await duckdb();
+  const builder = new BatchViewBuilder();
+  const file = sqlString(run.rowsPath);
+  try {
+    const series = await conn.runAndReadAll(
+      `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) GROUP BY ALL ORDER BY metric, granularity, key`,
+    );
+    const sides: PartialRows[] = [];
+    for (const [metric, granularity, key, n] of series.getRows() as [string, string, string, number][]) {
+      if (!GRANULARITY_SET.has(granularity))
+        throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: unknown granularity "${granularity}"`);
+      sides.push(builder.seriesRows(metric, granularity as Granularity, key, n));
+    }
+    // Numbers come back as doubles: exact for offsets, counts and epoch-ms below 2^53.
+    const result =
+      await conn.stream(`SELECT s.sid, r.window_start::DOUBLE, r.partition::INTEGER, r.count::DOUBLE, r.sum::DOUBLE, r.min::DOUBLE, r.max::DOUBLE,
+        r.distinct_sketch, r.raw_count::DOUBLE, r.through_offset::DOUBLE, r.processing_time::DOUBLE
+      FROM read_parquet(${file}) r
+      JOIN (SELECT metric, granularity, key, (row_number() OVER (ORDER BY metric, granularity, key) - 1)::INTEGER AS sid
+            FROM (SELECT DISTINCT metric, granularity, key FROM read_parquet(${file}))) s USING (metric, granularity, key)
+      ORDER BY s.sid, r.window_start, r.partition`);
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) break;
+      const v = Array.from({ length: 11 }, (_, i) => chunk.getColumnVector(i));
+      const num = (c: number, r: number) => (v[c]!.getItem(r) as number | null) ?? NaN;
+      for (let r = 0; r < chunk.rowCount; r++) {
+        const side = sides[v[0]!.getItem(r) as number]!;
+        side.appendSorted(
+          num(1, r),
+          num(2, r),
+          num(3, r),
+          num(4, r),
+          num(5, r),
+          num(6, r),
+          num(9, r),
+          num(10, r),
+          num(8, r),
+          v[7]!.getItem(r) as string | null,
+        );
+      }
+    }
+  } catch (err) {
+    if (err instanceof InfrastructureError) throw err;
+    throw new InfrastructureError(`cannot read batch snapshot ${run.rowsPath}: ${errorMessage(err)}`, { cause: err });
+  }
+  return builder.build(run.manifest);
+}
+
+export interface BatchFollowerOptions {
+  viewsRoot: string;
+  view: VersionView;
+  pollMs: number;
+  logger: Logger;
+  onInstalled?: (batch: BatchView) => void;
+}
+
+/** Polls CURRENT and installs each newer run. */
+export class BatchFollower {
+  private timer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  private stopped = false;
+  lastError: string | null = null;
+  /** True once CURRENT was looked at (present or not). */
+  checkedOnce = false;
+  /** Whether the batch layer has published a run for this version. */
+  published = false;
+
+  constructor(private readonly options: BatchFollowerOptions) {}
+
+  async start(): Promise<void> {
+    await this.check();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.check().finally(() => this.schedule());
+    }, this.options.pollMs);
+    this.timer.unref();
+  }
+
+  /** Loads CURRENT if it names a run other than the installed one. */
+  check(): Promise<void> {
+    this.checking ??= this.checkOnce().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkOnce(): Promise<void> {
+    const { view, viewsRoot, logger } = this.options;
+    try {
+      const run = readCurrentBatchRun(viewsRoot, view.version);
+      this.published = run !== undefined;
+      if (run && run.manifest.runId !== view.batch?.manifest.runId) {
+        const started = Date.now();
+        const batch = await loadBatchView(run);
+        if (this.stopped) return;
+        view.installBatch(batch);
+        logger.info(
+          { version: view.version, runId: run.manifest.runId, rows: batch.rows, ms: Date.now() - started },
+          'batch view installed',
+        );
+        this.options.onInstalled?.(batch);
+      }
+      this.lastError = null;
+    } catch (err) {
+      // Keep serving the run already installed; a broken or vanished snapshot is reported, not fatal.
+      this.lastError = errorMessage(err);
+      logger.warn({ version: view.version, err: this.lastError }, 'cannot load the current batch view');
+    } finally {
+      this.checkedOnce = true;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.checking;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Materializes a speed view topic (`views.speed.<version>`, compacted) into a VersionView.
+ *
+ * The consumer reads with read_committed (the log adapter's only mode), so rows of a speed
+ * transaction that was aborted, or is still open, are never served: serving shows exactly the
+ * states the speed layer committed together with its input offsets. It reads every partition
+ * from the beginning in a consumer group of its own and never commits: the view lives in memory
+ * and is rebuilt from the compacted topic at each start.
+ *
+ * "Caught up" = every partition's position reached the end offset (last stable offset) that the
+ * topic had when the materializer started; /readyz waits for it.
+ */
+import { randomBytes } from 'node:crypto';
+import { errorMessage } from '../../services/errors.ts';
+import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
+import type { EventLog, LogConsumer, LogRecord } from '../../services/log/eventLog.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import { viewRowSchema } from '../../services/views/viewRow.ts';
+import type { VersionView } from './versionView.ts';
+
+const KEY_SEP = '\u001f';
+const GRANULARITY_SET = new Set<string>(GRANULARITIES);
+
+export interface PartitionPosition {
+  partition: number;
+  nextOffset: number;
+  highWatermark: number;
+  /** End offset when serving started: the catch-up target. */
+  target: number;
+}
+
+export interface SpeedMaterializerOptions {
+  log: EventLog;
+  view: VersionView;
+  topic: string;
+  logger: Logger;
+  /** How often to look again for a topic that does not exist yet. */
+  retryMs: number;
+}
+
+export class SpeedMaterializer {
+  private consumer: LogConsumer | undefined;
+  private readonly positions = new Map<number, PartitionPosition>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  topicExists = false;
+  rejectedRows = 0;
+  lastError: string | null = null;
+  private caughtUpResolvers: (() => void)[] = [];
+
+  constructor(private readonly options: SpeedMaterializerOptions) {}
+
+  /** Starts consuming, or keeps looking for the topic if it does not exist yet (then nothing to catch up). */
+  async start(): Promise<void> {
+    if (this.stopped) return;
+    const { log, topic } = this.options;
+    const topics = await log.listTopics();
+    if (!topics.includes(topic)) {
+      this.retryTimer = setTimeout(() => void this.start().catch((e) => this.fail(e)), this.options.retryMs);
+      this.retryTimer.unref();
+      return;
+    }
+    this.topicExists = true;
+    const ends = await log.endOffsets(topic);
+    ends.forEach((end, partition) => this.positions.set(partition, { partition, nextOffset: 0, highWatermark: end, target: end }));
+    const consumer = log.consumer({
+      groupId: `lk-serve-${this.options.view.version}-${process.pid}-${randomBytes(4).toString('hex')}`,
+      fromBeginning: true,
+    });
+    this.consumer = consumer;
+    await consumer.subscribe([topic]);
+    await consumer.run({
+      onAssignment: async (assigned) => assigned.map((tp) => ({ ...tp, offset: this.positions.get(tp.partition)?.nextOffset ?? 0 })),
+      eachBatch: async (batch) => {
+        for (const record of batch.records) this.apply(record);
+        this.advance(batch.partition, batch.nextOffset, batch.highWatermark);
+      },
+      onProgress: (p) => this.advance(p.partition, p.nextOffset, p.highWatermark),
+    });
+    consumer.done().catch((e) => this.fail(e));
+    this.settleCaughtUp();
+  }
+
+  private fail(err: unknown): void {
+    if (this.stopped) return;
+    this.lastError = errorMessage(err);
+    this.options.logger.error({ topic: this.options.topic, err: this.lastError }, 'speed view consumer failed');
+  }
+
+  private apply(record: LogRecord): void {
+    const { view } = this.options;
+    if (record.value === null) {
+      // Tombstone: the key names the row to forget (services/views/viewRow.ts viewRowKey).
+      const parts = record.key?.toString('utf8').split(KEY_SEP);
+      if (!parts || parts.length < 5 || !GRANULARITY_SET.has(parts[1]!)) return this.reject(record, 'tombstone with an unreadable key');
+      view.removeSpeedRow(parts[0]!, parts[1] as Granularity, parts.slice(4).join(KEY_SEP), Number(parts[2]), Number(parts[3]));
+      return;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(record.value.toString('utf8'));
+    } catch {
+      return this.reject(record, 'value is not JSON');
+    }
+    const row = viewRowSchema.safeParse(parsed);
+    if (!row.success) return this.reject(record, row.error.issues[0]?.message ?? 'invalid row');
+    view.applySpeedRow(row.data);
+  }
+
+  private reject(record: LogRecord, why: string): void {
+    // A row serving cannot read is skipped, not fatal: the rest of the view stays available.
+    this.rejectedRows++;
+    if (this.rejectedRows <= 10)
+      this.options.logger.warn(
+        { topic: record.topic, partition: record.partition, offset: record.offset, why },
+        'skipped an unreadable speed view row',
+      );
+  }
+
+  private advance(partition: number, nextOffset: number, highWatermark: number): void {
+    const p = this.positions.get(partition) ?? { partition, nextOffset: 0, highWatermark: 0, target: 0 };
+    p.nextOffset = Math.max(p.nextOffset, nextOffset);
+    p.highWatermark = Math.max(p.highWatermark, highWatermark);
+    this.positions.set(partition, p);
+    this.settleCaughtUp();
+  }
+
+  get caughtUp(): boolean {
+    if (!this.topicExists) return true;
+    if (!this.consumer) return false;
+    for (const p of this.positions.values()) if (p.nextOffset < p.target) return false;
+    return true;
+  }
+
+  /** Resolves once the view has caught up with the topic as it was at start. */
+  whenCaughtUp(): Promise<void> {
+    if (this.caughtUp) return Promise.resolve();
+    return new Promise((resolve) => this.caughtUpResolvers.push(resolve));
+  }
+
+  private settleCaughtUp(): void {
+    if (this.caughtUpResolvers.length === 0 || !this.caughtUp) return;
+    const resolvers = this.caughtUpResolvers;
+    this.caughtUpResolvers = [];
+    for (const r of resolvers) r();
+  }
+
+  partitionPositions(): PartitionPosition[] {
+    return [...this.positions.values()].sort((a, b) => a.partition - b.partition);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.consumer?.stop();
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The job versions serving answers for. The default version is opened at start; a query naming
+ * another version (Kappa: a replay job writing `views.speed.v2` next to v1) opens it on first use
+ * and waits for it to catch up, up to `maxVersions` open at once.
+ */
+import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import type { EventLog } from '../../services/log/eventLog.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import { VERSION_NAME, speedViewTopic } from '../../services/views/viewRow.ts';
+import { ErrorCode, userError } from '../graphql/errors.ts';
+import { BatchFollower } from './batchLoader.ts';
+import { SpeedMaterializer } from './speedMaterializer.ts';
+import { VersionView, type BatchView } from './versionView.ts';
+
+export interface VersionRuntime {
+  version: string;
+  topic: string;
+  view: VersionView;
+  materializer: SpeedMaterializer;
+  follower: BatchFollower;
+  /** Resolves once the consumer runs and the first batch check is done (rejects on failure). */
+  started: Promise<void>;
+}
+
+export interface VersionRegistryOptions {
+  log: EventLog;
+  viewsRoot: string;
+  batchPollMs: number;
+  maxVersions: number;
+  logger: Logger;
+  onBatchInstalled?: (version: string, batch: BatchView) => void;
+}
+
+export class VersionRegistry {
+  private readonly runtimes = new Map<string, VersionRuntime>();
+
+  constructor(private readonly options: VersionRegistryOptions) {}
+
+  /** The runtime of a version, opening it if needed (throws a client error for bad names). */
+  open(version: string): VersionRuntime {
+    const existing = this.runtimes.get(version);
+    if (existing) return existing;
+    if (!VERSION_NAME.test(version)) {
+      throw userError(
+        ErrorCode.INVALID_VERSION,
+        `version "${version}" is not a version name (lowercase letters, digits, _ and -, at most 32 characters, e.g. v1)`,
+      );
+    }
+    if (this.runtimes.size >= this.options.maxVersions) {
+      throw userError(
+        ErrorCode.TOO_MANY_VERSIONS,
+        `serving already holds ${this.runtimes.size} versions (${[...this.runtimes.keys()].join(', ')}); the limit is --max-versions`,
+      );
+    }
+    const { log, viewsRoot, batchPollMs, logger } = this.options;
+    const view = new VersionView(version);
+    const topic = speedViewTopic(version);
+    const materializer = new SpeedMaterializer({ log, view, topic, logger, retryMs: 2000 });
+    const follower = new BatchFollower({
+      viewsRoot,
+      view,
+      pollMs: batchPollMs,
+      logger,
+      onInstalled: (batch) => this.options.onBatchInstalled?.(version, batch),
+    });
+    const started = Promise.all([materializer.start(), follower.start()]).then(() => undefined);
+    const runtime: VersionRuntime = { version, topic, view, materializer, follower, started };
+    this.runtimes.set(version, runtime);
+    started.catch((err) => {
+      logger.error({ version, err: errorMessage(err) }, 'cannot open version');
+      // Forget it so that the next query tries again.
+      if (this.runtimes.get(version) === runtime) this.runtimes.delete(version);
+      void materializer.stop();
+      void follower.stop();
+    });
+    return runtime;
+  }
+
+  /** Resolves when the version can answer: speed view caught up, batch view loaded if published. */
+  async whenReady(version: string): Promise<VersionRuntime> {
+    const runtime = this.open(version);
+    try {
+      await runtime.started;
+    } catch (err) {
+      throw new InfrastructureError(`version ${version} is unavailable: ${errorMessage(err)}`, { cause: err });
+    }
+    await runtime.materializer.whenCaughtUp();
+    return runtime;
+  }
+
+  isReady(version: string): boolean {
+    const r = this.runtimes.get(version);
+    if (!r) return false;
+    const batchOk = r.follower.checkedOnce && (!r.follower.published || r.view.batch !== undefined);
+    return batchOk && r.materializer.caughtUp && r.materializer.lastError === null;
+  }
+
+  get(version: string): VersionRuntime | undefined {
+    return this.runtimes.get(version);
+  }
+
+  all(): VersionRuntime[] {
+    return [...this.runtimes.values()];
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.all().flatMap((r) => [r.materializer.stop(), r.follower.stop()]));
+    this.runtimes.clear();
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * The in-memory views of one job version: the batch side (an immutable snapshot, replaced
+ * atomically when the batch layer publishes a newer run) and the speed side (updated row by row
+ * from the speed view topic), with merged windows cached per series.
+ *
+ * Consistency: a query takes one `ViewSnapshot` at its start and answers every field from it.
+ * A batch swap installs a new `{batch, merged}` state object in one assignment, so a query that
+ * started before the swap keeps reading the old batch rows and the old merged cache, and a query
+ * that starts after sees only the new ones: never a mix of two batch runs. Speed rows are applied
+ * between event-loop turns; a field resolver computes its answer synchronously, so one field
+ * never sees half of a speed update.
+ */
+import type { Granularity } from '../../services/metrics/definitions.ts';
+import type { BatchRunManifest } from '../../services/views/batchSnapshots.ts';
+import type { ViewRow } from '../../services/views/viewRow.ts';
+import { mergeSeries, mergeWindow, type MergedWindows } from './mergeRule.ts';
+import { PartialRows, partialFromViewRow } from './partialRows.ts';
+
+const SEP = '\u001f';
+
+export function seriesKey(metric: string, granularity: Granularity, key: string): string {
+  return metric + SEP + granularity + SEP + key;
+}
+
+function metricGranKey(metric: string, granularity: Granularity): string {
+  return metric + SEP + granularity;
+}
+
+/** A loaded batch snapshot: immutable once built. */
+export interface BatchView {
+  manifest: BatchRunManifest;
+  series: Map<string, PartialRows>;
+  /** Keys per (metric, granularity). */
+  keys: Map<string, string[]>;
+  rows: number;
+  loadedAt: number;
+}
+
+export class BatchViewBuilder {
+  private readonly series = new Map<string, PartialRows>();
+  private readonly keys = new Map<string, Set<string>>();
+  private rows = 0;
+
+  /** The rows of a series, created with room for `capacity` rows when new. */
+  seriesRows(metric: string, granularity: Granularity, key: string, capacity?: number): PartialRows {
+    const sk = seriesKey(metric, granularity, key);
+    let side = this.series.get(sk);
+    if (!side) {
+      side = new PartialRows(capacity);
+      this.series.set(sk, side);
+      const mg = metricGranKey(metric, granularity);
+      let set = this.keys.get(mg);
+      if (!set) this.keys.set(mg, (set = new Set()));
+      set.add(key);
+    }
+    return side;
+  }
+
+  add(metric: string, granularity: Granularity, key: string, row: Parameters<PartialRows['upsert']>[0]): void {
+    this.seriesRows(metric, granularity, key).upsert(row);
+  }
+
+  build(manifest: BatchRunManifest): BatchView {
+    let rows = 0;
+    for (const side of this.series.values()) {
+      side.compact();
+      rows += side.length;
+    }
+    this.rows = rows;
+    return {
+      manifest,
+      series: this.series,
+      keys: new Map([...this.keys].map(([k, v]) => [k, [...v]])),
+      rows: this.rows,
+      loadedAt: Date.now(),
+    };
+  }
+}
+
+interface ViewState {
+  batch: BatchView | undefined;
+  /** Merged windows per series, valid for this batch view and the live speed side. */
+  merged: Map<string, MergedWindows>;
+}
+
+export interface WindowUpdate {
+  metric: string;
+  granularity: Granularity;
+  key: string;
+  windowStart: number;
+}
+
+export interface SpeedSideStats {
+  rows: number;
+  tombstones: number;
+  lastRowAt: number | null;
+  maxProcessingTime: number | null;
+}
+
+export class VersionView {
+  private state: ViewState = { batch: undefined, merged: new Map() };
+  private readonly speed = new Map<string, PartialRows>();
+  private readonly speedKeys = new Map<string, Set<string>>();
+  private readonly updateListeners = new Set<(u: WindowUpdate) => void>();
+  readonly speedStats: SpeedSideStats = { rows: 0, tombstones: 0, lastRowAt: null, maxProcessingTime: null };
+
+  constructor(readonly version: string) {}
+
+  /** The view a query answers from, fixed for the whole query. */
+  snapshot(): ViewSnapshot {
+    return new ViewSnapshot(this.version, this.state, this.speed, this.speedKeys);
+  }
+
+  get batch(): BatchView | undefined {
+    return this.state.batch;
+  }
+
+  /** Installs a newer batch snapshot: one assignment, so readers see the old or the new one. */
+  installBatch(batch: BatchView): void {
+    this.state = { batch, merged: new Map() };
+  }
+
+  applySpeedRow(row: ViewRow): void {
+    const sk = seriesKey(row.metric, row.granularity, row.key);
+    let side = this.speed.get(sk);
+    if (!side) {
+      side = new PartialRows();
+      this.speed.set(sk, side);
+      const mg = metricGranKey(row.metric, row.granularity);
+      let set = this.speedKeys.get(mg);
+      if (!set) this.speedKeys.set(mg, (set = new Set()));
+      set.add(row.key);
+    }
+    side.upsert(partialFromViewRow(row));
+    this.speedStats.rows++;
+    this.speedStats.lastRowAt = Date.now();
+    if (this.speedStats.maxProcessingTime === null || row.processingTime > this.speedStats.maxProcessingTime) {
+      this.speedStats.maxProcessingTime = row.processingTime;
+    }
+    this.refreshMerged(sk, row.windowStart);
+    this.notify({ metric: row.metric, granularity: row.granularity, key: row.key, windowStart: row.windowStart });
+  }
+
+  /** A compaction tombstone: the speed layer retracted a row. */
+  removeSpeedRow(metric: string, granularity: Granularity, key: string, windowStart: number, partition: number): void {
+    const sk = seriesKey(metric, granularity, key);
+    const side = this.speed.get(sk);
+    if (!side || !side.remove(windowStart, partition)) return;
+    this.speedStats.tombstones++;
+    this.refreshMerged(sk, windowStart);
+    this.notify({ metric, granularity, key, windowStart });
+  }
+
+  onWindowUpdated(listener: (u: WindowUpdate) => void): () => void {
+    this.updateListeners.add(listener);
+    return () => this.updateListeners.delete(listener);
+  }
+
+  private notify(update: WindowUpdate): void {
+    for (const l of this.updateListeners) l(update);
+  }
+
+  /** Keeps the cached merge of a series current: recompute the one window in place, or drop the cache. */
+  private refreshMerged(sk: string, windowStart: number): void {
+    const { merged, batch } = this.state;
+    const cached = merged.get(sk);
+    if (!cached) return;
+    const i = cached.indexOf(windowStart);
+    const value = mergeWindow(batch?.series.get(sk), this.speed.get(sk), windowStart);
+    if (i >= 0 && value) cached.set(i, value);
+    else merged.delete(sk); // a new or vanished window: rebuild on the next read
+  }
+}
+
+export class ViewSnapshot {
+  constructor(
+    readonly version: string,
+    private readonly state: ViewState,
+    private readonly speed: Map<string, PartialRows>,
+    private readonly speedKeys: Map<string, Set<string>>,
+  ) {}
+
+  get batch(): BatchView | undefined {
+    return this.state.batch;
+  }
+
+  batchRows(metric: string, granularity: Granularity, key: string): PartialRows | undefined {
+    return this.state.batch?.series.get(seriesKey(metric, granularity, key));
+  }
+
+  speedRows(metric: string, granularity: Granularity, key: string): PartialRows | undefined {
+    return this.speed.get(seriesKey(metric, granularity, key));
+  }
+
+  merged(metric: string, granularity: Granularity, key: string): MergedWindows | undefined {
+    const sk = seriesKey(metric, granularity, key);
+    let m = this.state.merged.get(sk);
+    if (m) return m;
+    const b = this.state.batch?.series.get(sk);
+    const s = this.speed.get(sk);
+    if (!b && !s) return undefined;
+    m = mergeSeries(b, s);
+    this.state.merged.set(sk, m);
+    return m;
+  }
+
+  /** Keys present in either view for (metric, granularity). */
+  keys(metric: string, granularity: Granularity): string[] {
+    const mg = metricGranKey(metric, granularity);
+    const fromBatch = this.state.batch?.keys.get(mg) ?? [];
+    const fromSpeed = this.speedKeys.get(mg);
+    if (!fromSpeed || fromSpeed.size === 0) return fromBatch;
+    if (fromBatch.length === 0) return [...fromSpeed];
+    const all = new Set(fromBatch);
+    for (const k of fromSpeed) all.add(k);
+    return [...all];
+  }
+
+  /** Index range [lo, hi) of merged windows with start in [from, to). */
+  static range(m: MergedWindows, from: number, to: number): [number, number] {
+    return [m.lowerBound(from), m.lowerBound(to)];
+  }
+}
