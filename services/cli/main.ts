@@ -10,9 +10,11 @@ import { registerGenerateCommand } from './commands/generate.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
 // Layer commands: each layer registers its own (one line each).
+import { registerSpeedCommands } from '../../streaming/cli.ts';
 // [speed-layer-commands]
 import { registerBatchCommands } from '../../batch/cli.ts';
 // [batch-layer-commands]
+import { registerServeCommands } from '../../serving/cli.ts';
 // [serving-layer-commands]
 
 const program = new Command('lk')
@@ -24,6 +26,8 @@ registerTopicsCommands(program);
 registerProduceCommand(program);
 registerGenerateCommand(program);
 registerBatchCommands(program);
+registerSpeedCommands(program);
+registerServeCommands(program);
 // [layer-registration]
 
 function exitWith(code: number, message: string): never {

@@ -96,6 +96,11 @@ function reject(code: RejectCode, message: string, extra: Omit<Rejection, 'code'
   return { ok: false, rejection: { code, message, ...extra } };
 }
 
+/** ISO-8601 text of an epoch-ms instant, or the number itself beyond what a Date can hold. */
+function isoOrNumber(ms: number): string {
+  return Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${ms} ms`;
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'array';
@@ -196,7 +201,7 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
   if (time.ms < limits.minTs || time.ms > latest) {
     return reject(
       'ts_out_of_range',
-      `field "ts" ${new Date(time.ms).toISOString()} is outside the accepted range ${new Date(limits.minTs).toISOString()} .. ${new Date(latest).toISOString()}`,
+      `field "ts" ${isoOrNumber(time.ms)} is outside the accepted range ${isoOrNumber(limits.minTs)} .. ${isoOrNumber(latest)}`,
       { field: 'ts', expected: 'a sane event time', got: describe(obj.ts) },
     );
   }
@@ -220,5 +225,7 @@ export function decodeLoggedEvent(value: Buffer | null, limits?: EventLimits): V
   if (value === null) return reject('empty_line', 'record has no value (tombstone)');
   // Events already in the log are history: their timestamps are not re-checked against the
   // clock, which would reject a legitimate replay of last year's events.
-  return validateEventLine(value, { ...(limits ?? DEFAULT_EVENT_LIMITS), minTs: 0, maxFutureMs: Number.MAX_SAFE_INTEGER });
+  // 8.64e15 ms is the latest instant a Date can hold: beyond it formatting a message would throw.
+  const now = Date.now();
+  return validateEventLine(value, { ...(limits ?? DEFAULT_EVENT_LIMITS), minTs: -8.64e15, maxFutureMs: 8.64e15 - now }, now);
 }

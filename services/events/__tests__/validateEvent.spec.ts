@@ -58,3 +58,13 @@ describe('event time and durations', () => {
     expect(parseEventTime('1').ok).toBe(false);
   });
 });
+
+describe('events read back from the log', () => {
+  it('accepts any representable event time (history is replayed), and refuses the unrepresentable without throwing', async () => {
+    const { decodeLoggedEvent } = await import('../event.ts');
+    expect(decodeLoggedEvent(Buffer.from(line({ ts: 0 }))).ok).toBe(true);
+    expect(decodeLoggedEvent(Buffer.from(line({ ts: -5 }))).ok).toBe(true);
+    const beyond = decodeLoggedEvent(Buffer.from(line({ ts: 9e15 })));
+    expect(beyond.ok ? undefined : beyond.rejection.code).toBe('ts_out_of_range');
+  });
+});

@@ -1,0 +1,268 @@
+/**
+ * npm run bench:speed — the speed layer against the raw consume rate of the log adapter.
+ *
+ *   1. pre-fill a fresh 6-partition events topic with 2,000,000 generated events
+ *      (5 % duplicates, out-of-order and late events; 120,000 users, so that the per-user
+ *      metric of run (c) holds about a million live window-keys);
+ *   2. (a) raw consume: a consumer group reads the topic to its end, no processing;
+ *   3. (b) the speed layer (SpeedJob, in a child process so that its peak RSS is its own):
+ *      3 metrics x 2 granularities (the demo's metrics on minute and hour), dedup on,
+ *      checkpoints every 1 s with Kafka transactions, to the end of the topic (every
+ *      partition's offset committed at its end);
+ *   4. (c) the same with a per-user metric instead of spend_by_campaign: about a million live
+ *      window-keys, for the memory aim; every event then changes its own rows, so the view
+ *      output (one full row per changed window-key and checkpoint) dominates its rate.
+ * Both rates are measured from the first record delivered to the end (group join excluded).
+ * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
+ * window-keys, run (c)) and state bytes per live window-key.
+ * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateEventLines } from '../services/ingest/generator.ts';
+import { ingestLines } from '../services/ingest/ingest.ts';
+import type { RawLine } from '../services/ingest/lineReader.ts';
+import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
+import { eventTopicSpecs } from '../services/log/topics.ts';
+import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
+import { speedViewTopic } from '../services/views/viewRow.ts';
+import { SpeedJob } from '../streaming/speedJob.ts';
+import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable } from './lib.ts';
+
+const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
+
+/** (b): the demo's three metrics on two granularities (keys: campaigns and ads). */
+const THROUGHPUT_METRICS = `version: 1
+metrics:
+  - name: impressions_by_campaign
+    filter: { type: impression }
+    key: campaign_id
+    distinct: user_id
+    granularities: [minute, hour]
+    allowedLateness: 10m
+  - name: clicks_by_ad
+    filter: { type: click }
+    key: ad_id
+    value: cost
+    granularities: [minute, hour]
+    allowedLateness: 10m
+  - name: spend_by_campaign
+    filter: { type: [click, conversion] }
+    key: campaign_id
+    value: cost
+    granularities: [minute, hour]
+    allowedLateness: 10m
+`;
+
+/** (c): one metric per user as well, so that the state holds over a million live window-keys. */
+const MEMORY_METRICS = `version: 1
+metrics:
+  - name: impressions_by_campaign
+    filter: { type: impression }
+    key: campaign_id
+    distinct: user_id
+    granularities: [minute, hour]
+    allowedLateness: 10m
+  - name: clicks_by_ad
+    filter: { type: click }
+    key: ad_id
+    value: cost
+    granularities: [minute, hour]
+    allowedLateness: 10m
+  - name: events_by_user
+    key: user_id
+    value: cost
+    granularities: [minute, hour]
+    allowedLateness: 10m
+`;
+
+interface WorkerResult {
+  records: number;
+  seconds: number;
+  peakRssBytes: number;
+  stateWindows: number;
+  stateBytes: number;
+  dedupEntries: number;
+  duplicates: number;
+  droppedLate: Record<string, number>;
+  lastCheckpointBytes: number;
+  memoryAtEnd: NodeJS.MemoryUsage;
+}
+
+async function* asRawLines(count: number): AsyncGenerator<RawLine> {
+  let n = 0;
+  for (const line of generateEventLines({
+    seed: 11,
+    count: Math.ceil(count / 1.05) + 1000,
+    startTime: Date.UTC(2026, 0, 5),
+    eventsPerSecond: 1000,
+    users: 120_000,
+    lateRate: 0.01,
+    lateMinMs: 60_000,
+    lateMaxMs: 1_800_000,
+  })) {
+    if (n >= count) return;
+    yield { number: ++n, bytes: Buffer.from(line) };
+  }
+}
+
+async function rawConsume(log: KafkaLog, topic: string, total: number): Promise<{ seconds: number; records: number }> {
+  const consumer = log.consumer({ groupId: `bench-raw-${Date.now()}`, fromBeginning: true, maxBytesPerPartition: 4 * 1024 * 1024 });
+  let seen = 0;
+  let first = 0;
+  let last = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  await consumer.subscribe([topic]);
+  await consumer.run({
+    eachBatch: async (batch) => {
+      if (first === 0) first = performance.now();
+      seen += batch.records.length;
+      if (seen >= total) {
+        last = performance.now();
+        resolveDone();
+      }
+    },
+  });
+  await done;
+  await consumer.stop();
+  return { seconds: (last - first) / 1000, records: seen };
+}
+
+/** (b), in this process when started with --worker: prints one JSON line with the result. */
+async function worker(brokers: string, topic: string, dataDir: string, profile: string): Promise<void> {
+  const log = new KafkaLog({ brokers: brokers.split(','), clientId: 'bench-speed' });
+  const version = `bench${Date.now().toString(36)}`;
+  const job = new SpeedJob(log, {
+    topic,
+    version,
+    groupId: `lk-speed-${version}`,
+    checkpointIntervalMs: 1000,
+    outOfOrdernessMs: 5000,
+    idleTimeoutMs: 30_000,
+    statusPort: 0,
+    instanceId: 'bench',
+    dataDir,
+    checkpointsRoot: join(dataDir, 'speed', 'checkpoints'),
+    savepointsRoot: join(dataDir, 'speed', 'savepoints'),
+    definitions: parseMetricDefinitions(profile === 'memory' ? MEMORY_METRICS : THROUGHPUT_METRICS, `bench-${profile}.yaml`),
+  });
+  const ends = await log.endOffsets(topic);
+  const total = ends.reduce((a, b) => a + b, 0);
+  await job.start();
+  job.failure().catch((err: unknown) => {
+    console.error(`speed job failed: ${String(err)}`);
+    process.exit(1);
+  });
+  let first = 0;
+  let status = job.snapshotStatus();
+  for (;;) {
+    status = job.snapshotStatus();
+    const position = status.partitions.reduce((a, p) => a + p.position, 0);
+    if (first === 0 && position > 0) first = performance.now();
+    const committed = status.partitions.reduce((a, p) => a + (p.committedOffset ?? 0), 0);
+    if (status.partitions.length === ends.length && committed >= total) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const seconds = (performance.now() - first) / 1000;
+  status = job.snapshotStatus(true);
+  const result: WorkerResult = {
+    records: total,
+    seconds,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    stateWindows: status.stateWindows,
+    stateBytes: status.stateBytes,
+    dedupEntries: status.dedupEntries,
+    duplicates: status.duplicates,
+    droppedLate: status.droppedLate,
+    lastCheckpointBytes: status.lastCheckpoint?.bytes ?? 0,
+    memoryAtEnd: process.memoryUsage(),
+  };
+  await job.stop();
+  await log.deleteTopics([speedViewTopic(version)]).catch(() => undefined);
+  await log.close();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+function runWorker(brokers: string, topic: string, dataDir: string, profile: 'throughput' | 'memory'): Promise<WorkerResult> {
+  return new Promise((resolve, reject) => {
+    const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
+    const child = spawn(process.execPath, [runTs, fileURLToPath(import.meta.url), '--worker', brokers, topic, dataDir, profile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').at(-1);
+      if (code !== 0 || !line) reject(new Error(`speed worker exited with ${code}: ${out}`));
+      else resolve(JSON.parse(line) as WorkerResult);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:speed — ${EVENTS.toLocaleString('en-US')} events, 6 partitions, 3 metrics x 2 granularities, dedup on`);
+  console.log(machineLine());
+  const brokers = await benchBrokers();
+  const log = new KafkaLog({ brokers: brokers.split(','), clientId: 'bench-speed' });
+  const topic = `bench-speed-${Date.now()}`;
+  await log.createTopics(eventTopicSpecs(topic, 6));
+  const t0 = performance.now();
+  const produced = await ingestLines(log, asRawLines(EVENTS), { topic, source: 'bench', batchSize: 10_000 });
+  console.log(`pre-filled ${produced.accepted.toLocaleString('en-US')} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const raw = await rawConsume(log, topic, produced.accepted);
+  const run = async (profile: 'throughput' | 'memory'): Promise<WorkerResult> => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-speed-'));
+    try {
+      return await runWorker(brokers, topic, dataDir, profile);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  };
+  const speed = await run('throughput');
+  const memory = process.env.LK_BENCH_SKIP_MEMORY ? undefined : await run('memory');
+  await log.deleteTopics([topic, `${topic}.dlq`]);
+  await log.close();
+
+  const rawRate = raw.records / raw.seconds;
+  const speedRate = speed.records / speed.seconds;
+  const line = (r: WorkerResult, label: string): [string, string][] => [
+    [
+      `${label} rate (to committed end)`,
+      `${fmtRate(r.records / r.seconds)}  (ratio to (a) ${(r.records / r.seconds / rawRate).toFixed(2)})`,
+    ],
+    [`${label} peak RSS`, fmtMiB(r.peakRssBytes)],
+    [`${label} live window-keys at the end`, r.stateWindows.toLocaleString('en-US')],
+    [`${label} dedup entries at the end`, r.dedupEntries.toLocaleString('en-US')],
+    [
+      `${label} state bytes (approx.)`,
+      `${fmtMiB(r.stateBytes)}, ${Math.round(r.stateBytes / Math.max(1, r.stateWindows))} B per live window-key (dedup set included)`,
+    ],
+    [`${label} duplicates / dropped late`, `${r.duplicates.toLocaleString('en-US')} / ${JSON.stringify(r.droppedLate)}`],
+    [`${label} last checkpoint size`, fmtMiB(r.lastCheckpointBytes)],
+  ];
+  printTable([
+    ['(a) raw consume (kafka adapter)', fmtRate(rawRate)],
+    ['(b) speed layer', fmtRate(speedRate)],
+    ['ratio (b)/(a)', `${(speedRate / rawRate).toFixed(2)}  (aim >= 0.7)`],
+    ...line(speed, '(b)'),
+    ...(memory ? line(memory, '(c) + per-user metric') : []),
+    ...(memory
+      ? ([
+          [
+            '(c) peak RSS vs aim',
+            `${fmtMiB(memory.peakRssBytes)} with ${memory.stateWindows.toLocaleString('en-US')} live window-keys (aim < 1024 MiB with 1,000,000)`,
+          ],
+        ] as [string, string][])
+      : []),
+  ]);
+}
+
+if (process.argv[2] === '--worker') await worker(process.argv[3]!, process.argv[4]!, process.argv[5]!, process.argv[6] ?? 'throughput');
+else await main();

@@ -1,0 +1,78 @@
+/**
+ * The hot-path decoder must accept exactly the events `decodeLoggedEvent` accepts, with the
+ * same id, event time and fields; and the fast ISO-8601 parser must agree with parseEventTime.
+ */
+import { describe, expect, it } from 'vitest';
+import { decodeLoggedEvent } from '../../services/events/event.ts';
+import { parseEventTime } from '../../services/events/eventTime.ts';
+import { generateEventLines, seededRandom } from '../../services/ingest/generator.ts';
+import { decodeEventFast, parseIsoMillisUtc } from '../fastDecode.ts';
+
+const SEED = 99;
+
+function agree(raw: Buffer): void {
+  let slow: ReturnType<typeof decodeLoggedEvent>;
+  try {
+    slow = decodeLoggedEvent(raw);
+  } catch {
+    slow = { ok: false, rejection: { code: 'ts_out_of_range', message: 'decodeLoggedEvent threw' } };
+  }
+  const fast = decodeEventFast(raw);
+  if (!slow.ok) expect(fast, raw.toString()).toBeUndefined();
+  else expect(fast, raw.toString()).toEqual({ id: slow.event.id, ts: slow.event.ts, fields: slow.event.fields });
+}
+
+describe(`fast decode agrees with decodeLoggedEvent (seed ${SEED})`, () => {
+  it('on generated events and on mutations of them', () => {
+    const rand = seededRandom(SEED);
+    const lines = [...generateEventLines({ seed: SEED, count: 3000 })];
+    const mutations = [
+      (l: string) => l.replace('"id":"', '"id":" '),
+      (l: string) => l.replace(/"id":"[^"]*"/, '"id":""'),
+      (l: string) => l.replace(/"id":"[^"]*"/, '"id":7'),
+      (l: string) => l.replace(/"type":"[^"]*",/, ''),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"2026-02-30T00:00:00.000Z"'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"2026-01-01T24:00:00.000Z"'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"2028-02-29T23:59:59.999Z"'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"2026-01-01T10:00:00+02:00"'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":1767225600123'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":-5'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"1969-12-31T23:59:59.999Z"'),
+      (l: string) => l.replace(/"ts":"[^"]*"/, '"ts":"2026-1-01T00:00:00.000Z"'),
+      (l: string) => l.replace('{', '{"bad name":1,'),
+      (l: string) => l.replace('{', '{"n":null,'),
+      (l: string) => l.replace('{', '{"o":{"a":1},'),
+      (l: string) => l.replace('{', '{\n'),
+      (l: string) => l.replace('{', '\ufeff{'),
+      (l: string) => `[${l}]`,
+      (l: string) => l.slice(0, -3),
+      (l: string) => l.replace('{', '{ '),
+      (l: string) => l,
+    ];
+    for (const line of lines) {
+      agree(Buffer.from(line));
+      agree(Buffer.from(mutations[Math.floor(rand() * mutations.length)]!(line)));
+    }
+    agree(Buffer.from([0x7b, 0xff, 0x7d]));
+  });
+
+  it('parses ISO-8601 milliseconds exactly like parseEventTime', () => {
+    const rand = seededRandom(SEED + 1);
+    for (let i = 0; i < 20_000; i++) {
+      const ms = Math.floor(rand() * 4_102_444_800_000);
+      const text = new Date(ms).toISOString();
+      expect(parseIsoMillisUtc(text)).toBe(ms);
+      const p = parseEventTime(text);
+      expect(p.ok && p.ms).toBe(ms);
+    }
+    for (const bad of [
+      '2026-02-29T00:00:00.000Z',
+      '2026-13-01T00:00:00.000Z',
+      '2026-01-01T23:60:00.000Z',
+      '2026-01-01T00:00:00Z',
+      '2026-01-01 00:00:00.000Z',
+    ]) {
+      expect(parseIsoMillisUtc(bad)).toBeNaN();
+    }
+  });
+});

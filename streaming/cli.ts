@@ -1,0 +1,204 @@
+/**
+ * `lk speed` and its subcommands. Every flag has an environment variable (LK_SPEED_...).
+ *
+ *   lk speed                      run a speed instance (SIGTERM/SIGINT: final checkpoint, exit 0)
+ *   lk speed savepoint --name N   materialise the committed state of every partition as savepoint N
+ *   lk speed savepoints list      list savepoints
+ *   lk speed savepoints delete N  delete savepoint N
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { ConfigError } from '../services/errors.ts';
+import { addCommonOptions, context, duration, port, topicName, type CommonOptions } from '../services/cli/options.ts';
+import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
+import { logger } from '../services/observability/logger.ts';
+import { VERSION_NAME } from '../services/views/viewRow.ts';
+import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './savepoints.ts';
+import { SpeedJob } from './speedJob.ts';
+
+interface JobOptions extends CommonOptions {
+  topic: string;
+  version: string;
+  group?: string;
+}
+
+interface RunOptions extends JobOptions {
+  checkpointInterval: number;
+  outOfOrderness: number;
+  idleTimeout: number;
+  dedupHorizon?: number;
+  statusPort: number;
+  instanceId: string;
+  fromSavepoint?: string;
+}
+
+function versionName(value: string): string {
+  if (!VERSION_NAME.test(value)) throw new InvalidArgumentError(`must match ${VERSION_NAME.source} (for example v1).`);
+  return value;
+}
+
+function savepointName(value: string): string {
+  if (!SAVEPOINT_NAME.test(value)) throw new InvalidArgumentError(`must match ${SAVEPOINT_NAME.source}.`);
+  return value;
+}
+
+function positiveDuration(value: string): number {
+  const ms = duration(value);
+  if (ms <= 0) throw new InvalidArgumentError('must be a positive duration.');
+  return ms;
+}
+
+function addJobOptions(cmd: Command): Command {
+  return addCommonOptions(
+    cmd
+      .addOption(new Option('--topic <name>', 'events topic').env('LK_SPEED_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName))
+      .addOption(
+        new Option('--version <name>', 'job version: names the view topic views.speed.<version> and the checkpoint dir')
+          .env('LK_SPEED_VERSION')
+          .default('v1')
+          .argParser(versionName),
+      )
+      .addOption(new Option('--group <id>', 'consumer group (default lk-speed-<version>)').env('LK_SPEED_GROUP')),
+  );
+}
+
+const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
+
+export function registerSpeedCommands(program: Command): void {
+  const speed = addJobOptions(
+    program
+      .command('speed')
+      .description('run the speed layer: event-time windows with dedup, checkpoints and exactly-once view output')
+      .addOption(
+        new Option('--checkpoint-interval <duration>', 'how often state is checkpointed and rows published')
+          .env('LK_SPEED_CHECKPOINT_INTERVAL')
+          .default(1000, '1s')
+          .argParser(positiveDuration),
+      )
+      .addOption(
+        new Option('--out-of-orderness <duration>', 'watermark = largest event time seen minus this')
+          .env('LK_SPEED_OUT_OF_ORDERNESS')
+          .default(5000, '5s')
+          .argParser(duration),
+      )
+      .addOption(
+        new Option(
+          '--idle-timeout <duration>',
+          'a caught-up partition without records for this long is idle: excluded from the instance watermark',
+        )
+          .env('LK_SPEED_IDLE_TIMEOUT')
+          .default(30_000, '30s')
+          .argParser(positiveDuration),
+      )
+      .addOption(
+        new Option(
+          '--dedup-horizon <duration>',
+          'how long (event time) an id is remembered; at least the largest window plus allowed lateness (the default)',
+        )
+          .env('LK_SPEED_DEDUP_HORIZON')
+          .argParser(positiveDuration),
+      )
+      .addOption(
+        new Option('--status-port <port>', 'HTTP port for /healthz /readyz /metrics /status (0 = off)')
+          .env('LK_SPEED_STATUS_PORT')
+          .default(0)
+          .argParser(port),
+      )
+      .addOption(
+        new Option('--instance-id <id>', 'names this instance in status files')
+          .env('LK_SPEED_INSTANCE_ID')
+          .default(`${hostname()}-${process.pid}`),
+      )
+      .addOption(
+        new Option('--from-savepoint <name>', 'start from a savepoint (stop all instances first); applied once per job version')
+          .env('LK_SPEED_FROM_SAVEPOINT')
+          .argParser(savepointName),
+      ),
+  ).action(async (opts: RunOptions) => {
+    const ctx = context(opts);
+    const definitions = ctx.loadMetrics();
+    const log = ctx.openLog(`lk-speed-${opts.instanceId}`);
+    const job = new SpeedJob(log, {
+      topic: opts.topic,
+      version: opts.version,
+      groupId: groupOf(opts),
+      checkpointIntervalMs: opts.checkpointInterval,
+      outOfOrdernessMs: opts.outOfOrderness,
+      idleTimeoutMs: opts.idleTimeout,
+      ...(opts.dedupHorizon !== undefined ? { dedupHorizonMs: opts.dedupHorizon } : {}),
+      statusPort: opts.statusPort,
+      instanceId: opts.instanceId,
+      ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
+      dataDir: ctx.layout.root,
+      checkpointsRoot: ctx.layout.checkpoints,
+      savepointsRoot: ctx.layout.savepoints,
+      definitions,
+    });
+    let stopRequested: (() => void) | undefined;
+    const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+    const onSignal = (signal: string) => {
+      logger.info({ signal }, 'stopping: final checkpoint');
+      stopRequested?.();
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    try {
+      await job.start();
+      await Promise.race([stopSignal, job.failure()]);
+      await job.stop();
+    } finally {
+      await log.close();
+    }
+  });
+
+  speed
+    .command('savepoint')
+    .description('take a named savepoint of the committed state of every partition (works while the job runs)')
+    .addOption(new Option('--name <name>', 'savepoint name').env('LK_SPEED_SAVEPOINT_NAME').makeOptionMandatory().argParser(savepointName))
+    .action(async (opts: { name: string }, cmd: Command) => {
+      const o = cmd.optsWithGlobals<JobOptions & { name: string }>();
+      const ctx = context(o);
+      const log = ctx.openLog('lk-speed-savepoint');
+      try {
+        const manifest = await takeSavepoint({
+          log,
+          name: opts.name,
+          version: o.version,
+          topic: o.topic,
+          groupId: groupOf(o),
+          checkpointRoot: join(ctx.layout.checkpoints, o.version),
+          savepointsRoot: ctx.layout.savepoints,
+        });
+        console.log(`savepoint ${manifest.name} of version ${manifest.version}: ${join(ctx.layout.savepoints, manifest.name)}`);
+        for (const p of manifest.partitions)
+          console.log(`  partition ${p.partition}: offset ${p.offset ?? '(none: starts from the beginning)'} ${p.bytes} bytes`);
+      } finally {
+        await log.close();
+      }
+    });
+
+  const savepoints = speed.command('savepoints').description('manage savepoints');
+  savepoints
+    .command('list')
+    .description('list savepoints')
+    .action((_opts: unknown, cmd: Command) => {
+      const ctx = context(cmd.optsWithGlobals<JobOptions>());
+      const list = listSavepoints(ctx.layout.savepoints);
+      if (list.length === 0) console.log(`no savepoints in ${ctx.layout.savepoints}`);
+      for (const s of list) {
+        const offsets = s.partitions.map((p) => p.offset ?? '-').join(',');
+        console.log(`${s.name}\tversion=${s.version}\ttopic=${s.topic}\tcreated=${s.createdAt}\toffsets=${offsets}`);
+      }
+    });
+  savepoints
+    .command('delete <name>')
+    .description('delete a savepoint')
+    .action((name: string, _opts: unknown, cmd: Command) => {
+      const ctx = context(cmd.optsWithGlobals<JobOptions>());
+      if (!SAVEPOINT_NAME.test(name)) throw new ConfigError(`savepoint name "${name}" must match ${SAVEPOINT_NAME.source}`);
+      deleteSavepoint(ctx.layout.savepoints, name);
+      console.log(`deleted savepoint ${name}`);
+    });
+}

@@ -1,0 +1,90 @@
+/**
+ * Can state built under one set of metric definitions be carried over to another? Used when a
+ * job restarts from its checkpoints or from a savepoint with a changed metric file. The rule:
+ * carry over only what stays exact, refuse everything else with a precise message; never start
+ * with silently wrong state.
+ *
+ * Carried over: removed metrics and granularities (their state is dropped), a smaller
+ * allowedLateness (windows just close sooner), description changes.
+ * Refused: a new metric or granularity (its windows would miss every event before the restored
+ * offsets), a changed filter/key/value/distinct (existing aggregates were computed with the old
+ * rule), a larger allowedLateness (windows already closed and evicted cannot reopen, so events the
+ * new rule accepts would land in empty windows).
+ */
+import { createHash } from 'node:crypto';
+import { formatDuration } from '../services/events/eventTime.ts';
+import type { MetricDefinition } from '../services/metrics/definitions.ts';
+
+export function semanticDefinition(def: MetricDefinition): Omit<MetricDefinition, 'description'> {
+  const { description: _ignored, ...rest } = def;
+  return rest;
+}
+
+export function metricsFingerprint(defs: readonly MetricDefinition[]): string {
+  const canonical = [...defs].map(semanticDefinition).sort((a, b) => a.name.localeCompare(b.name));
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex').slice(0, 16);
+}
+
+export interface Compatibility {
+  problems: string[];
+  /** What changes but stays exact (logged). */
+  notes: string[];
+}
+
+export function compareDefinitions(
+  stateDefs: readonly MetricDefinition[],
+  current: readonly MetricDefinition[],
+  stateLabel: string,
+): Compatibility {
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const before = new Map(stateDefs.map((d) => [d.name, d]));
+  for (const def of current) {
+    const old = before.get(def.name);
+    if (!old) {
+      problems.push(
+        `metric "${def.name}" is not in the ${stateLabel}: its windows would miss every event before the restored offsets; start a new --version to build it from the beginning of the topic`,
+      );
+      continue;
+    }
+    for (const field of ['filter', 'key', 'value', 'distinct'] as const) {
+      const a = JSON.stringify(old[field] ?? null);
+      const b = JSON.stringify(def[field] ?? null);
+      if (a !== b)
+        problems.push(
+          `metric "${def.name}": ${field} changed from ${a} to ${b}; the ${stateLabel} was computed with the old ${field}; start a new --version`,
+        );
+    }
+    for (const g of def.granularities) {
+      if (!old.granularities.includes(g))
+        problems.push(
+          `metric "${def.name}": granularity ${g} is not in the ${stateLabel}: its windows would miss earlier events; start a new --version`,
+        );
+    }
+    for (const g of old.granularities) {
+      if (!def.granularities.includes(g)) notes.push(`metric "${def.name}": granularity ${g} removed, its state is dropped`);
+    }
+    if (def.allowedLatenessMs > old.allowedLatenessMs) {
+      problems.push(
+        `metric "${def.name}": allowedLateness grew from ${formatDuration(old.allowedLatenessMs)} to ${formatDuration(def.allowedLatenessMs)}; windows the ${stateLabel} already closed cannot reopen; start a new --version`,
+      );
+    } else if (def.allowedLatenessMs < old.allowedLatenessMs) {
+      notes.push(
+        `metric "${def.name}": allowedLateness shrank from ${formatDuration(old.allowedLatenessMs)} to ${formatDuration(def.allowedLatenessMs)}; open windows close sooner`,
+      );
+    }
+  }
+  const names = new Set(current.map((d) => d.name));
+  for (const old of stateDefs) if (!names.has(old.name)) notes.push(`metric "${old.name}" removed, its state is dropped`);
+  return { problems, notes };
+}
+
+export function compareSemantics(state: { outOfOrdernessMs: number }, current: { outOfOrdernessMs: number }, stateLabel: string): string[] {
+  // A larger out-of-orderness moves the watermark back: windows the state already closed would be open again.
+  if (current.outOfOrdernessMs > state.outOfOrdernessMs) {
+    return [
+      `--out-of-orderness grew from ${formatDuration(state.outOfOrdernessMs)} to ${formatDuration(current.outOfOrdernessMs)}; windows the ${stateLabel} already closed cannot reopen; start a new --version`,
+    ];
+  }
+  return [];
+}

@@ -1,0 +1,53 @@
+/**
+ * `<checkpoints>/<version>/job.json`: what the checkpointed state of a job version was built
+ * with (metric definitions, watermark and dedup settings) and which savepoints were applied to
+ * it. Checked at every start, so that a changed metric file can never meet old state silently.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, InfrastructureError } from '../services/errors.ts';
+import type { MetricDefinition } from '../services/metrics/definitions.ts';
+import { writeFileAtomicSync } from './checkpointStore.ts';
+
+export interface JobMetadata {
+  version: string;
+  topic: string;
+  partitions: number;
+  metrics: MetricDefinition[];
+  semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
+  appliedSavepoints: string[];
+  updatedAt: string;
+}
+
+const jobMetadataSchema = z.object({
+  version: z.string(),
+  topic: z.string(),
+  partitions: z.number().int().positive(),
+  metrics: z.array(z.any()),
+  semantics: z.object({ outOfOrdernessMs: z.number(), dedupHorizonMs: z.number() }),
+  appliedSavepoints: z.array(z.string()),
+  updatedAt: z.string(),
+});
+
+export function jobMetadataPath(checkpointRoot: string): string {
+  return join(checkpointRoot, 'job.json');
+}
+
+export function readJobMetadata(checkpointRoot: string): JobMetadata | undefined {
+  const path = jobMetadataPath(checkpointRoot);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InfrastructureError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  const parsed = jobMetadataSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new ConfigError(`${path} is not valid job metadata: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
+  return parsed.data as JobMetadata;
+}
+
+export function writeJobMetadata(checkpointRoot: string, meta: JobMetadata): void {
+  writeFileAtomicSync(jobMetadataPath(checkpointRoot), `${JSON.stringify(meta, null, 2)}\n`);
+}

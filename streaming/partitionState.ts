@@ -1,0 +1,413 @@
+/**
+ * The speed layer's state for ONE input partition, and the rules that change it. Pure and
+ * synchronous: no I/O, no clock. Everything here is a function of the partition's record
+ * sequence, so that a replay after a crash, a restore from a checkpoint and the test oracle
+ * agree exactly (docs/speed-layer.md states the rules; the oracle in the tests re-implements
+ * them independently).
+ *
+ * Rules, per record in offset order:
+ * 1. watermark = (largest event time seen before this record) - outOfOrderness.
+ * 2. dedup: an id already seen and still live (ts >= watermark - horizon) is a duplicate:
+ *    counted in `duplicates`, nothing else happens.
+ * 3. for every metric the event matches and every granularity, window = [start, start + size);
+ *    the window is closed when watermark > start + size + allowedLateness: the event is then
+ *    counted in droppedLate for (metric, granularity) and not applied; otherwise it is applied.
+ * 4. the largest event time is updated; windows that the new watermark closes are final: their
+ *    last row is stamped with this record (throughOffset = offset + 1) and they leave the state.
+ */
+import type { LogRecord } from '../services/log/eventLog.ts';
+import type { CompiledMetric } from '../services/metrics/compile.ts';
+import { compileMetric } from '../services/metrics/compile.ts';
+import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { HyperLogLog } from '../services/metrics/hll.ts';
+import type { ViewRow } from '../services/views/viewRow.ts';
+import { DedupSet } from './dedupSet.ts';
+import { decodeEventFast } from './fastDecode.ts';
+import { registerOf } from './hllCache.ts';
+
+export interface SpeedSemantics {
+  outOfOrdernessMs: number;
+  dedupHorizonMs: number;
+}
+
+/** One (metric, granularity) pair: the unit that owns windows. */
+export interface Slot {
+  readonly id: string;
+  readonly metric: string;
+  readonly granularity: Granularity;
+  readonly sizeMs: number;
+  readonly latenessMs: number;
+  readonly hasValue: boolean;
+  readonly hasDistinct: boolean;
+}
+
+export function slotId(metric: string, granularity: Granularity): string {
+  return `${metric}/${granularity}`;
+}
+
+interface MetricPlan {
+  readonly compiled: CompiledMetric;
+  readonly slots: number[];
+}
+
+export class WindowAgg {
+  count = 0;
+  sum = 0;
+  min = Infinity;
+  max = -Infinity;
+  hasValue = false;
+  dirty = false;
+  closed = false;
+  constructor(
+    readonly slot: number,
+    readonly windowStart: number,
+    readonly key: string,
+    public hll: HyperLogLog | null,
+  ) {}
+}
+
+export interface WindowSnapshotRow {
+  slot: string;
+  windowStart: number;
+  key: string;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  sketch: Uint8Array | null;
+}
+
+export interface StateCounters {
+  events: number;
+  duplicates: number;
+  invalid: number;
+  /** Per slot id (`metric/granularity`): events not applied because their window was closed. */
+  droppedLate: Record<string, number>;
+}
+
+/** The scalar part of a checkpoint. */
+export interface StateMeta {
+  partition: number;
+  /** Next offset to read: the checkpoint covers exactly the records before it. */
+  position: number;
+  /** Log-append time of the last record read (the processing-time stamp at `position`). */
+  lastTimestamp: number;
+  /** Largest event time seen (-1e300 stands for "none", JSON has no -Infinity). */
+  maxTs: number;
+  counters: StateCounters;
+}
+
+const NO_TS = -1e300;
+
+export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
+  const slots: Slot[] = [];
+  for (const def of defs) {
+    for (const g of def.granularities) {
+      slots.push({
+        id: slotId(def.name, g),
+        metric: def.name,
+        granularity: g,
+        sizeMs: GRANULARITY_MS[g],
+        latenessMs: def.allowedLatenessMs,
+        hasValue: def.value !== undefined,
+        hasDistinct: def.distinct !== undefined,
+      });
+    }
+  }
+  return slots;
+}
+
+export class PartitionState {
+  readonly slots: Slot[];
+  private readonly plans: MetricPlan[];
+  /** Per slot: windowStart -> key -> aggregate (nested maps: no key string built per event). */
+  private readonly windows: Map<number, Map<string, WindowAgg>>[];
+  readonly dedup: DedupSet;
+  private dirty: WindowAgg[] = [];
+  /** Final rows of windows closed since the last checkpoint, each with its own stamp. */
+  private closedRows: ViewRow[] = [];
+  /** Smallest `start + size + lateness` over open windows: the watermark that closes the next one. */
+  private nextCloseAt = Infinity;
+  private liveWindows = 0;
+
+  position = 0;
+  lastTimestamp = 0;
+  maxTs = NO_TS;
+  readonly counters: StateCounters;
+  /** Records applied since the last checkpoint capture (0 = nothing to checkpoint). */
+  pendingRecords = 0;
+
+  constructor(
+    readonly partition: number,
+    defs: readonly MetricDefinition[],
+    readonly semantics: SpeedSemantics,
+  ) {
+    this.slots = buildSlots(defs);
+    let next = 0;
+    this.plans = defs.map((def) => ({ compiled: compileMetric(def), slots: def.granularities.map(() => next++) }));
+    this.windows = this.slots.map(() => new Map());
+    this.dedup = new DedupSet(semantics.dedupHorizonMs);
+    this.counters = { events: 0, duplicates: 0, invalid: 0, droppedLate: Object.fromEntries(this.slots.map((s) => [s.id, 0])) };
+  }
+
+  watermark(): number {
+    return this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
+  }
+
+  /** Rows the next checkpoint would publish (changed windows plus final rows of closed ones). */
+  get pendingRows(): number {
+    return this.dirty.length + this.closedRows.length;
+  }
+
+  get windowCount(): number {
+    return this.liveWindows;
+  }
+
+  /** Applies one record of this partition (records must come in offset order). */
+  apply(record: LogRecord): void {
+    this.position = record.offset + 1;
+    this.lastTimestamp = record.timestamp;
+    this.pendingRecords++;
+    const decoded = decodeEventFast(record.value);
+    if (decoded === undefined) {
+      // The log only holds validated events; a foreign producer wrote this one. Counted and
+      // skipped here; the batch layer, which reads the same log, sends it to the dead-letter
+      // topic with the reason (one dead letter per bad record, not one per layer).
+      this.counters.invalid++;
+      return;
+    }
+    const { id, ts, fields } = decoded;
+    this.counters.events++;
+    const watermark = this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
+    if (this.dedup.has(id, watermark)) {
+      this.counters.duplicates++;
+      return;
+    }
+    // An entry older than watermark - horizon would be expired at once: all its windows are closed.
+    if (ts >= watermark - this.dedup.horizonMs) this.dedup.add(id, ts);
+
+    for (const plan of this.plans) {
+      const m = plan.compiled;
+      if (!m.matches(fields)) continue;
+      const key = m.keyOf(fields)!;
+      const value = m.valueOf(fields);
+      const distinct = m.distinctOf(fields);
+      const reg = distinct === undefined ? -1 : registerOf(distinct);
+      for (const s of plan.slots) {
+        const slot = this.slots[s]!;
+        const start = Math.floor(ts / slot.sizeMs) * slot.sizeMs;
+        const closesAt = start + slot.sizeMs + slot.latenessMs;
+        if (watermark > closesAt) {
+          this.counters.droppedLate[slot.id]!++;
+          continue;
+        }
+        const byKey = this.windowMap(s, start);
+        let agg = byKey.get(key);
+        if (agg === undefined) {
+          agg = new WindowAgg(s, start, key, slot.hasDistinct ? new HyperLogLog() : null);
+          byKey.set(key, agg);
+          this.liveWindows++;
+          if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
+        }
+        agg.count++;
+        if (value !== undefined) {
+          agg.sum += value;
+          if (value < agg.min) agg.min = value;
+          if (value > agg.max) agg.max = value;
+          agg.hasValue = true;
+        }
+        if (reg !== -1) agg.hll!.setRegister(reg >>> 8, reg & 0xff);
+        if (!agg.dirty) {
+          agg.dirty = true;
+          this.dirty.push(agg);
+        }
+      }
+    }
+    if (ts > this.maxTs) {
+      this.maxTs = ts;
+      if (ts - this.semantics.outOfOrdernessMs > this.nextCloseAt) this.closeWindows(record.offset + 1, record.timestamp);
+    }
+  }
+
+  /** After a batch: the position may lie past the last record (transaction markers). */
+  advanceTo(nextOffset: number): void {
+    if (nextOffset > this.position) this.position = nextOffset;
+  }
+
+  private windowMap(slot: number, start: number): Map<string, WindowAgg> {
+    const bySlot = this.windows[slot]!;
+    let byKey = bySlot.get(start);
+    if (byKey === undefined) bySlot.set(start, (byKey = new Map()));
+    return byKey;
+  }
+
+  /**
+   * Removes the windows the current watermark closes. With `stamp`, a closed window with
+   * unpublished updates gets its final row stamped at the closing record; without (restore),
+   * windows are dropped silently: their final row was published with the checkpoint that
+   * closed them.
+   */
+  private closeWindows(throughOffset?: number, processingTime?: number): void {
+    const watermark = this.watermark();
+    let next = Infinity;
+    for (let s = 0; s < this.windows.length; s++) {
+      const slot = this.slots[s]!;
+      for (const [start, byKey] of this.windows[s]!) {
+        const closesAt = start + slot.sizeMs + slot.latenessMs;
+        if (watermark <= closesAt) {
+          if (closesAt < next) next = closesAt;
+          continue;
+        }
+        for (const agg of byKey.values()) {
+          if (agg.dirty && throughOffset !== undefined) this.closedRows.push(this.row(agg, throughOffset, processingTime!));
+          agg.closed = true;
+          agg.dirty = false;
+        }
+        this.liveWindows -= byKey.size;
+        this.windows[s]!.delete(start);
+      }
+    }
+    this.nextCloseAt = next;
+    this.dedup.expire(watermark);
+  }
+
+  row(agg: WindowAgg, throughOffset: number, processingTime: number): ViewRow {
+    const slot = this.slots[agg.slot]!;
+    const withValue = slot.hasValue && agg.hasValue;
+    return {
+      metric: slot.metric,
+      granularity: slot.granularity,
+      key: agg.key,
+      windowStart: agg.windowStart,
+      partition: this.partition,
+      count: agg.count,
+      sum: withValue ? agg.sum : null,
+      min: withValue ? agg.min : null,
+      max: withValue ? agg.max : null,
+      distinctSketch: agg.hll ? agg.hll.toBase64() : null,
+      throughOffset,
+      processingTime,
+    };
+  }
+
+  /**
+   * Takes what the next checkpoint publishes: rows of windows changed since the last capture,
+   * stamped with the current position, plus the final rows of windows closed meanwhile.
+   * Also returns the changed windows for a delta snapshot.
+   */
+  captureChanges(): { rows: ViewRow[]; changedWindows: WindowSnapshotRow[] } {
+    const rows = this.closedRows;
+    const changedWindows: WindowSnapshotRow[] = [];
+    for (const agg of this.dirty) {
+      if (agg.closed || !agg.dirty) continue;
+      agg.dirty = false;
+      rows.push(this.row(agg, this.position, this.lastTimestamp));
+      changedWindows.push(this.snapshotRow(agg));
+    }
+    this.dirty = [];
+    this.closedRows = [];
+    this.pendingRecords = 0;
+    return { rows, changedWindows };
+  }
+
+  snapshotRow(agg: WindowAgg): WindowSnapshotRow {
+    const slot = this.slots[agg.slot]!;
+    return {
+      slot: slot.id,
+      windowStart: agg.windowStart,
+      key: agg.key,
+      count: agg.count,
+      sum: agg.hasValue ? agg.sum : null,
+      min: agg.hasValue ? agg.min : null,
+      max: agg.hasValue ? agg.max : null,
+      sketch: agg.hll ? agg.hll.serialize() : null,
+    };
+  }
+
+  allWindows(): WindowSnapshotRow[] {
+    const out: WindowSnapshotRow[] = [];
+    for (const bySlot of this.windows)
+      for (const byKey of bySlot.values()) for (const agg of byKey.values()) out.push(this.snapshotRow(agg));
+    return out;
+  }
+
+  meta(): StateMeta {
+    return {
+      partition: this.partition,
+      position: this.position,
+      lastTimestamp: this.lastTimestamp,
+      maxTs: this.maxTs,
+      counters: { ...this.counters, droppedLate: { ...this.counters.droppedLate } },
+    };
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  /** Restores the scalar state; counters of slots that no longer exist are dropped. */
+  restoreMeta(meta: StateMeta): void {
+    this.position = meta.position;
+    this.lastTimestamp = meta.lastTimestamp;
+    this.maxTs = meta.maxTs;
+    this.counters.events = meta.counters.events;
+    this.counters.duplicates = meta.counters.duplicates;
+    this.counters.invalid = meta.counters.invalid;
+    for (const id of Object.keys(this.counters.droppedLate)) this.counters.droppedLate[id] = meta.counters.droppedLate[id] ?? 0;
+  }
+
+  /** Upserts a window from a snapshot; windows of slots that no longer exist are skipped. */
+  restoreWindow(row: WindowSnapshotRow, slotIndex: Map<string, number>): void {
+    const s = slotIndex.get(row.slot);
+    if (s === undefined) return;
+    const slot = this.slots[s]!;
+    const byKey = this.windowMap(s, row.windowStart);
+    const agg = new WindowAgg(
+      s,
+      row.windowStart,
+      row.key,
+      slot.hasDistinct ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null,
+    );
+    agg.count = row.count;
+    if (row.sum !== null) {
+      agg.sum = row.sum;
+      agg.min = row.min!;
+      agg.max = row.max!;
+      agg.hasValue = true;
+    }
+    if (!byKey.has(row.key)) this.liveWindows++;
+    byKey.set(row.key, agg);
+  }
+
+  slotIndex(): Map<string, number> {
+    return new Map(this.slots.map((s, i) => [s.id, i]));
+  }
+
+  /** After all snapshot parts are applied: drop what the restored watermark has closed. */
+  finishRestore(): void {
+    this.dedup.clearAdded();
+    this.closeWindows();
+    this.pendingRecords = 0;
+  }
+
+  private bytesCache = { at: -Infinity, bytes: 0 };
+
+  /**
+   * Approximate heap bytes of the state (windows, sketches, dedup set): for status and the
+   * bench. Walking every window is not free, so the figure is refreshed at most every 10 s.
+   */
+  approxBytes(now = Date.now()): number {
+    if (now - this.bytesCache.at < 10_000) return this.bytesCache.bytes;
+    this.bytesCache = { at: now, bytes: this.measureBytes() };
+    return this.bytesCache.bytes;
+  }
+
+  measureBytes(): number {
+    let bytes = this.dedup.approxBytes();
+    for (const bySlot of this.windows) {
+      for (const byKey of bySlot.values()) {
+        bytes += 64;
+        for (const agg of byKey.values()) bytes += 120 + agg.key.length * 2 + (agg.hll ? agg.hll.byteSize() : 0);
+      }
+    }
+    return bytes;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Savepoints: `<savepoints>/<name>/{savepoint.json, p<k>.arrow}`, named and kept until deleted.
+ *
+ * A savepoint is taken from the checkpoint store, not from a running process: for each
+ * partition, the group's committed offset N and the snapshot chain ending at N form a committed,
+ * consistent state (the 2PC guarantees it), which is materialised as one full snapshot. So
+ * `lk speed savepoint` works whether the job runs or not, needs no coordination with running
+ * instances, and can never capture uncommitted state. If a running job prunes the chain while it
+ * is read, the committed offsets are read again.
+ *
+ * Starting from a savepoint (`lk speed --from-savepoint NAME`) checks the metric definitions
+ * (compatibility.ts), then for each partition writes the savepoint's state as the checkpoint at
+ * its offset and commits that offset for the group in a transaction of the partition's producer
+ * (which fences any running owner). The job then starts normally and restores exactly that. The
+ * savepoint's name is recorded in job.json, so that a restart of a process started with the same
+ * flag resumes from its latest checkpoint instead of rewinding again.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, InfrastructureError } from '../services/errors.ts';
+import type { EventLog } from '../services/log/eventLog.ts';
+import type { MetricDefinition } from '../services/metrics/definitions.ts';
+import { CheckpointStore, MissingCheckpointError, restoreState, writeFileAtomic, writeFileAtomicSync } from './checkpointStore.ts';
+import { metricsFingerprint } from './compatibility.ts';
+import { readJobMetadata } from './jobMetadata.ts';
+import { encodeSnapshot, decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
+
+export const SAVEPOINT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface SavepointManifest {
+  name: string;
+  version: string;
+  topic: string;
+  groupId: string;
+  partitions: { partition: number; offset: number | null; bytes: number }[];
+  metrics: MetricDefinition[];
+  semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
+  createdAt: string;
+}
+
+const manifestSchema = z.object({
+  name: z.string(),
+  version: z.string(),
+  topic: z.string(),
+  groupId: z.string(),
+  partitions: z.array(
+    z.object({ partition: z.number().int().nonnegative(), offset: z.number().int().nonnegative().nullable(), bytes: z.number() }),
+  ),
+  metrics: z.array(z.any()),
+  semantics: z.object({ outOfOrdernessMs: z.number(), dedupHorizonMs: z.number() }),
+  createdAt: z.string(),
+});
+
+export function savepointDir(savepointsRoot: string, name: string): string {
+  return join(savepointsRoot, name);
+}
+
+export function readSavepoint(savepointsRoot: string, name: string): SavepointManifest {
+  const path = join(savepointDir(savepointsRoot, name), 'savepoint.json');
+  if (!existsSync(path)) {
+    const known = listSavepoints(savepointsRoot).map((s) => s.name);
+    throw new ConfigError(
+      `savepoint "${name}" not found in ${savepointsRoot}${known.length ? ` (known: ${known.join(', ')})` : ' (there are none)'}`,
+    );
+  }
+  const parsed = manifestSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+  if (!parsed.success) throw new ConfigError(`${path} is not a valid savepoint manifest: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
+  return parsed.data as SavepointManifest;
+}
+
+export function readSavepointPartition(savepointsRoot: string, name: string, partition: number): SnapshotContent {
+  const path = join(savepointDir(savepointsRoot, name), `p${partition}.arrow`);
+  return decodeSnapshot(readFileSync(path), path);
+}
+
+export function listSavepoints(savepointsRoot: string): SavepointManifest[] {
+  let names: string[] = [];
+  try {
+    names = readdirSync(savepointsRoot);
+  } catch {
+    return [];
+  }
+  const out: SavepointManifest[] = [];
+  for (const n of names) {
+    if (!existsSync(join(savepointsRoot, n, 'savepoint.json'))) continue;
+    try {
+      out.push(readSavepoint(savepointsRoot, n));
+    } catch {
+      // an unreadable savepoint is listed by `delete` errors, not here
+    }
+  }
+  return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+export function deleteSavepoint(savepointsRoot: string, name: string): void {
+  const dir = savepointDir(savepointsRoot, name);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`savepoint "${name}" not found in ${savepointsRoot}`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface TakeSavepointOptions {
+  log: EventLog;
+  name: string;
+  version: string;
+  topic: string;
+  groupId: string;
+  checkpointRoot: string;
+  savepointsRoot: string;
+}
+
+/** Materialises the committed state of every partition into a new savepoint. */
+export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointManifest> {
+  if (!SAVEPOINT_NAME.test(o.name)) throw new ConfigError(`savepoint name "${o.name}" must match ${SAVEPOINT_NAME.source}`);
+  const finalDir = savepointDir(o.savepointsRoot, o.name);
+  if (existsSync(finalDir))
+    throw new ConfigError(`savepoint "${o.name}" already exists in ${o.savepointsRoot}; delete it first or choose another name`);
+  const job = readJobMetadata(o.checkpointRoot);
+  if (!job)
+    throw new ConfigError(
+      `no checkpoints for job version "${o.version}" in ${o.checkpointRoot}: has \`lk speed --version ${o.version}\` run with this data dir?`,
+    );
+  const store = new CheckpointStore(o.checkpointRoot);
+  const partitions = await o.log.partitionCount(o.topic);
+  const tmpDir = `${finalDir}.tmp-${process.pid}`;
+  rmSync(tmpDir, { recursive: true, force: true });
+  mkdirSync(tmpDir, { recursive: true });
+  const semantics = job.semantics;
+  const entries: SavepointManifest['partitions'] = [];
+  for (let p = 0; p < partitions; p++) {
+    for (let attempt = 1; ; attempt++) {
+      const committed = (await o.log.committedOffsets(o.groupId, o.topic))[p] ?? null;
+      if (committed === null) {
+        entries.push({ partition: p, offset: null, bytes: 0 });
+        break;
+      }
+      try {
+        const state = restoreState(p, job.metrics, semantics, store.readChain(p, committed));
+        const bytes = encodeSnapshot({
+          header: {
+            ...state.meta(),
+            format: 1,
+            kind: 'full',
+            base: null,
+            chainLength: 1,
+            chainRows: 0,
+            metricsFingerprint: metricsFingerprint(job.metrics),
+            semantics,
+          },
+          windows: state.allWindows(),
+          dedup: state.dedup.entries(),
+        });
+        await writeFileAtomic(join(tmpDir, `p${p}.arrow`), bytes);
+        entries.push({ partition: p, offset: committed, bytes: bytes.length });
+        break;
+      } catch (err) {
+        // A running job pruned the chain between our two reads: read the newer commit.
+        if (err instanceof MissingCheckpointError && attempt < 10) continue;
+        rmSync(tmpDir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+  const manifest: SavepointManifest = {
+    name: o.name,
+    version: o.version,
+    topic: o.topic,
+    groupId: o.groupId,
+    partitions: entries,
+    metrics: job.metrics,
+    semantics,
+    createdAt: new Date().toISOString(),
+  };
+  writeFileAtomicSync(join(tmpDir, 'savepoint.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  try {
+    renameSync(tmpDir, finalDir);
+  } catch (err) {
+    rmSync(tmpDir, { recursive: true, force: true });
+    throw new InfrastructureError(`cannot publish savepoint ${finalDir}: ${(err as Error).message}`);
+  }
+  return manifest;
+}

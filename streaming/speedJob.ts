@@ -1,0 +1,456 @@
+/**
+ * The speed job: consumes the events topic in a consumer group, keeps one PartitionTask per
+ * assigned partition, checkpoints each on a timer (and after batches once the interval passed),
+ * and reports its status. Instances of one job version share partitions through the group and
+ * share the checkpoint store, so a partition's state moves with the partition on a rebalance.
+ */
+import { join } from 'node:path';
+import { ConfigError, InfrastructureError, errorMessage } from '../services/errors.ts';
+import type { EventLog, LogConsumer, PartitionOffset, RecordBatch, TopicPartition } from '../services/log/eventLog.ts';
+import { viewTopicSpec } from '../services/log/topics.ts';
+import { logger } from '../services/observability/logger.ts';
+import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../services/metrics/definitions.ts';
+import { formatDuration } from '../services/events/eventTime.ts';
+import { speedViewTopic } from '../services/views/viewRow.ts';
+import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
+import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
+import { readJobMetadata, writeJobMetadata, type JobMetadata } from './jobMetadata.ts';
+import { PartitionState, type SpeedSemantics } from './partitionState.ts';
+import { PartitionTask, openFencingProducer } from './partitionTask.ts';
+import { readSavepoint, readSavepointPartition } from './savepoints.ts';
+import { encodeSnapshot } from './snapshotCodec.ts';
+import { combinedWatermark, isIdle } from './watermarks.ts';
+import { StatusReporter, statusFilePath, type SpeedStatus } from './status.ts';
+
+/** Rows a checkpoint may publish before processing of the partition waits for it. */
+const MAX_ROWS_PER_CHECKPOINT = 50_000;
+
+export interface SpeedJobConfig {
+  topic: string;
+  version: string;
+  groupId: string;
+  checkpointIntervalMs: number;
+  outOfOrdernessMs: number;
+  idleTimeoutMs: number;
+  /** Undefined: the largest window plus allowed lateness of the metric definitions. */
+  dedupHorizonMs?: number;
+  statusPort: number;
+  instanceId: string;
+  fromSavepoint?: string;
+  dataDir: string;
+  checkpointsRoot: string;
+  savepointsRoot: string;
+  definitions: MetricDefinitions;
+}
+
+export class SpeedJob {
+  private readonly tasks = new Map<number, PartitionTask>();
+  private consumer: LogConsumer | undefined;
+  private readonly store: CheckpointStore;
+  private readonly semantics: SpeedSemantics;
+  private readonly viewTopic: string;
+  private readonly fingerprint: string;
+  private readonly status: StatusReporter;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+  private ready = false;
+  private processed = 0;
+  private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
+  private partitionCount = 0;
+  private failWith!: (err: unknown) => void;
+  private readonly failed: Promise<never>;
+  statusPort: number | undefined;
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly cfg: SpeedJobConfig,
+  ) {
+    const minHorizon = maxWindowPlusLatenessMs(cfg.definitions);
+    const horizon = cfg.dedupHorizonMs ?? minHorizon;
+    if (horizon < minHorizon) {
+      throw new ConfigError(
+        `--dedup-horizon ${formatDuration(horizon)} is shorter than the largest window plus allowed lateness (${formatDuration(minHorizon)}); a duplicate could then be counted twice`,
+      );
+    }
+    this.semantics = { outOfOrdernessMs: cfg.outOfOrdernessMs, dedupHorizonMs: horizon };
+    this.store = new CheckpointStore(join(cfg.checkpointsRoot, cfg.version));
+    this.viewTopic = speedViewTopic(cfg.version);
+    this.fingerprint = metricsFingerprint(cfg.definitions.metrics);
+    this.status = new StatusReporter(statusFilePath(cfg.dataDir, cfg.version, cfg.instanceId));
+    this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
+    this.failed.catch(() => undefined);
+  }
+
+  /** Rejects when the job fails (a checkpoint that cannot commit, a consumer crash). */
+  failure(): Promise<never> {
+    return this.failed;
+  }
+
+  async start(): Promise<void> {
+    const { topic } = this.cfg;
+    this.partitionCount = await this.log.partitionCount(topic);
+    await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
+    // State from a savepoint replaces the checkpointed state, so only the savepoint's
+    // definitions must be compatible; otherwise the checkpoints' ones.
+    const savepoint = this.cfg.fromSavepoint;
+    if (savepoint !== undefined && !readJobMetadata(this.store.root)?.appliedSavepoints.includes(savepoint))
+      await this.applySavepoint(savepoint);
+    else {
+      if (savepoint !== undefined)
+        logger.warn(
+          { savepoint },
+          'savepoint already applied to this job version; resuming from the latest checkpoint instead of rewinding again',
+        );
+      this.checkJobMetadata();
+    }
+    this.statusPort = await this.status.listen(this.cfg.statusPort);
+    const consumer = this.log.consumer({ groupId: this.cfg.groupId, fromBeginning: true, maxBytesPerPartition: 4 * 1024 * 1024 });
+    this.consumer = consumer;
+    await consumer.subscribe([topic]);
+    await consumer.run({
+      onAssignment: (assigned) => this.onAssignment(assigned),
+      eachBatch: (batch) => this.onBatch(batch),
+      onProgress: (p) => {
+        const task = this.tasks.get(p.partition);
+        if (task) task.highWatermark = Math.max(task.highWatermark, p.highWatermark);
+      },
+    });
+    consumer.done().catch((err: unknown) => {
+      if (!this.stopping) this.fail(err);
+    });
+    this.timers.push(setInterval(() => this.checkpointAll(), this.cfg.checkpointIntervalMs));
+    this.timers.push(setInterval(() => this.publishStatus(), 1000));
+    this.publishStatus();
+    logger.info(
+      {
+        topic,
+        version: this.cfg.version,
+        group: this.cfg.groupId,
+        view: this.viewTopic,
+        semantics: this.semantics,
+        statusPort: this.statusPort,
+      },
+      'speed job started',
+    );
+  }
+
+  /** Graceful stop: final checkpoint of every owned partition (while still in the group), then leave. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    const tasks = [...this.tasks.values()];
+    const results = await Promise.allSettled(tasks.map((t) => t.checkpoint()));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected')
+        logger.warn(
+          { partition: tasks[i]!.partition, err: errorMessage(r.reason) },
+          'final checkpoint failed; the partition resumes from its previous checkpoint',
+        );
+    });
+    await this.consumer?.stop();
+    await Promise.allSettled(tasks.map((t) => t.close()));
+    this.ready = false;
+    this.publishStatus();
+    await this.status.close();
+    logger.info({ partitions: tasks.map((t) => t.partition) }, 'speed job stopped after a final checkpoint');
+  }
+
+  private failedAlready = false;
+
+  private fail(err: unknown): void {
+    if (this.stopping || this.failedAlready) return;
+    this.failedAlready = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    logger.error({ err: errorMessage(err) }, 'speed job failed');
+    this.failWith(err);
+  }
+
+  // ------------------------------------------------------------------ metadata and savepoints
+
+  private jobMetadata(appliedSavepoints: string[]): JobMetadata {
+    return {
+      version: this.cfg.version,
+      topic: this.cfg.topic,
+      partitions: this.partitionCount,
+      metrics: [...this.cfg.definitions.metrics],
+      semantics: this.semantics,
+      appliedSavepoints,
+      updatedAt: new Date().toISOString(),
+    };
+  }
+
+  /** Refuses to meet checkpointed state with incompatible definitions; records compatible changes. */
+  private checkJobMetadata(): void {
+    const root = this.store.root;
+    const existing = readJobMetadata(root);
+    if (!existing) {
+      writeJobMetadata(root, this.jobMetadata([]));
+      return;
+    }
+    if (existing.topic !== this.cfg.topic) {
+      throw new ConfigError(
+        `job version "${this.cfg.version}" consumed topic "${existing.topic}", not "${this.cfg.topic}"; use another --version for another topic`,
+      );
+    }
+    if (existing.partitions !== this.partitionCount) {
+      throw new ConfigError(
+        `topic "${this.cfg.topic}" now has ${this.partitionCount} partitions, the checkpoints of version "${this.cfg.version}" were taken with ${existing.partitions}; state is per partition and cannot be split; start a new --version`,
+      );
+    }
+    const label = `checkpointed state of version "${this.cfg.version}"`;
+    const compat = compareDefinitions(existing.metrics, this.cfg.definitions.metrics, label);
+    const problems = [...compat.problems, ...compareSemantics(existing.semantics, this.semantics, label)];
+    if (problems.length > 0) throw new ConfigError(`cannot resume: ${problems.join('; ')}`);
+    for (const note of compat.notes) logger.warn({ note }, 'metric definitions changed compatibly');
+    writeJobMetadata(root, this.jobMetadata(existing.appliedSavepoints));
+  }
+
+  private async applySavepoint(name: string): Promise<void> {
+    const sp = readSavepoint(this.cfg.savepointsRoot, name);
+    if (sp.topic !== this.cfg.topic) throw new ConfigError(`savepoint "${name}" was taken on topic "${sp.topic}", not "${this.cfg.topic}"`);
+    if (sp.partitions.length !== this.partitionCount) {
+      throw new ConfigError(
+        `savepoint "${name}" holds ${sp.partitions.length} partitions, topic "${this.cfg.topic}" has ${this.partitionCount}; state is per partition`,
+      );
+    }
+    const label = `savepoint "${name}"`;
+    const compat = compareDefinitions(sp.metrics, this.cfg.definitions.metrics, label);
+    const problems = [...compat.problems, ...compareSemantics(sp.semantics, this.semantics, label)];
+    if (problems.length > 0) throw new ConfigError(`cannot start from savepoint: ${problems.join('; ')}`);
+    for (const note of compat.notes) logger.warn({ note, savepoint: name }, 'metric definitions changed compatibly since the savepoint');
+    const beginnings = await this.log.beginningOffsets(this.cfg.topic);
+    for (const entry of sp.partitions) {
+      const p = entry.partition;
+      let bytes: Buffer;
+      let position: number;
+      if (entry.offset === null) {
+        position = beginnings[p] ?? 0;
+        const empty = new PartitionState(p, this.cfg.definitions.metrics, this.semantics);
+        empty.position = position;
+        bytes = this.fullSnapshot(empty);
+      } else {
+        // Re-encode under the current definitions: dropped metrics and granularities go away here.
+        const state = restoreState(p, this.cfg.definitions.metrics, this.semantics, [
+          readSavepointPartition(this.cfg.savepointsRoot, name, p),
+        ]);
+        position = entry.offset;
+        bytes = this.fullSnapshot(state);
+      }
+      await this.store.write(p, position, bytes);
+      const producer = await openFencingProducer(this.log, this.cfg.version, p);
+      try {
+        const tx = await producer.transaction();
+        await tx.sendOffsets(this.cfg.groupId, [{ topic: this.cfg.topic, partition: p, offset: position }]);
+        await tx.commit();
+      } finally {
+        await producer.close();
+      }
+    }
+    const current = readJobMetadata(this.store.root);
+    writeJobMetadata(this.store.root, this.jobMetadata([...(current?.appliedSavepoints ?? []), name]));
+    logger.info({ savepoint: name, offsets: sp.partitions.map((e) => e.offset) }, 'job state set from savepoint');
+  }
+
+  private fullSnapshot(state: PartitionState): Buffer {
+    return encodeSnapshot({
+      header: {
+        ...state.meta(),
+        format: 1,
+        kind: 'full',
+        base: null,
+        chainLength: 1,
+        chainRows: 0,
+        metricsFingerprint: this.fingerprint,
+        semantics: this.semantics,
+      },
+      windows: state.allWindows(),
+      dedup: state.dedup.entries(),
+    });
+  }
+
+  // ------------------------------------------------------------------ assignment and processing
+
+  private async onAssignment(assigned: TopicPartition[]): Promise<PartitionOffset[]> {
+    const { topic } = this.cfg;
+    const wanted = new Set(assigned.filter((tp) => tp.topic === topic).map((tp) => tp.partition));
+    for (const [p, task] of this.tasks) {
+      if (wanted.has(p)) continue;
+      // Revoked: the new owner restores from the last committed checkpoint; whatever this
+      // instance processed since is simply recomputed there.
+      task.revoked = true;
+      this.tasks.delete(p);
+      task.close().catch((err: unknown) => logger.debug({ partition: p, err: errorMessage(err) }, 'closing a revoked partition'));
+    }
+    const fresh = [...wanted].filter((p) => !this.tasks.has(p));
+    const opened = await Promise.all(fresh.map((p) => this.openTask(p)));
+    for (const task of opened) this.tasks.set(task.partition, task);
+    this.ready = true;
+    logger.info(
+      {
+        assigned: [...wanted].sort((a, b) => a - b),
+        restored: opened.map((t) => ({ partition: t.partition, position: t.state.position })),
+      },
+      'partitions assigned',
+    );
+    return [...wanted].map((p) => ({ topic, partition: p, offset: this.tasks.get(p)!.state.position }));
+  }
+
+  private async openTask(partition: number): Promise<PartitionTask> {
+    const { log, cfg } = this;
+    // Fence first, then read the committed offset: after the fence no older owner can commit.
+    const producer = await openFencingProducer(log, cfg.version, partition);
+    const committed = (await log.committedOffsets(cfg.groupId, cfg.topic))[partition] ?? null;
+    const ctx = {
+      log,
+      topic: cfg.topic,
+      viewTopic: this.viewTopic,
+      groupId: cfg.groupId,
+      version: cfg.version,
+      store: this.store,
+      metricsFingerprint: this.fingerprint,
+    };
+    if (committed === null) {
+      const state = new PartitionState(partition, cfg.definitions.metrics, this.semantics);
+      state.position = (await log.beginningOffsets(cfg.topic))[partition] ?? 0;
+      return new PartitionTask(partition, state, producer, ctx, { positions: [], rows: 0 });
+    }
+    let chain;
+    try {
+      chain = this.store.readChain(partition, committed);
+    } catch (err) {
+      await producer.close();
+      if (err instanceof MissingCheckpointError) {
+        throw new InfrastructureError(
+          `group "${cfg.groupId}" committed offset ${committed} for partition ${partition} but its checkpoint is missing: ${err.message}. All instances of version "${cfg.version}" must share the data dir (--data-dir); to rebuild the state, start a new --version`,
+        );
+      }
+      throw err;
+    }
+    const state = restoreState(partition, cfg.definitions.metrics, this.semantics, chain);
+    if (state.position !== committed)
+      throw new InfrastructureError(
+        `checkpoint ${this.store.pathOf(partition, committed)} holds position ${state.position}, expected ${committed}`,
+      );
+    return new PartitionTask(partition, state, producer, ctx, {
+      positions: chain.map((s) => s.header.position),
+      rows: chain.at(-1)!.header.chainRows,
+    });
+  }
+
+  private async onBatch(batch: RecordBatch): Promise<void> {
+    if (this.stopping || this.failedAlready || batch.topic !== this.cfg.topic) return;
+    const task = this.tasks.get(batch.partition);
+    if (!task || task.revoked) return;
+    const state = task.state;
+    for (const record of batch.records) {
+      if (record.offset < state.position) continue;
+      state.apply(record);
+    }
+    state.advanceTo(batch.nextOffset);
+    this.processed += batch.records.length;
+    task.highWatermark = Math.max(task.highWatermark, batch.highWatermark);
+    const now = Date.now();
+    task.lastRecordAt = now;
+    if (state.pendingRows >= MAX_ROWS_PER_CHECKPOINT) {
+      // Back-pressure: a checkpoint's transaction must stay small (the broker aborts transactions
+      // older than the producer's transaction timeout), so a partition that has changed this many
+      // rows waits for the checkpoint in flight and starts the next one at once.
+      await task.settle();
+      this.checkpoint(task);
+    } else if (!task.checkpointInFlight && now - (task.lastCheckpoint?.at ?? 0) >= this.cfg.checkpointIntervalMs) {
+      // Under load the timer may fire late: checkpoint from the batch path as well.
+      this.checkpoint(task);
+    }
+  }
+
+  private checkpoint(task: PartitionTask): void {
+    task.checkpoint().catch((err: unknown) => {
+      if (task.revoked || this.stopping) {
+        logger.debug({ partition: task.partition, err: errorMessage(err) }, 'checkpoint of a revoked partition failed');
+        return;
+      }
+      this.fail(new InfrastructureError(`checkpoint of partition ${task.partition} failed: ${errorMessage(err)}`, { cause: err }));
+    });
+  }
+
+  private checkpointAll(): void {
+    if (this.stopping || this.failedAlready) return;
+    for (const task of this.tasks.values()) if (!task.checkpointInFlight) this.checkpoint(task);
+  }
+
+  // ------------------------------------------------------------------ status
+
+  /** `exactBytes`: measure the state size now rather than use the figure of the last 10 s. */
+  snapshotStatus(exactBytes = false): SpeedStatus {
+    const now = Date.now();
+    const dt = (now - this.lastRate.at) / 1000;
+    if (dt >= 0.5) this.lastRate = { at: now, processed: this.processed, perSecond: (this.processed - this.lastRate.processed) / dt };
+    const tasks = [...this.tasks.values()].sort((a, b) => a.partition - b.partition);
+    const droppedLateByGranularity: Record<string, number> = {};
+    const droppedLate: Record<string, number> = {};
+    let duplicates = 0;
+    let invalid = 0;
+    let windows = 0;
+    let bytes = 0;
+    let dedup = 0;
+    let last: PartitionTask['lastCheckpoint'];
+    const partitions = tasks.map((t) => {
+      const s = t.state;
+      duplicates += s.counters.duplicates;
+      invalid += s.counters.invalid;
+      for (const [slot, n] of Object.entries(s.counters.droppedLate)) {
+        droppedLateByGranularity[slot] = (droppedLateByGranularity[slot] ?? 0) + n;
+        const metric = slot.split('/')[0]!;
+        droppedLate[metric] = (droppedLate[metric] ?? 0) + n;
+      }
+      windows += s.windowCount;
+      dedup += s.dedup.size;
+      bytes += exactBytes ? s.measureBytes() : s.approxBytes(now);
+      if (t.lastCheckpoint && (!last || t.lastCheckpoint.at > last.at)) last = t.lastCheckpoint;
+      const wm = s.maxTs > -1e299 ? s.watermark() : null;
+      const endOffset = Math.max(t.highWatermark, s.position);
+      const idle = isIdle(endOffset - s.position, t.lastRecordAt, now, this.cfg.idleTimeoutMs);
+      return {
+        partition: t.partition,
+        committedOffset: t.committedPosition,
+        position: s.position,
+        endOffset,
+        lag: endOffset - s.position,
+        watermark: wm,
+        idle,
+      };
+    });
+    const watermark = combinedWatermark(partitions);
+    return {
+      version: this.cfg.version,
+      instanceId: this.cfg.instanceId,
+      pid: process.pid,
+      updatedAt: new Date(now).toISOString(),
+      topic: this.cfg.topic,
+      viewTopic: this.viewTopic,
+      ready: this.ready && !this.stopping,
+      partitions,
+      watermark,
+      lastCheckpoint: last ? { at: new Date(last.at).toISOString(), bytes: last.bytes, durationMs: last.durationMs } : null,
+      eventsPerSecond: Math.round(this.lastRate.perSecond),
+      duplicates,
+      invalid,
+      droppedLate,
+      droppedLateByGranularity,
+      stateWindows: windows,
+      stateBytes: bytes,
+      dedupEntries: dedup,
+    };
+  }
+
+  private publishStatus(): void {
+    try {
+      this.status.publish(this.snapshotStatus());
+    } catch (err) {
+      logger.warn({ err: errorMessage(err) }, 'status update failed');
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Operational view of a speed instance: the status file that serving reads
+ * (`<dataDir>/speed/status/<version>-<instanceId>.json`, rewritten atomically every second),
+ * Prometheus metrics, and an HTTP endpoint with /healthz, /readyz, /metrics and /status.
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { logger } from '../services/observability/logger.ts';
+import { writeFileAtomicSync } from './checkpointStore.ts';
+
+export interface PartitionStatus {
+  partition: number;
+  committedOffset: number | null;
+  /** Next offset this instance reads (may be ahead of the committed offset until the next checkpoint). */
+  position: number;
+  endOffset: number;
+  lag: number;
+  /** Epoch ms, null before the first event. */
+  watermark: number | null;
+  idle: boolean;
+}
+
+export interface SpeedStatus {
+  version: string;
+  instanceId: string;
+  pid: number;
+  updatedAt: string;
+  topic: string;
+  viewTopic: string;
+  ready: boolean;
+  partitions: PartitionStatus[];
+  /** Min watermark over this instance's non-idle partitions (idle ones do not hold it back). */
+  watermark: number | null;
+  lastCheckpoint: { at: string; bytes: number; durationMs: number } | null;
+  eventsPerSecond: number;
+  duplicates: number;
+  invalid: number;
+  /** Per metric: events not applied because their window was closed, summed over granularities. */
+  droppedLate: Record<string, number>;
+  droppedLateByGranularity: Record<string, number>;
+  stateWindows: number;
+  stateBytes: number;
+  dedupEntries: number;
+}
+
+export function statusFilePath(dataDirRoot: string, version: string, instanceId: string): string {
+  return join(dataDirRoot, 'speed', 'status', `${version}-${instanceId}.json`);
+}
+
+export class StatusReporter {
+  readonly registry = new Registry();
+  private server: Server | undefined;
+  private latest: SpeedStatus | undefined;
+  private readonly g: Record<string, Gauge>;
+
+  constructor(private readonly filePath: string) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'lk_speed_process_' });
+    const gauge = (name: string, help: string, labelNames: string[] = []) =>
+      new Gauge({ name, help, labelNames, registers: [this.registry] });
+    this.g = {
+      lag: gauge('lk_speed_partition_lag', 'Records between the instance position and the end of the partition', ['partition']),
+      watermark: gauge('lk_speed_partition_watermark_ms', 'Event-time watermark of the partition (epoch ms)', ['partition']),
+      idle: gauge('lk_speed_partition_idle', '1 when the partition is idle (excluded from the watermark)', ['partition']),
+      checkpointAt: gauge('lk_speed_last_checkpoint_timestamp_ms', 'Wall time of the last committed checkpoint'),
+      checkpointBytes: gauge('lk_speed_last_checkpoint_bytes', 'Size of the last snapshot written'),
+      checkpointMs: gauge('lk_speed_last_checkpoint_duration_ms', 'Duration of the last checkpoint (snapshot + transaction)'),
+      eps: gauge('lk_speed_events_per_second', 'Records processed per second by this instance'),
+      duplicates: gauge('lk_speed_duplicates', 'Duplicate events not counted again (assigned partitions, since the job started)'),
+      invalid: gauge('lk_speed_invalid_records', 'Records that are not valid events (skipped)'),
+      late: gauge('lk_speed_dropped_late', 'Events not applied because their window was closed', ['metric', 'granularity']),
+      windows: gauge('lk_speed_state_windows', 'Live window-keys held in memory'),
+      bytes: gauge('lk_speed_state_bytes', 'Approximate bytes of state held in memory'),
+      dedup: gauge('lk_speed_dedup_entries', 'Event ids held in the dedup sets'),
+    };
+    mkdirSync(join(filePath, '..'), { recursive: true });
+  }
+
+  publish(status: SpeedStatus): void {
+    this.latest = status;
+    const g = this.g;
+    g.lag!.reset();
+    g.watermark!.reset();
+    g.idle!.reset();
+    for (const p of status.partitions) {
+      g.lag!.set({ partition: String(p.partition) }, p.lag);
+      if (p.watermark !== null) g.watermark!.set({ partition: String(p.partition) }, p.watermark);
+      g.idle!.set({ partition: String(p.partition) }, p.idle ? 1 : 0);
+    }
+    if (status.lastCheckpoint) {
+      g.checkpointAt!.set(Date.parse(status.lastCheckpoint.at));
+      g.checkpointBytes!.set(status.lastCheckpoint.bytes);
+      g.checkpointMs!.set(status.lastCheckpoint.durationMs);
+    }
+    g.eps!.set(status.eventsPerSecond);
+    g.duplicates!.set(status.duplicates);
+    g.invalid!.set(status.invalid);
+    for (const [slot, n] of Object.entries(status.droppedLateByGranularity)) {
+      const [metric, granularity] = slot.split('/');
+      g.late!.set({ metric: metric!, granularity: granularity! }, n);
+    }
+    g.windows!.set(status.stateWindows);
+    g.bytes!.set(status.stateBytes);
+    g.dedup!.set(status.dedupEntries);
+    try {
+      writeFileAtomicSync(this.filePath, `${JSON.stringify(status)}\n`);
+    } catch (err) {
+      logger.warn({ err, path: this.filePath }, 'could not write the status file');
+    }
+  }
+
+  /** Serves /healthz, /readyz, /metrics, /status on `port` (0 = off). Resolves with the bound port. */
+  async listen(port: number, host = '0.0.0.0'): Promise<number | undefined> {
+    if (port === 0) return undefined;
+    this.server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      } else if (path === '/readyz') {
+        const ready = this.latest?.ready === true;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      } else if (path === '/metrics') {
+        this.registry
+          .metrics()
+          .then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text))
+          .catch((err: unknown) => res.writeHead(500).end(String(err)));
+      } else if (path === '/status') {
+        res.writeHead(this.latest ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(this.latest ?? { ready: false }));
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz /readyz /metrics /status\n');
+      }
+    });
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address();
+    return typeof addr === 'object' && addr ? addr.port : port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
