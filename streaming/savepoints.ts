@@ -24,7 +24,7 @@ import type { MetricDefinition } from '../services/metrics/definitions.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState, writeFileAtomic, writeFileAtomicSync } from './checkpointStore.ts';
 import { metricsFingerprint } from './compatibility.ts';
 import { readJobMetadata } from './jobMetadata.ts';
-import { encodeSnapshot, decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
+import { encodeFullSnapshot, decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
 
 export const SAVEPOINT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -136,20 +136,7 @@ export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointM
       }
       try {
         const state = restoreState(p, job.metrics, semantics, store.readChain(p, committed));
-        const bytes = encodeSnapshot({
-          header: {
-            ...state.meta(),
-            format: 1,
-            kind: 'full',
-            base: null,
-            chainLength: 1,
-            chainRows: 0,
-            metricsFingerprint: metricsFingerprint(job.metrics),
-            semantics,
-          },
-          windows: state.allWindows(),
-          dedup: state.dedup.entries(),
-        });
+        const bytes = encodeFullSnapshot(state, metricsFingerprint(job.metrics), semantics);
         await writeFileAtomic(join(tmpDir, `p${p}.arrow`), bytes);
         entries.push({ partition: p, offset: committed, bytes: bytes.length });
         break;

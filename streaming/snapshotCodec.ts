@@ -11,7 +11,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { Binary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
-import type { StateMeta, WindowSnapshotRow } from './partitionState.ts';
+import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } from './partitionState.ts';
 
 const MAGIC = Buffer.from('LKSNAP01', 'latin1');
 
@@ -195,4 +195,13 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
   let i = 0;
   for (const chunk of tsCol?.data ?? []) for (let k = 0; k < chunk.length; k++) ts[i++] = (chunk.values as Float64Array)[k]!;
   return { header, windows, dedup: { ids, ts } };
+}
+
+/** A full snapshot of one partition's live state (checkpoints and savepoints both write these). */
+export function encodeFullSnapshot(state: PartitionState, metricsFingerprint: string, semantics: SpeedSemantics): Buffer {
+  return encodeSnapshot({
+    header: { ...state.meta(), format: 1, kind: 'full', base: null, chainLength: 1, chainRows: 0, metricsFingerprint, semantics },
+    windows: state.allWindows(),
+    dedup: state.dedup.entries(),
+  });
 }

@@ -18,7 +18,7 @@ import { readJobMetadata, writeJobMetadata, type JobMetadata } from './jobMetada
 import { PartitionState, type SpeedSemantics } from './partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
 import { readSavepoint, readSavepointPartition } from './savepoints.ts';
-import { encodeSnapshot } from './snapshotCodec.ts';
+import { encodeFullSnapshot } from './snapshotCodec.ts';
 import { combinedWatermark, isIdle } from './watermarks.ts';
 import { StatusReporter, statusFilePath, type SpeedStatus } from './status.ts';
 
@@ -255,20 +255,7 @@ export class SpeedJob {
   }
 
   private fullSnapshot(state: PartitionState): Buffer {
-    return encodeSnapshot({
-      header: {
-        ...state.meta(),
-        format: 1,
-        kind: 'full',
-        base: null,
-        chainLength: 1,
-        chainRows: 0,
-        metricsFingerprint: this.fingerprint,
-        semantics: this.semantics,
-      },
-      windows: state.allWindows(),
-      dedup: state.dedup.entries(),
-    });
+    return encodeFullSnapshot(state, this.fingerprint, this.semantics);
   }
 
   // ------------------------------------------------------------------ assignment and processing
