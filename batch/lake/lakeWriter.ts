@@ -30,17 +30,17 @@ import { LakeManifest, type LakeFile, type PartitionPosition } from './commitPro
 import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName, sqlQuote } from './lakeSchema.ts';
 
 export const WRITER_LOCK = 'writer.lock';
-const CHUNK_ROWS = 2048; // DuckDB's vector size: the largest data chunk
+export const CHUNK_ROWS = 2048; // DuckDB's vector size: the largest data chunk
 /**
  * The roll's staging table: only what JS must provide. Numbers travel as DOUBLE (exact below
  * 2^53, and no BigInt per value on the hot path) and are cast to BIGINT by the COPY; `id` and
  * `type` are taken from the raw JSON by DuckDB on its own threads (validation guarantees both are
  * strings, so the extracted text is exactly the validated value).
  */
-const STAGING_COLUMNS =
+export const STAGING_COLUMNS =
   'raw VARCHAR, ts_ms DOUBLE, kafka_partition INTEGER, kafka_offset DOUBLE, kafka_timestamp DOUBLE, ingest_time DOUBLE';
-const STAGING_TYPES = [VARCHAR, DOUBLE, INTEGER, DOUBLE, DOUBLE, DOUBLE];
-const LAKE_SELECT = `json_extract_string(raw, '$.id') AS id, json_extract_string(raw, '$.type') AS type, ts_ms::BIGINT AS ts_ms, raw,
+export const STAGING_TYPES = [VARCHAR, DOUBLE, INTEGER, DOUBLE, DOUBLE, DOUBLE];
+export const LAKE_SELECT = `json_extract_string(raw, '$.id') AS id, json_extract_string(raw, '$.type') AS type, ts_ms::BIGINT AS ts_ms, raw,
   kafka_partition, kafka_offset::BIGINT AS kafka_offset, kafka_timestamp::BIGINT AS kafka_timestamp, ingest_time::BIGINT AS ingest_time`;
 
 export interface LakeWriterOptions {
