@@ -22,7 +22,7 @@ import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../serv
 import { HyperLogLog } from '../services/metrics/hll.ts';
 import type { ViewRow } from '../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
-import { decodeEventFast } from './fastDecode.ts';
+import { decodeEventFast } from '../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
 
 export interface SpeedSemantics {

@@ -1,13 +1,14 @@
 /**
- * Decoding events read back from the log, on the hot path. The log holds events validated at
+ * Decoding events read back from the log, on the hot paths of the speed layer and the lake
+ * writer. The log holds events validated at
  * ingest, so almost every record is valid: this checks exactly what `decodeLoggedEvent`
  * checks, in the cheapest order (native UTF-8 check and JSON.parse first), and hands anything
  * unusual to `decodeLoggedEvent` itself, so the two can never disagree on what is an event.
  * The `__tests__/fastDecode.spec.ts` test compares them on valid and invalid inputs.
  */
 import { isUtf8 } from 'node:buffer';
-import { DEFAULT_EVENT_LIMITS, decodeLoggedEvent, type AttributeValue, type Validation } from '../services/events/event.ts';
-import { parseEventTime } from '../services/events/eventTime.ts';
+import { DEFAULT_EVENT_LIMITS, decodeLoggedEvent, type AttributeValue, type Validation } from './event.ts';
+import { parseEventTime } from './eventTime.ts';
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 /** Field names already checked: events repeat the same few names (bounded; cleared when full). */
@@ -75,6 +76,8 @@ export interface DecodedEvent {
   id: string;
   ts: number;
   fields: Record<string, AttributeValue>;
+  /** The record's text (already decoded for JSON.parse; the lake keeps it as the raw column). */
+  text: string;
 }
 
 /** The event, or undefined when the record is not a valid event (then `decodeLoggedEvent` says why). */
@@ -87,7 +90,9 @@ function decodeSlow(value: Buffer | null): DecodedEvent | undefined {
     // just an invalid record, which must not stop the job.
     return undefined;
   }
-  return v.ok ? { id: v.event.id, ts: v.event.ts, fields: v.event.fields as Record<string, AttributeValue> } : undefined;
+  return v.ok
+    ? { id: v.event.id, ts: v.event.ts, fields: v.event.fields as Record<string, AttributeValue>, text: value!.toString('utf8') }
+    : undefined;
 }
 
 export function decodeEventFast(value: Buffer | null): DecodedEvent | undefined {
@@ -95,9 +100,10 @@ export function decodeEventFast(value: Buffer | null): DecodedEvent | undefined 
   // Line feeds are JSON whitespace but not allowed in an event line; other control bytes make
   // JSON.parse fail; a BOM is refused by the validator.
   if (value[0] !== 0x7b || value.indexOf(0x0a) !== -1 || !isUtf8(value)) return decodeSlow(value);
+  const text = value.toString('utf8');
   let obj: Record<string, unknown>;
   try {
-    obj = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+    obj = JSON.parse(text) as Record<string, unknown>;
   } catch {
     return decodeSlow(value);
   }
@@ -118,5 +124,5 @@ export function decodeEventFast(value: Buffer | null): DecodedEvent | undefined 
     ms = time.ms;
   }
   if (ms < 0) return decodeSlow(value);
-  return { id, ts: ms, fields: obj as Record<string, AttributeValue> };
+  return { id, ts: ms, fields: obj as Record<string, AttributeValue>, text };
 }

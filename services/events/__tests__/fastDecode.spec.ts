@@ -3,9 +3,9 @@
  * same id, event time and fields; and the fast ISO-8601 parser must agree with parseEventTime.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeLoggedEvent } from '../../services/events/event.ts';
-import { parseEventTime } from '../../services/events/eventTime.ts';
-import { generateEventLines, seededRandom } from '../../services/ingest/generator.ts';
+import { decodeLoggedEvent } from '../event.ts';
+import { parseEventTime } from '../eventTime.ts';
+import { generateEventLines, seededRandom } from '../../ingest/generator.ts';
 import { decodeEventFast, parseIsoMillisUtc } from '../fastDecode.ts';
 
 const SEED = 99;
@@ -19,7 +19,8 @@ function agree(raw: Buffer): void {
   }
   const fast = decodeEventFast(raw);
   if (!slow.ok) expect(fast, raw.toString()).toBeUndefined();
-  else expect(fast, raw.toString()).toEqual({ id: slow.event.id, ts: slow.event.ts, fields: slow.event.fields });
+  else
+    expect(fast, raw.toString()).toEqual({ id: slow.event.id, ts: slow.event.ts, fields: slow.event.fields, text: raw.toString('utf8') });
 }
 
 describe(`fast decode agrees with decodeLoggedEvent (seed ${SEED})`, () => {
