@@ -31,27 +31,39 @@ function onShutdownSignal(): AbortSignal {
   return controller.signal;
 }
 
-async function serve(opts: BatchOptions): Promise<void> {
+/** What the service and a single cycle are both given: the log, the lake, the views, the metrics. */
+function cycleOptions(opts: BatchOptions, clientId: string) {
   validateBatchOptions(opts);
   const ctx = context(opts);
+  // The metric file first: a bad one is refused before anything is opened.
   const metrics = ctx.loadMetrics();
-  const log = ctx.openLog('lk-batch');
+  return {
+    ctx,
+    common: {
+      log: ctx.openLog(clientId),
+      topic: opts.topic,
+      groupId: opts.group,
+      lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+      viewsRoot: ctx.layout.views,
+      version: opts.version,
+      metrics,
+      rollBytes: opts.rollSize,
+      rollIntervalMs: opts.rollInterval,
+      logger,
+    },
+  };
+}
+
+async function serve(opts: BatchOptions): Promise<void> {
+  const { ctx, common } = cycleOptions(opts, 'lk-batch');
+  const log = common.log;
   const signal = onShutdownSignal();
   const service = new BatchService({
-    log,
-    topic: opts.topic,
-    groupId: opts.group,
-    lakeRoot: lakeRootOf(ctx.layout, opts.topic),
-    viewsRoot: ctx.layout.views,
-    version: opts.version,
-    metrics,
-    rollBytes: opts.rollSize,
-    rollIntervalMs: opts.rollInterval,
+    ...common,
     intervalMs: opts.interval,
     targetFileSize: opts.targetFileSize,
     statusPath: batchStatusPath(ctx.layout),
     statusPort: opts.statusPort,
-    logger,
   });
   try {
     const { port } = await service.start();
@@ -65,26 +77,11 @@ async function serve(opts: BatchOptions): Promise<void> {
 }
 
 async function runOnce(opts: BatchOptions): Promise<void> {
-  validateBatchOptions(opts);
-  const ctx = context(opts);
-  const metrics = ctx.loadMetrics();
-  const log = ctx.openLog('lk-batch-run');
+  const { common } = cycleOptions(opts, 'lk-batch-run');
+  const log = common.log;
   const signal = onShutdownSignal();
   try {
-    const result = await runBatchCycle({
-      log,
-      topic: opts.topic,
-      groupId: opts.group,
-      lakeRoot: lakeRootOf(ctx.layout, opts.topic),
-      viewsRoot: ctx.layout.views,
-      version: opts.version,
-      metrics,
-      rollBytes: opts.rollSize,
-      rollIntervalMs: opts.rollInterval,
-      full: opts.full ?? false,
-      logger,
-      signal,
-    });
+    const result = await runBatchCycle({ ...common, full: opts.full ?? false, signal });
     if (!result) {
       console.log('stopped before the recompute; the lake holds everything read so far');
       return;
