@@ -20,8 +20,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
-import { decodeLoggedEvent } from '../../services/events/event.ts';
-import { decodeEventFast } from '../../services/events/fastDecode.ts';
+import { decodeLogRecord } from '../../services/events/fastDecode.ts';
 import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
 import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
 import { acquireLock, releaseLock } from '../../services/log/embedded/fileLock.ts';
@@ -194,18 +193,13 @@ export class LakeWriter {
     for (const r of batch.records) {
       const buf = this.buffer;
       lastTimestamp = r.timestamp;
-      // The fast decoder accepts exactly what decodeLoggedEvent accepts (tested against it);
-      // only a record it refuses pays for the full validation, which gives the reason.
-      const event = decodeEventFast(r.value);
-      const decoded = event === undefined ? decodeLoggedEvent(r.value) : undefined;
-      if (event !== undefined) buf.append(event.text, event.ts, p, r.offset, r.timestamp, now, r.value!.length);
-      else if (decoded?.ok) buf.append(r.value!.toString('utf8'), decoded.event.ts, p, r.offset, r.timestamp, now, r.value!.length);
-      else if (decoded) {
-        const code = decoded.rejection.code;
-        buf.rejected[code] = (buf.rejected[code] ?? 0) + 1;
-        buf.deadLetters.push(
-          deadLetterRecord(r.value ?? Buffer.alloc(0), decoded.rejection, { source: `${batch.topic}/${p}`, line: r.offset }),
-        );
+      // Exactly decodeLoggedEvent's verdict (tested against it), but only a refused record pays
+      // for the full validation, which gives the reason.
+      const decoded = decodeLogRecord(r.value);
+      if (!('code' in decoded)) buf.append(decoded.text, decoded.ts, p, r.offset, r.timestamp, now, r.value!.length);
+      else {
+        buf.rejected[decoded.code] = (buf.rejected[decoded.code] ?? 0) + 1;
+        buf.deadLetters.push(deadLetterRecord(r.value ?? Buffer.alloc(0), decoded, { source: `${batch.topic}/${p}`, line: r.offset }));
       }
       this.stats.records++;
       if (buf.bytes >= this.options.rollBytes) {

@@ -1,13 +1,12 @@
 /**
  * Decoding events read back from the log, on the hot paths of the speed layer and the lake
- * writer. The log holds events validated at
- * ingest, so almost every record is valid: this checks exactly what `decodeLoggedEvent`
- * checks, in the cheapest order (native UTF-8 check and JSON.parse first), and hands anything
+ * writer. The log holds events validated at ingest, so almost every record is valid: this
+ * checks exactly what `decodeLoggedEvent` checks, in the cheapest order (native UTF-8 check and JSON.parse first), and hands anything
  * unusual to `decodeLoggedEvent` itself, so the two can never disagree on what is an event.
  * The `__tests__/fastDecode.spec.ts` test compares them on valid and invalid inputs.
  */
 import { isUtf8 } from 'node:buffer';
-import { DEFAULT_EVENT_LIMITS, decodeLoggedEvent, type AttributeValue, type Validation } from './event.ts';
+import { DEFAULT_EVENT_LIMITS, decodeLoggedEvent, type AttributeValue, type Rejection, type Validation } from './event.ts';
 import { parseEventTime } from './eventTime.ts';
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
@@ -80,22 +79,29 @@ export interface DecodedEvent {
   text: string;
 }
 
-/** The event, or undefined when the record is not a valid event (then `decodeLoggedEvent` says why). */
-function decodeSlow(value: Buffer | null): DecodedEvent | undefined {
+/** `decodeLoggedEvent`'s verdict, as a decoded event or the rejection that says why. */
+function decodeSlow(value: Buffer | null): DecodedEvent | Rejection {
   let v: Validation;
   try {
     v = decodeLoggedEvent(value);
-  } catch {
-    // decodeLoggedEvent throws (RangeError formatting its message) on a negative `ts`: still
-    // just an invalid record, which must not stop the job.
-    return undefined;
+  } catch (err) {
+    // A validator bug on some odd input must not stop a job: the record is refused with the
+    // error as its reason.
+    return { code: 'invalid_ts', message: `the event could not be decoded: ${String(err)}` };
   }
   return v.ok
     ? { id: v.event.id, ts: v.event.ts, fields: v.event.fields as Record<string, AttributeValue>, text: value!.toString('utf8') }
-    : undefined;
+    : v.rejection;
 }
 
+/** The event, or undefined when the record is not a valid event. */
 export function decodeEventFast(value: Buffer | null): DecodedEvent | undefined {
+  const decoded = decodeLogRecord(value);
+  return 'code' in decoded ? undefined : decoded;
+}
+
+/** The event, or the rejection that says why the record is not one (for dead letters). */
+export function decodeLogRecord(value: Buffer | null): DecodedEvent | Rejection {
   if (value === null || value.length === 0 || value.length > DEFAULT_EVENT_LIMITS.maxEventBytes) return decodeSlow(value);
   // Line feeds are JSON whitespace but not allowed in an event line; other control bytes make
   // JSON.parse fail; a BOM is refused by the validator.

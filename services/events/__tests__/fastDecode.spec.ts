@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeLoggedEvent } from '../event.ts';
 import { parseEventTime } from '../eventTime.ts';
 import { generateEventLines, seededRandom } from '../../ingest/generator.ts';
-import { decodeEventFast, parseIsoMillisUtc } from '../fastDecode.ts';
+import { decodeEventFast, decodeLogRecord, parseIsoMillisUtc } from '../fastDecode.ts';
 
 const SEED = 99;
 
@@ -18,9 +18,15 @@ function agree(raw: Buffer): void {
     slow = { ok: false, rejection: { code: 'ts_out_of_range', message: 'decodeLoggedEvent threw' } };
   }
   const fast = decodeEventFast(raw);
-  if (!slow.ok) expect(fast, raw.toString()).toBeUndefined();
-  else
+  // The dead-letter reason the lake writer records is decodeLoggedEvent's own.
+  const verdict = decodeLogRecord(raw);
+  if (!slow.ok) {
+    expect(fast, raw.toString()).toBeUndefined();
+    expect(verdict, raw.toString()).toEqual(slow.rejection);
+  } else {
     expect(fast, raw.toString()).toEqual({ id: slow.event.id, ts: slow.event.ts, fields: slow.event.fields, text: raw.toString('utf8') });
+    expect(verdict).toEqual(fast);
+  }
 }
 
 describe(`fast decode agrees with decodeLoggedEvent (seed ${SEED})`, () => {
