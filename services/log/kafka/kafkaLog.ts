@@ -138,10 +138,32 @@ export class KafkaLog implements EventLog {
           })),
         });
       } catch (err) {
-        throw this.wrap('create topics', err);
+        // kafkajs gives up waiting for the new partitions' leaders after a few metadata retries
+        // ("does not host this topic-partition", retriable) on a busy broker, although the
+        // topics were created: wait for the leaders here, longer, before calling it a failure.
+        const retriable = (err as { retriable?: boolean }).retriable === true;
+        if (!retriable || !(await this.waitForLeaders(missing, 60_000))) throw this.wrap('create topics', err);
       }
     }
     return { created: missing.map((s) => s.name), existing: specs.filter((s) => existingNow.has(s.name)).map((s) => s.name) };
+  }
+
+  /** True once every partition of `specs` has a leader (false after `timeoutMs`). */
+  private async waitForLeaders(specs: TopicSpec[], timeoutMs: number): Promise<boolean> {
+    const admin = await this.adminClient();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const meta = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.name) }).catch(() => undefined);
+      const ready =
+        meta !== undefined &&
+        specs.every((s) => {
+          const t = meta.topics.find((m) => m.name === s.name);
+          return t !== undefined && t.partitions.length === s.partitions && t.partitions.every((p) => p.leader >= 0);
+        });
+      if (ready) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
   }
 
   async deleteTopics(names: string[]): Promise<void> {
