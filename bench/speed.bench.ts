@@ -15,7 +15,8 @@
  * Both rates are measured from the first record delivered to the end (group join excluded).
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
  * window-keys, run (c)) and state bytes per live window-key.
- * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c).
+ * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c); LK_BENCH_CPU_PROF=DIR
+ * writes a CPU profile of each speed worker.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -168,7 +169,7 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
     await new Promise((r) => setTimeout(r, 10));
   }
   const seconds = (performance.now() - first) / 1000;
-  status = job.snapshotStatus(true);
+  status = await job.measuredStatus();
   const result: WorkerResult = {
     records: total,
     seconds,
@@ -190,7 +191,9 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
 function runWorker(brokers: string, topic: string, dataDir: string, profile: 'throughput' | 'memory'): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
     const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
-    const child = spawn(process.execPath, [runTs, fileURLToPath(import.meta.url), '--worker', brokers, topic, dataDir, profile], {
+    // LK_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the speed worker into DIR.
+    const prof = process.env.LK_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LK_BENCH_CPU_PROF}`] : [];
+    const child = spawn(process.execPath, [...prof, runTs, fileURLToPath(import.meta.url), '--worker', brokers, topic, dataDir, profile], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
     });

@@ -152,8 +152,7 @@ export function restoreState(
   const slots = state.slotIndex();
   for (const snap of chain) {
     for (const w of snap.windows) state.restoreWindow(w, slots);
-    const { ids, ts } = snap.dedup;
-    for (let i = 0; i < ids.length; i++) state.dedup.add(ids[i]!, ts[i]!, false);
+    state.dedup.restore(snap.dedup);
     state.restoreMeta(snap.header);
   }
   state.finishRestore();

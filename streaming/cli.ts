@@ -32,6 +32,12 @@ interface RunOptions extends JobOptions {
   statusPort: number;
   instanceId: string;
   fromSavepoint?: string;
+  threads?: number;
+}
+
+function threadCount(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 64) throw new InvalidArgumentError('must be a whole number from 0 to 64.');
+  return Number(value);
 }
 
 function versionName(value: string): string {
@@ -112,6 +118,14 @@ export function registerSpeedCommands(program: Command): void {
           .default(`${hostname()}-${process.pid}`),
       )
       .addOption(
+        new Option(
+          '--threads <n>',
+          'state threads that parse, dedup and aggregate while the main thread consumes (0 = all in the main thread; default: one per spare core, at most one per partition)',
+        )
+          .env('LK_SPEED_THREADS')
+          .argParser(threadCount),
+      )
+      .addOption(
         new Option('--from-savepoint <name>', 'start from a savepoint (stop all instances first); applied once per job version')
           .env('LK_SPEED_FROM_SAVEPOINT')
           .argParser(savepointName),
@@ -131,6 +145,7 @@ export function registerSpeedCommands(program: Command): void {
       statusPort: opts.statusPort,
       instanceId: opts.instanceId,
       ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       dataDir: ctx.layout.root,
       checkpointsRoot: ctx.layout.checkpoints,
       savepointsRoot: ctx.layout.savepoints,

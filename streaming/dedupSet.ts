@@ -1,92 +1,258 @@
 /**
- * The per-partition dedup set: event ids seen within the dedup horizon, bounded in memory by
- * expiry on event time.
+ * The per-partition dedup set: fingerprints of the event ids seen within the dedup horizon,
+ * bounded in memory by expiry on event time.
  *
  * An entry (id, ts) is live while ts >= watermark - horizon. Expiry is part of the semantics,
- * not only of memory management: `has` ignores an expired entry even when its bucket has not
- * been dropped yet, so the answer depends only on the partition's record sequence (a replay
+ * not only of memory management: a lookup ignores an expired entry even when its slot has not
+ * been reclaimed yet, so the answer depends only on the partition's record sequence (a replay
  * after a crash, a restore from a snapshot and the test oracle all agree).
  *
  * Why expiry can never double count: the horizon is at least the largest window plus its
  * allowed lateness, so when an id expires (watermark > ts + horizon), every window that its
  * event belongs to is closed (watermark > windowEnd + allowedLateness); a copy arriving later is
  * dropped as late instead of counted (see docs/speed-layer.md).
+ *
+ * Layout: an open-addressing hash table (linear probing) in typed arrays: four 32-bit lanes of
+ * the id's 128-bit fingerprint (idFingerprint.ts) and the event time, 24 bytes a slot, no object
+ * per entry for the garbage collector to walk. Expired entries are reclaimed by rebuilding the
+ * table when it fills up (only live entries are copied, and the table grows only if they still
+ * fill it), so memory follows the live set. The live count is kept per event-time minute, so
+ * `size` is exact at minute granularity without a scan.
  */
+import { fingerprintId } from './idFingerprint.ts';
 
-/** Entries are grouped in event-time buckets so that expiry drops whole buckets at once. */
+/** Event-time buckets of the live count: entries expire a whole bucket at a time in `size`. */
 const BUCKET_MS = 60_000;
+const MIN_CAPACITY = 1 << 12;
+/** Rebuild when this share of the slots is taken (linear probing stays short below it)... */
+const MAX_LOAD = 0.75;
+/** ...into a table where the live entries take at most this share. */
+const REBUILT_LOAD = 0.5;
+
+/** Entries as flat columns: fingerprint lanes (4 per entry) and event times. */
+export interface DedupEntries {
+  readonly length: number;
+  readonly fingerprints: Int32Array;
+  readonly ts: Float64Array;
+}
+
+function nextPowerOfTwo(n: number): number {
+  let cap = MIN_CAPACITY;
+  while (cap < n) cap *= 2;
+  return cap;
+}
 
 export class DedupSet {
-  private readonly ids = new Map<string, number>();
-  private readonly buckets = new Map<number, string[]>();
+  private capacity = MIN_CAPACITY;
+  private mask = MIN_CAPACITY - 1;
+  private lanes = new Int32Array(MIN_CAPACITY * 4);
+  /** Event time per slot; NaN marks a free slot. */
+  private times = new Float64Array(MIN_CAPACITY).fill(NaN);
+  private occupied = 0;
+  /** Live entries per event-time bucket (entries with ts in [b * BUCKET_MS, (b + 1) * BUCKET_MS)). */
+  private readonly buckets = new Map<number, number>();
+  private liveCount = 0;
+  /** Entries older than this are expired (watermark - horizon at the last expiry). */
+  private limit = -Infinity;
   /** Entries added since the last `takeAdded()`: the dedup part of a delta checkpoint. */
-  private addedIds: string[] = [];
-  private addedTs: number[] = [];
+  private added = { fingerprints: new Int32Array(4 * 1024), ts: new Float64Array(1024), length: 0 };
+  private readonly scratch = new Int32Array(4);
 
   constructor(readonly horizonMs: number) {}
 
+  /** Live entries (expiry counted per event-time minute). */
   get size(): number {
-    return this.ids.size;
+    return this.liveCount;
   }
 
-  /** True when `id` was seen and its entry is still live under `watermark`. */
-  has(id: string, watermark: number): boolean {
-    const ts = this.ids.get(id);
-    return ts !== undefined && ts >= watermark - this.horizonMs;
-  }
-
-  /** Records `id` (first sighting wins until the entry expires; a re-add after expiry refreshes it). */
-  add(id: string, ts: number, track = true): void {
-    this.ids.set(id, ts);
-    const bucket = Math.floor(ts / BUCKET_MS);
-    let list = this.buckets.get(bucket);
-    if (list === undefined) this.buckets.set(bucket, (list = []));
-    list.push(id);
-    if (track) {
-      this.addedIds.push(id);
-      this.addedTs.push(ts);
+  /** Slot of `fp`, or the free slot where it would go. */
+  private slotOf(fp: Int32Array): number {
+    const lanes = this.lanes;
+    const times = this.times;
+    const a = fp[0]!;
+    const b = fp[1]!;
+    const c = fp[2]!;
+    const d = fp[3]!;
+    let i = a & this.mask;
+    for (;;) {
+      const t = times[i]!;
+      if (t !== t) return i; // free
+      const at = i * 4;
+      if (lanes[at] === a && lanes[at + 1] === b && lanes[at + 2] === c && lanes[at + 3] === d) return i;
+      i = (i + 1) & this.mask;
     }
   }
 
-  /** Frees the buckets that lie entirely before watermark - horizon. */
+  /** True when `fp` was seen and its entry is still live under `watermark`. */
+  has(fp: Int32Array, watermark: number): boolean {
+    const ts = this.times[this.slotOf(fp)]!;
+    return ts === ts && ts >= watermark - this.horizonMs;
+  }
+
+  /**
+   * The speed layer's rule in one probe: true when `fp` is a live duplicate under `watermark`;
+   * otherwise records it at `ts` if that is inside the horizon (an older entry would be expired
+   * at once: all its windows are closed) and returns false.
+   */
+  seen(fp: Int32Array, ts: number, watermark: number): boolean {
+    const slot = this.slotOf(fp);
+    const old = this.times[slot]!;
+    const limit = watermark - this.horizonMs;
+    if (old === old && old >= limit) return true;
+    if (ts >= limit) this.put(slot, old, fp, ts, true);
+    return false;
+  }
+
+  /**
+   * Records `fp` at event time `ts` (first sighting wins until the entry expires; a re-add after
+   * expiry refreshes it). `track`: part of the next delta checkpoint.
+   */
+  add(fp: Int32Array, ts: number, track = true): void {
+    const slot = this.slotOf(fp);
+    this.put(slot, this.times[slot]!, fp, ts, track);
+  }
+
+  private put(slot: number, old: number, fp: Int32Array, ts: number, track: boolean): void {
+    if (old !== old) {
+      if (this.occupied + 1 > this.capacity * MAX_LOAD) {
+        this.rebuild();
+        slot = this.slotOf(fp);
+      }
+      const at = slot * 4;
+      this.lanes[at] = fp[0]!;
+      this.lanes[at + 1] = fp[1]!;
+      this.lanes[at + 2] = fp[2]!;
+      this.lanes[at + 3] = fp[3]!;
+      this.occupied++;
+    } else {
+      this.uncount(old);
+    }
+    this.times[slot] = ts;
+    this.count(ts);
+    if (track) this.track(fp, ts);
+  }
+
+  /** `has` for an id given as text (tests, tools). */
+  hasId(id: string, watermark: number): boolean {
+    fingerprintId(id, this.scratch);
+    return this.has(this.scratch, watermark);
+  }
+
+  addId(id: string, ts: number, track = true): void {
+    fingerprintId(id, this.scratch);
+    this.add(this.scratch, ts, track);
+  }
+
+  private count(ts: number): void {
+    const b = Math.floor(ts / BUCKET_MS);
+    this.buckets.set(b, (this.buckets.get(b) ?? 0) + 1);
+    this.liveCount++;
+  }
+
+  private uncount(ts: number): void {
+    const b = Math.floor(ts / BUCKET_MS);
+    const n = this.buckets.get(b);
+    if (n === undefined) return; // its bucket has expired: not counted any more
+    if (n <= 1) this.buckets.delete(b);
+    else this.buckets.set(b, n - 1);
+    this.liveCount--;
+  }
+
+  private track(fp: Int32Array, ts: number): void {
+    let a = this.added;
+    if (a.length === a.ts.length) {
+      const grown = { fingerprints: new Int32Array(a.fingerprints.length * 2), ts: new Float64Array(a.ts.length * 2), length: a.length };
+      grown.fingerprints.set(a.fingerprints);
+      grown.ts.set(a.ts);
+      this.added = a = grown;
+    }
+    a.fingerprints.set(fp, a.length * 4);
+    a.ts[a.length++] = ts;
+  }
+
+  /** Expires the buckets that lie entirely before watermark - horizon. */
   expire(watermark: number): void {
     const limit = watermark - this.horizonMs;
-    for (const [bucket, list] of this.buckets) {
+    if (limit <= this.limit) return;
+    this.limit = limit;
+    for (const [bucket, n] of this.buckets) {
       if ((bucket + 1) * BUCKET_MS > limit) continue;
-      for (const id of list) {
-        const ts = this.ids.get(id);
-        // A refreshed entry lives in a newer bucket: only drop the entry this bucket holds.
-        if (ts !== undefined && Math.floor(ts / BUCKET_MS) === bucket) this.ids.delete(id);
-      }
+      this.liveCount -= n;
       this.buckets.delete(bucket);
     }
   }
 
-  takeAdded(): { ids: string[]; ts: number[] } {
-    const out = { ids: this.addedIds, ts: this.addedTs };
-    this.addedIds = [];
-    this.addedTs = [];
-    return out;
+  /**
+   * Whether a slot's entry is kept by a rebuild or a full snapshot: its bucket has not expired.
+   * (An entry older than the limit in a bucket that has not expired yet is dead for `has`, but
+   * still counted in `size`; keeping it keeps the count and a restored count exact.)
+   */
+  private kept(ts: number): boolean {
+    return ts === ts && (Math.floor(ts / BUCKET_MS) + 1) * BUCKET_MS > this.limit;
+  }
+
+  /** Copies the entries that are still live into a table sized for them (grown if they fill it). */
+  private rebuild(): void {
+    const { lanes, times, capacity } = this;
+    let live = 0;
+    for (let i = 0; i < capacity; i++) if (this.kept(times[i]!)) live++;
+    const newCapacity = nextPowerOfTwo(Math.ceil((live + 1) / REBUILT_LOAD));
+    this.capacity = newCapacity;
+    this.mask = newCapacity - 1;
+    this.lanes = new Int32Array(newCapacity * 4);
+    this.times = new Float64Array(newCapacity).fill(NaN);
+    this.occupied = 0;
+    const fp = new Int32Array(4);
+    for (let i = 0; i < capacity; i++) {
+      const ts = times[i]!;
+      if (!this.kept(ts)) continue; // free or expired
+      fp.set(lanes.subarray(i * 4, i * 4 + 4));
+      const slot = this.slotOf(fp);
+      this.lanes.set(fp, slot * 4);
+      this.times[slot] = ts;
+      this.occupied++;
+    }
+  }
+
+  takeAdded(): DedupEntries {
+    const out = this.added;
+    this.added = { fingerprints: new Int32Array(4 * 1024), ts: new Float64Array(1024), length: 0 };
+    return { length: out.length, fingerprints: out.fingerprints.subarray(0, out.length * 4), ts: out.ts.subarray(0, out.length) };
   }
 
   /** Forgets the tracked additions (after a full snapshot, which holds every entry). */
   clearAdded(): void {
-    this.addedIds = [];
-    this.addedTs = [];
+    this.added.length = 0;
   }
 
-  entries(): { ids: string[]; ts: number[] } {
-    const ids: string[] = [];
-    const ts: number[] = [];
-    for (const [id, t] of this.ids) {
-      ids.push(id);
-      ts.push(t);
+  /** Every entry that is not expired (a full snapshot's dedup part). */
+  entries(): DedupEntries {
+    const { times, lanes, capacity } = this;
+    let n = 0;
+    for (let i = 0; i < capacity; i++) if (this.kept(times[i]!)) n++;
+    const fingerprints = new Int32Array(n * 4);
+    const ts = new Float64Array(n);
+    let k = 0;
+    for (let i = 0; i < capacity; i++) {
+      const t = times[i]!;
+      if (!this.kept(t)) continue;
+      fingerprints.set(lanes.subarray(i * 4, i * 4 + 4), k * 4);
+      ts[k++] = t;
     }
-    return { ids, ts };
+    return { length: n, fingerprints, ts };
   }
 
-  /** Approximate heap bytes (Map entry, string, bucket slot): for state-size reporting. */
-  approxBytes(avgIdLength = 24): number {
-    return this.ids.size * (80 + avgIdLength + 8);
+  /** Adds snapshot entries (a restore), untracked. */
+  restore(entries: DedupEntries): void {
+    const fp = new Int32Array(4);
+    for (let i = 0; i < entries.length; i++) {
+      fp.set(entries.fingerprints.subarray(i * 4, i * 4 + 4));
+      this.add(fp, entries.ts[i]!, false);
+    }
+  }
+
+  /** Bytes held by the table (typed arrays: exact, not an estimate). */
+  approxBytes(): number {
+    return this.lanes.byteLength + this.times.byteLength + this.added.fingerprints.byteLength + this.added.ts.byteLength;
   }
 }

@@ -22,8 +22,16 @@ import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../serv
 import { HyperLogLog } from '../services/metrics/hll.ts';
 import type { ViewRow } from '../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
-import { decodeEventFast } from '../services/events/fastDecode.ts';
+import type { AttributeValue } from '../services/events/event.ts';
+import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
+import { decodeWithValidator } from '../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
+import { fingerprintBytes, fingerprintId } from './idFingerprint.ts';
+
+/** One scanner for every partition: `apply` is synchronous, so it is never shared mid-scan. */
+const scanner = new EventScanner();
+/** The id fingerprint of the record being applied. */
+const fingerprint = new Int32Array(4);
 
 export interface SpeedSemantics {
   outOfOrdernessMs: number;
@@ -120,6 +128,8 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
 export class PartitionState {
   readonly slots: Slot[];
   private readonly plans: MetricPlan[];
+  /** Every event field a metric reads: the scanner materializes only these. */
+  private readonly referenced: ReadonlySet<string>;
   /** Per slot: windowStart -> key -> aggregate (nested maps: no key string built per event). */
   private readonly windows: Map<number, Map<string, WindowAgg>>[];
   readonly dedup: DedupSet;
@@ -145,6 +155,14 @@ export class PartitionState {
     this.slots = buildSlots(defs);
     let next = 0;
     this.plans = defs.map((def) => ({ compiled: compileMetric(def), slots: def.granularities.map(() => next++) }));
+    this.referenced = new Set(
+      defs.flatMap((d) => [
+        ...Object.keys(d.filter),
+        d.key,
+        ...(d.value === undefined ? [] : [d.value]),
+        ...(d.distinct === undefined ? [] : [d.distinct]),
+      ]),
+    );
     this.windows = this.slots.map(() => new Map());
     this.dedup = new DedupSet(semantics.dedupHorizonMs);
     this.counters = { events: 0, duplicates: 0, invalid: 0, droppedLate: Object.fromEntries(this.slots.map((s) => [s.id, 0])) };
@@ -164,27 +182,46 @@ export class PartitionState {
   }
 
   /** Applies one record of this partition (records must come in offset order). */
-  apply(record: LogRecord): void {
-    this.position = record.offset + 1;
-    this.lastTimestamp = record.timestamp;
+  apply(record: LogRecord | Pick<LogRecord, 'offset' | 'timestamp' | 'value'>): void {
+    const v = record.value;
+    this.applyValue(record.offset, record.timestamp, v, 0, v === null ? 0 : v.length);
+  }
+
+  /**
+   * Applies the record at `offset` whose value is buf[start..end) (`buf` null: a tombstone).
+   * Records must come in offset order. Taking a range lets a batch travel as one buffer (the
+   * speed job hands batches to worker threads that way) without a Buffer object per record.
+   */
+  applyValue(offset: number, timestamp: number, buf: Buffer | null, start: number, end: number): void {
+    this.position = offset + 1;
+    this.lastTimestamp = timestamp;
     this.pendingRecords++;
-    const decoded = decodeEventFast(record.value);
-    if (decoded === undefined) {
-      // The log only holds validated events; a foreign producer wrote this one. Counted and
-      // skipped here; the batch layer, which reads the same log, sends it to the dead-letter
-      // topic with the reason (one dead letter per bad record, not one per layer).
-      this.counters.invalid++;
-      return;
+    let ts: number;
+    let fields: Readonly<Record<string, AttributeValue>> | undefined;
+    if (buf !== null && scanner.scan(buf, LOGGED_EVENT_SCAN_LIMITS, start, end)) {
+      ts = scanner.ts;
+      fingerprintBytes(buf, scanner.starts[scanner.idIndex]!, scanner.ends[scanner.idIndex]!, fingerprint);
+    } else {
+      const decoded = decodeWithValidator(buf === null ? null : start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+      if ('code' in decoded) {
+        // The log only holds validated events; a foreign producer wrote this one. Counted and
+        // skipped here; the batch layer, which reads the same log, sends it to the dead-letter
+        // topic with the reason (one dead letter per bad record, not one per layer).
+        this.counters.invalid++;
+        return;
+      }
+      ts = decoded.ts;
+      fields = decoded.fields;
+      fingerprintId(decoded.id, fingerprint);
     }
-    const { id, ts, fields } = decoded;
     this.counters.events++;
     const watermark = this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
-    if (this.dedup.has(id, watermark)) {
+    if (this.dedup.seen(fingerprint, ts, watermark)) {
       this.counters.duplicates++;
       return;
     }
-    // An entry older than watermark - horizon would be expired at once: all its windows are closed.
-    if (ts >= watermark - this.dedup.horizonMs) this.dedup.add(id, ts);
+    // Only a first sighting pays for its fields (the scanner still describes this record).
+    fields ??= scanner.project(this.referenced);
 
     for (const plan of this.plans) {
       const m = plan.compiled;
@@ -225,7 +262,7 @@ export class PartitionState {
     }
     if (ts > this.maxTs) {
       this.maxTs = ts;
-      if (ts - this.semantics.outOfOrdernessMs > this.nextCloseAt) this.closeWindows(record.offset + 1, record.timestamp);
+      if (ts - this.semantics.outOfOrdernessMs > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
     }
   }
 

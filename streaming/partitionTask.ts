@@ -2,8 +2,8 @@
  * One input partition owned by this instance: its state, its transactional producer and its
  * checkpoint protocol (Flink-style two-phase commit with the Kafka transaction as commit point):
  *
- *   capture   (synchronous, between two batches) the changed rows stamped with position N, and
- *             a full or delta snapshot of the state at N;
+ *   capture   (by the thread holding the state, between two batches: stateHost.ts) the changed
+ *             rows stamped with position N, and a full or delta snapshot of the state at N;
  *   pre-commit  write the snapshot to <checkpoints>/<version>/p<k>/<N>.arrow (atomic, durable);
  *   commit    one transaction: the rows to the view topic + the group's offset N for the
  *             partition; read_committed readers see both or neither;
@@ -18,17 +18,12 @@
 import { InfrastructureError } from '../services/errors.ts';
 import type { EventLog, LogProducer } from '../services/log/eventLog.ts';
 import { logger } from '../services/observability/logger.ts';
-import { viewRowKey, type ViewRow } from '../services/views/viewRow.ts';
 import type { CheckpointStore } from './checkpointStore.ts';
-import type { PartitionState } from './partitionState.ts';
-import { encodeSnapshot, type SnapshotHeader } from './snapshotCodec.ts';
+import type { StateHost } from './stateHost.ts';
+import type { Capture } from './stateRegistry.ts';
 
 /** View rows per produce call inside a checkpoint's transaction. */
 const SEND_SLICE_ROWS = 5000;
-/** A new full snapshot is written when the delta chain gets this long... */
-const MAX_CHAIN_LENGTH = 200;
-/** ...or when the deltas hold more rows than this multiple of the live state. */
-const MAX_DELTA_RATIO = 1;
 
 export interface TaskContext {
   log: EventLog;
@@ -37,7 +32,6 @@ export interface TaskContext {
   groupId: string;
   version: string;
   store: CheckpointStore;
-  metricsFingerprint: string;
 }
 
 export interface CheckpointInfo {
@@ -81,7 +75,7 @@ export class PartitionTask {
 
   constructor(
     readonly partition: number,
-    public state: PartitionState,
+    private readonly host: StateHost,
     private readonly producer: LogProducer,
     private readonly ctx: TaskContext,
     restoredChain: { positions: number[]; rows: number },
@@ -103,8 +97,10 @@ export class PartitionTask {
     while (this.inFlight) await this.inFlight.catch(() => undefined);
     if (this.failed)
       throw new InfrastructureError(`partition ${this.partition}: an earlier checkpoint failed; restart to restore the last committed one`);
-    if (this.revoked || this.state.pendingRecords === 0) return;
-    const run = this.capture().catch((err: unknown) => {
+    // Whether anything changed is for the state's thread to say (the statistics here may not yet
+    // reflect batches handed to it): it answers a capture with null then.
+    if (this.revoked) return;
+    const run = this.captureAndCommit().catch((err: unknown) => {
       // The captured rows are gone from the state: nothing may be checkpointed after this.
       this.failed = true;
       throw err;
@@ -120,47 +116,29 @@ export class PartitionTask {
     while (this.inFlight) await this.inFlight.catch(() => undefined);
   }
 
-  private capture(): Promise<void> {
+  private async captureAndCommit(): Promise<void> {
     const started = Date.now();
-    const state = this.state;
-    const position = state.position;
-    const { rows, changedWindows } = state.captureChanges();
-    const added = state.dedup.takeAdded();
-    const liveRows = state.windowCount + state.dedup.size;
-    const deltaRows = changedWindows.length + added.ids.length;
-    // chainRows counts the rows of the deltas since the base: once they outgrow the live state,
-    // a restore would read more than a full snapshot holds, so write a full one.
-    const full =
-      this.chain.length === 0 || this.chain.length >= MAX_CHAIN_LENGTH || this.chainRows + deltaRows > MAX_DELTA_RATIO * liveRows + 1000;
-    const base = this.chain.at(-1) ?? null;
-    const header: SnapshotHeader = {
-      ...state.meta(),
-      format: 1,
-      kind: full ? 'full' : 'delta',
-      base: full ? null : base,
-      chainLength: full ? 1 : this.chain.length + 1,
-      chainRows: full ? 0 : this.chainRows + deltaRows,
-      metricsFingerprint: this.ctx.metricsFingerprint,
-      semantics: { ...state.semantics },
-    };
-    const bytes = full
-      ? encodeSnapshot({ header, windows: state.allWindows(), dedup: state.dedup.entries() })
-      : encodeSnapshot({ header, windows: changedWindows, dedup: added });
-    return this.commit(position, bytes, rows, header, started);
+    const capture = await this.host.capture(this.partition, {
+      length: this.chain.length,
+      rows: this.chainRows,
+      last: this.chain.at(-1) ?? null,
+    });
+    if (capture) await this.commit(capture, started);
   }
 
-  private async commit(position: number, bytes: Buffer, rows: ViewRow[], header: SnapshotHeader, started: number): Promise<void> {
+  private async commit(capture: Capture, started: number): Promise<void> {
     const { store, topic, viewTopic, groupId } = this.ctx;
-    await store.write(this.partition, position, bytes);
+    const { position, header, snapshot, rowKeys, rowValues } = capture;
+    await store.write(this.partition, position, snapshot);
     const tx = await this.producer.transaction();
     try {
       // In slices: a checkpoint of a high-cardinality backlog can hold hundreds of thousands of
-      // rows, and their JSON and produce buffers need not all exist at once.
-      for (let i = 0; i < rows.length; i += SEND_SLICE_ROWS) {
-        await tx.send(
-          viewTopic,
-          rows.slice(i, i + SEND_SLICE_ROWS).map((r) => ({ key: viewRowKey(r), value: JSON.stringify(r) })),
-        );
+      // rows, and their produce buffers need not all exist at once.
+      for (let i = 0; i < rowKeys.length; i += SEND_SLICE_ROWS) {
+        const end = Math.min(i + SEND_SLICE_ROWS, rowKeys.length);
+        const records = new Array<{ key: string; value: string }>(end - i);
+        for (let k = i; k < end; k++) records[k - i] = { key: rowKeys[k]!, value: rowValues[k]! };
+        await tx.send(viewTopic, records);
       }
       await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);
       await tx.commit();
@@ -176,9 +154,9 @@ export class PartitionTask {
     this.lastCheckpoint = {
       at: Date.now(),
       position,
-      bytes: bytes.length,
+      bytes: snapshot.length,
       durationMs: Date.now() - started,
-      rows: rows.length,
+      rows: rowKeys.length,
       kind: header.kind,
     };
     try {
@@ -188,8 +166,10 @@ export class PartitionTask {
     }
   }
 
+  /** Waits for the checkpoint in flight, releases the state and closes the producer. */
   async close(): Promise<void> {
     await this.settle();
+    await this.host.drop(this.partition).catch(() => undefined);
     await this.producer.close();
   }
 }

@@ -7,16 +7,25 @@
  *              | u32 dedupLength | dedup Arrow IPC | u32 crc32(everything before)
  *
  * Columns are built directly from buffers (makeData) rather than through Arrow's per-value
- * builders: a full snapshot holds hundreds of thousands of dedup ids.
+ * builders: a full snapshot holds hundreds of thousands of dedup entries.
+ *
+ * Formats: 2 keeps the dedup set as 128-bit id fingerprints (`fp`, FixedSizeBinary(16), the
+ * lanes h1..h4 little-endian; see idFingerprint.ts); 1 kept the ids as text (`id`, Utf8). Both
+ * are read (a format-1 savepoint restores into fingerprints); 2 is written.
  */
 import { crc32 } from 'node:zlib';
-import { Binary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
+import { Binary, FixedSizeBinary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
+import type { DedupEntries } from './dedupSet.ts';
+import { fingerprintId } from './idFingerprint.ts';
 import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } from './partitionState.ts';
 
 const MAGIC = Buffer.from('LKSNAP01', 'latin1');
 
+export const SNAPSHOT_FORMAT = 2;
+
 export interface SnapshotHeader extends StateMeta {
-  format: 1;
+  /** 2: dedup fingerprints; 1: dedup ids as text (read only). */
+  format: 1 | 2;
   /** 'full' holds all live state; 'delta' holds changes since the snapshot at `base`. */
   kind: 'full' | 'delta';
   /** Position of the snapshot this delta applies to (null for full snapshots). */
@@ -33,7 +42,7 @@ export interface SnapshotHeader extends StateMeta {
 export interface SnapshotContent {
   header: SnapshotHeader;
   windows: WindowSnapshotRow[];
-  dedup: { ids: string[]; ts: number[] };
+  dedup: DedupEntries;
 }
 
 // ------------------------------------------------------------------ column builders
@@ -90,6 +99,40 @@ function binaryVector(values: readonly (Uint8Array | null)[]): Vector<Binary> {
   );
 }
 
+function fingerprintVector(entries: DedupEntries): Vector<FixedSizeBinary> {
+  const bytes = new Uint8Array(entries.fingerprints.buffer, entries.fingerprints.byteOffset, entries.length * 16);
+  return makeVector(makeData({ type: new FixedSizeBinary(16), length: entries.length, nullCount: 0, data: bytes }));
+}
+
+/** The dedup columns of a snapshot, as fingerprints whatever the format. */
+function readDedup(table: Table, source: string): DedupEntries {
+  const length = table.numRows;
+  const fingerprints = new Int32Array(length * 4);
+  const fpCol = table.getChild('fp');
+  if (fpCol) {
+    const bytes = new Uint8Array(fingerprints.buffer);
+    let at = 0;
+    for (const chunk of fpCol.data) {
+      const v = chunk.values as Uint8Array;
+      bytes.set(v.subarray(0, chunk.length * 16), at);
+      at += chunk.length * 16;
+    }
+  } else {
+    const idCol = table.getChild('id');
+    if (!idCol) throw new CorruptSnapshotError(`${source}: the dedup table has neither fp nor id`);
+    const ids = readStrings(idCol, length);
+    const lane = new Int32Array(4);
+    for (let i = 0; i < length; i++) {
+      fingerprintId(ids[i]!, lane);
+      fingerprints.set(lane, i * 4);
+    }
+  }
+  const ts = new Float64Array(length);
+  let i = 0;
+  for (const chunk of table.getChild('ts')?.data ?? []) for (let k = 0; k < chunk.length; k++) ts[i++] = (chunk.values as Float64Array)[k]!;
+  return { length, fingerprints, ts };
+}
+
 function float64Vector(values: readonly (number | null)[]): Vector<Float64> {
   const data = new Float64Array(values.length);
   for (let i = 0; i < values.length; i++) data[i] = values[i] ?? 0;
@@ -130,7 +173,11 @@ export function encodeSnapshot(content: SnapshotContent): Buffer {
     max: float64Vector(w.map((r) => r.max)),
     sketch: binaryVector(w.map((r) => r.sketch)),
   });
-  const dedup = new Table({ id: utf8Vector(content.dedup.ids), ts: float64Vector(content.dedup.ts) });
+  const d = content.dedup;
+  const dedup = new Table({
+    fp: fingerprintVector(d),
+    ts: makeVector(makeData({ type: new Float64(), length: d.length, nullCount: 0, data: d.ts.subarray(0, d.length) })),
+  });
   const meta = Buffer.from(JSON.stringify(content.header));
   const windowsIpc = tableToIPC(windows, 'file');
   const dedupIpc = tableToIPC(dedup, 'file');
@@ -188,19 +235,22 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
       sketch: sketch ? new Uint8Array(sketch) : null,
     };
   }
-  const m = dedupTable.numRows;
-  const ids = readStrings(dedupTable.getChild('id'), m);
-  const tsCol = dedupTable.getChild('ts');
-  const ts: number[] = new Array(m);
-  let i = 0;
-  for (const chunk of tsCol?.data ?? []) for (let k = 0; k < chunk.length; k++) ts[i++] = (chunk.values as Float64Array)[k]!;
-  return { header, windows, dedup: { ids, ts } };
+  return { header, windows, dedup: readDedup(dedupTable, source) };
 }
 
 /** A full snapshot of one partition's live state (checkpoints and savepoints both write these). */
 export function encodeFullSnapshot(state: PartitionState, metricsFingerprint: string, semantics: SpeedSemantics): Buffer {
   return encodeSnapshot({
-    header: { ...state.meta(), format: 1, kind: 'full', base: null, chainLength: 1, chainRows: 0, metricsFingerprint, semantics },
+    header: {
+      ...state.meta(),
+      format: SNAPSHOT_FORMAT,
+      kind: 'full',
+      base: null,
+      chainLength: 1,
+      chainRows: 0,
+      metricsFingerprint,
+      semantics,
+    },
     windows: state.allWindows(),
     dedup: state.dedup.entries(),
   });

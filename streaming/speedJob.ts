@@ -1,8 +1,10 @@
 /**
  * The speed job: consumes the events topic in a consumer group, keeps one PartitionTask per
  * assigned partition, checkpoints each on a timer (and after batches once the interval passed),
- * and reports its status. Instances of one job version share partitions through the group and
- * share the checkpoint store, so a partition's state moves with the partition on a rebalance.
+ * and reports its status. The partitions' states live in state threads (stateHost.ts) so that
+ * consuming and processing use two cores. Instances of one job version share partitions through
+ * the group and share the checkpoint store, so a partition's state moves with the partition on a
+ * rebalance.
  */
 import { join } from 'node:path';
 import { ConfigError, InfrastructureError, errorMessage } from '../services/errors.ts';
@@ -13,6 +15,7 @@ import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../services/met
 import { formatDuration } from '../services/events/eventTime.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
+import { createStateHost, defaultStateThreads, type StateHost } from './stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
 import { readJobMetadata, writeJobMetadata, type JobMetadata } from './jobMetadata.ts';
 import { PartitionState, type SpeedSemantics } from './partitionState.ts';
@@ -38,6 +41,8 @@ export interface SpeedJobConfig {
   instanceId: string;
   fromSavepoint?: string;
   dataDir: string;
+  /** State threads (0: states in the main thread); undefined: one per spare core, at most one per partition. */
+  threads?: number;
   checkpointsRoot: string;
   savepointsRoot: string;
   definitions: MetricDefinitions;
@@ -45,7 +50,10 @@ export interface SpeedJobConfig {
 
 export class SpeedJob {
   private readonly tasks = new Map<number, PartitionTask>();
+  /** Revoked tasks still closing (their state is released last), by partition. */
+  private readonly closing = new Map<number, Promise<void>>();
   private consumer: LogConsumer | undefined;
+  private host: StateHost | undefined;
   private readonly store: CheckpointStore;
   private readonly semantics: SpeedSemantics;
   private readonly viewTopic: string;
@@ -103,6 +111,14 @@ export class SpeedJob {
         );
       this.checkJobMetadata();
     }
+    const host = createStateHost(this.cfg.threads ?? defaultStateThreads(this.partitionCount), {
+      definitions: this.cfg.definitions.metrics,
+      semantics: this.semantics,
+      storeRoot: this.store.root,
+      metricsFingerprint: this.fingerprint,
+    });
+    this.host = host;
+    host.failure().catch((err: unknown) => this.fail(err));
     this.statusPort = await this.status.listen(this.cfg.statusPort);
     const consumer = this.log.consumer({ groupId: this.cfg.groupId, fromBeginning: true, maxBytesPerPartition: 4 * 1024 * 1024 });
     this.consumer = consumer;
@@ -128,6 +144,7 @@ export class SpeedJob {
         group: this.cfg.groupId,
         view: this.viewTopic,
         semantics: this.semantics,
+        stateThreads: host.threads,
         statusPort: this.statusPort,
       },
       'speed job started',
@@ -151,6 +168,7 @@ export class SpeedJob {
     });
     await this.consumer?.stop();
     await Promise.allSettled(tasks.map((t) => t.close()));
+    await this.host?.close();
     this.ready = false;
     this.publishStatus();
     await this.status.close();
@@ -269,44 +287,41 @@ export class SpeedJob {
       // instance processed since is simply recomputed there.
       task.revoked = true;
       this.tasks.delete(p);
-      task.close().catch((err: unknown) => logger.debug({ partition: p, err: errorMessage(err) }, 'closing a revoked partition'));
+      const closed = task
+        .close()
+        .catch((err: unknown) => logger.debug({ partition: p, err: errorMessage(err) }, 'closing a revoked partition'))
+        .finally(() => {
+          if (this.closing.get(p) === closed) this.closing.delete(p);
+        });
+      this.closing.set(p, closed);
     }
     const fresh = [...wanted].filter((p) => !this.tasks.has(p));
     const opened = await Promise.all(fresh.map((p) => this.openTask(p)));
     for (const task of opened) this.tasks.set(task.partition, task);
     this.ready = true;
+    const positionOf = (p: number) => this.host!.stats(p)!.position;
     logger.info(
       {
         assigned: [...wanted].sort((a, b) => a - b),
-        restored: opened.map((t) => ({ partition: t.partition, position: t.state.position })),
+        restored: opened.map((t) => ({ partition: t.partition, position: positionOf(t.partition) })),
       },
       'partitions assigned',
     );
-    return [...wanted].map((p) => ({ topic, partition: p, offset: this.tasks.get(p)!.state.position }));
+    return [...wanted].map((p) => ({ topic, partition: p, offset: positionOf(p) }));
   }
 
   private async openTask(partition: number): Promise<PartitionTask> {
     const { log, cfg } = this;
+    // A revoked task of this partition must have released its state before a new one is opened.
+    await this.closing.get(partition);
     // Fence first, then read the committed offset: after the fence no older owner can commit.
     const producer = await openFencingProducer(log, cfg.version, partition);
     const committed = (await log.committedOffsets(cfg.groupId, cfg.topic))[partition] ?? null;
-    const ctx = {
-      log,
-      topic: cfg.topic,
-      viewTopic: this.viewTopic,
-      groupId: cfg.groupId,
-      version: cfg.version,
-      store: this.store,
-      metricsFingerprint: this.fingerprint,
-    };
-    if (committed === null) {
-      const state = new PartitionState(partition, cfg.definitions.metrics, this.semantics);
-      state.position = (await log.beginningOffsets(cfg.topic))[partition] ?? 0;
-      return new PartitionTask(partition, state, producer, ctx, { positions: [], rows: 0 });
-    }
-    let chain;
+    const ctx = { log, topic: cfg.topic, viewTopic: this.viewTopic, groupId: cfg.groupId, version: cfg.version, store: this.store };
+    const beginning = committed === null ? ((await log.beginningOffsets(cfg.topic))[partition] ?? 0) : 0;
+    let opened;
     try {
-      chain = this.store.readChain(partition, committed);
+      opened = await this.host!.open(partition, committed, beginning);
     } catch (err) {
       await producer.close();
       if (err instanceof MissingCheckpointError) {
@@ -314,34 +329,22 @@ export class SpeedJob {
           `group "${cfg.groupId}" committed offset ${committed} for partition ${partition} but its checkpoint is missing: ${err.message}. All instances of version "${cfg.version}" must share the data dir (--data-dir); to rebuild the state, start a new --version`,
         );
       }
-      throw err;
+      throw new InfrastructureError(`cannot restore partition ${partition}: ${errorMessage(err)}`, { cause: err });
     }
-    const state = restoreState(partition, cfg.definitions.metrics, this.semantics, chain);
-    if (state.position !== committed)
-      throw new InfrastructureError(
-        `checkpoint ${this.store.pathOf(partition, committed)} holds position ${state.position}, expected ${committed}`,
-      );
-    return new PartitionTask(partition, state, producer, ctx, {
-      positions: chain.map((s) => s.header.position),
-      rows: chain.at(-1)!.header.chainRows,
-    });
+    return new PartitionTask(partition, this.host!, producer, ctx, opened.chain);
   }
 
   private async onBatch(batch: RecordBatch): Promise<void> {
     if (this.stopping || this.failedAlready || batch.topic !== this.cfg.topic) return;
     const task = this.tasks.get(batch.partition);
     if (!task || task.revoked) return;
-    const state = task.state;
-    for (const record of batch.records) {
-      if (record.offset < state.position) continue;
-      state.apply(record);
-    }
-    state.advanceTo(batch.nextOffset);
+    // Waits only when the state thread is several batches behind (back-pressure).
+    await this.host!.apply(batch);
     this.processed += batch.records.length;
     task.highWatermark = Math.max(task.highWatermark, batch.highWatermark);
     const now = Date.now();
     task.lastRecordAt = now;
-    if (state.pendingRows >= MAX_ROWS_PER_CHECKPOINT) {
+    if ((this.host!.stats(batch.partition)?.pendingRows ?? 0) >= MAX_ROWS_PER_CHECKPOINT) {
       // Back-pressure: a checkpoint's transaction must stay small (the broker aborts transactions
       // older than the producer's transaction timeout), so a partition that has changed this many
       // rows waits for the checkpoint in flight and starts the next one at once.
@@ -370,8 +373,14 @@ export class SpeedJob {
 
   // ------------------------------------------------------------------ status
 
-  /** `exactBytes`: measure the state size now rather than use the figure of the last 10 s. */
-  snapshotStatus(exactBytes = false): SpeedStatus {
+  /** The status with the state's bytes measured now (rather than the figure of the last 10 s). */
+  async measuredStatus(): Promise<SpeedStatus> {
+    await Promise.all([...this.tasks.keys()].map((p) => this.host?.measure(p)));
+    return this.snapshotStatus();
+  }
+
+  /** The status as the state threads last reported it. */
+  snapshotStatus(): SpeedStatus {
     const now = Date.now();
     const dt = (now - this.lastRate.at) / 1000;
     if (dt >= 0.5) this.lastRate = { at: now, processed: this.processed, perSecond: (this.processed - this.lastRate.processed) / dt };
@@ -385,28 +394,30 @@ export class SpeedJob {
     let dedup = 0;
     let last: PartitionTask['lastCheckpoint'];
     const partitions = tasks.map((t) => {
-      const s = t.state;
-      duplicates += s.counters.duplicates;
-      invalid += s.counters.invalid;
-      for (const [slot, n] of Object.entries(s.counters.droppedLate)) {
-        droppedLateByGranularity[slot] = (droppedLateByGranularity[slot] ?? 0) + n;
-        const metric = slot.split('/')[0]!;
-        droppedLate[metric] = (droppedLate[metric] ?? 0) + n;
+      const s = this.host?.stats(t.partition);
+      const position = s?.position ?? t.committedPosition ?? 0;
+      if (s) {
+        duplicates += s.counters.duplicates;
+        invalid += s.counters.invalid;
+        for (const [slot, n] of Object.entries(s.counters.droppedLate)) {
+          droppedLateByGranularity[slot] = (droppedLateByGranularity[slot] ?? 0) + n;
+          const metric = slot.split('/')[0]!;
+          droppedLate[metric] = (droppedLate[metric] ?? 0) + n;
+        }
+        windows += s.windows;
+        dedup += s.dedupEntries;
+        bytes += s.bytes;
       }
-      windows += s.windowCount;
-      dedup += s.dedup.size;
-      bytes += exactBytes ? s.measureBytes() : s.approxBytes(now);
       if (t.lastCheckpoint && (!last || t.lastCheckpoint.at > last.at)) last = t.lastCheckpoint;
-      const wm = s.maxTs > -1e299 ? s.watermark() : null;
-      const endOffset = Math.max(t.highWatermark, s.position);
-      const idle = isIdle(endOffset - s.position, t.lastRecordAt, now, this.cfg.idleTimeoutMs);
+      const endOffset = Math.max(t.highWatermark, position);
+      const idle = isIdle(endOffset - position, t.lastRecordAt, now, this.cfg.idleTimeoutMs);
       return {
         partition: t.partition,
         committedOffset: t.committedPosition,
-        position: s.position,
+        position,
         endOffset,
-        lag: endOffset - s.position,
-        watermark: wm,
+        lag: endOffset - position,
+        watermark: s?.watermark ?? null,
         idle,
       };
     });

@@ -96,13 +96,20 @@ describe(`speed view is exact (seed ${SEED})`, () => {
   ];
   const env = { KAFKA_BROKERS: brokers };
 
-  it('uninterrupted run equals the oracle', { timeout: 120_000 }, async () => {
+  // The default (one state thread per spare core), the states in the main thread, and more
+  // state threads than cores (several partitions per thread, threads sharing cores).
+  it.each([
+    { threads: undefined, label: 'default state threads' },
+    { threads: '0', label: 'states in the main thread' },
+    { threads: '3', label: '3 state threads' },
+  ])('uninterrupted run equals the oracle ($label)', { timeout: 120_000 }, async ({ threads }) => {
     const topic = uniqueName('speed-exact');
     const version = `x${Date.now().toString(36)}`;
     await createEventsTopic(log, topic, PARTITIONS);
     await produceLines(log, topic, lines);
     const port = await freePort();
-    const proc = spawnSpeed([...args(topic, version), '--status-port', String(port)], env);
+    const threadArgs = threads === undefined ? [] : ['--threads', threads];
+    const proc = spawnSpeed([...args(topic, version), '--status-port', String(port), ...threadArgs], env);
     try {
       await eventually(
         async () => ((await caughtUp(log, `lk-speed-${version}`, topic)) ? true : undefined),

@@ -144,9 +144,9 @@ describe('dedup horizon', () => {
     const f = newState(0, 90_000);
     f.push('a', T0 + 1000);
     f.push('x', T0 + 1000 + 90_000); // entry of 'a' is live while ts >= watermark - horizon
-    expect(f.state.dedup.has('a', f.state.watermark())).toBe(true);
+    expect(f.state.dedup.hasId('a', f.state.watermark())).toBe(true);
     f.push('y', T0 + 1000 + 90_001);
-    expect(f.state.dedup.has('a', f.state.watermark())).toBe(false);
+    expect(f.state.dedup.hasId('a', f.state.watermark())).toBe(false);
     f.push('z', T0 + 10 * MIN); // expiry frees memory as the watermark moves
     expect(f.state.dedup.size).toBeLessThan(4);
     f.push('a', T0 + 1000);

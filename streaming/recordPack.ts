@@ -1,0 +1,50 @@
+/**
+ * A record batch as a few flat arrays, so that it crosses to a worker thread as transferred
+ * memory instead of a structured clone of thousands of objects: the values concatenated in one
+ * buffer, their end positions, offsets and log-append times. Keys and headers are not carried:
+ * the speed layer reads neither.
+ */
+import type { RecordBatch } from '../services/log/eventLog.ts';
+
+export interface PackedBatch {
+  partition: number;
+  /** Position after the batch (may lie past the last record: transaction markers). */
+  nextOffset: number;
+  count: number;
+  offsets: Float64Array;
+  timestamps: Float64Array;
+  /** End of record i's value in `values` (its start is the previous end); -1: a null value. */
+  valueEnds: Int32Array;
+  values: Uint8Array;
+}
+
+/** Packs the records of `batch` (the state skips those before its position). */
+export function packBatch(batch: RecordBatch): PackedBatch {
+  const records = batch.records;
+  const first = 0;
+  const count = records.length;
+  let bytes = 0;
+  for (let i = first; i < records.length; i++) bytes += records[i]!.value?.length ?? 0;
+  const values = new Uint8Array(bytes);
+  const offsets = new Float64Array(count);
+  const timestamps = new Float64Array(count);
+  const valueEnds = new Int32Array(count);
+  let at = 0;
+  for (let k = 0; k < count; k++) {
+    const r = records[first + k]!;
+    offsets[k] = r.offset;
+    timestamps[k] = r.timestamp;
+    if (r.value === null) valueEnds[k] = -1;
+    else {
+      values.set(r.value, at);
+      at += r.value.length;
+      valueEnds[k] = at;
+    }
+  }
+  return { partition: batch.partition, nextOffset: batch.nextOffset, count, offsets, timestamps, valueEnds, values };
+}
+
+/** The buffers of a packed batch, for `postMessage`'s transfer list. */
+export function transferablesOf(p: PackedBatch): ArrayBuffer[] {
+  return [p.offsets.buffer, p.timestamps.buffer, p.valueEnds.buffer, p.values.buffer] as ArrayBuffer[];
+}

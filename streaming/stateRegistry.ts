@@ -1,0 +1,191 @@
+/**
+ * The partition states of one thread and the operations the speed job asks of them: restore a
+ * partition from its checkpoint chain, apply batches, capture a checkpoint (the changed view
+ * rows and a full or delta snapshot), drop a revoked partition, report statistics.
+ *
+ * This is what a state thread runs (stateWorker.ts hosts one in a worker thread; stateHost.ts
+ * runs one inline when the job has no worker threads). Nothing here talks to the log: the main
+ * thread keeps the consumer, the producers and the commit protocol (partitionTask.ts), so the
+ * exactly-once argument is unchanged by where the state lives. Messages to one thread are handled
+ * in order, so a capture sees exactly the batches sent before it.
+ */
+import type { MetricDefinition } from '../services/metrics/definitions.ts';
+import type { LogRecord } from '../services/log/eventLog.ts';
+import { viewRowKey } from '../services/views/viewRow.ts';
+import { CheckpointStore, restoreState } from './checkpointStore.ts';
+import { PartitionState, type SpeedSemantics, type StateCounters } from './partitionState.ts';
+import type { PackedBatch } from './recordPack.ts';
+import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from './snapshotCodec.ts';
+
+/** A new full snapshot is written when the delta chain gets this long... */
+const MAX_CHAIN_LENGTH = 200;
+/** ...or when the deltas hold more rows than this multiple of the live state. */
+const MAX_DELTA_RATIO = 1;
+
+export interface RegistryConfig {
+  definitions: readonly MetricDefinition[];
+  semantics: SpeedSemantics;
+  /** The job version's checkpoint directory. */
+  storeRoot: string;
+  metricsFingerprint: string;
+}
+
+/** What the main thread knows of a partition's state between two messages. */
+export interface PartitionStats {
+  partition: number;
+  /** Next offset to read. */
+  position: number;
+  /** Largest event time seen, null before the first event. */
+  maxTs: number | null;
+  watermark: number | null;
+  /** Rows the next checkpoint would publish. */
+  pendingRows: number;
+  /** Records applied since the last capture (0: nothing to checkpoint). */
+  pendingRecords: number;
+  counters: StateCounters;
+  windows: number;
+  dedupEntries: number;
+  /** Approximate state bytes (refreshed at most every 10 s unless measured). */
+  bytes: number;
+}
+
+/** The delta chain of the partition's last committed checkpoint, which decides full or delta. */
+export interface ChainInfo {
+  length: number;
+  rows: number;
+  /** Position of the chain's last snapshot (the base of a delta), null for none. */
+  last: number | null;
+}
+
+export interface Opened {
+  stats: PartitionStats;
+  chain: { positions: number[]; rows: number };
+}
+
+export interface Capture {
+  position: number;
+  header: SnapshotHeader;
+  snapshot: Uint8Array;
+  /** The view rows to publish, as record keys and JSON values (services/views/viewRow.ts). */
+  rowKeys: string[];
+  rowValues: string[];
+  stats: PartitionStats;
+}
+
+export class StateRegistry {
+  private readonly states = new Map<number, PartitionState>();
+  private readonly store: CheckpointStore;
+
+  constructor(private readonly cfg: RegistryConfig) {
+    this.store = new CheckpointStore(cfg.storeRoot);
+  }
+
+  /**
+   * Restores `partition` at the group's committed offset (null: none yet, start at `beginning`),
+   * and returns the restored chain's snapshot positions (base first) and delta rows.
+   * Throws MissingCheckpointError when the checkpoint of that offset is not in the store.
+   */
+  open(partition: number, committed: number | null, beginning: number): Opened {
+    const { definitions, semantics } = this.cfg;
+    let state: PartitionState;
+    let chain: Opened['chain'] = { positions: [], rows: 0 };
+    if (committed === null) {
+      state = new PartitionState(partition, definitions, semantics);
+      state.position = beginning;
+    } else {
+      const snapshots = this.store.readChain(partition, committed);
+      state = restoreState(partition, definitions, semantics, snapshots);
+      if (state.position !== committed)
+        throw new Error(`checkpoint ${this.store.pathOf(partition, committed)} holds position ${state.position}, expected ${committed}`);
+      chain = { positions: snapshots.map((s) => s.header.position), rows: snapshots.at(-1)!.header.chainRows };
+    }
+    this.states.set(partition, state);
+    return { stats: this.stats(partition)!, chain };
+  }
+
+  applyPacked(batch: PackedBatch): PartitionStats | undefined {
+    const state = this.states.get(batch.partition);
+    if (!state) return undefined; // revoked meanwhile: the new owner recomputes
+    const values = Buffer.from(batch.values.buffer, batch.values.byteOffset, batch.values.byteLength);
+    let start = 0;
+    for (let k = 0; k < batch.count; k++) {
+      const end = batch.valueEnds[k]!;
+      const offset = batch.offsets[k]!;
+      if (offset >= state.position) {
+        if (end < 0) state.applyValue(offset, batch.timestamps[k]!, null, 0, 0);
+        else state.applyValue(offset, batch.timestamps[k]!, values, start, end);
+      }
+      if (end >= 0) start = end;
+    }
+    state.advanceTo(batch.nextOffset);
+    return this.stats(batch.partition);
+  }
+
+  applyRecords(partition: number, records: readonly LogRecord[], nextOffset: number): PartitionStats | undefined {
+    const state = this.states.get(partition);
+    if (!state) return undefined;
+    for (const r of records) if (r.offset >= state.position) state.apply(r);
+    state.advanceTo(nextOffset);
+    return this.stats(partition);
+  }
+
+  /**
+   * Takes what the next checkpoint of `partition` commits, or null when nothing changed since
+   * the last capture. The rows leave the state here: if the commit then fails, the state no
+   * longer matches any commit and the job must restart from the last committed checkpoint.
+   */
+  capture(partition: number, chain: ChainInfo): Capture | null {
+    const state = this.states.get(partition);
+    if (!state || state.pendingRecords === 0) return null;
+    const position = state.position;
+    const { rows, changedWindows } = state.captureChanges();
+    const added = state.dedup.takeAdded();
+    const liveRows = state.windowCount + state.dedup.size;
+    const deltaRows = changedWindows.length + added.length;
+    // chain.rows counts the rows of the deltas since the base: once they outgrow the live state,
+    // a restore would read more than a full snapshot holds, so write a full one.
+    const full = chain.length === 0 || chain.length >= MAX_CHAIN_LENGTH || chain.rows + deltaRows > MAX_DELTA_RATIO * liveRows + 1000;
+    const header: SnapshotHeader = {
+      ...state.meta(),
+      format: SNAPSHOT_FORMAT,
+      kind: full ? 'full' : 'delta',
+      base: full ? null : chain.last,
+      chainLength: full ? 1 : chain.length + 1,
+      chainRows: full ? 0 : chain.rows + deltaRows,
+      metricsFingerprint: this.cfg.metricsFingerprint,
+      semantics: { ...state.semantics },
+    };
+    const snapshot = full
+      ? encodeSnapshot({ header, windows: state.allWindows(), dedup: state.dedup.entries() })
+      : encodeSnapshot({ header, windows: changedWindows, dedup: added });
+    const rowKeys = new Array<string>(rows.length);
+    const rowValues = new Array<string>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      rowKeys[i] = viewRowKey(rows[i]!);
+      rowValues[i] = JSON.stringify(rows[i]);
+    }
+    return { position, header, snapshot, rowKeys, rowValues, stats: this.stats(partition)! };
+  }
+
+  drop(partition: number): void {
+    this.states.delete(partition);
+  }
+
+  stats(partition: number, exactBytes = false): PartitionStats | undefined {
+    const s = this.states.get(partition);
+    if (!s) return undefined;
+    const seen = s.maxTs > -1e299;
+    return {
+      partition,
+      position: s.position,
+      maxTs: seen ? s.maxTs : null,
+      watermark: seen ? s.watermark() : null,
+      pendingRows: s.pendingRows,
+      pendingRecords: s.pendingRecords,
+      counters: { ...s.counters, droppedLate: { ...s.counters.droppedLate } },
+      windows: s.windowCount,
+      dedupEntries: s.dedup.size,
+      bytes: exactBytes ? s.measureBytes() : s.approxBytes(),
+    };
+  }
+}
