@@ -20,7 +20,8 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
-import { decodeLogRecord } from '../../services/events/fastDecode.ts';
+import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
+import { decodeWithValidator } from '../../services/events/fastDecode.ts';
 import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
 import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
 import { acquireLock, releaseLock } from '../../services/log/embedded/fileLock.ts';
@@ -109,6 +110,7 @@ export class LakeWriter {
   private rollSeq = 0;
   readonly stats: LakeWriterStats = { records: 0, rejected: {}, commits: 0, filesWritten: 0, bytesWritten: 0, lastRollMs: 0 };
   private readonly lockPath: string;
+  private readonly scanner = new EventScanner();
 
   private constructor(
     private readonly options: LakeWriterOptions,
@@ -193,13 +195,18 @@ export class LakeWriter {
     for (const r of batch.records) {
       const buf = this.buffer;
       lastTimestamp = r.timestamp;
-      // Exactly decodeLoggedEvent's verdict (tested against it), but only a refused record pays
-      // for the full validation, which gives the reason.
-      const decoded = decodeLogRecord(r.value);
-      if (!('code' in decoded)) buf.append(decoded.text, decoded.ts, p, r.offset, r.timestamp, now, r.value!.length);
+      // The scanner's verdict where it decides (exactly the validator's), the validator's
+      // otherwise: only a record it cannot decide pays for the full validation.
+      const value = r.value;
+      if (value !== null && this.scanner.scan(value, LOGGED_EVENT_SCAN_LIMITS))
+        buf.append(value.toString('utf8'), this.scanner.ts, p, r.offset, r.timestamp, now, value.length);
       else {
-        buf.rejected[decoded.code] = (buf.rejected[decoded.code] ?? 0) + 1;
-        buf.deadLetters.push(deadLetterRecord(r.value ?? Buffer.alloc(0), decoded, { source: `${batch.topic}/${p}`, line: r.offset }));
+        const decoded = decodeWithValidator(value);
+        if (!('code' in decoded)) buf.append(decoded.text, decoded.ts, p, r.offset, r.timestamp, now, value!.length);
+        else {
+          buf.rejected[decoded.code] = (buf.rejected[decoded.code] ?? 0) + 1;
+          buf.deadLetters.push(deadLetterRecord(value ?? Buffer.alloc(0), decoded, { source: `${batch.topic}/${p}`, line: r.offset }));
+        }
       }
       this.stats.records++;
       if (buf.bytes >= this.options.rollBytes) {

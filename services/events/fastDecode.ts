@@ -39,9 +39,3 @@ export function decodeLogRecord(value: Buffer | null): DecodedEvent | Rejection 
     return { id: scanner.id, ts: scanner.ts, fields: scanner.allFields(), text: value.toString('utf8') };
   return decodeWithValidator(value);
 }
-
-/** The event, or undefined when the record is not a valid event. */
-export function decodeEventFast(value: Buffer | null): DecodedEvent | undefined {
-  const decoded = decodeLogRecord(value);
-  return 'code' in decoded ? undefined : decoded;
-}
