@@ -12,7 +12,7 @@
  * event belongs to is closed (watermark > windowEnd + allowedLateness); a copy arriving later is
  * dropped as late instead of counted (see docs/speed-layer.md).
  *
- * Layout: an open-addressing hash table (linear probing) in typed arrays: four 32-bit lanes of
+ * Layout: an open-addressing hash table (linear probing, any capacity) in typed arrays: four 32-bit lanes of
  * the id's 128-bit fingerprint (idFingerprint.ts) and the event time, 24 bytes a slot, no object
  * per entry for the garbage collector to walk. Expired entries are reclaimed by rebuilding the
  * table when it fills up (only live entries are copied, and the table grows only if they still
@@ -24,10 +24,10 @@ import { fingerprintId } from './idFingerprint.ts';
 /** Event-time buckets of the live count: entries expire a whole bucket at a time in `size`. */
 const BUCKET_MS = 60_000;
 const MIN_CAPACITY = 1 << 12;
-/** Rebuild when this share of the slots is taken (linear probing stays short below it)... */
-const MAX_LOAD = 0.75;
-/** ...into a table where the live entries take at most this share. */
-const REBUILT_LOAD = 0.5;
+/** Rebuild when this share of the slots is taken (linear probing on a well-mixed hash stays short below it)... */
+const MAX_LOAD = 0.85;
+/** ...into a table where the live entries take this share (any size, not a power of two: 24 bytes a slot add up). */
+const REBUILT_LOAD = 0.6;
 
 /** Entries as flat columns: fingerprint lanes (4 per entry) and event times. */
 export interface DedupEntries {
@@ -36,15 +36,13 @@ export interface DedupEntries {
   readonly ts: Float64Array;
 }
 
-function nextPowerOfTwo(n: number): number {
-  let cap = MIN_CAPACITY;
-  while (cap < n) cap *= 2;
-  return cap;
+/** Home slot of a fingerprint: its first lane scaled to [0, capacity) (no modulo, any capacity). */
+function homeSlot(lane: number, capacity: number): number {
+  return Math.floor(((lane >>> 0) * capacity) / 4294967296);
 }
 
 export class DedupSet {
   private capacity = MIN_CAPACITY;
-  private mask = MIN_CAPACITY - 1;
   private lanes = new Int32Array(MIN_CAPACITY * 4);
   /** Event time per slot; NaN marks a free slot. */
   private times = new Float64Array(MIN_CAPACITY).fill(NaN);
@@ -73,13 +71,14 @@ export class DedupSet {
     const b = fp[1]!;
     const c = fp[2]!;
     const d = fp[3]!;
-    let i = a & this.mask;
+    const capacity = this.capacity;
+    let i = homeSlot(a, capacity);
     for (;;) {
       const t = times[i]!;
       if (t !== t) return i; // free
       const at = i * 4;
       if (lanes[at] === a && lanes[at + 1] === b && lanes[at + 2] === c && lanes[at + 3] === d) return i;
-      i = (i + 1) & this.mask;
+      if (++i === capacity) i = 0;
     }
   }
 
@@ -196,9 +195,8 @@ export class DedupSet {
     const { lanes, times, capacity } = this;
     let live = 0;
     for (let i = 0; i < capacity; i++) if (this.kept(times[i]!)) live++;
-    const newCapacity = nextPowerOfTwo(Math.ceil((live + 1) / REBUILT_LOAD));
+    const newCapacity = Math.max(MIN_CAPACITY, Math.ceil((live + 1) / REBUILT_LOAD));
     this.capacity = newCapacity;
-    this.mask = newCapacity - 1;
     this.lanes = new Int32Array(newCapacity * 4);
     this.times = new Float64Array(newCapacity).fill(NaN);
     this.occupied = 0;

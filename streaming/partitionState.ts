@@ -27,6 +27,7 @@ import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/event
 import { decodeWithValidator } from '../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
 import { fingerprintBytes, fingerprintId } from './idFingerprint.ts';
+import { DIRTY, HAS_VALUE, LIVE, WindowTable } from './windowTable.ts';
 
 /** One scanner for every partition: `apply` is synchronous, so it is never shared mid-scan. */
 const scanner = new EventScanner();
@@ -56,22 +57,6 @@ export function slotId(metric: string, granularity: Granularity): string {
 interface MetricPlan {
   readonly compiled: CompiledMetric;
   readonly slots: number[];
-}
-
-export class WindowAgg {
-  count = 0;
-  sum = 0;
-  min = Infinity;
-  max = -Infinity;
-  hasValue = false;
-  dirty = false;
-  closed = false;
-  constructor(
-    readonly slot: number,
-    readonly windowStart: number,
-    readonly key: string,
-    public hll: HyperLogLog | null,
-  ) {}
 }
 
 export interface WindowSnapshotRow {
@@ -130,15 +115,17 @@ export class PartitionState {
   private readonly plans: MetricPlan[];
   /** Every event field a metric reads: the scanner materializes only these. */
   private readonly referenced: ReadonlySet<string>;
-  /** Per slot: windowStart -> key -> aggregate (nested maps: no key string built per event). */
-  private readonly windows: Map<number, Map<string, WindowAgg>>[];
+  /** Per slot: windowStart -> key -> row of `table` (nested maps: no key string built per event). */
+  private readonly windows: Map<number, Map<string, number>>[];
+  /** The open windows' aggregates, column by column. */
+  private readonly table = new WindowTable();
   readonly dedup: DedupSet;
-  private dirty: WindowAgg[] = [];
+  /** Rows of `table` changed since the last capture (an entry may be stale: check DIRTY). */
+  private dirty: number[] = [];
   /** Final rows of windows closed since the last checkpoint, each with its own stamp. */
   private closedRows: ViewRow[] = [];
   /** Smallest `start + size + lateness` over open windows: the watermark that closes the next one. */
   private nextCloseAt = Infinity;
-  private liveWindows = 0;
 
   position = 0;
   lastTimestamp = 0;
@@ -178,7 +165,7 @@ export class PartitionState {
   }
 
   get windowCount(): number {
-    return this.liveWindows;
+    return this.table.live;
   }
 
   /** Applies one record of this partition (records must come in offset order). */
@@ -223,6 +210,7 @@ export class PartitionState {
     // Only a first sighting pays for its fields (the scanner still describes this record).
     fields ??= scanner.project(this.referenced);
 
+    const t = this.table;
     for (const plan of this.plans) {
       const m = plan.compiled;
       if (!m.matches(fields)) continue;
@@ -239,24 +227,23 @@ export class PartitionState {
           continue;
         }
         const byKey = this.windowMap(s, start);
-        let agg = byKey.get(key);
-        if (agg === undefined) {
-          agg = new WindowAgg(s, start, key, slot.hasDistinct ? new HyperLogLog() : null);
-          byKey.set(key, agg);
-          this.liveWindows++;
+        let w = byKey.get(key);
+        if (w === undefined) {
+          w = t.alloc(s, start, key, slot.hasDistinct ? new HyperLogLog() : null);
+          byKey.set(key, w);
           if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
         }
-        agg.count++;
+        t.counts[w]!++;
         if (value !== undefined) {
-          agg.sum += value;
-          if (value < agg.min) agg.min = value;
-          if (value > agg.max) agg.max = value;
-          agg.hasValue = true;
+          t.sums[w]! += value;
+          if (value < t.mins[w]!) t.mins[w] = value;
+          if (value > t.maxs[w]!) t.maxs[w] = value;
+          t.flags[w]! |= HAS_VALUE;
         }
-        if (reg !== -1) agg.hll!.setRegister(reg >>> 8, reg & 0xff);
-        if (!agg.dirty) {
-          agg.dirty = true;
-          this.dirty.push(agg);
+        if (reg !== -1) t.sketches[w]!.setRegister(reg >>> 8, reg & 0xff);
+        if ((t.flags[w]! & DIRTY) === 0) {
+          t.flags[w]! |= DIRTY;
+          this.dirty.push(w);
         }
       }
     }
@@ -271,7 +258,7 @@ export class PartitionState {
     if (nextOffset > this.position) this.position = nextOffset;
   }
 
-  private windowMap(slot: number, start: number): Map<string, WindowAgg> {
+  private windowMap(slot: number, start: number): Map<string, number> {
     const bySlot = this.windows[slot]!;
     let byKey = bySlot.get(start);
     if (byKey === undefined) bySlot.set(start, (byKey = new Map()));
@@ -295,12 +282,11 @@ export class PartitionState {
           if (closesAt < next) next = closesAt;
           continue;
         }
-        for (const agg of byKey.values()) {
-          if (agg.dirty && throughOffset !== undefined) this.closedRows.push(this.row(agg, throughOffset, processingTime!));
-          agg.closed = true;
-          agg.dirty = false;
+        const t = this.table;
+        for (const w of byKey.values()) {
+          if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined) this.closedRows.push(this.row(w, throughOffset, processingTime!));
+          t.release(w);
         }
-        this.liveWindows -= byKey.size;
         this.windows[s]!.delete(start);
       }
     }
@@ -308,20 +294,22 @@ export class PartitionState {
     this.dedup.expire(watermark);
   }
 
-  row(agg: WindowAgg, throughOffset: number, processingTime: number): ViewRow {
-    const slot = this.slots[agg.slot]!;
-    const withValue = slot.hasValue && agg.hasValue;
+  row(w: number, throughOffset: number, processingTime: number): ViewRow {
+    const t = this.table;
+    const slot = this.slots[t.slots[w]!]!;
+    const withValue = slot.hasValue && (t.flags[w]! & HAS_VALUE) !== 0;
+    const sketch = t.sketches[w];
     return {
       metric: slot.metric,
       granularity: slot.granularity,
-      key: agg.key,
-      windowStart: agg.windowStart,
+      key: t.keys[w]!,
+      windowStart: t.starts[w]!,
       partition: this.partition,
-      count: agg.count,
-      sum: withValue ? agg.sum : null,
-      min: withValue ? agg.min : null,
-      max: withValue ? agg.max : null,
-      distinctSketch: agg.hll ? agg.hll.toBase64() : null,
+      count: t.counts[w]!,
+      sum: withValue ? t.sums[w]! : null,
+      min: withValue ? t.mins[w]! : null,
+      max: withValue ? t.maxs[w]! : null,
+      distinctSketch: sketch ? sketch.toBase64() : null,
       throughOffset,
       processingTime,
     };
@@ -335,36 +323,40 @@ export class PartitionState {
   captureChanges(): { rows: ViewRow[]; changedWindows: WindowSnapshotRow[] } {
     const rows = this.closedRows;
     const changedWindows: WindowSnapshotRow[] = [];
-    for (const agg of this.dirty) {
-      if (agg.closed || !agg.dirty) continue;
-      agg.dirty = false;
-      rows.push(this.row(agg, this.position, this.lastTimestamp));
-      changedWindows.push(this.snapshotRow(agg));
+    const t = this.table;
+    for (const w of this.dirty) {
+      // Closed since (released: flags 0) or listed twice: nothing to publish for this entry.
+      if ((t.flags[w]! & (LIVE | DIRTY)) !== (LIVE | DIRTY)) continue;
+      t.flags[w]! &= ~DIRTY;
+      rows.push(this.row(w, this.position, this.lastTimestamp));
+      changedWindows.push(this.snapshotRow(w));
     }
     this.dirty = [];
     this.closedRows = [];
     this.pendingRecords = 0;
+    // No index in a dirty list any more: released rows may be reused now.
+    t.recycle();
     return { rows, changedWindows };
   }
 
-  snapshotRow(agg: WindowAgg): WindowSnapshotRow {
-    const slot = this.slots[agg.slot]!;
+  snapshotRow(w: number): WindowSnapshotRow {
+    const t = this.table;
+    const hasValue = (t.flags[w]! & HAS_VALUE) !== 0;
     return {
-      slot: slot.id,
-      windowStart: agg.windowStart,
-      key: agg.key,
-      count: agg.count,
-      sum: agg.hasValue ? agg.sum : null,
-      min: agg.hasValue ? agg.min : null,
-      max: agg.hasValue ? agg.max : null,
-      sketch: agg.hll ? agg.hll.serialize() : null,
+      slot: this.slots[t.slots[w]!]!.id,
+      windowStart: t.starts[w]!,
+      key: t.keys[w]!,
+      count: t.counts[w]!,
+      sum: hasValue ? t.sums[w]! : null,
+      min: hasValue ? t.mins[w]! : null,
+      max: hasValue ? t.maxs[w]! : null,
+      sketch: t.sketches[w] ? t.sketches[w]!.serialize() : null,
     };
   }
 
   allWindows(): WindowSnapshotRow[] {
     const out: WindowSnapshotRow[] = [];
-    for (const bySlot of this.windows)
-      for (const byKey of bySlot.values()) for (const agg of byKey.values()) out.push(this.snapshotRow(agg));
+    for (const bySlot of this.windows) for (const byKey of bySlot.values()) for (const w of byKey.values()) out.push(this.snapshotRow(w));
     return out;
   }
 
@@ -397,21 +389,25 @@ export class PartitionState {
     if (s === undefined) return;
     const slot = this.slots[s]!;
     const byKey = this.windowMap(s, row.windowStart);
-    const agg = new WindowAgg(
-      s,
-      row.windowStart,
-      row.key,
-      slot.hasDistinct ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null,
-    );
-    agg.count = row.count;
+    const sketch = slot.hasDistinct ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
+    const t = this.table;
+    let w = byKey.get(row.key);
+    if (w === undefined) {
+      w = t.alloc(s, row.windowStart, row.key, sketch);
+      byKey.set(row.key, w);
+    } else t.sketches[w] = sketch;
+    t.counts[w] = row.count;
     if (row.sum !== null) {
-      agg.sum = row.sum;
-      agg.min = row.min!;
-      agg.max = row.max!;
-      agg.hasValue = true;
+      t.sums[w] = row.sum;
+      t.mins[w] = row.min!;
+      t.maxs[w] = row.max!;
+      t.flags[w]! |= HAS_VALUE;
+    } else {
+      t.sums[w] = 0;
+      t.mins[w] = Infinity;
+      t.maxs[w] = -Infinity;
+      t.flags[w]! &= ~HAS_VALUE;
     }
-    if (!byKey.has(row.key)) this.liveWindows++;
-    byKey.set(row.key, agg);
   }
 
   slotIndex(): Map<string, number> {
@@ -438,11 +434,13 @@ export class PartitionState {
   }
 
   measureBytes(): number {
-    let bytes = this.dedup.approxBytes();
+    const t = this.table;
+    let bytes = this.dedup.approxBytes() + t.columnBytes();
     for (const bySlot of this.windows) {
       for (const byKey of bySlot.values()) {
         bytes += 64;
-        for (const agg of byKey.values()) bytes += 120 + agg.key.length * 2 + (agg.hll ? agg.hll.byteSize() : 0);
+        // Map entry, and the key string (shared by the granularities of one event).
+        for (const w of byKey.values()) bytes += 40 + t.keys[w]!.length + (t.sketches[w] ? t.sketches[w]!.byteSize() : 0);
       }
     }
     return bytes;

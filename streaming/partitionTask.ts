@@ -128,7 +128,8 @@ export class PartitionTask {
 
   private async commit(capture: Capture, started: number): Promise<void> {
     const { store, topic, viewTopic, groupId } = this.ctx;
-    const { position, header, snapshot, rowKeys, rowValues } = capture;
+    const { position, header, snapshot, rowKeys, rowValues, rowValueEnds } = capture;
+    const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
     await store.write(this.partition, position, snapshot);
     const tx = await this.producer.transaction();
     try {
@@ -136,8 +137,9 @@ export class PartitionTask {
       // rows, and their produce buffers need not all exist at once.
       for (let i = 0; i < rowKeys.length; i += SEND_SLICE_ROWS) {
         const end = Math.min(i + SEND_SLICE_ROWS, rowKeys.length);
-        const records = new Array<{ key: string; value: string }>(end - i);
-        for (let k = i; k < end; k++) records[k - i] = { key: rowKeys[k]!, value: rowValues[k]! };
+        const records = new Array<{ key: string; value: Buffer }>(end - i);
+        for (let k = i; k < end; k++)
+          records[k - i] = { key: rowKeys[k]!, value: values.subarray(k === 0 ? 0 : rowValueEnds[k - 1]!, rowValueEnds[k]!) };
         await tx.send(viewTopic, records);
       }
       await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);

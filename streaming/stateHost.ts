@@ -42,7 +42,7 @@ export interface StateHost {
   apply(batch: RecordBatch): Promise<void>;
   capture(partition: number, chain: ChainInfo): Promise<Capture | null>;
   drop(partition: number): Promise<void>;
-  /** What the last answer said of the partition's state (undefined: not open). */
+  /** What the last answer said of the partition's state (undefined: never opened). */
   stats(partition: number): PartitionStats | undefined;
   /** Statistics with the state's bytes measured now. */
   measure(partition: number): Promise<PartitionStats | undefined>;
@@ -99,8 +99,8 @@ class InlineStateHost implements StateHost {
   }
 
   async drop(partition: number): Promise<void> {
+    // The last statistics stay: a stopped job's final status still reports the partition.
     this.registry.drop(partition);
-    this.latest.delete(partition);
   }
 
   stats(partition: number): PartitionStats | undefined {
@@ -220,9 +220,9 @@ class WorkerStateHost implements StateHost {
   }
 
   async drop(partition: number): Promise<void> {
-    // Answers come in order: after this one, no answer about the dropped state can follow.
+    // The last statistics stay: a stopped job's final status still reports the partition (a
+    // reopened partition replaces them; a revoked one is no longer asked about).
     await this.request(this.threadOf(partition), { id: this.nextId++, op: 'drop', partition });
-    this.latest.delete(partition);
   }
 
   stats(partition: number): PartitionStats | undefined {

@@ -66,9 +66,11 @@ export interface Capture {
   position: number;
   header: SnapshotHeader;
   snapshot: Uint8Array;
-  /** The view rows to publish, as record keys and JSON values (services/views/viewRow.ts). */
+  /** The view rows to publish: record keys, and JSON values (services/views/viewRow.ts) as UTF-8 in one buffer. */
   rowKeys: string[];
-  rowValues: string[];
+  rowValues: Uint8Array;
+  /** End of row i's value in `rowValues` (its start is the previous end). */
+  rowValueEnds: Int32Array;
   stats: PartitionStats;
 }
 
@@ -158,13 +160,24 @@ export class StateRegistry {
     const snapshot = full
       ? encodeSnapshot({ header, windows: state.allWindows(), dedup: state.dedup.entries() })
       : encodeSnapshot({ header, windows: changedWindows, dedup: added });
+    // Values in one buffer: it crosses to the main thread as transferred memory, and the main
+    // thread's heap never holds a copy of the rows' text.
     const rowKeys = new Array<string>(rows.length);
-    const rowValues = new Array<string>(rows.length);
+    const texts = new Array<string>(rows.length);
+    let bytes = 0;
     for (let i = 0; i < rows.length; i++) {
       rowKeys[i] = viewRowKey(rows[i]!);
-      rowValues[i] = JSON.stringify(rows[i]);
+      texts[i] = JSON.stringify(rows[i]);
+      bytes += Buffer.byteLength(texts[i]!);
     }
-    return { position, header, snapshot, rowKeys, rowValues, stats: this.stats(partition)! };
+    const rowValues = Buffer.allocUnsafeSlow(bytes);
+    const rowValueEnds = new Int32Array(rows.length);
+    let at = 0;
+    for (let i = 0; i < rows.length; i++) {
+      at += rowValues.write(texts[i]!, at, 'utf8');
+      rowValueEnds[i] = at;
+    }
+    return { position, header, snapshot, rowKeys, rowValues, rowValueEnds, stats: this.stats(partition)! };
   }
 
   drop(partition: number): void {

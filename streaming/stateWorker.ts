@@ -29,7 +29,8 @@ port.on('message', (req: StateRequest) => {
         break;
       case 'capture': {
         const capture = registry.capture(req.partition, req.chain);
-        if (capture) transfer = ownBuffer(capture.snapshot);
+        if (capture)
+          transfer = [...ownBuffer(capture.snapshot), ...ownBuffer(capture.rowValues), capture.rowValueEnds.buffer as ArrayBuffer];
         reply = { id: req.id, ok: true, result: capture };
         break;
       }
