@@ -8,8 +8,13 @@
  *
  * Needs KAFKA_BROKERS (e.g. 127.0.0.1:9092, see `npm run kafka -- start`). Prints one JSON line
  * with every figure at the end. The topic and the data dir are deleted afterwards.
+ *
+ * Iterating on the recompute: LK_BENCH_LAKE_DIR=DIR keeps the data dir. The first run writes the
+ * lake into DIR as above (and keeps it); later runs find the lake there and only time the
+ * recompute (steps 1-3 skipped, no broker needed), LK_BENCH_RECOMPUTES times (default 1), so
+ * variants are compared on the same lake, back to back.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateEventLines } from '../services/ingest/generator.ts';
@@ -24,13 +29,78 @@ import { recomputeBatchViews } from '../batch/views/batchViews.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);
 const PARTITIONS = Number(process.env.LK_BENCH_PARTITIONS ?? 6);
+const RECOMPUTES = Number(process.env.LK_BENCH_RECOMPUTES ?? 1);
+const keptDir = process.env.LK_BENCH_LAKE_DIR;
+const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * Times the full recompute of the batch views from `lakeRoot`, `RECOMPUTES` times: wall seconds,
+ * and the process's CPU seconds (DuckDB's threads included), the steadier figure on a shared
+ * machine.
+ */
+async function timeRecomputes(
+  lakeRoot: string,
+  viewsRoot: string,
+): Promise<{ seconds: number[]; cpuSeconds: number[]; rows: number; uniqueEvents: number }> {
+  const metrics = loadMetricDefinitions(join(import.meta.dirname, '..', 'metrics.yaml'));
+  const seconds: number[] = [];
+  const cpuSeconds: number[] = [];
+  let rows = 0;
+  let uniqueEvents = 0;
+  for (let i = 0; i < RECOMPUTES; i++) {
+    say('full recompute of the batch views...');
+    const t = performance.now();
+    const cpu = process.cpuUsage();
+    // keepRuns 1 and no grace: repeated runs on a kept lake do not pile up snapshots.
+    const run = await recomputeBatchViews({
+      lakeRoot,
+      viewsRoot,
+      version: 'bench',
+      metrics,
+      logger: quiet,
+      full: true,
+      runGraceMs: 0,
+      keepRuns: 1,
+    });
+    const used = process.cpuUsage(cpu);
+    seconds.push(Number(((performance.now() - t) / 1000).toFixed(2)));
+    cpuSeconds.push(Number(((used.user + used.system) / 1e6).toFixed(2)));
+    rows = run.manifest.rows;
+    uniqueEvents = run.manifest.uniqueEvents;
+    say(`  ${seconds.at(-1)!.toFixed(2)}s (${cpuSeconds.at(-1)!.toFixed(2)} CPU s), ${rows.toLocaleString()} view rows`);
+  }
+  return { seconds, cpuSeconds, rows, uniqueEvents };
+}
+
+// A kept lake from an earlier run: time only the recompute on it.
+const keptLakes = keptDir !== undefined && existsSync(join(keptDir, 'lake')) ? readdirSync(join(keptDir, 'lake')) : [];
+if (keptDir !== undefined && keptLakes.length === 1) {
+  const lakeRoot = join(keptDir, 'lake', keptLakes[0]!);
+  const rows = LakeManifest.open(lakeRoot)
+    .snapshot()
+    .files.reduce((n, f) => n + f.rows, 0);
+  say(`recompute only, on the kept lake ${lakeRoot} (${rows.toLocaleString()} rows)`);
+  const r = await timeRecomputes(lakeRoot, join(keptDir, 'views'));
+  const cpus = (await import('node:os')).availableParallelism();
+  console.log(
+    JSON.stringify({
+      lakeRows: rows,
+      recomputeSeconds: r.seconds,
+      recomputeCpuSeconds: r.cpuSeconds,
+      viewRows: r.rows,
+      uniqueEvents: r.uniqueEvents,
+      cpus,
+    }),
+  );
+  process.exit(0);
+}
+
 const brokers = process.env.KAFKA_BROKERS;
 if (!brokers) {
   console.error('bench:batch needs KAFKA_BROKERS (start a broker with `npm run kafka -- start`, then KAFKA_BROKERS=127.0.0.1:9092)');
   process.exit(2);
 }
-const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
-const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function produce(log: EventLog, topic: string): Promise<number> {
   const producer = await log.producer();
@@ -77,7 +147,8 @@ async function rawConsume(log: EventLog, topic: string, ends: number[]): Promise
 
 const log = openLog({ brokers, embeddedDir: '' });
 const topic = `bench-batch-${Date.now().toString(36)}`;
-const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-batch-'));
+const dataDir = keptDir ?? mkdtempSync(join(tmpdir(), 'lk-bench-batch-'));
+if (keptDir !== undefined) mkdirSync(keptDir, { recursive: true });
 try {
   await log.createTopics(eventTopicSpecs(topic, PARTITIONS));
   say(`producing ${EVENTS.toLocaleString()} events (plus generated duplicates) into ${topic} (${PARTITIONS} partitions)...`);
@@ -104,19 +175,7 @@ try {
     `  ${Math.round(lakeRate).toLocaleString()} events/s, ${snapshot.files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event`,
   );
 
-  say('full recompute of the batch views...');
-  const metrics = loadMetricDefinitions(join(import.meta.dirname, '..', 'metrics.yaml'));
-  t = performance.now();
-  const run = await recomputeBatchViews({
-    lakeRoot,
-    viewsRoot: join(dataDir, 'views'),
-    version: 'bench',
-    metrics,
-    logger: quiet,
-    full: true,
-  });
-  const recomputeSeconds = (performance.now() - t) / 1000;
-  say(`  ${recomputeSeconds.toFixed(2)}s, ${run.manifest.rows.toLocaleString()} view rows`);
+  const recompute = await timeRecomputes(lakeRoot, join(dataDir, 'views'));
 
   const result = {
     events: EVENTS,
@@ -128,14 +187,16 @@ try {
     lakeFiles: snapshot.files.length,
     lakeBytes,
     lakeBytesPerEvent: Number((lakeBytes / lakeRows).toFixed(1)),
-    recomputeSeconds: Number(recomputeSeconds.toFixed(2)),
-    viewRows: run.manifest.rows,
-    uniqueEvents: run.manifest.uniqueEvents,
+    recomputeSeconds: recompute.seconds.length === 1 ? recompute.seconds[0] : recompute.seconds,
+    recomputeCpuSeconds: recompute.cpuSeconds.length === 1 ? recompute.cpuSeconds[0] : recompute.cpuSeconds,
+    viewRows: recompute.rows,
+    uniqueEvents: recompute.uniqueEvents,
     cpus: (await import('node:os')).availableParallelism(),
   };
   console.log(JSON.stringify(result));
 } finally {
   await log.deleteTopics([topic, `${topic}.dlq`]).catch(() => undefined);
   await log.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  // A kept lake stays for the recompute-only runs; the topic is not needed by them.
+  if (keptDir === undefined) rmSync(dataDir, { recursive: true, force: true });
 }

@@ -9,14 +9,17 @@
  *   `through_offset = cut[partition]` and `processing_time = log-append time of record cut - 1`.
  * - Deduplication by event id over the whole lake keeps the first occurrence (lowest partition,
  *   then offset); `raw_count` counts before it. Every late event counts: the batch layer has no
- *   lateness horizon.
+ *   lateness horizon. Only the copies of ids seen more than once are ordered (a window over
+ *   about twice the duplicates, not a sort of the whole lake).
+ * - Each metric aggregates the events once, at its finest granularity; coarser windows roll up
+ *   the next finer ones (UTC-aligned minute, hour and day windows nest).
  * - Distinct counts are HyperLogLog registers computed in SQL with the shared hash
- *   (hllRegisterSql), rolled up from the finest granularity (a register is a max, so hour and
- *   day sketches are maxima of minute registers), and serialized in SQL in the exact byte
- *   layout of services/metrics/hll.ts (sparse pairs in bucket order, dense above 1024 pairs), so
- *   serving merges batch and speed sketches. Doing it in SQL avoids shipping millions of
- *   register rows to JS; batchViews.exactness.spec.ts checks the registers against the speed
- *   side's HyperLogLog fed the same values.
+ *   (hllRegisterSql), once per distinct value, kept as one sorted list of packed registers per
+ *   window (a register is a max, so an hour's list is the register-wise max of its minutes'),
+ *   and serialized in SQL in the exact byte layout of services/metrics/hll.ts (sparse pairs in
+ *   bucket order, dense above 1024 pairs), so serving merges batch and speed sketches. Doing it
+ *   in SQL avoids shipping millions of register rows to JS; batchViews.exactness.spec.ts checks
+ *   the registers against the speed side's HyperLogLog fed the same values.
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -25,8 +28,6 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { GRANULARITY_MS, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
 import { HLL_M, HyperLogLog, hllRegisterSql } from '../../services/metrics/hll.ts';
-
-const EMPTY_SKETCH = new HyperLogLog().toBase64();
 import type { Logger } from '../../services/observability/logger.ts';
 import {
   SNAPSHOT_COLUMNS,
@@ -37,6 +38,8 @@ import {
 } from '../../services/views/batchSnapshots.ts';
 import { LakeManifest, type LakeSnapshot } from '../lake/commitProtocol.ts';
 import { sqlQuote } from '../lake/lakeSchema.ts';
+
+const EMPTY_SKETCH = new HyperLogLog().toBase64();
 
 export interface RecomputeOptions {
   /** The topic's lake directory. */
@@ -74,12 +77,21 @@ export function cutOf(snapshot: Pick<LakeSnapshot, 'partitionCount' | 'positions
   return { cut, processingTimes };
 }
 
-/** Runs one statement, timing it (LK_BATCH_PROFILE=1 prints each statement's duration). */
+/**
+ * Runs one statement, timing it (LK_BATCH_PROFILE=1 prints each statement's wall time and the
+ * process's CPU time over it: DuckDB's threads are the process's, and on a shared machine the CPU
+ * time is the steadier figure to compare variants by).
+ */
 async function exec(conn: DuckDBConnection, sql: string): Promise<void> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await conn.run(sql);
-  if (process.env.LK_BATCH_PROFILE)
-    process.stderr.write(`${((performance.now() - started) / 1000).toFixed(3)}s ${sql.replace(/\s+/g, ' ').slice(0, 110)}\n`);
+  if (process.env.LK_BATCH_PROFILE) {
+    const used = process.cpuUsage(cpu);
+    process.stderr.write(
+      `${((performance.now() - started) / 1000).toFixed(3)}s wall ${((used.user + used.system) / 1e6).toFixed(2)}s cpu ${sql.replace(/\s+/g, ' ').slice(0, 110)}\n`,
+    );
+  }
 }
 
 const ROW_COLUMNS = Object.entries(SNAPSHOT_COLUMNS)
@@ -102,14 +114,52 @@ function typePrefilter(def: MetricDefinition): string {
   return strings.length === 0 ? 'FALSE' : `type IN (${strings.map(sqlQuote).join(', ')})`;
 }
 
-/** Hex of a sparse sketch pair (u16 bucket, u8 rank) and of a dense register: hll.ts's layout. */
-const SPARSE_PAIR_HEX = `lpad(hex(bucket * 256 + rank), 6, '0')`;
 /** Above this many pairs hll.ts switches to the dense form (SPARSE_LIMIT = HLL_M / 4). */
 const SPARSE_LIMIT = HLL_M / 4;
 
 /**
- * Fields read by any metric, in a fixed order: `ev` holds each one's JSON value (extracted once
- * per event: one parse per event for all metrics).
+ * Registers are handled as one list per sketch of `bucket * 256 + rank` (rank <= 53 < 256), so
+ * that sorting the packed integers sorts by bucket, and, within a bucket, puts the maximum rank
+ * last. This keeps, of a sorted list, the last entry of each bucket: the register-wise maximum,
+ * in bucket order. (A GROUP BY per register costs a hash-table entry per event; sorting short
+ * lists is cheaper.)
+ */
+function registersSql(sorted: string): string {
+  return `list_filter(${sorted}, (x, j) -> j = len(${sorted}) OR (${sorted}[j + 1] >> 8) <> (x >> 8))`;
+}
+
+/**
+ * SQL serializing a sketch exactly as HyperLogLog.serialize() from `regs`, a column holding the
+ * sorted register list of `registersSql` (one entry per non-zero register, in bucket order), or
+ * NULL when no event had the field (the empty sketch). Sparse: tag 1, then (u16 bucket, u8 rank)
+ * pairs, which is each entry as 6 hex digits. Dense (above SPARSE_LIMIT pairs, where hll.ts
+ * densifies): tag 2, then 4096 one-byte registers, which is each entry's rank as 2 hex digits
+ * left-padded with two zero digits per bucket skipped since the previous entry, and zeros after
+ * the last one. Plain list functions over one list per sketch: no ordered aggregate (it sorts
+ * every group) and no join with the 4096 buckets.
+ *
+ * The list is routed to one of two columns (`sp`, `de`), each NULL for the other form, instead
+ * of a CASE around the two list_transform calls: DuckDB evaluates lambdas inside a CASE branch on
+ * a sliced copy of the lists, which measured twice as slow. Returns the columns to select from
+ * and the expression over them.
+ */
+function sketchSql(regs: string): { columns: string; sketch: string } {
+  const sparse = `'01' || array_to_string(list_transform(sp, x -> lpad(hex(x), 6, '0')), '')`;
+  const dense =
+    `'02' || array_to_string(list_transform(de, (x, j) -> lpad(hex(x & 255), 2 * ((x >> 8) - coalesce(de[j - 1] >> 8, -1)), '0')), '')` +
+    ` || repeat('00', ${HLL_M - 1} - (de[-1] >> 8))`;
+  return {
+    columns: `CASE WHEN len(${regs}) <= ${SPARSE_LIMIT} THEN ${regs} END AS sp, CASE WHEN len(${regs}) > ${SPARSE_LIMIT} THEN ${regs} END AS de`,
+    sketch: `coalesce(to_base64(unhex(${sparse})), to_base64(unhex(${dense})), ${sqlQuote(EMPTY_SKETCH)})`,
+  };
+}
+
+/** The event field the lake also stores as the typed column `type` (always a non-empty string). */
+const TYPE_FIELD = 'type';
+
+/**
+ * Fields read by any metric, in a fixed order, except `type`: the lake has it as a typed column
+ * (docs/lake.md), so it is not parsed out of `raw` again (see `docOf`).
  */
 export function referencedFields(defs: readonly MetricDefinition[]): string[] {
   const fields = new Set<string>();
@@ -119,6 +169,7 @@ export function referencedFields(defs: readonly MetricDefinition[]): string[] {
     if (d.value !== undefined) fields.add(d.value);
     if (d.distinct !== undefined) fields.add(d.distinct);
   }
+  fields.delete(TYPE_FIELD);
   return [...fields];
 }
 
@@ -126,21 +177,30 @@ export function referencedFields(defs: readonly MetricDefinition[]): string[] {
  * A JSON object holding only `fields`, rebuilt from their extracted JSON values (absent fields
  * stay absent). The compiled metric SQL gives the same answer on it as on the full event for any
  * expression that reads only these fields: the extracted value is the field's JSON text, types
- * included, so json_type/json_extract on the rebuilt object see the same value.
+ * included, so json_type/json_extract on the rebuilt object see the same value. `type` comes from
+ * the typed column as the JSON string the raw event holds (to_json quotes and escapes it).
  */
 function docOf(fields: readonly string[], column: (field: string) => string): string {
-  const members = fields.map((f) => `CASE WHEN ${column(f)} IS NOT NULL THEN ${sqlQuote(`${JSON.stringify(f)}:`)} || ${column(f)} END`);
+  const json = (f: string) => (f === TYPE_FIELD ? `to_json(${column(f)})` : column(f));
+  const members = fields.map((f) => `CASE WHEN ${column(f)} IS NOT NULL THEN ${sqlQuote(`${JSON.stringify(f)}:`)} || ${json(f)} END`);
   return `('{' || concat_ws(',', ${members.join(', ')}) || '}')`;
 }
 
 /**
- * Aggregates and sketches of one metric, into `agg` and `sketches`.
+ * Aggregates and sketches of one metric, into `agg` and `keys`.
  *
  * The compiled expressions (services/metrics/compile.ts) are evaluated once per *distinct* value
  * of the fields they read, not once per event: the filter and key over the distinct (filter
  * fields, key) tuples, the value over distinct values, the distinct field over distinct values,
  * each on a rebuilt JSON object of just those fields (docOf), then joined back to the events.
- * Same SQL, same answers, a few thousand JSON evaluations instead of tens of millions.
+ * Same SQL, same answers, a few thousand JSON evaluations instead of tens of millions. Keys are
+ * numbered (`kid`) so that the per-event table and every GROUP BY carry an integer, not text;
+ * `keys` maps them back when the rows are written.
+ *
+ * Only the finest granularity reads the events; each coarser one rolls up the next finer one
+ * (UTC-aligned minute, hour and day windows nest): counts add, min and max of mins and maxes,
+ * the sum is the compensated sum (fsum) of the finer sums (equal to the sum over the events up
+ * to rounding, as any summation order is), and the registers are register-wise maxima.
  */
 async function computeMetric(
   conn: DuckDBConnection,
@@ -148,7 +208,6 @@ async function computeMetric(
   index: number,
   fieldColumn: (f: string) => string,
 ): Promise<void> {
-  const m = `m_${index}`;
   const sql = compileMetricSql(def, 'doc');
   const matchFields = [...new Set([...Object.keys(def.filter), def.key])];
   const same = (fields: readonly string[], t: string) =>
@@ -156,13 +215,14 @@ async function computeMetric(
   const cols = (fields: readonly string[]) => fields.map(fieldColumn).join(', ');
   await exec(
     conn,
-    `CREATE TEMP TABLE mk_${index} AS SELECT ${cols(matchFields)}, ${sql.key} AS k
-     FROM (SELECT *, ${docOf(matchFields, fieldColumn)} AS doc FROM (SELECT DISTINCT ${cols(matchFields)} FROM ev WHERE ${typePrefilter(def)}))
-     WHERE ${sql.where}`,
+    `CREATE TEMP TABLE mk_${index} AS SELECT *, dense_rank() OVER (ORDER BY k)::INTEGER AS kid FROM (
+       SELECT ${cols(matchFields)}, ${sql.key} AS k
+       FROM (SELECT *, ${docOf(matchFields, fieldColumn)} AS doc FROM (SELECT DISTINCT ${cols(matchFields)} FROM ev WHERE ${typePrefilter(def)}))
+       WHERE ${sql.where})`,
   );
+  await exec(conn, `INSERT INTO keys SELECT DISTINCT ${index}, kid, k FROM mk_${index}`);
   const joins = [`JOIN mk_${index} mk ON ${same(matchFields, 'mk')}`];
-  let value = 'CAST(NULL AS DOUBLE)';
-  let hashed = 'CAST(NULL AS INTEGER) AS bucket, CAST(NULL AS INTEGER) AS rank';
+  const columns = ['ev.p', 'ev.ts_ms', 'ev.first', 'mk.kid'];
   if (def.value !== undefined) {
     const c = fieldColumn(def.value);
     await exec(
@@ -170,7 +230,7 @@ async function computeMetric(
       `CREATE TEMP TABLE mv_${index} AS SELECT ${c}, ${sql.value} AS v FROM (SELECT ${c}, ${docOf([def.value], fieldColumn)} AS doc FROM (SELECT DISTINCT ${c} FROM ev))`,
     );
     joins.push(`LEFT JOIN mv_${index} mv ON mv.${c} IS NOT DISTINCT FROM ev.${c}`);
-    value = 'mv.v';
+    columns.push('mv.v');
   }
   if (def.distinct !== undefined) {
     const c = fieldColumn(def.distinct);
@@ -178,69 +238,69 @@ async function computeMetric(
     // The distinct field's canonical text and its HyperLogLog register, once per distinct value.
     await exec(
       conn,
-      `CREATE TEMP TABLE md_${index} AS SELECT ${c}, ${reg.bucket} AS bucket, ${reg.rank} AS rank
+      `CREATE TEMP TABLE md_${index} AS SELECT ${c}, (${reg.bucket} * 256 + ${reg.rank})::INTEGER AS reg
        FROM (SELECT ${c}, ${sql.distinct} AS d FROM (SELECT ${c}, ${docOf([def.distinct], fieldColumn)} AS doc FROM (SELECT DISTINCT ${c} FROM ev)))
        WHERE d IS NOT NULL`,
     );
     joins.push(`LEFT JOIN md_${index} md ON md.${c} IS NOT DISTINCT FROM ev.${c}`);
-    hashed = 'md.bucket, md.rank';
+    columns.push('md.reg');
   }
-  await exec(
-    conn,
-    `CREATE TEMP TABLE ${m} AS SELECT ev.p, ev.ts_ms, ev.first, mk.k, ${value} AS v, ${hashed}
-     FROM ev ${joins.join(' ')} WHERE ${typePrefilter(def).replace(/^type/, 'ev.type')}`,
-  );
-  for (const t of ['mk', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
+  // The events of the metric, with their key number, value and register: only the finest
+  // granularity reads them, straight from this join (it is not materialized).
+  const events = `(SELECT ${columns.join(', ')} FROM ev ${joins.join(' ')} WHERE ${typePrefilter(def).replace(/^type/, 'ev.type')})`;
+
+  const hasValue = def.value !== undefined;
+  const hasDistinct = def.distinct !== undefined;
   const grans = finestFirst(def.granularities);
-  const finest = grans[0]!;
-  const ws = (g: Granularity) => `((ts_ms // ${GRANULARITY_MS[g]}) * ${GRANULARITY_MS[g]})`;
+  const none = 'CAST(NULL AS DOUBLE)';
+  let finer: string | undefined;
   for (const g of grans) {
-    await exec(
-      conn,
-      `INSERT INTO agg SELECT ${sqlQuote(def.name)}, ${sqlQuote(g)}, k, ${ws(g)} AS w, p,
-         count(*) FILTER (first), fsum(v) FILTER (first), min(v) FILTER (first), max(v) FILTER (first), count(*)
-       FROM ${m} GROUP BY k, w, p HAVING count(*) FILTER (first) > 0`,
-    );
-  }
-  if (def.distinct !== undefined) {
-    // Registers at the finest granularity; coarser windows take the register-wise max of their
-    // finer registers (HyperLogLog registers are maxima).
-    await exec(
-      conn,
-      `CREATE TEMP TABLE r_${index} AS SELECT k, ${ws(finest)} AS w, p, bucket, max(rank) AS rank
-       FROM ${m} WHERE first AND bucket IS NOT NULL GROUP BY ALL`,
-    );
-    for (const g of grans) {
-      const size = GRANULARITY_MS[g];
-      // The finest granularity's registers are r itself; coarser ones are its register-wise max.
-      const rg = g === finest ? `r_${index}` : `rg_${index}_${g}`;
-      if (g !== finest) {
-        await exec(
-          conn,
-          `CREATE TEMP TABLE ${rg} AS SELECT k, (w // ${size}) * ${size} AS w, p, bucket, max(rank) AS rank FROM r_${index} GROUP BY ALL`,
-        );
-      }
-      // Serialized exactly as HyperLogLog.serialize(): sparse pairs in bucket order, or dense.
+    const size = GRANULARITY_MS[g];
+    const table = `g_${index}_${g}`;
+    const w = finer === undefined ? `(ts_ms // ${size}) * ${size}` : `(w // ${size}) * ${size}`;
+    // The finest granularity aggregates the events, a coarser one the next finer windows.
+    const aggregates =
+      finer === undefined
+        ? [
+            'count(*) FILTER (first) AS count',
+            `${hasValue ? 'fsum(v) FILTER (first)' : none} AS sum`,
+            `${hasValue ? 'min(v) FILTER (first)' : none} AS min`,
+            `${hasValue ? 'max(v) FILTER (first)' : none} AS max`,
+            'count(*) AS raw_count',
+            ...(hasDistinct ? ['list(reg) FILTER (first AND reg IS NOT NULL) AS unsorted'] : []),
+          ]
+        : [
+            'sum(count)::BIGINT AS count',
+            'fsum(sum) AS sum',
+            'min(min) AS min',
+            'max(max) AS max',
+            'sum(raw_count)::BIGINT AS raw_count',
+            ...(hasDistinct ? ['flatten(list(regs) FILTER (regs IS NOT NULL)) AS unsorted'] : []),
+          ];
+    const grouped = `SELECT kid, ${w} AS w, p, ${aggregates.join(', ')} FROM ${finer ?? events} GROUP BY kid, ${w}, p`;
+    // Every window is kept here, also those with only duplicates (count 0): their raw_count
+    // still counts in the coarser windows. Only windows with count > 0 become rows.
+    if (hasDistinct) {
+      const sketch = sketchSql('regs');
       await exec(
         conn,
-        `INSERT INTO sketches SELECT ${sqlQuote(def.name)}, ${sqlQuote(g)}, k, w, p,
-           to_base64(unhex('01' || string_agg(${SPARSE_PAIR_HEX}, '' ORDER BY bucket)))
-         FROM ${rg} GROUP BY k, w, p HAVING count(*) <= ${SPARSE_LIMIT}`,
+        `CREATE TEMP TABLE ${table} AS SELECT * EXCLUDE (sp, de), ${sketch.sketch} AS sketch FROM (
+           SELECT *, ${sketch.columns} FROM (
+             SELECT * EXCLUDE (sorted), ${registersSql('sorted')} AS regs FROM (
+               SELECT * EXCLUDE (unsorted), list_sort(unsorted) AS sorted FROM (${grouped}))))`,
       );
-      await exec(
-        conn,
-        `INSERT INTO sketches SELECT ${sqlQuote(def.name)}, ${sqlQuote(g)}, g.k, g.w, g.p,
-           to_base64(unhex('02' || string_agg(lpad(hex(coalesce(r.rank, 0)), 2, '0'), '' ORDER BY b.i)))
-         FROM (SELECT k, w, p FROM ${rg} GROUP BY ALL HAVING count(*) > ${SPARSE_LIMIT}) g
-         CROSS JOIN range(${HLL_M}) b(i)
-         LEFT JOIN ${rg} r ON r.k = g.k AND r.w = g.w AND r.p = g.p AND r.bucket = b.i
-         GROUP BY g.k, g.w, g.p`,
-      );
-      if (g !== finest) await exec(conn, `DROP TABLE ${rg}`);
+    } else {
+      await exec(conn, `CREATE TEMP TABLE ${table} AS SELECT *, CAST(NULL AS VARCHAR) AS sketch FROM (${grouped})`);
     }
-    await exec(conn, `DROP TABLE r_${index}`);
+    if (finer === undefined) for (const t of ['mk', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
+    else await exec(conn, `DROP TABLE ${finer}`);
+    await exec(
+      conn,
+      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, sketch FROM ${table} WHERE count > 0`,
+    );
+    finer = table;
   }
-  await exec(conn, `DROP TABLE ${m}`);
+  if (finer !== undefined) await exec(conn, `DROP TABLE ${finer}`);
 }
 
 export interface RecomputeResult {
@@ -268,8 +328,9 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   try {
     phase('read lake', 0, totalPhases);
     const files = snapshot.absolutePaths();
+    const lake = `read_parquet([${files.map(sqlQuote).join(', ')}])`;
     const fields = referencedFields(options.metrics.metrics);
-    const fieldColumn = (f: string) => `f${fields.indexOf(f)}`;
+    const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
     const fieldColumns = fields.map((f, i) => `j[${sqlQuote(f)}] AS f${i}`).join(', ');
     // json_transform to a struct of JSON values: one parse per event for every field any metric
     // reads (faster than a multi-path json_extract, same JSON texts; keys match exactly).
@@ -277,31 +338,42 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     if (files.length > 0) {
       await exec(
         conn,
-        `CREATE TEMP TABLE ev AS SELECT p, ts_ms, type, first${fields.length > 0 ? `, ${fieldColumns}` : ''} FROM (
-           SELECT kafka_partition AS p, ts_ms, type,
-             row_number() OVER (PARTITION BY id ORDER BY kafka_partition, kafka_offset) = 1 AS first,
-             json_transform(raw, ${structure}) AS j
-           FROM read_parquet([${files.map(sqlQuote).join(', ')}]))`,
+        `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first${fields.length > 0 ? `, ${fieldColumns}` : ''} FROM (
+           SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
+           FROM ${lake})`,
+      );
+      // Deduplication without sorting the whole lake by id: only ids seen more than once need an
+      // order, so a window over their copies alone finds every copy after the first one (lowest
+      // partition, then offset; (p, o) is unique) and marks it. Every other record is its id's
+      // first occurrence. The ids come from `ev`: reading them from Parquet again costs more.
+      await exec(
+        conn,
+        `UPDATE ev SET first = FALSE WHERE rowid IN (
+           SELECT r FROM (
+             SELECT rowid AS r, row_number() OVER (PARTITION BY id ORDER BY p, o) AS n
+             FROM ev WHERE id IN (SELECT id FROM ev GROUP BY id HAVING count(*) > 1))
+           WHERE n > 1)`,
       );
     } else {
       await exec(
         conn,
-        `CREATE TEMP TABLE ev (p INTEGER, ts_ms BIGINT, type VARCHAR, first BOOLEAN${fields.map((_, i) => `, f${i} JSON`).join('')})`,
+        `CREATE TEMP TABLE ev (p INTEGER, o BIGINT, id VARCHAR, ts_ms BIGINT, type VARCHAR, first BOOLEAN${fields.map((_, i) => `, f${i} JSON`).join('')})`,
       );
     }
     const counts = (await conn.runAndReadAll(`SELECT count(*)::BIGINT, count(*) FILTER (first)::BIGINT FROM ev`)).getRows()[0] as [
       bigint,
       bigint,
     ];
+    // Rows name their metric by index and their key by number (kid) until they are written. A
+    // metric with `distinct` always carries a sketch: the empty one when no event had the field.
     await exec(
       conn,
-      `CREATE TEMP TABLE agg (metric VARCHAR, granularity VARCHAR, key VARCHAR, window_start BIGINT, partition INTEGER,
-         count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT)`,
+      `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
+         count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, sketch VARCHAR)`,
     );
-    await exec(
-      conn,
-      `CREATE TEMP TABLE sketches (metric VARCHAR, granularity VARCHAR, key VARCHAR, window_start BIGINT, partition INTEGER, sketch VARCHAR)`,
-    );
+    await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
+    await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
+    await exec(conn, `INSERT INTO metric_names VALUES ${options.metrics.metrics.map((d, i) => `(${i}, ${sqlQuote(d.name)})`).join(', ')}`);
     let done = 1;
     for (const [i, def] of options.metrics.metrics.entries()) {
       phase(`metric ${def.name}`, done++, totalPhases);
@@ -315,19 +387,11 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       await exec(conn, `INSERT INTO cuts VALUES ${cut.map((c, p) => `(${p}, ${c}, ${processingTimes[p]})`).join(', ')}`);
     }
     await exec(conn, `CREATE TEMP TABLE view_rows (${ROW_COLUMNS})`);
-    // A metric with `distinct` always carries a sketch: empty when no event had the field.
-    const distinctMetrics =
-      options.metrics.metrics
-        .filter((d) => d.distinct !== undefined)
-        .map((d) => sqlQuote(d.name))
-        .join(', ') || "''";
     await exec(
       conn,
-      `INSERT INTO view_rows SELECT a.metric, a.granularity, a.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
-         coalesce(s.sketch, CASE WHEN a.metric IN (${distinctMetrics}) THEN ${sqlQuote(EMPTY_SKETCH)} END),
-         a.raw_count, c.through_offset, c.processing_time
-       FROM agg a JOIN cuts c ON c.p = a.partition
-       LEFT JOIN sketches s ON s.metric = a.metric AND s.granularity = a.granularity AND s.key = a.key AND s.window_start = a.window_start AND s.partition = a.partition`,
+      `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
+         a.sketch, a.raw_count, c.through_offset, c.processing_time
+       FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
     );
     const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);
     await exec(
