@@ -4,8 +4,11 @@
  * The same LK_BENCH_ROWS (default 200,000) generated events, as the lake's eight columns, written
  * to one snappy-compressed Parquet file by
  *   (a) parquetjs-lite (the baseline the user named): ParquetWriter.appendRow per row;
- *   (b) DuckDB, the way the lake writer does it: data chunks into a staging table through the
- *       appender, then `COPY ... (FORMAT parquet)` with the lake's projection.
+ *   (b) DuckDB through its appender: data chunks into a staging table, then `COPY ... (FORMAT
+ *       parquet)` with `id` and `type` extracted from the raw JSON (the lake writer's former path);
+ *   (c) DuckDB the way the lake writer does it now: the rows staged as a delimited file
+ *       (batch/lake/stagingBuffer.ts, bytes copied from the records, id and type located by the
+ *       event scanner), read by DuckDB's CSV reader and written with `COPY`.
  * Both files are read back with DuckDB and must hold every row with identical content, so the
  * comparison is between two correct writers. No broker needed.
  */
@@ -13,9 +16,10 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBDataChunk, DuckDBInstance } from '@duckdb/node-api';
-import { CHUNK_ROWS, LAKE_SELECT, STAGING_COLUMNS, STAGING_TYPES } from '../batch/lake/lakeWriter.ts';
+import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR } from '@duckdb/node-api';
 import { sqlQuote } from '../batch/lake/lakeSchema.ts';
+import { StagingBuffer, stagingSelectSql } from '../batch/lake/stagingBuffer.ts';
+import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
 import { generateEventLines } from '../services/ingest/generator.ts';
 import { machineLine, printTable, timed, trackPeakRss } from './lib.ts';
 
@@ -29,6 +33,7 @@ interface ParquetJs {
 const parquetjs = createRequire(import.meta.url)('parquetjs-lite') as ParquetJs;
 
 interface LakeRows {
+  values: Buffer[];
   raw: string[];
   id: string[];
   type: string[];
@@ -40,12 +45,13 @@ interface LakeRows {
 }
 
 function generateRows(): LakeRows {
-  const rows: LakeRows = { raw: [], id: [], type: [], ts: [], partition: [], offset: [], timestamp: [], ingest: [] };
+  const rows: LakeRows = { values: [], raw: [], id: [], type: [], ts: [], partition: [], offset: [], timestamp: [], ingest: [] };
   const now = Date.now();
   let i = 0;
   for (const line of generateEventLines({ seed: 7, count: ROWS, eventsPerSecond: 1000 })) {
     const event = JSON.parse(line) as { id: string; type: string; ts: string | number };
     rows.raw.push(line);
+    rows.values.push(Buffer.from(line));
     rows.id.push(event.id);
     rows.type.push(event.type);
     rows.ts.push(typeof event.ts === 'number' ? event.ts : Date.parse(event.ts));
@@ -87,15 +93,20 @@ async function writeWithParquetJs(rows: LakeRows, path: string): Promise<void> {
   await writer.close();
 }
 
-async function writeWithDuckDb(rows: LakeRows, path: string): Promise<void> {
+const CHUNK_ROWS = 2048; // DuckDB's vector size: the largest data chunk
+
+async function writeWithAppender(rows: LakeRows, path: string): Promise<void> {
   const instance = await DuckDBInstance.create(':memory:');
   const conn = await instance.connect();
   try {
-    await conn.run(`CREATE TABLE staging (${STAGING_COLUMNS})`);
+    await conn.run(
+      'CREATE TABLE staging (raw VARCHAR, ts_ms DOUBLE, kafka_partition INTEGER, kafka_offset DOUBLE, kafka_timestamp DOUBLE, ingest_time DOUBLE)',
+    );
+    const types = [VARCHAR, DOUBLE, INTEGER, DOUBLE, DOUBLE, DOUBLE];
     const appender = await conn.createAppender('staging');
     for (let start = 0; start < rows.raw.length; start += CHUNK_ROWS) {
       const end = Math.min(start + CHUNK_ROWS, rows.raw.length);
-      const chunk = DuckDBDataChunk.create(STAGING_TYPES, end - start);
+      const chunk = DuckDBDataChunk.create(types, end - start);
       chunk.setColumnValues(0, rows.raw.slice(start, end));
       chunk.setColumnValues(1, rows.ts.slice(start, end));
       chunk.setColumnValues(2, rows.partition.slice(start, end));
@@ -105,7 +116,38 @@ async function writeWithDuckDb(rows: LakeRows, path: string): Promise<void> {
       appender.appendDataChunk(chunk);
     }
     appender.closeSync();
-    await conn.run(`COPY (SELECT ${LAKE_SELECT} FROM staging) TO ${sqlQuote(path)} (FORMAT parquet, COMPRESSION snappy)`);
+    await conn.run(
+      `COPY (SELECT json_extract_string(raw, '$.id') AS id, json_extract_string(raw, '$.type') AS type, ts_ms::BIGINT AS ts_ms, raw,
+         kafka_partition, kafka_offset::BIGINT AS kafka_offset, kafka_timestamp::BIGINT AS kafka_timestamp, ingest_time::BIGINT AS ingest_time
+       FROM staging) TO ${sqlQuote(path)} (FORMAT parquet, COMPRESSION snappy)`,
+    );
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+async function writeWithStagingFile(rows: LakeRows, path: string): Promise<void> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const conn = await instance.connect();
+  try {
+    const scanner = new EventScanner();
+    const staging = new StagingBuffer();
+    const id: [number, number] = [0, 0];
+    const type: [number, number] = [0, 0];
+    for (let i = 0; i < rows.values.length; i++) {
+      const v = rows.values[i]!;
+      if (!scanner.scan(v, LOGGED_EVENT_SCAN_LIMITS)) throw new Error(`generated line ${i} is not an event`);
+      id[0] = scanner.starts[scanner.idIndex]!;
+      id[1] = scanner.ends[scanner.idIndex]!;
+      type[0] = scanner.starts[scanner.typeIndex]!;
+      type[1] = scanner.ends[scanner.typeIndex]!;
+      staging.addScanned(v, rows.partition[i]!, rows.offset[i]!, rows.timestamp[i]!, rows.ingest[i]!, scanner.ts, id, type);
+    }
+    const stagingPath = `${path}.staging`;
+    await staging.writeTo(stagingPath);
+    await conn.run(`COPY (${stagingSelectSql(stagingPath)}) TO ${sqlQuote(path)} (FORMAT parquet, COMPRESSION snappy)`);
+    rmSync(stagingPath);
   } finally {
     conn.closeSync();
     instance.closeSync();
@@ -137,14 +179,19 @@ async function main(): Promise<void> {
     const rows = generateRows();
     const n = rows.raw.length; // the generator adds its duplicates on top of ROWS events
     const jsPath = join(dir, 'parquetjs.parquet');
+    const appenderPath = join(dir, 'appender.parquet');
     const duckPath = join(dir, 'duckdb.parquet');
     process.stderr.write(`writing ${n.toLocaleString('en-US')} rows with parquetjs-lite...\n`);
     const js = await timed(() => writeWithParquetJs(rows, jsPath));
-    process.stderr.write('writing the same rows with DuckDB...\n');
-    const duck = await timed(() => writeWithDuckDb(rows, duckPath));
-    const [jsDigest, duckDigest] = [await digest(jsPath), await digest(duckPath)];
-    if (jsDigest !== duckDigest) throw new Error(`the two files differ: parquetjs-lite ${jsDigest}, DuckDB ${duckDigest}`);
+    process.stderr.write('writing the same rows with DuckDB through the appender...\n');
+    const appender = await timed(() => writeWithAppender(rows, appenderPath));
+    process.stderr.write('writing the same rows with DuckDB from a staging file (the lake writer)...\n');
+    const duck = await timed(() => writeWithStagingFile(rows, duckPath));
+    const [jsDigest, appenderDigest, duckDigest] = [await digest(jsPath), await digest(appenderPath), await digest(duckPath)];
+    if (jsDigest !== duckDigest || appenderDigest !== duckDigest)
+      throw new Error(`the files differ: parquetjs-lite ${jsDigest}, appender ${appenderDigest}, staging file ${duckDigest}`);
     const jsRate = n / js.seconds;
+    const appenderRate = n / appender.seconds;
     const duckRate = n / duck.seconds;
     console.log(
       `bench:parquet — ${n.toLocaleString('en-US')} lake rows (8 columns, snappy), one file each; read back identical (${duckDigest})`,
@@ -155,10 +202,15 @@ async function main(): Promise<void> {
         `${Math.round(jsRate).toLocaleString('en-US')} rows/s, ${(statSync(jsPath).size / n).toFixed(1)} B/row`,
       ],
       [
-        'DuckDB appender + COPY',
+        'DuckDB appender + COPY (former)',
+        `${Math.round(appenderRate).toLocaleString('en-US')} rows/s, ${(statSync(appenderPath).size / n).toFixed(1)} B/row`,
+      ],
+      [
+        'DuckDB staging file + COPY (lake writer)',
         `${Math.round(duckRate).toLocaleString('en-US')} rows/s, ${(statSync(duckPath).size / n).toFixed(1)} B/row`,
       ],
-      ['ratio DuckDB / parquetjs-lite', `${(duckRate / jsRate).toFixed(1)}x`],
+      ['ratio lake writer / parquetjs-lite', `${(duckRate / jsRate).toFixed(1)}x`],
+      ['ratio lake writer / appender', `${(duckRate / appenderRate).toFixed(1)}x`],
       ['peak RSS', `${(rss.peak() / 2 ** 20).toFixed(0)} MiB`],
     ]);
     console.log(
@@ -166,6 +218,7 @@ async function main(): Promise<void> {
         bench: 'parquet',
         rows: n,
         parquetjsRowsPerSec: Math.round(jsRate),
+        appenderRowsPerSec: Math.round(appenderRate),
         duckdbRowsPerSec: Math.round(duckRate),
         ratio: duckRate / jsRate,
       }),
