@@ -137,6 +137,18 @@ function post(agent: Agent, url: URL, body: string): Promise<{ status: number; c
   });
 }
 
+/**
+ * CPU seconds the server process has used, from its own /metrics (prom-client's process
+ * counter). Per request, it is the cost of an answer independently of how loaded the machine is:
+ * requests/s and latencies move with whatever else runs on the cores, CPU per request much less.
+ */
+async function serverCpuSeconds(url: URL): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', url))).text();
+  const m = /^lk_serve_process_cpu_seconds_total\s+(\S+)$/m.exec(text);
+  if (!m) throw new Error('lk_serve_process_cpu_seconds_total missing from /metrics');
+  return Number(m[1]);
+}
+
 /** CLIENTS concurrent clients, each one request at a time, 3 s warm-up then `seconds` measured; one answer per second checked. */
 async function loadPhase(url: URL, query: string, seconds: number, windows: number, expected: (key: string) => number[]) {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
@@ -148,14 +160,22 @@ async function loadPhase(url: URL, query: string, seconds: number, windows: numb
   let lastCheck = 0;
   let measuredStart = 0;
   let measuredEnd = 0;
+  let measuredCpuStart = 0;
+  let measuredAnswers = 0;
   const client = async () => {
     for (;;) {
       const now = Date.now();
       if (now >= warmUntil + seconds * 1000) return;
+      if (now >= warmUntil && measuredCpuStart === 0) {
+        measuredCpuStart = -1; // taken once, by the first client past the warm-up
+        measuredCpuStart = await serverCpuSeconds(url);
+        continue;
+      }
       const key = `ad-${Math.floor(rand() * KEYS)}`;
       const t0 = process.hrtime.bigint();
       const res = await post(agent, url, JSON.stringify({ query, variables: { k: key } }));
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (measuredCpuStart > 0) measuredAnswers++;
       const head = res.chunks[0]?.subarray(0, 8).toString('latin1') ?? '';
       if (res.status !== 200 || head !== '{"data":') {
         errors++;
@@ -179,12 +199,15 @@ async function loadPhase(url: URL, query: string, seconds: number, windows: numb
   say(`HTTP: ${CLIENTS} clients, ${windows} windows per answer, 3 s warm-up, ${seconds} s measured ...`);
   await Promise.all(Array.from({ length: CLIENTS }, client));
   agent.destroy();
+  const cpuSeconds = (await serverCpuSeconds(url)) - measuredCpuStart;
   const sorted = Float64Array.from(latencies).sort();
   return {
     requests: latencies.length,
     rps: latencies.length / ((measuredEnd - measuredStart) / 1000),
     p50: percentile(sorted, 0.5),
     p99: percentile(sorted, 0.99),
+    /** Server CPU time per answer over the measured part (both cores count: GC threads too). */
+    serverCpuMsPerAnswer: (cpuSeconds * 1000) / Math.max(1, measuredAnswers),
     errors,
     checked,
   };
@@ -257,11 +280,11 @@ async function main(): Promise<void> {
       ],
       [
         'HTTP+GraphQL',
-        `${CLIENTS} clients: ${Math.round(http.rps).toLocaleString('en-US')} requests/s, p50 ${http.p50.toFixed(2)} ms, p99 ${http.p99.toFixed(2)} ms (${http.requests} requests, ${errors} errors, ${checked} answers checked)`,
+        `${CLIENTS} clients: ${Math.round(http.rps).toLocaleString('en-US')} requests/s, p50 ${http.p50.toFixed(2)} ms, p99 ${http.p99.toFixed(2)} ms, server CPU ${http.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${http.requests} requests, ${errors} errors, ${checked} answers checked)`,
       ],
       [
         'HTTP+GraphQL 1 h',
-        `${CLIENTS} clients, 60 windows per answer: ${Math.round(oneHour.rps).toLocaleString('en-US')} requests/s, p50 ${oneHour.p50.toFixed(2)} ms, p99 ${oneHour.p99.toFixed(2)} ms`,
+        `${CLIENTS} clients, 60 windows per answer: ${Math.round(oneHour.rps).toLocaleString('en-US')} requests/s, p50 ${oneHour.p50.toFixed(2)} ms, p99 ${oneHour.p99.toFixed(2)} ms, server CPU ${oneHour.serverCpuMsPerAnswer.toFixed(2)} ms/answer`,
       ],
       [
         'in-memory',

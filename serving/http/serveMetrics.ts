@@ -8,6 +8,7 @@ export interface ServeMetrics {
   requests: Counter<'operation' | 'outcome'>;
   duration: Histogram<'operation'>;
   batchSwaps: Counter<'version'>;
+  executions: Counter<'executor'>;
 }
 
 export function createServeMetrics(versions: VersionRegistry, subscriptions: WindowSubscriptions): ServeMetrics {
@@ -30,6 +31,12 @@ export function createServeMetrics(versions: VersionRegistry, subscriptions: Win
     name: 'lk_serve_batch_view_swaps_total',
     help: 'Batch views installed',
     labelNames: ['version'] as const,
+    registers: [registry],
+  });
+  const executions = new Counter({
+    name: 'lk_serve_graphql_executions_total',
+    help: 'GraphQL executions by executor: jit (compiled query), jit_errors_graphql_js (answer had errors, re-executed by graphql-js), graphql_js',
+    labelNames: ['executor'] as const,
     registers: [registry],
   });
   new Gauge({
@@ -94,5 +101,5 @@ export function createServeMetrics(versions: VersionRegistry, subscriptions: Win
       this.set(subscriptions.active);
     },
   });
-  return { registry, requests, duration, batchSwaps };
+  return { registry, requests, duration, batchSwaps, executions };
 }

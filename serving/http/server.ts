@@ -20,6 +20,7 @@ import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import type { ServeConfig } from '../config.ts';
 import { ErrorCode } from '../graphql/errors.ts';
+import { JitQueryCache, jitGateway, type ExecutedBy } from '../graphql/jitExecutor.ts';
 import { enforceLimits } from '../graphql/limits.ts';
 import { deadlineFor, type ServeContext } from '../graphql/resolvers.ts';
 import { buildServeSchema } from '../graphql/schema.ts';
@@ -46,6 +47,8 @@ export interface ServeHandle {
   url: string;
   port: number;
   registry: VersionRegistry;
+  /** Requests per executor (graphql-jit or graphql-js) and queries compiled. */
+  executionStats(): Readonly<Record<ExecutedBy, number> & { compiled: number }>;
   ready(): boolean;
   close(): Promise<void>;
 }
@@ -108,6 +111,7 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   });
   metrics = createServeMetrics(registry, subscriptions);
   const schema = buildServeSchema(subscriptions);
+  const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => metrics.executions.inc({ executor: by }) });
   const expectedToken = config.authToken === null ? undefined : digest(config.authToken);
 
   const makeContext = (): ServeContext => {
@@ -143,7 +147,9 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   };
 
   const apollo = new ApolloServer<ServeContext>({
-    schema,
+    // Execution by graphql-jit (compiled queries), through Apollo's gateway interface: see
+    // serving/graphql/jitExecutor.ts. Parsing, validation, plugins and error formatting stay Apollo's.
+    gateway: jitGateway(schema, jitQueries),
     introspection: config.introspection,
     includeStacktraceInErrorResponses: false,
     // serving/cli.ts owns SIGTERM/SIGINT (graceful close of HTTP, WebSocket, consumers); Apollo's
@@ -358,6 +364,7 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     url: `http://${host}:${port}`,
     port,
     registry,
+    executionStats: () => ({ ...jitQueries.stats }),
     ready: () => registry.isReady(config.defaultVersion),
     close() {
       closing ??= (async () => {
