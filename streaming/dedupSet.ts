@@ -28,6 +28,8 @@ const MIN_CAPACITY = 1 << 12;
 const MAX_LOAD = 0.85;
 /** ...into a table where the live entries take this share (any size, not a power of two: 24 bytes a slot add up). */
 const REBUILT_LOAD = 0.6;
+/** ...or this share when few entries expired: the table is growing (geometric, amortised O(1)). */
+const GROWN_LOAD = 0.42;
 
 /** Entries as flat columns: fingerprint lanes (4 per entry) and event times. */
 export interface DedupEntries {
@@ -195,7 +197,9 @@ export class DedupSet {
     const { lanes, times, capacity } = this;
     let live = 0;
     for (let i = 0; i < capacity; i++) if (this.kept(times[i]!)) live++;
-    const newCapacity = Math.max(MIN_CAPACITY, Math.ceil((live + 1) / REBUILT_LOAD));
+    // Mostly live (the set is growing, not expiring): double, or growing would rebuild too often.
+    const load = live > capacity * MAX_LOAD * 0.75 ? GROWN_LOAD : REBUILT_LOAD;
+    const newCapacity = Math.max(MIN_CAPACITY, Math.ceil((live + 1) / load));
     this.capacity = newCapacity;
     this.lanes = new Int32Array(newCapacity * 4);
     this.times = new Float64Array(newCapacity).fill(NaN);

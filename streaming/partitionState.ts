@@ -117,6 +117,9 @@ export class PartitionState {
   private readonly referenced: ReadonlySet<string>;
   /** Per slot: windowStart -> key -> row of `table` (nested maps: no key string built per event). */
   private readonly windows: Map<number, Map<string, number>>[];
+  /** Per slot, the window last looked up (NaN: none) and its map. */
+  private readonly lastStart: Float64Array;
+  private readonly lastWindow: (Map<string, number> | undefined)[];
   /** The open windows' aggregates, column by column. */
   private readonly table = new WindowTable();
   readonly dedup: DedupSet;
@@ -151,6 +154,8 @@ export class PartitionState {
       ]),
     );
     this.windows = this.slots.map(() => new Map());
+    this.lastStart = new Float64Array(this.slots.length).fill(NaN);
+    this.lastWindow = this.slots.map(() => undefined);
     this.dedup = new DedupSet(semantics.dedupHorizonMs);
     this.counters = { events: 0, duplicates: 0, invalid: 0, droppedLate: Object.fromEntries(this.slots.map((s) => [s.id, 0])) };
   }
@@ -259,9 +264,13 @@ export class PartitionState {
   }
 
   private windowMap(slot: number, start: number): Map<string, number> {
+    // Consecutive events mostly fall in the same window of a slot: remember the last one.
+    if (this.lastStart[slot] === start) return this.lastWindow[slot]!;
     const bySlot = this.windows[slot]!;
     let byKey = bySlot.get(start);
     if (byKey === undefined) bySlot.set(start, (byKey = new Map()));
+    this.lastStart[slot] = start;
+    this.lastWindow[slot] = byKey;
     return byKey;
   }
 
@@ -288,6 +297,7 @@ export class PartitionState {
           t.release(w);
         }
         this.windows[s]!.delete(start);
+        if (this.lastStart[s] === start) this.lastStart[s] = NaN;
       }
     }
     this.nextCloseAt = next;

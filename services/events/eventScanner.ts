@@ -99,6 +99,13 @@ function digits(buf: Uint8Array, at: number, count: number): number {
   return v;
 }
 
+/** Whether `text` (Latin-1) is exactly buf[start..end). */
+function sameText(text: string, buf: Uint8Array, start: number, end: number): boolean {
+  if (text.length !== end - start) return false;
+  for (let k = 0; k < text.length; k++) if (text.charCodeAt(k) !== buf[start + k]) return false;
+  return true;
+}
+
 /** The event-time range a scan accepts (outside it, the validator decides and explains). */
 export interface ScanLimits {
   maxEventBytes: number;
@@ -259,16 +266,7 @@ export class EventScanner {
 
   private internName(buf: Buffer, start: number, end: number, hash: number): string {
     const cached = internedNames.get(hash);
-    if (cached !== undefined && cached.length === end - start) {
-      let same = true;
-      for (let k = 0; k < cached.length; k++) {
-        if (cached.charCodeAt(k) !== buf[start + k]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return cached;
-    }
+    if (cached !== undefined && sameText(cached, buf, start, end)) return cached;
     const name = buf.toString('latin1', start, end);
     if (cached === undefined && internedNames.size < MAX_INTERNED_NAMES) internedNames.set(hash, name);
     return name;
@@ -301,7 +299,10 @@ export class EventScanner {
   stringAt(field: number): string {
     const s = this.starts[field]!;
     const e = this.ends[field]!;
-    return this.buf.toString(this.wide[field] ? 'utf8' : 'latin1', s, e);
+    // Buffer's own slice decoders: toString(encoding, ...) dispatches on the encoding name first,
+    // which costs as much again for the short values of an event.
+    const buf = this.buf as Buffer & { latin1Slice(s: number, e: number): string; utf8Slice(s: number, e: number): string };
+    return this.wide[field] ? buf.utf8Slice(s, e) : buf.latin1Slice(s, e);
   }
 
   numberAt(field: number): number {
