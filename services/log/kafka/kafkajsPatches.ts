@@ -42,3 +42,383 @@ if (!require.cache[path]) {
   patched.exports = groupMessagesPerPartition;
   require.cache[path] = patched;
 }
+
+/*
+ * 2. Record encoding, the rest of produce's CPU (a CPU profile of `lk produce`: about a third
+ *    of it, plus the garbage it makes). kafkajs's Encoder writes every varint through a fresh
+ *    array and a fresh Buffer (`writeUVarInt`), every varlong through Long objects
+ *    (`writeVarLong`), allocates a zero-filled 512-byte buffer for every record, and computes
+ *    CRC-32C a byte at a time. The replacements below write the same bytes, directly:
+ *    - Encoder.prototype.writeUVarInt / writeVarLong (for numbers within 2^52; anything else
+ *      takes the original);
+ *    - the Record v0 encoder, into one buffer of the record's exact size;
+ *    - CRC-32C, slice-by-8.
+ *    `__tests__/kafkajsPatches.spec.ts` compares every one with kafkajs's own implementation on
+ *    random inputs, byte for byte.
+ */
+
+interface KafkajsEncoder {
+  buf: Buffer;
+  offset: number;
+  ensureAvailable(length: number): void;
+  writeVarInt(value: number): KafkajsEncoder;
+  writeVarLong(value: unknown): KafkajsEncoder;
+  writeInt8(value: number): KafkajsEncoder;
+  writeVarIntBytes(value: unknown): KafkajsEncoder;
+  writeVarIntArray(values: unknown[]): KafkajsEncoder;
+}
+interface KafkajsEncoderClass {
+  new (initialSize?: number): KafkajsEncoder;
+  prototype: KafkajsEncoder & { writeUVarInt(value: number): KafkajsEncoder };
+  sizeOfVarInt(value: number): number;
+  sizeOfVarLong(value: unknown): number;
+}
+
+const Encoder = require('kafkajs/src/protocol/encoder.js') as KafkajsEncoderClass;
+type RecordArgs = { offsetDelta?: number; timestampDelta?: unknown; key: unknown; value: unknown; headers?: Record<string, unknown> };
+type RecordEncoder = (args: RecordArgs) => KafkajsEncoder;
+
+/** kafkajs's own implementations, for the equivalence test. */
+export const kafkajsOriginals = {
+  writeUVarInt: Encoder.prototype.writeUVarInt,
+  writeVarLong: Encoder.prototype.writeVarLong,
+  record: undefined as RecordEncoder | undefined,
+  crc32C: undefined as ((buf: Buffer) => number) | undefined,
+};
+
+Encoder.prototype.writeUVarInt = function writeUVarInt(this: KafkajsEncoder, value: number): KafkajsEncoder {
+  this.ensureAvailable(5);
+  const buf = this.buf;
+  let at = this.offset;
+  // As the original: 7 bits at a time while anything above the low 7 bits is set (as int32).
+  while ((value & 0xffffff80) !== 0) {
+    buf[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  buf[at++] = value & 0x7f;
+  this.offset = at;
+  return this;
+};
+
+const MAX_EXACT = 2 ** 52;
+Encoder.prototype.writeVarLong = function writeVarLong(this: KafkajsEncoder, value: unknown): KafkajsEncoder {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value >= MAX_EXACT || value <= -MAX_EXACT)
+    return kafkajsOriginals.writeVarLong.call(this, value) as KafkajsEncoder;
+  // ZigZag: 2v for v >= 0, -2v - 1 for v < 0 (exact in doubles below 2^53).
+  let zz = value >= 0 ? value * 2 : -value * 2 - 1;
+  this.ensureAvailable(10);
+  const buf = this.buf;
+  let at = this.offset;
+  while (zz >= 128) {
+    buf[at++] = (zz % 128) | 0x80;
+    zz = Math.floor(zz / 128);
+  }
+  buf[at++] = zz;
+  this.offset = at;
+  return this;
+};
+
+/** An Encoder over a buffer of exactly `size` bytes (no zero-filled 512-byte allocation). */
+function exactEncoder(size: number): KafkajsEncoder {
+  const e = Object.create(Encoder.prototype) as KafkajsEncoder;
+  e.buf = Buffer.allocUnsafe(size);
+  e.offset = 0;
+  return e;
+}
+
+function byteLengthOf(value: unknown): number {
+  return value == null ? -1 : Buffer.byteLength(value as string | Buffer);
+}
+
+const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/index.js');
+kafkajsOriginals.record = require(recordPath) as RecordEncoder;
+function encodeRecord(args: RecordArgs): KafkajsEncoder {
+  const { offsetDelta = 0, timestampDelta = 0, key, value, headers = {} } = args;
+  const plainValues =
+    (key == null || typeof key === 'string' || Buffer.isBuffer(key)) &&
+    (value == null || typeof value === 'string' || Buffer.isBuffer(value));
+  let noHeaders = true;
+  for (const _ in headers) {
+    noHeaders = false;
+    break;
+  }
+  // Headers, and keys or values that are neither strings nor Buffers: kafkajs's own encoder.
+  if (!noHeaders || !plainValues || typeof timestampDelta !== 'number') return kafkajsOriginals.record!(args);
+  const keyLength = byteLengthOf(key);
+  const valueLength = byteLengthOf(value);
+  const sizeOfBody =
+    1 +
+    Encoder.sizeOfVarLong(timestampDelta) +
+    Encoder.sizeOfVarInt(offsetDelta) +
+    (keyLength < 0 ? Encoder.sizeOfVarInt(-1) : Encoder.sizeOfVarInt(keyLength) + keyLength) +
+    (valueLength < 0 ? Encoder.sizeOfVarInt(-1) : Encoder.sizeOfVarInt(valueLength) + valueLength) +
+    Encoder.sizeOfVarInt(0);
+  const e = exactEncoder(Encoder.sizeOfVarInt(sizeOfBody) + sizeOfBody);
+  e.writeVarInt(sizeOfBody)
+    .writeInt8(0)
+    .writeVarLong(timestampDelta)
+    .writeVarInt(offsetDelta)
+    .writeVarIntBytes(key)
+    .writeVarIntBytes(value);
+  return e.writeVarInt(0); // no headers: an empty varint array
+}
+if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/index.js')])
+  throw new Error('kafkajsPatches.ts must be imported before kafkajs loads its record batch encoder');
+{
+  const patched = new Module(recordPath);
+  patched.filename = recordPath;
+  patched.loaded = true;
+  patched.exports = encodeRecord;
+  require.cache[recordPath] = patched;
+}
+
+/** CRC-32C (Castagnoli), slice-by-8: tables T[k][b] = CRC of byte b followed by k zero bytes. */
+const CRC_TABLES = (() => {
+  const t = Array.from({ length: 8 }, () => new Int32Array(256));
+  for (let b = 0; b < 256; b++) {
+    let c = b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[0]![b] = c;
+  }
+  for (let b = 0; b < 256; b++) for (let k = 1; k < 8; k++) t[k]![b] = (t[k - 1]![b]! >>> 8) ^ t[0]![t[k - 1]![b]! & 0xff]!;
+  return t;
+})();
+
+export function crc32cSliceBy8(buf: Buffer): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+  ];
+  let crc = -1;
+  let i = 0;
+  const n = buf.length;
+  const end8 = n - (n & 7);
+  for (; i < end8; i += 8) {
+    const lo = crc ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
+    crc =
+      t7[lo & 0xff]! ^
+      t6[(lo >>> 8) & 0xff]! ^
+      t5[(lo >>> 16) & 0xff]! ^
+      t4[lo >>> 24]! ^
+      t3[buf[i + 4]!]! ^
+      t2[buf[i + 5]!]! ^
+      t1[buf[i + 6]!]! ^
+      t0[buf[i + 7]!]!;
+  }
+  for (; i < n; i++) crc = t0[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
+// The record batch encoder takes `crc32C/index.js` (an unsigned wrapper of `crc32C.js`): replace
+// the wrapper before anything loads it, and keep the original byte-wise function for the test.
+kafkajsOriginals.crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (buf: Buffer) => number;
+{
+  const p = require.resolve('kafkajs/src/protocol/recordBatch/crc32C/index.js');
+  if (!require.cache[p]) {
+    const patched = new Module(p);
+    patched.filename = p;
+    patched.loaded = true;
+    patched.exports = crc32cSliceBy8;
+    require.cache[p] = patched;
+  }
+}
+
+/*
+ * 3. Produce requests (v3, which v4-v7 reuse) and the request frame: kafkajs builds every
+ *    record as an Encoder of its own, then copies it into the batch, the batch into the
+ *    partition, the partition into the topic, the topic into the request and the request into
+ *    its frame, each through buffers grown by doubling. The replacement sizes an uncompressed
+ *    request exactly and writes every record straight into it; compressed requests, and records
+ *    with headers or keys and values that are neither strings nor Buffers, take kafkajs's own
+ *    encoder. Same bytes (the test compares them on random requests).
+ */
+
+interface FullEncoder extends KafkajsEncoder {
+  writeInt16(v: number): FullEncoder;
+  writeInt32(v: number): FullEncoder;
+  writeUInt32(v: number): FullEncoder;
+  writeInt64(v: unknown): FullEncoder;
+  writeString(v: string | null): FullEncoder;
+  writeBufferInternal(b: Buffer): void;
+  readonly buffer: Buffer;
+}
+interface ProduceMessage {
+  key?: unknown;
+  value?: unknown;
+  headers?: Record<string, unknown>;
+  timestamp?: number | string | null;
+}
+interface ProducePartition {
+  partition: number;
+  firstSequence?: number;
+  messages: ProduceMessage[];
+}
+interface ProduceArgs {
+  acks: number;
+  timeout: number;
+  transactionalId?: string | null;
+  producerId?: unknown;
+  producerEpoch?: number;
+  compression?: number;
+  topicData: { topic: string; partitions: ProducePartition[] }[];
+}
+type ProduceRequest = { apiKey: number; apiVersion: number; apiName: string; expectResponse(): boolean; encode(): Promise<unknown> };
+type ProduceV3 = (args: ProduceArgs) => ProduceRequest;
+
+function plainMessage(m: ProduceMessage): boolean {
+  const { key, value, headers } = m;
+  if (!(key == null || typeof key === 'string' || Buffer.isBuffer(key))) return false;
+  if (!(value == null || typeof value === 'string' || Buffer.isBuffer(value))) return false;
+  if (headers != null) for (const _ in headers) return false;
+  return true;
+}
+
+function varIntSize(v: number): number {
+  return Encoder.sizeOfVarInt(v);
+}
+
+/** The record set of one partition, as kafkajs's partitionsEncoder + RecordBatch write it (uncompressed). */
+function partitionSize(p: ProducePartition, deltas: number[]): number {
+  let size = 4 + 4 + 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
+  const messages = p.messages;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    const k = byteLengthOf(m.key);
+    const v = byteLengthOf(m.value);
+    const body =
+      1 +
+      Encoder.sizeOfVarLong(deltas[i]!) +
+      varIntSize(i) +
+      (k < 0 ? varIntSize(-1) : varIntSize(k) + k) +
+      (v < 0 ? varIntSize(-1) : varIntSize(v) + v) +
+      1;
+    size += varIntSize(body) + body;
+  }
+  return size;
+}
+
+function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
+  const { acks, timeout, transactionalId = null, producerId = -1, producerEpoch = 0, compression = 0, topicData } = args;
+  if (compression !== 0) return undefined;
+  for (const t of topicData) for (const p of t.partitions) for (const m of p.messages) if (!plainMessage(m)) return undefined;
+  // Timestamps exactly as kafkajs's partitionsEncoder takes them (its sort is lexicographic).
+  const plans = topicData.map((t) =>
+    t.partitions.map((p) => {
+      const dateNow = Date.now();
+      const stamps = p.messages
+        .map((m) => m.timestamp)
+        .filter((ts) => ts != null)
+        .sort();
+      const timestamps = stamps.length === 0 ? [dateNow] : stamps;
+      const first = timestamps[0]!;
+      const max = timestamps[timestamps.length - 1]!;
+      const deltas = p.messages.map((m) => ((m.timestamp || dateNow) as number) - (first as number));
+      return { first, max, deltas, size: partitionSize(p, deltas) };
+    }),
+  );
+  let size = 2 + (transactionalId == null ? 0 : Buffer.byteLength(transactionalId)) + 2 + 4 + 4;
+  topicData.forEach((t, ti) => {
+    size += 2 + Buffer.byteLength(t.topic) + 4;
+    for (const plan of plans[ti]!) size += plan.size;
+  });
+  const e = exactEncoder(size) as FullEncoder;
+  e.writeString(transactionalId).writeInt16(acks).writeInt32(timeout).writeInt32(topicData.length);
+  topicData.forEach((t, ti) => {
+    e.writeString(t.topic).writeInt32(t.partitions.length);
+    t.partitions.forEach((p, pi) => {
+      const plan = plans[ti]![pi]!;
+      const recordSetSize = plan.size - 8; // after partition and size
+      const batchSize = recordSetSize - 12; // after firstOffset and length
+      e.writeInt32(p.partition).writeInt32(recordSetSize).writeInt64(0).writeInt32(batchSize);
+      e.writeInt32(0).writeInt8(2); // partitionLeaderEpoch, magic
+      const crcAt = e.offset;
+      e.writeUInt32(0); // CRC-32C of the batch body, written below
+      const bodyAt = e.offset;
+      const attributes = transactionalId ? 16 : 0;
+      e.writeInt16(attributes)
+        .writeInt32(p.messages.length - 1)
+        .writeInt64(plan.first)
+        .writeInt64(plan.max)
+        .writeInt64(producerId)
+        .writeInt16(producerEpoch)
+        .writeInt32(p.firstSequence ?? 0)
+        .writeInt32(p.messages.length);
+      p.messages.forEach((m, i) => {
+        const k = byteLengthOf(m.key);
+        const v = byteLengthOf(m.value);
+        const delta = plan.deltas[i]!;
+        const body =
+          1 +
+          Encoder.sizeOfVarLong(delta) +
+          varIntSize(i) +
+          (k < 0 ? varIntSize(-1) : varIntSize(k) + k) +
+          (v < 0 ? varIntSize(-1) : varIntSize(v) + v) +
+          1;
+        e.writeVarInt(body)
+          .writeInt8(0)
+          .writeVarLong(delta)
+          .writeVarInt(i)
+          .writeVarIntBytes(m.key)
+          .writeVarIntBytes(m.value)
+          .writeVarInt(0);
+      });
+      e.buf.writeUInt32BE(crc32cSliceBy8(e.buf.subarray(bodyAt, e.offset)), crcAt);
+    });
+  });
+  if (e.offset !== size) throw new Error(`produce request encoded to ${e.offset} bytes, sized ${size}`);
+  return e;
+}
+
+const produceV3Path = require.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
+const originalProduceV3 = require(produceV3Path) as ProduceV3;
+export const kafkajsProduceV3 = { original: originalProduceV3, patched: undefined as ProduceV3 | undefined };
+{
+  const patched: ProduceV3 = (args) => {
+    const request = originalProduceV3(args);
+    const original = request.encode;
+    return { ...request, encode: async () => encodeProduceV3(args) ?? original() };
+  };
+  kafkajsProduceV3.patched = patched;
+  const m = new Module(produceV3Path);
+  m.filename = produceV3Path;
+  m.loaded = true;
+  m.exports = patched;
+  require.cache[produceV3Path] = m;
+}
+
+// The request frame: size, api key and version, correlation id, client id, then the payload,
+// in one buffer of the right size.
+const requestPath = require.resolve('kafkajs/src/protocol/request.js');
+type FrameArgs = {
+  correlationId: number;
+  clientId: string | null;
+  request: { apiKey: number; apiVersion: number; encode(): Promise<unknown> };
+};
+const originalFrame = require(requestPath) as (args: FrameArgs) => Promise<FullEncoder>;
+export const kafkajsRequestFrame = {
+  original: originalFrame,
+  patched: undefined as ((args: FrameArgs) => Promise<FullEncoder>) | undefined,
+};
+{
+  const patched = async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }: FrameArgs): Promise<FullEncoder> => {
+    const payload = (await encode()) as FullEncoder;
+    const body = payload.buffer;
+    const size = 2 + 2 + 4 + 2 + (clientId == null ? 0 : Buffer.byteLength(clientId)) + body.length;
+    const e = exactEncoder(4 + size) as FullEncoder;
+    e.writeInt32(size).writeInt16(apiKey).writeInt16(apiVersion).writeInt32(correlationId).writeString(clientId);
+    e.writeBufferInternal(body);
+    return e;
+  };
+  kafkajsRequestFrame.patched = patched;
+  const m = new Module(requestPath);
+  m.filename = requestPath;
+  m.loaded = true;
+  m.exports = patched;
+  require.cache[requestPath] = m;
+}

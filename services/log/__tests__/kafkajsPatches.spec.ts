@@ -1,0 +1,109 @@
+// The load-time replacements of kafkajs's encoders (services/log/kafka/kafkajsPatches.ts) write
+// exactly the bytes kafkajs's own implementations write: compared here on random inputs, with
+// the originals kept by the patch module. (The round trips through a real broker are in
+// eventLog.contract.spec.ts and brokerRestart.spec.ts.)
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { crc32cSliceBy8, kafkajsOriginals, kafkajsProduceV3, kafkajsRequestFrame } from '../kafka/kafkajsPatches.ts';
+import { seededRandom } from '../../ingest/generator.ts';
+
+const require = createRequire(import.meta.url);
+type Enc = { buffer: Buffer; writeUVarInt(v: number): Enc; writeVarLong(v: unknown): Enc };
+const Encoder = require('kafkajs/src/protocol/encoder.js') as { new (): Enc; prototype: Enc };
+const encodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (a: object) => { buffer: Buffer };
+
+const rand = seededRandom(2026);
+const int = (max: number) => Math.floor(rand() * max);
+
+function viaOriginal(method: 'writeUVarInt' | 'writeVarLong', value: unknown): Buffer {
+  const e = new Encoder();
+  (kafkajsOriginals[method] as unknown as (this: Enc, v: unknown) => Enc).call(e, value);
+  return e.buffer;
+}
+
+describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
+  it('varints and varlongs', () => {
+    const values = [0, 1, -1, 63, 64, -64, -65, 127, 128, 2 ** 31 - 1, -(2 ** 31), 2 ** 32, 2 ** 52 - 1, -(2 ** 52) + 1, 2 ** 53, 1.5];
+    for (let i = 0; i < 2000; i++) values.push(int(2 ** 31) - 2 ** 30, int(2 ** 50) * (rand() < 0.5 ? -1 : 1), int(300));
+    for (const v of values) {
+      if (Number.isInteger(v) && Math.abs(v) <= 2 ** 31)
+        expect(new Encoder().writeUVarInt(v).buffer, `uvarint ${v}`).toEqual(viaOriginal('writeUVarInt', v));
+      if (Number.isInteger(v)) expect(new Encoder().writeVarLong(v).buffer, `varlong ${v}`).toEqual(viaOriginal('writeVarLong', v));
+    }
+  });
+
+  it('records', () => {
+    const pick = <T>(xs: T[]) => xs[int(xs.length)]!;
+    const text = () => pick(['', 'a', 'e-42-7', 'Zoë ☕ 日本', 'x'.repeat(int(400))]);
+    for (let i = 0; i < 3000; i++) {
+      const args = {
+        offsetDelta: int(100_000),
+        timestampDelta: pick([0, int(1000), int(2 ** 40), -int(1000)]),
+        key: pick([null, undefined, text(), Buffer.from(text())]),
+        value: pick([null, text(), Buffer.from(text()), Buffer.alloc(0)]),
+        ...(rand() < 0.2 ? { headers: pick([{}, { a: 'b' }, { lk: ['x', 'yy'] }, { 'dead-letter': Buffer.from('why') }]) } : {}),
+      };
+      expect(encodeRecord(args).buffer, JSON.stringify(args)).toEqual(
+        (kafkajsOriginals.record!(args) as unknown as { buffer: Buffer }).buffer,
+      );
+    }
+  });
+
+  it('CRC-32C', () => {
+    expect(crc32cSliceBy8(Buffer.from('123456789'))).toBe(0xe3069283); // the standard check value
+    for (let i = 0; i < 2000; i++) {
+      const buf = Buffer.alloc(int(3000));
+      for (let k = 0; k < buf.length; k++) buf[k] = int(256);
+      expect(crc32cSliceBy8(buf)).toBe(kafkajsOriginals.crc32C!(buf));
+    }
+  });
+
+  it('produce requests and their frames', async () => {
+    const pick = <T>(xs: T[]) => xs[int(xs.length)]!;
+    const text = () => pick(['a', 'e-42-7', 'Zoë ☕ 日本', 'x'.repeat(int(300))]);
+    const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown };
+    let fast = 0;
+    for (let i = 0; i < 300; i++) {
+      const now = 1_764_600_000_000 + int(1e6);
+      const message = () => ({
+        key: pick([null, text(), Buffer.from(text())]),
+        value: pick([null, text(), Buffer.from(text())]),
+        ...(rand() < 0.3 ? { timestamp: pick([now + int(5000), String(now + int(5000))]) } : {}),
+        ...(rand() < 0.002 ? { headers: { h: 'v' } } : {}),
+      });
+      const args = {
+        acks: pick([-1, 1]),
+        timeout: 30_000,
+        transactionalId: pick([null, undefined, 'lk-speed-v1-p3']),
+        producerId: pick([undefined, Long.fromValue(4242), Long.fromValue(-1)]),
+        producerEpoch: int(5),
+        compression: rand() < 0.05 ? 1 : 0,
+        topicData: Array.from({ length: 1 + int(2) }, (_, t) => ({
+          topic: `events-${t}`,
+          partitions: Array.from({ length: 1 + int(4) }, (_, p) => ({
+            partition: p,
+            firstSequence: int(1000),
+            messages: Array.from({ length: 1 + int(40) }, message),
+          })),
+        })),
+      };
+      // Date.now() is read during encoding: freeze it so that both sides see the same clock.
+      const realNow = Date.now;
+      Date.now = () => now;
+      try {
+        const expected = (await (kafkajsProduceV3.original(args as never).encode() as Promise<{ buffer: Buffer }>)).buffer;
+        const got = (await (kafkajsProduceV3.patched!(args as never).encode() as Promise<{ buffer: Buffer }>)).buffer;
+        expect(got.equals(expected), `request ${i}`).toBe(true);
+        if (args.compression === 0 && !args.topicData.some((t) => t.partitions.some((p) => p.messages.some((m) => 'headers' in m)))) fast++;
+        const request = kafkajsProduceV3.patched!(args as never);
+        const frameArgs = { correlationId: int(1e6), clientId: pick(['lk', null, 'lk-speed-Zoë']), request };
+        const a = (await kafkajsRequestFrame.original(frameArgs)).buffer;
+        const b = (await kafkajsRequestFrame.patched!(frameArgs)).buffer;
+        expect(b.equals(a), `frame ${i}`).toBe(true);
+      } finally {
+        Date.now = realNow;
+      }
+    }
+    expect(fast).toBeGreaterThan(100); // the fast path was exercised, not only the fallbacks
+  });
+});
