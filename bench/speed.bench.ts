@@ -16,7 +16,7 @@
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
  * window-keys, run (c)) and state bytes per live window-key.
  * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c); LK_BENCH_CPU_PROF=DIR
- * writes a CPU profile of each speed worker.
+ * writes a CPU profile of each speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -146,6 +146,8 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
     idleTimeoutMs: 30_000,
     statusPort: 0,
     instanceId: 'bench',
+    // LK_BENCH_THREADS: state threads (default: the job's own default, one per spare core).
+    ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
     dataDir,
     checkpointsRoot: join(dataDir, 'speed', 'checkpoints'),
     savepointsRoot: join(dataDir, 'speed', 'savepoints'),
