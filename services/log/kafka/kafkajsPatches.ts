@@ -34,14 +34,17 @@ function groupMessagesPerPartition({
   return result;
 }
 
-const path = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
-if (!require.cache[path]) {
+/** Puts `exports` in the require cache as the module at `path`: kafkajs's own `require` then gets it. */
+function installModule(path: string, exports: unknown): void {
   const patched = new Module(path);
   patched.filename = path;
   patched.loaded = true;
-  patched.exports = groupMessagesPerPartition;
+  patched.exports = exports;
   require.cache[path] = patched;
 }
+
+const path = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+if (!require.cache[path]) installModule(path, groupMessagesPerPartition);
 
 /*
  * 2. Record encoding, the rest of produce's CPU (a CPU profile of `lk produce`: about a third
@@ -130,6 +133,15 @@ function byteLengthOf(value: unknown): number {
   return value == null ? -1 : Buffer.byteLength(value as string | Buffer);
 }
 
+/**
+ * Bytes of a record's body without headers (what its length varint counts): attributes,
+ * timestamp delta, offset delta, key and value (length -1 for null), and an empty header array.
+ */
+function recordBodySize(timestampDelta: number, offsetDelta: number, keyLength: number, valueLength: number): number {
+  const bytes = (n: number) => (n < 0 ? Encoder.sizeOfVarInt(-1) : Encoder.sizeOfVarInt(n) + n);
+  return 1 + Encoder.sizeOfVarLong(timestampDelta) + Encoder.sizeOfVarInt(offsetDelta) + bytes(keyLength) + bytes(valueLength) + 1;
+}
+
 const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/index.js');
 kafkajsOriginals.record = require(recordPath) as RecordEncoder;
 function encodeRecord(args: RecordArgs): KafkajsEncoder {
@@ -146,13 +158,7 @@ function encodeRecord(args: RecordArgs): KafkajsEncoder {
   if (!noHeaders || !plainValues || typeof timestampDelta !== 'number') return kafkajsOriginals.record!(args);
   const keyLength = byteLengthOf(key);
   const valueLength = byteLengthOf(value);
-  const sizeOfBody =
-    1 +
-    Encoder.sizeOfVarLong(timestampDelta) +
-    Encoder.sizeOfVarInt(offsetDelta) +
-    (keyLength < 0 ? Encoder.sizeOfVarInt(-1) : Encoder.sizeOfVarInt(keyLength) + keyLength) +
-    (valueLength < 0 ? Encoder.sizeOfVarInt(-1) : Encoder.sizeOfVarInt(valueLength) + valueLength) +
-    Encoder.sizeOfVarInt(0);
+  const sizeOfBody = recordBodySize(timestampDelta, offsetDelta, keyLength, valueLength);
   const e = exactEncoder(Encoder.sizeOfVarInt(sizeOfBody) + sizeOfBody);
   e.writeVarInt(sizeOfBody)
     .writeInt8(0)
@@ -164,13 +170,7 @@ function encodeRecord(args: RecordArgs): KafkajsEncoder {
 }
 if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/index.js')])
   throw new Error('kafkajsPatches.ts must be imported before kafkajs loads its record batch encoder');
-{
-  const patched = new Module(recordPath);
-  patched.filename = recordPath;
-  patched.loaded = true;
-  patched.exports = encodeRecord;
-  require.cache[recordPath] = patched;
-}
+installModule(recordPath, encodeRecord);
 
 /** CRC-32C (Castagnoli), slice-by-8: tables T[k][b] = CRC of byte b followed by k zero bytes. */
 const CRC_TABLES = (() => {
@@ -220,13 +220,7 @@ export function crc32cSliceBy8(buf: Buffer): number {
 kafkajsOriginals.crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (buf: Buffer) => number;
 {
   const p = require.resolve('kafkajs/src/protocol/recordBatch/crc32C/index.js');
-  if (!require.cache[p]) {
-    const patched = new Module(p);
-    patched.filename = p;
-    patched.loaded = true;
-    patched.exports = crc32cSliceBy8;
-    require.cache[p] = patched;
-  }
+  if (!require.cache[p]) installModule(p, crc32cSliceBy8);
 }
 
 /*
@@ -291,13 +285,7 @@ function partitionSize(p: ProducePartition, deltas: number[]): number {
     const m = messages[i]!;
     const k = byteLengthOf(m.key);
     const v = byteLengthOf(m.value);
-    const body =
-      1 +
-      Encoder.sizeOfVarLong(deltas[i]!) +
-      varIntSize(i) +
-      (k < 0 ? varIntSize(-1) : varIntSize(k) + k) +
-      (v < 0 ? varIntSize(-1) : varIntSize(v) + v) +
-      1;
+    const body = recordBodySize(deltas[i]!, i, k, v);
     size += varIntSize(body) + body;
   }
   return size;
@@ -353,13 +341,7 @@ function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
         const k = byteLengthOf(m.key);
         const v = byteLengthOf(m.value);
         const delta = plan.deltas[i]!;
-        const body =
-          1 +
-          Encoder.sizeOfVarLong(delta) +
-          varIntSize(i) +
-          (k < 0 ? varIntSize(-1) : varIntSize(k) + k) +
-          (v < 0 ? varIntSize(-1) : varIntSize(v) + v) +
-          1;
+        const body = recordBodySize(delta, i, k, v);
         e.writeVarInt(body)
           .writeInt8(0)
           .writeVarLong(delta)
@@ -385,11 +367,7 @@ export const kafkajsProduceV3 = { original: originalProduceV3, patched: undefine
     return { ...request, encode: async () => encodeProduceV3(args) ?? original() };
   };
   kafkajsProduceV3.patched = patched;
-  const m = new Module(produceV3Path);
-  m.filename = produceV3Path;
-  m.loaded = true;
-  m.exports = patched;
-  require.cache[produceV3Path] = m;
+  installModule(produceV3Path, patched);
 }
 
 // The request frame: size, api key and version, correlation id, client id, then the payload,
@@ -416,9 +394,5 @@ export const kafkajsRequestFrame = {
     return e;
   };
   kafkajsRequestFrame.patched = patched;
-  const m = new Module(requestPath);
-  m.filename = requestPath;
-  m.loaded = true;
-  m.exports = patched;
-  require.cache[requestPath] = m;
+  installModule(requestPath, patched);
 }
