@@ -36,6 +36,7 @@ export const REJECT_CODES = [
   'null_value',
   'invalid_field_name',
   'too_many_fields',
+  'duplicate_field',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -113,6 +114,38 @@ function describe(value: unknown): string {
   return t;
 }
 
+/**
+ * The first field name that appears twice among the members of a top-level JSON object, or
+ * undefined. JSON.parse keeps the last value of a repeated name silently, and other readers (DuckDB
+ * keeps the first) disagree: an event with a repeated name means two things, so it is refused.
+ * `text` is known to be valid JSON holding an object; only names at depth 1 are looked at.
+ */
+function duplicateName(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  let stringStart = -1;
+  let lastString = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (stringStart >= 0) {
+      if (c === 0x5c)
+        i++; // the escaped character cannot end the string
+      else if (c === 0x22) {
+        if (depth === 1) lastString = text.slice(stringStart, i + 1);
+        stringStart = -1;
+      }
+    } else if (c === 0x22) stringStart = i;
+    else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x3a && depth === 1) {
+      const name = JSON.parse(lastString) as string;
+      if (seen.has(name)) return name;
+      seen.add(name);
+    }
+  }
+  return undefined;
+}
+
 /** Validates one raw line (without its line terminator). `now` is injectable for tests. */
 export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVENT_LIMITS, now: number = Date.now()): Validation {
   if (raw.length > limits.maxEventBytes) {
@@ -130,8 +163,9 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
     return hasControlByte(raw) ?? reject('invalid_utf8', 'line is not valid UTF-8');
   }
   let parsed: unknown;
+  const text = raw.toString('utf8');
   try {
-    parsed = JSON.parse(raw.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
     if (isBlank(raw)) return reject('empty_line', 'empty line');
     const detail = err instanceof Error ? err.message : String(err);
@@ -147,6 +181,16 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
   const keys = Object.keys(obj);
   if (keys.length > limits.maxFields) {
     return reject('too_many_fields', `event has ${keys.length} fields, the limit is ${limits.maxFields}`);
+  }
+  const repeated = duplicateName(text);
+  if (repeated !== undefined) {
+    return reject(
+      'duplicate_field',
+      `field ${JSON.stringify(repeated)} appears more than once; JSON readers disagree on which value counts`,
+      {
+        field: repeated,
+      },
+    );
   }
   for (const key of keys) {
     if (!FIELD_NAME.test(key)) {

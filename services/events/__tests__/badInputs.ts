@@ -44,6 +44,18 @@ export const BAD_INPUTS: { name: string; raw: Buffer; code: RejectCode; field?: 
   { name: 'null attribute', raw: Buffer.from(line({ cost: null })), code: 'null_value', field: 'cost' },
   { name: 'invalid field name', raw: Buffer.from(line({ 'bad name': 1 })), code: 'invalid_field_name', field: 'bad name' },
   {
+    name: 'duplicate field name',
+    raw: Buffer.from('{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","type":"view"}'),
+    code: 'duplicate_field',
+    field: 'type',
+  },
+  {
+    name: 'duplicate field name, escaped',
+    raw: Buffer.from('{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","c\u0061t":1,"cat":2}'),
+    code: 'duplicate_field',
+    field: 'cat',
+  },
+  {
     name: 'too many fields',
     raw: Buffer.from(line(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i])))),
     code: 'too_many_fields',
