@@ -331,12 +331,6 @@ export class EventScanner {
     return this.stringAt(this.typeIndex);
   }
 
-  /** Index of the field called `name`, or -1. */
-  indexOf(name: string): number {
-    for (let k = 0; k < this.count; k++) if (this.names[k] === name) return k;
-    return -1;
-  }
-
   /**
    * The fields named in `wanted` that the event has, as an object (only those: callers that read
    * other fields must ask for them). Field order is the line's.

@@ -142,31 +142,27 @@ function recordBodySize(timestampDelta: number, offsetDelta: number, keyLength: 
   return 1 + Encoder.sizeOfVarLong(timestampDelta) + Encoder.sizeOfVarInt(offsetDelta) + bytes(keyLength) + bytes(valueLength) + 1;
 }
 
+/** A key or value the fast encoders write as kafkajs does (others take kafkajs's own code). */
+function plainBytes(v: unknown): boolean {
+  return v == null || typeof v === 'string' || Buffer.isBuffer(v);
+}
+
+/** Writes one header-less record with body size `body` (recordBodySize), as kafkajs's Record v0 does. */
+function writeRecord(e: KafkajsEncoder, body: number, timestampDelta: number, offsetDelta: number, key: unknown, value: unknown): void {
+  e.writeVarInt(body).writeInt8(0).writeVarLong(timestampDelta).writeVarInt(offsetDelta).writeVarIntBytes(key).writeVarIntBytes(value);
+  e.writeVarInt(0); // no headers: an empty varint array
+}
+
 const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/index.js');
 kafkajsOriginals.record = require(recordPath) as RecordEncoder;
 function encodeRecord(args: RecordArgs): KafkajsEncoder {
   const { offsetDelta = 0, timestampDelta = 0, key, value, headers = {} } = args;
-  const plainValues =
-    (key == null || typeof key === 'string' || Buffer.isBuffer(key)) &&
-    (value == null || typeof value === 'string' || Buffer.isBuffer(value));
-  let noHeaders = true;
-  for (const _ in headers) {
-    noHeaders = false;
-    break;
-  }
   // Headers, and keys or values that are neither strings nor Buffers: kafkajs's own encoder.
-  if (!noHeaders || !plainValues || typeof timestampDelta !== 'number') return kafkajsOriginals.record!(args);
-  const keyLength = byteLengthOf(key);
-  const valueLength = byteLengthOf(value);
-  const sizeOfBody = recordBodySize(timestampDelta, offsetDelta, keyLength, valueLength);
-  const e = exactEncoder(Encoder.sizeOfVarInt(sizeOfBody) + sizeOfBody);
-  e.writeVarInt(sizeOfBody)
-    .writeInt8(0)
-    .writeVarLong(timestampDelta)
-    .writeVarInt(offsetDelta)
-    .writeVarIntBytes(key)
-    .writeVarIntBytes(value);
-  return e.writeVarInt(0); // no headers: an empty varint array
+  if (!plainMessage({ key, value, headers }) || typeof timestampDelta !== 'number') return kafkajsOriginals.record!(args);
+  const body = recordBodySize(timestampDelta, offsetDelta, byteLengthOf(key), byteLengthOf(value));
+  const e = exactEncoder(Encoder.sizeOfVarInt(body) + body);
+  writeRecord(e, body, timestampDelta, offsetDelta, key, value);
+  return e;
 }
 if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/index.js')])
   throw new Error('kafkajsPatches.ts must be imported before kafkajs loads its record batch encoder');
@@ -265,31 +261,15 @@ interface ProduceArgs {
 type ProduceRequest = { apiKey: number; apiVersion: number; apiName: string; expectResponse(): boolean; encode(): Promise<unknown> };
 type ProduceV3 = (args: ProduceArgs) => ProduceRequest;
 
-function plainMessage(m: ProduceMessage): boolean {
-  const { key, value, headers } = m;
-  if (!(key == null || typeof key === 'string' || Buffer.isBuffer(key))) return false;
-  if (!(value == null || typeof value === 'string' || Buffer.isBuffer(value))) return false;
-  if (headers != null) for (const _ in headers) return false;
+/** Plain: no headers, key and value strings, Buffers or null (what the fast encoders write). */
+function plainMessage(m: { key?: unknown; value?: unknown; headers?: Record<string, unknown> }): boolean {
+  if (!plainBytes(m.key) || !plainBytes(m.value)) return false;
+  if (m.headers != null) for (const _ in m.headers) return false;
   return true;
 }
 
-function varIntSize(v: number): number {
-  return Encoder.sizeOfVarInt(v);
-}
-
-/** The record set of one partition, as kafkajs's partitionsEncoder + RecordBatch write it (uncompressed). */
-function partitionSize(p: ProducePartition, deltas: number[]): number {
-  let size = 4 + 4 + 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
-  const messages = p.messages;
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    const k = byteLengthOf(m.key);
-    const v = byteLengthOf(m.value);
-    const body = recordBodySize(deltas[i]!, i, k, v);
-    size += varIntSize(body) + body;
-  }
-  return size;
-}
+/** Fixed bytes of one partition's record set before its records (partition ... record count). */
+const RECORD_SET_HEAD = 4 + 4 + 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
 
 function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
   const { acks, timeout, transactionalId = null, producerId = -1, producerEpoch = 0, compression = 0, topicData } = args;
@@ -307,7 +287,11 @@ function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
       const first = timestamps[0]!;
       const max = timestamps[timestamps.length - 1]!;
       const deltas = p.messages.map((m) => ((m.timestamp || dateNow) as number) - (first as number));
-      return { first, max, deltas, size: partitionSize(p, deltas) };
+      // Record body sizes, once: they size the request and prefix each record.
+      const bodies = p.messages.map((m, i) => recordBodySize(deltas[i]!, i, byteLengthOf(m.key), byteLengthOf(m.value)));
+      let size = RECORD_SET_HEAD;
+      for (const body of bodies) size += Encoder.sizeOfVarInt(body) + body;
+      return { first, max, deltas, bodies, size };
     }),
   );
   let size = 2 + (transactionalId == null ? 0 : Buffer.byteLength(transactionalId)) + 2 + 4 + 4;
@@ -337,19 +321,7 @@ function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
         .writeInt16(producerEpoch)
         .writeInt32(p.firstSequence ?? 0)
         .writeInt32(p.messages.length);
-      p.messages.forEach((m, i) => {
-        const k = byteLengthOf(m.key);
-        const v = byteLengthOf(m.value);
-        const delta = plan.deltas[i]!;
-        const body = recordBodySize(delta, i, k, v);
-        e.writeVarInt(body)
-          .writeInt8(0)
-          .writeVarLong(delta)
-          .writeVarInt(i)
-          .writeVarIntBytes(m.key)
-          .writeVarIntBytes(m.value)
-          .writeVarInt(0);
-      });
+      p.messages.forEach((m, i) => writeRecord(e, plan.bodies[i]!, plan.deltas[i]!, i, m.key, m.value));
       e.buf.writeUInt32BE(crc32cSliceBy8(e.buf.subarray(bodyAt, e.offset)), crcAt);
     });
   });
