@@ -150,16 +150,10 @@ async function writeWithStagingFile(rows: LakeRows, path: string): Promise<numbe
     const started = performance.now();
     const scanner = new EventScanner();
     const staging = new StagingBuffer();
-    const id: [number, number] = [0, 0];
-    const type: [number, number] = [0, 0];
     for (let i = 0; i < rows.values.length; i++) {
       const v = rows.values[i]!;
       if (!scanner.scan(v, LOGGED_EVENT_SCAN_LIMITS)) throw new Error(`generated line ${i} is not an event`);
-      id[0] = scanner.starts[scanner.idIndex]!;
-      id[1] = scanner.ends[scanner.idIndex]!;
-      type[0] = scanner.starts[scanner.typeIndex]!;
-      type[1] = scanner.ends[scanner.typeIndex]!;
-      staging.addScanned(v, rows.partition[i]!, rows.offset[i]!, rows.timestamp[i]!, rows.ingest[i]!, scanner.ts, id, type);
+      staging.addScanned(v, rows.partition[i]!, rows.offset[i]!, rows.timestamp[i]!, rows.ingest[i]!, scanner);
     }
     const stagingPath = `${path}.staging`;
     const jsThreadMs = performance.now() - started; // writeTo below runs on libuv's threads

@@ -85,8 +85,6 @@ export class LakeWriter {
   readonly stats: LakeWriterStats = { records: 0, rejected: {}, commits: 0, filesWritten: 0, bytesWritten: 0, lastRollMs: 0 };
   private readonly lockPath: string;
   private readonly scanner = new EventScanner();
-  private readonly idRange: [number, number] = [0, 0];
-  private readonly typeRange: [number, number] = [0, 0];
 
   private constructor(
     private readonly options: LakeWriterOptions,
@@ -174,14 +172,9 @@ export class LakeWriter {
       // The scanner's verdict where it decides (exactly the validator's), the validator's
       // otherwise: only a record it cannot decide pays for the full validation.
       const value = r.value;
-      const sc = this.scanner;
-      if (value !== null && sc.scan(value, LOGGED_EVENT_SCAN_LIMITS)) {
-        this.idRange[0] = sc.starts[sc.idIndex]!;
-        this.idRange[1] = sc.ends[sc.idIndex]!;
-        this.typeRange[0] = sc.starts[sc.typeIndex]!;
-        this.typeRange[1] = sc.ends[sc.typeIndex]!;
-        buf.staging.addScanned(value, p, r.offset, r.timestamp, now, sc.ts, this.idRange, this.typeRange);
-      } else {
+      if (value !== null && this.scanner.scan(value, LOGGED_EVENT_SCAN_LIMITS))
+        buf.staging.addScanned(value, p, r.offset, r.timestamp, now, this.scanner);
+      else {
         const decoded = decodeWithValidator(value);
         if (!('code' in decoded)) buf.staging.addValidated(value!, p, r.offset, r.timestamp, now, decoded.ts);
         else {

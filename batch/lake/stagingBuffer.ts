@@ -20,6 +20,7 @@
  * decide the record: the SQL then takes them from the raw JSON, as it always did.
  */
 import { open } from 'node:fs/promises';
+import type { EventScanner } from '../../services/events/eventScanner.ts';
 import { sqlQuote } from './lakeSchema.ts';
 
 const SEP = 0x1f;
@@ -102,31 +103,27 @@ export class StagingBuffer {
   }
 
   /**
-   * A record the scanner accepted: `id` and `type` at value[idStart..idEnd) and
-   * value[typeStart..typeEnd) (their UTF-8 text: no escapes on the scanner's path).
+   * A record `scanner` has just accepted: its event time, and `id` and `type` where the scanner
+   * found them in `value` (their UTF-8 text: no escapes on the scanner's path).
    */
-  addScanned(
-    value: Buffer,
-    partition: number,
-    offset: number,
-    timestamp: number,
-    ingestTime: number,
-    ts: number,
-    id: [number, number],
-    type: [number, number],
-  ): void {
+  addScanned(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, scanner: EventScanner): void {
+    const ts = scanner.ts;
     // The scanner allows CR as whitespace between tokens (never LF or 0x1F).
     if (value.indexOf(CR) !== -1) {
       this.addValidated(value, partition, offset, timestamp, ingestTime, ts);
       return;
     }
-    this.reserve(value.length + (id[1] - id[0]) + (type[1] - type[0]) + 128);
+    const idStart = scanner.starts[scanner.idIndex]!;
+    const idEnd = scanner.ends[scanner.idIndex]!;
+    const typeStart = scanner.starts[scanner.typeIndex]!;
+    const typeEnd = scanner.ends[scanner.typeIndex]!;
+    this.reserve(value.length + (idEnd - idStart) + (typeEnd - typeStart) + 128);
     this.head(0, partition, offset, timestamp, ingestTime, ts);
     const c = this.chunk;
     let at = this.at;
-    for (let k = id[0]; k < id[1]; k++) c[at++] = value[k]!;
+    for (let k = idStart; k < idEnd; k++) c[at++] = value[k]!;
     c[at++] = SEP;
-    for (let k = type[0]; k < type[1]; k++) c[at++] = value[k]!;
+    for (let k = typeStart; k < typeEnd; k++) c[at++] = value[k]!;
     c[at++] = SEP;
     c.set(value, at);
     at += value.length;
