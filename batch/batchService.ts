@@ -6,11 +6,10 @@
  *
  * SIGTERM: stop consuming, commit what is buffered, let a running recompute finish, exit 0.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { dirname } from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../services/errors.ts';
+import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
 import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { Logger } from '../services/observability/logger.ts';
@@ -19,11 +18,13 @@ import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from './lake/commitProtoc
 import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';
+import { homePartitionsOf } from './batchCycle.ts';
 
 export interface BatchServiceOptions {
   log: EventLog;
   topic: string;
   groupId: string;
+  dataDir: string;
   lakeRoot: string;
   viewsRoot: string;
   version: string;
@@ -50,13 +51,6 @@ export interface BatchStatus {
   statusPort: number | null;
 }
 
-function writeAtomically(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
-
 export class BatchService {
   private writer: LakeWriter | undefined;
   private server: Server | undefined;
@@ -67,6 +61,7 @@ export class BatchService {
   private stopping = false;
   private ready = false;
   private boundPort: number | undefined;
+  private homePartitions = 1;
   private lastError: string | undefined;
   private readonly registry = new Registry();
   private readonly lake: LakeManifest;
@@ -78,6 +73,7 @@ export class BatchService {
   /** Starts everything; resolves once the HTTP port is bound and the writer consumes. */
   async start(): Promise<{ port: number }> {
     const o = this.options;
+    this.homePartitions = await homePartitionsOf(o.log, o.dataDir, o.version, o.topic);
     this.writer = await LakeWriter.open({
       log: o.log,
       topic: o.topic,
@@ -135,8 +131,8 @@ export class BatchService {
         viewsRoot: o.viewsRoot,
         version: o.version,
         metrics: o.metrics,
+        homePartitions: this.homePartitions,
         logger: o.logger,
-        full: true,
       });
       this.lastError = undefined;
       if (!this.stopping) {
@@ -175,7 +171,7 @@ export class BatchService {
 
   private writeStatus(): void {
     try {
-      writeAtomically(this.options.statusPath, JSON.stringify(this.status(), null, 2));
+      writeFileAtomicSync(this.options.statusPath, JSON.stringify(this.status(), null, 2));
     } catch (err) {
       this.options.logger.warn({ err: errorMessage(err) }, 'could not write the status file');
     }

@@ -3,66 +3,26 @@
  * speed instances of a job version (they must share the data dir, as Flink jobs share their
  * checkpoint storage), plus `job.json` with the metric definitions the state was built with.
  *
- * A snapshot is written to a temp file, fsynced, renamed into place and the directory fsynced:
- * a crash mid-write leaves either no file or a complete one (and the CRC catches the rest).
+ * A snapshot is written through services/storage/atomicFile.ts (temporary file, fsync, rename,
+ * fsync of the directory): a crash mid-write leaves either no file or a complete one (and the CRC
+ * catches the rest).
  * Snapshots are full or delta (changes since a base snapshot); restoring position N reads the
  * chain back to its full base. The file named N always describes the same state whoever wrote it
  * (the state is a function of the partition's records before N), so a zombie writer can only
  * rename an equivalent file over it.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { InfrastructureError, errorMessage } from '../services/errors.ts';
 import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { PartitionState, type SpeedSemantics } from './partitionState.ts';
+import { isStaleTempName, writeFileAtomic } from '../services/storage/atomicFile.ts';
+import { PartitionState, type Placement, type SpeedSemantics } from './partitionState.ts';
 import { decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
 
 const SNAPSHOT = /^(\d+)\.arrow$/;
 
 export class MissingCheckpointError extends InfrastructureError {
   override name = 'MissingCheckpointError';
-}
-
-/** Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir). */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf('/'));
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  renameSync(tmp, path);
-  fsyncDir(dir);
-}
-
-export function writeFileAtomicSync(path: string, bytes: Uint8Array | string): void {
-  const dir = path.slice(0, path.lastIndexOf('/'));
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  fsyncDir(dir);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export class CheckpointStore {
@@ -77,7 +37,7 @@ export class CheckpointStore {
   }
 
   async write(partition: number, position: number, bytes: Uint8Array): Promise<void> {
-    await writeFileAtomic(this.pathOf(partition, position), bytes);
+    await writeFileAtomic(this.pathOf(partition, position), bytes, 'speed.checkpoint.before-snapshot-rename');
   }
 
   positions(partition: number): number[] {
@@ -133,7 +93,7 @@ export class CheckpointStore {
       if (m) {
         const n = Number(m[1]);
         if (n < below && !keep.has(n)) unlinkSync(join(dir, name));
-      } else if (name.includes('.tmp-') && !name.includes(`.tmp-${process.pid}-`)) {
+      } else if (isStaleTempName(name)) {
         // A temp file of a process that died mid-write.
         rmSync(join(dir, name), { force: true });
       }
@@ -146,9 +106,10 @@ export function restoreState(
   partition: number,
   defs: readonly MetricDefinition[],
   semantics: SpeedSemantics,
+  placement: Placement,
   chain: readonly SnapshotContent[],
 ): PartitionState {
-  const state = new PartitionState(partition, defs, semantics);
+  const state = new PartitionState(partition, defs, semantics, placement);
   const slots = state.slotIndex();
   for (const snap of chain) {
     for (const w of snap.windows) state.restoreWindow(w, slots);

@@ -8,12 +8,14 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError } from '../services/errors.ts';
 import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { writeFileAtomicSync } from './checkpointStore.ts';
+import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
 
 export interface JobMetadata {
   version: string;
   topic: string;
   partitions: number;
+  /** The version's home partition count (services/versions/versionRecord.ts); the state's misplaced counts depend on it. */
+  homePartitions: number;
   metrics: MetricDefinition[];
   semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
   appliedSavepoints: string[];
@@ -24,6 +26,8 @@ const jobMetadataSchema = z.object({
   version: z.string(),
   topic: z.string(),
   partitions: z.number().int().positive(),
+  // Written since the platform counts misplaced events; older job metadata had partitions only.
+  homePartitions: z.number().int().positive().optional(),
   metrics: z.array(z.any()),
   semantics: z.object({ outOfOrdernessMs: z.number(), dedupHorizonMs: z.number() }),
   appliedSavepoints: z.array(z.string()),
@@ -45,7 +49,7 @@ export function readJobMetadata(checkpointRoot: string): JobMetadata | undefined
   }
   const parsed = jobMetadataSchema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new ConfigError(`${path} is not valid job metadata: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-  return parsed.data as JobMetadata;
+  return { ...parsed.data, homePartitions: parsed.data.homePartitions ?? parsed.data.partitions } as JobMetadata;
 }
 
 export function writeJobMetadata(checkpointRoot: string, meta: JobMetadata): void {

@@ -16,6 +16,7 @@
  * fences the old one before reading the committed offset, so a zombie cannot commit after it.
  */
 import { InfrastructureError } from '../services/errors.ts';
+import { crashPoint } from '../services/faults/crashPoints.ts';
 import type { EventLog, LogProducer } from '../services/log/eventLog.ts';
 import { logger } from '../services/observability/logger.ts';
 import type { CheckpointStore } from './checkpointStore.ts';
@@ -131,6 +132,7 @@ export class PartitionTask {
     const { position, header, snapshot, rowKeys, rowValues, rowValueEnds } = capture;
     const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
     await store.write(this.partition, position, snapshot);
+    crashPoint('speed.checkpoint.snapshot-written');
     const tx = await this.producer.transaction();
     try {
       // In slices: a checkpoint of a high-cardinality backlog can hold hundreds of thousands of
@@ -142,8 +144,11 @@ export class PartitionTask {
           records[k - i] = { key: rowKeys[k]!, value: values.subarray(k === 0 ? 0 : rowValueEnds[k - 1]!, rowValueEnds[k]!) };
         await tx.send(viewTopic, records);
       }
+      crashPoint('speed.checkpoint.rows-sent');
       await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);
+      crashPoint('speed.checkpoint.offsets-sent');
       await tx.commit();
+      crashPoint('speed.checkpoint.committed');
     } catch (err) {
       await tx.abort().catch(() => undefined);
       throw err;

@@ -21,7 +21,8 @@ import { z } from 'zod';
 import { ConfigError, InfrastructureError } from '../services/errors.ts';
 import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { CheckpointStore, MissingCheckpointError, restoreState, writeFileAtomic, writeFileAtomicSync } from './checkpointStore.ts';
+import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../services/storage/atomicFile.ts';
+import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
 import { metricsFingerprint } from './compatibility.ts';
 import { readJobMetadata } from './jobMetadata.ts';
 import { encodeFullSnapshot, decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
@@ -34,6 +35,8 @@ export interface SavepointManifest {
   topic: string;
   groupId: string;
   partitions: { partition: number; offset: number | null; bytes: number }[];
+  /** The home partition count its misplaced counts were computed with (absent before they were counted). */
+  homePartitions?: number;
   metrics: MetricDefinition[];
   semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
   createdAt: string;
@@ -47,6 +50,7 @@ const manifestSchema = z.object({
   partitions: z.array(
     z.object({ partition: z.number().int().nonnegative(), offset: z.number().int().nonnegative().nullable(), bytes: z.number() }),
   ),
+  homePartitions: z.number().int().positive().optional(),
   metrics: z.array(z.any()),
   semantics: z.object({ outOfOrdernessMs: z.number(), dedupHorizonMs: z.number() }),
   createdAt: z.string(),
@@ -135,7 +139,7 @@ export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointM
         break;
       }
       try {
-        const state = restoreState(p, job.metrics, semantics, store.readChain(p, committed));
+        const state = restoreState(p, job.metrics, semantics, { homePartitions: job.homePartitions }, store.readChain(p, committed));
         const bytes = encodeFullSnapshot(state, metricsFingerprint(job.metrics), semantics);
         await writeFileAtomic(join(tmpDir, `p${p}.arrow`), bytes);
         entries.push({ partition: p, offset: committed, bytes: bytes.length });
@@ -154,6 +158,7 @@ export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointM
     topic: o.topic,
     groupId: o.groupId,
     partitions: entries,
+    homePartitions: job.homePartitions,
     metrics: job.metrics,
     semantics,
     createdAt: new Date().toISOString(),
@@ -161,6 +166,7 @@ export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointM
   writeFileAtomicSync(join(tmpDir, 'savepoint.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   try {
     renameSync(tmpDir, finalDir);
+    fsyncDir(o.savepointsRoot);
   } catch (err) {
     rmSync(tmpDir, { recursive: true, force: true });
     throw new InfrastructureError(`cannot publish savepoint ${finalDir}: ${(err as Error).message}`);

@@ -25,24 +25,11 @@
  * process won that number, it re-reads and re-validates. Removed files are deleted from disk only
  * after a grace period, because a reader that resolved the previous version may still read them.
  */
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { IllegalStateError, InfrastructureError, assert } from '../../services/errors.ts';
+import { createFileExclusiveSync, placeFileSync, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 
 export const LAKE_LOG_DIR = '_lake_log';
 export const LAKE_TMP_DIR = '_tmp';
@@ -206,29 +193,6 @@ function cloneState(s: LakeState): LakeState {
   return { ...s, files: new Map(s.files), positions: new Map(s.positions), removed: new Map(s.removed), rejected: { ...s.rejected } };
 }
 
-function writeDurably(path: string, text: string): void {
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    /* directories cannot be fsynced on every platform; the rename is still atomic */
-  }
-}
-
 /** A consistent view of the lake at one version: what readers query. */
 export interface LakeSnapshot {
   root: string;
@@ -339,17 +303,17 @@ export class LakeManifest {
       const state = this.refresh();
       validate(state, action);
       const commit = commitSchema.parse({ ...action, version: state.version + 1, committedAt: Date.now() });
-      const tmp = join(this.logDir, `.commit-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-      writeDurably(tmp, JSON.stringify(commit));
+      let created: boolean;
       try {
-        linkSync(tmp, join(this.logDir, entryName(commit.version)));
+        created = createFileExclusiveSync(
+          join(this.logDir, entryName(commit.version)),
+          JSON.stringify(commit),
+          'lake.manifest.entry-written',
+        );
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // lost the race: re-read, re-validate
         throw new InfrastructureError(`cannot commit to the lake manifest ${this.logDir}: ${String(err)}`);
-      } finally {
-        rmSync(tmp, { force: true });
       }
-      fsyncDir(this.logDir);
+      if (!created) continue; // lost the race: re-read, re-validate
       apply(this.state, commit);
       if (commit.version % CHECKPOINT_EVERY === 0) this.writeCheckpoint();
       return commit;
@@ -358,9 +322,8 @@ export class LakeManifest {
 
   private writeCheckpoint(): void {
     const s = cloneState(this.state);
-    const tmp = join(this.logDir, `.checkpoint-${process.pid}.tmp`);
-    writeDurably(
-      tmp,
+    writeFileAtomicSync(
+      join(this.logDir, CHECKPOINT_FILE),
       JSON.stringify({
         version: s.version,
         ...(s.topic !== undefined ? { topic: s.topic } : {}),
@@ -371,7 +334,6 @@ export class LakeManifest {
         rejected: s.rejected,
       }),
     );
-    renameSync(tmp, join(this.logDir, CHECKPOINT_FILE));
   }
 
   /** A fresh path under `_tmp/` for phase 1. */
@@ -384,15 +346,8 @@ export class LakeManifest {
    * until committed). fsyncs the file so that a committed entry never points at lost data.
    */
   placeFile(tmpFile: string, relativePath: string): string {
-    const fd = openSync(tmpFile, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
     const dest = join(this.root, relativePath);
-    mkdirSync(join(dest, '..'), { recursive: true });
-    renameSync(tmpFile, dest);
+    placeFileSync(tmpFile, dest);
     return dest;
   }
 
@@ -409,7 +364,7 @@ export class LakeManifest {
       deleted.push(`${LAKE_TMP_DIR}/${name}`);
     }
     for (const name of safeReaddir(this.logDir)) {
-      if (name.endsWith('.tmp')) rmSync(join(this.logDir, name), { force: true });
+      if (name.includes('.tmp')) rmSync(join(this.logDir, name), { force: true });
     }
     for (const dt of safeReaddir(this.root).filter((n) => n.startsWith('dt='))) {
       for (const hr of safeReaddir(join(this.root, dt)).filter((n) => n.startsWith('hr='))) {
@@ -450,15 +405,6 @@ function safeReaddir(dir: string): string[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-}
-
-/** Path relative to the lake root with forward slashes (manifest form). */
-export function lakeRelative(root: string, absolute: string): string {
-  return relative(root, absolute).split(sep).join('/');
-}
-
-export function fileSize(path: string): number {
-  return statSync(path).size;
 }
 
 export function lakeExists(root: string): boolean {

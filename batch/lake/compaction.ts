@@ -17,7 +17,9 @@ import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../services/observability/logger.ts';
 import { ConcurrentCompactionError, type LakeFile, type LakeManifest } from './commitProtocol.ts';
-import { partFileName, sqlQuote } from './lakeSchema.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
+import { LAKE_TABLE_COLUMNS, partFileName, readLakeSql } from './lakeSchema.ts';
+import { crashPoint } from '../../services/faults/crashPoints.ts';
 
 export interface CompactionOptions {
   manifest: LakeManifest;
@@ -83,12 +85,14 @@ export async function compactLake(options: CompactionOptions): Promise<Compactio
       const to = Math.max(...bin.map((f) => f.toOffset));
       const name = partFileName(first.partition, from, to, `c${randomBytes(4).toString('hex')}`);
       const tmp = manifest.tmpPath(name);
-      const inputs = bin.map((f) => sqlQuote(join(manifest.root, f.path))).join(', ');
+      const inputs = readLakeSql(bin.map((f) => join(manifest.root, f.path)));
+      const columns = Object.keys(LAKE_TABLE_COLUMNS).join(', ');
       await conn.run(
-        `COPY (SELECT * FROM read_parquet([${inputs}]) ORDER BY kafka_offset) TO ${sqlQuote(tmp)} (FORMAT parquet, COMPRESSION snappy)`,
+        `COPY (SELECT ${columns} FROM ${inputs} ORDER BY kafka_offset) TO ${sqlQuote(tmp)} (FORMAT parquet, COMPRESSION snappy)`,
       );
       const rel = `dt=${first.dt}/hr=${first.hr}/${name}`;
       const placed = manifest.placeFile(tmp, rel);
+      crashPoint('lake.compaction.file-placed');
       const merged: LakeFile = {
         path: rel,
         partition: first.partition,
@@ -103,6 +107,7 @@ export async function compactLake(options: CompactionOptions): Promise<Compactio
       };
       try {
         manifest.commit({ op: 'compact', add: [merged], remove: bin.map((f) => f.path) });
+        crashPoint('lake.compaction.committed');
       } catch (err) {
         rmSync(placed, { force: true });
         if (err instanceof ConcurrentCompactionError) {

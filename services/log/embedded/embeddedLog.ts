@@ -13,7 +13,7 @@
  * Differences from Kafka, by design: one member per consumer group (no rebalancing: use Kafka to
  * share partitions between instances); no retention or compaction (topics only grow).
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, IllegalStateError, InfrastructureError } from '../../errors.ts';
@@ -32,7 +32,9 @@ import type {
   TopicSpec,
 } from '../eventLog.ts';
 import { partitionForKey } from '../partitioner.ts';
-import { acquireLock, processAlive, releaseLock, tryLock } from './fileLock.ts';
+import { crashPoint } from '../../faults/crashPoints.ts';
+import { isStaleTempName, writeFileAtomicSync } from '../../storage/atomicFile.ts';
+import { acquireLock, processAlive, releaseLock, tryLock } from '../../storage/fileLock.ts';
 import { PartitionStore } from './partitionStore.ts';
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
@@ -47,9 +49,7 @@ export interface EmbeddedLogOptions {
 }
 
 function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(value));
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, JSON.stringify(value));
 }
 
 function readJson<T>(path: string, fallback: T): T {
@@ -261,7 +261,9 @@ export class EmbeddedLog implements EventLog {
       }));
       if (recovering) await this.appendOnce(store, redo.id, records);
       else await store.append(records, Date.now());
+      if (part !== redo.parts.at(-1)) crashPoint('embedded.txn.partly-applied');
     }
+    crashPoint('embedded.txn.records-applied');
     if (redo.offsets) this.commitOffsets(redo.offsets.groupId, redo.offsets.offsets);
     unlinkSync(path);
   }
@@ -283,6 +285,11 @@ export class EmbeddedLog implements EventLog {
   /** Re-applies committed transactions whose owner died before finishing them. */
   async recoverTransactions(): Promise<void> {
     for (const name of readdirSync(this.txnDir())) {
+      // A redo log that never reached its name: the transaction was not committed.
+      if (isStaleTempName(name) && !processAlive(Number(name.split('.tmp-')[1]?.split('-')[0]))) {
+        rmSync(join(this.txnDir(), name), { force: true });
+        continue;
+      }
       if (!name.endsWith('.redo')) continue;
       const ownerPid = Number(name.split('-')[0]);
       if (ownerPid === process.pid || processAlive(ownerPid)) continue;
@@ -376,8 +383,9 @@ class EmbeddedProducer implements LogProducer {
           const lock = `${path}.lock`;
           await acquireLock(lock);
           try {
-            writeFileSync(`${path}.tmp`, JSON.stringify(redo));
-            renameSync(`${path}.tmp`, path); // the commit point
+            // The rename is the commit point.
+            writeFileAtomicSync(path, JSON.stringify(redo), 'embedded.txn.before-redo-rename');
+            crashPoint('embedded.txn.redo-committed');
             await log.applyRedo(path, false);
           } finally {
             releaseLock(lock);

@@ -11,7 +11,7 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, fstatSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LogRecord, OutgoingRecord } from '../eventLog.ts';
-import { acquireLock, releaseLock } from './fileLock.ts';
+import { acquireLock, releaseLock } from '../../storage/fileLock.ts';
 import { decodeFrame, encodeFrames, frameLengthAt } from './segmentFormat.ts';
 
 export const SEGMENT_BYTES = 128 * 1024 * 1024;

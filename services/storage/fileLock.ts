@@ -1,11 +1,11 @@
 /**
- * Cross-process exclusive lock on a file path, for the embedded log (Node has no flock). The
+ * Cross-process exclusive lock on a file path (the embedded log, the lake writer; Node has no flock). The
  * lock file holds the owner's pid; a lock whose owner is dead is stale and taken over, so a
  * SIGKILLed writer never blocks the log forever.
  */
 import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InfrastructureError } from '../../errors.ts';
+import { InfrastructureError } from '../errors.ts';
 
 export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
