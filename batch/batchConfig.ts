@@ -57,7 +57,6 @@ export interface BatchOptions extends CommonOptions {
   rollInterval: number;
   targetFileSize: number;
   statusPort: number;
-  full?: boolean;
 }
 
 export function addBatchOptions(cmd: Command): Command {

@@ -7,6 +7,7 @@ import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { Logger } from '../services/observability/logger.ts';
 import { progress } from '../services/observability/progress.ts';
+import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews, type RecomputeResult } from './views/batchViews.ts';
 
@@ -14,20 +15,21 @@ export interface BatchCycleOptions {
   log: EventLog;
   topic: string;
   groupId: string;
+  /** The data dir root: where the version record is (services/versions/versionRecord.ts). */
+  dataDir: string;
   lakeRoot: string;
   viewsRoot: string;
   version: string;
   metrics: MetricDefinitions;
   rollBytes: number;
   rollIntervalMs: number;
-  full: boolean;
   logger: Logger;
   /** Stop early (SIGTERM): commit what was read and skip the recompute. */
   signal?: AbortSignal;
 }
 
 export async function catchUpLake(
-  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'full'>,
+  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'dataDir'>,
 ): Promise<{ records: number }> {
   const ends = await options.log.endOffsets(options.topic);
   const writer = await LakeWriter.open({
@@ -60,7 +62,13 @@ export async function catchUpLake(
   return { records: writer.stats.records };
 }
 
+/** The version's home partition count, creating its record from the topic when it has none. */
+export async function homePartitionsOf(log: EventLog, dataDir: string, version: string, topic: string): Promise<number> {
+  return ensureVersionRecord(dataDir, { version, topic, homePartitions: await log.partitionCount(topic) }).homePartitions;
+}
+
 export async function runBatchCycle(options: BatchCycleOptions): Promise<RecomputeResult | undefined> {
+  const homePartitions = await homePartitionsOf(options.log, options.dataDir, options.version, options.topic);
   await catchUpLake(options);
   if (options.signal?.aborted) return undefined;
   const bar = progress('recompute', undefined, 'phases');
@@ -70,8 +78,8 @@ export async function runBatchCycle(options: BatchCycleOptions): Promise<Recompu
       viewsRoot: options.viewsRoot,
       version: options.version,
       metrics: options.metrics,
+      homePartitions,
       logger: options.logger,
-      full: options.full,
       onPhase: (phase, done) => bar.update(done, phase),
     });
   } finally {

@@ -1,14 +1,14 @@
 /**
  * `lk batch` commands:
  *   lk batch              service: lake writer + scheduled recompute + compaction + status
- *   lk batch run [--full] one cycle: lake up to the log's end offsets, recompute, exit
+ *   lk batch run          one cycle: lake up to the log's end offsets, recompute, exit
  *   lk batch compact      merge small lake files (when the service is not running)
  *   lk batch status       print the lake position and the current batch run
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InfrastructureError, errorMessage } from '../services/errors.ts';
-import { acquireLock, releaseLock } from '../services/log/embedded/fileLock.ts';
+import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
 import { context } from '../services/cli/options.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
@@ -43,6 +43,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
       log: ctx.openLog(clientId),
       topic: opts.topic,
       groupId: opts.group,
+      dataDir: ctx.layout.root,
       lakeRoot: lakeRootOf(ctx.layout, opts.topic),
       viewsRoot: ctx.layout.views,
       version: opts.version,
@@ -81,7 +82,7 @@ async function runOnce(opts: BatchOptions): Promise<void> {
   const log = common.log;
   const signal = onShutdownSignal();
   try {
-    const result = await runBatchCycle({ ...common, full: opts.full ?? false, signal });
+    const result = await runBatchCycle({ ...common, signal });
     if (!result) {
       console.log('stopped before the recompute; the lake holds everything read so far');
       return;
@@ -146,9 +147,9 @@ export function registerBatchCommands(program: Command): void {
       .command('serve', { isDefault: true })
       .description('run the lake writer, recompute views every --interval, compact the lake (default)'),
   ).action(serve);
-  addBatchOptions(batch.command('run').description('one cycle: bring the lake to the log end offsets, recompute the views, exit'))
-    .option('--full', 'recompute every window from the whole lake (every run is full in this version)')
-    .action(runOnce);
+  addBatchOptions(batch.command('run').description('one cycle: bring the lake to the log end offsets, recompute the views, exit')).action(
+    runOnce,
+  );
   addBatchOptions(batch.command('compact').description('merge small lake files into files of --target-file-size')).action(compact);
   addBatchOptions(batch.command('status').description('print the lake position and the current batch run')).action(status);
 }

@@ -58,8 +58,8 @@ async function timeRecomputes(
       viewsRoot,
       version: 'bench',
       metrics,
+      homePartitions: PARTITIONS,
       logger: quiet,
-      full: true,
       runGraceMs: 0,
       keepRuns: 1,
     });

@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR } from '@duckdb/node-api';
-import { sqlQuote } from '../batch/lake/lakeSchema.ts';
+import { sqlQuote } from '../services/storage/sql.ts';
 import { StagingBuffer, stagingSelectSql } from '../batch/lake/stagingBuffer.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
 import { generateEventLines } from '../services/ingest/generator.ts';

@@ -55,7 +55,7 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
       SELECT 'clicks_by_ad' AS metric, 'minute' AS granularity, 'ad-' || k AS key,
              CAST(${DAY_START} + w * 60000 AS BIGINT) AS window_start, CAST(k % 6 AS INTEGER) AS partition,
              CAST(1 + (k * 7 + w) % 13 AS BIGINT) AS count, (1 + (k * 7 + w) % 13) * 0.5 AS sum, 0.5 AS min, 0.5 AS max,
-             CAST(NULL AS VARCHAR) AS distinct_sketch, CAST(1 + (k * 7 + w) % 13 AS BIGINT) AS raw_count,
+             CAST(NULL AS VARCHAR) AS distinct_sketch, CAST(1 + (k * 7 + w) % 13 AS BIGINT) AS raw_count, CAST(0 AS BIGINT) AS misplaced,
              CAST(1000000 AS BIGINT) AS through_offset, CAST(${DAY_START + 86_400_000} AS BIGINT) AS processing_time
       FROM range(${KEYS}) t(k), range(${WINDOWS}) u(w)
     ) TO '${join(dir, 'rows.parquet')}' (FORMAT parquet)`);
@@ -73,6 +73,7 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
     rows: KEYS * WINDOWS,
     rawEvents: 0,
     uniqueEvents: 0,
+    misplacedEvents: 0,
     lakeFiles: 0,
     lakeBytes: 0,
     full: true,

@@ -33,6 +33,7 @@ export interface WindowValue {
   max: number | null;
   distinct: number | null;
   source: 'BATCH' | 'SPEED';
+  provisional: boolean;
   processingTime: number;
   batchRunId: string | null;
 }
@@ -61,6 +62,7 @@ export function windowValueAt(
     max: nullable(m.maxs[i]!),
     distinct: nullable(m.distincts[i]!),
     source: m.sources[i] === SOURCE_SPEED ? 'SPEED' : 'BATCH',
+    provisional: m.provisional[i] === 1,
     processingTime: m.procs[i]!,
     batchRunId,
   };
@@ -89,6 +91,8 @@ export interface KeyTotal {
   count: number;
   sum: number | null;
   windows: number;
+  /** Windows of the key in the range whose answer is provisional (MergedWindow.provisional). */
+  provisionalWindows: number;
 }
 
 export function topKeys(
@@ -111,12 +115,14 @@ export function topKeys(
     if (hi === lo) continue;
     let count = 0;
     let sum = NaN;
+    let provisional = 0;
     for (let i = lo; i < hi; i++) {
       count += m.counts[i]!;
       const s = m.sums[i]!;
       if (!Number.isNaN(s)) sum = Number.isNaN(sum) ? s : sum + s;
+      provisional += m.provisional[i]!;
     }
-    totals.push({ key, count, sum: Number.isNaN(sum) ? null : sum, windows: hi - lo });
+    totals.push({ key, count, sum: Number.isNaN(sum) ? null : sum, windows: hi - lo, provisionalWindows: provisional });
   }
   // Ties broken by key so that the answer is deterministic.
   totals.sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -150,6 +156,7 @@ export interface TotalValue {
   windows: number;
   batchWindows: number;
   speedWindows: number;
+  provisionalWindows: number;
   keys: number;
   latestProcessingTime: number | null;
 }
@@ -177,6 +184,7 @@ export function total(
     windows: 0,
     batchWindows: 0,
     speedWindows: 0,
+    provisionalWindows: 0,
     keys: 0,
     latestProcessingTime: null,
   };
@@ -207,6 +215,7 @@ export function total(
       if (m.procs[i]! > proc) proc = m.procs[i]!;
       if (m.sources[i] === SOURCE_SPEED) out.speedWindows++;
       else out.batchWindows++;
+      out.provisionalWindows += m.provisional[i]!;
       const h = m.sketches?.[i];
       if (sketch && h) sketch.merge(h);
     }

@@ -58,6 +58,13 @@ export interface ReconciliationResult {
     batchAfterDedup: number;
     speedDuplicatesDropped: number | null;
   };
+  misplaced: {
+    batchRows: number;
+    speedRows: number;
+    runMisplacedEvents: number | null;
+    speedRecords: number | null;
+    provisionalWindows: number;
+  };
 }
 
 export interface ReconciliationInputs {
@@ -69,6 +76,8 @@ export interface ReconciliationInputs {
   /** Watermark per input partition (undefined when the speed layer reported none). */
   speedWatermarks: (number | null)[] | undefined;
   speedDuplicatesDropped: number | null;
+  /** Misplaced records the speed instances report (status files), null when none reports. */
+  speedMisplacedRecords: number | null;
   deadline: Deadline;
   /** Only keys that disagree are listed when true (they are always counted). */
   onlyDisagreeing: boolean;
@@ -123,6 +132,13 @@ export function reconcile(inputs: ReconciliationInputs): ReconciliationResult {
       batchAfterDedup: 0,
       speedDuplicatesDropped: inputs.speedDuplicatesDropped,
     },
+    misplaced: {
+      batchRows: 0,
+      speedRows: 0,
+      runMisplacedEvents: batch?.manifest.misplacedEvents ?? null,
+      speedRecords: inputs.speedMisplacedRecords,
+      provisionalWindows: 0,
+    },
   };
   let speedExcess = 0;
   let n = 0;
@@ -136,8 +152,14 @@ export function reconcile(inputs: ReconciliationInputs): ReconciliationResult {
         const raw = b.rawCounts[i]!;
         result.duplicates.rangeRawCount += Number.isNaN(raw) ? b.counts[i]! : raw;
         result.duplicates.rangeCount += b.counts[i]!;
+        result.misplaced.batchRows += b.misplaced[i]!;
       }
     }
+    if (s) for (let i = s.lowerBound(from); i < s.length && s.starts[i]! < to; i++) result.misplaced.speedRows += s.misplaced[i]!;
+    const merged = view.merged(def.name, granularity, key);
+    if (merged)
+      for (let i = merged.lowerBound(from); i < merged.length && merged.starts[i]! < to; i++)
+        result.misplaced.provisionalWindows += merged.provisional[i]!;
     if (closedBefore === null || !batch) continue;
     const perKey: KeyReconciliation = { key, batchCount: 0, speedCount: 0, difference: 0, windows: 0, disagreeingWindows: 0 };
     let i = b ? b.lowerBound(from) : 0;

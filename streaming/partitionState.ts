@@ -9,20 +9,25 @@
  * 1. watermark = (largest event time seen before this record) - outOfOrderness.
  * 2. dedup: an id already seen and still live (ts >= watermark - horizon) is a duplicate:
  *    counted in `duplicates`, nothing else happens.
- * 3. for every metric the event matches and every granularity, window = [start, start + size);
- *    the window is closed when watermark > start + size + allowedLateness: the event is then
- *    counted in droppedLate for (metric, granularity) and not applied; otherwise it is applied.
+ * 3. for every metric the event matches and every granularity, window = [start, start + size)
+ *    (windowStart.ts); the window is closed when watermark > start + size + allowedLateness: the
+ *    event is then counted in droppedLate for (metric, granularity) and not applied; otherwise it
+ *    is applied (and counted in the window's `misplaced` when the record is not in its home
+ *    partition, partitioner.ts: serving then marks the window provisional).
  * 4. the largest event time is updated; windows that the new watermark closes are final: their
  *    last row is stamped with this record (throughOffset = offset + 1) and they leave the state.
  */
+import { assert } from '../services/errors.ts';
 import type { LogRecord } from '../services/log/eventLog.ts';
+import { idHash, isMisplaced } from '../services/log/partitioner.ts';
 import type { CompiledMetric } from '../services/metrics/compile.ts';
 import { compileMetric } from '../services/metrics/compile.ts';
 import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { fieldValuesOf, type FieldValues } from '../services/metrics/fieldSemantics.ts';
 import { HyperLogLog } from '../services/metrics/hll.ts';
+import { windowStartOf } from '../services/metrics/windowStart.ts';
 import type { ViewRow } from '../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
-import type { AttributeValue } from '../services/events/event.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
 import { decodeWithValidator } from '../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
@@ -37,6 +42,12 @@ const fingerprint = new Int32Array(4);
 export interface SpeedSemantics {
   outOfOrdernessMs: number;
   dedupHorizonMs: number;
+}
+
+/** Where events belong (partitioner.ts): fixed for a job version, so that a replay agrees. */
+export interface Placement {
+  /** The events topic's partition count when the job version was created. */
+  homePartitions: number;
 }
 
 /** One (metric, granularity) pair: the unit that owns windows. */
@@ -68,12 +79,16 @@ export interface WindowSnapshotRow {
   min: number | null;
   max: number | null;
   sketch: Uint8Array | null;
+  /** Events counted in the window that are not in their home partition. */
+  misplaced: number;
 }
 
 export interface StateCounters {
   events: number;
   duplicates: number;
   invalid: number;
+  /** Valid records read that are not in their home partition (duplicates included). */
+  misplaced: number;
   /** Per slot id (`metric/granularity`): events not applied because their window was closed. */
   droppedLate: Record<string, number>;
 }
@@ -136,11 +151,15 @@ export class PartitionState {
   readonly counters: StateCounters;
   /** Records applied since the last checkpoint capture (0 = nothing to checkpoint). */
   pendingRecords = 0;
+  /** Position and watermark of the last capture (for the invariants checked there). */
+  private capturedPosition = 0;
+  private capturedWatermark = NO_TS;
 
   constructor(
     readonly partition: number,
     defs: readonly MetricDefinition[],
     readonly semantics: SpeedSemantics,
+    readonly placement: Placement,
   ) {
     this.slots = buildSlots(defs);
     let next = 0;
@@ -157,7 +176,13 @@ export class PartitionState {
     this.lastStart = new Float64Array(this.slots.length).fill(NaN);
     this.lastWindow = this.slots.map(() => undefined);
     this.dedup = new DedupSet(semantics.dedupHorizonMs);
-    this.counters = { events: 0, duplicates: 0, invalid: 0, droppedLate: Object.fromEntries(this.slots.map((s) => [s.id, 0])) };
+    this.counters = {
+      events: 0,
+      duplicates: 0,
+      invalid: 0,
+      misplaced: 0,
+      droppedLate: Object.fromEntries(this.slots.map((s) => [s.id, 0])),
+    };
   }
 
   watermark(): number {
@@ -185,14 +210,20 @@ export class PartitionState {
    * speed job hands batches to worker threads that way) without a Buffer object per record.
    */
   applyValue(offset: number, timestamp: number, buf: Buffer | null, start: number, end: number): void {
+    // Invariant: records come once each, in offset order (the consumer adapter filters replays).
+    assert(offset >= this.position, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
     this.position = offset + 1;
     this.lastTimestamp = timestamp;
     this.pendingRecords++;
     let ts: number;
-    let fields: Readonly<Record<string, AttributeValue>> | undefined;
+    let fields: FieldValues | undefined;
+    let hash: number;
     if (buf !== null && scanner.scan(buf, LOGGED_EVENT_SCAN_LIMITS, start, end)) {
       ts = scanner.ts;
-      fingerprintBytes(buf, scanner.starts[scanner.idIndex]!, scanner.ends[scanner.idIndex]!, fingerprint);
+      const idStart = scanner.starts[scanner.idIndex]!;
+      const idEnd = scanner.ends[scanner.idIndex]!;
+      fingerprintBytes(buf, idStart, idEnd, fingerprint);
+      hash = idHash(buf, idStart, idEnd);
     } else {
       const decoded = decodeWithValidator(buf === null ? null : start === 0 && end === buf.length ? buf : buf.subarray(start, end));
       if ('code' in decoded) {
@@ -203,10 +234,13 @@ export class PartitionState {
         return;
       }
       ts = decoded.ts;
-      fields = decoded.fields;
+      fields = fieldValuesOf(decoded.fields, decoded.numberSources, this.referenced);
       fingerprintId(decoded.id, fingerprint);
+      hash = idHash(Buffer.from(decoded.id, 'utf8'));
     }
     this.counters.events++;
+    const misplaced = isMisplaced(hash, this.partition, this.placement.homePartitions);
+    if (misplaced) this.counters.misplaced++;
     const watermark = this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
     if (this.dedup.seen(fingerprint, ts, watermark)) {
       this.counters.duplicates++;
@@ -225,7 +259,7 @@ export class PartitionState {
       const reg = distinct === undefined ? -1 : registerOf(distinct);
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
-        const start = Math.floor(ts / slot.sizeMs) * slot.sizeMs;
+        const start = windowStartOf(ts, slot.sizeMs);
         const closesAt = start + slot.sizeMs + slot.latenessMs;
         if (watermark > closesAt) {
           this.counters.droppedLate[slot.id]!++;
@@ -239,6 +273,7 @@ export class PartitionState {
           if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
         }
         t.counts[w]!++;
+        if (misplaced) t.misplaced[w]!++;
         if (value !== undefined) {
           t.sums[w]! += value;
           if (value < t.mins[w]!) t.mins[w] = value;
@@ -320,6 +355,7 @@ export class PartitionState {
       min: withValue ? t.mins[w]! : null,
       max: withValue ? t.maxs[w]! : null,
       distinctSketch: sketch ? sketch.toBase64() : null,
+      misplaced: t.misplaced[w]!,
       throughOffset,
       processingTime,
     };
@@ -331,6 +367,19 @@ export class PartitionState {
    * Also returns the changed windows for a delta snapshot.
    */
   captureChanges(): { rows: ViewRow[]; changedWindows: WindowSnapshotRow[] } {
+    // Invariants serving relies on (docs/merge-rule.md): a row key's stamp never goes back, and
+    // neither does the watermark that closes windows.
+    assert(
+      this.position >= this.capturedPosition,
+      `partition ${this.partition}: capture at ${this.position} after one at ${this.capturedPosition}`,
+    );
+    const watermark = this.watermark();
+    assert(
+      watermark >= this.capturedWatermark,
+      `partition ${this.partition}: watermark went back from ${this.capturedWatermark} to ${watermark}`,
+    );
+    this.capturedPosition = this.position;
+    this.capturedWatermark = watermark;
     const rows = this.closedRows;
     const changedWindows: WindowSnapshotRow[] = [];
     const t = this.table;
@@ -361,6 +410,7 @@ export class PartitionState {
       min: hasValue ? t.mins[w]! : null,
       max: hasValue ? t.maxs[w]! : null,
       sketch: t.sketches[w] ? t.sketches[w]!.serialize() : null,
+      misplaced: t.misplaced[w]!,
     };
   }
 
@@ -390,6 +440,8 @@ export class PartitionState {
     this.counters.events = meta.counters.events;
     this.counters.duplicates = meta.counters.duplicates;
     this.counters.invalid = meta.counters.invalid;
+    // Snapshots before format 3 did not count misplaced records.
+    this.counters.misplaced = meta.counters.misplaced ?? 0;
     for (const id of Object.keys(this.counters.droppedLate)) this.counters.droppedLate[id] = meta.counters.droppedLate[id] ?? 0;
   }
 
@@ -407,6 +459,7 @@ export class PartitionState {
       byKey.set(row.key, w);
     } else t.sketches[w] = sketch;
     t.counts[w] = row.count;
+    t.misplaced[w] = row.misplaced;
     if (row.sum !== null) {
       t.sums[w] = row.sum;
       t.mins[w] = row.min!;
@@ -426,6 +479,8 @@ export class PartitionState {
 
   /** After all snapshot parts are applied: drop what the restored watermark has closed. */
   finishRestore(): void {
+    this.capturedPosition = this.position;
+    this.capturedWatermark = this.watermark();
     this.dedup.clearAdded();
     this.closeWindows();
     this.pendingRecords = 0;

@@ -9,9 +9,11 @@
  * Columns are built directly from buffers (makeData) rather than through Arrow's per-value
  * builders: a full snapshot holds hundreds of thousands of dedup entries.
  *
- * Formats: 2 keeps the dedup set as 128-bit id fingerprints (`fp`, FixedSizeBinary(16), the
- * lanes h1..h4 little-endian; see idFingerprint.ts); 1 kept the ids as text (`id`, Utf8). Both
- * are read (a format-1 savepoint restores into fingerprints); 2 is written.
+ * Formats: 3 adds each window's count of misplaced events (`misplaced`, see partitionState.ts);
+ * 2 keeps the dedup set as 128-bit id fingerprints (`fp`, FixedSizeBinary(16), the lanes h1..h4
+ * little-endian; see idFingerprint.ts); 1 kept the ids as text (`id`, Utf8). All are read (a
+ * window of format 1 or 2 counted no misplaced event; a format-1 savepoint restores into
+ * fingerprints); 3 is written.
  */
 import { crc32 } from 'node:zlib';
 import { Binary, FixedSizeBinary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
@@ -21,11 +23,11 @@ import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } fro
 
 const MAGIC = Buffer.from('LKSNAP01', 'latin1');
 
-export const SNAPSHOT_FORMAT = 2;
+export const SNAPSHOT_FORMAT = 3;
 
 export interface SnapshotHeader extends StateMeta {
-  /** 2: dedup fingerprints; 1: dedup ids as text (read only). */
-  format: 1 | 2;
+  /** 3: misplaced counts per window; 2: dedup fingerprints; 1: dedup ids as text (read only). */
+  format: 1 | 2 | 3;
   /** 'full' holds all live state; 'delta' holds changes since the snapshot at `base`. */
   kind: 'full' | 'delta';
   /** Position of the snapshot this delta applies to (null for full snapshots). */
@@ -172,6 +174,7 @@ export function encodeSnapshot(content: SnapshotContent): Buffer {
     min: float64Vector(w.map((r) => r.min)),
     max: float64Vector(w.map((r) => r.max)),
     sketch: binaryVector(w.map((r) => r.sketch)),
+    misplaced: float64Vector(w.map((r) => r.misplaced)),
   });
   const d = content.dedup;
   const dedup = new Table({
@@ -221,6 +224,7 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
   const mins = readFloats(windowsTable.getChild('min'), n);
   const maxs = readFloats(windowsTable.getChild('max'), n);
   const sketchCol = windowsTable.getChild('sketch');
+  const misplacedCol = windowsTable.getChild('misplaced');
   const windows: WindowSnapshotRow[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const sketch = sketchCol?.get(i) as Uint8Array | null;
@@ -233,6 +237,7 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
       min: mins[i]!,
       max: maxs[i]!,
       sketch: sketch ? new Uint8Array(sketch) : null,
+      misplaced: misplacedCol ? ((misplacedCol.get(i) as number | null) ?? 0) : 0,
     };
   }
   return { header, windows, dedup: readDedup(dedupTable, source) };

@@ -14,11 +14,12 @@ import { logger } from '../services/observability/logger.ts';
 import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../services/metrics/definitions.ts';
 import { formatDuration } from '../services/events/eventTime.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
+import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
 import { createStateHost, defaultStateThreads, type StateHost } from './stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
 import { readJobMetadata, writeJobMetadata, type JobMetadata } from './jobMetadata.ts';
-import { PartitionState, type SpeedSemantics } from './partitionState.ts';
+import { PartitionState, type Placement, type SpeedSemantics } from './partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
 import { readSavepoint, readSavepointPartition } from './savepoints.ts';
 import { encodeFullSnapshot } from './snapshotCodec.ts';
@@ -71,6 +72,7 @@ export class SpeedJob {
   private processed = 0;
   private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
   private partitionCount = 0;
+  private placement: Placement = { homePartitions: 1 };
   private failWith!: (err: unknown) => void;
   private readonly failed: Promise<never>;
   statusPort: number | undefined;
@@ -103,6 +105,8 @@ export class SpeedJob {
   async start(): Promise<void> {
     const { topic } = this.cfg;
     this.partitionCount = await this.log.partitionCount(topic);
+    const record = ensureVersionRecord(this.cfg.dataDir, { version: this.cfg.version, topic, homePartitions: this.partitionCount });
+    this.placement = { homePartitions: record.homePartitions };
     await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
     // State from a savepoint replaces the checkpointed state, so only the savepoint's
     // definitions must be compatible; otherwise the checkpoints' ones.
@@ -120,6 +124,7 @@ export class SpeedJob {
     const host = createStateHost(this.cfg.threads ?? defaultStateThreads(this.partitionCount), {
       definitions: this.cfg.definitions.metrics,
       semantics: this.semantics,
+      placement: this.placement,
       storeRoot: this.store.root,
       metricsFingerprint: this.fingerprint,
     });
@@ -199,6 +204,7 @@ export class SpeedJob {
       version: this.cfg.version,
       topic: this.cfg.topic,
       partitions: this.partitionCount,
+      homePartitions: this.placement.homePartitions,
       metrics: [...this.cfg.definitions.metrics],
       semantics: this.semantics,
       appliedSavepoints,
@@ -219,9 +225,17 @@ export class SpeedJob {
         `job version "${this.cfg.version}" consumed topic "${existing.topic}", not "${this.cfg.topic}"; use another --version for another topic`,
       );
     }
-    if (existing.partitions !== this.partitionCount) {
+    // Kafka can add partitions, never remove them. State is per partition, so new partitions
+    // simply start empty; events in them are misplaced (not in their home partition) and their
+    // windows provisional until a batch run covers them (docs/guarantees.md).
+    if (this.partitionCount < existing.partitions) {
       throw new ConfigError(
-        `topic "${this.cfg.topic}" now has ${this.partitionCount} partitions, the checkpoints of version "${this.cfg.version}" were taken with ${existing.partitions}; state is per partition and cannot be split; start a new --version`,
+        `topic "${this.cfg.topic}" now has ${this.partitionCount} partitions, the checkpoints of version "${this.cfg.version}" were taken with ${existing.partitions}: was the topic deleted and created again? Start a new --version`,
+      );
+    }
+    if (existing.homePartitions !== this.placement.homePartitions) {
+      throw new ConfigError(
+        `the checkpoints of version "${this.cfg.version}" counted misplaced events among ${existing.homePartitions} home partitions, the version record says ${this.placement.homePartitions}; start a new --version`,
       );
     }
     const label = `checkpointed state of version "${this.cfg.version}"`;
@@ -235,9 +249,14 @@ export class SpeedJob {
   private async applySavepoint(name: string): Promise<void> {
     const sp = readSavepoint(this.cfg.savepointsRoot, name);
     if (sp.topic !== this.cfg.topic) throw new ConfigError(`savepoint "${name}" was taken on topic "${sp.topic}", not "${this.cfg.topic}"`);
-    if (sp.partitions.length !== this.partitionCount) {
+    if (sp.partitions.length > this.partitionCount) {
       throw new ConfigError(
         `savepoint "${name}" holds ${sp.partitions.length} partitions, topic "${this.cfg.topic}" has ${this.partitionCount}; state is per partition`,
+      );
+    }
+    if (sp.homePartitions !== undefined && sp.homePartitions !== this.placement.homePartitions) {
+      throw new ConfigError(
+        `savepoint "${name}" counted misplaced events among ${sp.homePartitions} home partitions, version "${this.cfg.version}" among ${this.placement.homePartitions}; start it into a version created with the same partition count`,
       );
     }
     const label = `savepoint "${name}"`;
@@ -252,12 +271,12 @@ export class SpeedJob {
       let position: number;
       if (entry.offset === null) {
         position = beginnings[p] ?? 0;
-        const empty = new PartitionState(p, this.cfg.definitions.metrics, this.semantics);
+        const empty = new PartitionState(p, this.cfg.definitions.metrics, this.semantics, this.placement);
         empty.position = position;
         bytes = this.fullSnapshot(empty);
       } else {
         // Re-encode under the current definitions: dropped metrics and granularities go away here.
-        const state = restoreState(p, this.cfg.definitions.metrics, this.semantics, [
+        const state = restoreState(p, this.cfg.definitions.metrics, this.semantics, this.placement, [
           readSavepointPartition(this.cfg.savepointsRoot, name, p),
         ]);
         position = entry.offset;
@@ -395,6 +414,7 @@ export class SpeedJob {
     const droppedLate: Record<string, number> = {};
     let duplicates = 0;
     let invalid = 0;
+    let misplaced = 0;
     let windows = 0;
     let bytes = 0;
     let dedup = 0;
@@ -405,6 +425,7 @@ export class SpeedJob {
       if (s) {
         duplicates += s.counters.duplicates;
         invalid += s.counters.invalid;
+        misplaced += s.counters.misplaced;
         for (const [slot, n] of Object.entries(s.counters.droppedLate)) {
           droppedLateByGranularity[slot] = (droppedLateByGranularity[slot] ?? 0) + n;
           const metric = slot.split('/')[0]!;
@@ -425,6 +446,7 @@ export class SpeedJob {
         lag: endOffset - position,
         watermark: s?.watermark ?? null,
         idle,
+        misplaced: s?.counters.misplaced ?? 0,
       };
     });
     const watermark = combinedWatermark(partitions);
@@ -442,6 +464,7 @@ export class SpeedJob {
       eventsPerSecond: Math.round(this.lastRate.perSecond),
       duplicates,
       invalid,
+      misplaced,
       droppedLate,
       droppedLateByGranularity,
       stateWindows: windows,

@@ -13,7 +13,7 @@ import type { MetricDefinition } from '../services/metrics/definitions.ts';
 import type { LogRecord } from '../services/log/eventLog.ts';
 import { viewRowKey } from '../services/views/viewRow.ts';
 import { CheckpointStore, restoreState } from './checkpointStore.ts';
-import { PartitionState, type SpeedSemantics, type StateCounters } from './partitionState.ts';
+import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from './partitionState.ts';
 import type { PackedBatch } from './recordPack.ts';
 import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from './snapshotCodec.ts';
 
@@ -25,6 +25,7 @@ const MAX_DELTA_RATIO = 1;
 export interface RegistryConfig {
   definitions: readonly MetricDefinition[];
   semantics: SpeedSemantics;
+  placement: Placement;
   /** The job version's checkpoint directory. */
   storeRoot: string;
   metricsFingerprint: string;
@@ -88,15 +89,15 @@ export class StateRegistry {
    * Throws MissingCheckpointError when the checkpoint of that offset is not in the store.
    */
   open(partition: number, committed: number | null, beginning: number): Opened {
-    const { definitions, semantics } = this.cfg;
+    const { definitions, semantics, placement } = this.cfg;
     let state: PartitionState;
     let chain: Opened['chain'] = { positions: [], rows: 0 };
     if (committed === null) {
-      state = new PartitionState(partition, definitions, semantics);
+      state = new PartitionState(partition, definitions, semantics, placement);
       state.position = beginning;
     } else {
       const snapshots = this.store.readChain(partition, committed);
-      state = restoreState(partition, definitions, semantics, snapshots);
+      state = restoreState(partition, definitions, semantics, placement, snapshots);
       if (state.position !== committed)
         throw new Error(`checkpoint ${this.store.pathOf(partition, committed)} holds position ${state.position}, expected ${committed}`);
       chain = { positions: snapshots.map((s) => s.header.position), rows: snapshots.at(-1)!.header.chainRows };

@@ -25,6 +25,8 @@ export class WindowTable {
   sums = new Float64Array(INITIAL_CAPACITY);
   mins = new Float64Array(INITIAL_CAPACITY);
   maxs = new Float64Array(INITIAL_CAPACITY);
+  /** Events counted in the window that are not in their home partition (partitioner.ts). */
+  misplaced = new Float64Array(INITIAL_CAPACITY);
   flags = new Uint8Array(INITIAL_CAPACITY);
   readonly keys: (string | undefined)[] = [];
   readonly sketches: (HyperLogLog | null)[] = [];
@@ -47,6 +49,7 @@ export class WindowTable {
     this.sums[i] = 0;
     this.mins[i] = Infinity;
     this.maxs[i] = -Infinity;
+    this.misplaced[i] = 0;
     this.flags[i] = LIVE;
     this.keys[i] = key;
     this.sketches[i] = sketch;
@@ -83,12 +86,13 @@ export class WindowTable {
     this.sums = grown(this.sums, Float64Array);
     this.mins = grown(this.mins, Float64Array);
     this.maxs = grown(this.maxs, Float64Array);
+    this.misplaced = grown(this.misplaced, Float64Array);
     this.flags = grown(this.flags, Uint8Array);
     this.capacity = cap;
   }
 
   /** Bytes of the columns (typed arrays exactly, plain arrays at 8 bytes a slot). */
   columnBytes(): number {
-    return this.capacity * (4 + 8 * 5 + 1) + (this.keys.length + this.sketches.length) * 8;
+    return this.capacity * (4 + 8 * 6 + 1) + (this.keys.length + this.sketches.length) * 8;
   }
 }

@@ -90,13 +90,13 @@ describe('batch views are exact against an independent oracle', () => {
       log,
       topic,
       groupId: `${topic}-batch`,
+      dataDir: dir.path,
       lakeRoot,
       viewsRoot,
       version: 'v1',
       metrics,
       rollBytes: 256 * 1024,
       rollIntervalMs: 60_000,
-      full: true,
       logger: quiet,
     });
 

@@ -63,6 +63,7 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
       viewsRoot: join(dir.path, 'views-before'),
       version: 'v1',
       metrics,
+      homePartitions: 3,
       logger: quiet,
     });
 
@@ -105,6 +106,7 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
       viewsRoot: join(dir.path, 'views-after'),
       version: 'v1',
       metrics,
+      homePartitions: 3,
       logger: quiet,
     });
     // Sums are compared to 1e-9 (floating-point addition order may differ with the file layout).

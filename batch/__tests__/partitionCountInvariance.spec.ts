@@ -51,13 +51,13 @@ describe('batch views do not depend on the partition count (partition count inva
       log,
       topic,
       groupId: `${topic}-g`,
+      dataDir: join(dir.path, topic),
       lakeRoot: join(dir.path, topic, 'lake'),
       viewsRoot: join(dir.path, topic, 'views'),
       version: 'v1',
       metrics,
       rollBytes: 64 * 1024,
       rollIntervalMs: 60_000,
-      full: true,
       logger: quiet,
     });
     expect(result!.manifest.cut.length).toBe(partitions);

@@ -5,43 +5,38 @@
  * Typed columns exist only where the type is known for every event: `id`, `type` and the event
  * time (validated at ingest). The other fields of an event are free-form (the platform has no
  * schema registry), so they live in `raw`, the event JSON exactly as logged; the metric SQL reads
- * them from there (services/metrics/compile.ts, LAKE_COLUMNS). Times are epoch milliseconds in
- * BIGINT columns, which every Parquet reader understands without timezone questions.
+ * them from there (services/metrics/compile.ts). Times are epoch milliseconds in BIGINT columns,
+ * which every Parquet reader understands without timezone questions.
  *
  * Files sit under Hive-style directories by event time, `dt=YYYY-MM-DD/hr=HH/`, so that readers
  * (and incremental recomputes) can prune by date; `dt`/`hr` are derived from `ts_ms` and not
  * repeated inside the files.
  */
-import { LAKE_COLUMNS } from '../../services/metrics/compile.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
 
-/** Lake columns in file order, with their DuckDB types. */
+/** Lake columns in file order, with their DuckDB types (docs/lake.md). */
 export const LAKE_TABLE_COLUMNS = {
-  [LAKE_COLUMNS.id]: 'VARCHAR',
+  id: 'VARCHAR',
   type: 'VARCHAR',
-  [LAKE_COLUMNS.tsMs]: 'BIGINT',
-  [LAKE_COLUMNS.raw]: 'VARCHAR',
+  ts_ms: 'BIGINT',
+  raw: 'VARCHAR',
   kafka_partition: 'INTEGER',
   kafka_offset: 'BIGINT',
   /** The record's log-append time (epoch ms): the processing-time stamp of the view contract. */
   kafka_timestamp: 'BIGINT',
   /** When the lake writer read the record (epoch ms). */
   ingest_time: 'BIGINT',
+  /**
+   * Kafka's partitioner hash of the id (services/log/partitioner.ts `idHash`): an event is
+   * misplaced when `id_hash % homePartitions` is not its partition. Files written before this
+   * column existed read it as NULL (then the event counts as misplaced: the cautious answer).
+   */
+  id_hash: 'INTEGER',
 } as const;
 
-export function lakeTableDdl(table: string): string {
-  const cols = Object.entries(LAKE_TABLE_COLUMNS).map(([name, type]) => `"${name}" ${type}`);
-  return `CREATE TABLE ${table} (${cols.join(', ')})`;
-}
-
-/** Hive partition values of an event time. */
-export function hivePartition(tsMs: number): { dt: string; hr: string } {
-  const iso = new Date(tsMs).toISOString();
-  return { dt: iso.slice(0, 10), hr: iso.slice(11, 13) };
-}
-
-/** SQL for the same partition values, from the `ts_ms` column. */
-export const HIVE_DT_SQL = `strftime(make_timestamp(CAST(${LAKE_COLUMNS.tsMs} AS BIGINT) * 1000), '%Y-%m-%d')`;
-export const HIVE_HR_SQL = `strftime(make_timestamp(CAST(${LAKE_COLUMNS.tsMs} AS BIGINT) * 1000), '%H')`;
+/** SQL for the Hive partition values of the `ts_ms` column. */
+export const HIVE_DT_SQL = `strftime(make_timestamp(CAST(ts_ms AS BIGINT) * 1000), '%Y-%m-%d')`;
+export const HIVE_HR_SQL = `strftime(make_timestamp(CAST(ts_ms AS BIGINT) * 1000), '%H')`;
 
 /**
  * Part file name: the source partition and the inclusive offset range it was cut from, so that
@@ -53,15 +48,7 @@ export function partFileName(partition: number, fromOffset: number, toOffset: nu
   return `part-p${String(partition).padStart(3, '0')}-o${pad(fromOffset)}-o${pad(toOffset)}-${unique}.parquet`;
 }
 
-const PART_FILE = /^part-p(\d+)-o(\d+)-o(\d+)-([a-z0-9]+)\.parquet$/;
-
-export function parsePartFileName(name: string): { partition: number; fromOffset: number; toOffset: number; unique: string } | undefined {
-  const m = PART_FILE.exec(name);
-  if (!m) return undefined;
-  return { partition: Number(m[1]), fromOffset: Number(m[2]), toOffset: Number(m[3]), unique: m[4]! };
-}
-
-/** DuckDB string literal. */
-export function sqlQuote(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
+/** read_parquet over lake files: by column name, so that files of older layouts read alike. */
+export function readLakeSql(files: readonly string[]): string {
+  return `read_parquet([${files.map(sqlQuote).join(', ')}], union_by_name = true)`;
 }

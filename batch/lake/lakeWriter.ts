@@ -24,11 +24,14 @@ import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/ev
 import { decodeWithValidator } from '../../services/events/fastDecode.ts';
 import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
 import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
-import { acquireLock, releaseLock } from '../../services/log/embedded/fileLock.ts';
+import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
+import { idHash } from '../../services/log/partitioner.ts';
+import { crashPoint } from '../../services/faults/crashPoints.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { LakeManifest, type LakeFile, type PartitionPosition } from './commitProtocol.ts';
-import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName, sqlQuote } from './lakeSchema.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
+import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName } from './lakeSchema.ts';
 import { StagingBuffer, stagingSelectSql } from './stagingBuffer.ts';
 
 export const WRITER_LOCK = 'writer.lock';
@@ -176,7 +179,8 @@ export class LakeWriter {
         buf.staging.addScanned(value, p, r.offset, r.timestamp, now, this.scanner);
       else {
         const decoded = decodeWithValidator(value);
-        if (!('code' in decoded)) buf.staging.addValidated(value!, p, r.offset, r.timestamp, now, decoded.ts);
+        if (!('code' in decoded))
+          buf.staging.addValidated(value!, p, r.offset, r.timestamp, now, decoded.ts, idHash(Buffer.from(decoded.id, 'utf8')));
         else {
           buf.rejected[decoded.code] = (buf.rejected[decoded.code] ?? 0) + 1;
           buf.deadLetters.push(deadLetterRecord(value ?? Buffer.alloc(0), decoded, { source: `${batch.topic}/${p}`, line: r.offset }));
@@ -222,8 +226,10 @@ export class LakeWriter {
       const moved = [...positions].filter(([p, pos]) => pos.nextOffset > (committed.get(p)?.nextOffset ?? -1) || !committed.has(p));
       if (moved.length === 0 && buf.rows === 0) return;
       const files = buf.rows > 0 ? await this.writeFiles(buf) : [];
+      if (files.length > 0) crashPoint('lake.roll.files-placed');
       if (buf.deadLetters.length > 0) {
         await this.dlqProducer!.send(deadLetterTopic(this.options.topic), buf.deadLetters);
+        crashPoint('lake.roll.dead-letters-sent');
       }
       this.manifest.commit({
         op: 'append',
@@ -233,6 +239,7 @@ export class LakeWriter {
         positions: Object.fromEntries(moved.map(([p, pos]) => [String(p), pos])),
         rejected: buf.rejected,
       });
+      crashPoint('lake.roll.committed');
       this.stats.commits++;
       this.stats.filesWritten += files.length;
       for (const f of files) this.stats.bytesWritten += f.bytes;
@@ -265,6 +272,7 @@ export class LakeWriter {
          TO ${sqlQuote(outDir)} (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (__p, dt, hr))`,
       );
       const t2 = performance.now();
+      crashPoint('lake.roll.files-written');
       // What each produced file holds, read back from the files themselves (three small columns):
       // the manifest entry then describes exactly what a reader will find.
       const reader = await this.conn.runAndReadAll(

@@ -11,7 +11,7 @@
  *
  * One line per record, fields separated by 0x1F (unit separator), no quoting:
  *
- *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ingest_time ␟ ts_ms ␟ id ␟ type ␟ raw \n
+ *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ingest_time ␟ ts_ms ␟ id_hash ␟ id ␟ type ␟ raw \n
  *
  * A valid event can contain neither 0x1F nor a line feed inside its text (control bytes are only
  * allowed escaped in JSON strings), except as JSON whitespace between tokens (line feed, carriage
@@ -21,7 +21,8 @@
  */
 import { open } from 'node:fs/promises';
 import type { EventScanner } from '../../services/events/eventScanner.ts';
-import { sqlQuote } from './lakeSchema.ts';
+import { idHash } from '../../services/log/partitioner.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
 
 const SEP = 0x1f;
 const LF = 0x0a;
@@ -31,11 +32,11 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
 /** SELECT over a staging file, giving the lake's columns (in the lake's order, see lakeSchema.ts). */
 export function stagingSelectSql(path: string): string {
   const columns =
-    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ingest_time': 'BIGINT', 'ts_ms': 'BIGINT', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
+    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ingest_time': 'BIGINT', 'ts_ms': 'BIGINT', 'id_hash': 'INTEGER', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
   const read = `read_csv(${sqlQuote(path)}, delim = '\x1f', quote = '', escape = '', new_line = '\\n', header = false, auto_detect = false, columns = ${columns})`;
   const raw = `CASE WHEN enc = 1 THEN decode(from_base64(raw)) ELSE raw END`;
   return `SELECT coalesce(id, json_extract_string(r, '$.id')) AS id, coalesce(type, json_extract_string(r, '$.type')) AS type, ts_ms, r AS raw,
-    kafka_partition, kafka_offset, kafka_timestamp, ingest_time FROM (SELECT *, ${raw} AS r FROM ${read})`;
+    kafka_partition, kafka_offset, kafka_timestamp, ingest_time, id_hash FROM (SELECT *, ${raw} AS r FROM ${read})`;
 }
 
 const digits = new Uint8Array(24);
@@ -89,8 +90,8 @@ export class StagingBuffer {
     this.at = 0;
   }
 
-  /** The fields before `id`: enc and the five numbers, each followed by the separator. */
-  private head(enc: number, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number): void {
+  /** The fields before `id`: enc and the six numbers, each followed by the separator. */
+  private head(enc: number, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number, hash: number): void {
     const c = this.chunk;
     let at = this.at;
     c[at++] = 48 + enc;
@@ -99,7 +100,8 @@ export class StagingBuffer {
     at = writeInteger(c, at, offset);
     at = writeInteger(c, at, timestamp);
     at = writeInteger(c, at, ingestTime);
-    this.at = writeInteger(c, at, ts);
+    at = writeInteger(c, at, ts);
+    this.at = writeInteger(c, at, hash);
   }
 
   /**
@@ -109,16 +111,17 @@ export class StagingBuffer {
   addScanned(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, scanner: EventScanner): void {
     const ts = scanner.ts;
     // The scanner allows CR as whitespace between tokens (never LF or 0x1F).
-    if (value.indexOf(CR) !== -1) {
-      this.addValidated(value, partition, offset, timestamp, ingestTime, ts);
-      return;
-    }
     const idStart = scanner.starts[scanner.idIndex]!;
     const idEnd = scanner.ends[scanner.idIndex]!;
+    const hash = idHash(value, idStart, idEnd);
+    if (value.indexOf(CR) !== -1) {
+      this.addValidated(value, partition, offset, timestamp, ingestTime, ts, hash);
+      return;
+    }
     const typeStart = scanner.starts[scanner.typeIndex]!;
     const typeEnd = scanner.ends[scanner.typeIndex]!;
-    this.reserve(value.length + (idEnd - idStart) + (typeEnd - typeStart) + 128);
-    this.head(0, partition, offset, timestamp, ingestTime, ts);
+    this.reserve(value.length + (idEnd - idStart) + (typeEnd - typeStart) + 144);
+    this.head(0, partition, offset, timestamp, ingestTime, ts, hash);
     const c = this.chunk;
     let at = this.at;
     for (let k = idStart; k < idEnd; k++) c[at++] = value[k]!;
@@ -133,12 +136,15 @@ export class StagingBuffer {
     this.bytes += value.length + 64;
   }
 
-  /** A record the validator accepted (id and type are then read from the raw JSON in SQL). */
-  addValidated(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number): void {
+  /**
+   * A record the validator accepted (id and type are then read from the raw JSON in SQL);
+   * `hash` is the id's `idHash`.
+   */
+  addValidated(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number, hash: number): void {
     const enc = value.indexOf(LF) !== -1 || value.indexOf(CR) !== -1 || value.indexOf(SEP) !== -1 ? 1 : 0;
     const text = enc ? Buffer.from(value.toString('base64'), 'latin1') : value;
-    this.reserve(text.length + 128);
-    this.head(enc, partition, offset, timestamp, ingestTime, ts);
+    this.reserve(text.length + 144);
+    this.head(enc, partition, offset, timestamp, ingestTime, ts, hash);
     this.chunk[this.at++] = SEP; // id: NULL
     this.chunk[this.at++] = SEP; // type: NULL
     this.chunk.set(text, this.at);

@@ -27,6 +27,8 @@ import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { GRANULARITY_MS, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
+import { memberNumberPattern } from '../../services/metrics/fieldSemantics.ts';
+import { crashPoint } from '../../services/faults/crashPoints.ts';
 import { HLL_M, HyperLogLog, hllRegisterSql } from '../../services/metrics/hll.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import {
@@ -37,7 +39,8 @@ import {
   type BatchRunManifest,
 } from '../../services/views/batchSnapshots.ts';
 import { LakeManifest, type LakeSnapshot } from '../lake/commitProtocol.ts';
-import { sqlQuote } from '../lake/lakeSchema.ts';
+import { readLakeSql } from '../lake/lakeSchema.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
 
 const EMPTY_SKETCH = new HyperLogLog().toBase64();
 
@@ -47,9 +50,9 @@ export interface RecomputeOptions {
   viewsRoot: string;
   version: string;
   metrics: MetricDefinitions;
+  /** The version's home partition count (services/versions/versionRecord.ts): which events are misplaced. */
+  homePartitions: number;
   logger: Logger;
-  /** Recompute from the whole lake (the only mode: every run is a full recompute, see docs). */
-  full?: boolean;
   /** DuckDB memory limit, e.g. '4GB'; spills to the staging directory beyond it. */
   memoryLimit?: string;
   threads?: number;
@@ -174,13 +177,41 @@ export function referencedFields(defs: readonly MetricDefinition[]): string[] {
 }
 
 /**
+ * Fields whose numbers are read as text (filters, keys, distinct values): the number's source
+ * text must come from `raw`, because DuckDB's JSON values keep a double, not the digits
+ * (services/metrics/fieldSemantics.ts). A field read only as a value needs only its double.
+ */
+function textFields(defs: readonly MetricDefinition[]): Set<string> {
+  const fields = new Set<string>();
+  for (const d of defs) {
+    for (const f of Object.keys(d.filter)) fields.add(f);
+    fields.add(d.key);
+    if (d.distinct !== undefined) fields.add(d.distinct);
+  }
+  return fields;
+}
+
+/**
+ * The JSON text of event field `field`, from `j` (json_transform of `raw` to a struct of JSON
+ * values) and `raw` (the event). With `asText` (a field read as a key, a distinct value or a
+ * filter) a number keeps the digits the event wrote, cut out of `raw` only for the events whose
+ * field is such a number: DuckDB's JSON value holds a double (services/metrics/fieldSemantics.ts).
+ */
+export function lakeFieldSql(field: string, asText: boolean): string {
+  const value = `j[${sqlQuote(field)}]`;
+  return asText
+    ? `CASE WHEN json_type(${value}) = 'DOUBLE' THEN regexp_extract(raw, ${sqlQuote(memberNumberPattern(field))}, 1) ELSE ${value}::VARCHAR END`
+    : `${value}::VARCHAR`;
+}
+
+/**
  * A JSON object holding only `fields`, rebuilt from their extracted JSON values (absent fields
  * stay absent). The compiled metric SQL gives the same answer on it as on the full event for any
  * expression that reads only these fields: the extracted value is the field's JSON text, types
  * included, so json_type/json_extract on the rebuilt object see the same value. `type` comes from
  * the typed column as the JSON string the raw event holds (to_json quotes and escapes it).
  */
-function docOf(fields: readonly string[], column: (field: string) => string): string {
+export function docOf(fields: readonly string[], column: (field: string) => string): string {
   const json = (f: string) => (f === TYPE_FIELD ? `to_json(${column(f)})` : column(f));
   const members = fields.map((f) => `CASE WHEN ${column(f)} IS NOT NULL THEN ${sqlQuote(`${JSON.stringify(f)}:`)} || ${json(f)} END`);
   return `('{' || concat_ws(',', ${members.join(', ')}) || '}')`;
@@ -222,7 +253,7 @@ async function computeMetric(
   );
   await exec(conn, `INSERT INTO keys SELECT DISTINCT ${index}, kid, k FROM mk_${index}`);
   const joins = [`JOIN mk_${index} mk ON ${same(matchFields, 'mk')}`];
-  const columns = ['ev.p', 'ev.ts_ms', 'ev.first', 'mk.kid'];
+  const columns = ['ev.p', 'ev.ts_ms', 'ev.first', 'ev.mis', 'mk.kid'];
   if (def.value !== undefined) {
     const c = fieldColumn(def.value);
     await exec(
@@ -255,9 +286,8 @@ async function computeMetric(
   const none = 'CAST(NULL AS DOUBLE)';
   let finer: string | undefined;
   for (const g of grans) {
-    const size = GRANULARITY_MS[g];
     const table = `g_${index}_${g}`;
-    const w = finer === undefined ? `(ts_ms // ${size}) * ${size}` : `(w // ${size}) * ${size}`;
+    const w = sql.windowStart(g, finer === undefined ? 'ts_ms' : 'w');
     // The finest granularity aggregates the events, a coarser one the next finer windows.
     const aggregates =
       finer === undefined
@@ -267,6 +297,7 @@ async function computeMetric(
             `${hasValue ? 'min(v) FILTER (first)' : none} AS min`,
             `${hasValue ? 'max(v) FILTER (first)' : none} AS max`,
             'count(*) AS raw_count',
+            'count(*) FILTER (first AND mis) AS misplaced',
             ...(hasDistinct ? ['list(reg) FILTER (first AND reg IS NOT NULL) AS unsorted'] : []),
           ]
         : [
@@ -275,6 +306,7 @@ async function computeMetric(
             'min(min) AS min',
             'max(max) AS max',
             'sum(raw_count)::BIGINT AS raw_count',
+            'sum(misplaced)::BIGINT AS misplaced',
             ...(hasDistinct ? ['flatten(list(regs) FILTER (regs IS NOT NULL)) AS unsorted'] : []),
           ];
     const grouped = `SELECT kid, ${w} AS w, p, ${aggregates.join(', ')} FROM ${finer ?? events} GROUP BY kid, ${w}, p`;
@@ -296,7 +328,7 @@ async function computeMetric(
     else await exec(conn, `DROP TABLE ${finer}`);
     await exec(
       conn,
-      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, sketch FROM ${table} WHERE count > 0`,
+      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch FROM ${table} WHERE count > 0`,
     );
     finer = table;
   }
@@ -328,18 +360,22 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   try {
     phase('read lake', 0, totalPhases);
     const files = snapshot.absolutePaths();
-    const lake = `read_parquet([${files.map(sqlQuote).join(', ')}])`;
+    const lake = readLakeSql(files);
     const fields = referencedFields(options.metrics.metrics);
+    const texts = textFields(options.metrics.metrics);
     const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
-    const fieldColumns = fields.map((f, i) => `j[${sqlQuote(f)}] AS f${i}`).join(', ');
+    const fieldColumns = fields.map((f, i) => `${lakeFieldSql(f, texts.has(f))} AS f${i}`).join(', ');
+    // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
+    // older layout has no id_hash, and its events count as misplaced (the cautious answer).
+    const misplaced = `coalesce(id_hash % ${options.homePartitions} <> kafka_partition, TRUE)`;
     // json_transform to a struct of JSON values: one parse per event for every field any metric
     // reads (faster than a multi-path json_extract, same JSON texts; keys match exactly).
     const structure = sqlQuote(JSON.stringify(Object.fromEntries(fields.map((f) => [f, 'JSON']))));
     if (files.length > 0) {
       await exec(
         conn,
-        `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first${fields.length > 0 ? `, ${fieldColumns}` : ''} FROM (
-           SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
+        `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first, mis${fields.length > 0 ? `, ${fieldColumns}` : ''} FROM (
+           SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type, raw, ${misplaced} AS mis${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
            FROM ${lake})`,
       );
       // Deduplication without sorting the whole lake by id: only ids seen more than once need an
@@ -357,19 +393,18 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     } else {
       await exec(
         conn,
-        `CREATE TEMP TABLE ev (p INTEGER, o BIGINT, id VARCHAR, ts_ms BIGINT, type VARCHAR, first BOOLEAN${fields.map((_, i) => `, f${i} JSON`).join('')})`,
+        `CREATE TEMP TABLE ev (p INTEGER, o BIGINT, id VARCHAR, ts_ms BIGINT, type VARCHAR, first BOOLEAN, mis BOOLEAN${fields.map((_, i) => `, f${i} VARCHAR`).join('')})`,
       );
     }
-    const counts = (await conn.runAndReadAll(`SELECT count(*)::BIGINT, count(*) FILTER (first)::BIGINT FROM ev`)).getRows()[0] as [
-      bigint,
-      bigint,
-    ];
+    const counts = (
+      await conn.runAndReadAll(`SELECT count(*)::BIGINT, count(*) FILTER (first)::BIGINT, count(*) FILTER (mis)::BIGINT FROM ev`)
+    ).getRows()[0] as [bigint, bigint, bigint];
     // Rows name their metric by index and their key by number (kid) until they are written. A
     // metric with `distinct` always carries a sketch: the empty one when no event had the field.
     await exec(
       conn,
       `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
-         count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, sketch VARCHAR)`,
+         count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR)`,
     );
     await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
     await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
@@ -390,7 +425,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     await exec(
       conn,
       `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
-         a.sketch, a.raw_count, c.through_offset, c.processing_time
+         a.sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
        FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
     );
     const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);
@@ -399,6 +434,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       `COPY (SELECT * FROM view_rows ORDER BY metric, granularity, window_start, key, partition)
        TO ${sqlQuote(join(staged, 'rows.parquet'))} (FORMAT parquet, COMPRESSION snappy)`,
     );
+    crashPoint('batch.run.rows-written');
     const finishedAt = Date.now();
     const manifest: BatchRunManifest = {
       runId,
@@ -411,6 +447,8 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       rows,
       rawEvents: Number(counts[0]),
       uniqueEvents: Number(counts[1]),
+      misplacedEvents: Number(counts[2]),
+      homePartitions: options.homePartitions,
       lakeFiles: snapshot.files.length,
       lakeBytes: snapshot.files.reduce((n, f) => n + f.bytes, 0),
       full: true,

@@ -6,6 +6,7 @@
  * producer without reading our code.
  */
 import { isUtf8 } from 'node:buffer';
+import { MAX_EXPONENT_DIGITS } from '../metrics/fieldSemantics.ts';
 import { parseEventTime } from './eventTime.ts';
 
 export type AttributeValue = string | number | boolean;
@@ -17,6 +18,8 @@ export interface LkEvent {
   readonly ts: number;
   /** Every field of the event as sent, including id, type and ts in their original form. */
   readonly fields: Readonly<Record<string, AttributeValue>>;
+  /** The source text of every number field (JSON.parse rounds numbers to doubles). */
+  readonly numberSources: Readonly<Record<string, string>>;
 }
 
 export const REJECT_CODES = [
@@ -37,6 +40,8 @@ export const REJECT_CODES = [
   'invalid_field_name',
   'too_many_fields',
   'duplicate_field',
+  'lone_surrogate',
+  'number_out_of_range',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -114,36 +119,86 @@ function describe(value: unknown): string {
   return t;
 }
 
+/** What `inspectText` found in an event's text that JSON.parse does not tell. */
+interface TextFacts {
+  /** The first top-level field name that appears twice. */
+  duplicate?: string;
+  /** A `\uD800`-style escape without its pair, and the top-level field it is in (if any). */
+  loneSurrogate?: { field: string | undefined; escape: string };
+  /** A top-level number whose exponent is beyond MAX_EXPONENT_DIGITS digits. */
+  hugeExponent?: { field: string; number: string };
+  /** Source text of every top-level number field (JSON.parse rounds it to a double). */
+  numbers: Record<string, string>;
+}
+
+const HEX4 = /^[0-9A-Fa-f]{4}$/;
+
+function hexAt(text: string, i: number): number {
+  const h = text.slice(i, i + 4);
+  return HEX4.test(h) ? parseInt(h, 16) : -1;
+}
+
 /**
- * The first field name that appears twice among the members of a top-level JSON object, or
- * undefined. JSON.parse keeps the last value of a repeated name silently, and other readers (DuckDB
- * keeps the first) disagree: an event with a repeated name means two things, so it is refused.
- * `text` is known to be valid JSON holding an object; only names at depth 1 are looked at.
+ * One pass over an event's JSON text (known to be valid JSON holding an object) for what the
+ * parsed value hides:
+ * - a repeated field name: JSON.parse keeps the last value silently, other readers (DuckDB keeps
+ *   the first) disagree, so the event would mean two things;
+ * - an escaped UTF-16 surrogate without its pair: JavaScript keeps it, but no UTF-8 text can hold
+ *   it and DuckDB refuses the whole document, so the event could not reach the batch layer;
+ * - the source text of each top-level number, which keys and filters use (fieldSemantics.ts),
+ *   and whose exponent must stay within what both engines compute exactly.
  */
-function duplicateName(text: string): string | undefined {
+function inspectText(text: string): TextFacts {
+  const facts: TextFacts = { numbers: {} };
   const seen = new Set<string>();
   let depth = 0;
-  let stringStart = -1;
   let lastString = '';
+  /** The top-level member whose value comes next (after its colon), or is being read. */
+  let member: string | undefined;
+  let valueOf: string | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (stringStart >= 0) {
-      if (c === 0x5c)
-        i++; // the escaped character cannot end the string
-      else if (c === 0x22) {
-        if (depth === 1) lastString = text.slice(stringStart, i + 1);
-        stringStart = -1;
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x22) break;
+        if (d !== 0x5c) continue;
+        i++;
+        if (text.charCodeAt(i) !== 0x75 || facts.loneSurrogate) continue; // only \u escapes matter
+        const unit = hexAt(text, i + 1);
+        if (unit >= 0xd800 && unit <= 0xdbff) {
+          const next = text.charCodeAt(i + 5) === 0x5c && text.charCodeAt(i + 6) === 0x75 ? hexAt(text, i + 7) : -1;
+          if (next >= 0xdc00 && next <= 0xdfff) i += 6;
+          else facts.loneSurrogate = { field: depth === 1 ? valueOf : undefined, escape: text.slice(i - 1, i + 5) };
+        } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+          facts.loneSurrogate = { field: depth === 1 ? valueOf : undefined, escape: text.slice(i - 1, i + 5) };
+        }
+        i += 4;
       }
-    } else if (c === 0x22) stringStart = i;
-    else if (c === 0x7b || c === 0x5b) depth++;
-    else if (c === 0x7d || c === 0x5d) depth--;
+      if (depth === 1) lastString = text.slice(start, i + 1);
+      member = undefined;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      member = undefined;
+    } else if (c === 0x7d || c === 0x5d) depth--;
     else if (c === 0x3a && depth === 1) {
       const name = JSON.parse(lastString) as string;
-      if (seen.has(name)) return name;
+      if (seen.has(name)) facts.duplicate ??= name;
       seen.add(name);
-    }
+      member = valueOf = name;
+    } else if (c === 0x2c && depth === 1) valueOf = undefined;
+    else if ((c === 0x2d || (c >= 0x30 && c <= 0x39)) && member !== undefined) {
+      const start = i;
+      while (i + 1 < text.length && /[0-9.eE+-]/.test(text[i + 1]!)) i++;
+      const number = text.slice(start, i + 1);
+      facts.numbers[member] = number;
+      const e = /[eE][+-]?0*([0-9]*)$/.exec(number);
+      if (e && e[1]!.length > MAX_EXPONENT_DIGITS) facts.hugeExponent ??= { field: member, number };
+      member = undefined;
+    } else if (c > 0x20) member = undefined;
   }
-  return undefined;
+  return facts;
 }
 
 /** Validates one raw line (without its line terminator). `now` is injectable for tests. */
@@ -182,13 +237,35 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
   if (keys.length > limits.maxFields) {
     return reject('too_many_fields', `event has ${keys.length} fields, the limit is ${limits.maxFields}`);
   }
-  const repeated = duplicateName(text);
+  const facts = inspectText(text);
+  const repeated = facts.duplicate;
   if (repeated !== undefined) {
     return reject(
       'duplicate_field',
       `field ${JSON.stringify(repeated)} appears more than once; JSON readers disagree on which value counts`,
       {
         field: repeated,
+      },
+    );
+  }
+  if (facts.loneSurrogate) {
+    const { field, escape } = facts.loneSurrogate;
+    return reject(
+      'lone_surrogate',
+      `${field === undefined ? 'a string' : `field ${JSON.stringify(field)}`} holds the escape ${escape}, half of a UTF-16 surrogate pair: no Unicode text can hold it alone`,
+      { ...(field !== undefined ? { field } : {}), expected: 'a complete surrogate pair or the character itself', got: escape },
+    );
+  }
+  if (facts.hugeExponent) {
+    const { field, number } = facts.hugeExponent;
+    const shown = number.length > 40 ? `${number.slice(0, 40)}…` : number;
+    return reject(
+      'number_out_of_range',
+      `field ${JSON.stringify(field)}: the exponent of ${shown} has more than ${MAX_EXPONENT_DIGITS} digits`,
+      {
+        field,
+        expected: `an exponent of at most ${MAX_EXPONENT_DIGITS} digits`,
+        got: shown,
       },
     );
   }
@@ -256,6 +333,7 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
       type: obj.type as string,
       ts: time.ms,
       fields: obj as Record<string, AttributeValue>,
+      numberSources: facts.numbers,
     },
   };
 }

@@ -22,6 +22,7 @@
  * UTF-8 check.
  */
 import { isUtf8 } from 'node:buffer';
+import { JsonNumber, MAX_EXPONENT_DIGITS, type FieldValue } from '../metrics/fieldSemantics.ts';
 import { DEFAULT_EVENT_LIMITS, type AttributeValue } from './event.ts';
 import { parseEventTime } from './eventTime.ts';
 
@@ -212,7 +213,10 @@ export class EventScanner {
           c = buf[++i]!;
           if (c === 0x2b || c === 0x2d) c = buf[++i]!;
           if (!isDigit(c)) return false;
+          const exponentStart = i;
           while (isDigit(c)) c = buf[++i]!;
+          // A long exponent may still be small (leading zeros): the validator decides.
+          if (i - exponentStart > MAX_EXPONENT_DIGITS) return false;
         }
         end = i;
         kind = KIND_NUMBER;
@@ -309,6 +313,38 @@ export class EventScanner {
     return Number(this.buf.toString('latin1', this.starts[field]!, this.ends[field]!));
   }
 
+  /** The source text of number field `field` (ASCII: digits, sign, point, exponent). */
+  numberSourceAt(field: number): string {
+    return this.buf.toString('latin1', this.starts[field]!, this.ends[field]!);
+  }
+
+  /** The value of field `field` as the metric engines read it (numbers keep their source text). */
+  fieldValueAt(field: number): FieldValue {
+    switch (this.kinds[field]) {
+      case KIND_STRING:
+        return this.stringAt(field);
+      case KIND_NUMBER:
+        return new JsonNumber(this.numberSourceAt(field));
+      case KIND_TRUE:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * The fields named in `wanted` that the event has, as the metric engines read them (only
+   * those: callers that read other fields must ask for them). Field order is the line's.
+   */
+  project(wanted: ReadonlySet<string>): Record<string, FieldValue> {
+    const out: Record<string, FieldValue> = {};
+    for (let k = 0; k < this.count; k++) {
+      const name = this.names[k]!;
+      if (wanted.has(name)) out[name] = this.fieldValueAt(k);
+    }
+    return out;
+  }
+
   /** The value of field `field` as JSON.parse would give it. */
   valueAt(field: number): AttributeValue {
     switch (this.kinds[field]) {
@@ -329,19 +365,6 @@ export class EventScanner {
 
   get type(): string {
     return this.stringAt(this.typeIndex);
-  }
-
-  /**
-   * The fields named in `wanted` that the event has, as an object (only those: callers that read
-   * other fields must ask for them). Field order is the line's.
-   */
-  project(wanted: ReadonlySet<string>): Record<string, AttributeValue> {
-    const out: Record<string, AttributeValue> = {};
-    for (let k = 0; k < this.count; k++) {
-      const name = this.names[k]!;
-      if (wanted.has(name)) out[name] = this.valueAt(k);
-    }
-    return out;
   }
 
   /** Every field, as JSON.parse would give the object (for tests and rare callers). */

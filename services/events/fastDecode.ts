@@ -11,6 +11,8 @@ export interface DecodedEvent {
   id: string;
   ts: number;
   fields: Record<string, AttributeValue>;
+  /** The source text of every number field (fieldSemantics.ts reads keys from it). */
+  numberSources: Readonly<Record<string, string>>;
   /** The record's text (the lake keeps it as the raw column). */
   text: string;
 }
@@ -26,6 +28,12 @@ export function decodeWithValidator(value: Buffer | null): DecodedEvent | Reject
     return { code: 'invalid_ts', message: `the event could not be decoded: ${String(err)}` };
   }
   return v.ok
-    ? { id: v.event.id, ts: v.event.ts, fields: v.event.fields as Record<string, AttributeValue>, text: value!.toString('utf8') }
+    ? {
+        id: v.event.id,
+        ts: v.event.ts,
+        fields: v.event.fields as Record<string, AttributeValue>,
+        numberSources: v.event.numberSources,
+        text: value!.toString('utf8'),
+      }
     : v.rejection;
 }

@@ -10,11 +10,16 @@ const R = 24;
 
 /** Kafka's murmur2 (org.apache.kafka.common.utils.Utils#murmur2), 32-bit signed result. */
 export function murmur2(data: Uint8Array): number {
-  const length = data.length;
+  return murmur2Range(data, 0, data.length);
+}
+
+/** murmur2 of data[start..end) (a record's id where the event scanner found it: no copy). */
+export function murmur2Range(data: Uint8Array, start: number, end: number): number {
+  const length = end - start;
   let h = (SEED ^ length) | 0;
   const length4 = length >>> 2;
   for (let i = 0; i < length4; i++) {
-    const i4 = i * 4;
+    const i4 = start + i * 4;
     let k = (data[i4]! & 0xff) | ((data[i4 + 1]! & 0xff) << 8) | ((data[i4 + 2]! & 0xff) << 16) | ((data[i4 + 3]! & 0xff) << 24);
     k = Math.imul(k, M);
     k ^= k >>> R;
@@ -23,7 +28,7 @@ export function murmur2(data: Uint8Array): number {
     h ^= k;
   }
   const rest = length & 3;
-  const base = length & ~3;
+  const base = start + (length & ~3);
   if (rest === 3) h ^= (data[base + 2]! & 0xff) << 16;
   if (rest >= 2) h ^= (data[base + 1]! & 0xff) << 8;
   if (rest >= 1) {
@@ -39,4 +44,20 @@ export function murmur2(data: Uint8Array): number {
 export function partitionForKey(key: string | Uint8Array, partitions: number): number {
   const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
   return (murmur2(bytes) & 0x7fffffff) % partitions;
+}
+
+/**
+ * Where an event belongs: its *home* partition is the one Kafka's default partitioner gives its
+ * id among the version's `homePartitions` (the events topic's partition count when the job version
+ * was created). A record elsewhere is *misplaced*: written unkeyed (Kafka's console producer), by
+ * another key, or after the topic's partitions were raised. Copies of one event can then sit in
+ * two partitions, which per-partition dedup cannot see (docs/guarantees.md, "Events from any
+ * producer"). `idHash` is the part that does not depend on the version: the lake stores it.
+ */
+export function idHash(id: Uint8Array, start = 0, end = id.length): number {
+  return murmur2Range(id, start, end) & 0x7fffffff;
+}
+
+export function isMisplaced(hash: number, partition: number, homePartitions: number): boolean {
+  return hash % homePartitions !== partition;
 }

@@ -6,10 +6,11 @@
  * expected one of minute, hour, day, got "week"".
  */
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../events/eventTime.ts';
+import { filterNumber, type FilterValue } from './fieldSemantics.ts';
 
 export const GRANULARITIES = ['minute', 'hour', 'day'] as const;
 export type Granularity = (typeof GRANULARITIES)[number];
@@ -20,7 +21,7 @@ export const GRANULARITY_MS: Record<Granularity, number> = {
 };
 
 const FIELD = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be an event field name (letters, digits, _ . -)');
-const SCALAR = z.union([z.string(), z.number(), z.boolean()]);
+const SCALAR = z.union([z.string(), z.number().refine(Number.isFinite, 'must be a finite number'), z.boolean()]);
 
 const metricSchema = z
   .object({
@@ -58,8 +59,11 @@ const fileSchema = z
 export interface MetricDefinition {
   readonly name: string;
   readonly description?: string;
-  /** field -> accepted values (strict JSON equality: the string "1" does not match the number 1). */
-  readonly filter: Readonly<Record<string, readonly (string | number | boolean)[]>>;
+  /**
+   * field -> accepted values (strict JSON equality: the string "1" does not match the number 1);
+   * numbers by their canonical text, taken from the file's own digits (fieldSemantics.ts).
+   */
+  readonly filter: Readonly<Record<string, readonly FilterValue[]>>;
   readonly key: string;
   readonly value?: string;
   readonly distinct?: string;
@@ -72,13 +76,32 @@ export interface MetricDefinitions {
   readonly metrics: readonly MetricDefinition[];
 }
 
-function normalize(raw: z.infer<typeof fileSchema>, source: string): MetricDefinitions {
+/**
+ * A filter's accepted values in the engines' form: numbers by the canonical text of the digits
+ * the file wrote (a YAML or JSON reader would round 9007199254740993 to a double first).
+ */
+function filterValues(
+  doc: Document,
+  metric: number,
+  field: string,
+  value: z.infer<typeof SCALAR> | z.infer<typeof SCALAR>[],
+): FilterValue[] {
+  const node = doc.getIn(['metrics', metric, 'filter', field], true);
+  const nodes = isSeq(node) ? node.items : [node];
+  return (Array.isArray(value) ? value : [value]).map((v, i) => {
+    if (typeof v !== 'number') return v;
+    const item = nodes[i];
+    return filterNumber(isScalar(item) ? item.source : undefined, v);
+  });
+}
+
+function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Document): MetricDefinitions {
   return {
     source,
-    metrics: raw.metrics.map((m) => ({
+    metrics: raw.metrics.map((m, i) => ({
       name: m.name,
       ...(m.description !== undefined ? { description: m.description } : {}),
-      filter: Object.fromEntries(Object.entries(m.filter).map(([f, v]) => [f, Array.isArray(v) ? v : [v]])),
+      filter: Object.fromEntries(Object.entries(m.filter).map(([f, v]) => [f, filterValues(doc, i, f, v)])),
       key: m.key,
       ...(m.value !== undefined ? { value: m.value } : {}),
       ...(m.distinct !== undefined ? { distinct: m.distinct } : {}),
@@ -105,7 +128,7 @@ export function parseMetricDefinitions(text: string, source = 'metrics.yaml'): M
     throw new ConfigError(`${where(e.pos[0])} ${e.message.split('\n')[0]}`);
   }
   const result = fileSchema.safeParse(doc.toJS());
-  if (result.success) return normalize(result.data, source);
+  if (result.success) return normalize(result.data, source, doc);
   const messages = result.error.issues.slice(0, 5).map((issue) => {
     // Point at the deepest node that exists on the issue's path.
     let node: unknown = undefined;

@@ -12,9 +12,11 @@
  * Old runs are kept for a grace period so that a reader that has just resolved CURRENT can still
  * open the files it points to.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { crashPoint } from '../faults/crashPoints.ts';
+import { fsyncDir, fsyncFile, writeFileAtomicSync } from '../storage/atomicFile.ts';
 
 /** Columns of rows.parquet, in order (snake_case, DuckDB types). */
 export const SNAPSHOT_COLUMNS = {
@@ -30,6 +32,8 @@ export const SNAPSHOT_COLUMNS = {
   distinct_sketch: 'VARCHAR',
   /** Events in the row before deduplication by id (for duplicate rates). */
   raw_count: 'BIGINT',
+  /** Events counted in the row that are not in their home partition (serving marks mixed windows provisional). */
+  misplaced: 'BIGINT',
   through_offset: 'BIGINT',
   processing_time: 'BIGINT',
 } as const;
@@ -48,6 +52,10 @@ export const batchRunManifestSchema = z.object({
   /** Events in the lake up to the cut, duplicates included, and after dedup by id. */
   rawEvents: z.number().int().nonnegative(),
   uniqueEvents: z.number().int().nonnegative(),
+  /** Records in the lake up to the cut that are not in their home partition (duplicates included). */
+  misplacedEvents: z.number().int().nonnegative().default(0),
+  /** The version's home partition count the misplaced counts refer to. */
+  homePartitions: z.number().int().positive().optional(),
   lakeFiles: z.number().int().nonnegative(),
   lakeBytes: z.number().int().nonnegative(),
   full: z.boolean(),
@@ -68,17 +76,23 @@ export function stageBatchRun(viewsRoot: string, version: string, runId: string)
   return dir;
 }
 
-/** Publishes a staged run: rename into runs/, then swap CURRENT. Both renames are atomic. */
+/**
+ * Publishes a staged run: rename into runs/, then swap CURRENT. Both renames are atomic, and
+ * durable (run.json and CURRENT through services/storage/atomicFile.ts, the directories fsynced):
+ * after a crash CURRENT names a complete run, the previous one or the new one.
+ */
 export function commitBatchRun(viewsRoot: string, manifest: BatchRunManifest): void {
   const base = versionDir(viewsRoot, manifest.version);
   const staged = join(base, 'staging', manifest.runId);
   if (!existsSync(join(staged, 'rows.parquet'))) throw new Error(`staged run ${manifest.runId} has no rows.parquet`);
-  writeFileSync(join(staged, 'run.json'), JSON.stringify(manifest, null, 2));
+  fsyncFile(join(staged, 'rows.parquet'));
+  writeFileAtomicSync(join(staged, 'run.json'), JSON.stringify(manifest, null, 2));
   mkdirSync(join(base, 'runs'), { recursive: true });
   renameSync(staged, join(base, 'runs', manifest.runId));
-  const tmp = join(base, `CURRENT.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify({ runId: manifest.runId }));
-  renameSync(tmp, join(base, 'CURRENT'));
+  fsyncDir(join(base, 'runs'));
+  crashPoint('batch.run.renamed');
+  writeFileAtomicSync(join(base, 'CURRENT'), JSON.stringify({ runId: manifest.runId }), 'batch.run.before-current-rename');
+  crashPoint('batch.run.current-swapped');
 }
 
 export interface CurrentBatchRun {
@@ -105,6 +119,11 @@ export function readCurrentBatchRun(viewsRoot: string, version: string): Current
 export function pruneBatchRuns(viewsRoot: string, version: string, keep = 3, graceMs = 10 * 60_000): string[] {
   const base = versionDir(viewsRoot, version);
   const current = readCurrentBatchRun(viewsRoot, version)?.manifest.runId;
+  // Runs a crash interrupted before they were published: nobody reads a staging directory.
+  const stagingDir = join(base, 'staging');
+  for (const name of existsSync(stagingDir) ? readdirSync(stagingDir) : []) {
+    if (Date.now() - statSync(join(stagingDir, name)).mtimeMs > graceMs) rmSync(join(stagingDir, name), { recursive: true, force: true });
+  }
   const runsDir = join(base, 'runs');
   if (!existsSync(runsDir)) return [];
   const runs = readdirSync(runsDir)

@@ -37,6 +37,12 @@ export interface ViewRow {
   max: number | null;
   /** HyperLogLog sketch (services/metrics/hll.ts), base64; null when the metric has no `distinct`. */
   distinctSketch: string | null;
+  /**
+   * Events counted in the row that are not in their home partition (services/log/partitioner.ts):
+   * another partition may hold a copy, which this row's dedup cannot see. Serving marks a window
+   * provisional when a row with misplaced events meets a speed row (docs/merge-rule.md).
+   */
+  misplaced: number;
   /** The row reflects the partition's events with offset < throughOffset. */
   throughOffset: number;
   /** Log-append time (epoch ms) of record throughOffset - 1: the row's processing-time stamp. */
@@ -55,6 +61,8 @@ export const viewRowSchema = z
     min: z.number().nullable(),
     max: z.number().nullable(),
     distinctSketch: z.string().nullable(),
+    // Rows written before misplaced events were counted have none.
+    misplaced: z.number().int().nonnegative().default(0),
     throughOffset: z.number().int().nonnegative(),
     processingTime: z.number(),
   })

@@ -36,6 +36,7 @@ function runRows(i: number): BatchRow[] {
           throughOffset: 1000 * i,
           processingTime: START + i,
           rawCount: count,
+          misplaced: 0,
         });
       }
     }

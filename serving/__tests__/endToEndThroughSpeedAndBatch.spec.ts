@@ -14,6 +14,7 @@ import { generateEventLines } from '../../services/ingest/generator.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import type { Granularity } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
+import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
@@ -75,7 +76,7 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
   const half = Math.floor(lines.length / 2);
   const events: LoggedEvent[] = lines.map((l, i) => {
     const raw = JSON.parse(l);
-    return { id: raw.id, ts: Date.parse(raw.ts), fields: raw, partition: 0, offset: i, appendTime: 0 };
+    return { id: raw.id, ts: Date.parse(raw.ts), fields: raw, values: fieldValuesOf(raw, {}), partition: 0, offset: i, appendTime: 0 };
   });
   const log = testLog('lk-serve-e2e');
   const common = ['--data-dir', dir.path, '--metrics', join(REPO, 'metrics.yaml')];
@@ -118,7 +119,7 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
     const to = new Date(Math.ceil((Math.max(...times) + 1) / 86_400_000) * 86_400_000 + 86_400_000).toISOString();
     for (const def of METRICS.metrics) {
       const c = compileMetric(def);
-      const keys = [...new Set(input.filter((e) => c.matches(e.fields)).map((e) => c.keyOf(e.fields)!))].sort();
+      const keys = [...new Set(input.filter((e) => c.matches(e.values)).map((e) => c.keyOf(e.values)!))].sort();
       for (const g of def.granularities as Granularity[]) {
         const where = `${stage} ${def.name}/${g} (seed ${SEED})`;
         const q = `{ ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: "${k}", granularity: ${g.toUpperCase()}, from: "${from}", to: "${to}") { windowStart count sum distinct source }`).join(' ')}

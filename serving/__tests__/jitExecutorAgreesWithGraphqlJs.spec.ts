@@ -48,6 +48,7 @@ function rows(): BatchRow[] {
           throughOffset: 100 + w,
           processingTime: START + 7_200_000 + p * 1_337 + k,
           rawCount: count,
+          misplaced: 0,
         });
       }
     }

@@ -34,7 +34,7 @@ const G_NAME = (g: Granularity) => g.toUpperCase();
 
 function keysOf(log: PartitionedLog, def: MetricDefinition): string[] {
   const c = compileMetric(def);
-  return [...new Set(log.events.filter((e) => c.matches(e.fields)).map((e) => c.keyOf(e.fields)!))].sort();
+  return [...new Set(log.events.filter((e) => c.matches(e.values)).map((e) => c.keyOf(e.values)!))].sort();
 }
 
 const WINDOW_FIELDS =

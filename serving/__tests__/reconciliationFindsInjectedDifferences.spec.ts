@@ -52,7 +52,7 @@ function injectedDifferences(log: PartitionedLog, def: MetricDefinition, g: Gran
     firstCopy.add(e.id);
     const start = Math.floor(e.ts / GRANULARITY_MS[g]) * GRANULARITY_MS[g];
     if (!late.has(e) || start + GRANULARITY_MS[g] > closedBefore) continue;
-    const key = c.keyOf(e.fields)!;
+    const key = c.keyOf(e.values)!;
     diff.set(key, (diff.get(key) ?? 0) - 1);
   }
   return diff;
@@ -61,7 +61,7 @@ function injectedDifferences(log: PartitionedLog, def: MetricDefinition, g: Gran
 /** Oracle: (copies - distinct) / copies over the matched events of the range. */
 function duplicateRate(log: PartitionedLog, def: MetricDefinition): number {
   const c = compileMetric(def);
-  const matched = log.events.filter((e) => c.matches(e.fields));
+  const matched = log.events.filter((e) => c.matches(e.values));
   const unique = new Set(matched.map((e) => e.id)).size;
   return (matched.length - unique) / matched.length;
 }

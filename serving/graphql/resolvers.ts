@@ -177,6 +177,10 @@ export const queryResolvers = {
       (acc, s) => (s.status?.duplicates === undefined ? acc : (acc ?? 0) + s.status.duplicates),
       null,
     );
+    const misplaced = statuses.reduce<number | null>(
+      (acc, s) => (s.status?.misplaced === undefined ? acc : (acc ?? 0) + s.status.misplaced),
+      null,
+    );
     const r = reconcile({
       view: snapshot,
       def,
@@ -185,6 +189,7 @@ export const queryResolvers = {
       to: args.to,
       speedWatermarks: watermarks,
       speedDuplicatesDropped: dupes,
+      speedMisplacedRecords: misplaced,
       deadline: ctx.deadline,
       onlyDisagreeing: args.onlyDisagreeing,
     });
@@ -200,11 +205,13 @@ export const queryResolvers = {
     const droppedLate = new Map<string, number>();
     let eps: number | null = null;
     let duplicates: number | null = null;
+    let misplaced: number | null = null;
     let lastCheckpoint: { at: number; bytes: number | null; durationMs: number | null } | null = null;
     for (const { status } of statuses) {
       if (!status) continue;
       if (status.eventsPerSecond !== undefined) eps = (eps ?? 0) + status.eventsPerSecond;
       if (status.duplicates !== undefined) duplicates = (duplicates ?? 0) + status.duplicates;
+      if (status.misplaced !== undefined) misplaced = (misplaced ?? 0) + status.misplaced;
       const dl = status.droppedLate;
       if (typeof dl === 'number') droppedLate.set('*', (droppedLate.get('*') ?? 0) + dl);
       else if (dl) for (const [m, c] of Object.entries(dl)) droppedLate.set(m, (droppedLate.get(m) ?? 0) + c);
@@ -227,6 +234,7 @@ export const queryResolvers = {
         partitions: speedPartitions(statuses),
         eventsPerSecond: eps,
         duplicates,
+        misplaced,
         droppedLate: [...droppedLate].map(([metric, count]) => ({ metric, count })),
         lastCheckpoint,
         unreadable: statuses.flatMap((s) => (s.error ? [`${s.path}: ${s.error}`] : [])),
@@ -277,6 +285,8 @@ export const windowValueResolvers = {
     return windowPartitionSources(
       snapshot.batchRows(parent.metric, g, parent.key),
       snapshot.speedRows(parent.metric, g, parent.key),
+      snapshot.batch?.manifest.cut,
+      snapshot.batch?.manifest.processingTimes,
       parent.windowStart,
     ).map((p) => ({
       ...p,

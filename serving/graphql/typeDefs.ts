@@ -85,6 +85,13 @@ export const typeDefs = /* GraphQL */ `
     """
     source: ViewSource!
     """
+    True when a speed row meets a row that counted misplaced events (events outside their home
+    partition: unkeyed or foreign-keyed producers, a raised partition count): a copy of such an
+    event may be counted in another partition too, so the answer may change when the next batch
+    run covers the window. Every other answer is exact for the part of the log it reflects.
+    """
+    provisional: Boolean!
+    """
     The latest processing time among the rows that make up the window.
     """
     processingTime: DateTime!
@@ -105,6 +112,10 @@ export const typeDefs = /* GraphQL */ `
     throughOffset: Float!
     processingTime: DateTime!
     count: Int!
+    """
+    Events counted in the chosen row that are not in their home partition.
+    """
+    misplaced: Int!
   }
 
   type KeyTotal {
@@ -112,6 +123,10 @@ export const typeDefs = /* GraphQL */ `
     count: Int!
     sum: Float
     windows: Int!
+    """
+    Windows of the key in the range whose answer is provisional (see WindowValue.provisional).
+    """
+    provisionalWindows: Int!
   }
 
   type Total {
@@ -131,6 +146,10 @@ export const typeDefs = /* GraphQL */ `
     windows: Int!
     batchWindows: Int!
     speedWindows: Int!
+    """
+    Windows whose answer is provisional (see WindowValue.provisional).
+    """
+    provisionalWindows: Int!
     keys: Int!
     latestProcessingTime: DateTime
   }
@@ -147,6 +166,10 @@ export const typeDefs = /* GraphQL */ `
     partitions: [SpeedPartition!]!
     eventsPerSecond: Float
     duplicates: Float
+    """
+    Valid records the speed instances read that are not in their home partition.
+    """
+    misplaced: Float
     droppedLate: [MetricCount!]!
     lastCheckpoint: Checkpoint
     """
@@ -168,6 +191,10 @@ export const typeDefs = /* GraphQL */ `
     endOffset: Float
     lag: Float
     watermark: DateTime
+    """
+    Valid records of the partition that are not in their home partition.
+    """
+    misplaced: Float
   }
   type MetricCount {
     metric: String!
@@ -198,6 +225,14 @@ export const typeDefs = /* GraphQL */ `
     rows: Float!
     rawEvents: Float!
     uniqueEvents: Float!
+    """
+    Records in the lake up to the cut that are not in their home partition (duplicates included).
+    """
+    misplacedEvents: Float!
+    """
+    The version's home partition count: an event's home is its id's partition among these.
+    """
+    homePartitions: Int
     lakeFiles: Float!
     lakeBytes: Float!
     full: Boolean!
@@ -272,6 +307,35 @@ export const typeDefs = /* GraphQL */ `
     speedCount: Float!
     keys: [KeyReconciliation!]!
     duplicates: DuplicateRates!
+    misplaced: MisplacedCounts!
+  }
+
+  """
+  Events found outside their home partition (written unkeyed, by another key, or after the
+  topic's partitions were raised): per-partition dedup cannot see their copies in other
+  partitions, so windows that mix them with speed rows are provisional until a batch run.
+  """
+  type MisplacedCounts {
+    """
+    Misplaced events counted in the batch rows of the range.
+    """
+    batchRows: Float!
+    """
+    Misplaced events counted in the speed rows of the range.
+    """
+    speedRows: Float!
+    """
+    Misplaced records in the batch run (whole lake up to the cut, duplicates included).
+    """
+    runMisplacedEvents: Float
+    """
+    Misplaced records the speed instances have read (all partitions, since they started).
+    """
+    speedRecords: Float
+    """
+    Merged windows in the range whose answer is provisional.
+    """
+    provisionalWindows: Int!
   }
 
   type KeyReconciliation {

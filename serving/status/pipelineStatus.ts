@@ -34,11 +34,13 @@ export const speedStatusSchema = z.looseObject({
       endOffset: num.nullable().optional(),
       lag: num.nullable().optional(),
       watermark: num.nullable().optional(),
+      misplaced: num.optional(),
     }),
   ),
   lastCheckpoint: z.looseObject({ at: instant, bytes: num.optional(), durationMs: num.optional() }).nullable().optional(),
   eventsPerSecond: num.optional(),
   duplicates: num.optional(),
+  misplaced: num.optional(),
   droppedLate: z.union([z.record(z.string(), num), num]).optional(),
   stateWindows: num.optional(),
   stateBytes: num.optional(),
@@ -116,6 +118,7 @@ export interface SpeedPartitionStatus {
   endOffset: number | null;
   lag: number | null;
   watermark: number | null;
+  misplaced: number | null;
   updatedAt: number;
 }
 
@@ -137,6 +140,7 @@ export function speedPartitions(statuses: StatusRead<SpeedStatusFile>[]): SpeedP
         endOffset: p.endOffset ?? null,
         lag: p.lag ?? null,
         watermark: p.watermark ?? null,
+        misplaced: p.misplaced ?? null,
         updatedAt: status.updatedAt,
       });
     }

@@ -11,14 +11,11 @@ import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { sqlQuote } from '../../services/storage/sql.ts';
 import type { PartialRows } from './partialRows.ts';
 import { BatchViewBuilder, type BatchView, type VersionView } from './versionView.ts';
 
 const GRANULARITY_SET = new Set<string>(GRANULARITIES);
-
-function sqlString(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
-}
 
 let duck: Promise<DuckDBConnection> | undefined;
 
@@ -37,7 +34,7 @@ function duckdb(): Promise<DuckDBConnection> {
 export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
   const conn = await duckdb();
   const builder = new BatchViewBuilder();
-  const file = sqlString(run.rowsPath);
+  const file = sqlQuote(run.rowsPath);
   try {
     const series = await conn.runAndReadAll(
       `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) GROUP BY ALL ORDER BY metric, granularity, key`,
@@ -48,10 +45,13 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
         throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: unknown granularity "${granularity}"`);
       sides.push(builder.seriesRows(metric, granularity as Granularity, key, n));
     }
+    // Snapshots written before misplaced events were counted have no such column: none counted.
+    const columns = await conn.runAndReadAll(`SELECT name FROM parquet_schema(${file})`);
+    const hasMisplaced = columns.getRows().some(([name]) => name === 'misplaced');
     // Numbers come back as doubles: exact for offsets, counts and epoch-ms below 2^53.
     const result =
       await conn.stream(`SELECT s.sid, r.window_start::DOUBLE, r.partition::INTEGER, r.count::DOUBLE, r.sum::DOUBLE, r.min::DOUBLE, r.max::DOUBLE,
-        r.distinct_sketch, r.raw_count::DOUBLE, r.through_offset::DOUBLE, r.processing_time::DOUBLE
+        r.distinct_sketch, r.raw_count::DOUBLE, r.through_offset::DOUBLE, r.processing_time::DOUBLE, ${hasMisplaced ? 'r.misplaced::DOUBLE' : '0::DOUBLE'}
       FROM read_parquet(${file}) r
       JOIN (SELECT metric, granularity, key, (row_number() OVER (ORDER BY metric, granularity, key) - 1)::INTEGER AS sid
             FROM (SELECT DISTINCT metric, granularity, key FROM read_parquet(${file}))) s USING (metric, granularity, key)
@@ -59,7 +59,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
     for (;;) {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
-      const v = Array.from({ length: 11 }, (_, i) => chunk.getColumnVector(i));
+      const v = Array.from({ length: 12 }, (_, i) => chunk.getColumnVector(i));
       const num = (c: number, r: number) => (v[c]!.getItem(r) as number | null) ?? NaN;
       for (let r = 0; r < chunk.rowCount; r++) {
         const side = sides[v[0]!.getItem(r) as number]!;
@@ -73,6 +73,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
           num(9, r),
           num(10, r),
           num(8, r),
+          num(11, r),
           v[7]!.getItem(r) as string | null,
         );
       }

@@ -4,14 +4,22 @@
  * For each (metric, granularity, key, window, input partition) serving holds at most one batch
  * row and one speed row. The row with the greater `throughOffset` wins (it reflects a longer
  * prefix of that partition, hence the later processing time); on a tie the batch row wins
- * (same prefix, and the batch row is the one that counted late events). The chosen rows of a
- * window's partitions are then combined: counts and sums add, min/max take the extremes, and
- * distinct sketches merge register by register (never adding estimates).
+ * (same prefix, and the batch row is the one that counted late events). A batch run with cut C
+ * for the partition has seen every event of it below C, so when it has *no* row for the window,
+ * that is an empty row stamped C: a speed row with `throughOffset <= C` loses to it (it counted
+ * events the batch run knows are not in the window: copies of events counted elsewhere). The
+ * chosen rows of a window's partitions are then combined: counts and sums add, min/max take the
+ * extremes, and distinct sketches merge register by register (never adding estimates).
  *
  * A window whose partitions were chosen from different views reports:
  * - `source` = SPEED if at least one chosen row is a speed row, else BATCH: the answer holds
  *   data the batch view does not have, so it is "fresh, possibly incomplete" and may still change;
  *   BATCH means the answer is exactly the batch view's and stays put until the next batch run.
+ * - `provisional` = a speed row is chosen and some chosen row counted misplaced events (events
+ *   outside their home partition, services/log/partitioner.ts): a copy of one of them may sit in
+ *   another partition, counted there too, which no per-partition dedup can see. The answer may
+ *   then be off until a batch run covers the window; every other answer is exact for the prefix
+ *   of the log it reflects (docs/guarantees.md, "Events from any producer").
  * - `processingTime` = the latest processing time among the chosen rows.
  * The per-partition detail is available as WindowValue.partitions.
  */
@@ -26,13 +34,22 @@ export function nullable(v: number): number | null {
 
 export const SOURCE_SPEED = 2;
 
-/** Visits the winning row of every (window, partition) with window start in [from, to). */
+/** The batch run's cut per input partition (0 beyond it: a partition the run has not seen). */
+export type BatchCut = readonly number[] | undefined;
+
+/**
+ * Visits the winning row of every (window, partition) with window start in [from, to).
+ * `superseded` is told of each speed row that lost to the batch run's empty row (no batch row
+ * for the window, `throughOffset <= cut`): nothing of it is counted.
+ */
 export function forEachChosenRow(
   batch: PartialRows | undefined,
   speed: PartialRows | undefined,
+  cut: BatchCut,
   from: number,
   to: number,
   visit: (side: PartialRows, index: number, isSpeed: boolean) => void,
+  superseded?: (speedIndex: number, cutOffset: number) => void,
 ): void {
   let i = batch ? batch.lowerBound(from) : 0;
   let j = speed ? speed.lowerBound(from) : 0;
@@ -46,8 +63,13 @@ export function forEachChosenRow(
     const bp = bs === start ? batch!.partitions[i]! : Infinity;
     const sp = ss === start ? speed!.partitions[j]! : Infinity;
     if (bp < sp) visit(batch!, i++, false);
-    else if (sp < bp) visit(speed!, j++, true);
-    else {
+    else if (sp < bp) {
+      // No batch row for this (window, partition): the run's empty row at its cut, if it saw the prefix.
+      const c = cut !== undefined && sp < cut.length ? cut[sp]! : 0;
+      if (speed!.throughs[j]! > c) visit(speed!, j, true);
+      else superseded?.(j, c);
+      j++;
+    } else {
       // Same (window, partition) in both views: the longer prefix of the partition wins; batch on ties.
       if (speed!.throughs[j]! > batch!.throughs[i]!) visit(speed!, j, true);
       else visit(batch!, i, false);
@@ -67,6 +89,8 @@ export interface MergedWindow {
   sketch: HyperLogLog | null;
   distinct: number | null;
   source: typeof SOURCE_BATCH | typeof SOURCE_SPEED;
+  /** A speed row meets a row that counted misplaced events: the answer may change at the next batch run. */
+  provisional: boolean;
   processingTime: number;
 }
 
@@ -81,6 +105,8 @@ export class MergedWindows {
   distincts: Float64Array;
   procs: Float64Array;
   sources: Uint8Array;
+  /** 1 where the window is provisional (MergedWindow.provisional). */
+  provisional: Uint8Array;
   sketches: (HyperLogLog | null)[] | null = null;
 
   constructor(capacity: number) {
@@ -92,6 +118,7 @@ export class MergedWindows {
     this.distincts = new Float64Array(capacity);
     this.procs = new Float64Array(capacity);
     this.sources = new Uint8Array(capacity);
+    this.provisional = new Uint8Array(capacity);
   }
 
   lowerBound(start: number): number {
@@ -119,6 +146,7 @@ export class MergedWindows {
     this.distincts[i] = w.distinct ?? NaN;
     this.procs[i] = w.processingTime;
     this.sources[i] = w.source;
+    this.provisional[i] = w.provisional ? 1 : 0;
     if (w.sketch) {
       if (!this.sketches) this.sketches = new Array<HyperLogLog | null>(this.starts.length).fill(null);
       this.sketches[i] = w.sketch;
@@ -135,6 +163,7 @@ export class MergedWindows {
       distinct: nullable(this.distincts[i]!),
       sketch: this.sketches ? (this.sketches[i] ?? null) : null,
       source: this.sources[i] === SOURCE_SPEED ? SOURCE_SPEED : SOURCE_BATCH,
+      provisional: this.provisional[i] === 1,
       processingTime: this.procs[i]!,
     };
   }
@@ -149,6 +178,7 @@ class WindowAccumulator {
   max = NaN;
   proc = -Infinity;
   anySpeed = false;
+  anyMisplaced = false;
   sketch: HyperLogLog | null = null;
 
   reset(start: number): void {
@@ -159,6 +189,7 @@ class WindowAccumulator {
     this.max = NaN;
     this.proc = -Infinity;
     this.anySpeed = false;
+    this.anyMisplaced = false;
     this.sketch = null;
   }
 
@@ -172,6 +203,7 @@ class WindowAccumulator {
     if (!Number.isNaN(mx) && !(mx <= this.max)) this.max = mx;
     if (side.procs[i]! > this.proc) this.proc = side.procs[i]!;
     if (isSpeed) this.anySpeed = true;
+    if (side.misplaced[i]! > 0) this.anyMisplaced = true;
     const sk = side.sketchAt(i);
     if (sk !== null) {
       const h = HyperLogLog.fromBase64(sk);
@@ -189,16 +221,17 @@ class WindowAccumulator {
       sketch: this.sketch,
       distinct: this.sketch ? this.sketch.estimate() : null,
       source: this.anySpeed ? SOURCE_SPEED : SOURCE_BATCH,
+      provisional: this.anySpeed && this.anyMisplaced,
       processingTime: this.proc,
     };
   }
 }
 
 /** Merges a whole series (both sides) into one value per window. */
-export function mergeSeries(batch: PartialRows | undefined, speed: PartialRows | undefined): MergedWindows {
+export function mergeSeries(batch: PartialRows | undefined, speed: PartialRows | undefined, cut: BatchCut): MergedWindows {
   const out = new MergedWindows((batch?.length ?? 0) + (speed?.length ?? 0));
   const acc = new WindowAccumulator();
-  forEachChosenRow(batch, speed, -Infinity, Infinity, (side, i, isSpeed) => {
+  forEachChosenRow(batch, speed, cut, -Infinity, Infinity, (side, i, isSpeed) => {
     const start = side.starts[i]!;
     if (start !== acc.start) {
       if (!Number.isNaN(acc.start)) out.set(out.length++, acc.result());
@@ -211,11 +244,16 @@ export function mergeSeries(batch: PartialRows | undefined, speed: PartialRows |
 }
 
 /** Merges one window (after a speed row changed it); undefined when neither view has it. */
-export function mergeWindow(batch: PartialRows | undefined, speed: PartialRows | undefined, start: number): MergedWindow | undefined {
+export function mergeWindow(
+  batch: PartialRows | undefined,
+  speed: PartialRows | undefined,
+  cut: BatchCut,
+  start: number,
+): MergedWindow | undefined {
   const acc = new WindowAccumulator();
   acc.reset(start);
   let any = false;
-  forEachChosenRow(batch, speed, start, start + 1, (side, i, isSpeed) => {
+  forEachChosenRow(batch, speed, cut, start, start + 1, (side, i, isSpeed) => {
     any = true;
     acc.add(side, i, isSpeed);
   });
@@ -226,6 +264,8 @@ export function mergeWindow(batch: PartialRows | undefined, speed: PartialRows |
 export function windowPartitionSources(
   batch: PartialRows | undefined,
   speed: PartialRows | undefined,
+  cut: BatchCut,
+  cutProcessingTimes: readonly number[] | undefined,
   start: number,
 ): {
   partition: number;
@@ -233,16 +273,37 @@ export function windowPartitionSources(
   throughOffset: number;
   processingTime: number;
   count: number;
+  misplaced: number;
 }[] {
   const out: ReturnType<typeof windowPartitionSources> = [];
-  forEachChosenRow(batch, speed, start, start + 1, (side, i, isSpeed) => {
-    out.push({
-      partition: side.partitions[i]!,
-      source: isSpeed ? SOURCE_SPEED : SOURCE_BATCH,
-      throughOffset: side.throughs[i]!,
-      processingTime: side.procs[i]!,
-      count: side.counts[i]!,
-    });
-  });
-  return out;
+  forEachChosenRow(
+    batch,
+    speed,
+    cut,
+    start,
+    start + 1,
+    (side, i, isSpeed) => {
+      out.push({
+        partition: side.partitions[i]!,
+        source: isSpeed ? SOURCE_SPEED : SOURCE_BATCH,
+        throughOffset: side.throughs[i]!,
+        processingTime: side.procs[i]!,
+        count: side.counts[i]!,
+        misplaced: side.misplaced[i]!,
+      });
+    },
+    (j, c) => {
+      // The batch run's empty row won: shown as such, so the answer explains itself.
+      const partition = speed!.partitions[j]!;
+      out.push({
+        partition,
+        source: SOURCE_BATCH,
+        throughOffset: c,
+        processingTime: cutProcessingTimes?.[partition] ?? 0,
+        count: 0,
+        misplaced: 0,
+      });
+    },
+  );
+  return out.sort((a, b) => a.partition - b.partition);
 }

@@ -24,6 +24,8 @@ export interface PartialRowValues {
   processingTime: number;
   /** Events before dedup by id (batch rows only; null for speed rows). */
   rawCount: number | null;
+  /** Events counted in the row that are not in their home partition (services/views/viewRow.ts). */
+  misplaced: number;
 }
 
 export class PartialRows {
@@ -39,6 +41,7 @@ export class PartialRows {
   procs: Float64Array;
   /** NaN when unknown (speed rows). */
   rawCounts: Float64Array;
+  misplaced: Float64Array;
   /** Base64 HLL sketches; allocated only once a row carries one. */
   sketches: (string | null)[] | null = null;
 
@@ -52,6 +55,7 @@ export class PartialRows {
     this.throughs = new Float64Array(capacity);
     this.procs = new Float64Array(capacity);
     this.rawCounts = new Float64Array(capacity);
+    this.misplaced = new Float64Array(capacity);
   }
 
   /** Index of the first row with (start, partition) >= the given pair. */
@@ -105,6 +109,7 @@ export class PartialRows {
     throughOffset: number,
     processingTime: number,
     rawCount: number,
+    misplaced: number,
     sketch: string | null,
   ): void {
     const n = this.length;
@@ -119,6 +124,7 @@ export class PartialRows {
         throughOffset,
         processingTime,
         rawCount: Number.isNaN(rawCount) ? null : rawCount,
+        misplaced,
         distinctSketch: sketch,
       });
       return;
@@ -133,6 +139,7 @@ export class PartialRows {
     this.throughs[n] = throughOffset;
     this.procs[n] = processingTime;
     this.rawCounts[n] = rawCount;
+    this.misplaced[n] = misplaced;
     if (sketch !== null || this.sketches) {
       if (!this.sketches) this.sketches = new Array<string | null>(this.starts.length).fill(null);
       this.sketches[n] = sketch;
@@ -164,6 +171,7 @@ export class PartialRows {
     this.throughs[i] = row.throughOffset;
     this.procs[i] = row.processingTime;
     this.rawCounts[i] = row.rawCount ?? NaN;
+    this.misplaced[i] = row.misplaced;
     if (row.distinctSketch !== null || this.sketches) {
       if (!this.sketches) this.sketches = new Array<string | null>(this.starts.length).fill(null);
       this.sketches[i] = row.distinctSketch;
@@ -171,7 +179,18 @@ export class PartialRows {
   }
 
   private columns(): (Float64Array | Int32Array)[] {
-    return [this.starts, this.partitions, this.counts, this.sums, this.mins, this.maxs, this.throughs, this.procs, this.rawCounts];
+    return [
+      this.starts,
+      this.partitions,
+      this.counts,
+      this.sums,
+      this.mins,
+      this.maxs,
+      this.throughs,
+      this.procs,
+      this.rawCounts,
+      this.misplaced,
+    ];
   }
 
   private shift(i: number): void {
@@ -195,6 +214,7 @@ export class PartialRows {
     this.throughs = grow(this.throughs, f64);
     this.procs = grow(this.procs, f64);
     this.rawCounts = grow(this.rawCounts, f64);
+    this.misplaced = grow(this.misplaced, f64);
     if (this.sketches) this.sketches.length = capacity;
   }
 
@@ -211,6 +231,7 @@ export class PartialRows {
     this.throughs = this.throughs.slice(0, n);
     this.procs = this.procs.slice(0, n);
     this.rawCounts = this.rawCounts.slice(0, n);
+    this.misplaced = this.misplaced.slice(0, n);
     if (this.sketches) this.sketches.length = n;
   }
 }
@@ -227,5 +248,6 @@ export function partialFromViewRow(row: ViewRow): PartialRowValues {
     throughOffset: row.throughOffset,
     processingTime: row.processingTime,
     rawCount: null,
+    misplaced: row.misplaced,
   };
 }

@@ -50,19 +50,39 @@ export class SpeedMaterializer {
 
   constructor(private readonly options: SpeedMaterializerOptions) {}
 
-  /** Starts consuming, or keeps looking for the topic if it does not exist yet (then nothing to catch up). */
+  /**
+   * Starts consuming, or keeps looking for the topic if it does not exist yet (then nothing to
+   * catch up). Rejects when the log cannot be reached at all; after that first look, a failure
+   * (a topic just created whose leaders are not elected yet, a broker restart) is retried every
+   * `retryMs`, resuming from the positions read so far: serving never gives a view up.
+   */
   async start(): Promise<void> {
     if (this.stopped) return;
     const { log, topic } = this.options;
     const topics = await log.listTopics();
-    if (!topics.includes(topic)) {
-      this.retryTimer = setTimeout(() => void this.start().catch((e) => this.fail(e)), this.options.retryMs);
-      this.retryTimer.unref();
-      return;
+    if (!topics.includes(topic)) return this.retryLater();
+    await this.consume();
+  }
+
+  private retryLater(): void {
+    if (this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.start().catch((e: unknown) => {
+        this.fail(e);
+        this.retryLater();
+      });
+    }, this.options.retryMs);
+    this.retryTimer.unref();
+  }
+
+  private async consume(): Promise<void> {
+    const { log, topic } = this.options;
+    if (!this.topicExists) {
+      // The catch-up target: the topic's end when serving first saw it.
+      const ends = await log.endOffsets(topic);
+      ends.forEach((end, partition) => this.positions.set(partition, { partition, nextOffset: 0, highWatermark: end, target: end }));
+      this.topicExists = true;
     }
-    this.topicExists = true;
-    const ends = await log.endOffsets(topic);
-    ends.forEach((end, partition) => this.positions.set(partition, { partition, nextOffset: 0, highWatermark: end, target: end }));
     const consumer = log.consumer({
       groupId: `lk-serve-${this.options.view.version}-${process.pid}-${randomBytes(4).toString('hex')}`,
       fromBeginning: true,
@@ -77,14 +97,20 @@ export class SpeedMaterializer {
       },
       onProgress: (p) => this.advance(p.partition, p.nextOffset, p.highWatermark),
     });
-    consumer.done().catch((e) => this.fail(e));
+    consumer.done().catch((e: unknown) => {
+      this.fail(e);
+      // A new consumer resumes where this one stopped (rows are idempotent upserts anyway).
+      if (this.consumer === consumer) this.consumer = undefined;
+      this.retryLater();
+    });
+    this.lastError = null;
     this.settleCaughtUp();
   }
 
   private fail(err: unknown): void {
     if (this.stopped) return;
     this.lastError = errorMessage(err);
-    this.options.logger.error({ topic: this.options.topic, err: this.lastError }, 'speed view consumer failed');
+    this.options.logger.error({ topic: this.options.topic, err: this.lastError }, 'speed view consumer failed; retrying');
   }
 
   private apply(record: LogRecord): void {

@@ -166,7 +166,7 @@ export class VersionView {
     const cached = merged.get(sk);
     if (!cached) return;
     const i = cached.indexOf(windowStart);
-    const value = mergeWindow(batch?.series.get(sk), this.speed.get(sk), windowStart);
+    const value = mergeWindow(batch?.series.get(sk), this.speed.get(sk), batch?.manifest.cut, windowStart);
     if (i >= 0 && value) cached.set(i, value);
     else merged.delete(sk); // a new or vanished window: rebuild on the next read
   }
@@ -199,7 +199,7 @@ export class ViewSnapshot {
     const b = this.state.batch?.series.get(sk);
     const s = this.speed.get(sk);
     if (!b && !s) return undefined;
-    m = mergeSeries(b, s);
+    m = mergeSeries(b, s, this.state.batch?.manifest.cut);
     this.state.merged.set(sk, m);
     return m;
   }

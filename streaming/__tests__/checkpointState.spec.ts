@@ -54,7 +54,7 @@ describe('snapshot chain', () => {
   it('full + deltas restore the same state as the live one, and the restored state continues identically', async () => {
     const input = records(30_000, 7);
     const store = new CheckpointStore(dir.path);
-    const live = new PartitionState(0, defs, semantics);
+    const live = new PartitionState(0, defs, semantics, { homePartitions: 1 });
     let base: number | null = null;
     let previous: number | null = null;
     for (let i = 0; i < 20_000; i++) {
@@ -73,7 +73,7 @@ describe('snapshot chain', () => {
     }
     const chain = store.readChain(0, previous!);
     expect(chain.map((s) => s.header.kind)).toEqual(['full', 'delta', 'delta', 'delta', 'delta']);
-    const restored = restoreState(0, defs, semantics, chain);
+    const restored = restoreState(0, defs, semantics, { homePartitions: 1 }, chain);
     expect(restored.meta()).toEqual(live.meta());
     expect(sortWindows(restored)).toEqual(sortWindows(live));
     expect(restored.dedup.size).toBe(live.dedup.size);
@@ -86,7 +86,7 @@ describe('snapshot chain', () => {
   });
 
   it('refuses a torn or corrupted snapshot', () => {
-    const state = new PartitionState(0, defs, semantics);
+    const state = new PartitionState(0, defs, semantics, { homePartitions: 1 });
     for (const r of records(500, 3)) state.apply(r);
     const bytes = encodeSnapshot({ header: header(state, 'full', null), windows: state.allWindows(), dedup: state.dedup.entries() });
     expect(decodeSnapshot(bytes, 'ok').windows.length).toBe(state.windowCount);

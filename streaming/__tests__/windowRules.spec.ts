@@ -48,7 +48,7 @@ class Feed {
 }
 
 function newState(ooo = 0, horizon = 2 * MIN, d = COUNT_PER_MINUTE): Feed {
-  return new Feed(new PartitionState(0, d, { outOfOrdernessMs: ooo, dedupHorizonMs: horizon }));
+  return new Feed(new PartitionState(0, d, { outOfOrdernessMs: ooo, dedupHorizonMs: horizon }, { homePartitions: 1 }));
 }
 
 function counts(state: PartitionState): Record<number, number> {
@@ -232,7 +232,10 @@ metrics:
     granularities: [day]
     allowedLateness: 1h
 `);
-    const states = Array.from({ length: 6 }, (_, p) => new PartitionState(p, d, { outOfOrdernessMs: 0, dedupHorizonMs: 90_000_000 }));
+    const states = Array.from(
+      { length: 6 },
+      (_, p) => new PartitionState(p, d, { outOfOrdernessMs: 0, dedupHorizonMs: 90_000_000 }, { homePartitions: 6 }),
+    );
     const offsets = [0, 0, 0, 0, 0, 0];
     const exact = new Map<string, Set<string>>();
     for (const line of generateEventLines({ seed: 31, count: 60_000, startTime: T0, users: 40_000, campaigns: 3, lateRate: 0 })) {

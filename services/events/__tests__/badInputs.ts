@@ -56,6 +56,24 @@ export const BAD_INPUTS: { name: string; raw: Buffer; code: RejectCode; field?: 
     field: 'cat',
   },
   {
+    name: 'lone high surrogate escape',
+    raw: Buffer.from('{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","name":"ab\\ud800cd"}'),
+    code: 'lone_surrogate',
+    field: 'name',
+  },
+  {
+    name: 'lone low surrogate escape',
+    raw: Buffer.from('{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","name":"\\udc00"}'),
+    code: 'lone_surrogate',
+    field: 'name',
+  },
+  {
+    name: 'exponent of more than 15 digits',
+    raw: Buffer.from('{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","cost":1e1234567890123456}'),
+    code: 'number_out_of_range',
+    field: 'cost',
+  },
+  {
     name: 'too many fields',
     raw: Buffer.from(line(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i])))),
     code: 'too_many_fields',

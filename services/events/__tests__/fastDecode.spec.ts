@@ -7,7 +7,7 @@ import { decodeLoggedEvent } from '../event.ts';
 import { parseEventTime } from '../eventTime.ts';
 import { generateEventLines, seededRandom } from '../../ingest/generator.ts';
 import { decodeWithValidator } from '../fastDecode.ts';
-import { EventScanner, LOGGED_EVENT_SCAN_LIMITS, isoMillisAt } from '../eventScanner.ts';
+import { EventScanner, KIND_NUMBER, LOGGED_EVENT_SCAN_LIMITS, isoMillisAt } from '../eventScanner.ts';
 
 const SEED = 99;
 const scanner = new EventScanner();
@@ -15,8 +15,15 @@ const scanner = new EventScanner();
 /** What the speed layer and the lake writer take a record for: the scanner's reading, else the validator's. */
 function decodeLogRecord(raw: Buffer) {
   return scanner.scan(raw, LOGGED_EVENT_SCAN_LIMITS)
-    ? { id: scanner.id, ts: scanner.ts, fields: scanner.allFields(), text: raw.toString('utf8') }
+    ? { id: scanner.id, ts: scanner.ts, fields: scanner.allFields(), numberSources: scannedNumberSources(), text: raw.toString('utf8') }
     : decodeWithValidator(raw);
+}
+
+/** The source text of each number field the scanner found. */
+function scannedNumberSources(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let k = 0; k < scanner.count; k++) if (scanner.kinds[k] === KIND_NUMBER) out[scanner.names[k]!] = scanner.numberSourceAt(k);
+  return out;
 }
 
 function agree(raw: Buffer): void {
@@ -34,6 +41,7 @@ function agree(raw: Buffer): void {
       id: slow.event.id,
       ts: slow.event.ts,
       fields: slow.event.fields,
+      numberSources: slow.event.numberSources,
       text: raw.toString('utf8'),
     });
 }

@@ -33,6 +33,16 @@ describe('event validation', () => {
     expect(offset).toMatchObject({ ok: true, event: { ts: Date.UTC(2026, 10, 21, 10) } });
   });
 
+  it("accepts escaped surrogate pairs and long exponents that are small, and keeps every number's source text", () => {
+    const v = check(
+      '{"id":"e1","type":"click","ts":"2026-11-21T10:00:00Z","name":"\\ud83d\\ude00","big":9007199254740993,"e":1e000000000000000005}',
+    );
+    expect(v.ok).toBe(true);
+    if (!v.ok) return;
+    expect(v.event.fields.name).toBe('😀');
+    expect(v.event.numberSources).toEqual({ big: '9007199254740993', e: '1e000000000000000005' });
+  });
+
   it('accepts an event of exactly the size limit and refuses one byte more', () => {
     const pad = (n: number) => {
       const s = line({ p: '' });

@@ -38,6 +38,12 @@ const MAX_PARTITION_CHUNK_BYTES = 900 * 1024;
 const RECORD_OVERHEAD_BYTES = 70;
 /** About 2 minutes of retries with kafkajs's backoff (300 ms doubling, capped at 30 s). */
 const PRODUCER_RETRIES = 8;
+/**
+ * How long a topic's partition count is trusted, and how often consumers refresh metadata:
+ * partitions can be added to a topic while everything runs (its new partitions are then read,
+ * and produced to, within this time).
+ */
+const METADATA_MAX_AGE_MS = 5_000;
 /** kafkajs warns about bounded retries on every idempotent producer; the bound is deliberate. */
 const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
 
@@ -80,7 +86,7 @@ export class KafkaLog implements EventLog {
   private readonly kafka: Kafka;
   private admin: Admin | undefined;
   private adminConnecting: Promise<Admin> | undefined;
-  private readonly partitionCounts = new Map<string, number>();
+  private readonly partitionCounts = new Map<string, { count: number; at: number }>();
   private readonly closeables = new Set<{ close(): Promise<void> }>();
 
   constructor(private readonly options: KafkaLogOptions) {
@@ -185,7 +191,7 @@ export class KafkaLog implements EventLog {
 
   async partitionCount(topic: string): Promise<number> {
     const cached = this.partitionCounts.get(topic);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined && Date.now() - cached.at < METADATA_MAX_AGE_MS) return cached.count;
     const admin = await this.adminClient();
     const topics = await admin.listTopics().catch((e) => Promise.reject(this.wrap('list topics', e)));
     if (!topics.includes(topic)) {
@@ -193,7 +199,7 @@ export class KafkaLog implements EventLog {
     }
     const meta = await admin.fetchTopicMetadata({ topics: [topic] }).catch((e) => Promise.reject(this.wrap('metadata', e)));
     const count = meta.topics[0]?.partitions.length ?? 0;
-    this.partitionCounts.set(topic, count);
+    this.partitionCounts.set(topic, { count, at: Date.now() });
     return count;
   }
 
@@ -303,6 +309,8 @@ export class KafkaLog implements EventLog {
       sessionTimeout: 10_000,
       rebalanceTimeout: 20_000,
       heartbeatInterval: 1_000,
+      // New partitions of a subscribed topic are noticed on a metadata refresh, and rebalanced in.
+      metadataMaxAge: METADATA_MAX_AGE_MS,
     });
     const adapter = new KafkaConsumerAdapter(this, consumer, options);
     this.closeables.add({ close: () => adapter.stop() });

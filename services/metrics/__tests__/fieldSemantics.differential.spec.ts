@@ -1,0 +1,398 @@
+/**
+ * Differential test of "one definition, two engines" (services/metrics/fieldSemantics.ts and
+ * windowStart.ts): the speed layer's JavaScript and the batch layer's DuckDB SQL must give the
+ * same key text, distinct text (and so the same HyperLogLog register), filter verdict, numeric
+ * value and window start for every value. Over 100,000 seeded values: every JSON number form
+ * (exponents in both cases, signs, -0, leading zeros in exponents, fractions, 15 to 17
+ * significant digits, integers beyond 2^53, huge and tiny magnitudes), strings with escapes,
+ * Unicode and surrogate pairs, booleans; written in events with plain and escaped field names
+ * and odd whitespace. DuckDB is real. A failure prints the value and `LK_TEST_SEED` reruns it.
+ *
+ * The JavaScript side runs both of its paths: the event scanner (the hot path, which reads the
+ * number's bytes) and the validator (JSON.parse plus the source tokens), which must agree too.
+ * The SQL side runs both of its forms: on the raw event, and as the batch recompute evaluates it
+ * (the field cut out of `raw` into a column, the expression evaluated on a rebuilt document).
+ */
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docOf, lakeFieldSql } from '../../../batch/views/batchViews.ts';
+import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../events/eventScanner.ts';
+import { decodeWithValidator } from '../../events/fastDecode.ts';
+import { seededRandom } from '../../ingest/generator.ts';
+import { GRANULARITY_MS } from '../definitions.ts';
+import {
+  canonicalNumberText,
+  compileFilter,
+  fieldText,
+  fieldTextSql,
+  fieldValuesOf,
+  filterAccepts,
+  filterSql,
+  numericValue,
+  numericValueSql,
+  type FieldValue,
+  type FilterValue,
+} from '../fieldSemantics.ts';
+import { hllHash, hllRegisterSql } from '../hll.ts';
+import { windowStartOf, windowStartSql } from '../windowStart.ts';
+
+const SEED = Number(process.env.LK_TEST_SEED ?? 20261202);
+const VALUES = 100_000;
+const rerun = `rerun: LK_TEST_SEED=${SEED} npx vitest run services/metrics/__tests__/fieldSemantics.differential.spec.ts`;
+
+let db: DuckDBInstance;
+let conn: DuckDBConnection;
+beforeAll(async () => {
+  db = await DuckDBInstance.create(':memory:', { threads: '2' });
+  conn = await db.connect();
+});
+afterAll(() => {
+  conn.closeSync();
+  db.closeSync();
+});
+
+// ---------------------------------------------------------------- value generators
+
+type Rand = () => number;
+const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+const digits = (r: Rand, n: number, noLeadingZero = false): string => {
+  let s = '';
+  for (let i = 0; i < n; i++) s += String(i === 0 && noLeadingZero ? 1 + Math.floor(r() * 9) : Math.floor(r() * 10));
+  return s;
+};
+
+const EDGE_NUMBERS = [
+  '0',
+  '-0',
+  '0.0',
+  '-0.0e5',
+  '1e-7',
+  '1E-7',
+  '0.000025',
+  '2.5e-05',
+  '10000000000000000',
+  '1e+16',
+  '9007199254740993',
+  '9007199254740992',
+  '9007199254740991',
+  '-9007199254740993',
+  '18446744073709551615',
+  '18446744073709551616',
+  '-9223372036854775808',
+  '-9223372036854775809',
+  '123456789012345678901234567890',
+  '1e21',
+  '1e+21',
+  '999999999999999999999',
+  '1000000000000000000000',
+  '0.000001',
+  '0.0000001',
+  '1.7976931348623157e308',
+  '1.7976931348623159e308',
+  '2e308',
+  '-1e400',
+  '5e-324',
+  '1e-400',
+  '0.1',
+  '0.10',
+  '1.50',
+  '100',
+  '1e2',
+  '1E+2',
+  '100.0',
+  '1e0005',
+  '1E-0007',
+  '0.30000000000000004',
+  '123.456e-2',
+  '4.35',
+  '-7.5e-1',
+];
+
+function numberText(r: Rand): string {
+  const sign = r() < 0.3 ? '-' : '';
+  switch (Math.floor(r() * 7)) {
+    case 0: // integers of any length, beyond 2^53 and 2^64 too
+      return sign + (r() < 0.1 ? '0' : digits(r, 1 + Math.floor(r() * 40), true));
+    case 1: {
+      // decimals, with trailing zeros sometimes
+      const int = r() < 0.4 ? '0' : digits(r, 1 + Math.floor(r() * 12), true);
+      return `${sign}${int}.${digits(r, 1 + Math.floor(r() * 20))}${r() < 0.2 ? '000' : ''}`;
+    }
+    case 2: {
+      // exponent forms, both cases, signed or not, leading zeros in the exponent
+      const mantissa =
+        r() < 0.5 ? digits(r, 1 + Math.floor(r() * 6), true) : `${digits(r, 1, true)}.${digits(r, 1 + Math.floor(r() * 16))}`;
+      const e = String(Math.floor(r() * 420));
+      return `${sign}${mantissa}${pick(r, ['e', 'E'])}${pick(r, ['', '+', '-'])}${r() < 0.2 ? '00' : ''}${e}`;
+    }
+    case 3: {
+      // what JavaScript producers write: a double's shortest text, over every magnitude
+      const v = (r() - 0.5) * 10 ** Math.floor(r() * 60 - 30);
+      return String(v);
+    }
+    case 4: {
+      // 15 to 17 significant digits
+      const v = (r() + 0.01) * 10 ** Math.floor(r() * 40 - 20);
+      return sign + v.toPrecision(15 + Math.floor(r() * 3));
+    }
+    case 5:
+      return sign + ((r() * 2 ** 60) / 2 ** Math.floor(r() * 80)).toExponential(Math.floor(r() * 17));
+    default:
+      return pick(r, EDGE_NUMBERS);
+  }
+}
+
+const ESCAPES = [
+  '\\"',
+  '\\\\',
+  '\\/',
+  '\\b',
+  '\\f',
+  '\\n',
+  '\\r',
+  '\\t',
+  '\\u00e9',
+  '\\u0041',
+  '\\u4e2d',
+  '\\ud83d\\ude00',
+  '\\u0000',
+  '\\u001f',
+];
+const RAW_UNICODE = ['é', 'ü', '中', '😀', 'ß', 'Ω', '\u00a0', '\u2028'];
+
+function stringText(r: Rand): string {
+  const parts: string[] = [];
+  const n = Math.floor(r() * 8);
+  for (let i = 0; i < n; i++) {
+    const kind = r();
+    if (kind < 0.5) parts.push(pick(r, ['a', 'b', 'user-', '1', '0.5', 'true', ' ', 'x y', "it's", '#', '-']));
+    else if (kind < 0.75) parts.push(pick(r, ESCAPES));
+    else parts.push(pick(r, RAW_UNICODE));
+  }
+  return `"${parts.join('')}"`;
+}
+
+function valueText(r: Rand): string {
+  const kind = r();
+  if (kind < 0.62) return numberText(r);
+  if (kind < 0.95) return stringText(r);
+  return pick(r, ['true', 'false']);
+}
+
+/** An event holding `value` as field `k`, the name sometimes escaped, odd whitespace around. */
+function eventLine(r: Rand, i: number, value: string): string {
+  const ws = () => pick(r, ['', '', '', ' ', '\t', '\r', '  ']);
+  const name = r() < 0.1 ? '"\\u006b"' : r() < 0.05 ? '"\\u006B"' : '"k"';
+  const members = [`"id":"e${i}"`, `"type":"t"`, `"ts":1767225600000`, `${ws()}${name}${ws()}:${ws()}${value}${ws()}`];
+  if (r() < 0.3) members.push(`"v":${value}`);
+  if (r() < 0.5) members.splice(1, 0, `"other":${pick(r, ['1.5e3', '"x"', 'true', '12'])}`);
+  return `{${members.join(',')}}`;
+}
+
+// ---------------------------------------------------------------- the two JavaScript paths
+
+const scanner = new EventScanner();
+const WANTED = new Set(['k']);
+
+function viaScanner(line: string): FieldValue | undefined | 'not decided' {
+  const buf = Buffer.from(line);
+  if (!scanner.scan(buf, LOGGED_EVENT_SCAN_LIMITS)) return 'not decided';
+  return scanner.project(WANTED).k;
+}
+
+function viaValidator(line: string): FieldValue | undefined {
+  const decoded = decodeWithValidator(Buffer.from(line));
+  if ('code' in decoded) throw new Error(`the validator refused ${line}: ${decoded.message}`);
+  return fieldValuesOf(decoded.fields, decoded.numberSources, WANTED).k;
+}
+
+interface Case {
+  i: number;
+  line: string;
+  value: string;
+  key: string;
+  numeric: number | null;
+}
+
+describe('one definition, two engines: field semantics', () => {
+  it(`key, distinct, numeric value and filter agree on ${VALUES.toLocaleString('en-US')} generated values (JS scanner, JS validator, SQL on raw, SQL as the batch recompute evaluates it)`, async () => {
+    const r = seededRandom(SEED);
+    const cases: Case[] = [];
+    let scannerDecided = 0;
+    for (let i = 0; i < VALUES; i++) {
+      const value = valueText(r);
+      const line = eventLine(r, i, value);
+      const v = viaValidator(line);
+      expect(v, `${line}\n${rerun}`).toBeDefined();
+      const fromScanner = viaScanner(line);
+      if (fromScanner !== 'not decided') {
+        scannerDecided++;
+        expect(fieldText(fromScanner!), `scanner vs validator on ${line}\n${rerun}`).toBe(fieldText(v!));
+        expect(numericValue(fromScanner), `scanner vs validator value on ${line}\n${rerun}`).toBe(numericValue(v));
+      }
+      const n = numericValue(v);
+      cases.push({ i, line, value, key: fieldText(v!), numeric: n === undefined ? null : n });
+    }
+    // Both JavaScript paths were exercised on a large share.
+    expect(scannerDecided).toBeGreaterThan(VALUES / 3);
+    expect(scannerDecided).toBeLessThan(VALUES);
+
+    await conn.run('CREATE OR REPLACE TABLE ev (i INTEGER, raw VARCHAR)');
+    const appender = await conn.createAppender('ev');
+    for (const c of cases) {
+      appender.appendInteger(c.i);
+      appender.appendVarchar(c.line);
+      appender.endRow();
+    }
+    appender.closeSync();
+    // The batch recompute's form: the field's JSON text in a column, the rules on a rebuilt doc.
+    const doc = docOf(['k'], () => 'f');
+    const reader = await conn.runAndReadAll(`
+      SELECT i, ${fieldTextSql('raw', 'k')} AS key_raw, ${numericValueSql('raw', 'k')} AS num_raw,
+             ${fieldTextSql('doc', 'k')} AS key_doc, ${numericValueSql('doc', 'k')} AS num_doc
+      FROM (SELECT i, raw, ${doc} AS doc FROM (SELECT i, raw, ${lakeFieldSql('k', true)} AS f FROM (
+        SELECT i, raw, json_transform(raw, '{"k":"JSON"}') AS j FROM ev)))
+      ORDER BY i`);
+    const rows = reader.getRows() as [number, string | null, number | null, string | null, number | null][];
+    expect(rows.length).toBe(cases.length);
+    const problems: string[] = [];
+    for (const [i, keyRaw, numRaw, keyDoc, numDoc] of rows) {
+      const c = cases[i]!;
+      if (keyRaw !== c.key) problems.push(`key of ${c.value}: JS ${JSON.stringify(c.key)}, SQL on raw ${JSON.stringify(keyRaw)}`);
+      if (keyDoc !== c.key) problems.push(`key of ${c.value}: JS ${JSON.stringify(c.key)}, SQL as recomputed ${JSON.stringify(keyDoc)}`);
+      if (!Object.is(numRaw, c.numeric)) problems.push(`value of ${c.value}: JS ${c.numeric}, SQL on raw ${numRaw}`);
+      if (!Object.is(numDoc, c.numeric)) problems.push(`value of ${c.value}: JS ${c.numeric}, SQL as recomputed ${numDoc}`);
+      if (problems.length > 20) break;
+    }
+    expect(problems, rerun).toEqual([]);
+
+    // Distinct numbers never collapse, and equal ones never split: a number's key is a function
+    // of its exact value and the other way round (checked against an independent oracle: the
+    // value as BigInt digits and exponent, computed without fieldSemantics.ts).
+    const byKey = new Map<string, string>();
+    const byExact = new Map<string, string>();
+    for (const c of cases) {
+      if (!/^-?[0-9]/.test(c.value)) continue;
+      const exact = exactDecimal(c.value);
+      const seen = byKey.get(c.key);
+      if (seen !== undefined && seen !== exact) problems.push(`${c.value} and another number, exactly ${seen}, share the key ${c.key}`);
+      const key = byExact.get(exact);
+      if (key !== undefined && key !== c.key) problems.push(`${c.value} has the key ${c.key}, an equal number has ${key}`);
+      byKey.set(c.key, exact);
+      byExact.set(exact, c.key);
+    }
+    expect(problems, rerun).toEqual([]);
+    expect(byKey.size).toBeGreaterThan(VALUES / 3);
+  });
+
+  it('the distinct text gives the same HyperLogLog register in both engines (strings with escapes and Unicode, numbers)', async () => {
+    const r = seededRandom(SEED + 1);
+    const texts = Array.from({ length: 5000 }, (_, i) => {
+      const v = viaValidator(eventLine(r, i, valueText(r)));
+      return fieldText(v!);
+    });
+    await conn.run('CREATE OR REPLACE TABLE d (i INTEGER, v VARCHAR)');
+    const appender = await conn.createAppender('d');
+    texts.forEach((t, i) => {
+      appender.appendInteger(i);
+      appender.appendVarchar(t);
+      appender.endRow();
+    });
+    appender.closeSync();
+    const { bucket, rank } = hllRegisterSql('v');
+    const rows = (await conn.runAndReadAll(`SELECT i, ${bucket}, ${rank} FROM d ORDER BY i`)).getRows() as [number, number, number][];
+    for (const [i, b, k] of rows)
+      expect({ b, k }, JSON.stringify(texts[i])).toEqual((({ bucket: b2, rank: k2 }) => ({ b: b2, k: k2 }))(hllHash(texts[i]!)));
+  });
+
+  it('filters match by JSON type and exact value in both engines', async () => {
+    const r = seededRandom(SEED + 2);
+    const values = Array.from({ length: 3000 }, () => valueText(r));
+    // Accepted: a third of the values (numbers by their canonical text), plus look-alikes of
+    // another type that must not match: the string "1" never matches the number 1.
+    const accepted: FilterValue[] = [];
+    for (const v of values.filter((_, i) => i % 3 === 0)) {
+      if (v === 'true' || v === 'false') accepted.push(v === 'true');
+      else if (v.startsWith('"')) accepted.push(JSON.parse(v) as string);
+      else accepted.push({ number: canonicalNumberText(v) });
+    }
+    accepted.push('1', '100', 'true');
+    const filter = compileFilter('k', accepted);
+    await conn.run('CREATE OR REPLACE TABLE f (i INTEGER, raw VARCHAR)');
+    const appender = await conn.createAppender('f');
+    const lines = values.map((v, i) => eventLine(r, i, v));
+    lines.forEach((l, i) => {
+      appender.appendInteger(i);
+      appender.appendVarchar(l);
+      appender.endRow();
+    });
+    appender.closeSync();
+    const rows = (await conn.runAndReadAll(`SELECT i, ${filterSql('raw', 'k', accepted)} FROM f ORDER BY i`)).getRows() as [
+      number,
+      boolean,
+    ][];
+    let matched = 0;
+    for (const [i, sqlMatch] of rows) {
+      const js = filterAccepts(filter, viaValidator(lines[i]!));
+      expect(Boolean(sqlMatch), `${values[i]}\n${rerun}`).toBe(js);
+      if (js) matched++;
+    }
+    expect(matched).toBeGreaterThan(values.length / 4);
+    expect(matched).toBeLessThan(values.length);
+  });
+
+  it('the window start is the same in both engines for every granularity, before 1970 and near the largest event time', async () => {
+    const r = seededRandom(SEED + 3);
+    const times: number[] = [
+      0,
+      -1,
+      1,
+      59_999,
+      60_000,
+      -60_000,
+      -60_001,
+      8.64e15,
+      -8.64e15,
+      8.64e15 - 1,
+      Date.UTC(1969, 11, 31, 23, 59, 59, 999),
+    ];
+    for (let i = 0; i < 20_000; i++) times.push(Math.round((r() - 0.5) * 2 * 8.64e15));
+    await conn.run('CREATE OR REPLACE TABLE w (i INTEGER, ts BIGINT)');
+    const appender = await conn.createAppender('w');
+    times.forEach((t, i) => {
+      appender.appendInteger(i);
+      appender.appendBigInt(BigInt(t));
+      appender.endRow();
+    });
+    appender.closeSync();
+    const sizes = Object.values(GRANULARITY_MS);
+    const rows = (
+      await conn.runAndReadAll(`SELECT i, ${sizes.map((s) => `${windowStartSql('ts', s)}::DOUBLE`).join(', ')} FROM w ORDER BY i`)
+    ).getRows() as number[][];
+    for (const [i, ...starts] of rows) {
+      const ts = times[i!]!;
+      sizes.forEach((size, g) => {
+        const js = windowStartOf(ts, size);
+        expect(starts[g], `ts ${ts}, size ${size}`).toBe(js);
+        // An independent oracle: the largest multiple of size not after ts, in BigInt arithmetic.
+        const big = BigInt(ts);
+        const s = BigInt(size);
+        const floor = big >= 0n ? (big / s) * s : -((-big + s - 1n) / s) * s;
+        expect(js, `ts ${ts}`).toBe(Number(floor));
+      });
+    }
+  });
+});
+
+/** The exact value of JSON number text as a reduced fraction "p/q" (an oracle independent of fieldSemantics.ts). */
+function exactDecimal(text: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text)!;
+  let num = BigInt(m[2]! + (m[3] ?? ''));
+  if (num === 0n) return '0/1';
+  let exp = BigInt(m[4] ?? '0') - BigInt((m[3] ?? '').length);
+  while (num % 10n === 0n) {
+    num /= 10n;
+    exp += 1n;
+  }
+  return `${m[1]}${num}e${exp}`;
+}
