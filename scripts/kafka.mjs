@@ -262,7 +262,9 @@ function findMaven(env) {
 function libsReady(cfg) {
   if (!existsSync(join(cfg.libs, '.complete'))) return false;
   try {
-    return readdirSync(cfg.libs).some((f) => f.startsWith('kafka_2.13-') && f.endsWith('.jar'));
+    const jars = readdirSync(cfg.libs);
+    // The broker and Kafka's command-line tools (a cache from before the tools were added lacks them).
+    return ['kafka_2.13-', 'kafka-tools-'].every((prefix) => jars.some((f) => f.startsWith(prefix) && f.endsWith('.jar')));
   } catch {
     return false;
   }
@@ -310,6 +312,8 @@ export async function ensureKafkaJars(opts = {}) {
     );
   }
   const jars = readdirSync(tmp).filter((f) => f.endsWith('.jar'));
+  // An older, incomplete cache is replaced.
+  if (existsSync(cfg.libs) && !libsReady(cfg)) rmSync(cfg.libs, { recursive: true, force: true });
   writeFileSync(join(tmp, '.complete'), `${JSON.stringify({ version: cfg.version, jars: jars.length, at: new Date().toISOString() })}\n`);
   try {
     renameSync(tmp, cfg.libs);
