@@ -17,8 +17,8 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** Tries once; returns true when this process now holds the lock. */
-export function tryLock(path: string): boolean {
+/** Creates the lock file exclusively; false when it exists. */
+function createLock(path: string): boolean {
   try {
     const fd = openSync(path, 'wx');
     writeSync(fd, String(process.pid));
@@ -26,7 +26,13 @@ export function tryLock(path: string): boolean {
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return false;
   }
+}
+
+/** Tries once (taking over a lock whose owner died); returns true when this process now holds the lock. */
+export function tryLock(path: string): boolean {
+  if (createLock(path)) return true;
   let text: string;
   let ageMs: number;
   try {
@@ -45,6 +51,8 @@ export function tryLock(path: string): boolean {
     } catch {
       /* another process removed it first */
     }
+    // The owner is dead: one more try, so that a single call after a crash takes the lock.
+    return createLock(path);
   }
   return false;
 }

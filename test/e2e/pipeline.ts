@@ -117,8 +117,8 @@ export class Pipeline {
           .map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')))
       : [];
     const partitions = new Map<number, any>();
-    for (const f of files.sort((a, b) => Number(a.updatedAt) - Number(b.updatedAt)))
-      for (const p of f.partitions) partitions.set(p.partition, p);
+    const at = (f: any) => (typeof f.updatedAt === 'number' ? f.updatedAt : Date.parse(f.updatedAt));
+    for (const f of files.sort((a, b) => at(a) - at(b))) for (const p of f.partitions) partitions.set(p.partition, p);
     return { partitions, files };
   }
 
