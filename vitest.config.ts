@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['{services,streaming,batch,serving,test}/**/*.spec.ts'],
+    include: ['{cli,services,streaming,batch,serving,test}/**/*.spec.ts'],
     globalSetup: ['./test/global-setup.ts'],
     // kafkajs and DuckDB's native binding are happiest in child processes.
     pool: 'forks',

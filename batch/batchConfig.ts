@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
-import { addCommonOptions, duration, port, topicName, type CommonOptions } from '../services/cli/options.ts';
+import { addCommonOptions, duration, port, topicName, type CommonOptions } from '../services/config/cliOptions.ts';
 import type { DataDirLayout } from '../services/config/dataDir.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { VERSION_NAME } from '../services/views/viewRow.ts';

@@ -14,7 +14,7 @@ import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { Logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun, type BatchRunManifest } from '../services/views/batchSnapshots.ts';
-import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from './lake/commitProtocol.ts';
+import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from '../services/lake/commitProtocol.ts';
 import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';

@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InfrastructureError, errorMessage } from '../services/errors.ts';
 import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
-import { context } from '../services/cli/options.ts';
+import { context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import { addBatchOptions, batchStatusPath, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
 import { runBatchCycle } from './batchCycle.ts';
 import { BatchService } from './batchService.ts';
-import { LakeManifest, lakeExists } from './lake/commitProtocol.ts';
+import { LakeManifest, lakeExists } from '../services/lake/commitProtocol.ts';
 import { compactLake } from './lake/compaction.ts';
 import { WRITER_LOCK } from './lake/lakeWriter.ts';
 

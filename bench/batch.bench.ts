@@ -24,7 +24,7 @@ import { eventTopicSpecs } from '../services/log/topics.ts';
 import { loadMetricDefinitions } from '../services/metrics/definitions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { catchUpLake } from '../batch/batchCycle.ts';
-import { LakeManifest } from '../batch/lake/commitProtocol.ts';
+import { LakeManifest } from '../services/lake/commitProtocol.ts';
 import { recomputeBatchViews } from '../batch/views/batchViews.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);

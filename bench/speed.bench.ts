@@ -30,7 +30,7 @@ import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
-import { SpeedJob } from '../streaming/speedJob.ts';
+import { SpeedJob } from '../streaming/job/speedJob.ts';
 import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);

@@ -6,7 +6,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ConfigError } from '../services/errors.ts';
 import { logger } from '../services/observability/logger.ts';
-import { addCommonOptions, context, duration, port, positiveInt, type CommonOptions } from '../services/cli/options.ts';
+import { addCommonOptions, context, duration, port, positiveInt, type CommonOptions } from '../services/config/cliOptions.ts';
 import { VERSION_NAME } from '../services/views/viewRow.ts';
 import { parseServeConfig } from './config.ts';
 

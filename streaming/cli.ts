@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../services/errors.ts';
-import { addCommonOptions, context, duration, port, topicName, type CommonOptions } from '../services/cli/options.ts';
+import { addCommonOptions, context, duration, port, topicName, type CommonOptions } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { logger } from '../services/observability/logger.ts';
 import { VERSION_NAME } from '../services/views/viewRow.ts';
-import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './savepoints.ts';
-import { SpeedJob } from './speedJob.ts';
+import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
+import { SpeedJob } from './job/speedJob.ts';
 
 interface JobOptions extends CommonOptions {
   topic: string;

@@ -11,7 +11,7 @@ import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
 import { parseBrokers } from '../../services/log/openLog.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { HLL_M } from '../../services/metrics/hll.ts';
-import { LakeManifest } from '../lake/commitProtocol.ts';
+import { LakeManifest } from '../../services/lake/commitProtocol.ts';
 import { testBrokers } from '../../test/helpers.ts';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;

@@ -15,7 +15,7 @@ import { loadMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { catchUpLake } from '../batchCycle.ts';
-import { LakeManifest, type LakeSnapshot } from '../lake/commitProtocol.ts';
+import { LakeManifest, type LakeSnapshot } from '../../services/lake/commitProtocol.ts';
 import { recomputeBatchViews } from '../views/batchViews.ts';
 import { REPO_ROOT, createTopic, kafkaLog, produceLines, readSnapshotRows, spawnLk } from './batchTestKit.ts';
 

@@ -15,7 +15,7 @@ import { generateEventLines, seededRandom } from '../../services/ingest/generato
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
-import { LAKE_TMP_DIR, LakeManifest } from '../lake/commitProtocol.ts';
+import { LAKE_TMP_DIR, LakeManifest } from '../../services/lake/commitProtocol.ts';
 import { createTopic, kafkaLog, produceLines, readLakeWithDuckDb, spawnLk } from './batchTestKit.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 7);

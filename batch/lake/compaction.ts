@@ -16,9 +16,9 @@ import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../services/observability/logger.ts';
-import { ConcurrentCompactionError, type LakeFile, type LakeManifest } from './commitProtocol.ts';
+import { ConcurrentCompactionError, type LakeFile, type LakeManifest } from '../../services/lake/commitProtocol.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
-import { LAKE_TABLE_COLUMNS, partFileName, readLakeSql } from './lakeSchema.ts';
+import { LAKE_TABLE_COLUMNS, partFileName, readLakeSql } from '../../services/lake/lakeLayout.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 
 export interface CompactionOptions {

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { GRANULARITY_MS, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
-import { memberNumberPattern } from '../../services/metrics/fieldSemantics.ts';
+import { fieldJsonSql, fieldsDocumentSql } from '../../services/metrics/fieldSemantics.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import { HLL_M, HyperLogLog, hllRegisterSql } from '../../services/metrics/hll.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -38,8 +38,8 @@ import {
   stageBatchRun,
   type BatchRunManifest,
 } from '../../services/views/batchSnapshots.ts';
-import { LakeManifest, type LakeSnapshot } from '../lake/commitProtocol.ts';
-import { readLakeSql } from '../lake/lakeSchema.ts';
+import { LakeManifest, type LakeSnapshot } from '../../services/lake/commitProtocol.ts';
+import { readLakeSql } from '../../services/lake/lakeLayout.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 
 const EMPTY_SKETCH = new HyperLogLog().toBase64();
@@ -192,29 +192,11 @@ function textFields(defs: readonly MetricDefinition[]): Set<string> {
 }
 
 /**
- * The JSON text of event field `field`, from `j` (json_transform of `raw` to a struct of JSON
- * values) and `raw` (the event). With `asText` (a field read as a key, a distinct value or a
- * filter) a number keeps the digits the event wrote, cut out of `raw` only for the events whose
- * field is such a number: DuckDB's JSON value holds a double (services/metrics/fieldSemantics.ts).
+ * A JSON object of just `fields` (services/metrics/fieldSemantics.ts `fieldsDocumentSql`); `type`
+ * comes from the typed column as the JSON string the raw event holds (to_json quotes and escapes it).
  */
-export function lakeFieldSql(field: string, asText: boolean): string {
-  const value = `j[${sqlQuote(field)}]`;
-  return asText
-    ? `CASE WHEN json_type(${value}) = 'DOUBLE' THEN regexp_extract(raw, ${sqlQuote(memberNumberPattern(field))}, 1) ELSE ${value}::VARCHAR END`
-    : `${value}::VARCHAR`;
-}
-
-/**
- * A JSON object holding only `fields`, rebuilt from their extracted JSON values (absent fields
- * stay absent). The compiled metric SQL gives the same answer on it as on the full event for any
- * expression that reads only these fields: the extracted value is the field's JSON text, types
- * included, so json_type/json_extract on the rebuilt object see the same value. `type` comes from
- * the typed column as the JSON string the raw event holds (to_json quotes and escapes it).
- */
-export function docOf(fields: readonly string[], column: (field: string) => string): string {
-  const json = (f: string) => (f === TYPE_FIELD ? `to_json(${column(f)})` : column(f));
-  const members = fields.map((f) => `CASE WHEN ${column(f)} IS NOT NULL THEN ${sqlQuote(`${JSON.stringify(f)}:`)} || ${json(f)} END`);
-  return `('{' || concat_ws(',', ${members.join(', ')}) || '}')`;
+function docOf(fields: readonly string[], column: (field: string) => string): string {
+  return fieldsDocumentSql(fields, (f) => (f === TYPE_FIELD ? `to_json(${column(f)})` : column(f)));
 }
 
 /**
@@ -364,7 +346,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     const fields = referencedFields(options.metrics.metrics);
     const texts = textFields(options.metrics.metrics);
     const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
-    const fieldColumns = fields.map((f, i) => `${lakeFieldSql(f, texts.has(f))} AS f${i}`).join(', ');
+    const fieldColumns = fields.map((f, i) => `${fieldJsonSql(f, texts.has(f))} AS f${i}`).join(', ');
     // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
     // older layout has no id_hash, and its events count as misplaced (the cautious answer).
     const misplaced = `coalesce(id_hash % ${options.homePartitions} <> kafka_partition, TRUE)`;

@@ -9,10 +9,10 @@ import { generateEventLines } from '../../services/ingest/generator.ts';
 import type { LogRecord } from '../../services/log/eventLog.ts';
 import { parseMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { tempDir } from '../../test/helpers.ts';
-import { CheckpointStore, restoreState } from '../checkpointStore.ts';
-import { compareDefinitions } from '../compatibility.ts';
-import { PartitionState } from '../partitionState.ts';
-import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from '../snapshotCodec.ts';
+import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
+import { compareDefinitions } from '../checkpoints/compatibility.ts';
+import { PartitionState } from '../state/partitionState.ts';
+import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 import { TEST_METRICS_YAML } from './support/oracle.ts';
 
 const defs = parseMetricDefinitions(TEST_METRICS_YAML, 'test.yaml').metrics;

@@ -3,8 +3,8 @@
 // sequence that forces many table rebuilds, the same live size, and a restore from its entries
 // that answers like the original.
 import { describe, expect, it } from 'vitest';
-import { DedupSet } from '../dedupSet.ts';
-import { fingerprintId } from '../idFingerprint.ts';
+import { DedupSet } from '../state/dedupSet.ts';
+import { fingerprintId } from '../state/idFingerprint.ts';
 import { seededRandom } from '../../services/ingest/generator.ts';
 
 const HORIZON = 10 * 60_000;

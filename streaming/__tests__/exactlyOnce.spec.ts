@@ -25,7 +25,7 @@ import {
   spawnSpeed,
   writeTestMetrics,
 } from './support/harness.ts';
-import { statusFilePath, type SpeedStatus } from '../status.ts';
+import { statusFilePath, type SpeedStatus } from '../job/statusReporter.ts';
 
 /** A port nobody listens on right now (the child binds it a moment later). */
 function freePort(): Promise<number> {

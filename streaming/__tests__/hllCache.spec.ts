@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../services/ingest/generator.ts';
 import { hllHash } from '../../services/metrics/hll.ts';
-import { registerOf } from '../hllCache.ts';
+import { registerOf } from '../state/hllCache.ts';
 
 describe('registerOf', () => {
   it('agrees with hllHash on 50,000 values (seed 5), twice (cold and cached)', () => {

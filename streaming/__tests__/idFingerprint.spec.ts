@@ -2,7 +2,7 @@
 // output (Python's mmh3.hash128(data, 0, x64arch=False), lanes h1..h4 as unsigned 32-bit), on
 // lengths that reach every tail case and a block boundary, and on UTF-8.
 import { describe, expect, it } from 'vitest';
-import { fingerprintBytes, fingerprintId } from '../idFingerprint.ts';
+import { fingerprintBytes, fingerprintId } from '../state/idFingerprint.ts';
 
 const VECTORS: [string, [number, number, number, number]][] = [
   ['a', [2811532092, 1431744539, 1431744539, 1431744539]],

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
-import { statusFilePath, type SpeedStatus } from '../status.ts';
+import { statusFilePath, type SpeedStatus } from '../job/statusReporter.ts';
 import { computeOracle } from './support/oracle.ts';
 import {
   killAllSpeed,

@@ -3,7 +3,7 @@
  * refused with a precise message when the metric file changed incompatibly; listed and deleted.
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { statusFilePath } from '../status.ts';
+import { statusFilePath } from '../job/statusReporter.ts';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';

@@ -9,8 +9,8 @@ import { parseMetricDefinitions, type MetricDefinition } from '../../services/me
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { partitionForKey } from '../../services/log/partitioner.ts';
 import { HLL_STANDARD_ERROR, HyperLogLog } from '../../services/metrics/hll.ts';
-import { PartitionState } from '../partitionState.ts';
-import { combinedWatermark, isIdle } from '../watermarks.ts';
+import { PartitionState } from '../state/partitionState.ts';
+import { combinedWatermark, isIdle } from '../state/watermarks.ts';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 0, 1, 12, 0); // a minute (and hour) boundary

@@ -23,7 +23,7 @@ import { EmbeddedLog } from '../../services/log/embedded/embeddedLog.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
-import { LakeManifest } from '../../batch/lake/commitProtocol.ts';
+import { LakeManifest } from '../../services/lake/commitProtocol.ts';
 import {
   closeTo,
   oracleViews,

@@ -15,7 +15,6 @@
  */
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docOf, lakeFieldSql } from '../../../batch/views/batchViews.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../events/eventScanner.ts';
 import { decodeWithValidator } from '../../events/fastDecode.ts';
 import { seededRandom } from '../../ingest/generator.ts';
@@ -24,8 +23,10 @@ import {
   canonicalNumberText,
   compileFilter,
   fieldText,
+  fieldJsonSql,
   fieldTextSql,
   fieldValuesOf,
+  fieldsDocumentSql,
   filterAccepts,
   filterSql,
   numericValue,
@@ -246,11 +247,11 @@ describe('one definition, two engines: field semantics', () => {
     }
     appender.closeSync();
     // The batch recompute's form: the field's JSON text in a column, the rules on a rebuilt doc.
-    const doc = docOf(['k'], () => 'f');
+    const doc = fieldsDocumentSql(['k'], () => 'f');
     const reader = await conn.runAndReadAll(`
       SELECT i, ${fieldTextSql('raw', 'k')} AS key_raw, ${numericValueSql('raw', 'k')} AS num_raw,
              ${fieldTextSql('doc', 'k')} AS key_doc, ${numericValueSql('doc', 'k')} AS num_doc
-      FROM (SELECT i, raw, ${doc} AS doc FROM (SELECT i, raw, ${lakeFieldSql('k', true)} AS f FROM (
+      FROM (SELECT i, raw, ${doc} AS doc FROM (SELECT i, raw, ${fieldJsonSql('k', true)} AS f FROM (
         SELECT i, raw, json_transform(raw, '{"k":"JSON"}') AS j FROM ev)))
       ORDER BY i`);
     const rows = reader.getRows() as [number, string | null, number | null, string | null, number | null][];

@@ -9,13 +9,13 @@
  * exactly-once argument is unchanged by where the state lives. Messages to one thread are handled
  * in order, so a capture sees exactly the batches sent before it.
  */
-import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import type { LogRecord } from '../services/log/eventLog.ts';
-import { viewRowKey } from '../services/views/viewRow.ts';
-import { CheckpointStore, restoreState } from './checkpointStore.ts';
-import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from './partitionState.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
+import type { LogRecord } from '../../services/log/eventLog.ts';
+import { viewRowKey } from '../../services/views/viewRow.ts';
+import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
+import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from '../state/partitionState.ts';
 import type { PackedBatch } from './recordPack.ts';
-import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from './snapshotCodec.ts';
+import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 
 /** A new full snapshot is written when the delta chain gets this long... */
 const MAX_CHAIN_LENGTH = 200;

@@ -1,8 +1,8 @@
 /** `lk topics create|list`: the events topic and its dead-letter topic. */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { DEFAULT_EVENTS_PARTITIONS, DEFAULT_EVENTS_TOPIC, eventTopicSpecs } from '../../log/topics.ts';
-import { addCommonOptions, context, positiveInt, topicName, type CommonOptions } from '../options.ts';
+import { DEFAULT_EVENTS_PARTITIONS, DEFAULT_EVENTS_TOPIC, eventTopicSpecs } from '../../services/log/topics.ts';
+import { addCommonOptions, context, positiveInt, topicName, type CommonOptions } from '../../services/config/cliOptions.ts';
 
 export function registerTopicsCommands(program: Command): void {
   const topics = program.command('topics').description('manage the event log topics');

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, InfrastructureError } from '../services/errors.ts';
-import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
+import { ConfigError, InfrastructureError } from '../../services/errors.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
+import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 
 export interface JobMetadata {
   version: string;

@@ -13,10 +13,10 @@
  */
 import { readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { InfrastructureError, errorMessage } from '../services/errors.ts';
-import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { isStaleTempName, writeFileAtomic } from '../services/storage/atomicFile.ts';
-import { PartitionState, type Placement, type SpeedSemantics } from './partitionState.ts';
+import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
+import { isStaleTempName, writeFileAtomic } from '../../services/storage/atomicFile.ts';
+import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
 import { decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
 
 const SNAPSHOT = /^(\d+)\.arrow$/;

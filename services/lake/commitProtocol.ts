@@ -28,8 +28,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { IllegalStateError, InfrastructureError, assert } from '../../services/errors.ts';
-import { createFileExclusiveSync, placeFileSync, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
+import { IllegalStateError, InfrastructureError, assert } from '../errors.ts';
+import { createFileExclusiveSync, placeFileSync, writeFileAtomicSync } from '../storage/atomicFile.ts';
 
 export const LAKE_LOG_DIR = '_lake_log';
 export const LAKE_TMP_DIR = '_tmp';

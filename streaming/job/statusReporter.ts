@@ -7,8 +7,8 @@ import { createServer, type Server } from 'node:http';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { logger } from '../services/observability/logger.ts';
-import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
+import { logger } from '../../services/observability/logger.ts';
+import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 
 export interface PartitionStatus {
   partition: number;

@@ -8,7 +8,7 @@
  * there): a lookup is a short hash loop and one or two string comparisons, where a Map of
  * 100,000 strings cost ~0.7 us (hashing a fresh string and a cache miss into a large table).
  */
-import { hllHash } from '../services/metrics/hll.ts';
+import { hllHash } from '../../services/metrics/hll.ts';
 
 const SLOTS = 1 << 19;
 const values: (string | undefined)[] = new Array<string | undefined>(SLOTS);

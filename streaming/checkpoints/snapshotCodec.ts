@@ -17,9 +17,9 @@
  */
 import { crc32 } from 'node:zlib';
 import { Binary, FixedSizeBinary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
-import type { DedupEntries } from './dedupSet.ts';
-import { fingerprintId } from './idFingerprint.ts';
-import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } from './partitionState.ts';
+import type { DedupEntries } from '../state/dedupSet.ts';
+import { fingerprintId } from '../state/idFingerprint.ts';
+import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } from '../state/partitionState.ts';
 
 const MAGIC = Buffer.from('LKSNAP01', 'latin1');
 

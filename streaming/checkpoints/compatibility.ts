@@ -12,8 +12,8 @@
  * new rule accepts would land in empty windows).
  */
 import { createHash } from 'node:crypto';
-import { formatDuration } from '../services/events/eventTime.ts';
-import type { MetricDefinition } from '../services/metrics/definitions.ts';
+import { formatDuration } from '../../services/events/eventTime.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 
 export function semanticDefinition(def: MetricDefinition): Omit<MetricDefinition, 'description'> {
   const { description: _ignored, ...rest } = def;

@@ -18,10 +18,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, InfrastructureError } from '../services/errors.ts';
-import type { EventLog } from '../services/log/eventLog.ts';
-import type { MetricDefinition } from '../services/metrics/definitions.ts';
-import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../services/storage/atomicFile.ts';
+import { ConfigError, InfrastructureError } from '../../services/errors.ts';
+import type { EventLog } from '../../services/log/eventLog.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
+import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
 import { metricsFingerprint } from './compatibility.ts';
 import { readJobMetadata } from './jobMetadata.ts';

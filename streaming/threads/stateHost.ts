@@ -16,9 +16,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { InfrastructureError } from '../services/errors.ts';
-import type { RecordBatch } from '../services/log/eventLog.ts';
-import { MissingCheckpointError } from './checkpointStore.ts';
+import { InfrastructureError } from '../../services/errors.ts';
+import type { RecordBatch } from '../../services/log/eventLog.ts';
+import { MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { packBatch, transferablesOf, type PackedBatch } from './recordPack.ts';
 import { StateRegistry, type Capture, type ChainInfo, type Opened, type PartitionStats, type RegistryConfig } from './stateRegistry.ts';
 
@@ -147,7 +147,7 @@ class WorkerStateHost implements StateHost {
   ) {
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
-    const entry = new URL('../services/runtime/tsWorker.js', import.meta.url);
+    const entry = new URL('../../services/runtime/tsWorker.js', import.meta.url);
     const module = new URL('./stateWorker.ts', import.meta.url).href;
     this.workers = Array.from({ length: threads }, (_, i) => {
       const worker = new Worker(entry, { workerData: { module, registry: cfg }, name: `lk-speed-state-${i}` });

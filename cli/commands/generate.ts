@@ -9,12 +9,21 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { InfrastructureError } from '../../errors.ts';
-import { DEFAULT_EVENT_LIMITS } from '../../events/event.ts';
-import { DEFAULT_GENERATOR_OPTIONS, generateEventLines } from '../../ingest/generator.ts';
-import { DEFAULT_EVENTS_TOPIC } from '../../log/topics.ts';
-import { progress } from '../../observability/progress.ts';
-import { addCommonOptions, context, fraction, nonNegativeInt, positiveInt, timestamp, topicName, type CommonOptions } from '../options.ts';
+import { InfrastructureError } from '../../services/errors.ts';
+import { DEFAULT_EVENT_LIMITS } from '../../services/events/event.ts';
+import { DEFAULT_GENERATOR_OPTIONS, generateEventLines } from '../../services/ingest/generator.ts';
+import { DEFAULT_EVENTS_TOPIC } from '../../services/log/topics.ts';
+import { progress } from '../../services/observability/progress.ts';
+import {
+  addCommonOptions,
+  context,
+  fraction,
+  nonNegativeInt,
+  positiveInt,
+  timestamp,
+  topicName,
+  type CommonOptions,
+} from '../../services/config/cliOptions.ts';
 import { printSummary, produceStream } from './produce.ts';
 
 interface GenerateOptions extends CommonOptions {

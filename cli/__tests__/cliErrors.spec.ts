@@ -1,7 +1,7 @@
 /** The CLI's failure paths: one clear line, the right exit code, never a stack trace or a hang. */
 import { describe, expect, it } from 'vitest';
-import { runLk } from '../../../test/cli.ts';
-import { tempDir, testBrokers, uniqueName } from '../../../test/helpers.ts';
+import { runLk } from '../../test/cli.ts';
+import { tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -55,7 +55,7 @@ describe('lk command line errors', () => {
     const dir = tempDir();
     const file = join(dir.path, 'metrics.yaml');
     writeFileSync(file, 'metrics:\n  - name: a\n    key: k\n    granularities: [week]\n    allowedLateness: 1m\n');
-    const { loadMetricDefinitions } = await import('../../metrics/definitions.ts');
+    const { loadMetricDefinitions } = await import('../../services/metrics/definitions.ts');
     expect(() => loadMetricDefinitions(file)).toThrow(
       new RegExp(`${file}:4:\\d+ metrics\\[0\\]\\.granularities\\[0\\]: expected one of minute, hour, day, got "week"`),
     );

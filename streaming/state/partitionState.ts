@@ -17,19 +17,19 @@
  * 4. the largest event time is updated; windows that the new watermark closes are final: their
  *    last row is stamped with this record (throughOffset = offset + 1) and they leave the state.
  */
-import { assert } from '../services/errors.ts';
-import type { LogRecord } from '../services/log/eventLog.ts';
-import { idHash, isMisplaced } from '../services/log/partitioner.ts';
-import type { CompiledMetric } from '../services/metrics/compile.ts';
-import { compileMetric } from '../services/metrics/compile.ts';
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
-import { fieldValuesOf, type FieldValues } from '../services/metrics/fieldSemantics.ts';
-import { HyperLogLog } from '../services/metrics/hll.ts';
-import { windowStartOf } from '../services/metrics/windowStart.ts';
-import type { ViewRow } from '../services/views/viewRow.ts';
+import { assert } from '../../services/errors.ts';
+import type { LogRecord } from '../../services/log/eventLog.ts';
+import { idHash, isMisplaced } from '../../services/log/partitioner.ts';
+import type { CompiledMetric } from '../../services/metrics/compile.ts';
+import { compileMetric } from '../../services/metrics/compile.ts';
+import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { fieldValuesOf, type FieldValues } from '../../services/metrics/fieldSemantics.ts';
+import { HyperLogLog } from '../../services/metrics/hll.ts';
+import { windowStartOf } from '../../services/metrics/windowStart.ts';
+import type { ViewRow } from '../../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
-import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
-import { decodeWithValidator } from '../services/events/fastDecode.ts';
+import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
+import { decodeWithValidator } from '../../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
 import { fingerprintBytes, fingerprintId } from './idFingerprint.ts';
 import { DIRTY, HAS_VALUE, LIVE, WindowTable } from './windowTable.ts';
@@ -211,7 +211,8 @@ export class PartitionState {
    */
   applyValue(offset: number, timestamp: number, buf: Buffer | null, start: number, end: number): void {
     // Invariant: records come once each, in offset order (the consumer adapter filters replays).
-    assert(offset >= this.position, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
+    // (The message is built only when the invariant is broken: this runs for every record.)
+    if (offset < this.position) assert(false, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
     this.position = offset + 1;
     this.lastTimestamp = timestamp;
     this.pendingRecords++;

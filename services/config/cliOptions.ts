@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import { dataDirLayout, type DataDirLayout } from '../config/dataDir.ts';
+import { dataDirLayout, type DataDirLayout } from './dataDir.ts';
 import { parseDuration } from '../events/eventTime.ts';
 import type { EventLog } from '../log/eventLog.ts';
 import { openLog } from '../log/openLog.ts';

@@ -7,24 +7,24 @@
  * rebalance.
  */
 import { join } from 'node:path';
-import { ConfigError, InfrastructureError, errorMessage } from '../services/errors.ts';
-import type { EventLog, LogConsumer, PartitionOffset, RecordBatch, TopicPartition } from '../services/log/eventLog.ts';
-import { viewTopicSpec } from '../services/log/topics.ts';
-import { logger } from '../services/observability/logger.ts';
-import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../services/metrics/definitions.ts';
-import { formatDuration } from '../services/events/eventTime.ts';
-import { speedViewTopic } from '../services/views/viewRow.ts';
-import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
-import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
-import { createStateHost, defaultStateThreads, type StateHost } from './stateHost.ts';
-import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
-import { readJobMetadata, writeJobMetadata, type JobMetadata } from './jobMetadata.ts';
-import { PartitionState, type Placement, type SpeedSemantics } from './partitionState.ts';
+import { ConfigError, InfrastructureError, errorMessage } from '../../services/errors.ts';
+import type { EventLog, LogConsumer, PartitionOffset, RecordBatch, TopicPartition } from '../../services/log/eventLog.ts';
+import { viewTopicSpec } from '../../services/log/topics.ts';
+import { logger } from '../../services/observability/logger.ts';
+import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
+import { formatDuration } from '../../services/events/eventTime.ts';
+import { speedViewTopic } from '../../services/views/viewRow.ts';
+import { ensureVersionRecord } from '../../services/versions/versionRecord.ts';
+import { CheckpointStore, MissingCheckpointError, restoreState } from '../checkpoints/checkpointStore.ts';
+import { createStateHost, defaultStateThreads, type StateHost } from '../threads/stateHost.ts';
+import { compareDefinitions, compareSemantics, metricsFingerprint } from '../checkpoints/compatibility.ts';
+import { readJobMetadata, writeJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
+import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
-import { readSavepoint, readSavepointPartition } from './savepoints.ts';
-import { encodeFullSnapshot } from './snapshotCodec.ts';
-import { combinedWatermark, isIdle } from './watermarks.ts';
-import { StatusReporter, statusFilePath, type SpeedStatus } from './status.ts';
+import { readSavepoint, readSavepointPartition } from '../checkpoints/savepoints.ts';
+import { encodeFullSnapshot } from '../checkpoints/snapshotCodec.ts';
+import { combinedWatermark, isIdle } from '../state/watermarks.ts';
+import { StatusReporter, statusFilePath, type SpeedStatus } from './statusReporter.ts';
 
 /**
  * Largest fetch per partition. Batches queue between the consumer and the state threads, and a

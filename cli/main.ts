@@ -5,16 +5,16 @@
  *   configuration error. Bad *data* never fails a command: it goes to the dead-letter topic.
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError, InfrastructureError, errorMessage } from '../errors.ts';
+import { ConfigError, InfrastructureError, errorMessage } from '../services/errors.ts';
 import { registerGenerateCommand } from './commands/generate.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
 // Layer commands: each layer registers its own (one line each).
-import { registerSpeedCommands } from '../../streaming/cli.ts';
+import { registerSpeedCommands } from '../streaming/cli.ts';
 // [speed-layer-commands]
-import { registerBatchCommands } from '../../batch/cli.ts';
+import { registerBatchCommands } from '../batch/cli.ts';
 // [batch-layer-commands]
-import { registerServeCommands } from '../../serving/cli.ts';
+import { registerServeCommands } from '../serving/cli.ts';
 // [serving-layer-commands]
 
 const program = new Command('lk')

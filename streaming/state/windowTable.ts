@@ -9,7 +9,7 @@
  * Indexes of released windows are reused only after `recycle()` (called at each checkpoint
  * capture): until then a stale index in the dirty list cannot point at another window.
  */
-import type { HyperLogLog } from '../services/metrics/hll.ts';
+import type { HyperLogLog } from '../../services/metrics/hll.ts';
 
 export const HAS_VALUE = 1;
 export const DIRTY = 2;

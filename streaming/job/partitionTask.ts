@@ -15,13 +15,13 @@
  * The producer's transactional id is per partition (`lk-speed-<version>-p<k>`): a new owner
  * fences the old one before reading the committed offset, so a zombie cannot commit after it.
  */
-import { InfrastructureError } from '../services/errors.ts';
-import { crashPoint } from '../services/faults/crashPoints.ts';
-import type { EventLog, LogProducer } from '../services/log/eventLog.ts';
-import { logger } from '../services/observability/logger.ts';
-import type { CheckpointStore } from './checkpointStore.ts';
-import type { StateHost } from './stateHost.ts';
-import type { Capture } from './stateRegistry.ts';
+import { InfrastructureError } from '../../services/errors.ts';
+import { crashPoint } from '../../services/faults/crashPoints.ts';
+import type { EventLog, LogProducer } from '../../services/log/eventLog.ts';
+import { logger } from '../../services/observability/logger.ts';
+import type { CheckpointStore } from '../checkpoints/checkpointStore.ts';
+import type { StateHost } from '../threads/stateHost.ts';
+import type { Capture } from '../threads/stateRegistry.ts';
 
 /** View rows per produce call inside a checkpoint's transaction. */
 const SEND_SLICE_ROWS = 5000;

@@ -12,7 +12,7 @@
  * (and incremental recomputes) can prune by date; `dt`/`hr` are derived from `ts_ms` and not
  * repeated inside the files.
  */
-import { sqlQuote } from '../../services/storage/sql.ts';
+import { sqlQuote } from '../storage/sql.ts';
 
 /** Lake columns in file order, with their DuckDB types (docs/lake.md). */
 export const LAKE_TABLE_COLUMNS = {

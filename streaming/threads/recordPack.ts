@@ -4,7 +4,7 @@
  * buffer, their end positions, offsets and log-append times. Keys and headers are not carried:
  * the speed layer reads neither.
  */
-import type { RecordBatch } from '../services/log/eventLog.ts';
+import type { RecordBatch } from '../../services/log/eventLog.ts';
 
 export interface PackedBatch {
   partition: number;

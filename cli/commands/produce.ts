@@ -6,14 +6,14 @@
 import { createReadStream, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { ConfigError, InfrastructureError } from '../../errors.ts';
-import { DEFAULT_EVENT_LIMITS } from '../../events/event.ts';
-import { ingestLines, type IngestSummary } from '../../ingest/ingest.ts';
-import { readLines } from '../../ingest/lineReader.ts';
-import type { EventLog } from '../../log/eventLog.ts';
-import { DEFAULT_EVENTS_TOPIC, deadLetterTopic } from '../../log/topics.ts';
-import { progress } from '../../observability/progress.ts';
-import { addCommonOptions, context, positiveInt, topicName, type CommonOptions } from '../options.ts';
+import { ConfigError, InfrastructureError } from '../../services/errors.ts';
+import { DEFAULT_EVENT_LIMITS } from '../../services/events/event.ts';
+import { ingestLines, type IngestSummary } from '../../services/ingest/ingest.ts';
+import { readLines } from '../../services/ingest/lineReader.ts';
+import type { EventLog } from '../../services/log/eventLog.ts';
+import { DEFAULT_EVENTS_TOPIC, deadLetterTopic } from '../../services/log/topics.ts';
+import { progress } from '../../services/observability/progress.ts';
+import { addCommonOptions, context, positiveInt, topicName, type CommonOptions } from '../../services/config/cliOptions.ts';
 import type { Readable } from 'node:stream';
 
 export interface ProduceOptions extends CommonOptions {
