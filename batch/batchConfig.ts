@@ -5,10 +5,10 @@
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
-import { addCommonOptions, duration, port, topicName, type CommonOptions } from '../services/config/cliOptions.ts';
+import { addCommonOptions, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
 import type { DataDirLayout } from '../services/config/dataDir.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
-import { VERSION_NAME } from '../services/views/viewRow.ts';
+import { versionNameSchema } from '../services/versions/versionName.ts';
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
 const UNITS: Record<string, number> = {
@@ -32,14 +32,9 @@ export function byteSize(value: string): number {
   return n;
 }
 
-export function versionName(value: string): string {
-  if (!VERSION_NAME.test(value)) throw new InvalidArgumentError(`must match ${VERSION_NAME.source} (e.g. v1).`);
-  return value;
-}
-
 export const batchConfigSchema = z.object({
   topic: z.string().min(1),
-  version: z.string().regex(VERSION_NAME),
+  version: versionNameSchema,
   group: z.string().min(1, 'must not be empty'),
   interval: z.number().int().positive(),
   rollSize: z.number().int().positive(),
@@ -115,9 +110,4 @@ export function validateBatchOptions(opts: BatchOptions): BatchOptions {
 /** The topic's lake directory: `<data>/lake/<topic>`. */
 export function lakeRootOf(layout: DataDirLayout, topic: string): string {
   return join(layout.lake, topic);
-}
-
-/** `<data>/batch/status.json` (the status-file contract). */
-export function batchStatusPath(layout: DataDirLayout): string {
-  return join(layout.root, 'batch', 'status.json');
 }

@@ -2,7 +2,7 @@
  * `lk batch` in service mode: the lake writer runs continuously; the views are recomputed on a
  * schedule (first as soon as the lake has caught up with the log's end at startup); the lake is
  * compacted and vacuumed after each recompute. Status goes to `<data>/batch/status.json` (the
- * status-file contract), to /healthz, /readyz and Prometheus /metrics.
+ * contract is services/status/batchStatus.ts), to /healthz, /readyz and Prometheus /metrics.
  *
  * SIGTERM: stop consuming, commit what is buffered, let a running recompute finish, exit 0.
  */
@@ -13,7 +13,8 @@ import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
 import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { Logger } from '../services/observability/logger.ts';
-import { readCurrentBatchRun, type BatchRunManifest } from '../services/views/batchSnapshots.ts';
+import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
+import type { BatchStatus } from '../services/status/batchStatus.ts';
 import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from '../services/lake/commitProtocol.ts';
 import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
@@ -37,18 +38,6 @@ export interface BatchServiceOptions {
   statusPort: number;
   logger: Logger;
   removedFileGraceMs?: number;
-}
-
-export interface BatchStatus {
-  version: string;
-  lastRun: Omit<BatchRunManifest, 'metricsSource'> | null;
-  nextRunAt: number | null;
-  lakeFiles: number;
-  lakeBytes: number;
-  writer: { partitions: { partition: number; committedOffset: number }[] };
-  updatedAt: number;
-  /** Where /healthz, /readyz and /metrics answer (useful with --status-port 0). */
-  statusPort: number | null;
 }
 
 export class BatchService {

@@ -12,7 +12,8 @@ import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
 import { context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
-import { addBatchOptions, batchStatusPath, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { addBatchOptions, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { batchStatusPath } from '../services/status/batchStatus.ts';
 import { runBatchCycle } from './batchCycle.ts';
 import { BatchService } from './batchService.ts';
 import { LakeManifest, lakeExists } from '../services/lake/commitProtocol.ts';
@@ -63,7 +64,7 @@ async function serve(opts: BatchOptions): Promise<void> {
     ...common,
     intervalMs: opts.interval,
     targetFileSize: opts.targetFileSize,
-    statusPath: batchStatusPath(ctx.layout),
+    statusPath: batchStatusPath(ctx.layout.root),
     statusPort: opts.statusPort,
   });
   try {

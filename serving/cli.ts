@@ -6,8 +6,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ConfigError } from '../services/errors.ts';
 import { logger } from '../services/observability/logger.ts';
-import { addCommonOptions, context, duration, port, positiveInt, type CommonOptions } from '../services/config/cliOptions.ts';
-import { VERSION_NAME } from '../services/views/viewRow.ts';
+import { addCommonOptions, context, duration, port, positiveInt, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
 import { parseServeConfig } from './config.ts';
 
 interface ServeOptions extends CommonOptions {
@@ -25,12 +24,6 @@ interface ServeOptions extends CommonOptions {
   maxCost: number;
   batchPoll: number;
   maxVersions: number;
-}
-
-function versionName(value: string): string {
-  if (!VERSION_NAME.test(value))
-    throw new InvalidArgumentError('must be a version name like v1 (lowercase letters, digits, _ -, at most 32 characters).');
-  return value;
 }
 
 function boolEnv(value: string): boolean {

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../services/errors.ts';
 import type { Granularity, MetricDefinitions } from '../services/metrics/definitions.ts';
-import { VERSION_NAME } from '../services/views/viewRow.ts';
+import { versionNameSchema } from '../services/versions/versionName.ts';
 
 const DAY = 86_400_000;
 
@@ -14,7 +14,7 @@ export const serveConfigSchema = z
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(4000),
     /** Version served when a query names none (`views.speed.<v>` and `<dataDir>/views/<v>`). */
-    defaultVersion: z.string().regex(VERSION_NAME, 'must be a version name like v1 (lowercase letters, digits, _ -)').default('v1'),
+    defaultVersion: versionNameSchema.default('v1'),
     /** Bearer token required on every request except /healthz and /readyz; null = no auth. */
     authToken: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
     introspection: z.boolean().default(true),

@@ -11,10 +11,9 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../services/errors.ts';
-import { addCommonOptions, context, duration, port, topicName, type CommonOptions } from '../services/config/cliOptions.ts';
+import { addCommonOptions, context, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { logger } from '../services/observability/logger.ts';
-import { VERSION_NAME } from '../services/views/viewRow.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
 import { SpeedJob } from './job/speedJob.ts';
 
@@ -38,11 +37,6 @@ interface RunOptions extends JobOptions {
 function threadCount(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 64) throw new InvalidArgumentError('must be a whole number from 0 to 64.');
   return Number(value);
-}
-
-function versionName(value: string): string {
-  if (!VERSION_NAME.test(value)) throw new InvalidArgumentError(`must match ${VERSION_NAME.source} (for example v1).`);
-  return value;
 }
 
 function savepointName(value: string): string {

@@ -5,10 +5,11 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { dataDirLayout, type DataDirLayout } from './dataDir.ts';
-import { parseDuration } from '../events/eventTime.ts';
+import { parseDuration } from './durations.ts';
 import type { EventLog } from '../log/eventLog.ts';
 import { openLog } from '../log/openLog.ts';
 import { loadMetricDefinitions, type MetricDefinitions } from '../metrics/definitions.ts';
+import { VERSION_NAME_RULE, isVersionName } from '../versions/versionName.ts';
 
 export interface CommonOptions {
   brokers?: string;
@@ -82,6 +83,11 @@ export function timestamp(value: string): number {
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
   if (Number.isNaN(ms)) throw new InvalidArgumentError('must be an ISO-8601 date-time or epoch milliseconds.');
   return ms;
+}
+
+export function versionName(value: string): string {
+  if (!isVersionName(value)) throw new InvalidArgumentError(`must be ${VERSION_NAME_RULE}.`);
+  return value;
 }
 
 export function topicName(value: string): string {

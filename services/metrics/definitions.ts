@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
-import { parseDuration } from '../events/eventTime.ts';
+import { parseDuration } from '../config/durations.ts';
 import { filterNumber, type FilterValue } from './fieldSemantics.ts';
 
 export const GRANULARITIES = ['minute', 'hour', 'day'] as const;

@@ -14,11 +14,11 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError } from '../errors.ts';
 import { createFileExclusiveSync } from '../storage/atomicFile.ts';
-import { VERSION_NAME } from '../views/viewRow.ts';
+import { versionNameSchema } from './versionName.ts';
 
 export const versionRecordSchema = z
   .object({
-    version: z.string().regex(VERSION_NAME),
+    version: versionNameSchema,
     topic: z.string().min(1),
     createdAt: z.string(),
     homePartitions: z.number().int().positive(),

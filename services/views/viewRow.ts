@@ -79,5 +79,3 @@ export function viewRowKey(row: Pick<ViewRow, 'metric' | 'granularity' | 'key' |
 export function speedViewTopic(version: string): string {
   return `views.speed.${version}`;
 }
-
-export const VERSION_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;

@@ -5,9 +5,12 @@
 import { GraphQLError } from 'graphql/index.js';
 import type { Granularity, MetricDefinition } from '../../services/metrics/definitions.ts';
 import type { ServeConfig } from '../config.ts';
+import { formatDuration } from '../../services/config/durations.ts';
 import { seriesWindows, topKeys, total, totalGranularity, type Deadline, type GranularityName, type WindowValue } from '../queries.ts';
 import { reconcile } from '../reconciliation.ts';
-import { readBatchStatus, readSpeedStatuses, speedPartitions } from '../status/pipelineStatus.ts';
+import { speedPartitions } from '../status/pipelineStatus.ts';
+import { readSpeedStatuses } from '../../services/status/speedStatus.ts';
+import { readBatchStatus } from '../../services/status/batchStatus.ts';
 import { SOURCE_SPEED, windowPartitionSources } from '../views/mergeRule.ts';
 import type { VersionRegistry } from '../views/versionRegistry.ts';
 import type { ViewSnapshot } from '../views/versionView.ts';
@@ -32,13 +35,6 @@ export function granularityOf(name: GranularityName): Granularity {
 
 function granularityName(g: Granularity): GranularityName {
   return g.toUpperCase() as GranularityName;
-}
-
-function humanDuration(ms: number): string {
-  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${ms}ms`;
 }
 
 export function metricDef(config: ServeConfig, name: string): MetricDefinition {
@@ -70,7 +66,7 @@ export function checkRange(config: ServeConfig, g: Granularity, from: number, to
   if (to - from > cap) {
     throw userError(
       ErrorCode.RANGE_TOO_LARGE,
-      `range of ${humanDuration(to - from)} exceeds the ${humanDuration(cap)} limit for ${granularityName(g)} windows; narrow it or use a coarser granularity`,
+      `range of ${formatDuration(to - from)} exceeds the ${formatDuration(cap)} limit for ${granularityName(g)} windows; narrow it or use a coarser granularity`,
     );
   }
 }
@@ -173,14 +169,8 @@ export const queryResolvers = {
       partitions.length === 0
         ? undefined
         : Array.from({ length: partitionCount }, (_, p) => partitions.find((x) => x.partition === p)?.watermark ?? null);
-    const dupes = statuses.reduce<number | null>(
-      (acc, s) => (s.status?.duplicates === undefined ? acc : (acc ?? 0) + s.status.duplicates),
-      null,
-    );
-    const misplaced = statuses.reduce<number | null>(
-      (acc, s) => (s.status?.misplaced === undefined ? acc : (acc ?? 0) + s.status.misplaced),
-      null,
-    );
+    const dupes = statuses.reduce<number | null>((acc, s) => (s.status ? (acc ?? 0) + s.status.duplicates : acc), null);
+    const misplaced = statuses.reduce<number | null>((acc, s) => (s.status ? (acc ?? 0) + s.status.misplaced : acc), null);
     const r = reconcile({
       view: snapshot,
       def,
@@ -209,15 +199,12 @@ export const queryResolvers = {
     let lastCheckpoint: { at: number; bytes: number | null; durationMs: number | null } | null = null;
     for (const { status } of statuses) {
       if (!status) continue;
-      if (status.eventsPerSecond !== undefined) eps = (eps ?? 0) + status.eventsPerSecond;
-      if (status.duplicates !== undefined) duplicates = (duplicates ?? 0) + status.duplicates;
-      if (status.misplaced !== undefined) misplaced = (misplaced ?? 0) + status.misplaced;
-      const dl = status.droppedLate;
-      if (typeof dl === 'number') droppedLate.set('*', (droppedLate.get('*') ?? 0) + dl);
-      else if (dl) for (const [m, c] of Object.entries(dl)) droppedLate.set(m, (droppedLate.get(m) ?? 0) + c);
+      eps = (eps ?? 0) + status.eventsPerSecond;
+      duplicates = (duplicates ?? 0) + status.duplicates;
+      misplaced = (misplaced ?? 0) + status.misplaced;
+      for (const [m, c] of Object.entries(status.droppedLate)) droppedLate.set(m, (droppedLate.get(m) ?? 0) + c);
       const cp = status.lastCheckpoint;
-      if (cp && (!lastCheckpoint || cp.at > lastCheckpoint.at))
-        lastCheckpoint = { at: cp.at, bytes: cp.bytes ?? null, durationMs: cp.durationMs ?? null };
+      if (cp && (!lastCheckpoint || cp.at > lastCheckpoint.at)) lastCheckpoint = { at: cp.at, bytes: cp.bytes, durationMs: cp.durationMs };
     }
     const batchStatus = readBatchStatus(ctx.config.dataDir);
     const installed = runtime.view.batch;
@@ -227,9 +214,7 @@ export const queryResolvers = {
       version,
       speed: {
         instances: statuses.flatMap(({ status }) =>
-          status
-            ? [{ instanceId: status.instanceId, pid: status.pid ?? null, updatedAt: status.updatedAt, ageMs: now - status.updatedAt }]
-            : [],
+          status ? [{ instanceId: status.instanceId, pid: status.pid, updatedAt: status.updatedAt, ageMs: now - status.updatedAt }] : [],
         ),
         partitions: speedPartitions(statuses),
         eventsPerSecond: eps,

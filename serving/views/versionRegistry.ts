@@ -6,7 +6,8 @@
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
-import { VERSION_NAME, speedViewTopic } from '../../services/views/viewRow.ts';
+import { speedViewTopic } from '../../services/views/viewRow.ts';
+import { VERSION_NAME_RULE, isVersionName } from '../../services/versions/versionName.ts';
 import { ErrorCode, userError } from '../graphql/errors.ts';
 import { BatchFollower } from './batchLoader.ts';
 import { SpeedMaterializer } from './speedMaterializer.ts';
@@ -40,11 +41,8 @@ export class VersionRegistry {
   open(version: string): VersionRuntime {
     const existing = this.runtimes.get(version);
     if (existing) return existing;
-    if (!VERSION_NAME.test(version)) {
-      throw userError(
-        ErrorCode.INVALID_VERSION,
-        `version "${version}" is not a version name (lowercase letters, digits, _ and -, at most 32 characters, e.g. v1)`,
-      );
+    if (!isVersionName(version)) {
+      throw userError(ErrorCode.INVALID_VERSION, `version "${version}" is not ${VERSION_NAME_RULE}`);
     }
     if (this.runtimes.size >= this.options.maxVersions) {
       throw userError(

@@ -25,7 +25,7 @@ import {
   spawnSpeed,
   writeTestMetrics,
 } from './support/harness.ts';
-import { statusFilePath, type SpeedStatus } from '../job/statusReporter.ts';
+import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
 
 /** A port nobody listens on right now (the child binds it a moment later). */
 function freePort(): Promise<number> {
@@ -180,7 +180,7 @@ describe(`speed view is exact (seed ${SEED})`, () => {
       if (graceful) {
         expect(exit.code, proc.output()).toBe(0);
         // Its last status (written after the final checkpoint): everything read is committed.
-        const status = JSON.parse(readFileSync(statusFilePath(dir.path, version, 'sigterm'), 'utf8')) as SpeedStatus;
+        const status = JSON.parse(readFileSync(speedStatusPath(dir.path, version, 'sigterm'), 'utf8')) as SpeedStatus;
         // (It may own only some partitions: the member killed before it can still hold the rest.)
         expect(status.partitions.length).toBeGreaterThan(0);
         for (const p of status.partitions) expect(p.committedOffset, `partition ${p.partition}`).toBe(p.position);
@@ -197,7 +197,11 @@ describe(`speed view is exact (seed ${SEED})`, () => {
     try {
       // The group may already be at the end: wait for the process to run (its status file)
       // before the SIGTERM, which must then find its handler installed.
-      await eventually(() => (existsSync(statusFilePath(dir.path, version, 'final')) ? true : undefined), 'the final run to start', 60_000);
+      await eventually(
+        () => (existsSync(speedStatusPath(dir.path, version, 'final')) ? true : undefined),
+        'the final run to start',
+        60_000,
+      );
       await eventually(async () => ((await caughtUp(log, group, topic)) ? true : undefined), 'the speed job to catch up', 100_000);
     } finally {
       final.child.kill('SIGTERM');

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
-import { statusFilePath, type SpeedStatus } from '../job/statusReporter.ts';
+import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
 import { computeOracle } from './support/oracle.ts';
 import {
   killAllSpeed,
@@ -72,7 +72,7 @@ describe(`rebalance (seed ${SEED})`, () => {
     ];
     const env = { KAFKA_BROKERS: brokers };
     const status = (id: string): SpeedStatus | undefined => {
-      const path = statusFilePath(dir.path, version, id);
+      const path = speedStatusPath(dir.path, version, id);
       return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SpeedStatus) : undefined;
     };
     const committedTotal = async () => (await log.committedOffsets(group, topic)).reduce<number>((a, b) => a + (b ?? 0), 0);

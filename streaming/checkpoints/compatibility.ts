@@ -12,7 +12,7 @@
  * new rule accepts would land in empty windows).
  */
 import { createHash } from 'node:crypto';
-import { formatDuration } from '../../services/events/eventTime.ts';
+import { formatDuration } from '../../services/config/durations.ts';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 
 export function semanticDefinition(def: MetricDefinition): Omit<MetricDefinition, 'description'> {

@@ -23,7 +23,9 @@ import type { EventLog } from '../../services/log/eventLog.ts';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
-import { metricsFingerprint } from './compatibility.ts';
+import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
+import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
+import { logger } from '../../services/observability/logger.ts';
 import { readJobMetadata } from './jobMetadata.ts';
 import { encodeFullSnapshot, decodeSnapshot, type SnapshotContent } from './snapshotCodec.ts';
 
@@ -172,4 +174,66 @@ export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointM
     throw new InfrastructureError(`cannot publish savepoint ${finalDir}: ${(err as Error).message}`);
   }
   return manifest;
+}
+
+export interface RestoreSavepointOptions {
+  name: string;
+  savepointsRoot: string;
+  topic: string;
+  version: string;
+  /** The topic's partition count now. */
+  partitionCount: number;
+  definitions: readonly MetricDefinition[];
+  semantics: SpeedSemantics;
+  placement: Placement;
+  metricsFingerprint: string;
+  /** The topic's first offsets now (a partition the savepoint has no offset for starts there). */
+  beginnings: readonly number[];
+  store: CheckpointStore;
+  /** Commits the group's offset for a partition (in the partition's transactional producer, which fences its owner). */
+  commitOffset(partition: number, offset: number): Promise<void>;
+}
+
+/**
+ * Sets a job version's state from a savepoint: checks that it may (same topic, compatible metric
+ * definitions and semantics, same home partitions), then per partition writes the savepoint's
+ * state, re-encoded under the current definitions, as the checkpoint at its offset and commits
+ * that offset for the group. The job then starts normally and restores exactly that. Returns the
+ * offsets set, per partition of the savepoint.
+ */
+export async function restoreFromSavepoint(o: RestoreSavepointOptions): Promise<(number | null)[]> {
+  const sp = readSavepoint(o.savepointsRoot, o.name);
+  if (sp.topic !== o.topic) throw new ConfigError(`savepoint "${o.name}" was taken on topic "${sp.topic}", not "${o.topic}"`);
+  if (sp.partitions.length > o.partitionCount) {
+    throw new ConfigError(
+      `savepoint "${o.name}" holds ${sp.partitions.length} partitions, topic "${o.topic}" has ${o.partitionCount}; state is per partition`,
+    );
+  }
+  if (sp.homePartitions !== undefined && sp.homePartitions !== o.placement.homePartitions) {
+    throw new ConfigError(
+      `savepoint "${o.name}" counted misplaced events among ${sp.homePartitions} home partitions, version "${o.version}" among ${o.placement.homePartitions}; start it into a version created with the same partition count`,
+    );
+  }
+  const label = `savepoint "${o.name}"`;
+  const compat = compareDefinitions(sp.metrics, o.definitions, label);
+  const problems = [...compat.problems, ...compareSemantics(sp.semantics, o.semantics, label)];
+  if (problems.length > 0) throw new ConfigError(`cannot start from savepoint: ${problems.join('; ')}`);
+  for (const note of compat.notes) logger.warn({ note, savepoint: o.name }, 'metric definitions changed compatibly since the savepoint');
+  for (const entry of sp.partitions) {
+    const p = entry.partition;
+    let state: PartitionState;
+    let position: number;
+    if (entry.offset === null) {
+      position = o.beginnings[p] ?? 0;
+      state = new PartitionState(p, o.definitions, o.semantics, o.placement);
+      state.position = position;
+    } else {
+      // Re-encoded under the current definitions: dropped metrics and granularities go away here.
+      state = restoreState(p, o.definitions, o.semantics, o.placement, [readSavepointPartition(o.savepointsRoot, o.name, p)]);
+      position = entry.offset;
+    }
+    await o.store.write(p, position, encodeFullSnapshot(state, o.metricsFingerprint, o.semantics));
+    await o.commitOffset(p, position);
+  }
+  return sp.partitions.map((e) => e.offset);
 }

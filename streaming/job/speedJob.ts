@@ -12,19 +12,19 @@ import type { EventLog, LogConsumer, PartitionOffset, RecordBatch, TopicPartitio
 import { viewTopicSpec } from '../../services/log/topics.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
-import { formatDuration } from '../../services/events/eventTime.ts';
+import { formatDuration } from '../../services/config/durations.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { ensureVersionRecord } from '../../services/versions/versionRecord.ts';
-import { CheckpointStore, MissingCheckpointError, restoreState } from '../checkpoints/checkpointStore.ts';
+import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { createStateHost, defaultStateThreads, type StateHost } from '../threads/stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from '../checkpoints/compatibility.ts';
 import { readJobMetadata, writeJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
-import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
+import type { Placement, SpeedSemantics } from '../state/partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
-import { readSavepoint, readSavepointPartition } from '../checkpoints/savepoints.ts';
-import { encodeFullSnapshot } from '../checkpoints/snapshotCodec.ts';
+import { restoreFromSavepoint } from '../checkpoints/savepoints.ts';
 import { combinedWatermark, isIdle } from '../state/watermarks.ts';
-import { StatusReporter, statusFilePath, type SpeedStatus } from './statusReporter.ts';
+import { StatusReporter } from './statusReporter.ts';
+import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
 
 /**
  * Largest fetch per partition. Batches queue between the consumer and the state threads, and a
@@ -92,7 +92,7 @@ export class SpeedJob {
     this.store = new CheckpointStore(join(cfg.checkpointsRoot, cfg.version));
     this.viewTopic = speedViewTopic(cfg.version);
     this.fingerprint = metricsFingerprint(cfg.definitions.metrics);
-    this.status = new StatusReporter(statusFilePath(cfg.dataDir, cfg.version, cfg.instanceId));
+    this.status = new StatusReporter(speedStatusPath(cfg.dataDir, cfg.version, cfg.instanceId));
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
   }
@@ -247,58 +247,34 @@ export class SpeedJob {
   }
 
   private async applySavepoint(name: string): Promise<void> {
-    const sp = readSavepoint(this.cfg.savepointsRoot, name);
-    if (sp.topic !== this.cfg.topic) throw new ConfigError(`savepoint "${name}" was taken on topic "${sp.topic}", not "${this.cfg.topic}"`);
-    if (sp.partitions.length > this.partitionCount) {
-      throw new ConfigError(
-        `savepoint "${name}" holds ${sp.partitions.length} partitions, topic "${this.cfg.topic}" has ${this.partitionCount}; state is per partition`,
-      );
-    }
-    if (sp.homePartitions !== undefined && sp.homePartitions !== this.placement.homePartitions) {
-      throw new ConfigError(
-        `savepoint "${name}" counted misplaced events among ${sp.homePartitions} home partitions, version "${this.cfg.version}" among ${this.placement.homePartitions}; start it into a version created with the same partition count`,
-      );
-    }
-    const label = `savepoint "${name}"`;
-    const compat = compareDefinitions(sp.metrics, this.cfg.definitions.metrics, label);
-    const problems = [...compat.problems, ...compareSemantics(sp.semantics, this.semantics, label)];
-    if (problems.length > 0) throw new ConfigError(`cannot start from savepoint: ${problems.join('; ')}`);
-    for (const note of compat.notes) logger.warn({ note, savepoint: name }, 'metric definitions changed compatibly since the savepoint');
-    const beginnings = await this.log.beginningOffsets(this.cfg.topic);
-    for (const entry of sp.partitions) {
-      const p = entry.partition;
-      let bytes: Buffer;
-      let position: number;
-      if (entry.offset === null) {
-        position = beginnings[p] ?? 0;
-        const empty = new PartitionState(p, this.cfg.definitions.metrics, this.semantics, this.placement);
-        empty.position = position;
-        bytes = this.fullSnapshot(empty);
-      } else {
-        // Re-encode under the current definitions: dropped metrics and granularities go away here.
-        const state = restoreState(p, this.cfg.definitions.metrics, this.semantics, this.placement, [
-          readSavepointPartition(this.cfg.savepointsRoot, name, p),
-        ]);
-        position = entry.offset;
-        bytes = this.fullSnapshot(state);
-      }
-      await this.store.write(p, position, bytes);
-      const producer = await openFencingProducer(this.log, this.cfg.version, p);
-      try {
-        const tx = await producer.transaction();
-        await tx.sendOffsets(this.cfg.groupId, [{ topic: this.cfg.topic, partition: p, offset: position }]);
-        await tx.commit();
-      } finally {
-        await producer.close();
-      }
-    }
+    const { cfg } = this;
+    const offsets = await restoreFromSavepoint({
+      name,
+      savepointsRoot: cfg.savepointsRoot,
+      topic: cfg.topic,
+      version: cfg.version,
+      partitionCount: this.partitionCount,
+      definitions: cfg.definitions.metrics,
+      semantics: this.semantics,
+      placement: this.placement,
+      metricsFingerprint: this.fingerprint,
+      beginnings: await this.log.beginningOffsets(cfg.topic),
+      store: this.store,
+      commitOffset: async (partition, offset) => {
+        // The partition's own transactional producer: this also fences a running owner.
+        const producer = await openFencingProducer(this.log, cfg.version, partition);
+        try {
+          const tx = await producer.transaction();
+          await tx.sendOffsets(cfg.groupId, [{ topic: cfg.topic, partition, offset }]);
+          await tx.commit();
+        } finally {
+          await producer.close();
+        }
+      },
+    });
     const current = readJobMetadata(this.store.root);
     writeJobMetadata(this.store.root, this.jobMetadata([...(current?.appliedSavepoints ?? []), name]));
-    logger.info({ savepoint: name, offsets: sp.partitions.map((e) => e.offset) }, 'job state set from savepoint');
-  }
-
-  private fullSnapshot(state: PartitionState): Buffer {
-    return encodeFullSnapshot(state, this.fingerprint, this.semantics);
+    logger.info({ savepoint: name, offsets }, 'job state set from savepoint');
   }
 
   // ------------------------------------------------------------------ assignment and processing
@@ -454,13 +430,13 @@ export class SpeedJob {
       version: this.cfg.version,
       instanceId: this.cfg.instanceId,
       pid: process.pid,
-      updatedAt: new Date(now).toISOString(),
+      updatedAt: now,
       topic: this.cfg.topic,
       viewTopic: this.viewTopic,
       ready: this.ready && !this.stopping,
       partitions,
       watermark,
-      lastCheckpoint: last ? { at: new Date(last.at).toISOString(), bytes: last.bytes, durationMs: last.durationMs } : null,
+      lastCheckpoint: last ? { at: last.at, bytes: last.bytes, durationMs: last.durationMs } : null,
       eventsPerSecond: Math.round(this.lastRate.perSecond),
       duplicates,
       invalid,

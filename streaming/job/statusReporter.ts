@@ -1,57 +1,15 @@
 /**
- * Operational view of a speed instance: the status file that serving reads
- * (`<dataDir>/speed/status/<version>-<instanceId>.json`, rewritten atomically every second),
- * Prometheus metrics, and an HTTP endpoint with /healthz, /readyz, /metrics and /status.
+ * Operational view of a speed instance: the status file that serving reads (the contract is
+ * services/status/speedStatus.ts; rewritten atomically every second), Prometheus metrics, and an
+ * HTTP endpoint with /healthz, /readyz, /metrics and /status.
  */
 import { createServer, type Server } from 'node:http';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { logger } from '../../services/observability/logger.ts';
 import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
-
-export interface PartitionStatus {
-  partition: number;
-  committedOffset: number | null;
-  /** Next offset this instance reads (may be ahead of the committed offset until the next checkpoint). */
-  position: number;
-  endOffset: number;
-  lag: number;
-  /** Epoch ms, null before the first event. */
-  watermark: number | null;
-  idle: boolean;
-  /** Valid records of the partition that are not in their home partition (partitioner.ts). */
-  misplaced: number;
-}
-
-export interface SpeedStatus {
-  version: string;
-  instanceId: string;
-  pid: number;
-  updatedAt: string;
-  topic: string;
-  viewTopic: string;
-  ready: boolean;
-  partitions: PartitionStatus[];
-  /** Min watermark over this instance's non-idle partitions (idle ones do not hold it back). */
-  watermark: number | null;
-  lastCheckpoint: { at: string; bytes: number; durationMs: number } | null;
-  eventsPerSecond: number;
-  duplicates: number;
-  invalid: number;
-  /** Sum of the partitions' misplaced records. */
-  misplaced: number;
-  /** Per metric: events not applied because their window was closed, summed over granularities. */
-  droppedLate: Record<string, number>;
-  droppedLateByGranularity: Record<string, number>;
-  stateWindows: number;
-  stateBytes: number;
-  dedupEntries: number;
-}
-
-export function statusFilePath(dataDirRoot: string, version: string, instanceId: string): string {
-  return join(dataDirRoot, 'speed', 'status', `${version}-${instanceId}.json`);
-}
+import type { SpeedStatus } from '../../services/status/speedStatus.ts';
 
 export class StatusReporter {
   readonly registry = new Registry();
@@ -83,7 +41,7 @@ export class StatusReporter {
       bytes: gauge('lk_speed_state_bytes', 'Approximate bytes of state held in memory'),
       dedup: gauge('lk_speed_dedup_entries', 'Event ids held in the dedup sets'),
     };
-    mkdirSync(join(filePath, '..'), { recursive: true });
+    mkdirSync(dirname(filePath), { recursive: true });
   }
 
   publish(status: SpeedStatus): void {
@@ -100,7 +58,7 @@ export class StatusReporter {
       g.misplaced!.set({ partition: String(p.partition) }, p.misplaced);
     }
     if (status.lastCheckpoint) {
-      g.checkpointAt!.set(Date.parse(status.lastCheckpoint.at));
+      g.checkpointAt!.set(status.lastCheckpoint.at);
       g.checkpointBytes!.set(status.lastCheckpoint.bytes);
       g.checkpointMs!.set(status.lastCheckpoint.durationMs);
     }

@@ -28,6 +28,7 @@ import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowStartOf } from '../../services/metrics/windowStart.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
+import { NO_EVENT_TIME, closesAt, partitionWatermark } from './watermarks.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
 import { decodeWithValidator } from '../../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
@@ -100,12 +101,10 @@ export interface StateMeta {
   position: number;
   /** Log-append time of the last record read (the processing-time stamp at `position`). */
   lastTimestamp: number;
-  /** Largest event time seen (-1e300 stands for "none", JSON has no -Infinity). */
+  /** Largest event time seen (NO_EVENT_TIME, watermarks.ts, before the first event). */
   maxTs: number;
   counters: StateCounters;
 }
-
-const NO_TS = -1e300;
 
 export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
   const slots: Slot[] = [];
@@ -147,13 +146,13 @@ export class PartitionState {
 
   position = 0;
   lastTimestamp = 0;
-  maxTs = NO_TS;
+  maxTs = NO_EVENT_TIME;
   readonly counters: StateCounters;
   /** Records applied since the last checkpoint capture (0 = nothing to checkpoint). */
   pendingRecords = 0;
   /** Position and watermark of the last capture (for the invariants checked there). */
   private capturedPosition = 0;
-  private capturedWatermark = NO_TS;
+  private capturedWatermark = NO_EVENT_TIME;
 
   constructor(
     readonly partition: number,
@@ -186,7 +185,7 @@ export class PartitionState {
   }
 
   watermark(): number {
-    return this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
+    return partitionWatermark(this.maxTs, this.semantics.outOfOrdernessMs);
   }
 
   /** Rows the next checkpoint would publish (changed windows plus final rows of closed ones). */
@@ -242,7 +241,7 @@ export class PartitionState {
     this.counters.events++;
     const misplaced = isMisplaced(hash, this.partition, this.placement.homePartitions);
     if (misplaced) this.counters.misplaced++;
-    const watermark = this.maxTs === NO_TS ? NO_TS : this.maxTs - this.semantics.outOfOrdernessMs;
+    const watermark = partitionWatermark(this.maxTs, this.semantics.outOfOrdernessMs);
     if (this.dedup.seen(fingerprint, ts, watermark)) {
       this.counters.duplicates++;
       return;
@@ -261,8 +260,8 @@ export class PartitionState {
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
         const start = windowStartOf(ts, slot.sizeMs);
-        const closesAt = start + slot.sizeMs + slot.latenessMs;
-        if (watermark > closesAt) {
+        const closing = closesAt(start, slot.sizeMs, slot.latenessMs);
+        if (watermark > closing) {
           this.counters.droppedLate[slot.id]!++;
           continue;
         }
@@ -271,7 +270,7 @@ export class PartitionState {
         if (w === undefined) {
           w = t.alloc(s, start, key, slot.hasDistinct ? new HyperLogLog() : null);
           byKey.set(key, w);
-          if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
+          if (closing < this.nextCloseAt) this.nextCloseAt = closing;
         }
         t.counts[w]!++;
         if (misplaced) t.misplaced[w]!++;
@@ -290,7 +289,7 @@ export class PartitionState {
     }
     if (ts > this.maxTs) {
       this.maxTs = ts;
-      if (ts - this.semantics.outOfOrdernessMs > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+      if (partitionWatermark(ts, this.semantics.outOfOrdernessMs) > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
     }
   }
 
@@ -322,9 +321,9 @@ export class PartitionState {
     for (let s = 0; s < this.windows.length; s++) {
       const slot = this.slots[s]!;
       for (const [start, byKey] of this.windows[s]!) {
-        const closesAt = start + slot.sizeMs + slot.latenessMs;
-        if (watermark <= closesAt) {
-          if (closesAt < next) next = closesAt;
+        const closing = closesAt(start, slot.sizeMs, slot.latenessMs);
+        if (watermark <= closing) {
+          if (closing < next) next = closing;
           continue;
         }
         const t = this.table;

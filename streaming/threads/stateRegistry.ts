@@ -14,6 +14,7 @@ import type { LogRecord } from '../../services/log/eventLog.ts';
 import { viewRowKey } from '../../services/views/viewRow.ts';
 import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
 import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from '../state/partitionState.ts';
+import { NO_EVENT_TIME } from '../state/watermarks.ts';
 import type { PackedBatch } from './recordPack.ts';
 import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 
@@ -188,7 +189,7 @@ export class StateRegistry {
   stats(partition: number, exactBytes = false): PartitionStats | undefined {
     const s = this.states.get(partition);
     if (!s) return undefined;
-    const seen = s.maxTs > -1e299;
+    const seen = s.maxTs !== NO_EVENT_TIME;
     return {
       partition,
       position: s.position,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_EVENT_LIMITS, validateEventLine } from '../event.ts';
 import { BAD_INPUTS, NOW, check, line } from './badInputs.ts';
-import { parseDuration, parseEventTime } from '../eventTime.ts';
+import { parseEventTime } from '../eventTime.ts';
+import { parseDuration } from '../../config/durations.ts';
 
 describe('event validation', () => {
   it.each(BAD_INPUTS)('refuses $name as $code', ({ raw, code, field }) => {
