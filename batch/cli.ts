@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InfrastructureError, errorMessage } from '../services/errors.ts';
 import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
-import { context } from '../services/config/cliOptions.ts';
+import { aborted, context, onShutdownSignal } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import { addBatchOptions, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
@@ -19,18 +19,6 @@ import { BatchService } from './batchService.ts';
 import { LakeManifest, lakeExists } from '../services/lake/commitProtocol.ts';
 import { compactLake } from './lake/compaction.ts';
 import { WRITER_LOCK } from './lake/lakeWriter.ts';
-
-/** Resolves on the first SIGTERM/SIGINT; a second one exits at once. */
-function onShutdownSignal(): AbortSignal {
-  const controller = new AbortController();
-  const handler = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(130);
-    logger.info({ signal }, 'stopping: committing what is pending');
-    controller.abort();
-  };
-  process.on('SIGTERM', handler).on('SIGINT', handler);
-  return controller.signal;
-}
 
 /** What the service and a single cycle are both given: the log, the lake, the views, the metrics. */
 function cycleOptions(opts: BatchOptions, clientId: string) {
@@ -59,7 +47,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
 async function serve(opts: BatchOptions): Promise<void> {
   const { ctx, common } = cycleOptions(opts, 'lk-batch');
   const log = common.log;
-  const signal = onShutdownSignal();
+  const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   const service = new BatchService({
     ...common,
     intervalMs: opts.interval,
@@ -70,8 +58,7 @@ async function serve(opts: BatchOptions): Promise<void> {
   try {
     const { port } = await service.start();
     logger.info({ topic: opts.topic, version: opts.version, port, lake: lakeRootOf(ctx.layout, opts.topic) }, 'batch service running');
-    const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    await Promise.race([stopped, service.done()]);
+    await Promise.race([aborted(signal), service.done()]);
   } finally {
     await service.stop();
     await log.close();
@@ -81,7 +68,7 @@ async function serve(opts: BatchOptions): Promise<void> {
 async function runOnce(opts: BatchOptions): Promise<void> {
   const { common } = cycleOptions(opts, 'lk-batch-run');
   const log = common.log;
-  const signal = onShutdownSignal();
+  const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   try {
     const result = await runBatchCycle({ ...common, signal });
     if (!result) {

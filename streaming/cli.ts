@@ -9,13 +9,27 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../services/errors.ts';
-import { addCommonOptions, context, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
+import {
+  aborted,
+  addCommonOptions,
+  addOptions,
+  context,
+  duration,
+  onShutdownSignal,
+  port,
+  positiveDuration,
+  topicName,
+  versionName,
+  type CommonOptions,
+  type Context,
+  type OptionSpec,
+} from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
-import { SpeedJob } from './job/speedJob.ts';
+import { SpeedJob, type SpeedJobConfig } from './job/speedJob.ts';
 
 interface JobOptions extends CommonOptions {
   topic: string;
@@ -44,170 +58,167 @@ function savepointName(value: string): string {
   return value;
 }
 
-function positiveDuration(value: string): number {
-  const ms = duration(value);
-  if (ms <= 0) throw new InvalidArgumentError('must be a positive duration.');
-  return ms;
-}
+/** What names a job version: its topic, version and group (every `lk speed` command takes them). */
+const JOB_OPTIONS: OptionSpec[] = [
+  { flags: '--topic <name>', description: 'events topic', env: 'LK_SPEED_TOPIC', default: DEFAULT_EVENTS_TOPIC, parse: topicName },
+  {
+    flags: '--version <name>',
+    description: 'job version: names the view topic views.speed.<version> and the checkpoint dir',
+    env: 'LK_SPEED_VERSION',
+    default: 'v1',
+    parse: versionName,
+  },
+  { flags: '--group <id>', description: 'consumer group (default lk-speed-<version>)', env: 'LK_SPEED_GROUP' },
+];
 
-function addJobOptions(cmd: Command): Command {
-  return addCommonOptions(
-    cmd
-      .addOption(new Option('--topic <name>', 'events topic').env('LK_SPEED_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName))
-      .addOption(
-        new Option('--version <name>', 'job version: names the view topic views.speed.<version> and the checkpoint dir')
-          .env('LK_SPEED_VERSION')
-          .default('v1')
-          .argParser(versionName),
-      )
-      .addOption(new Option('--group <id>', 'consumer group (default lk-speed-<version>)').env('LK_SPEED_GROUP')),
-  );
-}
+/** How the job runs. */
+const RUN_OPTIONS: OptionSpec[] = [
+  {
+    flags: '--checkpoint-interval <duration>',
+    description: 'how often state is checkpointed and rows published',
+    env: 'LK_SPEED_CHECKPOINT_INTERVAL',
+    default: 1000,
+    defaultText: '1s',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--out-of-orderness <duration>',
+    description: 'watermark = largest event time seen minus this',
+    env: 'LK_SPEED_OUT_OF_ORDERNESS',
+    default: 5000,
+    defaultText: '5s',
+    parse: duration,
+  },
+  {
+    flags: '--idle-timeout <duration>',
+    description: 'a caught-up partition without records for this long is idle: excluded from the instance watermark',
+    env: 'LK_SPEED_IDLE_TIMEOUT',
+    default: 30_000,
+    defaultText: '30s',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--dedup-horizon <duration>',
+    description: 'how long (event time) an id is remembered; at least the largest window plus allowed lateness (the default)',
+    env: 'LK_SPEED_DEDUP_HORIZON',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--status-port <port>',
+    description: 'HTTP port for /healthz /readyz /metrics /status (0 = off)',
+    env: 'LK_SPEED_STATUS_PORT',
+    default: 0,
+    parse: port,
+  },
+  {
+    flags: '--instance-id <id>',
+    description: 'names this instance in status files',
+    env: 'LK_SPEED_INSTANCE_ID',
+    default: `${hostname()}-${process.pid}`,
+  },
+  {
+    flags: '--threads <n>',
+    description:
+      'state threads that parse, dedup and aggregate while the main thread consumes (0 = all in the main thread; default: one per spare core, at most one per partition)',
+    env: 'LK_SPEED_THREADS',
+    parse: threadCount,
+  },
+  {
+    flags: '--from-savepoint <name>',
+    description: 'start from a savepoint (stop all instances first); applied once per job version',
+    env: 'LK_SPEED_FROM_SAVEPOINT',
+    parse: savepointName,
+  },
+];
 
 const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
 
-export function registerSpeedCommands(program: Command): void {
-  const speed = addJobOptions(
-    program
-      .command('speed')
-      .description('run the speed layer: event-time windows with dedup, checkpoints and exactly-once view output')
-      .addOption(
-        new Option('--checkpoint-interval <duration>', 'how often state is checkpointed and rows published')
-          .env('LK_SPEED_CHECKPOINT_INTERVAL')
-          .default(1000, '1s')
-          .argParser(positiveDuration),
-      )
-      .addOption(
-        new Option('--out-of-orderness <duration>', 'watermark = largest event time seen minus this')
-          .env('LK_SPEED_OUT_OF_ORDERNESS')
-          .default(5000, '5s')
-          .argParser(duration),
-      )
-      .addOption(
-        new Option(
-          '--idle-timeout <duration>',
-          'a caught-up partition without records for this long is idle: excluded from the instance watermark',
-        )
-          .env('LK_SPEED_IDLE_TIMEOUT')
-          .default(30_000, '30s')
-          .argParser(positiveDuration),
-      )
-      .addOption(
-        new Option(
-          '--dedup-horizon <duration>',
-          'how long (event time) an id is remembered; at least the largest window plus allowed lateness (the default)',
-        )
-          .env('LK_SPEED_DEDUP_HORIZON')
-          .argParser(positiveDuration),
-      )
-      .addOption(
-        new Option('--status-port <port>', 'HTTP port for /healthz /readyz /metrics /status (0 = off)')
-          .env('LK_SPEED_STATUS_PORT')
-          .default(0)
-          .argParser(port),
-      )
-      .addOption(
-        new Option('--instance-id <id>', 'names this instance in status files')
-          .env('LK_SPEED_INSTANCE_ID')
-          .default(`${hostname()}-${process.pid}`),
-      )
-      .addOption(
-        new Option(
-          '--threads <n>',
-          'state threads that parse, dedup and aggregate while the main thread consumes (0 = all in the main thread; default: one per spare core, at most one per partition)',
-        )
-          .env('LK_SPEED_THREADS')
-          .argParser(threadCount),
-      )
-      .addOption(
-        new Option('--from-savepoint <name>', 'start from a savepoint (stop all instances first); applied once per job version')
-          .env('LK_SPEED_FROM_SAVEPOINT')
-          .argParser(savepointName),
-      ),
-  ).action(async (opts: RunOptions) => {
-    const ctx = context(opts);
-    const definitions = ctx.loadMetrics();
-    const log = ctx.openLog(`lk-speed-${opts.instanceId}`);
-    const job = new SpeedJob(log, {
-      topic: opts.topic,
-      version: opts.version,
-      groupId: groupOf(opts),
-      checkpointIntervalMs: opts.checkpointInterval,
-      outOfOrdernessMs: opts.outOfOrderness,
-      idleTimeoutMs: opts.idleTimeout,
-      ...(opts.dedupHorizon !== undefined ? { dedupHorizonMs: opts.dedupHorizon } : {}),
-      statusPort: opts.statusPort,
-      instanceId: opts.instanceId,
-      ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      dataDir: ctx.layout.root,
-      checkpointsRoot: ctx.layout.checkpoints,
+/** The job's configuration from the command's options. */
+export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
+  return {
+    topic: opts.topic,
+    version: opts.version,
+    groupId: groupOf(opts),
+    checkpointIntervalMs: opts.checkpointInterval,
+    outOfOrdernessMs: opts.outOfOrderness,
+    idleTimeoutMs: opts.idleTimeout,
+    ...(opts.dedupHorizon !== undefined ? { dedupHorizonMs: opts.dedupHorizon } : {}),
+    statusPort: opts.statusPort,
+    instanceId: opts.instanceId,
+    ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    dataDir: ctx.layout.root,
+    checkpointsRoot: ctx.layout.checkpoints,
+    savepointsRoot: ctx.layout.savepoints,
+    definitions: ctx.loadMetrics(),
+  };
+}
+
+/** Runs a speed job until SIGTERM/SIGINT (then a final checkpoint) or until it fails. */
+async function runSpeed(opts: RunOptions): Promise<void> {
+  const ctx = context(opts);
+  const config = speedJobConfig(opts, ctx);
+  const log = ctx.openLog(`lk-speed-${opts.instanceId}`);
+  const job = new SpeedJob(log, config);
+  const stop = onShutdownSignal((signal) => logger.info({ signal }, 'stopping: final checkpoint'));
+  try {
+    await job.start();
+    await Promise.race([aborted(stop), job.failure()]);
+    await job.stop();
+  } finally {
+    await log.close();
+  }
+}
+
+async function takeSavepointCommand(opts: { name: string }, cmd: Command): Promise<void> {
+  const o = cmd.optsWithGlobals<JobOptions & { name: string }>();
+  const ctx = context(o);
+  const log = ctx.openLog('lk-speed-savepoint');
+  try {
+    const manifest = await takeSavepoint({
+      log,
+      name: opts.name,
+      version: o.version,
+      topic: o.topic,
+      groupId: groupOf(o),
+      checkpointRoot: join(ctx.layout.checkpoints, o.version),
       savepointsRoot: ctx.layout.savepoints,
-      definitions,
     });
-    let stopRequested: (() => void) | undefined;
-    const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
-    const onSignal = (signal: string) => {
-      logger.info({ signal }, 'stopping: final checkpoint');
-      stopRequested?.();
-    };
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    try {
-      await job.start();
-      await Promise.race([stopSignal, job.failure()]);
-      await job.stop();
-    } finally {
-      await log.close();
-    }
-  });
+    console.log(`savepoint ${manifest.name} of version ${manifest.version}: ${join(ctx.layout.savepoints, manifest.name)}`);
+    for (const p of manifest.partitions)
+      console.log(`  partition ${p.partition}: offset ${p.offset ?? '(none: starts from the beginning)'} ${p.bytes} bytes`);
+  } finally {
+    await log.close();
+  }
+}
 
-  speed
-    .command('savepoint')
-    .description('take a named savepoint of the committed state of every partition (works while the job runs)')
-    .addOption(new Option('--name <name>', 'savepoint name').env('LK_SPEED_SAVEPOINT_NAME').makeOptionMandatory().argParser(savepointName))
-    .action(async (opts: { name: string }, cmd: Command) => {
-      const o = cmd.optsWithGlobals<JobOptions & { name: string }>();
-      const ctx = context(o);
-      const log = ctx.openLog('lk-speed-savepoint');
-      try {
-        const manifest = await takeSavepoint({
-          log,
-          name: opts.name,
-          version: o.version,
-          topic: o.topic,
-          groupId: groupOf(o),
-          checkpointRoot: join(ctx.layout.checkpoints, o.version),
-          savepointsRoot: ctx.layout.savepoints,
-        });
-        console.log(`savepoint ${manifest.name} of version ${manifest.version}: ${join(ctx.layout.savepoints, manifest.name)}`);
-        for (const p of manifest.partitions)
-          console.log(`  partition ${p.partition}: offset ${p.offset ?? '(none: starts from the beginning)'} ${p.bytes} bytes`);
-      } finally {
-        await log.close();
-      }
-    });
+function listSavepointsCommand(_opts: unknown, cmd: Command): void {
+  const ctx = context(cmd.optsWithGlobals<JobOptions>());
+  const list = listSavepoints(ctx.layout.savepoints);
+  if (list.length === 0) console.log(`no savepoints in ${ctx.layout.savepoints}`);
+  for (const s of list) {
+    const offsets = s.partitions.map((p) => p.offset ?? '-').join(',');
+    console.log(`${s.name}\tversion=${s.version}\ttopic=${s.topic}\tcreated=${s.createdAt}\toffsets=${offsets}`);
+  }
+}
 
+function deleteSavepointCommand(name: string, _opts: unknown, cmd: Command): void {
+  const ctx = context(cmd.optsWithGlobals<JobOptions>());
+  if (!SAVEPOINT_NAME.test(name)) throw new ConfigError(`savepoint name "${name}" must match ${SAVEPOINT_NAME.source}`);
+  deleteSavepoint(ctx.layout.savepoints, name);
+  console.log(`deleted savepoint ${name}`);
+}
+
+export function registerSpeedCommands(program: Command): void {
+  const speed = program
+    .command('speed')
+    .description('run the speed layer: event-time windows with dedup, checkpoints and exactly-once view output');
+  addCommonOptions(addOptions(addOptions(speed, RUN_OPTIONS), JOB_OPTIONS)).action(runSpeed);
+  addOptions(
+    speed.command('savepoint').description('take a named savepoint of the committed state of every partition (works while the job runs)'),
+    [{ flags: '--name <name>', description: 'savepoint name', env: 'LK_SPEED_SAVEPOINT_NAME', mandatory: true, parse: savepointName }],
+  ).action(takeSavepointCommand);
   const savepoints = speed.command('savepoints').description('manage savepoints');
-  savepoints
-    .command('list')
-    .description('list savepoints')
-    .action((_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd.optsWithGlobals<JobOptions>());
-      const list = listSavepoints(ctx.layout.savepoints);
-      if (list.length === 0) console.log(`no savepoints in ${ctx.layout.savepoints}`);
-      for (const s of list) {
-        const offsets = s.partitions.map((p) => p.offset ?? '-').join(',');
-        console.log(`${s.name}\tversion=${s.version}\ttopic=${s.topic}\tcreated=${s.createdAt}\toffsets=${offsets}`);
-      }
-    });
-  savepoints
-    .command('delete <name>')
-    .description('delete a savepoint')
-    .action((name: string, _opts: unknown, cmd: Command) => {
-      const ctx = context(cmd.optsWithGlobals<JobOptions>());
-      if (!SAVEPOINT_NAME.test(name)) throw new ConfigError(`savepoint name "${name}" must match ${SAVEPOINT_NAME.source}`);
-      deleteSavepoint(ctx.layout.savepoints, name);
-      console.log(`deleted savepoint ${name}`);
-    });
+  savepoints.command('list').description('list savepoints').action(listSavepointsCommand);
+  savepoints.command('delete <name>').description('delete a savepoint').action(deleteSavepointCommand);
 }

@@ -322,7 +322,126 @@ export interface RecomputeResult {
   rowsPath: string;
 }
 
-/** One full recompute from a lake snapshot, published atomically as the version's CURRENT run. */
+/** Counts of the events read (duplicates included, first copies, misplaced records). */
+interface EventCounts {
+  raw: number;
+  unique: number;
+  misplaced: number;
+}
+
+/**
+ * Step 1: the events of the lake snapshot in the temp table `ev` (partition, offset, id, time,
+ * type, first-copy and misplaced flags, and the JSON text of every field a metric reads), with
+ * duplicates marked. Returns the column of each field.
+ */
+async function loadEvents(
+  conn: DuckDBConnection,
+  files: readonly string[],
+  defs: readonly MetricDefinition[],
+  homePartitions: number,
+): Promise<(f: string) => string> {
+  const fields = referencedFields(defs);
+  const texts = textFields(defs);
+  const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
+  if (files.length === 0) {
+    await exec(
+      conn,
+      `CREATE TEMP TABLE ev (p INTEGER, o BIGINT, id VARCHAR, ts_ms BIGINT, type VARCHAR, first BOOLEAN, mis BOOLEAN${fields.map((_, i) => `, f${i} VARCHAR`).join('')})`,
+    );
+    return fieldColumn;
+  }
+  const fieldColumns = fields.map((f, i) => `, ${fieldJsonSql(f, texts.has(f))} AS f${i}`).join('');
+  // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
+  // older layout has no id_hash, and its events count as misplaced (the cautious answer).
+  const misplaced = `coalesce(id_hash % ${homePartitions} <> kafka_partition, TRUE)`;
+  // json_transform to a struct of JSON values: one parse per event for every field any metric
+  // reads (faster than a multi-path json_extract, same JSON texts; keys match exactly).
+  const structure = sqlQuote(JSON.stringify(Object.fromEntries(fields.map((f) => [f, 'JSON']))));
+  await exec(
+    conn,
+    `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first, mis${fieldColumns} FROM (
+       SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type, raw, ${misplaced} AS mis${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
+       FROM ${readLakeSql(files)})`,
+  );
+  // Deduplication without sorting the whole lake by id: only ids seen more than once need an
+  // order, so a window over their copies alone finds every copy after the first one (lowest
+  // partition, then offset; (p, o) is unique) and marks it. Every other record is its id's
+  // first occurrence. The ids come from `ev`: reading them from Parquet again costs more.
+  await exec(
+    conn,
+    `UPDATE ev SET first = FALSE WHERE rowid IN (
+       SELECT r FROM (
+         SELECT rowid AS r, row_number() OVER (PARTITION BY id ORDER BY p, o) AS n
+         FROM ev WHERE id IN (SELECT id FROM ev GROUP BY id HAVING count(*) > 1))
+       WHERE n > 1)`,
+  );
+  return fieldColumn;
+}
+
+async function countEvents(conn: DuckDBConnection): Promise<EventCounts> {
+  const [raw, unique, misplaced] = (
+    await conn.runAndReadAll(`SELECT count(*)::BIGINT, count(*) FILTER (first)::BIGINT, count(*) FILTER (mis)::BIGINT FROM ev`)
+  ).getRows()[0] as [bigint, bigint, bigint];
+  return { raw: Number(raw), unique: Number(unique), misplaced: Number(misplaced) };
+}
+
+/**
+ * Step 2: every metric aggregated into `agg` and `keys` (computeMetric). Rows name their metric by
+ * index and their key by number (kid) until they are written. A metric with `distinct` always
+ * carries a sketch: the empty one when no event had the field.
+ */
+async function aggregateMetrics(
+  conn: DuckDBConnection,
+  defs: readonly MetricDefinition[],
+  fieldColumn: (f: string) => string,
+  onMetric: (name: string) => void,
+): Promise<void> {
+  await exec(
+    conn,
+    `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
+       count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR)`,
+  );
+  await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
+  await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
+  await exec(conn, `INSERT INTO metric_names VALUES ${defs.map((d, i) => `(${i}, ${sqlQuote(d.name)})`).join(', ')}`);
+  for (const [i, def] of defs.entries()) {
+    onMetric(def.name);
+    await computeMetric(conn, def, i, fieldColumn);
+  }
+  await exec(conn, `DROP TABLE ev`);
+}
+
+/** Step 3: the view rows, stamped with the run's cut, written as the staged run's rows.parquet. Returns their number. */
+async function writeViewRows(
+  conn: DuckDBConnection,
+  cut: readonly number[],
+  processingTimes: readonly number[],
+  staged: string,
+): Promise<number> {
+  await exec(conn, `CREATE TEMP TABLE cuts (p INTEGER, through_offset BIGINT, processing_time BIGINT)`);
+  if (cut.length > 0) await exec(conn, `INSERT INTO cuts VALUES ${cut.map((c, p) => `(${p}, ${c}, ${processingTimes[p]})`).join(', ')}`);
+  await exec(conn, `CREATE TEMP TABLE view_rows (${ROW_COLUMNS})`);
+  await exec(
+    conn,
+    `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
+       a.sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
+     FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
+  );
+  const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);
+  await exec(
+    conn,
+    `COPY (SELECT * FROM view_rows ORDER BY metric, granularity, window_start, key, partition)
+     TO ${sqlQuote(join(staged, 'rows.parquet'))} (FORMAT parquet, COMPRESSION snappy)`,
+  );
+  crashPoint('batch.run.rows-written');
+  return rows;
+}
+
+/**
+ * One full recompute from a lake snapshot, published atomically as the version's CURRENT run:
+ * the events read (step 1), every metric aggregated (step 2), the rows written (step 3), then
+ * the run committed (services/views/batchSnapshots.ts). A failed run publishes nothing.
+ */
 export async function recomputeBatchViews(options: RecomputeOptions): Promise<RecomputeResult> {
   const startedAt = Date.now();
   const runId = newRunId(new Date(startedAt));
@@ -330,8 +449,8 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   const { cut, processingTimes } = cutOf(snapshot);
   const staged = stageBatchRun(options.viewsRoot, options.version, runId);
   const phase = options.onPhase ?? (() => undefined);
-  const totalPhases = options.metrics.metrics.length + 2;
-
+  const defs = options.metrics.metrics;
+  const totalPhases = defs.length + 2;
   const db = await DuckDBInstance.create(':memory:', {
     threads: String(options.threads ?? 2),
     memory_limit: options.memoryLimit ?? '4GB',
@@ -339,86 +458,17 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     preserve_insertion_order: 'false',
   });
   const conn = await db.connect();
+  let manifest: BatchRunManifest;
   try {
     phase('read lake', 0, totalPhases);
-    const files = snapshot.absolutePaths();
-    const lake = readLakeSql(files);
-    const fields = referencedFields(options.metrics.metrics);
-    const texts = textFields(options.metrics.metrics);
-    const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
-    const fieldColumns = fields.map((f, i) => `${fieldJsonSql(f, texts.has(f))} AS f${i}`).join(', ');
-    // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
-    // older layout has no id_hash, and its events count as misplaced (the cautious answer).
-    const misplaced = `coalesce(id_hash % ${options.homePartitions} <> kafka_partition, TRUE)`;
-    // json_transform to a struct of JSON values: one parse per event for every field any metric
-    // reads (faster than a multi-path json_extract, same JSON texts; keys match exactly).
-    const structure = sqlQuote(JSON.stringify(Object.fromEntries(fields.map((f) => [f, 'JSON']))));
-    if (files.length > 0) {
-      await exec(
-        conn,
-        `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first, mis${fields.length > 0 ? `, ${fieldColumns}` : ''} FROM (
-           SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type, raw, ${misplaced} AS mis${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
-           FROM ${lake})`,
-      );
-      // Deduplication without sorting the whole lake by id: only ids seen more than once need an
-      // order, so a window over their copies alone finds every copy after the first one (lowest
-      // partition, then offset; (p, o) is unique) and marks it. Every other record is its id's
-      // first occurrence. The ids come from `ev`: reading them from Parquet again costs more.
-      await exec(
-        conn,
-        `UPDATE ev SET first = FALSE WHERE rowid IN (
-           SELECT r FROM (
-             SELECT rowid AS r, row_number() OVER (PARTITION BY id ORDER BY p, o) AS n
-             FROM ev WHERE id IN (SELECT id FROM ev GROUP BY id HAVING count(*) > 1))
-           WHERE n > 1)`,
-      );
-    } else {
-      await exec(
-        conn,
-        `CREATE TEMP TABLE ev (p INTEGER, o BIGINT, id VARCHAR, ts_ms BIGINT, type VARCHAR, first BOOLEAN, mis BOOLEAN${fields.map((_, i) => `, f${i} VARCHAR`).join('')})`,
-      );
-    }
-    const counts = (
-      await conn.runAndReadAll(`SELECT count(*)::BIGINT, count(*) FILTER (first)::BIGINT, count(*) FILTER (mis)::BIGINT FROM ev`)
-    ).getRows()[0] as [bigint, bigint, bigint];
-    // Rows name their metric by index and their key by number (kid) until they are written. A
-    // metric with `distinct` always carries a sketch: the empty one when no event had the field.
-    await exec(
-      conn,
-      `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
-         count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR)`,
-    );
-    await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
-    await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
-    await exec(conn, `INSERT INTO metric_names VALUES ${options.metrics.metrics.map((d, i) => `(${i}, ${sqlQuote(d.name)})`).join(', ')}`);
+    const fieldColumn = await loadEvents(conn, snapshot.absolutePaths(), defs, options.homePartitions);
+    const counts = await countEvents(conn);
     let done = 1;
-    for (const [i, def] of options.metrics.metrics.entries()) {
-      phase(`metric ${def.name}`, done++, totalPhases);
-      await computeMetric(conn, def, i, fieldColumn);
-    }
-    await exec(conn, `DROP TABLE ev`);
-
-    phase('write snapshot', done++, totalPhases);
-    await exec(conn, `CREATE TEMP TABLE cuts (p INTEGER, through_offset BIGINT, processing_time BIGINT)`);
-    if (cut.length > 0) {
-      await exec(conn, `INSERT INTO cuts VALUES ${cut.map((c, p) => `(${p}, ${c}, ${processingTimes[p]})`).join(', ')}`);
-    }
-    await exec(conn, `CREATE TEMP TABLE view_rows (${ROW_COLUMNS})`);
-    await exec(
-      conn,
-      `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
-         a.sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
-       FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
-    );
-    const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);
-    await exec(
-      conn,
-      `COPY (SELECT * FROM view_rows ORDER BY metric, granularity, window_start, key, partition)
-       TO ${sqlQuote(join(staged, 'rows.parquet'))} (FORMAT parquet, COMPRESSION snappy)`,
-    );
-    crashPoint('batch.run.rows-written');
+    await aggregateMetrics(conn, defs, fieldColumn, (name) => phase(`metric ${name}`, done++, totalPhases));
+    phase('write snapshot', done, totalPhases);
+    const rows = await writeViewRows(conn, cut, processingTimes, staged);
     const finishedAt = Date.now();
-    const manifest: BatchRunManifest = {
+    manifest = {
       runId,
       version: options.version,
       cut,
@@ -427,42 +477,28 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       finishedAt,
       durationMs: finishedAt - startedAt,
       rows,
-      rawEvents: Number(counts[0]),
-      uniqueEvents: Number(counts[1]),
-      misplacedEvents: Number(counts[2]),
+      rawEvents: counts.raw,
+      uniqueEvents: counts.unique,
+      misplacedEvents: counts.misplaced,
       homePartitions: options.homePartitions,
       lakeFiles: snapshot.files.length,
       lakeBytes: snapshot.files.reduce((n, f) => n + f.bytes, 0),
       full: true,
       metricsSource: options.metrics.source,
     };
-    conn.closeSync();
-    db.closeSync();
-    rmSync(join(staged, '.spill'), { recursive: true, force: true });
-    commitBatchRun(options.viewsRoot, manifest);
-    pruneBatchRuns(options.viewsRoot, options.version, options.keepRuns ?? 3, options.runGraceMs ?? 10 * 60_000);
-    phase('done', totalPhases, totalPhases);
-    options.logger.info(
-      {
-        runId,
-        rows,
-        rawEvents: manifest.rawEvents,
-        uniqueEvents: manifest.uniqueEvents,
-        lakeFiles: manifest.lakeFiles,
-        ms: manifest.durationMs,
-      },
-      'batch views published',
-    );
-    return { manifest, rowsPath: join(options.viewsRoot, options.version, 'runs', runId, 'rows.parquet') };
   } catch (err) {
-    try {
-      conn.closeSync();
-      db.closeSync();
-    } catch {
-      /* already closed */
-    }
     // A failed run publishes nothing: CURRENT still names the previous complete run.
     rmSync(staged, { recursive: true, force: true });
     throw err;
+  } finally {
+    conn.closeSync();
+    db.closeSync();
   }
+  rmSync(join(staged, '.spill'), { recursive: true, force: true });
+  commitBatchRun(options.viewsRoot, manifest);
+  pruneBatchRuns(options.viewsRoot, options.version, options.keepRuns ?? 3, options.runGraceMs ?? 10 * 60_000);
+  phase('done', totalPhases, totalPhases);
+  const { rows, rawEvents, uniqueEvents, lakeFiles, durationMs } = manifest;
+  options.logger.info({ runId, rows, rawEvents, uniqueEvents, lakeFiles, ms: durationMs }, 'batch views published');
+  return { manifest, rowsPath: join(options.viewsRoot, options.version, 'runs', runId, 'rows.parquet') };
 }

@@ -94,3 +94,57 @@ export function topicName(value: string): string {
   if (!/^[A-Za-z0-9._-]{1,200}$/.test(value)) throw new InvalidArgumentError('must be a topic name (letters, digits, . _ -).');
   return value;
 }
+
+/** One flag of a command, declared as data: its environment variable, default and parser. */
+export interface OptionSpec {
+  flags: string;
+  description: string;
+  env?: string;
+  default?: unknown;
+  /** How the default is shown in --help (e.g. '1s' for 1000). */
+  defaultText?: string;
+  parse?: (value: string) => unknown;
+  mandatory?: boolean;
+  /** Another option (by its attribute name) this one cannot be used with. */
+  conflicts?: string;
+}
+
+/** Adds a table of options to a command (commands declare their flags as data, not code). */
+export function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command {
+  for (const s of specs) {
+    const option = new Option(s.flags, s.description);
+    if (s.env) option.env(s.env);
+    if (s.default !== undefined) option.default(s.default, s.defaultText);
+    if (s.parse) option.argParser(s.parse);
+    if (s.mandatory) option.makeOptionMandatory();
+    if (s.conflicts) option.conflicts(s.conflicts);
+    cmd.addOption(option);
+  }
+  return cmd;
+}
+
+export function positiveDuration(value: string): number {
+  const ms = duration(value);
+  if (ms <= 0) throw new InvalidArgumentError('must be a positive duration.');
+  return ms;
+}
+
+/**
+ * Resolves on the first SIGTERM/SIGINT (graceful stop: the command finishes what it must);
+ * a second signal exits at once.
+ */
+export function onShutdownSignal(onFirst: (signal: NodeJS.Signals) => void = () => undefined): AbortSignal {
+  const controller = new AbortController();
+  const handler = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(130);
+    onFirst(signal);
+    controller.abort();
+  };
+  process.on('SIGTERM', handler).on('SIGINT', handler);
+  return controller.signal;
+}
+
+/** A promise that resolves when `signal` aborts. */
+export function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+}

@@ -73,6 +73,7 @@ export const DEFAULT_EVENT_LIMITS: EventLimits = {
 };
 
 export type Validation = { ok: true; event: LkEvent } | { ok: false; rejection: Rejection };
+type Rejected = Extract<Validation, { ok: false }>;
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -88,7 +89,7 @@ function isBlank(raw: Uint8Array): boolean {
  * Control characters other than tab/CR are never valid in JSON text (inside strings they must
  * be escaped): their presence means binary data rather than a JSON typo.
  */
-function hasControlByte(raw: Uint8Array): Validation | undefined {
+function hasControlByte(raw: Uint8Array): Rejected | undefined {
   for (let i = 0; i < raw.length; i++) {
     const b = raw[i]!;
     if (b < 0x20 && b !== 0x09 && b !== 0x0d) {
@@ -98,7 +99,7 @@ function hasControlByte(raw: Uint8Array): Validation | undefined {
   return undefined;
 }
 
-function reject(code: RejectCode, message: string, extra: Omit<Rejection, 'code' | 'message'> = {}): Validation {
+function reject(code: RejectCode, message: string, extra: Omit<Rejection, 'code' | 'message'> = {}): Rejected {
   return { ok: false, rejection: { code, message, ...extra } };
 }
 
@@ -201,8 +202,8 @@ function inspectText(text: string): TextFacts {
   return facts;
 }
 
-/** Validates one raw line (without its line terminator). `now` is injectable for tests. */
-export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVENT_LIMITS, now: number = Date.now()): Validation {
+/** The line as a JSON object, or why it is not one (size, encoding, syntax, top-level type). */
+function parseObject(raw: Buffer, limits: EventLimits): { obj: Record<string, unknown>; text: string } | Rejected {
   if (raw.length > limits.maxEventBytes) {
     return reject('too_large', `event is ${raw.length} bytes, the limit is ${limits.maxEventBytes}`, {
       expected: `<= ${limits.maxEventBytes} bytes`,
@@ -214,9 +215,7 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
   }
   // Fast path first (native UTF-8 check, native decode, JSON.parse); the cheaper-to-explain
   // reasons for a failure are worked out only when it fails.
-  if (!isUtf8(raw)) {
-    return hasControlByte(raw) ?? reject('invalid_utf8', 'line is not valid UTF-8');
-  }
+  if (!isUtf8(raw)) return hasControlByte(raw) ?? reject('invalid_utf8', 'line is not valid UTF-8');
   let parsed: unknown;
   const text = raw.toString('utf8');
   try {
@@ -232,21 +231,16 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
       got: describe(parsed),
     });
   }
-  const obj = parsed as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  if (keys.length > limits.maxFields) {
-    return reject('too_many_fields', `event has ${keys.length} fields, the limit is ${limits.maxFields}`);
-  }
-  const facts = inspectText(text);
-  const repeated = facts.duplicate;
-  if (repeated !== undefined) {
-    return reject(
-      'duplicate_field',
-      `field ${JSON.stringify(repeated)} appears more than once; JSON readers disagree on which value counts`,
-      {
-        field: repeated,
-      },
-    );
+  return { obj: parsed as Record<string, unknown>, text };
+}
+
+/** What the parsed value hides (inspectText): repeated names, lone surrogates, huge exponents. */
+function textRejection(facts: TextFacts): Validation | undefined {
+  if (facts.duplicate !== undefined) {
+    const field = facts.duplicate;
+    return reject('duplicate_field', `field ${JSON.stringify(field)} appears more than once; JSON readers disagree on which value counts`, {
+      field,
+    });
   }
   if (facts.loneSurrogate) {
     const { field, escape } = facts.loneSurrogate;
@@ -269,12 +263,14 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
       },
     );
   }
+  return undefined;
+}
+
+/** Every field name valid, every value a string, number or boolean (events are flat). */
+function fieldRejection(obj: Record<string, unknown>, keys: readonly string[]): Validation | undefined {
   for (const key of keys) {
-    if (!FIELD_NAME.test(key)) {
-      return reject('invalid_field_name', `field name ${JSON.stringify(key)} must match ${FIELD_NAME.source}`, {
-        field: key,
-      });
-    }
+    if (!FIELD_NAME.test(key))
+      return reject('invalid_field_name', `field name ${JSON.stringify(key)} must match ${FIELD_NAME.source}`, { field: key });
     const value = obj[key];
     if (value === null) {
       return reject('null_value', `field "${key}" is null; omit the field instead`, {
@@ -293,9 +289,7 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
   }
   for (const field of ['id', 'type'] as const) {
     const value = obj[field];
-    if (value === undefined) {
-      return reject('missing_field', `field "${field}" is missing`, { field, expected: 'non-empty string' });
-    }
+    if (value === undefined) return reject('missing_field', `field "${field}" is missing`, { field, expected: 'non-empty string' });
     if (typeof value !== 'string') {
       return reject('wrong_type', `field "${field}" must be a string, got ${describe(value)}`, {
         field,
@@ -303,13 +297,15 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
         got: describe(value),
       });
     }
-    if (value.trim() === '') {
-      return reject('empty_value', `field "${field}" is empty`, { field, expected: 'non-empty string', got: '""' });
-    }
+    if (value.trim() === '') return reject('empty_value', `field "${field}" is empty`, { field, expected: 'non-empty string', got: '""' });
   }
-  if (obj.ts === undefined) {
+  return undefined;
+}
+
+/** The event time in epoch ms, or why `ts` is missing, malformed or out of range. */
+function eventTimeOf(obj: Record<string, unknown>, limits: EventLimits, now: number): number | Rejected {
+  if (obj.ts === undefined)
     return reject('missing_field', 'field "ts" is missing', { field: 'ts', expected: 'ISO-8601 string or epoch ms' });
-  }
   const time = parseEventTime(obj.ts);
   if (!time.ok) {
     return reject('invalid_ts', `field "ts" must be ${time.expected}, got ${describe(obj.ts)}`, {
@@ -323,15 +319,38 @@ export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVE
     return reject(
       'ts_out_of_range',
       `field "ts" ${isoOrNumber(time.ms)} is outside the accepted range ${isoOrNumber(limits.minTs)} .. ${isoOrNumber(latest)}`,
-      { field: 'ts', expected: 'a sane event time', got: describe(obj.ts) },
+      {
+        field: 'ts',
+        expected: 'a sane event time',
+        got: describe(obj.ts),
+      },
     );
   }
+  return time.ms;
+}
+
+/**
+ * Validates one raw line (without its line terminator), in the order a user fixes a producer:
+ * the line (size, encoding, JSON object), what the text hides, the fields, then the event time.
+ * `now` is injectable for tests.
+ */
+export function validateEventLine(raw: Buffer, limits: EventLimits = DEFAULT_EVENT_LIMITS, now: number = Date.now()): Validation {
+  const parsed = parseObject(raw, limits);
+  if ('ok' in parsed) return parsed;
+  const { obj, text } = parsed;
+  const keys = Object.keys(obj);
+  if (keys.length > limits.maxFields) return reject('too_many_fields', `event has ${keys.length} fields, the limit is ${limits.maxFields}`);
+  const facts = inspectText(text);
+  const refused = textRejection(facts) ?? fieldRejection(obj, keys);
+  if (refused) return refused;
+  const ts = eventTimeOf(obj, limits, now);
+  if (typeof ts !== 'number') return ts;
   return {
     ok: true,
     event: {
       id: obj.id as string,
       type: obj.type as string,
-      ts: time.ms,
+      ts,
       fields: obj as Record<string, AttributeValue>,
       numberSources: facts.numbers,
     },
