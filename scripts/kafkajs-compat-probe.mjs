@@ -6,7 +6,7 @@
 // summary. Exit code 0 only if everything passed.
 //
 //   node scripts/kafka.mjs start                       # or any broker
-//   node scripts/kafkajs-compat-probe.mjs [--brokers 127.0.0.1:9092] [--json out.json]
+//   npm run kafka:probe -- [--brokers 127.0.0.1:9092] [--json out.json]
 //
 // Brokers: --brokers, else KAFKA_BROKERS, else 127.0.0.1:${LK_KAFKA_PORT:-9092}.
 // It also asks the broker for its ApiVersions and compares them with the
@@ -18,7 +18,11 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
-import kafkajs from 'kafkajs';
+
+// The probe checks the client lambda-kappa runs: kafkajs with its load-time patches, which must
+// be installed before kafkajs loads (run it as `npm run kafka:probe`, through tsx).
+const { KAFKAJS_PATCHES, PATCHED_KAFKAJS_VERSION } = await import('../services/log/kafka/kafkajsPatches.ts');
+const { default: kafkajs } = await import('kafkajs');
 
 const { Kafka, logLevel, Partitioners, CompressionTypes } = kafkajs;
 const require = createRequire(import.meta.url);
@@ -187,7 +191,9 @@ const consumedMain = new Map(); // `${p}:${o}` -> {key,value,headers,timestamp}
 let committedMain; // partition -> committed offset
 
 async function main() {
-  console.log(`kafkajs ${require('kafkajs/package.json').version} compatibility probe against ${brokers} (run ${run})`);
+  console.log(
+    `kafkajs ${require('kafkajs/package.json').version} (patched for ${PATCHED_KAFKAJS_VERSION}: ${[...KAFKAJS_PATCHES.keys()].join(', ')}) compatibility probe against ${brokers} (run ${run})`,
+  );
 
   await check('ApiVersions: every API kafkajs uses overlaps the broker range', async () => {
     const { errorCode, apis } = await brokerApiVersions(brokers.split(',')[0].trim());

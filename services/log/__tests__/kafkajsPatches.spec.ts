@@ -4,7 +4,24 @@
 // eventLog.contract.spec.ts and brokerRestart.spec.ts.)
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { crc32cSliceBy8, kafkajsOriginals, kafkajsProduceV3, kafkajsRequestFrame } from '../kafka/kafkajsPatches.ts';
+import { KAFKAJS_PATCHES, PATCHED_KAFKAJS_VERSION, crc32cSliceBy8 } from '../kafka/kafkajsPatches.ts';
+
+/** kafkajs's original of a patch, and ours. */
+function patch<T>(name: string): { original: T; replacement: T } {
+  const p = KAFKAJS_PATCHES.get(name);
+  if (!p) throw new Error(`no kafkajs patch ${name}`);
+  return p as { original: T; replacement: T };
+}
+type Frame = (a: object) => Promise<{ buffer: Buffer }>;
+type Produce = (a: never) => { encode(): Promise<{ buffer: Buffer }> };
+const kafkajsProduceV3 = (() => {
+  const p = patch<Produce>('produceV3');
+  return { original: p.original, patched: p.replacement };
+})();
+const kafkajsRequestFrame = (() => {
+  const p = patch<Frame>('requestFrame');
+  return { original: p.original, patched: p.replacement };
+})();
 import { seededRandom } from '../../ingest/generator.ts';
 
 const require = createRequire(import.meta.url);
@@ -17,11 +34,26 @@ const int = (max: number) => Math.floor(rand() * max);
 
 function viaOriginal(method: 'writeUVarInt' | 'writeVarLong', value: unknown): Buffer {
   const e = new Encoder();
-  (kafkajsOriginals[method] as unknown as (this: Enc, v: unknown) => Enc).call(e, value);
+  patch<(this: Enc, v: unknown) => Enc>(method).original.call(e, value);
   return e.buffer;
 }
 
 describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
+  it('patch exactly the pinned kafkajs, every module in the registry', () => {
+    expect((require('kafkajs/package.json') as { version: string }).version).toBe(PATCHED_KAFKAJS_VERSION);
+    expect([...KAFKAJS_PATCHES.keys()].sort()).toEqual([
+      'crc32C',
+      'groupMessagesPerPartition',
+      'produceV3',
+      'record',
+      'requestFrame',
+      'writeUVarInt',
+      'writeVarLong',
+    ]);
+    // kafkajs's own require now gets the replacements.
+    expect(require('kafkajs/src/protocol/recordBatch/crc32C/index.js')).toBe(crc32cSliceBy8);
+  });
+
   it('varints and varlongs', () => {
     const values = [0, 1, -1, 63, 64, -64, -65, 127, 128, 2 ** 31 - 1, -(2 ** 31), 2 ** 32, 2 ** 52 - 1, -(2 ** 52) + 1, 2 ** 53, 1.5];
     for (let i = 0; i < 2000; i++) values.push(int(2 ** 31) - 2 ** 30, int(2 ** 50) * (rand() < 0.5 ? -1 : 1), int(300));
@@ -44,7 +76,7 @@ describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
         ...(rand() < 0.2 ? { headers: pick([{}, { a: 'b' }, { lk: ['x', 'yy'] }, { 'dead-letter': Buffer.from('why') }]) } : {}),
       };
       expect(encodeRecord(args).buffer, JSON.stringify(args)).toEqual(
-        (kafkajsOriginals.record!(args) as unknown as { buffer: Buffer }).buffer,
+        patch<(a: object) => { buffer: Buffer }>('record').original(args).buffer,
       );
     }
   });
@@ -54,7 +86,7 @@ describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
     for (let i = 0; i < 2000; i++) {
       const buf = Buffer.alloc(int(3000));
       for (let k = 0; k < buf.length; k++) buf[k] = int(256);
-      expect(crc32cSliceBy8(buf)).toBe(kafkajsOriginals.crc32C!(buf));
+      expect(crc32cSliceBy8(buf)).toBe(patch<(b: Buffer) => number>('crc32C').original(buf));
     }
   });
 
@@ -91,14 +123,14 @@ describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
       const realNow = Date.now;
       Date.now = () => now;
       try {
-        const expected = (await (kafkajsProduceV3.original(args as never).encode() as Promise<{ buffer: Buffer }>)).buffer;
-        const got = (await (kafkajsProduceV3.patched!(args as never).encode() as Promise<{ buffer: Buffer }>)).buffer;
+        const expected = (await kafkajsProduceV3.original(args as never).encode()).buffer;
+        const got = (await kafkajsProduceV3.patched(args as never).encode()).buffer;
         expect(got.equals(expected), `request ${i}`).toBe(true);
         if (args.compression === 0 && !args.topicData.some((t) => t.partitions.some((p) => p.messages.some((m) => 'headers' in m)))) fast++;
-        const request = kafkajsProduceV3.patched!(args as never);
+        const request = kafkajsProduceV3.patched(args as never);
         const frameArgs = { correlationId: int(1e6), clientId: pick(['lk', null, 'lk-speed-Zoë']), request };
         const a = (await kafkajsRequestFrame.original(frameArgs)).buffer;
-        const b = (await kafkajsRequestFrame.patched!(frameArgs)).buffer;
+        const b = (await kafkajsRequestFrame.patched(frameArgs)).buffer;
         expect(b.equals(a), `frame ${i}`).toBe(true);
       } finally {
         Date.now = realNow;

@@ -2,6 +2,17 @@
  * Load-time fixes for kafkajs 2.2.4, which has had no release since 2023. Imported before
  * kafkajs itself (see kafkaLog.ts), so kafkajs's own `require` picks up the fixed modules.
  *
+ * One guard for every patch, checked before anything is replaced:
+ * - the installed kafkajs must be exactly the version these patches were written and tested for
+ *   (package.json pins it); another version stops the process with one message;
+ * - no kafkajs module may be loaded yet (a module loaded before its patch keeps the original:
+ *   half-patched would be worse than unpatched);
+ * - each replaced module is installed before anything that requires it is loaded (the order below).
+ * Every patch is listed in `KAFKAJS_PATCHES` with kafkajs's original beside the replacement:
+ * `__tests__/kafkajsPatches.spec.ts` compares the two byte for byte, and the compatibility probe
+ * (scripts/kafkajs-compat-probe.mjs, run by the test suite) exercises the patched client against
+ * the real broker.
+ *
  * 1. `producer/groupMessagesPerPartition.js` copies the whole per-partition array for every
  *    message (`[...current, message]`): quadratic in the batch size. With 10,000-record batches
  *    over 6 partitions it capped produce at about 40k events/s on 2 cores, CPU-bound in that
@@ -9,8 +20,60 @@
  *    figures in the README.)
  */
 import { createRequire, Module } from 'node:module';
+import { dirname, sep } from 'node:path';
 
 const require = createRequire(import.meta.url);
+
+/** The kafkajs release these patches replace code of (package.json pins it exactly). */
+export const PATCHED_KAFKAJS_VERSION = '2.2.4';
+
+/** One replacement: kafkajs's original and ours, for the equivalence tests. */
+export interface KafkajsPatch {
+  readonly original: unknown;
+  readonly replacement: unknown;
+}
+
+/** Every patch by name: modules `kafkajs/src/...` replaced in the require cache, and Encoder methods. */
+export const KAFKAJS_PATCHES = new Map<string, KafkajsPatch>();
+
+class KafkajsPatchError extends Error {
+  override name = 'KafkajsPatchError';
+}
+
+const kafkajsRoot = dirname(require.resolve('kafkajs/package.json')) + sep;
+{
+  const installed = (require('kafkajs/package.json') as { version: string }).version;
+  if (installed !== PATCHED_KAFKAJS_VERSION) {
+    throw new KafkajsPatchError(
+      `lambda-kappa patches kafkajs ${PATCHED_KAFKAJS_VERSION} at load time (services/log/kafka/kafkajsPatches.ts), but kafkajs ${installed} is installed: run \`npm ci\` (package.json pins ${PATCHED_KAFKAJS_VERSION})`,
+    );
+  }
+  const loaded = Object.keys(require.cache).find((k) => k.startsWith(kafkajsRoot) && !k.endsWith('package.json'));
+  if (loaded !== undefined) {
+    throw new KafkajsPatchError(
+      `kafkajs was loaded before its load-time patches (${loaded.slice(kafkajsRoot.length)}): import services/log/kafka/kafkajsPatches.ts (or kafkaLog.ts) before anything that imports kafkajs`,
+    );
+  }
+}
+
+/**
+ * Replaces module `kafkajs/<rel>` in the require cache by `make(original)`: kafkajs's own
+ * `require` then gets the replacement. Refuses when the module was already loaded by someone
+ * else (whoever loaded it holds the original).
+ */
+function replaceModule<T>(name: string, rel: string, make: (original: T) => T): T {
+  const path = require.resolve(`kafkajs/${rel}`);
+  if (require.cache[path]) throw new KafkajsPatchError(`kafkajs patch ${name}: ${rel} was loaded before it could be replaced`);
+  const original = require(path) as T;
+  const replacement = make(original);
+  const patched = new Module(path);
+  patched.filename = path;
+  patched.loaded = true;
+  patched.exports = replacement;
+  require.cache[path] = patched;
+  KAFKAJS_PATCHES.set(name, { original, replacement });
+  return replacement;
+}
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
 
@@ -34,17 +97,7 @@ function groupMessagesPerPartition({
   return result;
 }
 
-/** Puts `exports` in the require cache as the module at `path`: kafkajs's own `require` then gets it. */
-function installModule(path: string, exports: unknown): void {
-  const patched = new Module(path);
-  patched.filename = path;
-  patched.loaded = true;
-  patched.exports = exports;
-  require.cache[path] = patched;
-}
-
-const path = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
-if (!require.cache[path]) installModule(path, groupMessagesPerPartition);
+replaceModule('groupMessagesPerPartition', 'src/producer/groupMessagesPerPartition.js', () => groupMessagesPerPartition);
 
 /*
  * 2. Record encoding, the rest of produce's CPU (a CPU profile of `lk produce`: about a third
@@ -81,13 +134,8 @@ const Encoder = require('kafkajs/src/protocol/encoder.js') as KafkajsEncoderClas
 type RecordArgs = { offsetDelta?: number; timestampDelta?: unknown; key: unknown; value: unknown; headers?: Record<string, unknown> };
 type RecordEncoder = (args: RecordArgs) => KafkajsEncoder;
 
-/** kafkajs's own implementations, for the equivalence test. */
-export const kafkajsOriginals = {
-  writeUVarInt: Encoder.prototype.writeUVarInt,
-  writeVarLong: Encoder.prototype.writeVarLong,
-  record: undefined as RecordEncoder | undefined,
-  crc32C: undefined as ((buf: Buffer) => number) | undefined,
-};
+const originalWriteUVarInt = Encoder.prototype.writeUVarInt;
+const originalWriteVarLong = Encoder.prototype.writeVarLong;
 
 Encoder.prototype.writeUVarInt = function writeUVarInt(this: KafkajsEncoder, value: number): KafkajsEncoder {
   this.ensureAvailable(5);
@@ -106,7 +154,7 @@ Encoder.prototype.writeUVarInt = function writeUVarInt(this: KafkajsEncoder, val
 const MAX_EXACT = 2 ** 52;
 Encoder.prototype.writeVarLong = function writeVarLong(this: KafkajsEncoder, value: unknown): KafkajsEncoder {
   if (typeof value !== 'number' || !Number.isInteger(value) || value >= MAX_EXACT || value <= -MAX_EXACT)
-    return kafkajsOriginals.writeVarLong.call(this, value) as KafkajsEncoder;
+    return originalWriteVarLong.call(this, value) as KafkajsEncoder;
   // ZigZag: 2v for v >= 0, -2v - 1 for v < 0 (exact in doubles below 2^53).
   let zz = value >= 0 ? value * 2 : -value * 2 - 1;
   this.ensureAvailable(10);
@@ -120,6 +168,9 @@ Encoder.prototype.writeVarLong = function writeVarLong(this: KafkajsEncoder, val
   this.offset = at;
   return this;
 };
+
+KAFKAJS_PATCHES.set('writeUVarInt', { original: originalWriteUVarInt, replacement: Encoder.prototype.writeUVarInt });
+KAFKAJS_PATCHES.set('writeVarLong', { original: originalWriteVarLong, replacement: Encoder.prototype.writeVarLong });
 
 /** An Encoder over a buffer of exactly `size` bytes (no zero-filled 512-byte allocation). */
 function exactEncoder(size: number): KafkajsEncoder {
@@ -153,20 +204,20 @@ function writeRecord(e: KafkajsEncoder, body: number, timestampDelta: number, of
   e.writeVarInt(0); // no headers: an empty varint array
 }
 
-const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/index.js');
-kafkajsOriginals.record = require(recordPath) as RecordEncoder;
+let originalRecord: RecordEncoder;
 function encodeRecord(args: RecordArgs): KafkajsEncoder {
   const { offsetDelta = 0, timestampDelta = 0, key, value, headers = {} } = args;
   // Headers, and keys or values that are neither strings nor Buffers: kafkajs's own encoder.
-  if (!plainMessage({ key, value, headers }) || typeof timestampDelta !== 'number') return kafkajsOriginals.record!(args);
+  if (!plainMessage({ key, value, headers }) || typeof timestampDelta !== 'number') return originalRecord(args);
   const body = recordBodySize(timestampDelta, offsetDelta, byteLengthOf(key), byteLengthOf(value));
   const e = exactEncoder(Encoder.sizeOfVarInt(body) + body);
   writeRecord(e, body, timestampDelta, offsetDelta, key, value);
   return e;
 }
-if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/index.js')])
-  throw new Error('kafkajsPatches.ts must be imported before kafkajs loads its record batch encoder');
-installModule(recordPath, encodeRecord);
+replaceModule<RecordEncoder>('record', 'src/protocol/recordBatch/record/v0/index.js', (original) => {
+  originalRecord = original;
+  return encodeRecord;
+});
 
 /** CRC-32C (Castagnoli), slice-by-8: tables T[k][b] = CRC of byte b followed by k zero bytes. */
 const CRC_TABLES = (() => {
@@ -211,13 +262,8 @@ export function crc32cSliceBy8(buf: Buffer): number {
   return (crc ^ -1) >>> 0;
 }
 
-// The record batch encoder takes `crc32C/index.js` (an unsigned wrapper of `crc32C.js`): replace
-// the wrapper before anything loads it, and keep the original byte-wise function for the test.
-kafkajsOriginals.crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (buf: Buffer) => number;
-{
-  const p = require.resolve('kafkajs/src/protocol/recordBatch/crc32C/index.js');
-  if (!require.cache[p]) installModule(p, crc32cSliceBy8);
-}
+// The record batch encoder takes `crc32C/index.js` (an unsigned wrapper of the byte-wise `crc32C.js`).
+replaceModule<(buf: Buffer) => number>('crc32C', 'src/protocol/recordBatch/crc32C/index.js', () => crc32cSliceBy8);
 
 /*
  * 3. Produce requests (v3, which v4-v7 reuse) and the request frame: kafkajs builds every
@@ -329,42 +375,30 @@ function encodeProduceV3(args: ProduceArgs): FullEncoder | undefined {
   return e;
 }
 
-const produceV3Path = require.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
-const originalProduceV3 = require(produceV3Path) as ProduceV3;
-export const kafkajsProduceV3 = { original: originalProduceV3, patched: undefined as ProduceV3 | undefined };
-{
-  const patched: ProduceV3 = (args) => {
-    const request = originalProduceV3(args);
-    const original = request.encode;
-    return { ...request, encode: async () => encodeProduceV3(args) ?? original() };
-  };
-  kafkajsProduceV3.patched = patched;
-  installModule(produceV3Path, patched);
-}
+replaceModule<ProduceV3>('produceV3', 'src/protocol/requests/produce/v3/request.js', (originalProduceV3) => (args) => {
+  const request = originalProduceV3(args);
+  const original = request.encode;
+  return { ...request, encode: async () => encodeProduceV3(args) ?? original() };
+});
 
 // The request frame: size, api key and version, correlation id, client id, then the payload,
 // in one buffer of the right size.
-const requestPath = require.resolve('kafkajs/src/protocol/request.js');
 type FrameArgs = {
   correlationId: number;
   clientId: string | null;
   request: { apiKey: number; apiVersion: number; encode(): Promise<unknown> };
 };
-const originalFrame = require(requestPath) as (args: FrameArgs) => Promise<FullEncoder>;
-export const kafkajsRequestFrame = {
-  original: originalFrame,
-  patched: undefined as ((args: FrameArgs) => Promise<FullEncoder>) | undefined,
-};
-{
-  const patched = async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }: FrameArgs): Promise<FullEncoder> => {
-    const payload = (await encode()) as FullEncoder;
-    const body = payload.buffer;
-    const size = 2 + 2 + 4 + 2 + (clientId == null ? 0 : Buffer.byteLength(clientId)) + body.length;
-    const e = exactEncoder(4 + size) as FullEncoder;
-    e.writeInt32(size).writeInt16(apiKey).writeInt16(apiVersion).writeInt32(correlationId).writeString(clientId);
-    e.writeBufferInternal(body);
-    return e;
-  };
-  kafkajsRequestFrame.patched = patched;
-  installModule(requestPath, patched);
-}
+replaceModule<(args: FrameArgs) => Promise<FullEncoder>>(
+  'requestFrame',
+  'src/protocol/request.js',
+  () =>
+    async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }) => {
+      const payload = (await encode()) as FullEncoder;
+      const body = payload.buffer;
+      const size = 2 + 2 + 4 + 2 + (clientId == null ? 0 : Buffer.byteLength(clientId)) + body.length;
+      const e = exactEncoder(4 + size) as FullEncoder;
+      e.writeInt32(size).writeInt16(apiKey).writeInt16(apiVersion).writeInt32(correlationId).writeString(clientId);
+      e.writeBufferInternal(body);
+      return e;
+    },
+);
