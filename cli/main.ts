@@ -9,13 +9,10 @@ import { ConfigError, InfrastructureError, errorMessage } from '../services/erro
 import { registerGenerateCommand } from './commands/generate.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
-// Layer commands: each layer registers its own (one line each).
+// Each layer registers its own commands: this is the only module that imports the layers.
 import { registerSpeedCommands } from '../streaming/cli.ts';
-// [speed-layer-commands]
 import { registerBatchCommands } from '../batch/cli.ts';
-// [batch-layer-commands]
 import { registerServeCommands } from '../serving/cli.ts';
-// [serving-layer-commands]
 
 const program = new Command('lk')
   .description('lambda-kappa: real-time plus batch analytics over one Kafka log')
@@ -28,7 +25,6 @@ registerGenerateCommand(program);
 registerBatchCommands(program);
 registerSpeedCommands(program);
 registerServeCommands(program);
-// [layer-registration]
 
 function exitWith(code: number, message: string): never {
   process.stderr.write(`lk: ${message}\n`);

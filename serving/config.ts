@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../services/errors.ts';
-import type { Granularity, MetricDefinitions } from '../services/metrics/definitions.ts';
+import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import { versionNameSchema } from '../services/versions/versionName.ts';
 
 const DAY = 86_400_000;
@@ -63,6 +63,3 @@ export function parseServeConfig(input: ServeConfigInput, metrics: MetricDefinit
   return { ...parsed.data, metrics };
 }
 
-export function maxRangeFor(config: ServeConfig, granularity: Granularity): number {
-  return config.maxRangeMs[granularity];
-}

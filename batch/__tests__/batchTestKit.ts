@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
-import type { EventLog, LogRecord } from '../../services/log/eventLog.ts';
+import type { EventLog } from '../../services/log/eventLog.ts';
 import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
 import { parseBrokers } from '../../services/log/openLog.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
@@ -39,31 +39,7 @@ export async function produceLines(log: EventLog, topic: string, lines: readonly
   }
 }
 
-/** Reads every record of a topic up to its current end offsets (a plain consumer, no lake code). */
-export async function readTopic(log: EventLog, topic: string): Promise<LogRecord[][]> {
-  const ends = await log.endOffsets(topic);
-  const out: LogRecord[][] = ends.map(() => []);
-  const position = ends.map(() => 0);
-  const consumer = log.consumer({ groupId: `reader-${topic}-${Date.now()}`, fromBeginning: true });
-  await consumer.subscribe([topic]);
-  await consumer.run({
-    onAssignment: async (assigned) => assigned.map((tp) => ({ ...tp, offset: 0 })),
-    eachBatch: async (batch) => {
-      out[batch.partition]!.push(...batch.records);
-      position[batch.partition] = batch.nextOffset;
-    },
-    onProgress: (p) => {
-      position[p.partition] = Math.max(position[p.partition]!, p.nextOffset);
-    },
-  });
-  const deadline = Date.now() + 60_000;
-  while (!ends.every((end, p) => position[p]! >= end)) {
-    if (Date.now() > deadline) throw new Error(`timed out reading ${topic}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  await consumer.stop();
-  return out;
-}
+export { readTopic } from '../../test/logReader.ts';
 
 export interface LakeRow {
   id: string;

@@ -69,8 +69,6 @@ export interface PartitionProgress extends TopicPartition {
   highWatermark: number;
 }
 
-export type StartPosition = 'earliest' | 'latest';
-
 export interface ConsumerOptions {
   groupId: string;
   /** Where to start when the group has no committed offset and `startOffsets` does not say. */

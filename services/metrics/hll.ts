@@ -36,7 +36,8 @@ export function hllHash(value: string): { bucket: number; rank: number } {
 /**
  * DuckDB SQL computing (bucket, rank) from a VARCHAR expression, identical to `hllHash`.
  * floor(log2(x)) is exact in double precision for 32-bit integers, so no rounding can move a
- * rank (see the test `hll.spec.ts`, which checks the two sides agree value by value).
+ * rank (`__tests__/engineAgreement.spec.ts` and `fieldSemantics.differential.spec.ts` check that the
+ * two sides agree value by value).
  */
 export function hllRegisterSql(valueExpr: string): { bucket: string; rank: string } {
   const hi = `CAST(('0x' || substr(md5(${valueExpr}), 1, 8)) AS UBIGINT)`;

@@ -1,7 +1,6 @@
 /**
- * SQL text for DuckDB, built in one place: string literals and identifiers are quoted here and
- * nowhere else, so that no value (a metric name, a filter value, a key, a file path) can end a
- * literal early.
+ * SQL text for DuckDB: string literals are quoted here and nowhere else, so that no value (a
+ * metric name, a filter value, a key, a file path) can end a literal early.
  */
 
 /**
@@ -11,9 +10,4 @@
 export function sqlQuote(text: string): string {
   const quoted = `'${text.replace(/'/g, "''")}'`;
   return text.includes('\u0000') ? `(${quoted.split('\u0000').join("' || chr(0) || '")})` : quoted;
-}
-
-/** A DuckDB identifier: double quotes doubled. */
-export function sqlIdentifier(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }

@@ -2,7 +2,6 @@
  * Resolvers: validate arguments (each failure a coded GraphQLError with a message that says what
  * to change), take the request's view snapshot, and answer with serving/queries.ts.
  */
-import { GraphQLError } from 'graphql/index.js';
 import type { Granularity, MetricDefinition } from '../../services/metrics/definitions.ts';
 import type { ServeConfig } from '../config.ts';
 import { formatDuration } from '../../services/config/durations.ts';
@@ -289,6 +288,3 @@ export function deadlineFor(deadlineAt: number, timeoutMs: number): Deadline {
   };
 }
 
-export function isGraphQLError(err: unknown): err is GraphQLError {
-  return err instanceof GraphQLError;
-}
