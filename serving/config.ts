@@ -62,4 +62,3 @@ export function parseServeConfig(input: ServeConfigInput, metrics: MetricDefinit
   }
   return { ...parsed.data, metrics };
 }
-

@@ -287,4 +287,3 @@ export function deadlineFor(deadlineAt: number, timeoutMs: number): Deadline {
     },
   };
 }
-
