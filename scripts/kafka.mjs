@@ -39,9 +39,16 @@ import { connect } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import kafkajs from 'kafkajs';
 
-const { Kafka, logLevel, Partitioners } = kafkajs;
+
+/**
+ * kafkajs, loaded on first use: a process that also runs lambda-kappa's log adapter must load its
+ * load-time patches (services/log/kafka/kafkajsPatches.ts) before kafkajs, and imports this
+ * script early (the test setup, the benchmarks).
+ */
+async function kafkajsClient() {
+  return (await import('kafkajs')).default;
+}
 
 /**
  * Kafka version used when LK_KAFKA_VERSION is not set. With kafkajs 2.2.4,
@@ -475,6 +482,7 @@ function ensureFormatted(cfg, java) {
  * through a consumer group. Throws on failure.
  */
 export async function probeKafka(brokers, { attemptTimeoutMs = 20_000 } = {}) {
+  const { Kafka, logLevel, Partitioners } = await kafkajsClient();
   const kafka = new Kafka({
     clientId: 'lk-kafka-probe',
     brokers: [brokers],

@@ -11,9 +11,12 @@
  *   from a wrong position is dropped and re-fetched, so that a rebalance can never hand the
  *   application a record twice or skip one.
  */
-// Must come before kafkajs: it replaces one of kafkajs's modules before kafkajs loads it.
+import { createRequire } from 'node:module';
+import type { Admin, Consumer, EachBatchPayload, Producer, Message, LogEntry } from 'kafkajs';
+// The patches replace some of kafkajs's modules, so they must be installed before kafkajs loads:
+// kafkajs is required here, after them, and never imported statically (an ESM loader may load
+// a statically imported CommonJS package while linking, before any module body runs).
 import './kafkajsPatches.ts';
-import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type Producer, type Message, type LogEntry } from 'kafkajs';
 import { InfrastructureError, IllegalStateError, errorMessage } from '../../errors.ts';
 import { logger } from '../../observability/logger.ts';
 import type {
@@ -32,6 +35,8 @@ import type {
   TopicSpec,
 } from '../eventLog.ts';
 import { partitionForKey } from '../partitioner.ts';
+
+const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof import('kafkajs');
 
 /** Broker default `max.message.bytes` is 1 MiB; stay below it with room for batch overhead. */
 const MAX_PARTITION_CHUNK_BYTES = 900 * 1024;
