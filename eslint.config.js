@@ -7,7 +7,7 @@ import tseslint from 'typescript-eslint';
 import lk from './scripts/eslint/layerBoundaries.mjs';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', '.lk/', 'coverage/'] },
+  { ignores: ['node_modules/', 'data/', '.lk/', 'coverage/', 'dist/', '.scratch/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

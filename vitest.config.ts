@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['{cli,services,streaming,batch,serving,test}/**/*.spec.ts'],
     globalSetup: ['./test/global-setup.ts'],
+    // Child processes (`lk ...`) run the sources under test, never an older dist/ build.
+    env: { LK_FROM_SOURCE: '1' },
     // kafkajs and DuckDB's native binding are happiest in child processes.
     pool: 'forks',
     poolOptions: { forks: { minForks: 1, maxForks: 2 } },

@@ -14,11 +14,9 @@ import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import { addBatchOptions, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
 import { batchStatusPath } from '../services/status/batchStatus.ts';
-import { runBatchCycle } from './batchCycle.ts';
-import { BatchService } from './batchService.ts';
-import { LakeManifest, lakeExists } from '../services/lake/commitProtocol.ts';
-import { compactLake } from './lake/compaction.ts';
-import { WRITER_LOCK } from './lake/lakeWriter.ts';
+import { LakeManifest, WRITER_LOCK, lakeExists } from '../services/lake/commitProtocol.ts';
+// The service, the cycle and compaction load DuckDB: imported when a command runs, so that
+// `lk --help` and the other layers' commands start without it.
 
 /** What the service and a single cycle are both given: the log, the lake, the views, the metrics. */
 function cycleOptions(opts: BatchOptions, clientId: string) {
@@ -48,6 +46,7 @@ async function serve(opts: BatchOptions): Promise<void> {
   const { ctx, common } = cycleOptions(opts, 'lk-batch');
   const log = common.log;
   const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
+  const { BatchService } = await import('./batchService.ts');
   const service = new BatchService({
     ...common,
     intervalMs: opts.interval,
@@ -70,6 +69,7 @@ async function runOnce(opts: BatchOptions): Promise<void> {
   const log = common.log;
   const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   try {
+    const { runBatchCycle } = await import('./batchCycle.ts');
     const result = await runBatchCycle({ ...common, signal });
     if (!result) {
       console.log('stopped before the recompute; the lake holds everything read so far');
@@ -96,6 +96,7 @@ async function compact(opts: BatchOptions): Promise<void> {
     throw new InfrastructureError(`the lake is in use by a running \`lk batch\` (which compacts by itself): ${errorMessage(err)}`);
   });
   try {
+    const { compactLake } = await import('./lake/compaction.ts');
     const r = await compactLake({ manifest, targetFileSize: opts.targetFileSize, logger });
     const purged = manifest.vacuum();
     console.log(

@@ -29,7 +29,7 @@ import {
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
-import { SpeedJob, type SpeedJobConfig } from './job/speedJob.ts';
+import type { SpeedJobConfig } from './job/speedJob.ts';
 
 interface JobOptions extends CommonOptions {
   topic: string;
@@ -159,6 +159,8 @@ async function runSpeed(opts: RunOptions): Promise<void> {
   const ctx = context(opts);
   const config = speedJobConfig(opts, ctx);
   const log = ctx.openLog(`lk-speed-${opts.instanceId}`);
+  // Imported when the job runs: `lk --help` and the other commands start without it.
+  const { SpeedJob } = await import('./job/speedJob.ts');
   const job = new SpeedJob(log, config);
   const stop = onShutdownSignal((signal) => logger.info({ signal }, 'stopping: final checkpoint'));
   try {

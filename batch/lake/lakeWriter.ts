@@ -29,12 +29,11 @@ import { deadLetterTopic } from '../../services/log/topics.ts';
 import { idHash } from '../../services/log/partitioner.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import type { Logger } from '../../services/observability/logger.ts';
-import { LakeManifest, type LakeFile, type PartitionPosition } from '../../services/lake/commitProtocol.ts';
+import { LakeManifest, WRITER_LOCK, type LakeFile, type PartitionPosition } from '../../services/lake/commitProtocol.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName } from '../../services/lake/lakeLayout.ts';
 import { StagingBuffer, stagingSelectSql } from './stagingBuffer.ts';
 
-export const WRITER_LOCK = 'writer.lock';
 export interface LakeWriterOptions {
   log: EventLog;
   topic: string;

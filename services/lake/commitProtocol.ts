@@ -33,6 +33,8 @@ import { createFileExclusiveSync, placeFileSync, writeFileAtomicSync } from '../
 
 export const LAKE_LOG_DIR = '_lake_log';
 export const LAKE_TMP_DIR = '_tmp';
+/** Held by the one lake writer (pid inside), in the manifest log directory. */
+export const WRITER_LOCK = 'writer.lock';
 const CHECKPOINT_FILE = '_checkpoint.json';
 /** A checkpoint every this many commits keeps opening the lake O(1) in its history. */
 const CHECKPOINT_EVERY = 50;

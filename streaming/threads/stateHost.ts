@@ -147,10 +147,13 @@ class WorkerStateHost implements StateHost {
   ) {
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
-    const entry = new URL('../../services/runtime/tsWorker.js', import.meta.url);
-    const module = new URL('./stateWorker.ts', import.meta.url).href;
+    // Built (dist/, JavaScript): the worker module runs as is. From the sources (tsx, development
+    // and tests): loader hooks are per thread, so a small entry registers tsx, then imports it.
+    const built = import.meta.url.endsWith('.js');
+    const module = new URL(built ? './stateWorker.js' : './stateWorker.ts', import.meta.url);
+    const entry = built ? module : new URL('../../services/runtime/tsWorker.js', import.meta.url);
     this.workers = Array.from({ length: threads }, (_, i) => {
-      const worker = new Worker(entry, { workerData: { module, registry: cfg }, name: `lk-speed-state-${i}` });
+      const worker = new Worker(entry, { workerData: { module: module.href, registry: cfg }, name: `lk-speed-state-${i}` });
       const thread: StateThread = { worker, pending: new Map(), queued: 0, roomWaiters: [] };
       worker.on('message', (reply: StateReply) => this.onReply(thread, reply));
       worker.on('error', (err) => this.fail(new InfrastructureError(`speed state thread ${i} failed: ${err.message}`, { cause: err })));

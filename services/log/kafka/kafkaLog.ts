@@ -12,7 +12,7 @@
  *   application a record twice or skip one.
  */
 import { createRequire } from 'node:module';
-import type { Admin, Consumer, EachBatchPayload, Producer, Message, LogEntry } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, Producer, Message, LogEntry } from 'kafkajs';
 // The patches replace some of kafkajs's modules, so they must be installed before kafkajs loads:
 // kafkajs is required here, after them, and never imported statically (an ESM loader may load
 // a statically imported CommonJS package while linking, before any module body runs).
@@ -88,7 +88,7 @@ export class KafkaLog implements EventLog {
   readonly kind = 'kafka' as const;
   readonly capabilities = { transactions: true, groupRebalancing: true };
   readonly location: string;
-  private readonly kafka: Kafka;
+  private readonly kafka: KafkaClient;
   private admin: Admin | undefined;
   private adminConnecting: Promise<Admin> | undefined;
   private readonly partitionCounts = new Map<string, { count: number; at: number }>();
