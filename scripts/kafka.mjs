@@ -40,7 +40,6 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-
 /**
  * kafkajs, loaded on first use: a process that also runs lambda-kappa's log adapter must load its
  * load-time patches (services/log/kafka/kafkajsPatches.ts) before kafkajs, and imports this

@@ -12,6 +12,7 @@
  *   application a record twice or skip one.
  */
 import { createRequire } from 'node:module';
+import type * as Kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, Producer, Message, LogEntry } from 'kafkajs';
 // The patches replace some of kafkajs's modules, so they must be installed before kafkajs loads:
 // kafkajs is required here, after them, and never imported statically (an ESM loader may load
@@ -36,7 +37,7 @@ import type {
 } from '../eventLog.ts';
 import { partitionForKey } from '../partitioner.ts';
 
-const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof import('kafkajs');
+const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof Kafkajs;
 
 /** Broker default `max.message.bytes` is 1 MiB; stay below it with room for batch overhead. */
 const MAX_PARTITION_CHUNK_BYTES = 900 * 1024;
