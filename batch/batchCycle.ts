@@ -11,7 +11,8 @@ import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews, type RecomputeResult } from './views/batchViews.ts';
 
-export interface BatchCycleOptions {
+/** What the batch service and a single cycle are both given: the log, the lake, the views, the metrics. */
+export interface BatchJobOptions {
   log: EventLog;
   topic: string;
   groupId: string;
@@ -24,6 +25,9 @@ export interface BatchCycleOptions {
   rollBytes: number;
   rollIntervalMs: number;
   logger: Logger;
+}
+
+export interface BatchCycleOptions extends BatchJobOptions {
   /** Stop early (SIGTERM): commit what was read and skip the recompute. */
   signal?: AbortSignal;
 }

@@ -10,33 +10,19 @@ import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../services/errors.ts';
 import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
-import type { EventLog } from '../services/log/eventLog.ts';
-import type { MetricDefinitions } from '../services/metrics/definitions.ts';
-import type { Logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import type { BatchStatus } from '../services/status/batchStatus.ts';
 import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from '../services/lake/commitProtocol.ts';
 import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';
-import { homePartitionsOf } from './batchCycle.ts';
+import { homePartitionsOf, type BatchJobOptions } from './batchCycle.ts';
 
-export interface BatchServiceOptions {
-  log: EventLog;
-  topic: string;
-  groupId: string;
-  dataDir: string;
-  lakeRoot: string;
-  viewsRoot: string;
-  version: string;
-  metrics: MetricDefinitions;
-  rollBytes: number;
-  rollIntervalMs: number;
+export interface BatchServiceOptions extends BatchJobOptions {
   intervalMs: number;
   targetFileSize: number;
   statusPath: string;
   statusPort: number;
-  logger: Logger;
   removedFileGraceMs?: number;
 }
 

@@ -57,7 +57,11 @@ function writeTempSync(path: string, bytes: Uint8Array | string): string {
  * between the durable temporary file and the rename (the fault-injection tests stop there).
  */
 export function writeFileAtomicSync(path: string, bytes: Uint8Array | string, beforeRename?: CrashPoint): void {
-  const tmp = writeTempSync(path, bytes);
+  renameIntoPlace(writeTempSync(path, bytes), path, beforeRename);
+}
+
+/** The durable temporary file `tmp` becomes `path` (removed on failure), and the directory is fsynced. */
+function renameIntoPlace(tmp: string, path: string, beforeRename: CrashPoint | undefined): void {
   try {
     if (beforeRename) crashPoint(beforeRename);
     renameSync(tmp, path);
@@ -79,14 +83,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, beforeRen
   } finally {
     await fh.close();
   }
-  try {
-    if (beforeRename) crashPoint(beforeRename);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  fsyncDir(dirname(path));
+  renameIntoPlace(tmp, path, beforeRename);
 }
 
 /**

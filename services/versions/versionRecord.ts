@@ -9,10 +9,10 @@
  *   batch layers both mark events found elsewhere as misplaced, so they must use the same count
  *   even after the topic's partitions were raised.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, InfrastructureError } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
+import { readJsonFile } from '../storage/jsonFile.ts';
 import { createFileExclusiveSync } from '../storage/atomicFile.ts';
 import { versionNameSchema } from './versionName.ts';
 
@@ -35,23 +35,7 @@ export function versionRecordPath(dataDir: string, version: string): string {
 }
 
 export function readVersionRecord(dataDir: string, version: string): VersionRecord | undefined {
-  const path = versionRecordPath(dataDir, version);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InfrastructureError(`cannot read ${path}: ${(err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new InfrastructureError(`${path} is not JSON`);
-  }
-  const result = versionRecordSchema.safeParse(parsed);
-  if (!result.success) throw new InfrastructureError(`${path} is not a version record: ${result.error.issues[0]?.message ?? 'invalid'}`);
-  return result.data;
+  return readJsonFile(versionRecordPath(dataDir, version), versionRecordSchema, 'a version record');
 }
 
 /**

@@ -3,12 +3,11 @@
  * with (metric definitions, watermark and dedup settings) and which savepoints were applied to
  * it. Checked at every start, so that a changed metric file can never meet old state silently.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, InfrastructureError } from '../../services/errors.ts';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
+import { readJsonFile } from '../../services/storage/jsonFile.ts';
 
 export interface JobMetadata {
   version: string;
@@ -39,17 +38,8 @@ export function jobMetadataPath(checkpointRoot: string): string {
 }
 
 export function readJobMetadata(checkpointRoot: string): JobMetadata | undefined {
-  const path = jobMetadataPath(checkpointRoot);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InfrastructureError(`cannot read ${path}: ${(err as Error).message}`);
-  }
-  const parsed = jobMetadataSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new ConfigError(`${path} is not valid job metadata: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-  return { ...parsed.data, homePartitions: parsed.data.homePartitions ?? parsed.data.partitions } as JobMetadata;
+  const meta = readJsonFile(jobMetadataPath(checkpointRoot), jobMetadataSchema, 'job metadata');
+  return meta && ({ ...meta, homePartitions: meta.homePartitions ?? meta.partitions } as JobMetadata);
 }
 
 export function writeJobMetadata(checkpointRoot: string, meta: JobMetadata): void {
