@@ -12,6 +12,7 @@
  *   application a record twice or skip one.
  */
 import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as Kafkajs from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, Producer, Message, LogEntry } from 'kafkajs';
 // The patches replace some of kafkajs's modules, so they must be installed before kafkajs loads:
@@ -50,6 +51,9 @@ const PRODUCER_RETRIES = 8;
  * and produced to, within this time).
  */
 const METADATA_MAX_AGE_MS = 5_000;
+/** How long beginning a transaction waits for the transaction coordinator (Java: max.block.ms). */
+const TRANSACTION_BEGIN_TIMEOUT_MS = 60_000;
+const TRANSACTION_BEGIN_MAX_BACKOFF_MS = 5_000;
 /** kafkajs warns about bounded retries on every idempotent producer; the bound is deliberate. */
 const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
 
@@ -58,6 +62,25 @@ export interface KafkaLogOptions {
   clientId?: string;
   /** How long to try to reach the brokers before failing (ms). */
   connectTimeoutMs?: number;
+}
+
+/**
+ * The coordinator could not be found or is not ready yet: worth asking again. kafkajs reports a
+ * failed FindCoordinator as KafkaJSGroupCoordinatorNotFound (non-retriable in its own retrier),
+ * and a coordinator still loading its log with the protocol codes below.
+ */
+function isCoordinatorUnavailable(err: unknown): boolean {
+  const e = err as { name?: string; type?: string; retriable?: boolean } | null;
+  if (!e) return false;
+  if (e.name === 'KafkaJSGroupCoordinatorNotFound' || e.name === 'KafkaJSBrokerNotFound') return true;
+  return [
+    'COORDINATOR_NOT_AVAILABLE',
+    'GROUP_COORDINATOR_NOT_AVAILABLE',
+    'COORDINATOR_LOAD_IN_PROGRESS',
+    'NOT_COORDINATOR',
+    'NOT_COORDINATOR_FOR_GROUP',
+    'CONCURRENT_TRANSACTIONS',
+  ].includes(e.type ?? '');
 }
 
 const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
@@ -358,7 +381,7 @@ class KafkaProducerAdapter implements LogProducer {
   async transaction(): Promise<LogTransaction> {
     if (!this.transactionalId) throw new IllegalStateError('transaction() needs a producer opened with a transactionalId');
     if (this.inTransaction) throw new IllegalStateError('a transaction is already open on this producer');
-    const tx = await this.producer.transaction().catch((e) => Promise.reject(this.log.wrapError('begin transaction', e)));
+    const tx = await this.beginTransaction();
     this.inTransaction = true;
     const end = () => {
       this.inTransaction = false;
@@ -400,6 +423,31 @@ class KafkaProducerAdapter implements LogProducer {
         }
       },
     };
+  }
+
+  /**
+   * Begins a transaction, registering the transactional id first when the producer has none yet
+   * (InitProducerId at the transaction coordinator). A coordinator that is loading, moving or
+   * busy is waited for up to TRANSACTION_BEGIN_TIMEOUT_MS, as the Java client's
+   * initTransactions() blocks for max.block.ms: kafkajs gives up on the first answer of a
+   * FindCoordinator call other than COORDINATOR_NOT_AVAILABLE (KafkaJSGroupCoordinatorNotFound,
+   * non-retriable for it), which a broker under load gives for seconds. Nothing is registered
+   * by a failed attempt, so trying again is safe.
+   */
+  private async beginTransaction(): Promise<Kafkajs.Transaction> {
+    const deadline = Date.now() + TRANSACTION_BEGIN_TIMEOUT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.producer.transaction();
+      } catch (err) {
+        if (!isCoordinatorUnavailable(err) || Date.now() >= deadline) throw this.log.wrapError('begin transaction', err);
+        logger.warn(
+          { transactionalId: this.transactionalId, attempt, err: errorMessage(err) },
+          'transaction coordinator unavailable; retrying',
+        );
+        await sleep(Math.min(TRANSACTION_BEGIN_MAX_BACKOFF_MS, 250 * 2 ** attempt));
+      }
+    }
   }
 
   async close(): Promise<void> {
