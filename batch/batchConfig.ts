@@ -35,7 +35,7 @@ export function byteSize(value: string): number {
 export const batchConfigSchema = z.object({
   topic: z.string().min(1),
   version: versionNameSchema,
-  group: z.string().min(1, 'must not be empty'),
+  group: z.string().min(1, 'must not be empty').optional(),
   interval: z.number().int().positive(),
   rollSize: z.number().int().positive(),
   rollInterval: z.number().int().positive(),
@@ -46,7 +46,8 @@ export const batchConfigSchema = z.object({
 export interface BatchOptions extends CommonOptions {
   topic: string;
   version: string;
-  group: string;
+  /** Undefined: lakeWriterGroup(topic). */
+  group?: string;
   interval: number;
   rollSize: number;
   rollInterval: number;
@@ -68,7 +69,7 @@ export function addBatchOptions(cmd: Command): Command {
     .addOption(
       new Option('--group <id>', 'consumer group of the lake writer (informational: the lake manifest holds the position)')
         .env('LK_BATCH_GROUP')
-        .default('lk-batch'),
+        .default(undefined, 'lk-batch-<topic>'),
     )
     .addOption(
       new Option('--interval <duration>', 'service mode: recompute the views this often')
@@ -105,6 +106,16 @@ export function addBatchOptions(cmd: Command): Command {
 export function validateBatchOptions(opts: BatchOptions): BatchOptions {
   batchConfigSchema.parse(opts);
   return opts;
+}
+
+/**
+ * The lake writer's consumer group when --group is not given: one per topic. A group shared by
+ * the lake writers of several topics (or of several platforms on one cluster) rebalances all of
+ * them whenever one starts, stops or dies, and a writer killed without leaving holds every other
+ * one back until its session times out.
+ */
+export function lakeWriterGroup(topic: string): string {
+  return `lk-batch-${topic}`;
 }
 
 /** The topic's lake directory: `<data>/lake/<topic>`. */

@@ -12,7 +12,7 @@ import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
 import { aborted, context, onShutdownSignal } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
-import { addBatchOptions, lakeRootOf, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { addBatchOptions, lakeRootOf, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
 import { batchStatusPath } from '../services/status/batchStatus.ts';
 import { LakeManifest, WRITER_LOCK, lakeExists } from '../services/lake/commitProtocol.ts';
 // The service, the cycle and compaction load DuckDB: imported when a command runs, so that
@@ -29,7 +29,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
     common: {
       log: ctx.openLog(clientId),
       topic: opts.topic,
-      groupId: opts.group,
+      groupId: opts.group ?? lakeWriterGroup(opts.topic),
       dataDir: ctx.layout.root,
       lakeRoot: lakeRootOf(ctx.layout, opts.topic),
       viewsRoot: ctx.layout.views,
