@@ -67,12 +67,18 @@ export async function catchUpLake(
 }
 
 /** The version's home partition count, creating its record from the topic when it has none. */
-export async function homePartitionsOf(log: EventLog, dataDir: string, version: string, topic: string): Promise<number> {
-  return ensureVersionRecord(dataDir, { version, topic, homePartitions: await log.partitionCount(topic) }).homePartitions;
+export async function homePartitionsOf(
+  log: EventLog,
+  dataDir: string,
+  version: string,
+  topic: string,
+  metrics: MetricDefinitions,
+): Promise<number> {
+  return ensureVersionRecord(dataDir, { version, topic, homePartitions: await log.partitionCount(topic), metrics }).homePartitions;
 }
 
 export async function runBatchCycle(options: BatchCycleOptions): Promise<RecomputeResult | undefined> {
-  const homePartitions = await homePartitionsOf(options.log, options.dataDir, options.version, options.topic);
+  const homePartitions = await homePartitionsOf(options.log, options.dataDir, options.version, options.topic, options.metrics);
   await catchUpLake(options);
   if (options.signal?.aborted) return undefined;
   const bar = progress('recompute', undefined, 'phases');

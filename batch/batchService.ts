@@ -17,6 +17,8 @@ import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';
 import { homePartitionsOf, type BatchJobOptions } from './batchCycle.ts';
+import type { MetricDefinitions } from '../services/metrics/definitions.ts';
+import { listVersionRecords, readVersionDefinitions } from '../services/versions/versionRecord.ts';
 
 export interface BatchServiceOptions extends BatchJobOptions {
   intervalMs: number;
@@ -48,7 +50,7 @@ export class BatchService {
   /** Starts everything; resolves once the HTTP port is bound and the writer consumes. */
   async start(): Promise<{ port: number }> {
     const o = this.options;
-    this.homePartitions = await homePartitionsOf(o.log, o.dataDir, o.version, o.topic);
+    this.homePartitions = await homePartitionsOf(o.log, o.dataDir, o.version, o.topic, o.metrics);
     this.writer = await LakeWriter.open({
       log: o.log,
       topic: o.topic,
@@ -101,15 +103,18 @@ export class BatchService {
     const o = this.options;
     this.nextRunAt = null;
     try {
-      await recomputeBatchViews({
-        lakeRoot: o.lakeRoot,
-        viewsRoot: o.viewsRoot,
-        version: o.version,
-        metrics: o.metrics,
-        homePartitions: this.homePartitions,
-        logger: o.logger,
-      });
-      this.lastError = undefined;
+      const failures: string[] = [];
+      for (const job of this.versionsToRecompute()) {
+        if (this.stopping && job.version !== o.version) break;
+        try {
+          await recomputeBatchViews({ lakeRoot: o.lakeRoot, viewsRoot: o.viewsRoot, logger: o.logger, ...job });
+        } catch (err) {
+          // One version's failure (its stored file unreadable, say) must not hold back the others.
+          failures.push(`${job.version}: ${errorMessage(err)}`);
+          o.logger.error({ version: job.version, err: errorMessage(err) }, 'batch recompute of a version failed');
+        }
+      }
+      this.lastError = failures.length > 0 ? failures.join('; ') : undefined;
       if (!this.stopping) {
         await compactLake({ manifest: this.lake, targetFileSize: o.targetFileSize, logger: o.logger });
         this.lake.vacuum(o.removedFileGraceMs ?? DEFAULT_REMOVED_FILE_GRACE_MS);
@@ -118,6 +123,29 @@ export class BatchService {
       this.writeStatus();
       this.schedule();
     }
+  }
+
+  /**
+   * The service's own version first, then every other version of the topic that is not retired,
+   * each with its own stored metric file and home partition count: the one shared lake gives
+   * every version its batch view, so the merge works per version (Kappa reprocessing).
+   */
+  private versionsToRecompute(): { version: string; metrics: MetricDefinitions; homePartitions: number }[] {
+    const o = this.options;
+    const jobs = [{ version: o.version, metrics: o.metrics, homePartitions: this.homePartitions }];
+    for (const record of listVersionRecords(o.dataDir)) {
+      if (record.version === o.version || record.topic !== o.topic || record.retiredAt !== null) continue;
+      try {
+        const metrics = readVersionDefinitions(o.dataDir, record.version);
+        if (metrics) jobs.push({ version: record.version, metrics, homePartitions: record.homePartitions });
+      } catch (err) {
+        o.logger.error(
+          { version: record.version, err: errorMessage(err) },
+          'cannot read the metric file of a version; its batch view is not recomputed',
+        );
+      }
+    }
+    return jobs;
   }
 
   status(): BatchStatus {

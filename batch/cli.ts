@@ -23,7 +23,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
   validateBatchOptions(opts);
   const ctx = context(opts);
   // The metric file first: a bad one is refused before anything is opened.
-  const metrics = ctx.loadMetrics();
+  const metrics = ctx.loadMetrics(opts.version);
   return {
     ctx,
     common: {

@@ -16,13 +16,15 @@ import {
   port,
   positiveInt,
   versionName,
+  PROMOTION_OPTIONS,
+  type PromotionOptions,
   type CommonOptions,
   type Context,
   type OptionSpec,
 } from '../services/config/cliOptions.ts';
 import { parseServeConfig, type ServeConfig } from './config.ts';
 
-interface ServeOptions extends CommonOptions {
+interface ServeOptions extends CommonOptions, PromotionOptions {
   port: number;
   host: string;
   version: string;
@@ -52,7 +54,8 @@ const SERVE_OPTIONS: OptionSpec[] = [
   { flags: '--host <addr>', description: 'address to listen on', env: 'LK_SERVE_HOST', default: '127.0.0.1' },
   {
     flags: '--version <name>',
-    description: 'job version served by default (views.speed.<version>, <data-dir>/views/<version>)',
+    description:
+      'job version served by default until one is promoted (lk promote; then <data-dir>/versions/DEFAULT decides); names views.speed.<version> and <data-dir>/views/<version>',
     env: 'LK_SERVE_VERSION',
     default: 'v1',
     parse: versionName,
@@ -150,10 +153,12 @@ function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeCon
       maxCost: opts.maxCost,
       batchPollMs: opts.batchPoll,
       maxVersions: opts.maxVersions,
+      promoteMaxLag: opts.promoteMaxLag,
+      promoteMaxWatermarkLagMs: opts.promoteMaxWatermarkLag,
       dataDir: ctx.layout.root,
       viewsRoot: ctx.layout.views,
     },
-    ctx.loadMetrics(),
+    ctx.loadMetrics(opts.version),
   );
 }
 
@@ -173,7 +178,7 @@ async function serve(opts: ServeOptions, cmd: Command): Promise<void> {
     await log.close();
     throw err;
   }
-  console.log(`serving ${handle.url}/graphql (version ${config.defaultVersion}; /healthz /readyz /metrics)`);
+  console.log(`serving ${handle.url}/graphql (version ${handle.defaults.current.version}; /healthz /readyz /metrics)`);
   const stop = onShutdownSignal((signal) => logger.info({ signal }, 'shutting down'));
   await aborted(stop);
   await handle.close();
@@ -184,5 +189,5 @@ export function registerServeCommands(program: Command): void {
   const cmd = program
     .command('serve')
     .description('serve GraphQL over the merged batch and speed views (/graphql, /healthz, /readyz, /metrics)');
-  addCommonOptions(addOptions(cmd, SERVE_OPTIONS)).action(serve);
+  addCommonOptions(addOptions(addOptions(cmd, SERVE_OPTIONS), PROMOTION_OPTIONS)).action(serve);
 }

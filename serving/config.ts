@@ -44,6 +44,10 @@ export const serveConfigSchema = z
     maxCost: z.number().int().positive().default(250_000),
     /** How often to look for a newer batch run (CURRENT). */
     batchPollMs: z.number().int().positive().default(1000),
+    /** Promotion: the largest lag (records) on any partition of a version that counts as caught up. */
+    promoteMaxLag: z.number().int().nonnegative().default(1000),
+    /** Promotion: how far (event time) a partition's watermark may trail the live version's. */
+    promoteMaxWatermarkLagMs: z.number().int().nonnegative().default(60_000),
     /** Versions that may be open at once (each holds its views in memory). */
     maxVersions: z.number().int().positive().default(4),
     dataDir: z.string().min(1),

@@ -150,7 +150,7 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
     dataDir: ctx.layout.root,
     checkpointsRoot: ctx.layout.checkpoints,
     savepointsRoot: ctx.layout.savepoints,
-    definitions: ctx.loadMetrics(),
+    definitions: ctx.loadMetrics(opts.version),
   };
 }
 

@@ -485,6 +485,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       lakeBytes: snapshot.files.reduce((n, f) => n + f.bytes, 0),
       full: true,
       metricsSource: options.metrics.source,
+      metricsSha256: options.metrics.sha256,
     };
   } catch (err) {
     // A failed run publishes nothing: CURRENT still names the previous complete run.

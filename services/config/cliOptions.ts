@@ -10,12 +10,16 @@ import type { EventLog } from '../log/eventLog.ts';
 import { openLog } from '../log/openLog.ts';
 import { loadMetricDefinitions, type MetricDefinitions } from '../metrics/definitions.ts';
 import { VERSION_NAME_RULE, isVersionName } from '../versions/versionName.ts';
+import { readVersionDefinitions } from '../versions/versionRecord.ts';
 
 export interface CommonOptions {
   brokers?: string;
-  metrics: string;
+  /** Undefined: the job version's own copy when it has one, else ./metrics.yaml. */
+  metrics?: string;
   dataDir: string;
 }
+
+const DEFAULT_METRICS_FILE = './metrics.yaml';
 
 export function addCommonOptions(cmd: Command): Command {
   return cmd
@@ -24,7 +28,11 @@ export function addCommonOptions(cmd: Command): Command {
         'KAFKA_BROKERS',
       ),
     )
-    .addOption(new Option('--metrics <file>', 'metric definitions (YAML or JSON)').env('LK_METRICS').default('./metrics.yaml'))
+    .addOption(
+      new Option('--metrics <file>', 'metric definitions (YAML or JSON)')
+        .env('LK_METRICS')
+        .default(undefined, `the job version's own copy, else ${DEFAULT_METRICS_FILE}`),
+    )
     .addOption(
       new Option('--data-dir <dir>', 'where the platform keeps its files (embedded log, checkpoints, lake, views)')
         .env('LK_DATA_DIR')
@@ -36,7 +44,12 @@ export interface Context {
   options: CommonOptions;
   layout: DataDirLayout;
   openLog(clientId?: string): EventLog;
-  loadMetrics(): MetricDefinitions;
+  /**
+   * The metric definitions: --metrics when given (a job version then refuses a file that is not
+   * its own, services/versions/versionRecord.ts); else the version's own copy, kept since it was
+   * created; else ./metrics.yaml.
+   */
+  loadMetrics(version?: string): MetricDefinitions;
 }
 
 export function context(options: CommonOptions): Context {
@@ -45,7 +58,11 @@ export function context(options: CommonOptions): Context {
     options,
     layout,
     openLog: (clientId) => openLog({ brokers: options.brokers, embeddedDir: layout.log, ...(clientId ? { clientId } : {}) }),
-    loadMetrics: () => loadMetricDefinitions(options.metrics),
+    loadMetrics: (version) => {
+      if (options.metrics !== undefined) return loadMetricDefinitions(options.metrics);
+      const own = version === undefined ? undefined : readVersionDefinitions(layout.root, version);
+      return own ?? loadMetricDefinitions(DEFAULT_METRICS_FILE);
+    },
   };
 }
 
@@ -148,3 +165,27 @@ export function onShutdownSignal(onFirst: (signal: NodeJS.Signals) => void = () 
 export function aborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
 }
+
+/** What promotion checks (`lk promote` and `lk serve`'s `promote` mutation take the same flags). */
+export interface PromotionOptions {
+  promoteMaxLag: number;
+  promoteMaxWatermarkLag: number;
+}
+
+export const PROMOTION_OPTIONS: OptionSpec[] = [
+  {
+    flags: '--promote-max-lag <records>',
+    description: 'promotion: largest lag on any partition of a version that counts as caught up',
+    env: 'LK_PROMOTE_MAX_LAG',
+    default: 1000,
+    parse: nonNegativeInt,
+  },
+  {
+    flags: '--promote-max-watermark-lag <duration>',
+    description: "promotion: how far a partition's watermark may trail the live version's",
+    env: 'LK_PROMOTE_MAX_WATERMARK_LAG',
+    default: 60_000,
+    defaultText: '1m',
+    parse: duration,
+  },
+];

@@ -169,6 +169,11 @@ export interface EventLog {
   offsetsForTimestamp(topic: string, timestamp: number): Promise<number[]>;
   /** Committed offsets of a consumer group (null when the group never committed one). */
   committedOffsets(groupId: string, topic: string): Promise<(number | null)[]>;
+  /**
+   * Deletes consumer groups and their committed offsets (groups that do not exist are skipped).
+   * A group with active members cannot be deleted: stop its consumers first.
+   */
+  deleteGroups(groupIds: string[]): Promise<void>;
 
   producer(options?: ProducerOptions): Promise<LogProducer>;
   consumer(options: ConsumerOptions): LogConsumer;

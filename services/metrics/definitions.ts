@@ -5,6 +5,7 @@
  * and column of the offending node, so that `lk` can say "metrics.yaml:7:14 granularities[1]:
  * expected one of minute, hour, day, got "week"".
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
@@ -72,7 +73,11 @@ export interface MetricDefinition {
 }
 
 export interface MetricDefinitions {
+  /** Where the definitions came from (a file path), for messages. */
   readonly source: string;
+  /** The file's exact text, and its SHA-256: a job version is bound to one file (services/versions). */
+  readonly text: string;
+  readonly sha256: string;
   readonly metrics: readonly MetricDefinition[];
 }
 
@@ -95,9 +100,11 @@ function filterValues(
   });
 }
 
-function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Document): MetricDefinitions {
+function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Document, text: string): MetricDefinitions {
   return {
     source,
+    text,
+    sha256: createHash('sha256').update(text).digest('hex'),
     metrics: raw.metrics.map((m, i) => ({
       name: m.name,
       ...(m.description !== undefined ? { description: m.description } : {}),
@@ -128,7 +135,7 @@ export function parseMetricDefinitions(text: string, source = 'metrics.yaml'): M
     throw new ConfigError(`${where(e.pos[0])} ${e.message.split('\n')[0]}`);
   }
   const result = fileSchema.safeParse(doc.toJS());
-  if (result.success) return normalize(result.data, source, doc);
+  if (result.success) return normalize(result.data, source, doc, text);
   const messages = result.error.issues.slice(0, 5).map((issue) => {
     // Point at the deepest node that exists on the issue's path.
     let node: unknown = undefined;

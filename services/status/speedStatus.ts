@@ -100,3 +100,41 @@ export function readSpeedStatuses(dataDir: string, version: string): StatusRead<
     .map((n) => readStatusFile(join(dir, n), speedStatusSchema))
     .filter((r) => r.status === undefined || r.status.version === version);
 }
+
+/** What readers (serving, `lk versions`, promotion) make of one version's status files: one entry per input partition. */
+export interface SpeedPartitionStatus {
+  partition: number;
+  instanceId: string;
+  committedOffset: number | null;
+  endOffset: number | null;
+  lag: number | null;
+  watermark: number | null;
+  misplaced: number | null;
+  updatedAt: number;
+}
+
+/**
+ * One entry per input partition: when several instance files name a partition (a rebalance
+ * moved it), the most recently updated file speaks for it.
+ */
+export function speedPartitions(statuses: StatusRead<SpeedStatus>[]): SpeedPartitionStatus[] {
+  const byPartition = new Map<number, SpeedPartitionStatus>();
+  for (const { status } of statuses) {
+    if (!status) continue;
+    for (const p of status.partitions) {
+      const prev = byPartition.get(p.partition);
+      if (prev && prev.updatedAt >= status.updatedAt) continue;
+      byPartition.set(p.partition, {
+        partition: p.partition,
+        instanceId: status.instanceId,
+        committedOffset: p.committedOffset,
+        endOffset: p.endOffset,
+        lag: p.lag,
+        watermark: p.watermark,
+        misplaced: p.misplaced,
+        updatedAt: status.updatedAt,
+      });
+    }
+  }
+  return [...byPartition.values()].sort((a, b) => a.partition - b.partition);
+}

@@ -61,6 +61,8 @@ export const batchRunManifestSchema = z.object({
   full: z.boolean(),
   /** Metric definitions file the run was compiled from. */
   metricsSource: z.string(),
+  /** SHA-256 of that file's text: promotion asks for a batch view of the version's own file. */
+  metricsSha256: z.string().optional(),
 });
 export type BatchRunManifest = z.infer<typeof batchRunManifestSchema>;
 

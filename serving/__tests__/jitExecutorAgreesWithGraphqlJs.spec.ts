@@ -189,6 +189,9 @@ describe('the graphql-jit executor answers as graphql-js does', () => {
     return {
       config,
       registry: server.handle.registry,
+      defaultVersion: server.handle.defaults.current.version,
+      defaultGeneration: server.handle.defaults.current.generation,
+      defaults: server.handle.defaults,
       deadlineAt,
       deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
       snapshots: new Map(),

@@ -2,13 +2,13 @@
  * Resolvers: validate arguments (each failure a coded GraphQLError with a message that says what
  * to change), take the request's view snapshot, and answer with serving/queries.ts.
  */
-import type { Granularity, MetricDefinition } from '../../services/metrics/definitions.ts';
+import type { Granularity, MetricDefinition, MetricDefinitions } from '../../services/metrics/definitions.ts';
+import type { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import type { ServeConfig } from '../config.ts';
 import { formatDuration } from '../../services/config/durations.ts';
 import { seriesWindows, topKeys, total, totalGranularity, type Deadline, type GranularityName, type WindowValue } from '../queries.ts';
 import { reconcile } from '../reconciliation.ts';
-import { speedPartitions } from '../status/pipelineStatus.ts';
-import { readSpeedStatuses } from '../../services/status/speedStatus.ts';
+import { readSpeedStatuses, speedPartitions } from '../../services/status/speedStatus.ts';
 import { readBatchStatus } from '../../services/status/batchStatus.ts';
 import { SOURCE_SPEED, windowPartitionSources } from '../views/mergeRule.ts';
 import type { VersionRegistry } from '../views/versionRegistry.ts';
@@ -20,6 +20,12 @@ export type { GranularityName } from '../queries.ts';
 export interface ServeContext {
   config: ServeConfig;
   registry: VersionRegistry;
+  /** The default version, read once when the request started: one answer, one version. */
+  defaultVersion: string;
+  /** The promotion pointer's generation at that moment (0: none yet). */
+  defaultGeneration: number;
+  /** Follows the promotion pointer (promote waits for the new default to be adopted). */
+  defaults: DefaultVersionFollower;
   deadline: Deadline;
   /** When the request's time budget ends (epoch ms). */
   deadlineAt: number;
@@ -32,15 +38,20 @@ export function granularityOf(name: GranularityName): Granularity {
   return name.toLowerCase() as Granularity;
 }
 
-function granularityName(g: Granularity): GranularityName {
+export function granularityName(g: Granularity): GranularityName {
   return g.toUpperCase() as GranularityName;
 }
 
-export function metricDef(config: ServeConfig, name: string): MetricDefinition {
-  const def = config.metrics.metrics.find((m) => m.name === name);
+/** The metric definitions of the version a query names (else of the request's default version). */
+export function definitionsFor(ctx: ServeContext, version: string | null | undefined): MetricDefinitions {
+  return ctx.registry.open(version ?? ctx.defaultVersion).definitions;
+}
+
+export function metricDef(definitions: MetricDefinitions, name: string, version?: string): MetricDefinition {
+  const def = definitions.metrics.find((m) => m.name === name);
   if (!def) {
-    const known = config.metrics.metrics.map((m) => m.name).join(', ');
-    throw userError(ErrorCode.UNKNOWN_METRIC, `unknown metric "${name}"; known metrics: ${known}`);
+    const known = definitions.metrics.map((m) => m.name).join(', ');
+    throw userError(ErrorCode.UNKNOWN_METRIC, `unknown metric "${name}"; known metrics: ${known}${version ? ` (version ${version})` : ''}`);
   }
   return def;
 }
@@ -71,7 +82,7 @@ export function checkRange(config: ServeConfig, g: Granularity, from: number, to
 }
 
 export async function snapshotFor(ctx: ServeContext, version: string | null | undefined): Promise<ViewSnapshot> {
-  const v = version ?? ctx.config.defaultVersion;
+  const v = version ?? ctx.defaultVersion;
   const cached = ctx.snapshots.get(v);
   if (cached) return cached;
   const runtime = ctx.registry.open(v);
@@ -100,8 +111,8 @@ interface RangeArgs {
 }
 
 export const queryResolvers = {
-  metrics: (_: unknown, __: unknown, ctx: ServeContext) =>
-    ctx.config.metrics.metrics.map((m) => ({
+  metrics: (_: unknown, args: { version?: string | null }, ctx: ServeContext) =>
+    definitionsFor(ctx, args.version).metrics.map((m) => ({
       name: m.name,
       description: m.description ?? null,
       key: m.key,
@@ -112,7 +123,7 @@ export const queryResolvers = {
     })),
 
   async series(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext): Promise<WindowValue[]> {
-    const def = metricDef(ctx.config, args.metric);
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = granularityOf(args.granularity);
     checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
@@ -122,7 +133,7 @@ export const queryResolvers = {
   },
 
   async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {
-    const def = metricDef(ctx.config, args.metric);
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = granularityOf(args.granularity);
     checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
@@ -130,7 +141,7 @@ export const queryResolvers = {
       throw userError(ErrorCode.LIMIT_OUT_OF_BOUNDS, `limit must be between 1 and ${ctx.config.maxTopKeys}, got ${args.limit}`);
     }
     const snapshot = await snapshotFor(ctx, args.version);
-    return topKeys(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline);
+    return topKeys(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline).map((t) => ({ ...t, version: snapshot.version }));
   },
 
   async total(
@@ -138,7 +149,7 @@ export const queryResolvers = {
     args: Omit<RangeArgs, 'granularity'> & { key?: string | null; granularity?: GranularityName | null },
     ctx: ServeContext,
   ) {
-    const def = metricDef(ctx.config, args.metric);
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     let g: Granularity;
     if (args.granularity) {
       g = granularityOf(args.granularity);
@@ -149,15 +160,15 @@ export const queryResolvers = {
     checkRange(ctx.config, g, args.from, args.to);
     const snapshot = await snapshotFor(ctx, args.version);
     const t = total(snapshot, def, args.key ?? null, args.from, args.to, g, ctx.deadline);
-    return { ...t, granularity: granularityName(t.granularity) };
+    return { ...t, version: snapshot.version, granularity: granularityName(t.granularity) };
   },
 
   async reconciliation(_: unknown, args: RangeArgs & { onlyDisagreeing: boolean }, ctx: ServeContext) {
-    const def = metricDef(ctx.config, args.metric);
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = granularityOf(args.granularity);
     checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
-    const version = args.version ?? ctx.config.defaultVersion;
+    const version = args.version ?? ctx.defaultVersion;
     const snapshot = await snapshotFor(ctx, version);
     const statuses = readSpeedStatuses(ctx.config.dataDir, version);
     const partitions = speedPartitions(statuses);
@@ -182,11 +193,11 @@ export const queryResolvers = {
       deadline: ctx.deadline,
       onlyDisagreeing: args.onlyDisagreeing,
     });
-    return { ...r, granularity: granularityName(r.granularity) };
+    return { ...r, version, granularity: granularityName(r.granularity) };
   },
 
   async pipeline(_: unknown, args: { version?: string | null }, ctx: ServeContext) {
-    const version = args.version ?? ctx.config.defaultVersion;
+    const version = args.version ?? ctx.defaultVersion;
     await snapshotFor(ctx, version);
     const runtime = ctx.registry.get(version)!;
     const now = Date.now();

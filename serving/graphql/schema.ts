@@ -9,11 +9,13 @@ import {
   snapshotFor,
   windowValueResolvers,
   metricDef,
+  definitionsFor,
   checkGranularity,
   type GranularityName,
   type ServeContext,
 } from './resolvers.ts';
 import { typeDefs } from './typeDefs.ts';
+import { mutationResolvers, versionQueryResolvers } from './versionResolvers.ts';
 
 type Resolver = GraphQLFieldResolver<unknown, ServeContext, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -36,7 +38,8 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   dateTime.parseValue = dateTimeScalar.parseValue;
   dateTime.parseLiteral = dateTimeScalar.parseLiteral;
 
-  attach(schema, 'Query', queryResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'Query', { ...queryResolvers, ...versionQueryResolvers } as unknown as Record<string, Resolver>);
+  attach(schema, 'Mutation', mutationResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
 
   const subscription = schema.getSubscriptionType();
@@ -47,10 +50,10 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
     args: { metric: string; key?: string | null; granularity?: GranularityName | null; version?: string | null },
     ctx: ServeContext,
   ) => {
-    const def = metricDef(ctx.config, args.metric);
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = args.granularity ? granularityOf(args.granularity) : null;
     if (g) checkGranularity(def, g);
-    const version = args.version ?? ctx.config.defaultVersion;
+    const version = args.version ?? ctx.defaultVersion;
     await snapshotFor(ctx, version);
     return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key: args.key ?? null });
   };

@@ -23,7 +23,10 @@ export const typeDefs = /* GraphQL */ `
   }
 
   type Query {
-    metrics: [MetricDefinition!]!
+    """
+    The metric definitions of a version (its own stored metric file); default: the default version.
+    """
+    metrics(version: String): [MetricDefinition!]!
     """
     Merged windows of one key whose start is in [from, to), oldest first.
     """
@@ -49,6 +52,152 @@ export const typeDefs = /* GraphQL */ `
       version: String
       onlyDisagreeing: Boolean = false
     ): Reconciliation!
+    """
+    Every job version: its state, progress, lag and watermark per partition, last batch run.
+    """
+    versions: Versions!
+    """
+    Two versions window by window over [from, to): windows equal, differing, in one only, and
+    the keys that differ most. Check a replayed version with it before promoting it.
+    """
+    versionDiff(
+      a: String!
+      b: String!
+      metric: String!
+      granularity: Granularity!
+      from: DateTime!
+      to: DateTime!
+      limit: Int = 10
+    ): VersionDiff!
+  }
+
+  type Mutation {
+    """
+    Makes a version the default, atomically: every query that names no version answers from it
+    from the next request on. Refused with the reasons when the version is not caught up (lag
+    above the threshold on a partition, watermark behind the live version, no batch view of its
+    metric file) unless force is true. Promoting the previous version back is the rollback.
+    """
+    promote(version: String!, force: Boolean = false): Promotion!
+  }
+
+  enum VersionState {
+    """
+    The default version.
+    """
+    LIVE
+    """
+    A speed instance runs it; some partition lags by more than the promotion threshold.
+    """
+    REPLAYING
+    CAUGHT_UP
+    """
+    No speed instance has reported for 15 s; its state and views stay.
+    """
+    STOPPED
+    RETIRED
+  }
+
+  type Versions {
+    """
+    The version answering queries that name none.
+    """
+    default: String!
+    """
+    The version that was the default before (where a rollback goes).
+    """
+    previous: String
+    """
+    Promotions so far (0: none; the default is serving's --version).
+    """
+    promotion: Int!
+    promotedAt: DateTime
+    versions: [JobVersion!]!
+  }
+
+  type JobVersion {
+    name: String!
+    state: VersionState!
+    topic: String!
+    createdAt: DateTime!
+    """
+    SHA-256 of the version's metric file (kept with the version).
+    """
+    metricsSha256: String
+    """
+    Where its speed job started: live, earliest, time, offsets or lake.
+    """
+    origin: String!
+    startOffsets: [Float!]
+    retiredAt: DateTime
+    isDefault: Boolean!
+    runningInstances: Int!
+    partitions: [VersionPartition!]!
+    maxLag: Float
+    eventsPerSecond: Float!
+    """
+    Offsets read since the start offsets, of all to read (null without start offsets).
+    """
+    done: Float
+    total: Float
+    percentDone: Float
+    etaSeconds: Float
+    lastBatchRun: BatchRun
+    """
+    Metric names of the version's definitions.
+    """
+    metrics: [String!]!
+  }
+
+  type VersionPartition {
+    partition: Int!
+    position: Float
+    endOffset: Float
+    lag: Float
+    watermark: DateTime
+  }
+
+  type Promotion {
+    version: String!
+    previous: String
+    promotion: Int!
+    promotedAt: DateTime!
+    """
+    False when the version already was the default.
+    """
+    changed: Boolean!
+    """
+    With force: the checks that failed and were skipped.
+    """
+    skippedChecks: [String!]!
+  }
+
+  type VersionDiff {
+    metric: String!
+    granularity: Granularity!
+    from: DateTime!
+    to: DateTime!
+    a: String!
+    b: String!
+    windowsCompared: Int!
+    windowsEqual: Int!
+    windowsDiffering: Int!
+    onlyInA: Int!
+    onlyInB: Int!
+    keysCompared: Int!
+    keysDiffering: Int!
+    topKeys: [KeyDifference!]!
+  }
+
+  type KeyDifference {
+    key: String!
+    windowsDiffering: Int!
+    countA: Float!
+    countB: Float!
+    """
+    |countB - countA| summed over the key's windows (a window in one version only counts whole).
+    """
+    countDifference: Float!
   }
 
   type Subscription {
@@ -69,6 +218,10 @@ export const typeDefs = /* GraphQL */ `
   }
 
   type WindowValue {
+    """
+    The job version that answered.
+    """
+    version: String!
     key: String!
     windowStart: DateTime!
     windowEnd: DateTime!
@@ -119,6 +272,10 @@ export const typeDefs = /* GraphQL */ `
   }
 
   type KeyTotal {
+    """
+    The job version that answered.
+    """
+    version: String!
     key: String!
     count: Int!
     sum: Float
@@ -130,6 +287,10 @@ export const typeDefs = /* GraphQL */ `
   }
 
   type Total {
+    """
+    The job version that answered.
+    """
+    version: String!
     metric: String!
     key: String
     granularity: Granularity!
@@ -283,6 +444,10 @@ export const typeDefs = /* GraphQL */ `
   }
 
   type Reconciliation {
+    """
+    The job version that answered.
+    """
+    version: String!
     metric: String!
     granularity: Granularity!
     from: DateTime!

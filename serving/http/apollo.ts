@@ -52,6 +52,15 @@ function limitsAndMetricsPlugin(config: ServeConfig, metrics: ServeMetrics): Apo
             outcome = CLIENT_CODES.has(code) ? 'user_error' : 'error';
           }
           metrics.requests.inc({ operation, outcome });
+          // Every answer says which job version served it, and which default it was asked under.
+          if (rc.response.body.kind === 'single') {
+            const ctx = rc.contextValue;
+            const result = rc.response.body.singleResult;
+            result.extensions = {
+              ...result.extensions,
+              versions: { default: ctx.defaultVersion, promotion: ctx.defaultGeneration, served: [...ctx.snapshots.keys()] },
+            };
+          }
         },
       };
     },

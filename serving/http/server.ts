@@ -21,6 +21,7 @@ import { deadlineFor, type ServeContext } from '../graphql/resolvers.ts';
 import { buildServeSchema } from '../graphql/schema.ts';
 import { WindowSubscriptions } from '../subscriptions.ts';
 import { VersionRegistry } from '../views/versionRegistry.ts';
+import { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import { startApollo } from './apollo.ts';
 import { bearerAuth, type BearerAuth } from './auth.ts';
 import { graphqlHttpHandler, type GraphQLHttpHandler } from './graphqlHttp.ts';
@@ -35,6 +36,8 @@ export interface ServeHandle {
   /** Requests per executor (graphql-jit or graphql-js) and queries compiled. */
   executionStats(): Readonly<Record<ExecutedBy, number> & { compiled: number }>;
   ready(): boolean;
+  /** Which version answers queries that name none (the promoted one, else --version). */
+  defaults: DefaultVersionFollower;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,7 @@ export interface StartServeOptions {
 interface Routes {
   config: ServeConfig;
   registry: VersionRegistry;
+  defaults: DefaultVersionFollower;
   auth: BearerAuth;
   metrics: ServeMetrics;
   graphql: GraphQLHttpHandler;
@@ -54,14 +58,17 @@ interface Routes {
 }
 
 /** /readyz: the default version's speed view caught up and its batch view loaded (if published). */
-function readiness(config: ServeConfig, registry: VersionRegistry): { ready: boolean; body: unknown } {
-  const ready = registry.isReady(config.defaultVersion);
-  const r = registry.get(config.defaultVersion);
+function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower): { ready: boolean; body: unknown } {
+  const { version, generation } = defaults.current;
+  const ready = registry.isReady(version);
+  const r = registry.get(version);
   return {
     ready,
     body: {
       status: ready ? 'ready' : 'not ready',
-      version: config.defaultVersion,
+      version,
+      promotion: generation,
+      defaultVersionError: defaults.lastError,
       speedViewCaughtUp: r?.materializer.caughtUp ?? false,
       batchView: r?.view.batch?.manifest.runId ?? null,
       batchPublished: r?.follower.published ?? false,
@@ -70,11 +77,11 @@ function readiness(config: ServeConfig, registry: VersionRegistry): { ready: boo
 }
 
 async function route(routes: Routes, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { config, registry, auth, metrics } = routes;
+  const { registry, defaults, auth, metrics } = routes;
   const url = new URL(req.url ?? '/', 'http://serve');
   if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (url.pathname === '/readyz') {
-    const r = readiness(config, registry);
+    const r = readiness(registry, defaults);
     return sendJson(res, r.ready ? 200 : 503, r.body);
   }
   if (url.pathname !== '/graphql' && url.pathname !== '/metrics')
@@ -131,6 +138,8 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   let metrics: ServeMetrics | undefined;
   const registry = new VersionRegistry({
     log,
+    dataDir: config.dataDir,
+    fallbackMetrics: config.metrics,
     viewsRoot: config.viewsRoot,
     batchPollMs: config.batchPollMs,
     maxVersions: config.maxVersions,
@@ -140,11 +149,22 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   const m = (metrics = createServeMetrics(registry, subscriptions));
   const schema = buildServeSchema(subscriptions);
   const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => m.executions.inc({ executor: by }) });
+  const defaults = new DefaultVersionFollower({
+    dataDir: config.dataDir,
+    fallback: config.defaultVersion,
+    registry,
+    pollMs: config.batchPollMs,
+    logger,
+  });
   const makeContext = (): ServeContext => {
     const deadlineAt = Date.now() + config.requestTimeoutMs;
+    const { version, generation } = defaults.current;
     return {
       config,
       registry,
+      defaultVersion: version,
+      defaultGeneration: generation,
+      defaults,
       deadlineAt,
       deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
       snapshots: new Map(),
@@ -153,14 +173,22 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   };
   const apollo: ApolloServer<ServeContext> = await startApollo(config, schema, jitQueries, m, logger);
   const auth = bearerAuth(config.authToken);
-  const server = httpServer({ config, registry, auth, metrics: m, graphql: graphqlHttpHandler(apollo, config, makeContext, m), logger });
+  const server = httpServer({
+    config,
+    registry,
+    defaults,
+    auth,
+    metrics: m,
+    graphql: graphqlHttpHandler(apollo, config, makeContext, m),
+    logger,
+  });
   const ws = attachSubscriptions(server, schema, config, auth, makeContext, m);
 
   // Open the default version before listening: /readyz reports its catch-up.
-  await registry.open(config.defaultVersion).started;
+  await defaults.start();
   const port = await listen(server, config);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  logger.info({ port, host: config.host, version: config.defaultVersion }, 'serving');
+  logger.info({ port, host: config.host, version: defaults.current.version, promotion: defaults.current.generation }, 'serving');
 
   let closing: Promise<void> | undefined;
   return {
@@ -168,9 +196,11 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     port,
     registry,
     executionStats: () => ({ ...jitQueries.stats }),
-    ready: () => registry.isReady(config.defaultVersion),
+    ready: () => registry.isReady(defaults.current.version),
+    defaults,
     close() {
       closing ??= (async () => {
+        defaults.stop();
         await ws.close();
         await closeHttp(server, config);
         await apollo.stop();

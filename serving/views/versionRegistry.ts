@@ -8,6 +8,8 @@ import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { VERSION_NAME_RULE, isVersionName } from '../../services/versions/versionName.ts';
+import { readVersionDefinitions } from '../../services/versions/versionRecord.ts';
+import type { MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { ErrorCode, userError } from '../graphql/errors.ts';
 import { BatchFollower } from './batchLoader.ts';
 import { SpeedMaterializer } from './speedMaterializer.ts';
@@ -19,12 +21,17 @@ export interface VersionRuntime {
   view: VersionView;
   materializer: SpeedMaterializer;
   follower: BatchFollower;
+  /** The version's own metric definitions (its stored copy), else serving's --metrics. */
+  definitions: MetricDefinitions;
   /** Resolves once the consumer runs and the first batch check is done (rejects on failure). */
   started: Promise<void>;
 }
 
 export interface VersionRegistryOptions {
   log: EventLog;
+  dataDir: string;
+  /** For versions that have no stored metric file (never started, or created before copies were kept). */
+  fallbackMetrics: MetricDefinitions;
   viewsRoot: string;
   batchPollMs: number;
   maxVersions: number;
@@ -51,6 +58,7 @@ export class VersionRegistry {
       );
     }
     const { log, viewsRoot, batchPollMs, logger } = this.options;
+    const definitions = readVersionDefinitions(this.options.dataDir, version) ?? this.options.fallbackMetrics;
     const view = new VersionView(version);
     const topic = speedViewTopic(version);
     const materializer = new SpeedMaterializer({ log, view, topic, logger, retryMs: 2000 });
@@ -62,7 +70,7 @@ export class VersionRegistry {
       onInstalled: (batch) => this.options.onBatchInstalled?.(version, batch),
     });
     const started = Promise.all([materializer.start(), follower.start()]).then(() => undefined);
-    const runtime: VersionRuntime = { version, topic, view, materializer, follower, started };
+    const runtime: VersionRuntime = { version, topic, view, materializer, follower, started, definitions };
     this.runtimes.set(version, runtime);
     started.catch((err) => {
       logger.error({ version, err: errorMessage(err) }, 'cannot open version');
@@ -95,6 +103,14 @@ export class VersionRegistry {
 
   get(version: string): VersionRuntime | undefined {
     return this.runtimes.get(version);
+  }
+
+  /** Closes a version's runtime (it was retired): the next query naming it opens it afresh. */
+  async close(version: string): Promise<void> {
+    const r = this.runtimes.get(version);
+    if (!r) return;
+    this.runtimes.delete(version);
+    await Promise.allSettled([r.materializer.stop(), r.follower.stop()]);
   }
 
   all(): VersionRuntime[] {

@@ -10,7 +10,7 @@ import type { LogRecord } from '../../services/log/eventLog.ts';
 import { parseMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { tempDir } from '../../test/helpers.ts';
 import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
-import { compareDefinitions } from '../checkpoints/compatibility.ts';
+import { compareDefinitions } from '../../services/versions/metricChanges.ts';
 import { PartitionState } from '../state/partitionState.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 import { TEST_METRICS_YAML } from './support/oracle.ts';

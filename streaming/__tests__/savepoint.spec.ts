@@ -80,23 +80,30 @@ describe(`savepoints (seed ${SEED})`, () => {
       const listed = await runLk(['speed', 'savepoints', 'list', ...common], { env });
       expect(listed.stdout).toMatch(new RegExp(`^half\\tversion=${version}\\ttopic=${topic}`, 'm'));
 
-      // An incompatible metric file is refused with the exact reason, and nothing starts:
-      // against the checkpoints on a plain restart, against the savepoint when starting from one.
+      // An incompatible metric file is refused with the exact reason, and nothing starts: a
+      // version's definitions never change (its own copy is kept with it), so a plain restart
+      // with another file is refused against the version; starting a new version from the
+      // savepoint is refused against the savepoint's definitions, and leaves no version behind.
       const changed = join(dir.path, 'changed.yaml');
       writeFileSync(changed, TEST_METRICS_YAML.replace('key: ad_id', 'key: campaign_id'));
       const refused = await runLk(['speed', ...args, '--metrics', changed], { env });
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(
-        /cannot resume: metric "clicks_by_ad": key changed from "ad_id" to "campaign_id"; the checkpointed state of version "\w+" was computed with the old key/,
+        new RegExp(
+          `changed\\.yaml is not the metric file of version "${version}" .*metric "clicks_by_ad": key changed from "ad_id" to "campaign_id"; the version "${version}" was computed with the old key`,
+        ),
       );
-
-      // Lose the checkpoints, then restart from the savepoint: the state comes from it alone.
-      rmSync(join(dir.path, 'speed', 'checkpoints', version), { recursive: true, force: true });
-      const refusedSavepoint = await runLk(['speed', ...args, '--metrics', changed, '--from-savepoint', 'half'], { env });
+      const fresh = `${version}-b`;
+      const freshArgs = [...args, '--version', fresh, '--metrics', changed, '--from-savepoint', 'half'];
+      const refusedSavepoint = await runLk(['speed', ...freshArgs], { env });
       expect(refusedSavepoint.code).toBe(2);
       expect(refusedSavepoint.stderr).toMatch(
         /cannot start from savepoint: metric "clicks_by_ad": key changed from "ad_id" to "campaign_id"; the savepoint "half" was computed with the old key/,
       );
+      expect(existsSync(join(dir.path, 'versions', fresh))).toBe(false);
+
+      // Lose the checkpoints, then restart from the savepoint: the state comes from it alone.
+      rmSync(join(dir.path, 'speed', 'checkpoints', version), { recursive: true, force: true });
       const restored = spawnSpeed([...args, '--from-savepoint', 'half', '--instance-id', 'restored'], { ...env, LK_LOG_LEVEL: 'info' });
       try {
         // The group's offsets still point at the end until the savepoint rewinds them: wait for the start first.

@@ -23,7 +23,7 @@ import type { EventLog } from '../../services/log/eventLog.ts';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
-import { compareDefinitions, compareSemantics, metricsFingerprint } from './compatibility.ts';
+import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
 import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { readJobMetadata } from './jobMetadata.ts';

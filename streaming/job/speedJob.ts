@@ -14,10 +14,10 @@ import { logger } from '../../services/observability/logger.ts';
 import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { formatDuration } from '../../services/config/durations.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
-import { ensureVersionRecord } from '../../services/versions/versionRecord.ts';
+import { checkVersionMatches, ensureVersionRecord, readVersionRecord, type VersionRecord } from '../../services/versions/versionRecord.ts';
 import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { createStateHost, defaultStateThreads, type StateHost } from '../threads/stateHost.ts';
-import { compareDefinitions, compareSemantics, metricsFingerprint } from '../checkpoints/compatibility.ts';
+import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
 import { readJobMetadata, writeJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
 import type { Placement, SpeedSemantics } from '../state/partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
@@ -73,6 +73,7 @@ export class SpeedJob {
   private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
   private partitionCount = 0;
   private placement: Placement = { homePartitions: 1 };
+  private record: VersionRecord | undefined;
   private failWith!: (err: unknown) => void;
   private readonly failed: Promise<never>;
   statusPort: number | undefined;
@@ -105,9 +106,12 @@ export class SpeedJob {
   async start(): Promise<void> {
     const { topic } = this.cfg;
     this.partitionCount = await this.log.partitionCount(topic);
-    const record = ensureVersionRecord(this.cfg.dataDir, { version: this.cfg.version, topic, homePartitions: this.partitionCount });
-    this.placement = { homePartitions: record.homePartitions };
-    await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
+    const newVersion = { version: this.cfg.version, topic, homePartitions: this.partitionCount, metrics: this.cfg.definitions };
+    // Checked against the version's record (when it has one) before anything else, and created
+    // only once the checkpoints and the savepoint have agreed: a refused start leaves no version.
+    const existing = readVersionRecord(this.cfg.dataDir, this.cfg.version);
+    if (existing) checkVersionMatches(this.cfg.dataDir, existing, newVersion);
+    this.placement = { homePartitions: existing?.homePartitions ?? this.partitionCount };
     // State from a savepoint replaces the checkpointed state, so only the savepoint's
     // definitions must be compatible; otherwise the checkpoints' ones.
     const savepoint = this.cfg.fromSavepoint;
@@ -121,6 +125,8 @@ export class SpeedJob {
         );
       this.checkJobMetadata();
     }
+    this.record = ensureVersionRecord(this.cfg.dataDir, newVersion);
+    await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
     const host = createStateHost(this.cfg.threads ?? defaultStateThreads(this.partitionCount), {
       definitions: this.cfg.definitions.metrics,
       semantics: this.semantics,

@@ -293,9 +293,16 @@ export class PartitionState {
     }
   }
 
-  /** After a batch: the position may lie past the last record (transaction markers). */
+  /**
+   * Moves past records that are not events (transaction markers, records the lake does not
+   * keep). A move counts as pending work: the next checkpoint commits the new position even when
+   * no event changed a row (a replay's hand-over must commit exactly the lake's end).
+   */
   advanceTo(nextOffset: number): void {
-    if (nextOffset > this.position) this.position = nextOffset;
+    if (nextOffset > this.position) {
+      if (this.pendingRecords === 0) this.pendingRecords = 1;
+      this.position = nextOffset;
+    }
   }
 
   private windowMap(slot: number, start: number): Map<string, number> {

@@ -198,6 +198,10 @@ export class EmbeddedLog implements EventLog {
     return Array.from({ length: count }, (_, p) => all[topic]?.[p] ?? null);
   }
 
+  async deleteGroups(groupIds: string[]): Promise<void> {
+    for (const g of groupIds) rmSync(this.groupPath(g), { force: true });
+  }
+
   commitOffsets(groupId: string, offsets: PartitionOffset[]): void {
     const path = this.groupPath(groupId);
     const all = readJson<Record<string, Record<string, number>>>(path, {});

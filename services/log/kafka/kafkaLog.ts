@@ -272,6 +272,19 @@ export class KafkaLog implements EventLog {
     return out;
   }
 
+  async deleteGroups(groupIds: string[]): Promise<void> {
+    const admin = await this.adminClient();
+    const listed = await admin.listGroups().catch((e) => Promise.reject(this.wrap('list groups', e)));
+    const existing = new Set(listed.groups.map((g) => g.groupId));
+    const toDelete = groupIds.filter((g) => existing.has(g));
+    if (toDelete.length === 0) return;
+    try {
+      await admin.deleteGroups(toDelete);
+    } catch (err) {
+      throw this.wrap(`delete groups ${toDelete.join(', ')} (are their consumers stopped?)`, err);
+    }
+  }
+
   /** Groups records into kafkajs messages per partition, chunked below the broker's batch limit. */
   async toChunks(topic: string, records: OutgoingRecord[]): Promise<Message[][]> {
     const partitions = await this.partitionCount(topic);

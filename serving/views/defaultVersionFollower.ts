@@ -1,0 +1,84 @@
+/**
+ * Which job version serving answers with when a query names none: the promoted one
+ * (`<data-dir>/versions/DEFAULT`, services/versions/defaultVersion.ts), else `--version`.
+ *
+ * The pointer is polled. A new one is adopted only once its version can answer (views open and
+ * caught up), and then in one assignment: a request reads the default once, at its start, so
+ * every field of one answer comes from one version, all-old or all-new. The previous default
+ * stays open (warm), so that the rollback is as quick as the promotion.
+ */
+import { errorMessage } from '../../services/errors.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import { readDefaultVersion, type DefaultVersion } from '../../services/versions/defaultVersion.ts';
+import type { VersionRegistry } from './versionRegistry.ts';
+
+export interface CurrentDefault {
+  version: string;
+  /** The pointer's generation (0: no version was ever promoted, `--version` applies). */
+  generation: number;
+}
+
+export class DefaultVersionFollower {
+  private currentDefault: CurrentDefault;
+  private timer: NodeJS.Timeout | undefined;
+  private adopting: Promise<void> | undefined;
+  /** Why the pointer could not be followed last time (null when it could). */
+  lastError: string | null = null;
+
+  constructor(private readonly options: { dataDir: string; fallback: string; registry: VersionRegistry; pollMs: number; logger: Logger }) {
+    this.currentDefault = { version: options.fallback, generation: 0 };
+  }
+
+  get current(): CurrentDefault {
+    return this.currentDefault;
+  }
+
+  /** Reads the pointer and opens its version (serving's start waits for this). */
+  async start(): Promise<void> {
+    const pointer = this.read();
+    if (pointer) this.currentDefault = { version: pointer.version, generation: pointer.generation };
+    await this.options.registry.open(this.currentDefault.version).started;
+    this.timer = setInterval(() => void this.poll(), this.options.pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Follows the pointer now (after this process promoted, or on the timer); resolves once adopted. */
+  async poll(): Promise<void> {
+    if (this.adopting) return this.adopting;
+    const pointer = this.read();
+    if (!pointer || pointer.generation === this.currentDefault.generation) return;
+    this.adopting = this.adopt(pointer).finally(() => (this.adopting = undefined));
+    return this.adopting;
+  }
+
+  private read(): DefaultVersion | undefined {
+    try {
+      const pointer = readDefaultVersion(this.options.dataDir);
+      this.lastError = null;
+      return pointer;
+    } catch (err) {
+      // A damaged pointer keeps the current default: answering with a known version beats none.
+      this.lastError = errorMessage(err);
+      this.options.logger.error({ err: this.lastError }, 'cannot read the default version; keeping the current one');
+      return undefined;
+    }
+  }
+
+  private async adopt(pointer: DefaultVersion): Promise<void> {
+    const { registry, logger } = this.options;
+    try {
+      await registry.whenReady(pointer.version);
+    } catch (err) {
+      this.lastError = `version ${pointer.version} (promoted) cannot answer: ${errorMessage(err)}`;
+      logger.error({ version: pointer.version, err: errorMessage(err) }, 'promoted version cannot be opened; keeping the current one');
+      return;
+    }
+    const before = this.currentDefault.version;
+    this.currentDefault = { version: pointer.version, generation: pointer.generation };
+    logger.info({ version: pointer.version, previous: before, generation: pointer.generation }, 'default version changed');
+  }
+}
