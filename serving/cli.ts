@@ -16,18 +16,22 @@ import {
   port,
   positiveInt,
   versionName,
+  topicName,
   PROMOTION_OPTIONS,
   type PromotionOptions,
   type CommonOptions,
   type Context,
   type OptionSpec,
 } from '../services/config/cliOptions.ts';
+import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
+import { readVersionRecord } from '../services/versions/versionRecord.ts';
 import { parseServeConfig, type ServeConfig } from './config.ts';
 
 interface ServeOptions extends CommonOptions, PromotionOptions {
   port: number;
   host: string;
   version: string;
+  topic?: string;
   authToken?: string;
   introspection: boolean;
   maxRangeMinute: number;
@@ -59,6 +63,12 @@ const SERVE_OPTIONS: OptionSpec[] = [
     env: 'LK_SERVE_VERSION',
     default: 'v1',
     parse: versionName,
+  },
+  {
+    flags: '--topic <name>',
+    description: `events topic whose dead letters (<topic>.dlq) the pipeline reports (default: the version's topic, else ${DEFAULT_EVENTS_TOPIC})`,
+    env: 'LK_SERVE_TOPIC',
+    parse: topicName,
   },
   {
     flags: '--auth-token <token>',
@@ -138,12 +148,24 @@ function introspectionOf(opts: ServeOptions, cmd: Command): boolean {
   }
 }
 
+/** --topic, else the topic the default version was created for (its version record), else `events`. */
+function eventsTopicOf(opts: ServeOptions, ctx: Context): string {
+  if (opts.topic !== undefined) return opts.topic;
+  try {
+    return readVersionRecord(ctx.layout.root, opts.version)?.topic ?? DEFAULT_EVENTS_TOPIC;
+  } catch {
+    // An unreadable version record is reported where versions are listed; the default topic will do here.
+    return DEFAULT_EVENTS_TOPIC;
+  }
+}
+
 function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeConfig {
   return parseServeConfig(
     {
       host: opts.host,
       port: opts.port,
       defaultVersion: opts.version,
+      eventsTopic: eventsTopicOf(opts, ctx),
       authToken: opts.authToken ?? null,
       introspection: introspectionOf(opts, cmd),
       maxRangeMs: { minute: opts.maxRangeMinute, hour: opts.maxRangeHour, day: opts.maxRangeDay },

@@ -15,6 +15,11 @@ export const serveConfigSchema = z
     port: z.number().int().min(0).max(65535).default(4000),
     /** Version served when a query names none (`views.speed.<v>` and `<dataDir>/views/<v>`). */
     defaultVersion: versionNameSchema.default('v1'),
+    /**
+     * The events topic: serving reads its dead-letter topic (`<topic>.dlq`) for the pipeline's
+     * dead-letter counts. Serving never reads the events themselves.
+     */
+    eventsTopic: z.string().min(1).default('events'),
     /** Bearer token required on every request except /healthz and /readyz; null = no auth. */
     authToken: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
     introspection: z.boolean().default(true),

@@ -86,6 +86,87 @@ export function seriesWindows(
   return out;
 }
 
+/**
+ * One key's merged windows as columns (the GraphQL SeriesColumns): the same windows, in the same
+ * order, as `seriesWindows`, but a handful of arrays instead of one object per window, which is
+ * what a chart draws and far less to build and to serialize (24 h of minute windows: 1,440
+ * objects of 6+ fields against 9 arrays).
+ */
+export interface SeriesColumnsValue {
+  metric: string;
+  version: string;
+  key: string;
+  granularity: GranularityName;
+  from: number;
+  to: number;
+  batchRunId: string | null;
+  /** Window starts, epoch ms. */
+  windowStart: number[];
+  count: number[];
+  sum: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+  distinct: (number | null)[];
+  source: ('BATCH' | 'SPEED')[];
+  provisional: boolean[];
+  /** Epoch ms. */
+  processingTime: number[];
+}
+
+function nullableColumn(values: Float64Array, lo: number, hi: number): (number | null)[] {
+  const out = new Array<number | null>(hi - lo);
+  for (let i = lo; i < hi; i++) out[i - lo] = nullable(values[i]!);
+  return out;
+}
+
+export function seriesColumns(
+  view: ViewSnapshot,
+  metric: string,
+  granularity: Granularity,
+  key: string,
+  from: number,
+  to: number,
+): SeriesColumnsValue {
+  const m = view.merged(metric, granularity, key);
+  const lo = m ? m.lowerBound(from) : 0;
+  const hi = m ? m.lowerBound(to) : 0;
+  const n = hi - lo;
+  const out: SeriesColumnsValue = {
+    metric,
+    version: view.version,
+    key,
+    granularity: GRANULARITY_NAME[granularity],
+    from,
+    to,
+    batchRunId: view.batch?.manifest.runId ?? null,
+    windowStart: new Array<number>(n),
+    count: new Array<number>(n),
+    sum: [],
+    min: [],
+    max: [],
+    distinct: [],
+    source: new Array<'BATCH' | 'SPEED'>(n),
+    provisional: new Array<boolean>(n),
+    processingTime: new Array<number>(n),
+  };
+  if (!m) return out;
+  // Copied out in one synchronous pass: the cached merged windows are updated in place as speed
+  // rows arrive, and the answer must be one consistent cut of them.
+  for (let i = lo; i < hi; i++) {
+    const j = i - lo;
+    out.windowStart[j] = m.starts[i]!;
+    out.count[j] = m.counts[i]!;
+    out.source[j] = m.sources[i] === SOURCE_SPEED ? 'SPEED' : 'BATCH';
+    out.provisional[j] = m.provisional[i] === 1;
+    out.processingTime[j] = m.procs[i]!;
+  }
+  out.sum = nullableColumn(m.sums, lo, hi);
+  out.min = nullableColumn(m.mins, lo, hi);
+  out.max = nullableColumn(m.maxs, lo, hi);
+  out.distinct = nullableColumn(m.distincts, lo, hi);
+  return out;
+}
+
 export interface KeyTotal {
   key: string;
   count: number;

@@ -95,6 +95,18 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'seriesColumns: every column (lists of scalars and enums), a key without sums (null elements), no windows',
+    query: `{ a: seriesColumns(${SERIES_ARGS}, key: "ad-0") { version metric key granularity from to batchRunId windowStart count sum min max distinct source provisional processingTime }
+             b: seriesColumns(${SERIES_ARGS}, key: "ad-2") { count sum min max } none: seriesColumns(${SERIES_ARGS}, key: "nope") { windowStart source } }`,
+    expect: 'jit',
+    holds: (d) => {
+      expect(d.a.windowStart).toHaveLength(120);
+      expect(d.a.source[0]).toBe('BATCH');
+      expect(d.b.sum[0]).toBeNull();
+      expect(d.none).toEqual({ windowStart: [], source: [] });
+    },
+  },
+  {
     name: 'named and inline fragments, __typename, a field asked twice',
     query: `query Frag { series(${SERIES_ARGS}, key: "ad-0") { ...W ... on WindowValue { count sum } count __typename } __typename }
             fragment W on WindowValue { windowStart source partitions { ...P } }
@@ -123,7 +135,7 @@ const CASES: Case[] = [
   },
   {
     name: 'pipeline and metrics (object and list fields built by resolvers)',
-    query: `{ metrics { name description key value distinct granularities allowedLatenessMs } pipeline { version serving { ready batchView { runId rows cut } } batch { lastRun { runId cut rows full } } } }`,
+    query: `{ metrics { name description key value distinct granularities allowedLatenessMs } pipeline { version serving { ready batchView { runId rows cut } } batch { lastRun { runId cut rows full } } deadLetters { topic total byReason { reason count } lastAt } } }`,
     expect: 'jit',
   },
   {
@@ -196,6 +208,15 @@ describe('the graphql-jit executor answers as graphql-js does', () => {
       deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
       snapshots: new Map(),
       subscriptionCount: () => 0,
+      deadLetters: () => ({
+        topic: 'events.dlq',
+        topicExists: false,
+        caughtUp: true,
+        total: 0,
+        byReason: [],
+        lastAt: null,
+        lastError: null,
+      }),
     };
   };
 

@@ -4,7 +4,7 @@
  * Depth counts nested selection sets through fragments. Cost estimates the work and the size of
  * the answer: every field costs 1, and a list field multiplies the cost of its selection by the
  * length it can return: `series` by its number of windows (from the arguments: one day of minute
- * windows is 1,440), `topKeys` by `limit`, `metrics` by the number of metrics, and the smaller
+ * windows is 1,440; `seriesColumns` alike, each of its columns holding one value per window), `topKeys` by `limit`, `metrics` by the number of metrics, and the smaller
  * lists (per-partition, per-key) by fixed bounds. Aliases do not escape it: ten aliased series
  * cost ten times one.
  */
@@ -31,6 +31,7 @@ const LIST_BOUNDS: Record<string, number> = {
   processingTimes: 32,
   granularities: 3,
   unreadable: 16,
+  byReason: 64,
 };
 
 type Variables = Record<string, unknown> | undefined;
@@ -91,7 +92,9 @@ export function queryDepth(set: SelectionSetNode, fragments: Map<string, Fragmen
 
 function listFactor(field: FieldNode, config: ServeConfig, variables: Variables): number {
   const name = field.name.value;
-  if (name === 'series' || name === 'windowUpdated') {
+  // seriesColumns answers the same windows as series, one array element per window and column:
+  // each column costs its number of windows, as each field of series does.
+  if (name === 'series' || name === 'seriesColumns' || name === 'windowUpdated') {
     if (name === 'windowUpdated') return 1;
     const g = String(arg(field, 'granularity', variables) ?? 'MINUTE').toLowerCase() as Granularity;
     const size = GRANULARITY_MS[g] ?? GRANULARITY_MS.minute;

@@ -6,7 +6,17 @@ import type { Granularity, MetricDefinition, MetricDefinitions } from '../../ser
 import type { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import type { ServeConfig } from '../config.ts';
 import { formatDuration } from '../../services/config/durations.ts';
-import { seriesWindows, topKeys, total, totalGranularity, type Deadline, type GranularityName, type WindowValue } from '../queries.ts';
+import type { DeadLetterStatus } from '../views/deadLetterCounts.ts';
+import {
+  seriesColumns,
+  seriesWindows,
+  topKeys,
+  total,
+  totalGranularity,
+  type Deadline,
+  type GranularityName,
+  type WindowValue,
+} from '../queries.ts';
 import { reconcile } from '../reconciliation.ts';
 import { readSpeedStatuses, speedPartitions } from '../../services/status/speedStatus.ts';
 import { readBatchStatus } from '../../services/status/batchStatus.ts';
@@ -32,6 +42,8 @@ export interface ServeContext {
   /** One snapshot per version per request: every field of a query reads the same views. */
   snapshots: Map<string, ViewSnapshot>;
   subscriptionCount: () => number;
+  /** The dead-letter topic's counts by reason (serving/views/deadLetterCounts.ts). */
+  deadLetters: () => DeadLetterStatus;
 }
 
 export function granularityOf(name: GranularityName): Granularity {
@@ -130,6 +142,17 @@ export const queryResolvers = {
     const snapshot = await snapshotFor(ctx, args.version);
     ctx.deadline.check();
     return seriesWindows(snapshot, def.name, g, args.key, args.from, args.to);
+  },
+
+  /** series as columns: the same validation and the same windows (serving/queries.ts seriesColumns). */
+  async seriesColumns(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext) {
+    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const g = granularityOf(args.granularity);
+    checkGranularity(def, g);
+    checkRange(ctx.config, g, args.from, args.to);
+    const snapshot = await snapshotFor(ctx, args.version);
+    ctx.deadline.check();
+    return seriesColumns(snapshot, def.name, g, args.key, args.from, args.to);
   },
 
   async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {
@@ -267,6 +290,7 @@ export const queryResolvers = {
           : null,
         subscriptions: ctx.subscriptionCount(),
       },
+      deadLetters: ctx.deadLetters(),
     };
   },
 };

@@ -32,6 +32,11 @@ export const typeDefs = /* GraphQL */ `
     """
     series(metric: String!, key: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, version: String): [WindowValue!]!
     """
+    The same merged windows as series, as columns (one array per field, index i = window i): the
+    compact form for charts and bulk reads. Same arguments, same validation.
+    """
+    seriesColumns(metric: String!, key: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, version: String): SeriesColumns!
+    """
     Keys ranked by count over the windows whose start is in [from, to); ties by key.
     """
     topKeys(metric: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, limit: Int = 10, version: String): [KeyTotal!]!
@@ -259,6 +264,44 @@ export const typeDefs = /* GraphQL */ `
     partitions: [PartitionSource!]!
   }
 
+  """
+  Merged windows of one key as columns: element i of every list describes window i (oldest first),
+  exactly as series(...)[i] does.
+  """
+  type SeriesColumns {
+    """
+    The job version that answered.
+    """
+    version: String!
+    metric: String!
+    key: String!
+    granularity: Granularity!
+    from: DateTime!
+    to: DateTime!
+    """
+    The batch run the batch rows came from (null when no batch view is loaded).
+    """
+    batchRunId: String
+    """
+    Window starts, epoch milliseconds (windowEnd = windowStart + the granularity).
+    """
+    windowStart: [Float!]!
+    count: [Int!]!
+    sum: [Float]!
+    min: [Float]!
+    max: [Float]!
+    """
+    Approximate distinct counts (HyperLogLog); null for metrics without distinct.
+    """
+    distinct: [Int]!
+    source: [ViewSource!]!
+    provisional: [Boolean!]!
+    """
+    Latest processing time among each window's rows, epoch milliseconds.
+    """
+    processingTime: [Float!]!
+  }
+
   type PartitionSource {
     partition: Int!
     source: ViewSource!
@@ -320,6 +363,44 @@ export const typeDefs = /* GraphQL */ `
     speed: SpeedStatus!
     batch: BatchStatus!
     serving: ServingStatus!
+    """
+    Records of the events topic's dead-letter topic (<topic>.dlq), counted by reason since the
+    topic began (serving reads it from the beginning).
+    """
+    deadLetters: DeadLetters!
+  }
+
+  type DeadLetters {
+    """
+    The dead-letter topic read (lk serve --topic NAME reads NAME.dlq).
+    """
+    topic: String!
+    topicExists: Boolean!
+    """
+    True once every record the topic held when serving started has been counted.
+    """
+    caughtUp: Boolean!
+    total: Float!
+    """
+    Per reason (the lk.reason header: invalid_json, invalid_ts, missing_field, ...), most frequent
+    first. Records without a readable reason count as "unreadable".
+    """
+    byReason: [DeadLetterReason!]!
+    """
+    When the latest dead letter was written (its lk.ingested-at header, else its log timestamp).
+    """
+    lastAt: DateTime
+    lastError: String
+  }
+
+  type DeadLetterReason {
+    reason: String!
+    count: Float!
+    lastAt: DateTime
+    """
+    The lk.message of the latest dead letter with this reason.
+    """
+    lastMessage: String
   }
 
   type SpeedStatus {

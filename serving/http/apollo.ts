@@ -5,7 +5,7 @@
  * for them, never a stack trace.
  */
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { GraphQLError, getOperationAST, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql/index.js';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -112,8 +112,10 @@ export async function startApollo(
     // own handler would re-raise the signal and kill the process half-way through.
     stopOnTerminationSignals: false,
     csrfPrevention: true,
-    // No HTTP cache hints: the cache-control plugin would wrap every field of every answer.
-    plugins: [limitsAndMetricsPlugin(config, metrics), ApolloServerPluginCacheControlDisabled()],
+    // No HTTP cache hints: the cache-control plugin would wrap every field of every answer. No
+    // landing page: Apollo's loads its explorer from a CDN, which an offline machine cannot
+    // reach; browsers get the explorer bundled at build time instead (serving/http/assets.ts).
+    plugins: [limitsAndMetricsPlugin(config, metrics), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled()],
     formatError: formatErrorFor(logger),
   });
   await apollo.start();

@@ -1,7 +1,8 @@
 /**
  * The serving process's one port: GraphQL over HTTP at /graphql (Apollo Server 5 through its
  * integration API, on Node's own http server), GraphQL subscriptions over WebSocket (graphql-ws)
- * on the same path, and /healthz, /readyz, /metrics.
+ * on the same path, the dashboard at / and the GraphQL explorer at /graphql for browsers
+ * (assets.ts), and /healthz, /readyz, /metrics.
  *
  * `startServe` puts the parts together, in order: the job versions (registry) and metrics, the
  * schema and its executor, Apollo, the routes, the subscriptions, the default version opened,
@@ -13,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
+import { deadLetterTopic } from '../../services/log/topics.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import type { ServeConfig } from '../config.ts';
 import { ErrorCode } from '../graphql/errors.ts';
@@ -22,7 +24,9 @@ import { buildServeSchema } from '../graphql/schema.ts';
 import { WindowSubscriptions } from '../subscriptions.ts';
 import { VersionRegistry } from '../views/versionRegistry.ts';
 import { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
+import { DeadLetterCounts } from '../views/deadLetterCounts.ts';
 import { startApollo } from './apollo.ts';
+import { dashboardAssets, wantsHtml, type DashboardAssets } from './assets.ts';
 import { bearerAuth, type BearerAuth } from './auth.ts';
 import { graphqlHttpHandler, type GraphQLHttpHandler } from './graphqlHttp.ts';
 import { errorBody, sendJson } from './responses.ts';
@@ -54,6 +58,7 @@ interface Routes {
   auth: BearerAuth;
   metrics: ServeMetrics;
   graphql: GraphQLHttpHandler;
+  assets: DashboardAssets;
   logger: Logger;
 }
 
@@ -84,8 +89,15 @@ async function route(routes: Routes, req: IncomingMessage, res: ServerResponse):
     const r = readiness(registry, defaults);
     return sendJson(res, r.ready ? 200 : 503, r.body);
   }
+  // The pages load without the token (they hold no data, and ask for it); their requests need it.
+  if (url.pathname === '/graphql' && wantsHtml(req)) return routes.assets.explorer(req, res);
+  if (routes.assets.handle(req, res, url.pathname)) return;
   if (url.pathname !== '/graphql' && url.pathname !== '/metrics')
-    return sendJson(res, 404, errorBody('NOT_FOUND', `no route ${url.pathname}; try /graphql, /healthz, /readyz or /metrics`));
+    return sendJson(
+      res,
+      404,
+      errorBody('NOT_FOUND', `no route ${url.pathname}; try / (the dashboard), /graphql, /healthz, /readyz or /metrics`),
+    );
   if (!auth.authorized(req)) {
     metrics.requests.inc({ operation: url.pathname === '/metrics' ? 'metrics' : 'unknown', outcome: 'unauthenticated' });
     return sendJson(res, 401, errorBody(ErrorCode.UNAUTHENTICATED, 'missing or wrong bearer token: send Authorization: Bearer <token>'), {
@@ -147,6 +159,7 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     onBatchInstalled: (version) => metrics?.batchSwaps.inc({ version }),
   });
   const m = (metrics = createServeMetrics(registry, subscriptions));
+  const deadLetters = new DeadLetterCounts({ log, topic: deadLetterTopic(config.eventsTopic), logger, retryMs: 2000 });
   const schema = buildServeSchema(subscriptions);
   const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => m.executions.inc({ executor: by }) });
   const defaults = new DefaultVersionFollower({
@@ -169,6 +182,7 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
       deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
       snapshots: new Map(),
       subscriptionCount: () => subscriptions.active,
+      deadLetters: () => deadLetters.status(),
     };
   };
   const apollo: ApolloServer<ServeContext> = await startApollo(config, schema, jitQueries, m, logger);
@@ -180,12 +194,15 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     auth,
     metrics: m,
     graphql: graphqlHttpHandler(apollo, config, makeContext, m),
+    assets: dashboardAssets(),
     logger,
   });
   const ws = attachSubscriptions(server, schema, config, auth, makeContext, m);
 
   // Open the default version before listening: /readyz reports its catch-up.
   await defaults.start();
+  // Never rejects: the dead-letter counts follow their topic in the background (and wait for it).
+  await deadLetters.start();
   const port = await listen(server, config);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   logger.info({ port, host: config.host, version: defaults.current.version, promotion: defaults.current.generation }, 'serving');
@@ -204,7 +221,7 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
         await ws.close();
         await closeHttp(server, config);
         await apollo.stop();
-        await registry.stop();
+        await Promise.all([registry.stop(), deadLetters.stop()]);
       })();
       return closing;
     },
