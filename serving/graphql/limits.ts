@@ -81,10 +81,17 @@ function fieldsOf(set: SelectionSetNode, fragments: Map<string, FragmentDefiniti
   return out;
 }
 
+/**
+ * Nesting depth. `ofType` (introspection's __Type.ofType, the type a list or non-null wraps) adds
+ * no level: it is one object, never a list, and the chain ends after a few wrappers, so it cannot
+ * multiply an answer; every introspection query (GraphiQL's, graphql-codegen's) nests it seven
+ * deep to unwrap [Type!]!, and would otherwise need --max-depth 15. Lists that could cycle through
+ * the schema (fields, types, interfaces) still count.
+ */
 export function queryDepth(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>): number {
   let max = 0;
   for (const f of fieldsOf(set, fragments)) {
-    const d = f.selectionSet ? 1 + queryDepth(f.selectionSet, fragments) : 1;
+    const d = f.selectionSet ? (f.name.value === 'ofType' ? 0 : 1) + queryDepth(f.selectionSet, fragments) : 1;
     if (d > max) max = d;
   }
   return max;

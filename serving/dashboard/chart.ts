@@ -1,0 +1,275 @@
+/// <reference lib="dom" />
+/**
+ * The merged series chart (uPlot): one bar per window, coloured by the view that answered it
+ * (batch or speed), provisional windows marked with a dot above their bar. It draws the columns of
+ * `seriesColumns` as they are, and applies `windowUpdated` pushes in place (a window updated, or a
+ * new one inserted in order).
+ *
+ * What is drawn is also written on the chart's element as data attributes (points per source,
+ * provisional points, windows, the sum of the drawn values, live updates applied), so that a test
+ * or a curious user can compare the picture with what GraphQL answers.
+ */
+import uPlot from 'uplot';
+import { h } from './dom.ts';
+import { fmtCompact, fmtDateTime, fmtNumber, fmtTime } from './format.ts';
+import type { GranularityName, SeriesColumns, WindowValue } from './operations.ts';
+
+export type Measure = 'count' | 'sum' | 'min' | 'max' | 'distinct';
+
+export const COLORS = { batch: '#5b9cff', speed: '#ffb547', provisional: '#ff5c8a' };
+
+const GRANULARITY_MS: Record<GranularityName, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
+
+export interface ChartRange {
+  from: number;
+  to: number;
+  granularity: GranularityName;
+}
+
+export interface DrawnSummary {
+  windows: number;
+  batch: number;
+  speed: number;
+  provisional: number;
+  /** Sum of the drawn values (of the chosen measure) over all windows. */
+  total: number;
+  latestProcessingTime: number | null;
+}
+
+function emptyColumns(): SeriesColumns {
+  return {
+    version: '',
+    key: '',
+    granularity: 'MINUTE',
+    batchRunId: null,
+    windowStart: [],
+    count: [],
+    sum: [],
+    min: [],
+    max: [],
+    distinct: [],
+    source: [],
+    provisional: [],
+    processingTime: [],
+  };
+}
+
+export class SeriesChart {
+  private plot: uPlot | undefined;
+  private columns: SeriesColumns = emptyColumns();
+  private range: ChartRange = { from: 0, to: 1, granularity: 'MINUTE' };
+  private measure: Measure = 'count';
+  private liveUpdates = 0;
+  readonly element: HTMLDivElement;
+  private readonly canvasHost: HTMLDivElement;
+  private readonly emptyNote: HTMLDivElement;
+  private readonly resize: ResizeObserver;
+
+  constructor(
+    host: HTMLElement,
+    private readonly onDrawn: (summary: DrawnSummary) => void,
+  ) {
+    this.canvasHost = h('div', { class: 'chart-canvas' });
+    this.emptyNote = h('div', { class: 'chart-empty', hidden: true });
+    this.element = h('div', { class: 'chart', id: 'chart', 'data-testid': 'chart' }, this.canvasHost, this.emptyNote);
+    host.appendChild(this.element);
+    this.resize = new ResizeObserver(() => this.plot?.setSize(this.size()));
+    this.resize.observe(this.canvasHost);
+  }
+
+  private size(): { width: number; height: number } {
+    return { width: Math.max(320, this.canvasHost.clientWidth), height: 300 };
+  }
+
+  /** Shows a message instead of bars (no data yet, an error): says what to do. */
+  setEmptyNote(note: Node | string | null): void {
+    this.emptyNote.replaceChildren();
+    if (note === null) {
+      this.emptyNote.hidden = true;
+      return;
+    }
+    this.emptyNote.append(note);
+    this.emptyNote.hidden = false;
+  }
+
+  setData(columns: SeriesColumns, range: ChartRange, measure: Measure): void {
+    this.columns = {
+      ...columns,
+      windowStart: [...columns.windowStart],
+      count: [...columns.count],
+      sum: [...columns.sum],
+      min: [...columns.min],
+      max: [...columns.max],
+      distinct: [...columns.distinct],
+      source: [...columns.source],
+      provisional: [...columns.provisional],
+      processingTime: [...columns.processingTime],
+    };
+    const rebuild = !this.plot || range.granularity !== this.range.granularity || measure !== this.measure;
+    this.range = range;
+    this.measure = measure;
+    if (rebuild) this.build();
+    this.draw();
+  }
+
+  /** Applies one pushed window; true when it belongs to the range on display. */
+  applyUpdate(w: WindowValue): boolean {
+    const start = Date.parse(w.windowStart);
+    if (!(start >= this.range.from && start < this.range.to)) return false;
+    const c = this.columns;
+    let lo = 0;
+    let hi = c.windowStart.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (c.windowStart[mid]! < start) lo = mid + 1;
+      else hi = mid;
+    }
+    const proc = Date.parse(w.processingTime);
+    if (c.windowStart[lo] !== start) {
+      c.windowStart.splice(lo, 0, start);
+      c.count.splice(lo, 0, w.count);
+      c.sum.splice(lo, 0, w.sum);
+      c.min.splice(lo, 0, w.min);
+      c.max.splice(lo, 0, w.max);
+      c.distinct.splice(lo, 0, w.distinct);
+      c.source.splice(lo, 0, w.source);
+      c.provisional.splice(lo, 0, w.provisional);
+      c.processingTime.splice(lo, 0, proc);
+    } else {
+      c.count[lo] = w.count;
+      c.sum[lo] = w.sum;
+      c.min[lo] = w.min;
+      c.max[lo] = w.max;
+      c.distinct[lo] = w.distinct;
+      c.source[lo] = w.source;
+      c.provisional[lo] = w.provisional;
+      c.processingTime[lo] = proc;
+    }
+    this.liveUpdates++;
+    this.draw();
+    return true;
+  }
+
+  private values(): (number | null)[] {
+    return this.columns[this.measure] as (number | null)[];
+  }
+
+  private build(): void {
+    this.plot?.destroy();
+    const g = this.range.granularity;
+    const measureLabel = this.measure;
+    const valueText = (_u: uPlot, v: number | null) => (v === null || v === undefined ? '—' : fmtNumber(v));
+    const bars = uPlot.paths.bars!({ size: [0.86, 28, 1], align: 1 });
+    const axisStyle = {
+      stroke: '#8b98b0',
+      grid: { stroke: 'rgba(139, 152, 176, 0.12)', width: 1 },
+      ticks: { stroke: 'rgba(139, 152, 176, 0.25)', width: 1 },
+      font: '12px ui-sans-serif, system-ui, sans-serif',
+    };
+    const opts: uPlot.Options = {
+      ...this.size(),
+      padding: [12, 28, 0, 4],
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: {
+        x: { time: true, range: () => [this.range.from / 1000, this.range.to / 1000] },
+        y: {
+          range: (_u, min, max) => {
+            const top = Number.isFinite(max) && max > 0 ? max * 1.12 : 1;
+            const bottom = Number.isFinite(min) && min < 0 ? min * 1.12 : 0;
+            return [bottom, top];
+          },
+        },
+      },
+      axes: [
+        { ...axisStyle, space: 70 },
+        { ...axisStyle, size: 56, values: (_u, ticks) => ticks.map((t) => fmtCompact(t)) },
+      ],
+      legend: { show: true, live: true },
+      series: [
+        {
+          label: 'window',
+          value: (_u, v) => (v === null || v === undefined ? '—' : g === 'MINUTE' ? fmtTime(v * 1000) : fmtDateTime(v * 1000)),
+        },
+        {
+          label: `batch view (${measureLabel})`,
+          stroke: COLORS.batch,
+          fill: 'rgba(91, 156, 255, 0.78)',
+          width: 0,
+          paths: bars,
+          points: { show: false },
+          value: valueText,
+        },
+        {
+          label: `speed view (${measureLabel})`,
+          stroke: COLORS.speed,
+          fill: 'rgba(255, 181, 71, 0.85)',
+          width: 0,
+          paths: bars,
+          points: { show: false },
+          value: valueText,
+        },
+        {
+          label: 'provisional',
+          stroke: COLORS.provisional,
+          width: 0,
+          paths: () => null,
+          points: { show: true, size: 7, width: 2, stroke: COLORS.provisional, fill: '#0b1120' },
+          value: (_u, v) => (v === null || v === undefined ? '—' : 'may change at the next batch run'),
+        },
+      ],
+    };
+    this.canvasHost.replaceChildren();
+    this.plot = new uPlot(opts, [[], [], [], []], this.canvasHost);
+  }
+
+  private draw(): void {
+    const c = this.columns;
+    const values = this.values();
+    const n = c.windowStart.length;
+    const xs = new Array<number>(n);
+    const batch = new Array<number | null>(n);
+    const speed = new Array<number | null>(n);
+    const provisional = new Array<number | null>(n);
+    const summary: DrawnSummary = { windows: n, batch: 0, speed: 0, provisional: 0, total: 0, latestProcessingTime: null };
+    // Provisional dots sit just above their bar.
+    let top = 0;
+    for (let i = 0; i < n; i++) if ((values[i] ?? 0) > top) top = values[i]!;
+    for (let i = 0; i < n; i++) {
+      xs[i] = c.windowStart[i]! / 1000;
+      const v = values[i] ?? null;
+      const isSpeed = c.source[i] === 'SPEED';
+      batch[i] = !isSpeed ? v : null;
+      speed[i] = isSpeed ? v : null;
+      provisional[i] = c.provisional[i] ? (v ?? 0) + top * 0.05 : null;
+      if (v !== null) {
+        if (isSpeed) summary.speed++;
+        else summary.batch++;
+        summary.total += v;
+      }
+      if (c.provisional[i]) summary.provisional++;
+      const p = c.processingTime[i]!;
+      if (summary.latestProcessingTime === null || p > summary.latestProcessingTime) summary.latestProcessingTime = p;
+    }
+    this.plot?.setData([xs, batch, speed, provisional]);
+    const el = this.element;
+    el.dataset.windows = String(n);
+    el.dataset.pointsBatch = String(summary.batch);
+    el.dataset.pointsSpeed = String(summary.speed);
+    el.dataset.pointsProvisional = String(summary.provisional);
+    el.dataset.total = String(summary.total);
+    el.dataset.measure = this.measure;
+    el.dataset.key = c.key;
+    el.dataset.liveUpdates = String(this.liveUpdates);
+    el.dataset.from = String(this.range.from);
+    el.dataset.to = String(this.range.to);
+    this.onDrawn(summary);
+  }
+
+  get windowMs(): number {
+    return GRANULARITY_MS[this.range.granularity];
+  }
+
+  get liveUpdateCount(): number {
+    return this.liveUpdates;
+  }
+}

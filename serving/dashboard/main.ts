@@ -1,0 +1,717 @@
+/// <reference lib="dom" />
+/**
+ * The live dashboard `lk serve` serves at /: pick a metric, a key (the top keys are offered) and a
+ * range; see the merged series with the view that answered each window (batch or speed) and the
+ * provisional ones, the top keys, the pipeline (lag and watermark per partition, checkpoints,
+ * batch runs), dead letters by reason, reconciliation, and the job versions with promotion and
+ * rollback.
+ *
+ * Data: GraphQL on the same origin. The chart reads `seriesColumns`; `windowUpdated` (graphql-ws)
+ * pushes the windows the speed layer changes, applied in place; the pipeline and versions are
+ * polled every few seconds, the series again whenever a new batch run is installed and as the
+ * range moves on. The selection lives in the address (?metric=&key=&range=&g=&measure=).
+ */
+import type { Client } from 'graphql-ws';
+import { readTokenFromFragment } from './auth.ts';
+import { COLORS, SeriesChart, type DrawnSummary, type Measure } from './chart.ts';
+import { GraphQLRequestError, gql, liveClient, type LiveState } from './client.ts';
+import { byId, fill, h } from './dom.ts';
+import { fmtAgo, fmtInt, fmtNumber, fmtTime } from './format.ts';
+import {
+  INIT,
+  PROMOTE,
+  RECONCILIATION,
+  SERIES,
+  STATUS,
+  TOP_KEYS,
+  WINDOW_UPDATED,
+  type GranularityName,
+  type InitAnswer,
+  type KeyTotal,
+  type MetricDefinition,
+  type PromoteAnswer,
+  type ReconciliationAnswer,
+  type SeriesAnswer,
+  type StatusAnswer,
+  type TopKeysAnswer,
+  type WindowValue,
+} from './operations.ts';
+import {
+  emptyState,
+  errorState,
+  renderDeadLetters,
+  renderPipeline,
+  renderReconciliation,
+  renderTopKeys,
+  renderVersions,
+} from './panels.ts';
+
+const STATUS_POLL_MS = 5_000;
+const SELECTION_REFRESH_MS = 30_000;
+const HOUR = 3_600_000;
+const RANGES = [
+  { label: '1 h', ms: HOUR },
+  { label: '6 h', ms: 6 * HOUR },
+  { label: '24 h', ms: 24 * HOUR },
+  { label: '7 d', ms: 7 * 24 * HOUR },
+  { label: '30 d', ms: 30 * 24 * HOUR },
+];
+const GRANULARITY_MS: Record<GranularityName, number> = { MINUTE: 60_000, HOUR, DAY: 24 * HOUR };
+/** Ranges a granularity is offered for: the server's default --max-range-minute is 7 d. */
+const MAX_RANGE: Record<GranularityName, number> = { MINUTE: 7 * 24 * HOUR, HOUR: 92 * 24 * HOUR, DAY: Infinity };
+const MIN_RANGE: Record<GranularityName, number> = { MINUTE: 0, HOUR: 6 * HOUR, DAY: 7 * 24 * HOUR };
+
+interface Selection {
+  metric: string;
+  key: string | null;
+  /** The user chose the key (else it follows the top key). */
+  keyPinned: boolean;
+  rangeMs: number;
+  granularity: GranularityName;
+  measure: Measure;
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof GraphQLRequestError) return err.code ? `${err.message} (${err.code})` : err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** [from, to): whole windows, ending with the current one (so the newest window shows as it fills). */
+function rangeOf(s: Selection, now = Date.now()): { from: number; to: number } {
+  const g = GRANULARITY_MS[s.granularity];
+  const to = (Math.floor(now / g) + 1) * g;
+  return { from: to - Math.max(1, Math.ceil(s.rangeMs / g)) * g, to };
+}
+
+class Dashboard {
+  private metrics: MetricDefinition[] = [];
+  private sel!: Selection;
+  private chart!: SeriesChart;
+  private live: Client | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private liveState: LiveState = 'connecting';
+  private topKeys: KeyTotal[] = [];
+  private lastBatchRun: string | null | undefined;
+  private seq = { series: 0, top: 0, recon: 0 };
+  private promoting = { confirming: null as string | null, busy: false, timer: 0 };
+  private status: StatusAnswer | undefined;
+
+  async start(): Promise<void> {
+    readTokenFromFragment();
+    this.layout();
+    let init: InitAnswer;
+    try {
+      init = await gql<InitAnswer>(INIT);
+    } catch (err) {
+      fill(byId('chart-note'), errorState(`cannot load the metric definitions: ${errorText(err)}`));
+      return;
+    }
+    this.metrics = init.metrics;
+    if (this.metrics.length === 0) {
+      this.chart.setEmptyNote(emptyState('No metric is defined.', 'Add metrics to metrics.yaml (docs/metrics.md) and restart lk serve.'));
+      return;
+    }
+    this.sel = this.initialSelection();
+    this.renderControls();
+    this.live = liveClient((state) => this.setLiveState(state));
+    await Promise.all([this.refreshSelection(), this.pollStatus()]);
+    setInterval(() => void this.pollStatus(), STATUS_POLL_MS);
+    setInterval(() => void this.refreshSelection(), SELECTION_REFRESH_MS);
+    // Relative times ("12 s ago") move on between polls.
+    setInterval(() => this.renderStatus(), 1000);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Layout and controls
+
+  private layout(): void {
+    const app = byId('app');
+    fill(
+      app,
+      h(
+        'header',
+        { class: 'topbar' },
+        h(
+          'div',
+          { class: 'brand' },
+          h('img', { src: 'assets/favicon.svg', alt: '', width: 28, height: 28 }),
+          h(
+            'div',
+            null,
+            h('div', { class: 'brand-name' }, 'lambda-kappa'),
+            h('div', { class: 'brand-sub' }, 'real-time + batch analytics over one log'),
+          ),
+        ),
+        h(
+          'div',
+          { class: 'topbar-right' },
+          h('span', { id: 'default-version', class: 'pill pill-muted', title: 'the job version answering queries' }, 'version …'),
+          h('span', { id: 'live-state', class: 'pill pill-warn', 'data-state': 'connecting' }, 'connecting…'),
+          h(
+            'a',
+            { class: 'btn btn-link', href: 'graphql', target: '_blank', rel: 'noopener', 'data-testid': 'explorer-link' },
+            'GraphQL explorer ↗',
+          ),
+        ),
+      ),
+      h('section', { class: 'controls', id: 'controls' }),
+      h(
+        'main',
+        { class: 'grid' },
+        h(
+          'section',
+          { class: 'panel span-9', id: 'chart-panel' },
+          h(
+            'div',
+            { class: 'panel-head' },
+            h('h2', { id: 'chart-title' }, 'Merged series'),
+            h(
+              'div',
+              { class: 'legend' },
+              h('span', null, h('i', { class: 'swatch', style: `background:${COLORS.batch}` }), 'batch view'),
+              h('span', null, h('i', { class: 'swatch', style: `background:${COLORS.speed}` }), 'speed view'),
+              h('span', null, h('i', { class: 'swatch swatch-dot', style: `border-color:${COLORS.provisional}` }), 'provisional'),
+            ),
+          ),
+          h('div', { class: 'summary', id: 'chart-summary' }),
+          h('div', { id: 'chart-host' }),
+          h('div', { id: 'chart-note' }),
+        ),
+        h(
+          'section',
+          { class: 'panel span-3', id: 'top-keys-panel' },
+          h('div', { class: 'panel-head' }, h('h2', null, 'Top keys')),
+          h('div', { id: 'top-keys' }),
+        ),
+        h(
+          'section',
+          { class: 'panel span-7', id: 'pipeline-panel', 'data-testid': 'pipeline-panel' },
+          h('div', { class: 'panel-head' }, h('h2', null, 'Pipeline'), h('span', { class: 'muted small', id: 'pipeline-updated' })),
+          h('div', { id: 'pipeline' }, h('div', { class: 'loading' }, 'loading…')),
+        ),
+        h(
+          'section',
+          { class: 'panel span-5', id: 'dead-letters-panel', 'data-testid': 'dead-letters-panel' },
+          h('div', { class: 'panel-head' }, h('h2', null, 'Dead letters by reason')),
+          h('div', { id: 'dead-letters' }, h('div', { class: 'loading' }, 'loading…')),
+        ),
+        h(
+          'section',
+          { class: 'panel span-6', id: 'reconciliation-panel' },
+          h(
+            'div',
+            { class: 'panel-head' },
+            h('h2', null, 'Reconciliation'),
+            h('span', { class: 'muted small', id: 'reconciliation-scope' }),
+          ),
+          h('div', { id: 'reconciliation' }, h('div', { class: 'loading' }, 'loading…')),
+        ),
+        h(
+          'section',
+          { class: 'panel span-6', id: 'versions-panel', 'data-testid': 'versions-panel' },
+          h('div', { class: 'panel-head' }, h('h2', null, 'Job versions'), h('span', { class: 'muted small', id: 'versions-note' })),
+          h('div', { id: 'promote-message', 'data-testid': 'promote-message' }),
+          h('div', { id: 'versions' }, h('div', { class: 'loading' }, 'loading…')),
+        ),
+      ),
+      h(
+        'footer',
+        { class: 'footer' },
+        'GraphQL at ',
+        h('a', { href: 'graphql' }, '/graphql'),
+        ' · subscriptions over WebSocket on the same path · ',
+        h('a', { href: 'metrics' }, '/metrics'),
+        ' · ',
+        h('a', { href: 'readyz' }, '/readyz'),
+      ),
+    );
+    this.chart = new SeriesChart(byId('chart-host'), (s) => this.renderSummary(s));
+  }
+
+  private initialSelection(): Selection {
+    const q = new URLSearchParams(location.search);
+    const metric = this.metrics.find((m) => m.name === q.get('metric')) ?? this.metrics[0]!;
+    const gq = q.get('g') as GranularityName | null;
+    const granularity = gq && metric.granularities.includes(gq) ? gq : metric.granularities[0]!;
+    const rangeQ = Number(q.get('range'));
+    const rangeMs = RANGES.some((r) => r.ms === rangeQ)
+      ? rangeQ
+      : granularity === 'DAY'
+        ? 7 * 24 * HOUR
+        : granularity === 'HOUR'
+          ? 24 * HOUR
+          : HOUR;
+    const measureQ = q.get('measure') as Measure | null;
+    const key = q.get('key');
+    const sel: Selection = { metric: metric.name, key, keyPinned: key !== null, rangeMs, granularity, measure: 'count' };
+    sel.measure = measureQ && this.measures(metric).includes(measureQ) ? measureQ : 'count';
+    this.fitRange(sel);
+    return sel;
+  }
+
+  private measures(def: MetricDefinition): Measure[] {
+    return ['count', ...(def.value ? (['sum', 'min', 'max'] as Measure[]) : []), ...(def.distinct ? (['distinct'] as Measure[]) : [])];
+  }
+
+  private get def(): MetricDefinition {
+    return this.metrics.find((m) => m.name === this.sel.metric)!;
+  }
+
+  /** Keeps the range within what the granularity is offered for. */
+  private fitRange(s: Selection): void {
+    const fits = (ms: number) => ms <= MAX_RANGE[s.granularity] && ms >= MIN_RANGE[s.granularity];
+    if (!fits(s.rangeMs)) s.rangeMs = RANGES.find((r) => fits(r.ms))?.ms ?? s.rangeMs;
+  }
+
+  private writeAddress(): void {
+    const q = new URLSearchParams();
+    q.set('metric', this.sel.metric);
+    if (this.sel.key !== null && this.sel.keyPinned) q.set('key', this.sel.key);
+    q.set('range', String(this.sel.rangeMs));
+    q.set('g', this.sel.granularity);
+    if (this.sel.measure !== 'count') q.set('measure', this.sel.measure);
+    history.replaceState(null, '', `${location.pathname}?${q}${location.hash}`);
+  }
+
+  private change(update: Partial<Selection>): void {
+    Object.assign(this.sel, update);
+    const def = this.def;
+    if (!def.granularities.includes(this.sel.granularity)) this.sel.granularity = def.granularities[0]!;
+    if (!this.measures(def).includes(this.sel.measure)) this.sel.measure = 'count';
+    this.fitRange(this.sel);
+    this.writeAddress();
+    this.renderControls();
+    void this.refreshSelection();
+  }
+
+  private renderControls(): void {
+    const s = this.sel;
+    const def = this.def;
+    const segmented = <T extends string | number>(
+      name: string,
+      options: { label: string; value: T; disabled?: boolean }[],
+      current: T,
+      pick: (v: T) => void,
+    ) =>
+      h(
+        'div',
+        { class: 'segmented', role: 'group', 'aria-label': name, 'data-control': name },
+        options.map((o) =>
+          h(
+            'button',
+            {
+              type: 'button',
+              class: o.value === current ? 'seg active' : 'seg',
+              'aria-pressed': o.value === current ? 'true' : 'false',
+              disabled: o.disabled,
+              'data-value': o.value,
+              onclick: () => pick(o.value),
+            },
+            o.label,
+          ),
+        ),
+      );
+    const keyInput = h('input', {
+      id: 'key-input',
+      list: 'key-options',
+      value: s.key ?? '',
+      placeholder: 'a key, e.g. the top one',
+      spellcheck: 'false',
+      autocomplete: 'off',
+      'aria-label': 'key',
+    });
+    const commitKey = () => {
+      const key = keyInput.value.trim();
+      if (key && key !== this.sel.key) this.change({ key, keyPinned: true });
+      if (!key && this.sel.keyPinned) this.change({ key: null, keyPinned: false });
+    };
+    keyInput.addEventListener('change', commitKey);
+    keyInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') commitKey();
+    });
+    fill(
+      byId('controls'),
+      h(
+        'label',
+        { class: 'control' },
+        h('span', null, 'metric'),
+        h(
+          'select',
+          {
+            id: 'metric-select',
+            'aria-label': 'metric',
+            onchange: (e: Event) => this.change({ metric: (e.target as HTMLSelectElement).value, key: null, keyPinned: false }),
+          },
+          this.metrics.map((m) => h('option', { value: m.name, selected: m.name === s.metric }, m.name)),
+        ),
+      ),
+      h(
+        'label',
+        { class: 'control control-key' },
+        h('span', null, 'key'),
+        keyInput,
+        h(
+          'datalist',
+          { id: 'key-options' },
+          this.topKeys.map((k) => h('option', { value: k.key })),
+        ),
+      ),
+      h(
+        'div',
+        { class: 'control' },
+        h('span', null, 'range'),
+        segmented(
+          'range',
+          RANGES.map((r) => ({
+            label: r.label,
+            value: r.ms,
+            disabled: r.ms > MAX_RANGE[s.granularity] || r.ms < MIN_RANGE[s.granularity],
+          })),
+          s.rangeMs,
+          (ms) => this.change({ rangeMs: ms }),
+        ),
+      ),
+      h(
+        'div',
+        { class: 'control' },
+        h('span', null, 'windows'),
+        segmented(
+          'granularity',
+          (['MINUTE', 'HOUR', 'DAY'] as GranularityName[]).map((g) => ({
+            label: g.toLowerCase(),
+            value: g,
+            disabled: !def.granularities.includes(g),
+          })),
+          s.granularity,
+          (g) => this.change({ granularity: g }),
+        ),
+      ),
+      h(
+        'label',
+        { class: 'control' },
+        h('span', null, 'measure'),
+        h(
+          'select',
+          {
+            id: 'measure-select',
+            'aria-label': 'measure',
+            onchange: (e: Event) => this.change({ measure: (e.target as HTMLSelectElement).value as Measure }),
+          },
+          this.measures(def).map((m) =>
+            h(
+              'option',
+              { value: m, selected: m === s.measure },
+              m === 'distinct' ? `distinct ${def.distinct}` : m === 'count' ? 'count' : `${m} of ${def.value}`,
+            ),
+          ),
+        ),
+      ),
+      h(
+        'div',
+        { class: 'control-note muted small' },
+        def.description ?? '',
+        def.description ? ' · ' : '',
+        'key: ',
+        h('code', null, def.key),
+      ),
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The selection: top keys, chart, subscription, reconciliation
+
+  private async refreshSelection(): Promise<void> {
+    await this.refreshTopKeys();
+    await Promise.all([this.refreshSeries(), this.refreshReconciliation()]);
+  }
+
+  private async refreshTopKeys(): Promise<void> {
+    const seq = ++this.seq.top;
+    const s = this.sel;
+    const { from, to } = rangeOf(s);
+    try {
+      const d = await gql<TopKeysAnswer>(TOP_KEYS, {
+        metric: s.metric,
+        granularity: s.granularity,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+      });
+      if (seq !== this.seq.top) return;
+      this.topKeys = d.topKeys;
+      if (!s.keyPinned) {
+        const key = this.topKeys[0]?.key ?? null;
+        if (key !== s.key) {
+          s.key = key;
+          (document.getElementById('key-input') as HTMLInputElement | null)?.setAttribute('value', key ?? '');
+          const input = document.getElementById('key-input') as HTMLInputElement | null;
+          if (input) input.value = key ?? '';
+        }
+      }
+      fill(
+        byId('key-options'),
+        this.topKeys.map((k) => h('option', { value: k.key })),
+      );
+      fill(
+        byId('top-keys'),
+        renderTopKeys(this.topKeys, s.key, (key) => this.change({ key, keyPinned: true }), s.metric),
+      );
+    } catch (err) {
+      if (seq === this.seq.top) fill(byId('top-keys'), errorState(errorText(err)));
+    }
+  }
+
+  private async refreshSeries(): Promise<void> {
+    const seq = ++this.seq.series;
+    const s = { ...this.sel };
+    const range = rangeOf(s);
+    const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
+    fill(
+      byId('chart-title'),
+      h('span', null, s.metric),
+      h('span', { class: 'title-sep' }, ' · '),
+      h('span', { class: 'title-key' }, s.key ?? 'no key'),
+      h('span', { class: 'muted title-range' }, ` · ${s.measure} per ${s.granularity.toLowerCase()}, last ${rangeLabel}`),
+    );
+    this.subscribe(s);
+    if (s.key === null) {
+      this.chart.setData({ ...emptyColumns(), granularity: s.granularity }, { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setEmptyNote(
+        emptyState(
+          `No data yet for ${s.metric} in the last ${rangeLabel}.`,
+          'Is ',
+          h('code', null, 'lk generate --to-log'),
+          ' running, with ',
+          h('code', null, 'lk speed'),
+          '? Events appear here within a second of the speed layer’s checkpoint.',
+        ),
+      );
+      return;
+    }
+    try {
+      const d = await gql<SeriesAnswer>(SERIES, {
+        metric: s.metric,
+        key: s.key,
+        granularity: s.granularity,
+        from: new Date(range.from).toISOString(),
+        to: new Date(range.to).toISOString(),
+      });
+      if (seq !== this.seq.series) return;
+      this.chart.setData(d.seriesColumns, { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setEmptyNote(
+        d.seriesColumns.windowStart.length === 0
+          ? emptyState(`No windows for ${s.key} in the last ${rangeLabel}.`, 'Pick a key from the top keys, or a longer range.')
+          : null,
+      );
+      fill(byId('chart-note'));
+    } catch (err) {
+      if (seq === this.seq.series) this.chart.setEmptyNote(errorState(errorText(err)));
+    }
+  }
+
+  /** One live subscription, for the key on display (resubscribed when the selection changes). */
+  private subscribe(s: Selection): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (!this.live || s.key === null) return;
+    const key = s.key;
+    this.unsubscribe = this.live.subscribe<{ windowUpdated: WindowValue }>(
+      { query: WINDOW_UPDATED, variables: { metric: s.metric, key, granularity: s.granularity } },
+      {
+        next: (msg) => {
+          const w = msg.data?.windowUpdated;
+          if (!w || w.key !== this.sel.key || w.granularity !== this.sel.granularity) return;
+          if (this.chart.applyUpdate(w)) this.setLiveState(this.liveState);
+        },
+        error: (err) => fill(byId('chart-note'), errorState(`live updates stopped: ${errorText(err)}`)),
+        complete: () => undefined,
+      },
+    );
+  }
+
+  private async refreshReconciliation(): Promise<void> {
+    const seq = ++this.seq.recon;
+    const s = this.sel;
+    const { from, to } = rangeOf(s);
+    const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
+    fill(byId('reconciliation-scope'), `${s.metric} · ${s.granularity.toLowerCase()} windows · last ${rangeLabel}`);
+    try {
+      const d = await gql<ReconciliationAnswer>(RECONCILIATION, {
+        metric: s.metric,
+        granularity: s.granularity,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+      });
+      if (seq === this.seq.recon) fill(byId('reconciliation'), renderReconciliation(d.reconciliation, s.metric));
+    } catch (err) {
+      if (seq === this.seq.recon) fill(byId('reconciliation'), errorState(errorText(err)));
+    }
+  }
+
+  private renderSummary(d: DrawnSummary): void {
+    const s = this.sel;
+    fill(
+      byId('chart-summary'),
+      h(
+        'div',
+        { class: 'kpi' },
+        h('span', null, s?.measure === 'count' || !s ? 'Σ count' : `Σ ${s.measure}`),
+        h('strong', null, fmtNumber(d.total)),
+      ),
+      h('div', { class: 'kpi' }, h('span', null, 'windows'), h('strong', null, fmtInt(d.windows))),
+      h(
+        'div',
+        { class: 'kpi' },
+        h('span', null, h('i', { class: 'swatch', style: `background:${COLORS.batch}` }), 'from batch'),
+        h('strong', null, fmtInt(d.batch)),
+      ),
+      h(
+        'div',
+        { class: 'kpi' },
+        h('span', null, h('i', { class: 'swatch', style: `background:${COLORS.speed}` }), 'from speed'),
+        h('strong', null, fmtInt(d.speed)),
+      ),
+      h(
+        'div',
+        { class: 'kpi' },
+        h('span', null, h('i', { class: 'swatch swatch-dot', style: `border-color:${COLORS.provisional}` }), 'provisional'),
+        h('strong', null, fmtInt(d.provisional)),
+      ),
+      h(
+        'div',
+        { class: 'kpi' },
+        h('span', null, 'latest processing'),
+        h('strong', null, d.latestProcessingTime === null ? '—' : fmtTime(d.latestProcessingTime)),
+      ),
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Pipeline, dead letters and versions (polled)
+
+  private async pollStatus(): Promise<void> {
+    try {
+      this.status = await gql<StatusAnswer>(STATUS);
+      this.renderStatus();
+      // A new batch run changes which view answers: draw the series again.
+      const run = this.status.pipeline.serving.batchView?.runId ?? null;
+      if (this.lastBatchRun !== undefined && run !== this.lastBatchRun) void this.refreshSelection();
+      this.lastBatchRun = run;
+    } catch (err) {
+      const msg = errorState(`cannot read the pipeline: ${errorText(err)}`);
+      fill(byId('pipeline'), msg);
+      fill(byId('pipeline-updated'), 'update failed');
+    }
+  }
+
+  private renderStatus(): void {
+    const st = this.status;
+    if (!st) return;
+    const now = Date.now();
+    fill(byId('pipeline'), renderPipeline(st.pipeline, now));
+    fill(byId('pipeline-updated'), `version ${st.pipeline.version} · updated ${fmtTime(now)}`);
+    fill(byId('dead-letters'), renderDeadLetters(st.pipeline.deadLetters, now));
+    const vs = st.versions;
+    fill(byId('default-version'), `version ${vs.default}`);
+    fill(
+      byId('versions-note'),
+      vs.promotion > 0
+        ? `promotion #${vs.promotion}${vs.promotedAt ? `, ${fmtAgo(Date.parse(vs.promotedAt), now)}` : ''}`
+        : 'no promotion yet',
+      vs.previous ? ` · rollback = promote ${vs.previous}` : '',
+    );
+    fill(
+      byId('versions'),
+      renderVersions(vs, {
+        confirming: this.promoting.confirming,
+        busy: this.promoting.busy,
+        promote: (v, force) => void this.promote(v, force),
+      }),
+    );
+  }
+
+  private async promote(version: string, force: boolean): Promise<void> {
+    const msg = byId('promote-message');
+    if (!force && this.promoting.confirming !== version) {
+      // Two clicks: the first one arms the button for a few seconds.
+      this.promoting.confirming = version;
+      clearTimeout(this.promoting.timer);
+      this.promoting.timer = window.setTimeout(() => {
+        this.promoting.confirming = null;
+        this.renderStatus();
+      }, 6000);
+      this.renderStatus();
+      return;
+    }
+    this.promoting = { confirming: null, busy: true, timer: 0 };
+    this.renderStatus();
+    fill(msg, h('div', { class: 'note' }, `promoting ${version}…`));
+    try {
+      const d = await gql<PromoteAnswer>(PROMOTE, { version, force });
+      const p = d.promote;
+      fill(
+        msg,
+        h(
+          'div',
+          { class: 'note note-ok', 'data-outcome': 'promoted' },
+          p.changed
+            ? `${p.version} is now the default version (promotion #${p.promotion}).`
+            : `${p.version} already was the default version.`,
+          p.skippedChecks.length ? ` Checks skipped with force: ${p.skippedChecks.join('; ')}.` : '',
+          p.previous && p.changed ? ` Roll back by promoting ${p.previous}.` : '',
+        ),
+      );
+      void this.refreshSelection();
+    } catch (err) {
+      const refused = err instanceof GraphQLRequestError && err.code === 'PROMOTION_REFUSED';
+      fill(
+        msg,
+        h(
+          'div',
+          { class: 'note note-bad', role: 'alert', 'data-outcome': refused ? 'refused' : 'failed' },
+          h('strong', null, refused ? `Promotion of ${version} refused. ` : `Promotion of ${version} failed. `),
+          errorText(err),
+          refused
+            ? h('button', { class: 'btn btn-danger btn-small', onclick: () => void this.promote(version, true) }, 'Promote anyway (force)')
+            : null,
+        ),
+      );
+    } finally {
+      this.promoting.busy = false;
+      await this.pollStatus();
+    }
+  }
+
+  private setLiveState(state: LiveState): void {
+    this.liveState = state;
+    const el = byId('live-state');
+    el.dataset.state = state;
+    el.className = `pill ${state === 'live' ? 'pill-live' : state === 'connecting' ? 'pill-warn' : 'pill-bad'}`;
+    const n = this.chart?.liveUpdateCount ?? 0;
+    el.textContent =
+      state === 'live'
+        ? `● live${n ? ` · ${fmtInt(n)} update${n === 1 ? '' : 's'}` : ''}`
+        : state === 'connecting'
+          ? 'connecting…'
+          : 'offline · retrying';
+  }
+}
+
+function emptyColumns() {
+  return {
+    version: '',
+    key: '',
+    granularity: 'MINUTE' as GranularityName,
+    batchRunId: null,
+    windowStart: [],
+    count: [],
+    sum: [],
+    min: [],
+    max: [],
+    distinct: [],
+    source: [],
+    provisional: [],
+    processingTime: [],
+  };
+}
+
+void new Dashboard().start();

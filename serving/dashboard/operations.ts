@@ -1,0 +1,388 @@
+/**
+ * The GraphQL operations the dashboard sends, and the shapes of their answers (only the fields
+ * asked for). Each poll is one request; the chart reads `seriesColumns` (arrays, not objects).
+ */
+
+export type GranularityName = 'MINUTE' | 'HOUR' | 'DAY';
+export type Source = 'BATCH' | 'SPEED';
+
+export interface MetricDefinition {
+  name: string;
+  description: string | null;
+  key: string;
+  value: string | null;
+  distinct: string | null;
+  granularities: GranularityName[];
+}
+
+export const INIT = /* GraphQL */ `
+  query DashboardInit {
+    metrics {
+      name
+      description
+      key
+      value
+      distinct
+      granularities
+    }
+  }
+`;
+export interface InitAnswer {
+  metrics: MetricDefinition[];
+}
+
+export const TOP_KEYS = /* GraphQL */ `
+  query DashboardTopKeys($metric: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+    topKeys(metric: $metric, granularity: $granularity, from: $from, to: $to, limit: 10) {
+      key
+      count
+      sum
+      windows
+      provisionalWindows
+    }
+  }
+`;
+export interface KeyTotal {
+  key: string;
+  count: number;
+  sum: number | null;
+  windows: number;
+  provisionalWindows: number;
+}
+export interface TopKeysAnswer {
+  topKeys: KeyTotal[];
+}
+
+export const SERIES = /* GraphQL */ `
+  query DashboardSeries($metric: String!, $key: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+    seriesColumns(metric: $metric, key: $key, granularity: $granularity, from: $from, to: $to) {
+      version
+      key
+      granularity
+      batchRunId
+      windowStart
+      count
+      sum
+      min
+      max
+      distinct
+      source
+      provisional
+      processingTime
+    }
+  }
+`;
+export interface SeriesColumns {
+  version: string;
+  key: string;
+  granularity: GranularityName;
+  batchRunId: string | null;
+  windowStart: number[];
+  count: number[];
+  sum: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+  distinct: (number | null)[];
+  source: Source[];
+  provisional: boolean[];
+  processingTime: number[];
+}
+export interface SeriesAnswer {
+  seriesColumns: SeriesColumns;
+}
+
+export const WINDOW_UPDATED = /* GraphQL */ `
+  subscription DashboardLive($metric: String!, $key: String!, $granularity: Granularity!) {
+    windowUpdated(metric: $metric, key: $key, granularity: $granularity) {
+      key
+      granularity
+      windowStart
+      count
+      sum
+      min
+      max
+      distinct
+      source
+      provisional
+      processingTime
+    }
+  }
+`;
+export interface WindowValue {
+  key: string;
+  granularity: GranularityName;
+  windowStart: string;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  distinct: number | null;
+  source: Source;
+  provisional: boolean;
+  processingTime: string;
+}
+
+export const STATUS = /* GraphQL */ `
+  query DashboardStatus {
+    pipeline {
+      version
+      speed {
+        instances {
+          instanceId
+          ageMs
+        }
+        partitions {
+          partition
+          committedOffset
+          endOffset
+          lag
+          watermark
+        }
+        eventsPerSecond
+        duplicates
+        misplaced
+        droppedLate {
+          metric
+          count
+        }
+        lastCheckpoint {
+          at
+          bytes
+          durationMs
+        }
+        unreadable
+      }
+      batch {
+        lastRun {
+          runId
+          finishedAt
+          durationMs
+          rows
+          rawEvents
+          uniqueEvents
+          lakeFiles
+          lakeBytes
+        }
+        nextRunAt
+        lakeFiles
+        lakeBytes
+        unreadable
+      }
+      serving {
+        ready
+        subscriptions
+        speedView {
+          topic
+          caughtUp
+          rows
+          freshnessMs
+          ageMs
+          lastError
+        }
+        batchView {
+          runId
+          rows
+          ageMs
+          lastError
+        }
+      }
+      deadLetters {
+        topic
+        topicExists
+        caughtUp
+        total
+        lastAt
+        lastError
+        byReason {
+          reason
+          count
+          lastAt
+          lastMessage
+        }
+      }
+    }
+    versions {
+      default
+      previous
+      promotion
+      promotedAt
+      versions {
+        name
+        state
+        isDefault
+        runningInstances
+        maxLag
+        percentDone
+        etaSeconds
+        eventsPerSecond
+        origin
+        createdAt
+        retiredAt
+        lastBatchRun {
+          runId
+          finishedAt
+        }
+      }
+    }
+  }
+`;
+export interface PipelineStatus {
+  version: string;
+  speed: {
+    instances: { instanceId: string; ageMs: number }[];
+    partitions: {
+      partition: number;
+      committedOffset: number | null;
+      endOffset: number | null;
+      lag: number | null;
+      watermark: string | null;
+    }[];
+    eventsPerSecond: number | null;
+    duplicates: number | null;
+    misplaced: number | null;
+    droppedLate: { metric: string; count: number }[];
+    lastCheckpoint: { at: string; bytes: number | null; durationMs: number | null } | null;
+    unreadable: string[];
+  };
+  batch: {
+    lastRun: {
+      runId: string;
+      finishedAt: string;
+      durationMs: number;
+      rows: number;
+      rawEvents: number;
+      uniqueEvents: number;
+      lakeFiles: number;
+      lakeBytes: number;
+    } | null;
+    nextRunAt: string | null;
+    lakeFiles: number | null;
+    lakeBytes: number | null;
+    unreadable: string | null;
+  };
+  serving: {
+    ready: boolean;
+    subscriptions: number;
+    speedView: {
+      topic: string;
+      caughtUp: boolean;
+      rows: number;
+      freshnessMs: number | null;
+      ageMs: number | null;
+      lastError: string | null;
+    };
+    batchView: { runId: string; rows: number; ageMs: number; lastError: string | null } | null;
+  };
+  deadLetters: DeadLetters;
+}
+export interface DeadLetters {
+  topic: string;
+  topicExists: boolean;
+  caughtUp: boolean;
+  total: number;
+  lastAt: string | null;
+  lastError: string | null;
+  byReason: { reason: string; count: number; lastAt: string | null; lastMessage: string | null }[];
+}
+export type VersionState = 'LIVE' | 'REPLAYING' | 'CAUGHT_UP' | 'STOPPED' | 'RETIRED';
+export interface JobVersion {
+  name: string;
+  state: VersionState;
+  isDefault: boolean;
+  runningInstances: number;
+  maxLag: number | null;
+  percentDone: number | null;
+  etaSeconds: number | null;
+  eventsPerSecond: number;
+  origin: string;
+  createdAt: string;
+  retiredAt: string | null;
+  lastBatchRun: { runId: string; finishedAt: string } | null;
+}
+export interface Versions {
+  default: string;
+  previous: string | null;
+  promotion: number;
+  promotedAt: string | null;
+  versions: JobVersion[];
+}
+export interface StatusAnswer {
+  pipeline: PipelineStatus;
+  versions: Versions;
+}
+
+export const RECONCILIATION = /* GraphQL */ `
+  query DashboardReconciliation($metric: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+    reconciliation(metric: $metric, granularity: $granularity, from: $from, to: $to, onlyDisagreeing: true) {
+      batchRunId
+      speedWatermark
+      closedBefore
+      windowsCompared
+      windowsPending
+      keysCompared
+      disagreeingKeys
+      batchCount
+      speedCount
+      keys {
+        key
+        batchCount
+        speedCount
+        difference
+        windows
+        disagreeingWindows
+      }
+      duplicates {
+        runBeforeDedup
+        rangeRawCount
+        rangeCount
+        rangeBeforeDedup
+        speedAfterDedup
+        batchAfterDedup
+        speedDuplicatesDropped
+      }
+      misplaced {
+        provisionalWindows
+      }
+    }
+  }
+`;
+export interface Reconciliation {
+  batchRunId: string | null;
+  speedWatermark: string | null;
+  closedBefore: string | null;
+  windowsCompared: number;
+  windowsPending: number;
+  keysCompared: number;
+  disagreeingKeys: number;
+  batchCount: number;
+  speedCount: number;
+  keys: { key: string; batchCount: number; speedCount: number; difference: number; windows: number; disagreeingWindows: number }[];
+  duplicates: {
+    runBeforeDedup: number | null;
+    rangeRawCount: number;
+    rangeCount: number;
+    rangeBeforeDedup: number | null;
+    speedAfterDedup: number | null;
+    batchAfterDedup: number;
+    speedDuplicatesDropped: number | null;
+  };
+  misplaced: { provisionalWindows: number };
+}
+export interface ReconciliationAnswer {
+  reconciliation: Reconciliation;
+}
+
+export const PROMOTE = /* GraphQL */ `
+  mutation DashboardPromote($version: String!, $force: Boolean) {
+    promote(version: $version, force: $force) {
+      version
+      previous
+      promotion
+      changed
+      skippedChecks
+    }
+  }
+`;
+export interface PromoteAnswer {
+  promote: { version: string; previous: string | null; promotion: number; changed: boolean; skippedChecks: string[] };
+}
