@@ -2,11 +2,9 @@
  * Options of the `lk batch` commands, each with its environment variable, validated at the
  * boundary (commander parsers refuse bad values in one line; zod checks the assembled config).
  */
-import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import { addCommonOptions, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
-import type { DataDirLayout } from '../services/config/dataDir.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { versionNameSchema } from '../services/versions/versionName.ts';
 
@@ -118,7 +116,3 @@ export function lakeWriterGroup(topic: string): string {
   return `lk-batch-${topic}`;
 }
 
-/** The topic's lake directory: `<data>/lake/<topic>`. */
-export function lakeRootOf(layout: DataDirLayout, topic: string): string {
-  return join(layout.lake, topic);
-}

@@ -12,7 +12,8 @@ import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
 import { aborted, context, onShutdownSignal } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
-import { addBatchOptions, lakeRootOf, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { addBatchOptions, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { lakeRootOf } from '../services/lake/lakeLayout.ts';
 import { batchStatusPath } from '../services/status/batchStatus.ts';
 import { LakeManifest, WRITER_LOCK, lakeExists } from '../services/lake/commitProtocol.ts';
 // The service, the cycle and compaction load DuckDB: imported when a command runs, so that

@@ -27,17 +27,18 @@ import {
   type OptionSpec,
 } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
+import { lakeRootOf } from '../services/lake/lakeLayout.ts';
 import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
 import type { SpeedJobConfig } from './job/speedJob.ts';
 
-interface JobOptions extends CommonOptions {
+export interface JobOptions extends CommonOptions {
   topic: string;
   version: string;
   group?: string;
 }
 
-interface RunOptions extends JobOptions {
+export interface RunOptions extends JobOptions {
   checkpointInterval: number;
   outOfOrderness: number;
   idleTimeout: number;
@@ -59,7 +60,7 @@ function savepointName(value: string): string {
 }
 
 /** What names a job version: its topic, version and group (every `lk speed` command takes them). */
-const JOB_OPTIONS: OptionSpec[] = [
+export const JOB_OPTIONS: OptionSpec[] = [
   { flags: '--topic <name>', description: 'events topic', env: 'LK_SPEED_TOPIC', default: DEFAULT_EVENTS_TOPIC, parse: topicName },
   {
     flags: '--version <name>',
@@ -72,7 +73,7 @@ const JOB_OPTIONS: OptionSpec[] = [
 ];
 
 /** How the job runs. */
-const RUN_OPTIONS: OptionSpec[] = [
+export const RUN_OPTIONS: OptionSpec[] = [
   {
     flags: '--checkpoint-interval <duration>',
     description: 'how often state is checkpointed and rows published',
@@ -131,7 +132,7 @@ const RUN_OPTIONS: OptionSpec[] = [
   },
 ];
 
-const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
+export const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
 
 /** The job's configuration from the command's options. */
 export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
@@ -151,6 +152,9 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
     checkpointsRoot: ctx.layout.checkpoints,
     savepointsRoot: ctx.layout.savepoints,
     definitions: ctx.loadMetrics(opts.version),
+    // A version replayed --from lake reads it until it has handed over to the log, also when
+    // restarted by lk speed.
+    lakeRoot: lakeRootOf(ctx.layout, opts.topic),
   };
 }
 

@@ -39,6 +39,12 @@ export const CRASH_POINTS = {
   'embedded.txn.redo-committed': 'the redo log is in place (committed), nothing applied',
   'embedded.txn.partly-applied': 'the first partition of the transaction is appended, the rest are not',
   'embedded.txn.records-applied': 'every record is appended; the group offsets are not committed',
+  // Promotion: the default-version pointer replaced by rename (services/versions/defaultVersion.ts).
+  'versions.promote.before-rename': 'the new DEFAULT pointer is durable under a temporary name; the old one is in place',
+  'versions.promote.renamed': 'the new DEFAULT pointer is in place; nothing else has seen it yet',
+  // Replay from the lake (streaming/replay/lakeReplay.ts): lake events checkpointed, then Kafka from the same offset.
+  'replay.lake.checkpointed': 'a checkpoint of lake events is committed; the lake is not finished',
+  'replay.lake.handed-over': 'every partition is checkpointed at the end of the lake; Kafka is not read yet',
 } as const;
 
 export type CrashPoint = keyof typeof CRASH_POINTS;

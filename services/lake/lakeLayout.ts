@@ -12,6 +12,8 @@
  * (and incremental recomputes) can prune by date; `dt`/`hr` are derived from `ts_ms` and not
  * repeated inside the files.
  */
+import { join } from 'node:path';
+import type { DataDirLayout } from '../config/dataDir.ts';
 import { sqlQuote } from '../storage/sql.ts';
 
 /** Lake columns in file order, with their DuckDB types (docs/lake.md). */
@@ -51,4 +53,12 @@ export function partFileName(partition: number, fromOffset: number, toOffset: nu
 /** read_parquet over lake files: by column name, so that files of older layouts read alike. */
 export function readLakeSql(files: readonly string[]): string {
   return `read_parquet([${files.map(sqlQuote).join(', ')}], union_by_name = true)`;
+}
+
+/**
+ * The topic's lake directory, `<data-dir>/lake/<topic>`: written by the batch layer's lake writer,
+ * read by its recompute and by a speed replay `--from lake`.
+ */
+export function lakeRootOf(layout: DataDirLayout, topic: string): string {
+  return join(layout.lake, topic);
 }

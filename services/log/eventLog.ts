@@ -62,6 +62,11 @@ export interface RecordBatch {
    * record's offset + 1 when the log holds transaction markers or aborted records.
    */
   nextOffset: number;
+  /**
+   * Keeps the consumer's group membership alive while the application holds the batch longer
+   * than usual (a throttled replay waits inside it); absent where there is no group session.
+   */
+  heartbeat?: () => Promise<void>;
 }
 
 export interface PartitionProgress extends TopicPartition {

@@ -23,7 +23,7 @@ import { parseMetricDefinitions, type MetricDefinitions } from '../metrics/defin
 import { readJsonFile } from '../storage/jsonFile.ts';
 import { createFileExclusiveSync, writeFileAtomicSync } from '../storage/atomicFile.ts';
 
-import { compareDefinitions, metricsFingerprint } from './metricChanges.ts';
+import { metricDifferences, metricsFingerprint } from './metricChanges.ts';
 import { isVersionName, versionNameSchema } from './versionName.ts';
 
 export const versionOriginSchema = z.object({
@@ -33,8 +33,17 @@ export const versionOriginSchema = z.object({
   startOffsets: z.array(z.number().int().nonnegative()).nullable(),
   /** With `time` (and `lake --from-time`): the instant, epoch ms. */
   fromTime: z.number().nullable().default(null),
+  /**
+   * With `lake`: per partition, the offset where the lake ended when the version was created.
+   * Offsets below it are read from the lake, the rest from the log: the hand-over is by offset
+   * and fixed once, so a restart hands over at the same place (streaming/replay/lakeReplay.ts).
+   */
+  lakeEnds: z.array(z.number().int().nonnegative()).nullable().default(null),
 });
 export type VersionOrigin = z.infer<typeof versionOriginSchema>;
+
+/** A version started by a plain `lk speed`: it reads from wherever its group stands. */
+export const LIVE_ORIGIN: VersionOrigin = { from: 'live', startOffsets: null, fromTime: null, lakeEnds: null };
 
 export const versionRecordSchema = z.object({
   version: versionNameSchema,
@@ -46,7 +55,7 @@ export const versionRecordSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{64}$/)
     .optional(),
-  origin: versionOriginSchema.default({ from: 'live', startOffsets: null, fromTime: null }),
+  origin: versionOriginSchema.default({ from: 'live', startOffsets: null, fromTime: null, lakeEnds: null }),
   retiredAt: z.string().nullable().default(null),
 });
 export type VersionRecord = z.infer<typeof versionRecordSchema>;
@@ -127,7 +136,7 @@ export function ensureVersionRecord(dataDir: string, init: NewVersion): VersionR
       createdAt: new Date().toISOString(),
       homePartitions: init.homePartitions,
       metricsSha256: init.metrics.sha256,
-      origin: init.origin ?? { from: 'live', startOffsets: null, fromTime: null },
+      origin: init.origin ?? LIVE_ORIGIN,
       retiredAt: null,
     };
     writeRecord(dataDir, fresh, true);
@@ -155,8 +164,7 @@ export function checkVersionMatches(dataDir: string, record: VersionRecord, init
   const theirs = parseMetricDefinitions(readFileSync(stored, 'utf8'), stored);
   // Comments, layout and descriptions may differ: what is computed may not.
   if (metricsFingerprint(theirs.metrics) === metricsFingerprint(init.metrics.metrics)) return;
-  const { problems, notes } = compareDefinitions(theirs.metrics, init.metrics.metrics, `version "${record.version}"`);
-  const why = [...problems, ...notes];
+  const why = metricDifferences(theirs.metrics, init.metrics.metrics);
   throw new ConfigError(
     `${init.metrics.source} is not the metric file of version "${record.version}" (${stored}, sha256 ${record.metricsSha256.slice(0, 12)})` +
       `${why.length > 0 ? `: ${why.join('; ')}` : ''}. A version's metric definitions never change: replay the new file into a new version (lk replay --version <new> --metrics ${init.metrics.source} --from earliest), or leave out --metrics to use the version's own copy`,

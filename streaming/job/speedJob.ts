@@ -14,7 +14,17 @@ import { logger } from '../../services/observability/logger.ts';
 import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { formatDuration } from '../../services/config/durations.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
-import { checkVersionMatches, ensureVersionRecord, readVersionRecord, type VersionRecord } from '../../services/versions/versionRecord.ts';
+import {
+  LIVE_ORIGIN,
+  checkVersionMatches,
+  ensureVersionRecord,
+  readVersionRecord,
+  type VersionOrigin,
+  type VersionRecord,
+} from '../../services/versions/versionRecord.ts';
+import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
+import { replayFromLake } from '../replay/lakeReplay.ts';
+import { RateLimiter, sliceBatch } from './rateLimiter.ts';
 import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { createStateHost, defaultStateThreads, type StateHost } from '../threads/stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
@@ -53,6 +63,17 @@ export interface SpeedJobConfig {
   checkpointsRoot: string;
   savepointsRoot: string;
   definitions: MetricDefinitions;
+  /**
+   * Where a new version starts reading (`lk replay --from`): kept in its record when the version
+   * is created, ignored afterwards (a version resumes from its own checkpoints). Default: live.
+   */
+  origin?: VersionOrigin;
+  /** Events per second at most (`--max-rate`): a replay must not starve the live version. */
+  maxRate?: number;
+  /** The topic's Parquet lake, read by versions replayed `--from lake`. */
+  lakeRoot?: string;
+  /** Offsets per lake read (default streaming/replay/lakeSource.ts DEFAULT_CHUNK_OFFSETS). */
+  lakeChunkOffsets?: number;
 }
 
 export class SpeedJob {
@@ -74,6 +95,9 @@ export class SpeedJob {
   private partitionCount = 0;
   private placement: Placement = { homePartitions: 1 };
   private record: VersionRecord | undefined;
+  private readonly limiter: RateLimiter | undefined;
+  /** A replay's lake half, while it runs (start() returns before it ends). */
+  private lakePhase: Promise<void> | undefined;
   private failWith!: (err: unknown) => void;
   private readonly failed: Promise<never>;
   statusPort: number | undefined;
@@ -94,6 +118,7 @@ export class SpeedJob {
     this.viewTopic = speedViewTopic(cfg.version);
     this.fingerprint = metricsFingerprint(cfg.definitions.metrics);
     this.status = new StatusReporter(speedStatusPath(cfg.dataDir, cfg.version, cfg.instanceId));
+    this.limiter = cfg.maxRate !== undefined ? new RateLimiter(cfg.maxRate) : undefined;
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
   }
@@ -106,7 +131,13 @@ export class SpeedJob {
   async start(): Promise<void> {
     const { topic } = this.cfg;
     this.partitionCount = await this.log.partitionCount(topic);
-    const newVersion = { version: this.cfg.version, topic, homePartitions: this.partitionCount, metrics: this.cfg.definitions };
+    const newVersion = {
+      version: this.cfg.version,
+      topic,
+      homePartitions: this.partitionCount,
+      metrics: this.cfg.definitions,
+      origin: this.cfg.origin ?? LIVE_ORIGIN,
+    };
     // Checked against the version's record (when it has one) before anything else, and created
     // only once the checkpoints and the savepoint have agreed: a refused start leaves no version.
     const existing = readVersionRecord(this.cfg.dataDir, this.cfg.version);
@@ -137,9 +168,36 @@ export class SpeedJob {
     this.host = host;
     host.failure().catch((err: unknown) => this.fail(err));
     this.statusPort = await this.status.listen(this.cfg.statusPort);
+    this.timers.push(setInterval(() => this.checkpointAll(), this.cfg.checkpointIntervalMs));
+    this.timers.push(setInterval(() => this.publishStatus(), 1000));
+    logger.info(
+      {
+        topic,
+        version: this.cfg.version,
+        group: this.cfg.groupId,
+        view: this.viewTopic,
+        semantics: this.semantics,
+        stateThreads: host.threads,
+        statusPort: this.statusPort,
+        origin: this.record.origin.from,
+        ...(this.limiter ? { maxRate: this.limiter.perSecond } : {}),
+      },
+      'speed job started',
+    );
+    const origin = this.record.origin;
+    if (origin.lakeEnds === null) return this.startConsumer();
+    // The lake half runs after start() resolved, so that a stop signal can interrupt it; the
+    // log consumer starts once every partition has handed over.
+    this.lakePhase = this.replayLake(origin)
+      .then((handedOver) => (handedOver && !this.stopping ? this.startConsumer() : undefined))
+      .catch((err: unknown) => this.fail(err));
+  }
+
+  /** Joins the group and consumes the log from the committed offsets (or the version's start). */
+  private async startConsumer(): Promise<void> {
     const consumer = this.log.consumer({ groupId: this.cfg.groupId, fromBeginning: true, maxBytesPerPartition: FETCH_BYTES_PER_PARTITION });
     this.consumer = consumer;
-    await consumer.subscribe([topic]);
+    await consumer.subscribe([this.cfg.topic]);
     await consumer.run({
       onAssignment: (assigned) => this.onAssignment(assigned),
       eachBatch: (batch) => this.onBatch(batch),
@@ -151,21 +209,7 @@ export class SpeedJob {
     consumer.done().catch((err: unknown) => {
       if (!this.stopping) this.fail(err);
     });
-    this.timers.push(setInterval(() => this.checkpointAll(), this.cfg.checkpointIntervalMs));
-    this.timers.push(setInterval(() => this.publishStatus(), 1000));
     this.publishStatus();
-    logger.info(
-      {
-        topic,
-        version: this.cfg.version,
-        group: this.cfg.groupId,
-        view: this.viewTopic,
-        semantics: this.semantics,
-        stateThreads: host.threads,
-        statusPort: this.statusPort,
-      },
-      'speed job started',
-    );
   }
 
   /** Graceful stop: final checkpoint of every owned partition (while still in the group), then leave. */
@@ -174,6 +218,8 @@ export class SpeedJob {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    // The lake half notices the stop after the range in hand; its tasks are checkpointed below.
+    await this.lakePhase;
     const tasks = [...this.tasks.values()];
     const results = await Promise.allSettled(tasks.map((t) => t.checkpoint()));
     results.forEach((r, i) => {
@@ -317,7 +363,13 @@ export class SpeedJob {
     return [...wanted].map((p) => ({ topic, partition: p, offset: positionOf(p) }));
   }
 
-  private async openTask(partition: number): Promise<PartitionTask> {
+  /**
+   * Opens a partition's task at the group's committed offset (its checkpoint holds the state
+   * there), else at `start`: the version's start offset when it was replayed from a point,
+   * else the log's first offset. `fromLog`: the log must still hold that offset, or the records
+   * between were deleted unread and the view would silently miss them.
+   */
+  private async openTask(partition: number, start?: number, fromLog = true): Promise<PartitionTask> {
     const { log, cfg } = this;
     // A revoked task of this partition must have released its state before a new one is opened.
     await this.closing.get(partition);
@@ -325,7 +377,16 @@ export class SpeedJob {
     const producer = await openFencingProducer(log, cfg.version, partition);
     const committed = (await log.committedOffsets(cfg.groupId, cfg.topic))[partition] ?? null;
     const ctx = { log, topic: cfg.topic, viewTopic: this.viewTopic, groupId: cfg.groupId, version: cfg.version, store: this.store };
-    const beginning = committed === null ? ((await log.beginningOffsets(cfg.topic))[partition] ?? 0) : 0;
+    const logStart = (await log.beginningOffsets(cfg.topic))[partition] ?? 0;
+    const beginning = start ?? this.record?.origin.startOffsets?.[partition] ?? logStart;
+    const from = committed ?? beginning;
+    if (fromLog && from < logStart) {
+      await producer.close();
+      throw new InfrastructureError(
+        `partition ${partition} of topic "${cfg.topic}" now starts at offset ${logStart}, but version "${cfg.version}" must read on from offset ${from}: ` +
+          `retention deleted records it had not read. Its view would miss them: replay into a new version --from lake (the lake keeps every record)`,
+      );
+    }
     let opened;
     try {
       opened = await this.host!.open(partition, committed, beginning);
@@ -338,28 +399,121 @@ export class SpeedJob {
       }
       throw new InfrastructureError(`cannot restore partition ${partition}: ${errorMessage(err)}`, { cause: err });
     }
-    return new PartitionTask(partition, this.host!, producer, ctx, opened.chain);
+    const task = new PartitionTask(partition, this.host!, producer, ctx, opened.chain);
+    // The lag is known from the start, not only once the first batch has been applied.
+    task.highWatermark = (await log.endOffsets(cfg.topic))[partition] ?? 0;
+    return task;
   }
 
   private async onBatch(batch: RecordBatch): Promise<void> {
     if (this.stopping || this.failedAlready || batch.topic !== this.cfg.topic) return;
     const task = this.tasks.get(batch.partition);
     if (!task || task.revoked) return;
-    // Waits only when the state thread is several batches behind (back-pressure).
-    await this.host!.apply(batch);
-    this.processed += batch.records.length;
     task.highWatermark = Math.max(task.highWatermark, batch.highWatermark);
-    const now = Date.now();
-    task.lastRecordAt = now;
-    if ((this.host!.stats(batch.partition)?.pendingRows ?? 0) >= MAX_ROWS_PER_CHECKPOINT) {
-      // Back-pressure: a checkpoint's transaction must stay small (the broker aborts transactions
-      // older than the producer's transaction timeout), so a partition that has changed this many
-      // rows waits for the checkpoint in flight and starts the next one at once.
-      await task.settle();
-      this.checkpoint(task);
-    } else if (!task.checkpointInFlight && now - (task.lastCheckpoint?.at ?? 0) >= this.cfg.checkpointIntervalMs) {
-      // Under load the timer may fire late: checkpoint from the batch path as well.
-      this.checkpoint(task);
+    for (const part of this.rateSlices(batch)) {
+      if (this.stopping || this.failedAlready || task.revoked) return;
+      await this.throttle(part);
+      // Waits only when the state thread is several batches behind (back-pressure).
+      await this.host!.apply(part);
+      this.processed += part.records.length;
+      const now = Date.now();
+      task.lastRecordAt = now;
+      if ((this.host!.stats(batch.partition)?.pendingRows ?? 0) >= MAX_ROWS_PER_CHECKPOINT) {
+        // Back-pressure: a checkpoint's transaction must stay small (the broker aborts transactions
+        // older than the producer's transaction timeout), so a partition that has changed this many
+        // rows waits for the checkpoint in flight and starts the next one at once.
+        await task.settle();
+        this.checkpoint(task);
+      } else if (!task.checkpointInFlight && now - (task.lastCheckpoint?.at ?? 0) >= this.cfg.checkpointIntervalMs) {
+        // Under load the timer may fire late: checkpoint from the batch path as well.
+        this.checkpoint(task);
+      }
+    }
+  }
+
+  /** With --max-rate, a batch in slices of a tenth of a second's events: the state (and the lag) move smoothly, not in bursts. */
+  private rateSlices(batch: RecordBatch): RecordBatch[] {
+    return this.limiter ? sliceBatch(batch, Math.ceil(this.limiter.perSecond / 10)) : [batch];
+  }
+
+  /** --max-rate: waits (heartbeating) until the batch fits the rate. */
+  private async throttle(batch: RecordBatch): Promise<void> {
+    if (this.limiter) await this.limiter.take(batch.records.length, batch.heartbeat, () => this.stopping || this.failedAlready);
+  }
+
+  // ------------------------------------------------------------------ replay from the lake
+
+  /**
+   * The lake half of a version replayed `--from lake` (streaming/replay/lakeReplay.ts), before
+   * the log consumer starts: every partition whose committed offset is below its hand-over
+   * offset reads the lake up to it. One instance does this at a time (a lock in the version's
+   * checkpoint dir); an instance that waited finds the partitions handed over. False when the job
+   * stopped meanwhile.
+   */
+  private async replayLake(origin: VersionOrigin): Promise<boolean> {
+    const { cfg, log } = this;
+    const lakeEnds = origin.lakeEnds!;
+    const lock = join(this.store.root, 'lake-replay.lock');
+    while (
+      !(await acquireLock(lock, 5_000).then(
+        () => true,
+        () => false,
+      ))
+    )
+      if (this.stopping || this.failedAlready) return false;
+    try {
+      const committed = await log.committedOffsets(cfg.groupId, cfg.topic);
+      const partitions = lakeEnds
+        .map((end, partition) => ({ partition, end, start: origin.startOffsets?.[partition] ?? 0, at: committed[partition] ?? null }))
+        .filter((p) => (p.at ?? p.start) < p.end);
+      if (partitions.length === 0) return true;
+      if (!cfg.lakeRoot) throw new ConfigError(`version "${cfg.version}" replays from the lake, but no lake was given`);
+      const logEnds = await log.endOffsets(cfg.topic);
+      // DuckDB is loaded only by a job that reads the lake.
+      const { LakeSource, DEFAULT_CHUNK_OFFSETS } = await import('../replay/lakeSource.ts');
+      const source = await LakeSource.open(cfg.lakeRoot, cfg.topic);
+      logger.info(
+        { partitions: partitions.map((p) => ({ partition: p.partition, from: p.at ?? p.start, handOver: p.end })) },
+        'replaying from the lake',
+      );
+      this.ready = true;
+      try {
+        const done = await replayFromLake({
+          source,
+          topic: cfg.topic,
+          partitions,
+          chunkOffsets: cfg.lakeChunkOffsets ?? DEFAULT_CHUNK_OFFSETS,
+          openTask: async (partition, start) => {
+            const task = await this.openTask(partition, start, false);
+            task.highWatermark = Math.max(logEnds[partition] ?? 0, lakeEnds[partition] ?? 0);
+            this.tasks.set(partition, task);
+            return task;
+          },
+          apply: async (batch) => {
+            for (const part of this.rateSlices(batch)) {
+              await this.throttle(part);
+              await this.host!.apply(part);
+              this.processed += part.records.length;
+            }
+            const task = this.tasks.get(batch.partition);
+            if (task) task.lastRecordAt = Date.now();
+          },
+          pendingRows: (partition) => this.host!.stats(partition)?.pendingRows ?? 0,
+          maxRowsPerCheckpoint: MAX_ROWS_PER_CHECKPOINT,
+          checkpointIntervalMs: cfg.checkpointIntervalMs,
+          closeTask: async (task) => {
+            this.tasks.delete(task.partition);
+            await task.close();
+          },
+          stopped: () => this.stopping || this.failedAlready,
+        });
+        if (done) logger.info({ handOver: lakeEnds }, 'lake replayed: the log takes over at the lake end of every partition');
+        return done;
+      } finally {
+        source.close();
+      }
+    } finally {
+      releaseLock(lock);
     }
   }
 

@@ -44,6 +44,7 @@ import {
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
+import { LAKE_REPLAY_POINTS, PROMOTION_POINTS } from './crashPointScenarios.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 424242);
 /** Only this point (from a rerun command). */
@@ -130,7 +131,14 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   });
 
   it('every crash point has a scenario below', () => {
-    const covered = new Set([...SPEED_POINTS, ...EMBEDDED_POINTS, ...BATCH_POINTS, ...COMPACTION_POINTS]);
+    const covered = new Set([
+      ...SPEED_POINTS,
+      ...EMBEDDED_POINTS,
+      ...BATCH_POINTS,
+      ...COMPACTION_POINTS,
+      ...PROMOTION_POINTS,
+      ...LAKE_REPLAY_POINTS,
+    ]);
     expect(Object.keys(CRASH_POINTS).filter((p) => !covered.has(p as CrashPoint))).toEqual([]);
   });
 

@@ -597,6 +597,7 @@ class KafkaConsumerAdapter implements LogConsumer {
           records,
           highWatermark: Number(batch.highWatermark),
           nextOffset,
+          heartbeat: () => payload.heartbeat(),
         });
       } catch (err) {
         this.fail(err);

@@ -1,0 +1,76 @@
+/**
+ * The lake half of a replay `--from lake` (Kappa+): the speed layer's own partition tasks and
+ * state threads fed with the lake's records instead of the log's, checkpointed by the same
+ * two-phase commit, up to the hand-over offset fixed in the version's record (`origin.lakeEnds`).
+ *
+ * The hand-over is by offset. Each partition's last lake checkpoint commits exactly its lake end
+ * E as the group's offset (the state's position moves to E even when the last records were not
+ * events); the log consumer then starts where the group stands, at E. Offsets below E come from
+ * the lake, offsets from E on from the log, so no record is read twice or missed, whatever the
+ * record times. A replay killed anywhere resumes from the group's committed offset: below E it
+ * reads the lake again from there (the checkpoint at that offset holds the state), at E it goes
+ * straight to the log. docs/replay.md walks through it with a table of offsets.
+ */
+import { assert } from '../../services/errors.ts';
+import { crashPoint } from '../../services/faults/crashPoints.ts';
+import type { RecordBatch } from '../../services/log/eventLog.ts';
+import type { PartitionTask } from '../job/partitionTask.ts';
+import type { LakeSource } from './lakeSource.ts';
+
+export interface LakeReplayPartition {
+  partition: number;
+  /** Where the lake's part begins when the group has committed nothing yet. */
+  start: number;
+  /** The hand-over offset: the lake's end when the version was created. */
+  end: number;
+}
+
+export interface LakeReplayDeps {
+  source: LakeSource;
+  topic: string;
+  partitions: LakeReplayPartition[];
+  /** Offsets per lake read: a range's records are in memory at once. */
+  chunkOffsets: number;
+  /** Opens the partition's task at the group's committed checkpoint, else at `start`. */
+  openTask(partition: number, start: number): Promise<PartitionTask>;
+  /** Hands one batch to the partition's state (throttled by --max-rate). */
+  apply(batch: RecordBatch): Promise<void>;
+  /** Rows changed since the partition's last checkpoint (a transaction must stay small). */
+  pendingRows(partition: number): number;
+  maxRowsPerCheckpoint: number;
+  checkpointIntervalMs: number;
+  /** Releases the partition's state and producer once it has handed over. */
+  closeTask(task: PartitionTask): Promise<void>;
+  /** The job is stopping or failed: leave the rest to the next start. */
+  stopped(): boolean;
+}
+
+/** Replays each partition's lake part; true when every partition has handed over. */
+export async function replayFromLake(d: LakeReplayDeps): Promise<boolean> {
+  for (const { partition, start, end } of d.partitions) {
+    const task = await d.openTask(partition, start);
+    const from = task.committedPosition ?? start;
+    let pending = from < end ? d.source.read(partition, from, end, d.chunkOffsets) : undefined;
+    let lastCheckpointAt = Date.now();
+    while (pending !== undefined) {
+      const chunk = await pending;
+      if (d.stopped()) return false;
+      // Read the next range while the state thread applies this one.
+      pending = chunk.nextOffset < end ? d.source.read(partition, chunk.nextOffset, end, d.chunkOffsets) : undefined;
+      pending?.catch(() => undefined); // awaited on the next turn; a stop must not leave it unhandled
+      await d.apply({ topic: d.topic, partition, records: chunk.records, highWatermark: end, nextOffset: chunk.nextOffset });
+      if (d.pendingRows(partition) >= d.maxRowsPerCheckpoint || Date.now() - lastCheckpointAt >= d.checkpointIntervalMs) {
+        await task.checkpoint();
+        crashPoint('replay.lake.checkpointed');
+        lastCheckpointAt = Date.now();
+      }
+    }
+    if (d.stopped()) return false;
+    // The hand-over: the group's offset becomes exactly the lake's end, with the state at it.
+    await task.checkpoint();
+    assert(task.committedPosition === end, `partition ${partition} handed over at ${task.committedPosition}, not at the lake's end ${end}`);
+    await d.closeTask(task);
+  }
+  crashPoint('replay.lake.handed-over');
+  return true;
+}
