@@ -115,4 +115,3 @@ export function validateBatchOptions(opts: BatchOptions): BatchOptions {
 export function lakeWriterGroup(topic: string): string {
   return `lk-batch-${topic}`;
 }
-

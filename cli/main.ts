@@ -9,8 +9,10 @@ import { ConfigError, InfrastructureError, errorMessage } from '../services/erro
 import { registerGenerateCommand } from './commands/generate.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
+import { registerVersionCommands } from './commands/versions.ts';
 // Each layer registers its own commands: this is the only module that imports the layers.
 import { registerSpeedCommands } from '../streaming/cli.ts';
+import { registerReplayCommand } from '../streaming/replay/replayCommand.ts';
 import { registerBatchCommands } from '../batch/cli.ts';
 import { registerServeCommands } from '../serving/cli.ts';
 
@@ -24,7 +26,9 @@ registerProduceCommand(program);
 registerGenerateCommand(program);
 registerBatchCommands(program);
 registerSpeedCommands(program);
+registerReplayCommand(program);
 registerServeCommands(program);
+registerVersionCommands(program);
 
 function exitWith(code: number, message: string): never {
   process.stderr.write(`lk: ${message}\n`);

@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.ts';
+import { crashPoint } from '../faults/crashPoints.ts';
 import { writeFileAtomicSync } from '../storage/atomicFile.ts';
 import { versionNameSchema } from './versionName.ts';
 import { versionsRoot } from './versionRecord.ts';
@@ -82,6 +83,7 @@ export function writeDefaultVersion(dataDir: string, version: string, fallback: 
     generation: (before?.generation ?? 0) + 1,
     forced: [...forced],
   };
-  writeFileAtomicSync(defaultVersionPath(dataDir), `${JSON.stringify(next)}\n`);
+  writeFileAtomicSync(defaultVersionPath(dataDir), `${JSON.stringify(next)}\n`, 'versions.promote.before-rename');
+  crashPoint('versions.promote.renamed');
   return next;
 }

@@ -79,6 +79,38 @@ export function compareDefinitions(
   return { problems, notes };
 }
 
+/**
+ * How a metric file differs from a version's own (what is computed, not comments or
+ * descriptions), in words: a version's definitions never change, so this only explains a refusal.
+ */
+export function metricDifferences(version: readonly MetricDefinition[], file: readonly MetricDefinition[]): string[] {
+  const out: string[] = [];
+  const theirs = new Map(version.map((d) => [d.name, d]));
+  const names = new Set(file.map((d) => d.name));
+  for (const def of file) {
+    const old = theirs.get(def.name);
+    if (!old) {
+      out.push(`metric "${def.name}" is in the file, not in the version`);
+      continue;
+    }
+    for (const field of ['filter', 'key', 'value', 'distinct'] as const) {
+      const a = JSON.stringify(def[field] ?? null);
+      const b = JSON.stringify(old[field] ?? null);
+      if (a !== b) out.push(`metric "${def.name}": ${field} is ${a} in the file, ${b} in the version`);
+    }
+    if (def.granularities.join() !== old.granularities.join())
+      out.push(
+        `metric "${def.name}": granularities [${def.granularities.join(', ')}] in the file, [${old.granularities.join(', ')}] in the version`,
+      );
+    if (def.allowedLatenessMs !== old.allowedLatenessMs)
+      out.push(
+        `metric "${def.name}": allowedLateness ${formatDuration(def.allowedLatenessMs)} in the file, ${formatDuration(old.allowedLatenessMs)} in the version`,
+      );
+  }
+  for (const old of version) if (!names.has(old.name)) out.push(`metric "${old.name}" is in the version, not in the file`);
+  return out;
+}
+
 export function compareSemantics(state: { outOfOrdernessMs: number }, current: { outOfOrdernessMs: number }, stateLabel: string): string[] {
   // A larger out-of-orderness moves the watermark back: windows the state already closed would be open again.
   if (current.outOfOrdernessMs > state.outOfOrdernessMs) {

@@ -104,7 +104,7 @@ function summarize(record: VersionRecord, input: VersionsInput, defaultVersion: 
   }
   const left = lags.reduce((n, l) => n + l, 0);
   const percent = total === null || done === null ? null : total === 0 ? 100 : Math.min(100, (100 * done) / total);
-  const etaSeconds = left === 0 ? 0 : eventsPerSecond > 0 ? left / eventsPerSecond : null;
+  const etaSeconds = partitions.length === 0 ? null : left === 0 ? 0 : eventsPerSecond > 0 ? left / eventsPerSecond : null;
   const isDefault = record.version === defaultVersion;
   let state: VersionState;
   if (record.retiredAt !== null) state = 'RETIRED';

@@ -21,7 +21,9 @@ export interface CurrentDefault {
 export class DefaultVersionFollower {
   private currentDefault: CurrentDefault;
   private timer: NodeJS.Timeout | undefined;
-  private adopting: Promise<void> | undefined;
+  /** Polls in order: the last one queued, and how many are queued or running. */
+  private queue: Promise<void> = Promise.resolve();
+  private polls = 0;
   /** Why the pointer could not be followed last time (null when it could). */
   lastError: string | null = null;
 
@@ -38,7 +40,10 @@ export class DefaultVersionFollower {
     const pointer = this.read();
     if (pointer) this.currentDefault = { version: pointer.version, generation: pointer.generation };
     await this.options.registry.open(this.currentDefault.version).started;
-    this.timer = setInterval(() => void this.poll(), this.options.pollMs);
+    // A poll still adopting (opening a promoted version) is not queued behind again.
+    this.timer = setInterval(() => {
+      if (this.polls === 0) void this.poll();
+    }, this.options.pollMs);
     this.timer.unref();
   }
 
@@ -46,13 +51,33 @@ export class DefaultVersionFollower {
     clearInterval(this.timer);
   }
 
-  /** Follows the pointer now (after this process promoted, or on the timer); resolves once adopted. */
-  async poll(): Promise<void> {
-    if (this.adopting) return this.adopting;
+  /**
+   * Follows the pointer now (after this process promoted, or on the timer); resolves once the
+   * pointer as it is when this poll's turn comes has been adopted. Polls run one after another,
+   * so that a promotion's own poll never returns with an older pointer adopted by the timer.
+   */
+  poll(): Promise<void> {
+    this.polls++;
+    const run = this.queue.then(() => this.pollOnce()).finally(() => this.polls--);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pollOnce(): Promise<void> {
+    await this.closeRetired();
     const pointer = this.read();
     if (!pointer || pointer.generation === this.currentDefault.generation) return;
-    this.adopting = this.adopt(pointer).finally(() => (this.adopting = undefined));
-    return this.adopting;
+    await this.adopt(pointer);
+  }
+
+  /** Versions retired while open are closed (never the default: it cannot be retired). */
+  private async closeRetired(): Promise<void> {
+    const { registry, logger } = this.options;
+    try {
+      for (const version of await registry.closeRetired()) logger.info({ version }, 'closed a retired version');
+    } catch (err) {
+      logger.warn({ err: errorMessage(err) }, 'cannot check for retired versions');
+    }
   }
 
   private read(): DefaultVersion | undefined {

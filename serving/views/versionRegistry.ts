@@ -8,7 +8,7 @@ import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { VERSION_NAME_RULE, isVersionName } from '../../services/versions/versionName.ts';
-import { readVersionDefinitions } from '../../services/versions/versionRecord.ts';
+import { readVersionDefinitions, readVersionRecord } from '../../services/versions/versionRecord.ts';
 import type { MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { ErrorCode, userError } from '../graphql/errors.ts';
 import { BatchFollower } from './batchLoader.ts';
@@ -58,6 +58,10 @@ export class VersionRegistry {
       );
     }
     const { log, viewsRoot, batchPollMs, logger } = this.options;
+    const record = readVersionRecord(this.options.dataDir, version);
+    if (record?.retiredAt) {
+      throw userError(ErrorCode.INVALID_VERSION, `version "${version}" was retired at ${record.retiredAt}: its views are deleted`);
+    }
     const definitions = readVersionDefinitions(this.options.dataDir, version) ?? this.options.fallbackMetrics;
     const view = new VersionView(version);
     const topic = speedViewTopic(version);
@@ -111,6 +115,15 @@ export class VersionRegistry {
     if (!r) return;
     this.runtimes.delete(version);
     await Promise.allSettled([r.materializer.stop(), r.follower.stop()]);
+  }
+
+  /** Closes the runtimes of versions retired since they were opened (their topic and views are gone). */
+  async closeRetired(): Promise<string[]> {
+    const retired = this.all()
+      .map((r) => r.version)
+      .filter((v) => readVersionRecord(this.options.dataDir, v)?.retiredAt);
+    await Promise.all(retired.map((v) => this.close(v)));
+    return retired;
   }
 
   all(): VersionRuntime[] {

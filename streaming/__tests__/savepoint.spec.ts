@@ -90,7 +90,7 @@ describe(`savepoints (seed ${SEED})`, () => {
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(
         new RegExp(
-          `changed\\.yaml is not the metric file of version "${version}" .*metric "clicks_by_ad": key changed from "ad_id" to "campaign_id"; the version "${version}" was computed with the old key`,
+          `changed\\.yaml is not the metric file of version "${version}" .*: metric "clicks_by_ad": key is "campaign_id" in the file, "ad_id" in the version`,
         ),
       );
       const fresh = `${version}-b`;
