@@ -17,12 +17,17 @@ import { BatchViewBuilder, type BatchView, type VersionView } from './versionVie
 
 const GRANULARITY_SET = new Set<string>(GRANULARITIES);
 
-let duck: Promise<DuckDBConnection> | undefined;
+let duck: Promise<DuckDBInstance> | undefined;
 
-/** One in-memory DuckDB per serving process, only to read Parquet. */
-function duckdb(): Promise<DuckDBConnection> {
-  duck ??= DuckDBInstance.create(':memory:').then((db) => db.connect());
-  return duck;
+/**
+ * One in-memory DuckDB per serving process, only to read Parquet, and a connection per load:
+ * a connection streams one result at a time, and two versions' runs may load at once (a
+ * promotion while a run lands); on one shared connection the second query ended the first
+ * one's stream, whose view then held its series with no rows.
+ */
+async function connect(): Promise<DuckDBConnection> {
+  duck ??= DuckDBInstance.create(':memory:');
+  return (await duck).connect();
 }
 
 /**
@@ -32,8 +37,10 @@ function duckdb(): Promise<DuckDBConnection> {
  * per-row objects, no per-row strings except sketches).
  */
 export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
-  const conn = await duckdb();
+  const conn = await connect();
   const builder = new BatchViewBuilder();
+  let expectedRows = 0;
+  let loadedRows = 0;
   const file = sqlQuote(run.rowsPath);
   try {
     const series = await conn.runAndReadAll(
@@ -44,6 +51,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
       if (!GRANULARITY_SET.has(granularity))
         throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: unknown granularity "${granularity}"`);
       sides.push(builder.seriesRows(metric, granularity as Granularity, key, n));
+      expectedRows += n;
     }
     // Snapshots written before misplaced events were counted have no such column: none counted.
     const columns = await conn.runAndReadAll(`SELECT name FROM parquet_schema(${file})`);
@@ -61,6 +69,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
       if (!chunk || chunk.rowCount === 0) break;
       const v = Array.from({ length: 12 }, (_, i) => chunk.getColumnVector(i));
       const num = (c: number, r: number) => (v[c]!.getItem(r) as number | null) ?? NaN;
+      loadedRows += chunk.rowCount;
       for (let r = 0; r < chunk.rowCount; r++) {
         const side = sides[v[0]!.getItem(r) as number]!;
         side.appendSorted(
@@ -78,9 +87,14 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
         );
       }
     }
+    // A snapshot is installed whole or not at all: a stream that ended early is a failed load.
+    if (loadedRows !== expectedRows)
+      throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: read ${loadedRows} of its ${expectedRows} rows`);
   } catch (err) {
     if (err instanceof InfrastructureError) throw err;
     throw new InfrastructureError(`cannot read batch snapshot ${run.rowsPath}: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    conn.closeSync();
   }
   return builder.build(run.manifest);
 }
