@@ -21,6 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { speedViewTopic, type ViewRow } from '../../services/views/viewRow.ts';
+import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { readVersionRecord } from '../../services/versions/versionRecord.ts';
 import { ORACLE_METRICS, TEST_METRICS_YAML, computeOracle, rowId, type OracleMetric } from '../../streaming/__tests__/support/oracle.ts';
 import { compareWithOracle, createEventsTopic, produceLines, readView } from '../../streaming/__tests__/support/harness.ts';
 import { gql, gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
@@ -237,6 +239,10 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
       }
     await expectBatchTotals(V1, ORACLE_METRICS);
     await expectBatchTotals(V2, ORACLE_METRICS);
+    const cli = await lkResult(['versions', 'diff', V1, V2, ...common()]);
+    expect(cli.code, cli.out).toBe(0);
+    expect(cli.out).toMatch(new RegExp(`${V1} and ${V2} agree on every window compared`));
+    expect(cli.out).toMatch(/impressions_by_campaign minute: [\d,]+ windows, [\d,]+ equal, 0 differ, 0 only in/);
   });
 
   it("a changed metric file replayed into v3 gives exactly the oracle's answers for it; v1's are unchanged", async () => {
@@ -369,6 +375,32 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
     expect(seen[V1]).toBeGreaterThan(0);
     expect(seen[V3]).toBeGreaterThan(0);
     expect((await defaultVersion()).default).toBe(V1);
+  });
+
+  it("the batch service recomputes every version's views from the one lake, each with its own metric file", async () => {
+    const before = new Map([V1, V2, V3].map((v) => [v, readCurrentBatchRun(join(dir.path, 'views'), v)!.manifest.runId]));
+    const service = lk(['batch', '--topic', topic, '--version', V1, '--interval', '1s', '--status-port', '0', ...common(v1File)]);
+    try {
+      await eventually(
+        () =>
+          [V1, V2, V3].every((v) => readCurrentBatchRun(join(dir.path, 'views'), v)?.manifest.runId !== before.get(v)) ? true : undefined,
+        `a new batch run of every version (${service.output().slice(-800)})`,
+        90_000,
+      );
+    } finally {
+      await p1.stop(service);
+    }
+    for (const v of [V1, V2, V3]) {
+      const run = readCurrentBatchRun(join(dir.path, 'views'), v)!.manifest;
+      expect(run.metricsSha256, v).toBe(readVersionRecord(dir.path, v)!.metricsSha256);
+    }
+    expect(existsSync(join(dir.path, 'views', V4))).toBe(false); // retired: not recomputed
+    await eventually(async () => {
+      const d = await gqlData<any>(serving.url, `{ pipeline(version: "${V3}") { serving { batchView { runId } } } }`);
+      return d.pipeline.serving.batchView?.runId === readCurrentBatchRun(join(dir.path, 'views'), V3)!.manifest.runId ? true : undefined;
+    }, 'the new run of v3 installed');
+    await expectBatchTotals(V3, CHANGED_ORACLE_METRICS);
+    await expectBatchTotals(V1, ORACLE_METRICS);
   });
 
   it('lk promote killed at each step: serving answers all-old or all-new, and agrees with lk versions after a restart', async () => {
