@@ -270,7 +270,7 @@ build_node() {
     : >"$ctx/extra-ca-certificates.crt"
   fi
   t0=$(now)
-  "$DOCKER" build -q --network host --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" --build-arg EXTRA_CA_CERTS="$ca_arg" -t "$NODE_IMAGE" "$ctx" >/dev/null ||
+  "$DOCKER" build -q --force-rm --network host --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" --build-arg EXTRA_CA_CERTS="$ca_arg" -t "$NODE_IMAGE" "$ctx" >/dev/null ||
     die "docker build of $NODE_IMAGE failed (rerun without -q to see why: $DOCKER build --build-arg DEBIAN_IMAGE=$DEBIAN_IMAGE $ctx)"
   log "$NODE_IMAGE: node $("$node" --version), npm $(node -p "require('$npm/package.json').version") in $(took "$t0")"
 }
@@ -287,7 +287,7 @@ build_kafka() {
   rm -f "$ctx/libs/.complete"
   stage "$CACHE/rootfs/jre-layer.tar" "$ctx/jre-layer.tar"
   cp -a "$ROOT/infra/docker/kafka" "$ctx/kafka"
-  "$DOCKER" build -q --network host --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" -f "$ctx/kafka/Dockerfile" -t "$KAFKA_IMAGE" "$ctx" >/dev/null ||
+  "$DOCKER" build -q --force-rm --network host --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" -f "$ctx/kafka/Dockerfile" -t "$KAFKA_IMAGE" "$ctx" >/dev/null ||
     die "docker build of $KAFKA_IMAGE failed (rerun without -q to see why: $DOCKER build --build-arg DEBIAN_IMAGE=$DEBIAN_IMAGE -f $ctx/kafka/Dockerfile $ctx)"
   log "$KAFKA_IMAGE: Kafka $KAFKA_VERSION, $(ls "$ctx/libs" | wc -l) jars, in $(took "$t0")"
 }
@@ -298,7 +298,7 @@ build_lk() {
   # --network host (every build here): the build stage's npm ci reaches the npm registry from the
   # host's network, and a daemon started without a bridge (compose-ci.sh's fallback) has no other.
   out=$(mktemp)
-  if ! "$DOCKER" build --network host --build-arg BASE_IMAGE="$NODE_IMAGE" -f "$ROOT/infra/docker/Dockerfile" -t "$LK_IMAGE" "$ROOT" >"$out" 2>&1; then
+  if ! "$DOCKER" build --force-rm --network host --build-arg BASE_IMAGE="$NODE_IMAGE" -f "$ROOT/infra/docker/Dockerfile" -t "$LK_IMAGE" "$ROOT" >"$out" 2>&1; then
     tail -n 40 "$out" >&2
     rm -f "$out"
     die "docker build of $LK_IMAGE failed (output above)"

@@ -357,7 +357,13 @@ describe('docker-compose stack (host networking, local images)', () => {
         expect(st?.status, `${svc} should have finished`).toBe('exited');
         expect(st?.exitCode, `${svc} should have exited 0`).toBe(0);
       }
-      for (const [svc, ms] of healthyAfter) timings.push([`  ${svc} healthy after up started`, ms]);
+      for (const [svc, ms] of healthyAfter) {
+        const fromStart = s.healthyAfterStart(svc);
+        timings.push([
+          `  ${svc}: healthy ${fromStart === undefined ? '(seen) after up started' : 'after its container started'}`,
+          fromStart ?? ms,
+        ]);
+      }
     });
 
     // 2. Phase 1: the batch run that started after the generator covers all its events; both

@@ -156,6 +156,24 @@ export class Stack {
     return { id, status: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, restartCount: Number(restarts) };
   }
 
+  /**
+   * Milliseconds from the container's start to its first passing health check, from Docker's
+   * own health log (it keeps the last five checks; undefined when the first pass is older).
+   */
+  healthyAfterStart(service: string): number | undefined {
+    const id = this.containerId(service);
+    if (!id) return undefined;
+    const r = run([this.docker, 'inspect', '--format', '{{.State.StartedAt}}|{{json .State.Health}}', id], { allowFailure: true });
+    if (r.status !== 0) return undefined;
+    const [startedAt, json] = r.stdout.trim().split('|');
+    const health = JSON.parse(json!) as { Log?: { End: string; ExitCode: number }[] } | null;
+    const log = health?.Log ?? [];
+    const first = log.findIndex((entry) => entry.ExitCode === 0);
+    // A pass preceded by nothing in a full log may not be the first one.
+    if (first < 0 || (first === 0 && log.length >= 5)) return undefined;
+    return Date.parse(log[first]!.End) - Date.parse(startedAt!);
+  }
+
   kill(service: string): string {
     const id = this.containerId(service);
     if (!id) throw new Error(`no container for service ${service}`);
