@@ -5,9 +5,13 @@
  *      (14.4 M windows) written with DuckDB and published as the batch layer does;
  *   2. the real `lk serve` in a child process loads it (embedded log: no speed view);
  *   3. LK_BENCH_CLIENTS (default 32) concurrent HTTP clients ask `series` for a 24 h range of a
- *      random key for LK_BENCH_SECONDS (default 20): requests/s, p50, p99;
- *   4. the baseline, in this process: the same query answered straight from the in-memory view
- *      (serving/queries.ts seriesWindows over a loaded VersionView), no HTTP, no GraphQL.
+ *      random key for LK_BENCH_SECONDS (default 20): requests/s, p50, p99; then the same for
+ *      `seriesColumns`, the same windows as columns, twice: with the same five fields as `series`,
+ *      and with what the dashboard's chart reads (window starts as small integers, count, source,
+ *      provisional);
+ *   4. the baselines, in this process: the same answers straight from the in-memory view
+ *      (serving/queries.ts seriesWindows and seriesColumns over a loaded VersionView), no HTTP,
+ *      no GraphQL.
  *
  * Client and server are separate processes (each gets one of the two cores); one answer per
  * second is checked in full against the baseline. Prints a table and one JSON line.
@@ -22,7 +26,7 @@ import { commitBatchRun, readCurrentBatchRun, stageBatchRun } from '../services/
 import { seededRandom } from '../services/ingest/generator.ts';
 import { loadBatchView } from '../serving/views/batchLoader.ts';
 import { VersionView } from '../serving/views/versionView.ts';
-import { seriesWindows } from '../serving/queries.ts';
+import { seriesColumns, seriesWindows } from '../serving/queries.ts';
 import { machineLine, printTable, trackPeakRss } from './lib.ts';
 
 const KEYS = Number(process.env.LK_BENCH_KEYS ?? 10_000);
@@ -40,6 +44,16 @@ const QUERY = `query($k: String!) { series(metric: "clicks_by_ad", key: $k, gran
 /** Supplementary: the same query for one hour (60 windows), to show where the time per answer goes. */
 const ONE_HOUR_TO = new Date(DAY_START + 3_600_000).toISOString();
 const QUERY_1H = `query($k: String!) { series(metric: "clicks_by_ad", key: $k, granularity: MINUTE, from: "${FROM}", to: "${ONE_HOUR_TO}") ${SELECTION} }`;
+/** The same windows and fields as columns: a few arrays instead of 1,440 objects. */
+const QUERY_COLUMNS = `query($k: String!) { seriesColumns(metric: "clicks_by_ad", key: $k, granularity: MINUTE, from: "${FROM}", to: "${TO}") ${SELECTION} }`;
+/** What the dashboard's chart asks (serving/dashboard/operations.ts seriesQuery, measure count). */
+const CHART_SELECTION = '{ windowBase windowMs windowIndex count source provisional latestProcessingTime }';
+const QUERY_CHART = `query($k: String!) { seriesColumns(metric: "clicks_by_ad", key: $k, granularity: MINUTE, from: "${FROM}", to: "${TO}") ${CHART_SELECTION} }`;
+
+/** The window counts of an answer, to check it against the baseline. */
+type CountsOf = (data: Record<string, unknown>) => number[];
+const seriesCounts: CountsOf = (d) => (d.series as { count: number }[]).map((w) => w.count);
+const columnCounts: CountsOf = (d) => (d.seriesColumns as { count: number[] }).count;
 
 function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -151,7 +165,14 @@ async function serverCpuSeconds(url: URL): Promise<number> {
 }
 
 /** CLIENTS concurrent clients, each one request at a time, 3 s warm-up then `seconds` measured; one answer per second checked. */
-async function loadPhase(url: URL, query: string, seconds: number, windows: number, expected: (key: string) => number[]) {
+async function loadPhase(
+  url: URL,
+  query: string,
+  seconds: number,
+  windows: number,
+  expected: (key: string) => number[],
+  countsOf: CountsOf,
+) {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
   const rand = seededRandom(7);
   const warmUntil = Date.now() + 3000;
@@ -189,9 +210,7 @@ async function loadPhase(url: URL, query: string, seconds: number, windows: numb
       measuredEnd = Date.now();
       if (now - lastCheck > 1000) {
         lastCheck = now;
-        const got = (JSON.parse(Buffer.concat(res.chunks).toString('utf8')) as { data: { series: { count: number }[] } }).data.series.map(
-          (w) => w.count,
-        );
+        const got = countsOf((JSON.parse(Buffer.concat(res.chunks).toString('utf8')) as { data: Record<string, unknown> }).data);
         if (got.length !== windows || JSON.stringify(got) !== JSON.stringify(expected(key))) throw new Error(`wrong answer for ${key}`);
         checked++;
       }
@@ -240,34 +259,44 @@ async function main(): Promise<void> {
     const to = Date.parse(TO);
 
     const url = new URL(`${server.url}/graphql`);
-    const http = await loadPhase(url, QUERY, SECONDS, WINDOWS, (key) =>
-      seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).map((w) => w.count),
+    const expected24h = (key: string) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).map((w) => w.count);
+    const http = await loadPhase(url, QUERY, SECONDS, WINDOWS, expected24h, seriesCounts);
+    const oneHour = await loadPhase(
+      url,
+      QUERY_1H,
+      Math.min(10, SECONDS),
+      60,
+      (key) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, from + 3_600_000).map((w) => w.count),
+      seriesCounts,
     );
-    const oneHour = await loadPhase(url, QUERY_1H, Math.min(10, SECONDS), 60, (key) =>
-      seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, from + 3_600_000).map((w) => w.count),
-    );
-    const errors = http.errors + oneHour.errors;
+    const columns = await loadPhase(url, QUERY_COLUMNS, SECONDS, WINDOWS, expected24h, columnCounts);
+    const chart = await loadPhase(url, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts);
+    const errors = http.errors + oneHour.errors + columns.errors + chart.errors;
     const checked = http.checked;
 
-    // Baseline: the same query straight from memory, one at a time (one core).
-    const baseRand = seededRandom(7);
-    const base: number[] = [];
-    const baseStart = Date.now();
-    let windowsSeen = 0;
-    while (Date.now() - baseStart < 5000) {
-      const key = `ad-${Math.floor(baseRand() * KEYS)}`;
-      const t0 = process.hrtime.bigint();
-      windowsSeen += seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).length;
-      base.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    const baseSorted = Float64Array.from(base).sort();
-    const baseline = {
-      requests: base.length,
-      rps: base.length / ((Date.now() - baseStart) / 1000),
-      p50: percentile(baseSorted, 0.5),
-      p99: percentile(baseSorted, 0.99),
-      windowsPerAnswer: windowsSeen / base.length,
+    // Baselines: the same answers straight from memory, one at a time (one core).
+    const inMemory = (answer: (key: string) => number) => {
+      const baseRand = seededRandom(7);
+      const base: number[] = [];
+      const baseStart = Date.now();
+      let windowsSeen = 0;
+      while (Date.now() - baseStart < 5000) {
+        const key = `ad-${Math.floor(baseRand() * KEYS)}`;
+        const t0 = process.hrtime.bigint();
+        windowsSeen += answer(key);
+        base.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      const baseSorted = Float64Array.from(base).sort();
+      return {
+        requests: base.length,
+        rps: base.length / ((Date.now() - baseStart) / 1000),
+        p50: percentile(baseSorted, 0.5),
+        p99: percentile(baseSorted, 0.99),
+        windowsPerAnswer: windowsSeen / base.length,
+      };
     };
+    const baseline = inMemory((key) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).length);
+    const columnsBaseline = inMemory((key) => seriesColumns(snapshot, 'clicks_by_ad', 'minute', key, from, to).windowStart.length);
 
     console.log(`bench:serve  ${machineLine()}`);
     printTable([
@@ -288,17 +317,41 @@ async function main(): Promise<void> {
         `${CLIENTS} clients, 60 windows per answer: ${Math.round(oneHour.rps).toLocaleString('en-US')} requests/s, p50 ${oneHour.p50.toFixed(2)} ms, p99 ${oneHour.p99.toFixed(2)} ms, server CPU ${oneHour.serverCpuMsPerAnswer.toFixed(2)} ms/answer`,
       ],
       [
+        'seriesColumns',
+        `${CLIENTS} clients, same windows and fields as columns: ${Math.round(columns.rps).toLocaleString('en-US')} requests/s, p50 ${columns.p50.toFixed(2)} ms, p99 ${columns.p99.toFixed(2)} ms, server CPU ${columns.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${columns.requests} requests, ${columns.checked} answers checked)`,
+      ],
+      [
+        'seriesColumns chart',
+        `${CLIENTS} clients, ${CHART_SELECTION}: ${Math.round(chart.rps).toLocaleString('en-US')} requests/s, p50 ${chart.p50.toFixed(2)} ms, p99 ${chart.p99.toFixed(2)} ms, server CPU ${chart.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${chart.requests} requests, ${chart.checked} answers checked)`,
+      ],
+      [
         'in-memory',
-        `1 thread: ${Math.round(baseline.rps).toLocaleString('en-US')} answers/s, p50 ${baseline.p50.toFixed(3)} ms, p99 ${baseline.p99.toFixed(3)} ms`,
+        `1 thread: series ${Math.round(baseline.rps).toLocaleString('en-US')} answers/s, p50 ${baseline.p50.toFixed(3)} ms, p99 ${baseline.p99.toFixed(3)} ms; seriesColumns ${Math.round(columnsBaseline.rps).toLocaleString('en-US')} answers/s, p50 ${columnsBaseline.p50.toFixed(3)} ms, p99 ${columnsBaseline.p99.toFixed(3)} ms`,
       ],
       [
         'ratio',
-        `in-memory / HTTP throughput = ${(baseline.rps / http.rps).toFixed(1)}x; HTTP p50 / in-memory p50 = ${(http.p50 / baseline.p50).toFixed(0)}x`,
+        `in-memory / HTTP throughput: series ${(baseline.rps / http.rps).toFixed(1)}x, seriesColumns ${(columnsBaseline.rps / columns.rps).toFixed(1)}x, chart ${(columnsBaseline.rps / chart.rps).toFixed(1)}x; HTTP p50 / in-memory p50: series ${(http.p50 / baseline.p50).toFixed(0)}x, seriesColumns ${(columns.p50 / columnsBaseline.p50).toFixed(0)}x, chart ${(chart.p50 / columnsBaseline.p50).toFixed(0)}x; seriesColumns / series throughput ${(columns.rps / http.rps).toFixed(1)}x (chart ${(chart.rps / http.rps).toFixed(1)}x)`,
+      ],
+      [
+        'aim',
+        `seriesColumns p99 < 25 ms at ${CLIENTS} clients: same fields ${columns.p99 < 25 ? 'met' : 'missed'} (${columns.p99.toFixed(2)} ms), chart ${chart.p99 < 25 ? 'met' : 'missed'} (${chart.p99.toFixed(2)} ms)`,
       ],
       ['bench peak RSS', `${(rss.peak() / 2 ** 20).toFixed(0)} MiB (this process: client + baseline view)`],
     ]);
     console.log(
-      JSON.stringify({ bench: 'serve', keys: KEYS, windows: KEYS * WINDOWS, clients: CLIENTS, http, oneHour, baseline, serverLoadSeconds }),
+      JSON.stringify({
+        bench: 'serve',
+        keys: KEYS,
+        windows: KEYS * WINDOWS,
+        clients: CLIENTS,
+        http,
+        oneHour,
+        columns,
+        chart,
+        baseline,
+        columnsBaseline,
+        serverLoadSeconds,
+      }),
     );
   } finally {
     rss.stop();

@@ -96,7 +96,7 @@ const CASES: Case[] = [
   },
   {
     name: 'seriesColumns: every column (lists of scalars and enums), a key without sums (null elements), no windows',
-    query: `{ a: seriesColumns(${SERIES_ARGS}, key: "ad-0") { version metric key granularity from to batchRunId windowStart count sum min max distinct source provisional processingTime }
+    query: `{ a: seriesColumns(${SERIES_ARGS}, key: "ad-0") { version metric key granularity from to batchRunId windows windowMs windowBase windowStart windowIndex count sum min max distinct source provisional processingTime latestProcessingTime }
              b: seriesColumns(${SERIES_ARGS}, key: "ad-2") { count sum min max } none: seriesColumns(${SERIES_ARGS}, key: "nope") { windowStart source } }`,
     expect: 'jit',
     holds: (d) => {

@@ -8,7 +8,7 @@
  * cost are series's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MetricDefinition } from '../../services/metrics/definitions.ts';
+import { GRANULARITY_MS, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { batchRows, partitionedLog, publishBatchRun, publishSpeedRows, speedRows } from './fixtures/viewFixtures.ts';
@@ -86,7 +86,7 @@ describe('seriesColumns equals series, element by element', () => {
           .map(
             (k, i) =>
               `s${i}: series(${args(k)}) { key version windowStart count sum min max distinct source provisional processingTime batchRunId }
-               c${i}: seriesColumns(${args(k)}) { key version metric granularity from to batchRunId ${FIELDS.join(' ')} }`,
+               c${i}: seriesColumns(${args(k)}) { key version metric granularity from to batchRunId windows windowMs windowBase windowIndex latestProcessingTime ${FIELDS.join(' ')} }`,
           )
           .join('\n')} }`;
         const d = await gqlData<Record<string, any>>(server.url, query);
@@ -101,10 +101,18 @@ describe('seriesColumns equals series, element by element', () => {
           expect(columns.granularity).toBe(g.toUpperCase());
           expect([columns.from, columns.to]).toEqual([FROM, TO]);
           expect(columns.batchRunId).toBe('run-1');
-          for (const f of FIELDS) expect(columns[f], `${where} ${f}`).toHaveLength(series.length);
+          for (const f of [...FIELDS, 'windowIndex']) expect(columns[f], `${where} ${f}`).toHaveLength(series.length);
+          expect(columns.windows).toBe(series.length);
+          expect(columns.windowMs).toBe(GRANULARITY_MS[g]);
+          // The first window boundary at or after `from`.
+          expect(columns.windowBase).toBe(Math.ceil(Date.parse(FROM) / GRANULARITY_MS[g]) * GRANULARITY_MS[g]);
+          const latest = Math.max(...series.map((w) => Date.parse(w.processingTime)));
+          expect(Date.parse(columns.latestProcessingTime)).toBe(latest);
           series.forEach((w, j) => {
             const at = `${where} window ${j}`;
             expect(columns.windowStart[j], at).toBe(Date.parse(w.windowStart));
+            expect(columns.windowBase + columns.windowIndex[j] * columns.windowMs, at).toBe(Date.parse(w.windowStart));
+            expect(Number.isInteger(columns.windowIndex[j]), at).toBe(true);
             expect(columns.processingTime[j], at).toBe(Date.parse(w.processingTime));
             for (const f of ['count', 'sum', 'min', 'max', 'distinct', 'source', 'provisional'] as const)
               expect(columns[f][j], `${at} ${f}`).toStrictEqual(w[f]);
@@ -124,11 +132,34 @@ describe('seriesColumns equals series, element by element', () => {
   it('an empty range and a key without windows answer empty columns', async () => {
     const d = await gqlData<any>(
       server.url,
-      `{ a: seriesColumns(metric: "clicks_by_ad", key: "nope", granularity: MINUTE, from: "${FROM}", to: "${TO}") { windowStart count sum source provisional batchRunId }
+      `{ a: seriesColumns(metric: "clicks_by_ad", key: "nope", granularity: MINUTE, from: "${FROM}", to: "${TO}") { windowStart count sum source provisional batchRunId windows latestProcessingTime }
          b: seriesColumns(metric: "clicks_by_ad", key: "${keysOf(METRICS.metrics[1]!)[0]}", granularity: MINUTE, from: "${FROM}", to: "${FROM}") { windowStart count } }`,
     );
-    expect(d.a).toEqual({ windowStart: [], count: [], sum: [], source: [], provisional: [], batchRunId: 'run-1' });
+    expect(d.a).toEqual({
+      windowStart: [],
+      count: [],
+      sum: [],
+      source: [],
+      provisional: [],
+      batchRunId: 'run-1',
+      windows: 0,
+      latestProcessingTime: null,
+    });
     expect(d.b).toEqual({ windowStart: [], count: [] });
+  });
+
+  it('windowIndex counts from the first window boundary at or after an unaligned `from`', async () => {
+    const key = keysOf(METRICS.metrics[0]!)[0]!;
+    const from = new Date(START + 90_000 + 1).toISOString(); // 00:01:30.001: the first window starts at 00:02
+    const d = await gqlData<any>(
+      server.url,
+      `{ seriesColumns(metric: "${METRICS.metrics[0]!.name}", key: "${key}", granularity: MINUTE, from: "${from}", to: "${TO}") { windowBase windowIndex windowStart } }`,
+    );
+    const c = d.seriesColumns;
+    expect(c.windowBase).toBe(START + 120_000);
+    expect(c.windowStart.length).toBeGreaterThan(0);
+    c.windowStart.forEach((start: number, i: number) => expect(c.windowBase + c.windowIndex[i] * 60_000).toBe(start));
+    expect(c.windowIndex[0]).toBeGreaterThanOrEqual(0);
   });
 
   it('refuses what series refuses, with the same codes and messages', async () => {

@@ -12,9 +12,9 @@
 import uPlot from 'uplot';
 import { h } from './dom.ts';
 import { fmtCompact, fmtDateTime, fmtNumber, fmtTime } from './format.ts';
-import type { GranularityName, SeriesColumns, WindowValue } from './operations.ts';
+import type { GranularityName, Measure, SeriesColumnsAnswer, Source, WindowValue } from './operations.ts';
 
-export type Measure = 'count' | 'sum' | 'min' | 'max' | 'distinct';
+export type { Measure } from './operations.ts';
 
 export const COLORS = { batch: '#5b9cff', speed: '#ffb547', provisional: '#ff5c8a' };
 
@@ -33,30 +33,44 @@ export interface DrawnSummary {
   provisional: number;
   /** Sum of the drawn values (of the chosen measure) over all windows. */
   total: number;
+  /** Smallest and largest drawn value (null without any). */
+  lowest: number | null;
+  highest: number | null;
   latestProcessingTime: number | null;
 }
 
-function emptyColumns(): SeriesColumns {
+/** What the chart holds: the windows of the range on display, oldest first. */
+interface Columns {
+  key: string;
+  windowStart: number[];
+  count: number[];
+  /** The measure on display (the count itself for 'count'). */
+  value: (number | null)[];
+  source: Source[];
+  provisional: boolean[];
+  latestProcessingTime: number | null;
+}
+
+/** The answer's columns as the chart holds them (window starts from their small-integer form). */
+export function columnsOf(answer: SeriesColumnsAnswer | null, measure: Measure): Columns {
+  if (!answer) return { key: '', windowStart: [], count: [], value: [], source: [], provisional: [], latestProcessingTime: null };
+  const windowStart = answer.windowIndex.map((i) => answer.windowBase + i * answer.windowMs);
+  const value = measure === 'count' ? [...answer.count] : [...(answer[measure] ?? answer.count.map(() => null))];
+  const latest = answer.latestProcessingTime === null ? null : Date.parse(answer.latestProcessingTime);
   return {
-    version: '',
-    key: '',
-    granularity: 'MINUTE',
-    batchRunId: null,
-    windowStart: [],
-    count: [],
-    sum: [],
-    min: [],
-    max: [],
-    distinct: [],
-    source: [],
-    provisional: [],
-    processingTime: [],
+    key: answer.key,
+    windowStart,
+    count: [...answer.count],
+    value,
+    source: [...answer.source],
+    provisional: [...answer.provisional],
+    latestProcessingTime: latest,
   };
 }
 
 export class SeriesChart {
   private plot: uPlot | undefined;
-  private columns: SeriesColumns = emptyColumns();
+  private columns: Columns = columnsOf(null, 'count');
   private range: ChartRange = { from: 0, to: 1, granularity: 'MINUTE' };
   private measure: Measure = 'count';
   private liveUpdates = 0;
@@ -92,19 +106,8 @@ export class SeriesChart {
     this.emptyNote.hidden = false;
   }
 
-  setData(columns: SeriesColumns, range: ChartRange, measure: Measure): void {
-    this.columns = {
-      ...columns,
-      windowStart: [...columns.windowStart],
-      count: [...columns.count],
-      sum: [...columns.sum],
-      min: [...columns.min],
-      max: [...columns.max],
-      distinct: [...columns.distinct],
-      source: [...columns.source],
-      provisional: [...columns.provisional],
-      processingTime: [...columns.processingTime],
-    };
+  setData(columns: Columns, range: ChartRange, measure: Measure): void {
+    this.columns = columns;
     const rebuild = !this.plot || range.granularity !== this.range.granularity || measure !== this.measure;
     this.range = range;
     this.measure = measure;
@@ -124,34 +127,24 @@ export class SeriesChart {
       if (c.windowStart[mid]! < start) lo = mid + 1;
       else hi = mid;
     }
-    const proc = Date.parse(w.processingTime);
+    const value = (w[this.measure] as number | null | undefined) ?? null;
     if (c.windowStart[lo] !== start) {
       c.windowStart.splice(lo, 0, start);
       c.count.splice(lo, 0, w.count);
-      c.sum.splice(lo, 0, w.sum);
-      c.min.splice(lo, 0, w.min);
-      c.max.splice(lo, 0, w.max);
-      c.distinct.splice(lo, 0, w.distinct);
+      c.value.splice(lo, 0, value);
       c.source.splice(lo, 0, w.source);
       c.provisional.splice(lo, 0, w.provisional);
-      c.processingTime.splice(lo, 0, proc);
     } else {
       c.count[lo] = w.count;
-      c.sum[lo] = w.sum;
-      c.min[lo] = w.min;
-      c.max[lo] = w.max;
-      c.distinct[lo] = w.distinct;
+      c.value[lo] = value;
       c.source[lo] = w.source;
       c.provisional[lo] = w.provisional;
-      c.processingTime[lo] = proc;
     }
+    const proc = Date.parse(w.processingTime);
+    if (c.latestProcessingTime === null || proc > c.latestProcessingTime) c.latestProcessingTime = proc;
     this.liveUpdates++;
     this.draw();
     return true;
-  }
-
-  private values(): (number | null)[] {
-    return this.columns[this.measure] as (number | null)[];
   }
 
   private build(): void {
@@ -224,13 +217,22 @@ export class SeriesChart {
 
   private draw(): void {
     const c = this.columns;
-    const values = this.values();
+    const values = c.value;
     const n = c.windowStart.length;
     const xs = new Array<number>(n);
     const batch = new Array<number | null>(n);
     const speed = new Array<number | null>(n);
     const provisional = new Array<number | null>(n);
-    const summary: DrawnSummary = { windows: n, batch: 0, speed: 0, provisional: 0, total: 0, latestProcessingTime: null };
+    const summary: DrawnSummary = {
+      windows: n,
+      batch: 0,
+      speed: 0,
+      provisional: 0,
+      total: 0,
+      lowest: null,
+      highest: null,
+      latestProcessingTime: c.latestProcessingTime,
+    };
     // Provisional dots sit just above their bar.
     let top = 0;
     for (let i = 0; i < n; i++) if ((values[i] ?? 0) > top) top = values[i]!;
@@ -245,10 +247,10 @@ export class SeriesChart {
         if (isSpeed) summary.speed++;
         else summary.batch++;
         summary.total += v;
+        if (summary.lowest === null || v < summary.lowest) summary.lowest = v;
+        if (summary.highest === null || v > summary.highest) summary.highest = v;
       }
       if (c.provisional[i]) summary.provisional++;
-      const p = c.processingTime[i]!;
-      if (summary.latestProcessingTime === null || p > summary.latestProcessingTime) summary.latestProcessingTime = p;
     }
     this.plot?.setData([xs, batch, speed, provisional]);
     const el = this.element;

@@ -13,7 +13,7 @@
  */
 import type { Client } from 'graphql-ws';
 import { readTokenFromFragment } from './auth.ts';
-import { COLORS, SeriesChart, type DrawnSummary, type Measure } from './chart.ts';
+import { COLORS, SeriesChart, columnsOf, type DrawnSummary, type Measure } from './chart.ts';
 import { GraphQLRequestError, gql, liveClient, type LiveState } from './client.ts';
 import { byId, fill, h } from './dom.ts';
 import { fmtAgo, fmtInt, fmtNumber, fmtTime } from './format.ts';
@@ -21,10 +21,10 @@ import {
   INIT,
   PROMOTE,
   RECONCILIATION,
-  SERIES,
   STATUS,
   TOP_KEYS,
   WINDOW_UPDATED,
+  seriesQuery,
   type GranularityName,
   type InitAnswer,
   type KeyTotal,
@@ -474,7 +474,7 @@ class Dashboard {
     );
     this.subscribe(s);
     if (s.key === null) {
-      this.chart.setData({ ...emptyColumns(), granularity: s.granularity }, { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setData(columnsOf(null, s.measure), { ...range, granularity: s.granularity }, s.measure);
       this.chart.setEmptyNote(
         emptyState(
           `No data yet for ${s.metric} in the last ${rangeLabel}.`,
@@ -488,7 +488,7 @@ class Dashboard {
       return;
     }
     try {
-      const d = await gql<SeriesAnswer>(SERIES, {
+      const d = await gql<SeriesAnswer>(seriesQuery(s.measure), {
         metric: s.metric,
         key: s.key,
         granularity: s.granularity,
@@ -496,9 +496,9 @@ class Dashboard {
         to: new Date(range.to).toISOString(),
       });
       if (seq !== this.seq.series) return;
-      this.chart.setData(d.seriesColumns, { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setData(columnsOf(d.seriesColumns, s.measure), { ...range, granularity: s.granularity }, s.measure);
       this.chart.setEmptyNote(
-        d.seriesColumns.windowStart.length === 0
+        d.seriesColumns.windows === 0
           ? emptyState(`No windows for ${s.key} in the last ${rangeLabel}.`, 'Pick a key from the top keys, or a longer range.')
           : null,
       );
@@ -549,14 +549,19 @@ class Dashboard {
 
   private renderSummary(d: DrawnSummary): void {
     const s = this.sel;
+    // What adds up is summed; a distinct count or an extreme does not add across windows.
+    const measure = s?.measure ?? 'count';
+    const headline: [string, number | null] =
+      measure === 'count' || measure === 'sum'
+        ? [`Σ ${measure}`, d.total]
+        : measure === 'min'
+          ? ['lowest min', d.lowest]
+          : measure === 'max'
+            ? ['highest max', d.highest]
+            : ['peak distinct / window', d.highest];
     fill(
       byId('chart-summary'),
-      h(
-        'div',
-        { class: 'kpi' },
-        h('span', null, s?.measure === 'count' || !s ? 'Σ count' : `Σ ${s.measure}`),
-        h('strong', null, fmtNumber(d.total)),
-      ),
+      h('div', { class: 'kpi' }, h('span', null, headline[0]), h('strong', null, fmtNumber(headline[1]))),
       h('div', { class: 'kpi' }, h('span', null, 'windows'), h('strong', null, fmtInt(d.windows))),
       h(
         'div',
@@ -694,24 +699,6 @@ class Dashboard {
           ? 'connecting…'
           : 'offline · retrying';
   }
-}
-
-function emptyColumns() {
-  return {
-    version: '',
-    key: '',
-    granularity: 'MINUTE' as GranularityName,
-    batchRunId: null,
-    windowStart: [],
-    count: [],
-    sum: [],
-    min: [],
-    max: [],
-    distinct: [],
-    source: [],
-    provisional: [],
-    processingTime: [],
-  };
 }
 
 void new Dashboard().start();

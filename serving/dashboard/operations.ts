@@ -53,42 +53,40 @@ export interface TopKeysAnswer {
   topKeys: KeyTotal[];
 }
 
-export const SERIES = /* GraphQL */ `
-  query DashboardSeries($metric: String!, $key: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
-    seriesColumns(metric: $metric, key: $key, granularity: $granularity, from: $from, to: $to) {
-      version
-      key
-      granularity
-      batchRunId
-      windowStart
-      count
-      sum
-      min
-      max
-      distinct
-      source
-      provisional
-      processingTime
+export type Measure = 'count' | 'sum' | 'min' | 'max' | 'distinct';
+
+/**
+ * The chart's query: the window starts as small integers (windowIndex from windowBase), the count,
+ * the measure on display, the source and the provisional flag: what is drawn, nothing more.
+ */
+export function seriesQuery(measure: Measure): string {
+  return /* GraphQL */ `
+    query DashboardSeries($metric: String!, $key: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+      seriesColumns(metric: $metric, key: $key, granularity: $granularity, from: $from, to: $to) {
+        version key batchRunId windows windowBase windowMs windowIndex count ${measure === 'count' ? '' : measure} source provisional latestProcessingTime
+      }
     }
-  }
-`;
-export interface SeriesColumns {
+  `;
+}
+export interface SeriesColumnsAnswer {
   version: string;
   key: string;
-  granularity: GranularityName;
   batchRunId: string | null;
-  windowStart: number[];
+  windows: number;
+  windowBase: number;
+  windowMs: number;
+  windowIndex: number[];
   count: number[];
-  sum: (number | null)[];
-  min: (number | null)[];
-  max: (number | null)[];
-  distinct: (number | null)[];
+  sum?: (number | null)[];
+  min?: (number | null)[];
+  max?: (number | null)[];
+  distinct?: (number | null)[];
   source: Source[];
   provisional: boolean[];
-  processingTime: number[];
+  latestProcessingTime: string | null;
 }
 export interface SeriesAnswer {
-  seriesColumns: SeriesColumns;
+  seriesColumns: SeriesColumnsAnswer;
 }
 
 export const WINDOW_UPDATED = /* GraphQL */ `

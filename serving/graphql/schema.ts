@@ -1,5 +1,12 @@
 /** The executable schema: SDL (typeDefs.ts) plus resolvers, built with graphql-js alone. */
-import { GraphQLObjectType, GraphQLScalarType, buildSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql/index.js';
+import {
+  GraphQLError,
+  GraphQLObjectType,
+  GraphQLScalarType,
+  buildSchema,
+  type GraphQLFieldResolver,
+  type GraphQLSchema,
+} from 'graphql/index.js';
 import { assert } from '../../services/errors.ts';
 import type { WindowSubscriptions } from '../subscriptions.ts';
 import { dateTimeScalar } from './dateTime.ts';
@@ -30,6 +37,25 @@ function attach(schema: GraphQLSchema, typeName: string, resolvers: Record<strin
   }
 }
 
+/**
+ * SeriesColumns's columns: arrays the resolver built (serving/queries.ts seriesColumns), sent as
+ * they are. One serializer call per column instead of a list completion per element: for a day of
+ * minute windows that is most of the execution time (docs/serving-layer.md, Benchmark).
+ */
+const COLUMN_SCALARS = ['FloatColumn', 'IntColumn', 'BooleanColumn', 'SourceColumn'];
+
+function columnScalar(scalar: GraphQLScalarType): void {
+  scalar.serialize = (value: unknown) => {
+    if (!Array.isArray(value)) throw new GraphQLError(`${scalar.name} must be an array, got ${typeof value}`);
+    return value;
+  };
+  const outputOnly = () => {
+    throw new GraphQLError(`${scalar.name} is an output type: it cannot be given as an argument`);
+  };
+  scalar.parseValue = outputOnly;
+  scalar.parseLiteral = outputOnly;
+}
+
 export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSchema {
   const schema = buildSchema(typeDefs);
   const dateTime = schema.getType('DateTime');
@@ -37,6 +63,11 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   dateTime.serialize = dateTimeScalar.serialize;
   dateTime.parseValue = dateTimeScalar.parseValue;
   dateTime.parseLiteral = dateTimeScalar.parseLiteral;
+  for (const name of COLUMN_SCALARS) {
+    const scalar = schema.getType(name);
+    assert(scalar instanceof GraphQLScalarType, `${name} is a scalar`);
+    columnScalar(scalar);
+  }
 
   attach(schema, 'Query', { ...queryResolvers, ...versionQueryResolvers } as unknown as Record<string, Resolver>);
   attach(schema, 'Mutation', mutationResolvers as unknown as Record<string, Resolver>);

@@ -8,6 +8,26 @@ export const typeDefs = /* GraphQL */ `
   """
   scalar DateTime
 
+  """
+  A column of a SeriesColumns answer: a JSON array with one number per window, in the windows'
+  order; null where a window has no value (sum, min and max of windows without values). Output only.
+  """
+  scalar FloatColumn
+  """
+  A column of a SeriesColumns answer: a JSON array with one integer per window (null where a window
+  has none: distinct of a metric without distinct). Output only.
+  """
+  scalar IntColumn
+  """
+  A column of a SeriesColumns answer: a JSON array with one boolean per window. Output only.
+  """
+  scalar BooleanColumn
+  """
+  A column of a SeriesColumns answer: a JSON array with one ViewSource name ("BATCH" or "SPEED")
+  per window. Output only.
+  """
+  scalar SourceColumn
+
   enum Granularity {
     MINUTE
     HOUR
@@ -265,8 +285,9 @@ export const typeDefs = /* GraphQL */ `
   }
 
   """
-  Merged windows of one key as columns: element i of every list describes window i (oldest first),
-  exactly as series(...)[i] does.
+  Merged windows of one key as columns: element i of every column describes window i (oldest
+  first), exactly as series(...)[i] does. Columns are JSON arrays (the *Column scalars): a
+  column is sent as one value, not as a list of 1,440 values each completed on its own.
   """
   type SeriesColumns {
     """
@@ -283,23 +304,44 @@ export const typeDefs = /* GraphQL */ `
     """
     batchRunId: String
     """
-    Window starts, epoch milliseconds (windowEnd = windowStart + the granularity).
+    Number of windows: the length of every column.
     """
-    windowStart: [Float!]!
-    count: [Int!]!
-    sum: [Float]!
-    min: [Float]!
-    max: [Float]!
+    windows: Int!
     """
-    Approximate distinct counts (HyperLogLog); null for metrics without distinct.
+    Window length in milliseconds.
     """
-    distinct: [Int]!
-    source: [ViewSource!]!
-    provisional: [Boolean!]!
+    windowMs: Float!
+    """
+    Start of the range's first window (from, rounded up to a window boundary), epoch milliseconds.
+    """
+    windowBase: Float!
+    """
+    Window starts, epoch milliseconds (windowEnd = windowStart + windowMs).
+    """
+    windowStart: FloatColumn!
+    """
+    Window starts as (windowStart - windowBase) / windowMs: small integers, the cheapest way to
+    send the times (a 13-digit number costs several times as much to write as a small one).
+    """
+    windowIndex: IntColumn!
+    count: IntColumn!
+    sum: FloatColumn!
+    min: FloatColumn!
+    max: FloatColumn!
+    """
+    Approximate distinct counts (HyperLogLog); null elements for metrics without distinct.
+    """
+    distinct: IntColumn!
+    source: SourceColumn!
+    provisional: BooleanColumn!
     """
     Latest processing time among each window's rows, epoch milliseconds.
     """
-    processingTime: [Float!]!
+    processingTime: FloatColumn!
+    """
+    The latest of processingTime (null without windows).
+    """
+    latestProcessingTime: DateTime
   }
 
   type PartitionSource {
