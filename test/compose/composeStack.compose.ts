@@ -15,7 +15,7 @@
  *     partitions back and the answers do not change.
  * `docker-compose down -v` runs whatever happens. Timings are printed at the end.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeAnswers, readEvents, readMetricDefs, type Aggregate, type Granularity, type MetricAnswer } from './oracle.ts';
@@ -311,6 +311,9 @@ describe('docker-compose stack (host networking, local images)', () => {
       const r = stack.down();
       timings.push(['docker-compose down -v', Date.now() - t0]);
       if (r.status !== 0) console.log(`docker-compose down -v failed (exit ${r.status}):\n${r.stdout}${r.stderr}`);
+      // The merged configuration and the generated events stay for a look after a failure.
+      if (!failed && r.status === 0) rmSync(stack.dir, { recursive: true, force: true });
+      else console.log(`configuration and generated events kept in ${stack.dir}`);
     }
     const width = Math.max(...timings.map(([n]) => n.length));
     console.log(
@@ -318,7 +321,11 @@ describe('docker-compose stack (host networking, local images)', () => {
     );
   }, 300_000);
 
-  it('serves exact merged answers, survives a killed speed replica and agrees with the next batch run', async () => {
+  it('serves exact merged answers, survives a killed speed replica and agrees with the next batch run', async ({ onTestFailed }) => {
+    // Any failed expectation, inside a step or not: print the services' logs before `down`.
+    onTestFailed(() => {
+      failed = true;
+    });
     const s = stack!;
     const defs = readMetricDefs(join(REPO_ROOT, 'metrics.yaml'));
     const phase1 = readEvents(phase1File);
