@@ -480,27 +480,29 @@ export class SpeedJob {
       try {
         const done = await replayFromLake({
           source,
-          topic: cfg.topic,
           partitions,
-          chunkOffsets: cfg.lakeChunkOffsets ?? DEFAULT_CHUNK_OFFSETS,
+          // Throttled, a lake read holds a tenth of a second's events, as the log's batches are sliced.
+          chunkOffsets: Math.min(
+            cfg.lakeChunkOffsets ?? DEFAULT_CHUNK_OFFSETS,
+            this.limiter ? Math.ceil(this.limiter.perSecond / 10) : Infinity,
+          ),
           openTask: async (partition, start) => {
             const task = await this.openTask(partition, start, false);
             task.highWatermark = Math.max(logEnds[partition] ?? 0, lakeEnds[partition] ?? 0);
             this.tasks.set(partition, task);
             return task;
           },
-          apply: async (batch) => {
-            for (const part of this.rateSlices(batch)) {
-              await this.throttle(part);
-              await this.host!.apply(part);
-              this.processed += part.records.length;
-            }
-            const task = this.tasks.get(batch.partition);
+          apply: async (packed) => {
+            if (this.limiter) await this.limiter.take(packed.count, undefined, () => this.stopping || this.failedAlready);
+            await this.host!.applyPacked(packed);
+            this.processed += packed.count;
+            const task = this.tasks.get(packed.partition);
             if (task) task.lastRecordAt = Date.now();
           },
           pendingRows: (partition) => this.host!.stats(partition)?.pendingRows ?? 0,
           maxRowsPerCheckpoint: MAX_ROWS_PER_CHECKPOINT,
           checkpointIntervalMs: cfg.checkpointIntervalMs,
+          checkpoint: (task) => this.checkpoint(task),
           closeTask: async (task) => {
             this.tasks.delete(task.partition);
             await task.close();
@@ -517,14 +519,17 @@ export class SpeedJob {
     }
   }
 
-  private checkpoint(task: PartitionTask): void {
-    task.checkpoint().catch((err: unknown) => {
+  /** Starts a checkpoint of the task; a failure fails the job. Resolves when it ended (either way). */
+  private checkpoint(task: PartitionTask): Promise<void> {
+    const run = task.checkpoint();
+    run.catch((err: unknown) => {
       if (task.revoked || this.stopping) {
         logger.debug({ partition: task.partition, err: errorMessage(err) }, 'checkpoint of a revoked partition failed');
         return;
       }
       this.fail(new InfrastructureError(`checkpoint of partition ${task.partition} failed: ${errorMessage(err)}`, { cause: err }));
     });
+    return run;
   }
 
   private checkpointAll(): void {

@@ -13,8 +13,8 @@
  */
 import { assert } from '../../services/errors.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
-import type { RecordBatch } from '../../services/log/eventLog.ts';
 import type { PartitionTask } from '../job/partitionTask.ts';
+import type { PackedBatch } from '../threads/recordPack.ts';
 import type { LakeSource } from './lakeSource.ts';
 
 export interface LakeReplayPartition {
@@ -27,18 +27,19 @@ export interface LakeReplayPartition {
 
 export interface LakeReplayDeps {
   source: LakeSource;
-  topic: string;
   partitions: LakeReplayPartition[];
   /** Offsets per lake read: a range's records are in memory at once. */
   chunkOffsets: number;
   /** Opens the partition's task at the group's committed checkpoint, else at `start`. */
   openTask(partition: number, start: number): Promise<PartitionTask>;
-  /** Hands one batch to the partition's state (throttled by --max-rate). */
-  apply(batch: RecordBatch): Promise<void>;
+  /** Hands one range's records to the partition's state (throttled by --max-rate). */
+  apply(batch: PackedBatch): Promise<void>;
   /** Rows changed since the partition's last checkpoint (a transaction must stay small). */
   pendingRows(partition: number): number;
   maxRowsPerCheckpoint: number;
   checkpointIntervalMs: number;
+  /** Starts a checkpoint of the task; a failure fails the job (the promise only says when it ended). */
+  checkpoint(task: PartitionTask): Promise<void>;
   /** Releases the partition's state and producer once it has handed over. */
   closeTask(task: PartitionTask): Promise<void>;
   /** The job is stopping or failed: leave the rest to the next start. */
@@ -58,15 +59,22 @@ export async function replayFromLake(d: LakeReplayDeps): Promise<boolean> {
       // Read the next range while the state thread applies this one.
       pending = chunk.nextOffset < end ? d.source.read(partition, chunk.nextOffset, end, d.chunkOffsets) : undefined;
       pending?.catch(() => undefined); // awaited on the next turn; a stop must not leave it unhandled
-      await d.apply({ topic: d.topic, partition, records: chunk.records, highWatermark: end, nextOffset: chunk.nextOffset });
-      if (d.pendingRows(partition) >= d.maxRowsPerCheckpoint || Date.now() - lastCheckpointAt >= d.checkpointIntervalMs) {
-        await task.checkpoint();
-        crashPoint('replay.lake.checkpointed');
+      await d.apply(chunk.packed);
+      const full = d.pendingRows(partition) >= d.maxRowsPerCheckpoint;
+      // As on the log: checkpoints run beside the reading, and only a transaction grown too
+      // large makes the reading wait for the one in flight.
+      if (full) await task.settle();
+      if (full || (!task.checkpointInFlight && Date.now() - lastCheckpointAt >= d.checkpointIntervalMs)) {
         lastCheckpointAt = Date.now();
+        void d.checkpoint(task).then(
+          () => crashPoint('replay.lake.checkpointed'),
+          () => undefined, // the job fails through d.checkpoint
+        );
       }
     }
     if (d.stopped()) return false;
     // The hand-over: the group's offset becomes exactly the lake's end, with the state at it.
+    await task.settle();
     await task.checkpoint();
     assert(task.committedPosition === end, `partition ${partition} handed over at ${task.committedPosition}, not at the lake's end ${end}`);
     await d.closeTask(task);

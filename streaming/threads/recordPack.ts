@@ -48,3 +48,16 @@ export function packBatch(batch: RecordBatch): PackedBatch {
 export function transferablesOf(p: PackedBatch): ArrayBuffer[] {
   return [p.offsets.buffer, p.timestamps.buffer, p.valueEnds.buffer, p.values.buffer] as ArrayBuffer[];
 }
+
+/** A batch of no records that moves the partition's position to `nextOffset`. */
+export function emptyPack(partition: number, nextOffset: number): PackedBatch {
+  return {
+    partition,
+    nextOffset,
+    count: 0,
+    offsets: new Float64Array(0),
+    timestamps: new Float64Array(0),
+    valueEnds: new Int32Array(0),
+    values: new Uint8Array(0),
+  };
+}

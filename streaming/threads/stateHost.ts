@@ -40,6 +40,8 @@ export interface StateHost {
   open(partition: number, committed: number | null, beginning: number): Promise<Opened>;
   /** Hands a batch to its partition's state. Resolves when the thread's backlog allows more, not when applied. */
   apply(batch: RecordBatch): Promise<void>;
+  /** The same for a batch already packed (the lake's records come packed: streaming/replay/lakeSource.ts). */
+  applyPacked(batch: PackedBatch): Promise<void>;
   capture(partition: number, chain: ChainInfo): Promise<Capture | null>;
   drop(partition: number): Promise<void>;
   /** What the last answer said of the partition's state (undefined: never opened). */
@@ -90,6 +92,10 @@ class InlineStateHost implements StateHost {
 
   async apply(batch: RecordBatch): Promise<void> {
     this.keep(this.registry.applyRecords(batch.partition, batch.records, batch.nextOffset));
+  }
+
+  async applyPacked(batch: PackedBatch): Promise<void> {
+    this.keep(this.registry.applyPacked(batch));
   }
 
   async capture(partition: number, chain: ChainInfo): Promise<Capture | null> {
@@ -202,9 +208,12 @@ class WorkerStateHost implements StateHost {
     return opened;
   }
 
-  async apply(batch: RecordBatch): Promise<void> {
-    const thread = this.threadOf(batch.partition);
-    const packed = packBatch(batch);
+  apply(batch: RecordBatch): Promise<void> {
+    return this.applyPacked(packBatch(batch));
+  }
+
+  async applyPacked(packed: PackedBatch): Promise<void> {
+    const thread = this.threadOf(packed.partition);
     thread.queued++;
     this.request<PartitionStats | undefined>(thread, { id: this.nextId++, op: 'apply', batch: packed }, transferablesOf(packed))
       .then((stats) => this.keep(stats))
