@@ -114,7 +114,8 @@ describe('the dashboard in a real browser', () => {
       },
     );
     url = await eventually(() => /serving (http:\/\/\S+)\/graphql/.exec(serve!.output())?.[1], `lk serve started (${serve.output()})`);
-  });
+    // Installing chromium with apt-get (only when it is missing) can take minutes.
+  }, 600_000);
 
   afterAll(async () => {
     await browser?.close();
@@ -200,6 +201,59 @@ describe('the dashboard in a real browser', () => {
     expect(errors).toEqual([]);
     expect(foreign).toEqual([]);
     await page.close();
+  });
+
+  it('promotes a second version from the versions panel (its refusal shown, then forced) and rolls back', async () => {
+    const v2 = testVersion('dash2');
+    const second = pipeline.spawn([
+      'speed',
+      '--topic',
+      topic,
+      '--version',
+      v2,
+      '--checkpoint-interval',
+      '300ms',
+      '--instance-id',
+      'b',
+      ...pipeline.common(),
+    ]);
+    try {
+      const panel = await browser.context.newPage();
+      const panelErrors: string[] = [];
+      watchErrors(panel, panelErrors);
+      await keepLocal(panel, foreign);
+      await panel.goto(`${url}/?metric=${METRIC}`);
+      // The panel lists the new version once its speed job has written its version record (polled every 5 s).
+      const promote = panel.locator(`[data-testid="versions"] button[data-promote="${v2}"]`);
+      await promote.waitFor({ timeout: 60_000 });
+      await promote.click();
+      await panel.locator(`button[data-promote="${v2}"].btn-danger`).click(); // the confirming second click
+      const outcome = panel.locator('[data-testid="promote-message"] [data-outcome]');
+      await outcome.waitFor();
+      const first = await outcome.getAttribute('data-outcome');
+      console.log(`[dashboard] promoting ${v2} from the panel: ${first}: ${await outcome.innerText()}`);
+      if (first === 'refused') {
+        // The reasons are shown, and the user may force it.
+        expect(await outcome.innerText()).toMatch(/cannot promote/);
+        await outcome.locator('button', { hasText: 'Promote anyway' }).click();
+      }
+      await panel.locator('[data-testid="promote-message"] [data-outcome="promoted"]').waitFor({ timeout: 60_000 });
+      await panel.locator(`[data-testid="versions"] tr[data-version="${v2}"] .badge-default`).waitFor();
+      await expect.poll(() => panel.locator('#default-version').innerText()).toBe(`version ${v2}`);
+
+      // Rollback = promote the previous version (the first one), from its row.
+      const back = panel.locator(`[data-testid="versions"] button[data-promote="${version}"]`);
+      expect(await back.innerText()).toBe('Roll back to this');
+      await back.click();
+      await panel.locator(`button[data-promote="${version}"].btn-danger`).click();
+      await panel.locator(`[data-testid="versions"] tr[data-version="${version}"] .badge-default`).waitFor({ timeout: 60_000 });
+      const d = await gqlData<any>(url, '{ versions { default previous } }');
+      expect(d.versions).toEqual({ default: version, previous: v2 });
+      expect(panelErrors).toEqual([]);
+      await panel.close();
+    } finally {
+      await pipeline.stop(second);
+    }
   });
 
   it('the GraphQL explorer loads offline, answers a query and streams a subscription', async () => {

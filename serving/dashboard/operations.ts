@@ -311,7 +311,7 @@ export interface StatusAnswer {
 
 export const RECONCILIATION = /* GraphQL */ `
   query DashboardReconciliation($metric: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
-    reconciliation(metric: $metric, granularity: $granularity, from: $from, to: $to, onlyDisagreeing: true) {
+    reconciliation(metric: $metric, granularity: $granularity, from: $from, to: $to) {
       batchRunId
       speedWatermark
       closedBefore

@@ -331,48 +331,62 @@ export function renderReconciliation(r: Reconciliation, metric: string): Child {
       'No closed window yet.',
       'A window is compared once every partition’s speed watermark has passed its end plus the allowed lateness.',
     );
-  else if (r.keys.length === 0)
-    detail = h(
-      'div',
-      { class: 'agree' },
-      `✓ Batch and speed agree on every key of ${metric} over ${fmtInt(r.windowsCompared)} closed windows (before ${fmtTime(closedBefore)}).`,
-    );
-  else
-    detail = h(
-      'table',
-      { class: 'table' },
+  else if (r.keysCompared === 0)
+    detail = emptyState('No key with closed windows in this range yet.', 'Pick a longer range, or wait for the speed watermark to pass.');
+  else {
+    // Batch vs speed per key: the disagreeing keys first (largest difference), then the busiest.
+    const keys = [...r.keys]
+      .sort((a, b) => Math.abs(b.difference) - Math.abs(a.difference) || b.batchCount - a.batchCount || (a.key < b.key ? -1 : 1))
+      .slice(0, 8);
+    detail = [
+      agree
+        ? h(
+            'div',
+            { class: 'agree' },
+            `✓ Batch and speed agree on every key of ${metric} over ${fmtInt(r.windowsCompared)} closed windows (before ${fmtTime(closedBefore)}).`,
+          )
+        : null,
       h(
-        'thead',
-        null,
+        'table',
+        { class: 'table', 'data-testid': 'reconciliation-keys' },
         h(
-          'tr',
+          'thead',
           null,
-          h('th', null, 'key'),
-          h('th', { class: 'num' }, 'batch'),
-          h('th', { class: 'num' }, 'speed'),
-          h('th', { class: 'num' }, 'speed − batch'),
-          h('th', { class: 'num' }, 'windows'),
+          h(
+            'tr',
+            null,
+            h('th', null, 'key'),
+            h('th', { class: 'num' }, 'batch'),
+            h('th', { class: 'num' }, 'speed'),
+            h('th', { class: 'num' }, 'speed − batch'),
+            h('th', { class: 'num' }, 'windows differing'),
+          ),
         ),
-      ),
-      h(
-        'tbody',
-        null,
-        [...r.keys]
-          .sort((a, b) => Math.abs(b.difference) - Math.abs(a.difference))
-          .slice(0, 8)
-          .map((k) =>
+        h(
+          'tbody',
+          null,
+          keys.map((k) =>
             h(
               'tr',
-              null,
+              { 'data-key': k.key },
               h('td', { class: 'key' }, k.key),
               h('td', { class: 'num' }, fmtInt(k.batchCount)),
               h('td', { class: 'num' }, fmtInt(k.speedCount)),
-              h('td', { class: 'num bad-text' }, `${k.difference > 0 ? '+' : ''}${fmtInt(k.difference)}`),
-              h('td', { class: 'num muted' }, `${fmtInt(k.disagreeingWindows)}/${fmtInt(k.windows)}`),
+              h(
+                'td',
+                { class: `num ${k.difference === 0 ? 'ok-text' : 'bad-text'}` },
+                `${k.difference > 0 ? '+' : ''}${fmtInt(k.difference)}`,
+              ),
+              h('td', { class: 'num muted' }, `${fmtInt(k.disagreeingWindows)} of ${fmtInt(k.windows)}`),
             ),
           ),
+        ),
       ),
-    );
+      r.keys.length > keys.length
+        ? h('div', { class: 'muted small table-more' }, `${fmtInt(r.keys.length - keys.length)} more keys`)
+        : null,
+    ];
+  }
   return [stats, dupes, detail];
 }
 
