@@ -297,6 +297,18 @@ export class BatchService {
     });
   }
 
+  /**
+   * Recomputes every version's views now, after the cycle in progress if any, instead of at the
+   * next scheduled time (the schedule then restarts from this run).
+   */
+  async recomputeNow(): Promise<void> {
+    await this.running;
+    if (this.stopping || !this.ready) return;
+    if (this.runTimer) clearTimeout(this.runTimer);
+    this.running = this.cycle().catch((err) => this.fail(err));
+    await this.running;
+  }
+
   /** Graceful stop: commit what the writer buffered, let a running recompute finish. */
   async stop(): Promise<void> {
     if (this.stopping) return;

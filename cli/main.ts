@@ -10,6 +10,7 @@ import { registerGenerateCommand } from './commands/generate.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicsCommands } from './commands/topics.ts';
 import { registerVersionCommands } from './commands/versions.ts';
+import { registerDemoCommand } from './demo/demoCommand.ts';
 // Each layer registers its own commands: this is the only module that imports the layers.
 import { registerSpeedCommands } from '../streaming/cli.ts';
 import { registerReplayCommand } from '../streaming/replay/replayCommand.ts';
@@ -29,6 +30,7 @@ registerSpeedCommands(program);
 registerReplayCommand(program);
 registerServeCommands(program);
 registerVersionCommands(program);
+registerDemoCommand(program);
 
 function exitWith(code: number, message: string): never {
   process.stderr.write(`lk: ${message}\n`);

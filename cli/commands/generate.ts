@@ -44,7 +44,7 @@ interface GenerateOptions extends CommonOptions {
 }
 
 /** Paces an iterator to `rate` items per second (in slices of 100 ms), or passes it through. */
-async function* paced(lines: Iterable<string>, rate: number | undefined): AsyncGenerator<string> {
+export async function* paced(lines: Iterable<string>, rate: number | undefined): AsyncGenerator<string> {
   if (rate === undefined) {
     yield* lines;
     return;

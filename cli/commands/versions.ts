@@ -31,8 +31,7 @@ import { PromotionRefusedError, promoteVersion } from '../../services/versions/p
 import { retireVersion } from '../../services/versions/retirement.ts';
 import { readVersionDefinitions } from '../../services/versions/versionRecord.ts';
 import { versionsReport, type VersionSummary, type VersionsInput } from '../../services/versions/versionStates.ts';
-import { VersionRegistry } from '../../serving/views/versionRegistry.ts';
-import { diffVersions, type VersionDiff } from '../../serving/versionDiff.ts';
+import type { VersionDiff } from '../../serving/versionDiff.ts';
 
 interface VersionsOptions extends CommonOptions, PromotionOptions {
   defaultVersion: string;
@@ -168,6 +167,11 @@ async function diff(a: string, b: string, opts: DiffOptions): Promise<void> {
   const names = [...new Set([...defsA.metrics, ...defsB.metrics].map((m) => m.name))];
   if (opts.metric !== undefined && !names.includes(opts.metric))
     throw new ConfigError(`metric "${opts.metric}" is in neither ${a} nor ${b}; known metrics: ${names.join(', ')}`);
+  // Serving's views (and DuckDB) load only for a diff: the other version commands start without them.
+  const [{ VersionRegistry }, { diffVersions }] = await Promise.all([
+    import('../../serving/views/versionRegistry.ts'),
+    import('../../serving/versionDiff.ts'),
+  ]);
   const log = ctx.openLog('lk-versions-diff');
   const registry = new VersionRegistry({
     log,

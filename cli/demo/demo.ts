@@ -1,0 +1,167 @@
+/**
+ * `lk demo` (`npm run demo`): the whole platform in one process, for a first look. On the
+ * embedded log when no broker is given (KAFKA_BROKERS unset), on that broker otherwise:
+ *
+ *   events (demoEvents.ts) -> the events topic -> the speed layer (v1) and the batch layer
+ *   (lake + views every --batch-interval) -> serving: GraphQL, the dashboard, the explorer
+ *
+ * Each layer runs its own production code with its own connection to the log, exactly as the
+ * separate `lk speed`, `lk batch` and `lk serve` processes do; only the process is shared. It
+ * prints the URLs and three example queries, keeps one status line up to date, and stops cleanly
+ * on Ctrl-C (final checkpoint, the lake's pending files committed). Started again, it finds its
+ * data where it left it and goes on. `--tour` then walks through reprocessing (tour.ts).
+ */
+import { BatchService } from '../../batch/batchService.ts';
+import { lakeWriterGroup } from '../../batch/batchConfig.ts';
+import { aborted, context, onShutdownSignal } from '../../services/config/cliOptions.ts';
+import type { DemoOptions } from './demoCommand.ts';
+import { errorMessage } from '../../services/errors.ts';
+import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import type { EventLog } from '../../services/log/eventLog.ts';
+import { DEFAULT_EVENTS_PARTITIONS, DEFAULT_EVENTS_TOPIC, eventTopicSpecs } from '../../services/log/topics.ts';
+import { logger } from '../../services/observability/logger.ts';
+import { batchStatusPath } from '../../services/status/batchStatus.ts';
+import { parseServeConfig } from '../../serving/config.ts';
+import { startServe, type ServeHandle } from '../../serving/http/server.ts';
+import { SpeedJob } from '../../streaming/job/speedJob.ts';
+import { nextDemoRun, sendHistory, startLiveStream, type LiveStream } from './demoEvents.ts';
+import { exampleQueries } from './examples.ts';
+import { StatusLine } from './statusLine.ts';
+import { runTour } from './tour.ts';
+
+export const DEMO_VERSION = 'v1';
+const TOPIC = DEFAULT_EVENTS_TOPIC;
+
+export interface DemoRuntime {
+  dataDir: string;
+  topic: string;
+  openLog(clientId: string): EventLog;
+  serve: ServeHandle;
+  batch: BatchService;
+  speed: SpeedJob;
+  stopping(): boolean;
+}
+
+/** Runs the demo until Ctrl-C (or until a part of it fails). */
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  // A calm console: the status line and the narration; warnings and errors still show.
+  if (process.env.LK_LOG_LEVEL === undefined) logger.level = 'warn';
+  const ctx = context(opts);
+  const metrics = ctx.loadMetrics(DEMO_VERSION);
+  const logs: EventLog[] = [];
+  const openLog = (clientId: string) => {
+    const log = ctx.openLog(clientId);
+    logs.push(log);
+    return log;
+  };
+  const stop = onShutdownSignal(() => process.stderr.write('\nstopping (Ctrl-C again to quit at once)...\n'));
+  const parts: { name: string; stop: () => Promise<unknown> }[] = [];
+  let stream: LiveStream | undefined;
+  let status: StatusLine | undefined;
+  try {
+    const log = openLog('lk-demo');
+    const { created } = await log.createTopics(eventTopicSpecs(TOPIC, DEFAULT_EVENTS_PARTITIONS));
+    const { run, seed } = nextDemoRun(ctx.layout.root);
+    const where = log.kind === 'kafka' ? `Kafka at ${log.location}` : `the embedded log in ${ctx.layout.log}`;
+    console.log(`lambda-kappa demo (run ${run}) on ${where}, data in ${ctx.layout.root}`);
+    if (created.includes(TOPIC) || (await log.endOffsets(TOPIC)).every((e) => e === 0)) {
+      const history = await sendHistory(log, TOPIC, seed);
+      console.log(
+        `sent an hour of history: ${history.accepted.toLocaleString('en-US')} events (${history.rejected} broken lines to ${TOPIC}.dlq)`,
+      );
+    }
+
+    const speed = new SpeedJob(openLog('lk-demo-speed'), {
+      topic: TOPIC,
+      version: DEMO_VERSION,
+      groupId: `lk-speed-${DEMO_VERSION}`,
+      checkpointIntervalMs: 1000,
+      outOfOrdernessMs: 5000,
+      idleTimeoutMs: 30_000,
+      statusPort: 0,
+      instanceId: 'demo',
+      dataDir: ctx.layout.root,
+      checkpointsRoot: ctx.layout.checkpoints,
+      savepointsRoot: ctx.layout.savepoints,
+      definitions: metrics,
+      lakeRoot: lakeRootOf(ctx.layout, TOPIC),
+    });
+    await speed.start();
+    parts.push({ name: 'speed layer', stop: () => speed.stop() });
+
+    const batch = new BatchService({
+      log: openLog('lk-demo-batch'),
+      topic: TOPIC,
+      groupId: lakeWriterGroup(TOPIC),
+      dataDir: ctx.layout.root,
+      lakeRoot: lakeRootOf(ctx.layout, TOPIC),
+      viewsRoot: ctx.layout.views,
+      version: DEMO_VERSION,
+      metrics,
+      rollBytes: 32 * 1024 ** 2,
+      rollIntervalMs: 10_000,
+      logger,
+      intervalMs: opts.batchInterval,
+      targetFileSize: 64 * 1024 ** 2,
+      statusPath: batchStatusPath(ctx.layout.root),
+      statusPort: 0,
+    });
+    await batch.start();
+    parts.push({ name: 'batch layer', stop: () => batch.stop() });
+
+    const serve = await startServe({
+      config: parseServeConfig(
+        {
+          port: opts.port,
+          host: opts.host,
+          dataDir: ctx.layout.root,
+          viewsRoot: ctx.layout.views,
+          defaultVersion: DEMO_VERSION,
+          eventsTopic: TOPIC,
+        },
+        metrics,
+      ),
+      log: openLog('lk-demo-serve'),
+      logger,
+    });
+    parts.push({ name: 'serving', stop: () => serve.close() });
+
+    stream = startLiveStream(openLog('lk-demo-events'), TOPIC, seed, opts.rate);
+    const live = stream;
+    parts.push({ name: 'event stream', stop: () => live.stop() });
+
+    console.log(`\n  dashboard         ${serve.url}/`);
+    console.log(`  GraphQL           ${serve.url}/graphql   (open it in a browser for the explorer)`);
+    console.log(`  live events       ${opts.rate}/s, with duplicates, late events and a few broken lines`);
+    console.log(
+      `  batch views       recomputed every ${Math.round(opts.batchInterval / 1000)} s (the first once the lake has caught up)\n`,
+    );
+    console.log('Try:');
+    for (const q of exampleQueries(serve.url, Date.now())) console.log(`  ${q}\n`);
+    console.log(
+      opts.tour
+        ? 'The tour starts once the first batch run is published.'
+        : 'Ctrl-C stops the demo; start it again to go on where it stopped. npm run demo -- --tour walks through reprocessing.',
+    );
+
+    status = new StatusLine({ speed, batch, stream: live, serve, dataDir: ctx.layout.root });
+    status.start();
+    const failed = Promise.race([speed.failure(), batch.done().then(() => Promise.reject(new Error('the lake writer stopped')))]);
+    failed.catch(() => undefined);
+    const runtime: DemoRuntime = { dataDir: ctx.layout.root, topic: TOPIC, openLog, serve, batch, speed, stopping: () => stop.aborted };
+    const tour = opts.tour ? runTour(runtime, status, parts) : undefined;
+    await Promise.race([aborted(stop), failed, ...(tour ? [tour.then(() => aborted(stop))] : [])]);
+  } finally {
+    status?.stop();
+    // Newest first: the stream stops before the layers that read it, serving last but one.
+    for (const part of parts.reverse()) {
+      try {
+        await part.stop();
+      } catch (err) {
+        process.stderr.write(`${part.name} did not stop cleanly: ${errorMessage(err)}\n`);
+      }
+    }
+    await Promise.allSettled(logs.map((l) => l.close()));
+  }
+  console.log(`stopped; the data stays in ${ctx.layout.root} (npm run demo goes on from there)`);
+}
