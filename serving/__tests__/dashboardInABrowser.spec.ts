@@ -23,7 +23,7 @@ import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { Pipeline, killAll, testVersion, type LkProcess } from '../../test/e2e/pipeline.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { launchChromium, type TestBrowser } from './fixtures/browser.ts';
-import { gqlData } from './fixtures/testServer.ts';
+import { gqlData, startTestServer } from './fixtures/testServer.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname;
 const ARTIFACTS = join(REPO, '.lk', 'artifacts');
@@ -253,6 +253,41 @@ describe('the dashboard in a real browser', () => {
       await panel.close();
     } finally {
       await pipeline.stop(second);
+    }
+  });
+
+  it('with --auth-token the page asks for the token, or reads it from the URL fragment', async () => {
+    const token = 'browser-test-token-0123456789';
+    const previous = process.env.LK_DASHBOARD_DIR;
+    process.env.LK_DASHBOARD_DIR = bundle;
+    const secured = await startTestServer(dir.path, { defaultVersion: version, authToken: token, eventsTopic: topic }).finally(() => {
+      if (previous === undefined) delete process.env.LK_DASHBOARD_DIR;
+      else process.env.LK_DASHBOARD_DIR = previous;
+    });
+    try {
+      // From the fragment: no prompt, the data loads, and the token leaves the address bar.
+      const withFragment = await browser.context.newPage();
+      await keepLocal(withFragment, foreign);
+      await withFragment.goto(`${secured.url}/?metric=${METRIC}#token=${token}`);
+      await withFragment.locator('[data-testid="top-keys"] tr[data-key="c0"]').waitFor();
+      await withFragment.waitForFunction(() => document.getElementById('live-state')?.dataset.state === 'live');
+      expect(await withFragment.locator('[data-testid="token-dialog"]').count()).toBe(0);
+      expect(new URL(withFragment.url()).hash).toBe('');
+      await withFragment.close();
+
+      // Without it (a new tab: its own sessionStorage): the page loads, asks, then shows the data.
+      const asking = await browser.context.newPage();
+      await keepLocal(asking, foreign);
+      await asking.goto(`${secured.url}/?metric=${METRIC}`);
+      const dialog = asking.locator('[data-testid="token-dialog"]');
+      await dialog.waitFor();
+      await dialog.locator('input[name="token"]').fill(token);
+      await dialog.locator('button[type="submit"]').click();
+      await asking.locator('[data-testid="top-keys"] tr[data-key="c0"]').waitFor();
+      await asking.locator('[data-testid="dead-letter-reasons"] li[data-reason="invalid_ts"]').waitFor();
+      await asking.close();
+    } finally {
+      await secured.close();
     }
   });
 
