@@ -16,7 +16,7 @@ import { readTokenFromFragment } from './auth.ts';
 import { COLORS, SeriesChart, columnsOf, type DrawnSummary, type Measure } from './chart.ts';
 import { GraphQLRequestError, gql, liveClient, type LiveState } from './client.ts';
 import { byId, fill, h } from './dom.ts';
-import { fmtAgo, fmtInt, fmtNumber, fmtTime } from './format.ts';
+import { fmtInt, fmtNumber, fmtTime } from './format.ts';
 import {
   INIT,
   PROMOTE,
@@ -37,6 +37,7 @@ import {
   type WindowValue,
 } from './operations.ts';
 import {
+  ago,
   emptyState,
   errorState,
   renderDeadLetters,
@@ -44,6 +45,7 @@ import {
   renderReconciliation,
   renderTopKeys,
   renderVersions,
+  tickRelativeTimes,
 } from './panels.ts';
 
 const STATUS_POLL_MS = 5_000;
@@ -95,6 +97,7 @@ class Dashboard {
   private seq = { series: 0, top: 0, recon: 0 };
   private promoting = { confirming: null as string | null, busy: false, timer: 0 };
   private status: StatusAnswer | undefined;
+  private renderedVersions = '';
 
   async start(): Promise<void> {
     readTokenFromFragment();
@@ -117,8 +120,8 @@ class Dashboard {
     await Promise.all([this.refreshSelection(), this.pollStatus()]);
     setInterval(() => void this.pollStatus(), STATUS_POLL_MS);
     setInterval(() => void this.refreshSelection(), SELECTION_REFRESH_MS);
-    // Relative times ("12 s ago") move on between polls.
-    setInterval(() => this.renderStatus(), 1000);
+    // Relative times ("12 s ago") move on between polls, in place.
+    setInterval(() => tickRelativeTimes(), 1000);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -442,7 +445,6 @@ class Dashboard {
         const key = this.topKeys[0]?.key ?? null;
         if (key !== s.key) {
           s.key = key;
-          (document.getElementById('key-input') as HTMLInputElement | null)?.setAttribute('value', key ?? '');
           const input = document.getElementById('key-input') as HTMLInputElement | null;
           if (input) input.value = key ?? '';
         }
@@ -620,18 +622,24 @@ class Dashboard {
     fill(
       byId('versions-note'),
       vs.promotion > 0
-        ? `promotion #${vs.promotion}${vs.promotedAt ? `, ${fmtAgo(Date.parse(vs.promotedAt), now)}` : ''}`
+        ? [`promotion #${vs.promotion}`, vs.promotedAt ? [', ', ago(Date.parse(vs.promotedAt), now)] : '']
         : 'no promotion yet',
       vs.previous ? ` · rollback = promote ${vs.previous}` : '',
     );
-    fill(
-      byId('versions'),
-      renderVersions(vs, {
-        confirming: this.promoting.confirming,
-        busy: this.promoting.busy,
-        promote: (v, force) => void this.promote(v, force),
-      }),
-    );
+    // The table holds buttons: rebuilt only when something in it changed, so that a click in
+    // progress never lands on a row that was replaced under the pointer.
+    const versionsState = JSON.stringify([vs, this.promoting.confirming, this.promoting.busy]);
+    if (versionsState !== this.renderedVersions) {
+      this.renderedVersions = versionsState;
+      fill(
+        byId('versions'),
+        renderVersions(vs, {
+          confirming: this.promoting.confirming,
+          busy: this.promoting.busy,
+          promote: (v, force) => void this.promote(v, force),
+        }),
+      );
+    }
   }
 
   private async promote(version: string, force: boolean): Promise<void> {

@@ -8,6 +8,16 @@ import { h, type Child } from './dom.ts';
 import { DASH, fmtAgo, fmtBytes, fmtDuration, fmtInt, fmtNumber, fmtShare, fmtTime, parseTime } from './format.ts';
 import type { DeadLetters, JobVersion, KeyTotal, PipelineStatus, Reconciliation, Versions } from './operations.ts';
 
+/** A relative time ("12 s ago") that the page's clock keeps current (main.ts tickRelativeTimes). */
+export function ago(epochMs: number | null, now = Date.now()): HTMLElement {
+  return h('span', { 'data-ago': epochMs ?? undefined }, fmtAgo(epochMs, now));
+}
+
+/** Moves every relative time on the page on, without rebuilding anything (selections and clicks survive). */
+export function tickRelativeTimes(now = Date.now()): void {
+  document.querySelectorAll<HTMLElement>('[data-ago]').forEach((el) => (el.textContent = fmtAgo(Number(el.dataset.ago), now)));
+}
+
 function code(text: string): HTMLElement {
   return h('code', null, text);
 }
@@ -119,12 +129,12 @@ export function renderPipeline(p: PipelineStatus, now = Date.now()): Child {
     ),
     stat(
       'last checkpoint',
-      fmtAgo(checkpointAt, now),
+      ago(checkpointAt, now),
       speed.lastCheckpoint ? `${fmtBytes(speed.lastCheckpoint.bytes)} in ${fmtDuration(speed.lastCheckpoint.durationMs)}` : 'none yet',
     ),
     stat(
       'last batch run',
-      lastRun ? fmtAgo(parseTime(lastRun.finishedAt), now) : 'none yet',
+      lastRun ? ago(parseTime(lastRun.finishedAt), now) : 'none yet',
       lastRun
         ? `${fmtDuration(lastRun.durationMs)} · ${fmtInt(lastRun.uniqueEvents)} events`
         : h('span', null, 'run ', code('lk batch run')),
@@ -132,7 +142,7 @@ export function renderPipeline(p: PipelineStatus, now = Date.now()): Child {
     ),
     stat(
       'next batch run',
-      batch.nextRunAt ? fmtAgo(parseTime(batch.nextRunAt), now) : DASH,
+      batch.nextRunAt ? ago(parseTime(batch.nextRunAt), now) : DASH,
       batch.lakeFiles !== null ? `lake: ${fmtInt(batch.lakeFiles)} files, ${fmtBytes(batch.lakeBytes)}` : undefined,
     ),
   );
@@ -186,7 +196,7 @@ export function renderPipeline(p: PipelineStatus, now = Date.now()): Child {
                   'td',
                   null,
                   wm === null ? DASH : `${fmtTime(wm)}`,
-                  wm === null ? null : h('span', { class: 'muted' }, ` · ${fmtAgo(wm, now)}`),
+                  wm === null ? null : h('span', { class: 'muted' }, ' · ', ago(wm, now)),
                 ),
               );
             }),
@@ -202,7 +212,7 @@ export function renderPipeline(p: PipelineStatus, now = Date.now()): Child {
       null,
       'batch view ',
       serving.batchView ? code(serving.batchView.runId) : 'none',
-      serving.batchView ? ` · ${fmtInt(serving.batchView.rows)} rows, ${fmtAgo(now - serving.batchView.ageMs, now)}` : '',
+      serving.batchView ? [` · ${fmtInt(serving.batchView.rows)} rows, `, ago(now - serving.batchView.ageMs, now)] : '',
     ),
     h('span', null, `${fmtInt(serving.subscriptions)} live subscription${serving.subscriptions === 1 ? '' : 's'}`),
   );
@@ -234,7 +244,7 @@ export function renderDeadLetters(d: DeadLetters, now = Date.now()): Child {
       'in ',
       code(d.topic),
       h('br'),
-      d.lastAt ? `latest ${fmtAgo(parseTime(d.lastAt), now)}` : d.caughtUp ? 'none so far' : 'reading the topic…',
+      d.lastAt ? ['latest ', ago(parseTime(d.lastAt), now)] : d.caughtUp ? 'none so far' : 'reading the topic…',
     ),
   );
   if (d.lastError && !d.topicExists) return [head, errorState(`cannot read ${d.topic}: ${d.lastError}`)];
@@ -468,11 +478,7 @@ export function renderVersions(vs: Versions, actions: VersionActions): Child {
           h('td', null, progress(v)),
           h('td', { class: 'num' }, fmtInt(v.maxLag)),
           h('td', { class: 'num' }, fmtNumber(v.eventsPerSecond)),
-          h(
-            'td',
-            { class: 'small' },
-            v.lastBatchRun ? fmtAgo(parseTime(v.lastBatchRun.finishedAt)) : h('span', { class: 'muted' }, 'none'),
-          ),
+          h('td', { class: 'small' }, v.lastBatchRun ? ago(parseTime(v.lastBatchRun.finishedAt)) : h('span', { class: 'muted' }, 'none')),
           h('td', { class: 'actions' }, action),
         );
       }),
