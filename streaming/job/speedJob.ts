@@ -26,7 +26,7 @@ import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
 import { replayFromLake } from '../replay/lakeReplay.ts';
 import { RateLimiter, sliceBatch } from './rateLimiter.ts';
 import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
-import { createStateHost, defaultStateThreads, type StateHost } from '../threads/stateHost.ts';
+import { createStateHost, defaultStateThreads, lakeReplayStateThreads, type StateHost } from '../threads/stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
 import { readJobMetadata, writeJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
 import type { Placement, SpeedSemantics } from '../state/partitionState.ts';
@@ -158,7 +158,11 @@ export class SpeedJob {
     }
     this.record = ensureVersionRecord(this.cfg.dataDir, newVersion);
     await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
-    const host = createStateHost(this.cfg.threads ?? defaultStateThreads(this.partitionCount), {
+    // The lake half of a replay leaves the main thread nearly idle (DuckDB decodes on threads of
+    // its own): every core gets a state thread then, partitions are replayed side by side.
+    const defaultThreads =
+      this.record.origin.lakeEnds !== null ? lakeReplayStateThreads(this.partitionCount) : defaultStateThreads(this.partitionCount);
+    const host = createStateHost(this.cfg.threads ?? defaultThreads, {
       definitions: this.cfg.definitions.metrics,
       semantics: this.semantics,
       placement: this.placement,
@@ -482,6 +486,7 @@ export class SpeedJob {
           source,
           partitions,
           // Throttled, a lake read holds a tenth of a second's events, as the log's batches are sliced.
+          lanes: Math.max(1, this.host!.threads),
           chunkOffsets: Math.min(
             cfg.lakeChunkOffsets ?? DEFAULT_CHUNK_OFFSETS,
             this.limiter ? Math.ceil(this.limiter.perSecond / 10) : Infinity,

@@ -30,6 +30,8 @@ export interface LakeReplayDeps {
   partitions: LakeReplayPartition[];
   /** Offsets per lake read: a range's records are in memory at once. */
   chunkOffsets: number;
+  /** Partitions read side by side: the state threads' count. */
+  lanes: number;
   /** Opens the partition's task at the group's committed checkpoint, else at `start`. */
   openTask(partition: number, start: number): Promise<PartitionTask>;
   /** Hands one range's records to the partition's state (throttled by --max-rate). */
@@ -46,9 +48,23 @@ export interface LakeReplayDeps {
   stopped(): boolean;
 }
 
-/** Replays each partition's lake part; true when every partition has handed over. */
+/**
+ * Replays each partition's lake part; true when every partition has handed over. Partitions run
+ * in `lanes` side by side (one per state thread: lane i takes the partitions p with p % lanes = i,
+ * those of thread i), each lane one partition after another.
+ */
 export async function replayFromLake(d: LakeReplayDeps): Promise<boolean> {
-  for (const { partition, start, end } of d.partitions) {
+  const lanes = Array.from({ length: Math.max(1, d.lanes) }, (_, i) =>
+    d.partitions.filter((p) => p.partition % Math.max(1, d.lanes) === i),
+  );
+  const done = await Promise.all(lanes.map((lane) => replayLane(d, lane)));
+  if (!done.every(Boolean)) return false;
+  crashPoint('replay.lake.handed-over');
+  return true;
+}
+
+async function replayLane(d: LakeReplayDeps, partitions: LakeReplayPartition[]): Promise<boolean> {
+  for (const { partition, start, end } of partitions) {
     const task = await d.openTask(partition, start);
     const from = task.committedPosition ?? start;
     let pending = from < end ? d.source.read(partition, from, end, d.chunkOffsets) : undefined;
@@ -79,6 +95,5 @@ export async function replayFromLake(d: LakeReplayDeps): Promise<boolean> {
     assert(task.committedPosition === end, `partition ${partition} handed over at ${task.committedPosition}, not at the lake's end ${end}`);
     await d.closeTask(task);
   }
-  crashPoint('replay.lake.handed-over');
   return true;
 }

@@ -39,6 +39,8 @@ export interface LakeChunk {
 export class LakeSource {
   private constructor(
     private readonly manifest: LakeManifest,
+    private readonly db: DuckDBInstance,
+    /** For the queries about the whole lake; each range is read on a connection of its own. */
     private readonly conn: DuckDBConnection,
     private readonly topic: string,
   ) {}
@@ -50,7 +52,7 @@ export class LakeSource {
       );
     }
     const db = await DuckDBInstance.create(':memory:', { threads: '1' });
-    return new LakeSource(LakeManifest.open(lakeRoot), await db.connect(), topic);
+    return new LakeSource(LakeManifest.open(lakeRoot), db, await db.connect(), topic);
   }
 
   /** Per partition, the offset below which the lake holds every valid record (0: nothing yet). */
@@ -109,12 +111,16 @@ export class LakeSource {
     let lengths: number[];
     let text: string;
     try {
-      const reader = await this.conn.runAndReadAll(
-        `SELECT list(kafka_offset::DOUBLE ORDER BY kafka_offset), list(kafka_timestamp::DOUBLE ORDER BY kafka_offset),
+      // A connection runs one query at a time, and partitions are read side by side (lakeReplay.ts).
+      const conn = await this.db.connect();
+      const reader = await conn
+        .runAndReadAll(
+          `SELECT list(kafka_offset::DOUBLE ORDER BY kafka_offset), list(kafka_timestamp::DOUBLE ORDER BY kafka_offset),
                 list(strlen(raw)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(raw, '' ORDER BY kafka_offset), '')
          FROM ${readLakeSql(files.map((f) => join(snap.root, f.path)))}
          WHERE kafka_partition = ${partition} AND kafka_offset >= ${from} AND kafka_offset < ${to}`,
-      );
+        )
+        .finally(() => conn.closeSync());
       const [row] = reader.getRows() as [DuckDBListValue | null, DuckDBListValue | null, DuckDBListValue | null, string][];
       offsets = (row![0]?.items ?? []) as number[];
       times = (row![1]?.items ?? []) as number[];
@@ -159,5 +165,6 @@ export class LakeSource {
 
   close(): void {
     this.conn.closeSync();
+    this.db.closeSync();
   }
 }

@@ -58,6 +58,11 @@ export function defaultStateThreads(partitions: number): number {
   return Math.max(0, Math.min(partitions, availableParallelism() - 1));
 }
 
+/** State threads for a replay from the lake: one per core (the main thread mostly waits on DuckDB), at most one per partition. */
+export function lakeReplayStateThreads(partitions: number): number {
+  return Math.max(1, Math.min(partitions, availableParallelism()));
+}
+
 export function createStateHost(threads: number, cfg: RegistryConfig): StateHost {
   return threads > 0 ? new WorkerStateHost(threads, cfg) : new InlineStateHost(cfg);
 }
