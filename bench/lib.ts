@@ -1,5 +1,7 @@
 /** Shared pieces of the benchmarks: the broker, the machine line, peak memory, and a table. */
+import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { startKafka } from '../scripts/kafka.mjs';
 
 /** KAFKA_BROKERS, or the project's local broker (started if needed, left running for the next bench). */
@@ -40,3 +42,27 @@ export function printTable(rows: [string, string][]): void {
 
 export const fmtRate = (n: number): string => `${Math.round(n).toLocaleString('en-US')} events/s`;
 export const fmtMiB = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
+/**
+ * Runs `benchFile --worker ...args` in a child process of its own (so that its peak RSS and its
+ * cores are its own) and returns the JSON of the last line it prints. LK_BENCH_CPU_PROF=DIR
+ * writes a V8 CPU profile of the worker (and of its threads) into DIR.
+ */
+export function runBenchWorker<T>(benchFile: string, args: string[], what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
+    const prof = process.env.LK_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LK_BENCH_CPU_PROF}`] : [];
+    const child = spawn(process.execPath, [...prof, runTs, benchFile, '--worker', ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').at(-1);
+      if (code !== 0 || !line) reject(new Error(`${what} exited with ${code}: ${out}`));
+      else resolve(JSON.parse(line) as T);
+    });
+  });
+}

@@ -37,7 +37,7 @@ import type { VersionOrigin } from '../services/versions/versionRecord.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
 import { LakeSource } from '../streaming/replay/lakeSource.ts';
 import { parseReplayFrom, resolveReplayStart } from '../streaming/replay/replayStart.ts';
-import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable } from './lib.ts';
+import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
 const REPLAY_RATE = Number(process.env.LK_BENCH_REPLAY_RATE ?? 20_000);
@@ -114,21 +114,7 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
 }
 
 function runWorker(brokers: string, topic: string, dataDir: string, from: 'earliest' | 'lake'): Promise<ReplayResult> {
-  return new Promise((resolve, reject) => {
-    const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
-    const child = spawn(process.execPath, [runTs, fileURLToPath(import.meta.url), '--worker', brokers, topic, dataDir, from], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').at(-1);
-      if (code !== 0 || !line) reject(new Error(`replay worker exited with ${code}: ${out}`));
-      else resolve(JSON.parse(line) as ReplayResult);
-    });
-  });
+  return runBenchWorker<ReplayResult>(fileURLToPath(import.meta.url), [brokers, topic, dataDir, from], 'replay worker');
 }
 
 /** An `lk` command as a child process, from the sources (the bench measures them, not an older build). */

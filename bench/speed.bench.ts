@@ -18,7 +18,6 @@
  * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c); LK_BENCH_CPU_PROF=DIR
  * writes a CPU profile of each speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +30,7 @@ import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
-import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable } from './lib.ts';
+import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
 
@@ -191,23 +190,7 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
 }
 
 function runWorker(brokers: string, topic: string, dataDir: string, profile: 'throughput' | 'memory'): Promise<WorkerResult> {
-  return new Promise((resolve, reject) => {
-    const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
-    // LK_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the speed worker into DIR.
-    const prof = process.env.LK_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LK_BENCH_CPU_PROF}`] : [];
-    const child = spawn(process.execPath, [...prof, runTs, fileURLToPath(import.meta.url), '--worker', brokers, topic, dataDir, profile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').at(-1);
-      if (code !== 0 || !line) reject(new Error(`speed worker exited with ${code}: ${out}`));
-      else resolve(JSON.parse(line) as WorkerResult);
-    });
-  });
+  return runBenchWorker<WorkerResult>(fileURLToPath(import.meta.url), [brokers, topic, dataDir, profile], 'speed worker');
 }
 
 async function main(): Promise<void> {

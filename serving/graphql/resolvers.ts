@@ -122,6 +122,17 @@ interface RangeArgs {
   version?: string | null;
 }
 
+/** What series and seriesColumns check alike: the metric, its granularity, the range; then the request's snapshot. */
+async function seriesRequest(ctx: ServeContext, args: RangeArgs) {
+  const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+  const g = granularityOf(args.granularity);
+  checkGranularity(def, g);
+  checkRange(ctx.config, g, args.from, args.to);
+  const snapshot = await snapshotFor(ctx, args.version);
+  ctx.deadline.check();
+  return { def, g, snapshot };
+}
+
 export const queryResolvers = {
   metrics: (_: unknown, args: { version?: string | null }, ctx: ServeContext) =>
     definitionsFor(ctx, args.version).metrics.map((m) => ({
@@ -135,23 +146,13 @@ export const queryResolvers = {
     })),
 
   async series(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext): Promise<WindowValue[]> {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
-    const g = granularityOf(args.granularity);
-    checkGranularity(def, g);
-    checkRange(ctx.config, g, args.from, args.to);
-    const snapshot = await snapshotFor(ctx, args.version);
-    ctx.deadline.check();
+    const { def, g, snapshot } = await seriesRequest(ctx, args);
     return seriesWindows(snapshot, def.name, g, args.key, args.from, args.to);
   },
 
   /** series as columns: the same validation and the same windows (serving/queries.ts seriesColumns). */
   async seriesColumns(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext) {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
-    const g = granularityOf(args.granularity);
-    checkGranularity(def, g);
-    checkRange(ctx.config, g, args.from, args.to);
-    const snapshot = await snapshotFor(ctx, args.version);
-    ctx.deadline.check();
+    const { def, g, snapshot } = await seriesRequest(ctx, args);
     return seriesColumns(snapshot, def.name, g, args.key, args.from, args.to);
   },
 
