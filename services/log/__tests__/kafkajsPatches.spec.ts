@@ -47,6 +47,7 @@ describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
       'produceV3',
       'record',
       'requestFrame',
+      'scheduleCheckPendingRequests',
       'writeUVarInt',
       'writeVarLong',
     ]);
@@ -137,5 +138,47 @@ describe('kafkajs encoder patches write the same bytes as kafkajs', () => {
       }
     }
     expect(fast).toBeGreaterThan(100); // the fast path was exercised, not only the fallbacks
+  });
+});
+
+describe('the request queue throttle check (no negative timer, the same delays)', () => {
+  type Queue = { throttledUntil: number; throttleCheckTimeoutId: unknown; pending: unknown[]; checkPendingRequests(): void };
+  const { original, replacement } = patch<(this: Queue) => void>('scheduleCheckPendingRequests');
+
+  /** The delay a schedule call passes to setTimeout, and whether it set a timer at all. */
+  function scheduled(fn: (this: Queue) => void, state: Omit<Queue, 'checkPendingRequests'>): number | null {
+    const realSetTimeout = globalThis.setTimeout;
+    let delay: number | null = null;
+    globalThis.setTimeout = ((_: () => void, ms: number) => {
+      delay = ms;
+      return 1 as unknown as NodeJS.Timeout;
+    }) as typeof setTimeout;
+    try {
+      fn.call({ ...state, checkPendingRequests: () => undefined });
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    return delay;
+  }
+
+  const now = Date.now();
+  const states = [
+    { throttledUntil: 0, throttleCheckTimeoutId: null, pending: [] },
+    { throttledUntil: 0, throttleCheckTimeoutId: null, pending: [1] },
+    { throttledUntil: now - 5000, throttleCheckTimeoutId: null, pending: [] },
+    { throttledUntil: now + 60_000, throttleCheckTimeoutId: null, pending: [] },
+    { throttledUntil: now + 60_000, throttleCheckTimeoutId: null, pending: [1, 2] },
+    { throttledUntil: now + 60_000, throttleCheckTimeoutId: 7, pending: [1] },
+  ];
+
+  it.each(states)('%o', (state) => {
+    const before = scheduled(original, state);
+    const after = scheduled(replacement, state);
+    if (before === null) expect(after).toBeNull();
+    else {
+      // Node runs any delay below 1 ms after 1 ms: the effective delays are equal.
+      expect(after).toBeGreaterThanOrEqual(1);
+      expect(Math.abs(after! - Math.max(1, before))).toBeLessThan(50);
+    }
   });
 });

@@ -402,3 +402,39 @@ replaceModule<(args: FrameArgs) => Promise<FullEncoder>>(
       return e;
     },
 );
+
+/*
+ * 4. The request queue's throttle check: while nothing is pending and the broker never throttled,
+ *    kafkajs schedules it `throttledUntil - Date.now()` ms from now, about minus the epoch: Node
+ *    runs such a timer after 1 ms, and Node 24 also prints a TimeoutNegativeWarning on stderr of
+ *    every process (once), which broke `lk produce`'s clean output. The same delay, at least 1 ms:
+ *    what Node does with it anyway, without the warning.
+ */
+type RequestQueueLike = {
+  throttledUntil: number;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  pending: unknown[];
+  checkPendingRequests(): void;
+  scheduleCheckPendingRequests(): void;
+};
+/** kafkajs's CHECK_PENDING_REQUESTS_INTERVAL (src/network/requestQueue/index.js). */
+const CHECK_PENDING_REQUESTS_INTERVAL = 10;
+const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueLike };
+const originalSchedule = RequestQueue.prototype.scheduleCheckPendingRequests;
+RequestQueue.prototype.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: RequestQueueLike): void {
+  let scheduleAt = this.throttledUntil - Date.now();
+  if (!this.throttleCheckTimeoutId) {
+    if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : CHECK_PENDING_REQUESTS_INTERVAL;
+    this.throttleCheckTimeoutId = setTimeout(
+      () => {
+        this.throttleCheckTimeoutId = null;
+        this.checkPendingRequests();
+      },
+      Math.max(1, scheduleAt),
+    );
+  }
+};
+KAFKAJS_PATCHES.set('scheduleCheckPendingRequests', {
+  original: originalSchedule,
+  replacement: RequestQueue.prototype.scheduleCheckPendingRequests,
+});
