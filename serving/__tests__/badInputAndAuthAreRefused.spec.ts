@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
-import { gql, startTestServer, type TestServer } from './fixtures/testServer.ts';
+import { gql, startTestServer, testLog, type TestServer } from './fixtures/testServer.ts';
+import { viewTopicSpec } from '../../services/log/topics.ts';
+import { speedViewTopic } from '../../services/views/viewRow.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const DAY = 86_400_000;
@@ -184,16 +186,25 @@ describe('bad input is refused with a code and a clear message', () => {
 
   it('a request that runs out of its time budget gets REQUEST_TIMEOUT', async () => {
     const slow = await startTestServer(dir.path, { defaultVersion: uniqueName('to').toLowerCase().slice(-24), requestTimeoutMs: 1 });
+    // A version not open yet, whose speed view topic holds a row: serving must join a consumer
+    // group and read the topic before it can answer, far longer than 1 ms. (A version without a
+    // topic could be ready within a millisecond on a fast machine: one metadata request.)
+    const version = uniqueName('nv').toLowerCase().slice(-20);
+    const log = testLog('lk-serve-timeout');
     try {
-      // A never-published version needs its own catch-up first: longer than 1 ms.
+      await log.createTopics([viewTopicSpec(speedViewTopic(version))]);
+      const producer = await log.producer();
+      await producer.send(speedViewTopic(version), [{ key: 'k', value: '{}' }]);
+      await producer.close();
       const r = await gql(
         slow.url,
-        `{ series(metric: "clicks_by_ad", key: "k", granularity: MINUTE, from: "2026-01-01T00:00:00Z", to: "2026-01-01T01:00:00Z", version: "${uniqueName('nv').toLowerCase().slice(-20)}") { count } }`,
+        `{ series(metric: "clicks_by_ad", key: "k", granularity: MINUTE, from: "2026-01-01T00:00:00Z", to: "2026-01-01T01:00:00Z", version: "${version}") { count } }`,
       );
       expect(r.raw).toMatch(/REQUEST_TIMEOUT/);
       noStack(r.raw);
     } finally {
       await slow.close();
+      await log.close();
     }
   });
 });
