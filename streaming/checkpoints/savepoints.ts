@@ -9,7 +9,7 @@
  * is read, the committed offsets are read again.
  *
  * Starting from a savepoint (`lk speed --from-savepoint NAME`) checks the metric definitions
- * (compatibility.ts), then for each partition writes the savepoint's state as the checkpoint at
+ * (services/versions/metricChanges.ts), then for each partition writes the savepoint's state as the checkpoint at
  * its offset and commits that offset for the group in a transaction of the partition's producer
  * (which fences any running owner). The job then starts normally and restores exactly that. The
  * savepoint's name is recorded in job.json, so that a restart of a process started with the same
