@@ -2,6 +2,8 @@
 import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { generateEventLines, type GeneratorOptions } from '../services/ingest/generator.ts';
+import type { RawLine } from '../services/ingest/lineReader.ts';
 import { startKafka } from '../scripts/kafka.mjs';
 
 /** KAFKA_BROKERS, or the project's local broker (started if needed, left running for the next bench). */
@@ -65,4 +67,24 @@ export function runBenchWorker<T>(benchFile: string, args: string[], what: strin
       else resolve(JSON.parse(line) as T);
     });
   });
+}
+
+/**
+ * Exactly `count` generated events as raw lines for ingest (duplicates included): an event time
+ * rate of 1,000/s from 2026-01-05, 1 % late by 1 to 30 minutes, and whatever `options` adds.
+ */
+export async function* benchEvents(count: number, options: Partial<GeneratorOptions> & { seed: number }): AsyncGenerator<RawLine> {
+  let n = 0;
+  for (const line of generateEventLines({
+    count: Math.ceil(count / 1.05) + 1000,
+    startTime: Date.UTC(2026, 0, 5),
+    eventsPerSecond: 1000,
+    lateRate: 0.01,
+    lateMinMs: 60_000,
+    lateMaxMs: 1_800_000,
+    ...options,
+  })) {
+    if (n >= count) return;
+    yield { number: ++n, bytes: Buffer.from(line) };
+  }
 }

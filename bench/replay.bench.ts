@@ -25,9 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { catchUpLake } from '../batch/batchCycle.ts';
 import { dataDirLayout } from '../services/config/dataDir.ts';
-import { generateEventLines } from '../services/ingest/generator.ts';
 import { ingestLines } from '../services/ingest/ingest.ts';
-import type { RawLine } from '../services/ingest/lineReader.ts';
 import { lakeRootOf } from '../services/lake/lakeLayout.ts';
 import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
@@ -35,9 +33,10 @@ import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
 import type { VersionOrigin } from '../services/versions/versionRecord.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
+import { defaultSpeedJobConfig } from '../streaming/cli.ts';
 import { LakeSource } from '../streaming/replay/lakeSource.ts';
 import { parseReplayFrom, resolveReplayStart } from '../streaming/replay/replayStart.ts';
-import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker } from './lib.ts';
+import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker, benchEvents } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
 const REPLAY_RATE = Number(process.env.LK_BENCH_REPLAY_RATE ?? 20_000);
@@ -51,22 +50,6 @@ interface ReplayResult {
   peakRssBytes: number;
 }
 
-async function* asRawLines(count: number): AsyncGenerator<RawLine> {
-  let n = 0;
-  for (const line of generateEventLines({
-    seed: 17,
-    count: Math.ceil(count / 1.05) + 1000,
-    startTime: Date.UTC(2026, 0, 5),
-    eventsPerSecond: 1000,
-    lateRate: 0.01,
-    lateMinMs: 60_000,
-    lateMaxMs: 1_800_000,
-  })) {
-    if (n >= count) return;
-    yield { number: ++n, bytes: Buffer.from(line) };
-  }
-}
-
 /** (a) or (b), in this process when started with --worker: prints one JSON line with the result. */
 async function worker(brokers: string, topic: string, dataDir: string, from: 'earliest' | 'lake'): Promise<void> {
   const log = new KafkaLog({ brokers: brokers.split(','), clientId: `bench-replay-${from}` });
@@ -75,22 +58,17 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
   const lakeRoot = lakeRootOf(layout, topic);
   const start = await resolveReplayStart(log, topic, parseReplayFrom(from, undefined, Date.now()), () => LakeSource.open(lakeRoot, topic));
   const origin: VersionOrigin = start.origin;
-  const job = new SpeedJob(log, {
-    topic,
-    version,
-    groupId: `lk-speed-${version}`,
-    checkpointIntervalMs: 1000,
-    outOfOrdernessMs: 5000,
-    idleTimeoutMs: 30_000,
-    statusPort: 0,
-    instanceId: 'bench',
-    dataDir: layout.root,
-    checkpointsRoot: layout.checkpoints,
-    savepointsRoot: layout.savepoints,
-    definitions: parseMetricDefinitions(readFileSync(METRICS_FILE, 'utf8'), METRICS_FILE),
-    origin,
-    lakeRoot,
-  });
+  const job = new SpeedJob(
+    log,
+    defaultSpeedJobConfig({
+      topic,
+      version,
+      instanceId: 'bench',
+      dataDir: layout.root,
+      definitions: parseMetricDefinitions(readFileSync(METRICS_FILE, 'utf8'), METRICS_FILE),
+      origin,
+    }),
+  );
   const total = start.ends.reduce((a, b) => a + b, 0);
   await job.start();
   job.failure().catch((err: unknown) => {
@@ -196,7 +174,7 @@ async function main(): Promise<void> {
   try {
     await log.createTopics(eventTopicSpecs(topic, 6));
     let t0 = performance.now();
-    const produced = await ingestLines(log, asRawLines(EVENTS), { topic, source: 'bench', batchSize: 10_000 });
+    const produced = await ingestLines(log, benchEvents(EVENTS, { seed: 17 }), { topic, source: 'bench', batchSize: 10_000 });
     console.log(`pre-filled ${produced.accepted.toLocaleString('en-US')} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     t0 = performance.now();
     const layout = dataDirLayout(dataDir);

@@ -22,15 +22,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateEventLines } from '../services/ingest/generator.ts';
 import { ingestLines } from '../services/ingest/ingest.ts';
-import type { RawLine } from '../services/ingest/lineReader.ts';
 import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
-import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker } from './lib.ts';
+import { defaultSpeedJobConfig } from '../streaming/cli.ts';
+import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker, benchEvents } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
 
@@ -92,23 +91,6 @@ interface WorkerResult {
   memoryAtEnd: NodeJS.MemoryUsage;
 }
 
-async function* asRawLines(count: number): AsyncGenerator<RawLine> {
-  let n = 0;
-  for (const line of generateEventLines({
-    seed: 11,
-    count: Math.ceil(count / 1.05) + 1000,
-    startTime: Date.UTC(2026, 0, 5),
-    eventsPerSecond: 1000,
-    users: 66_000, // run (c) then ends with 1,002,400 live window-keys: the aim's million
-    lateRate: 0.01,
-    lateMinMs: 60_000,
-    lateMaxMs: 1_800_000,
-  })) {
-    if (n >= count) return;
-    yield { number: ++n, bytes: Buffer.from(line) };
-  }
-}
-
 async function rawConsume(log: KafkaLog, topic: string, total: number): Promise<{ seconds: number; records: number }> {
   const consumer = log.consumer({ groupId: `bench-raw-${Date.now()}`, fromBeginning: true, maxBytesPerPartition: 4 * 1024 * 1024 });
   let seen = 0;
@@ -136,22 +118,18 @@ async function rawConsume(log: KafkaLog, topic: string, total: number): Promise<
 async function worker(brokers: string, topic: string, dataDir: string, profile: string): Promise<void> {
   const log = new KafkaLog({ brokers: brokers.split(','), clientId: 'bench-speed' });
   const version = `bench${Date.now().toString(36)}`;
-  const job = new SpeedJob(log, {
-    topic,
-    version,
-    groupId: `lk-speed-${version}`,
-    checkpointIntervalMs: 1000,
-    outOfOrdernessMs: 5000,
-    idleTimeoutMs: 30_000,
-    statusPort: 0,
-    instanceId: 'bench',
-    // LK_BENCH_THREADS: state threads (default: the job's own default, one per spare core).
-    ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
-    dataDir,
-    checkpointsRoot: join(dataDir, 'speed', 'checkpoints'),
-    savepointsRoot: join(dataDir, 'speed', 'savepoints'),
-    definitions: parseMetricDefinitions(profile === 'memory' ? MEMORY_METRICS : THROUGHPUT_METRICS, `bench-${profile}.yaml`),
-  });
+  const job = new SpeedJob(
+    log,
+    defaultSpeedJobConfig({
+      topic,
+      version,
+      instanceId: 'bench',
+      // LK_BENCH_THREADS: state threads (default: the job's own default, one per spare core).
+      ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
+      dataDir,
+      definitions: parseMetricDefinitions(profile === 'memory' ? MEMORY_METRICS : THROUGHPUT_METRICS, `bench-${profile}.yaml`),
+    }),
+  );
   const ends = await log.endOffsets(topic);
   const total = ends.reduce((a, b) => a + b, 0);
   await job.start();
@@ -201,7 +179,14 @@ async function main(): Promise<void> {
   const topic = `bench-speed-${Date.now()}`;
   await log.createTopics(eventTopicSpecs(topic, 6));
   const t0 = performance.now();
-  const produced = await ingestLines(log, asRawLines(EVENTS), { topic, source: 'bench', batchSize: 10_000 });
+  const produced = await ingestLines(
+    log,
+    benchEvents(EVENTS, {
+      seed: 11,
+      users: 66_000, // run (c) then ends with 1,002,400 live window-keys: the aim's million
+    }),
+    { topic, source: 'bench', batchSize: 10_000 },
+  );
   console.log(`pre-filled ${produced.accepted.toLocaleString('en-US')} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const raw = await rawConsume(log, topic, produced.accepted);

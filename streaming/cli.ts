@@ -28,6 +28,7 @@ import {
 } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { lakeRootOf } from '../services/lake/lakeLayout.ts';
+import { dataDirLayout } from '../services/config/dataDir.ts';
 import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
 import type { SpeedJobConfig } from './job/speedJob.ts';
@@ -59,6 +60,10 @@ function savepointName(value: string): string {
   return value;
 }
 
+const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000;
+const DEFAULT_OUT_OF_ORDERNESS_MS = 5000;
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
 /** What names a job version: its topic, version and group (every `lk speed` command takes them). */
 export const JOB_OPTIONS: OptionSpec[] = [
   { flags: '--topic <name>', description: 'events topic', env: 'LK_SPEED_TOPIC', default: DEFAULT_EVENTS_TOPIC, parse: topicName },
@@ -78,7 +83,7 @@ export const RUN_OPTIONS: OptionSpec[] = [
     flags: '--checkpoint-interval <duration>',
     description: 'how often state is checkpointed and rows published',
     env: 'LK_SPEED_CHECKPOINT_INTERVAL',
-    default: 1000,
+    default: DEFAULT_CHECKPOINT_INTERVAL_MS,
     defaultText: '1s',
     parse: positiveDuration,
   },
@@ -86,7 +91,7 @@ export const RUN_OPTIONS: OptionSpec[] = [
     flags: '--out-of-orderness <duration>',
     description: 'watermark = largest event time seen minus this',
     env: 'LK_SPEED_OUT_OF_ORDERNESS',
-    default: 5000,
+    default: DEFAULT_OUT_OF_ORDERNESS_MS,
     defaultText: '5s',
     parse: duration,
   },
@@ -94,7 +99,7 @@ export const RUN_OPTIONS: OptionSpec[] = [
     flags: '--idle-timeout <duration>',
     description: 'a caught-up partition without records for this long is idle: excluded from the instance watermark',
     env: 'LK_SPEED_IDLE_TIMEOUT',
-    default: 30_000,
+    default: DEFAULT_IDLE_TIMEOUT_MS,
     defaultText: '30s',
     parse: positiveDuration,
   },
@@ -155,6 +160,28 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
     // A version replayed --from lake reads it until it has handed over to the log, also when
     // restarted by lk speed.
     lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+  };
+}
+
+/**
+ * A job as `lk speed` runs it with its defaults, for the code that runs jobs in its own process
+ * (the demo, its tour, the benchmarks): one place for the defaults and the data dir's layout.
+ */
+export function defaultSpeedJobConfig(
+  o: Pick<SpeedJobConfig, 'topic' | 'version' | 'instanceId' | 'definitions' | 'dataDir'> & Partial<SpeedJobConfig>,
+): SpeedJobConfig {
+  const layout = dataDirLayout(o.dataDir);
+  return {
+    groupId: `lk-speed-${o.version}`,
+    checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
+    outOfOrdernessMs: DEFAULT_OUT_OF_ORDERNESS_MS,
+    idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+    statusPort: 0,
+    checkpointsRoot: layout.checkpoints,
+    savepointsRoot: layout.savepoints,
+    lakeRoot: lakeRootOf(layout, o.topic),
+    ...o,
+    dataDir: layout.root,
   };
 }
 

@@ -24,6 +24,7 @@ import { batchStatusPath } from '../../services/status/batchStatus.ts';
 import { parseServeConfig } from '../../serving/config.ts';
 import { startServe, type ServeHandle } from '../../serving/http/server.ts';
 import { SpeedJob } from '../../streaming/job/speedJob.ts';
+import { defaultSpeedJobConfig } from '../../streaming/cli.ts';
 import { nextDemoRun, sendHistory, startLiveStream, type LiveStream } from './demoEvents.ts';
 import { exampleQueries } from './examples.ts';
 import { StatusLine } from './statusLine.ts';
@@ -71,21 +72,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       );
     }
 
-    const speed = new SpeedJob(openLog('lk-demo-speed'), {
-      topic: TOPIC,
-      version: DEMO_VERSION,
-      groupId: `lk-speed-${DEMO_VERSION}`,
-      checkpointIntervalMs: 1000,
-      outOfOrdernessMs: 5000,
-      idleTimeoutMs: 30_000,
-      statusPort: 0,
-      instanceId: 'demo',
-      dataDir: ctx.layout.root,
-      checkpointsRoot: ctx.layout.checkpoints,
-      savepointsRoot: ctx.layout.savepoints,
-      definitions: metrics,
-      lakeRoot: lakeRootOf(ctx.layout, TOPIC),
-    });
+    const speed = new SpeedJob(
+      openLog('lk-demo-speed'),
+      defaultSpeedJobConfig({ topic: TOPIC, version: DEMO_VERSION, instanceId: 'demo', dataDir: ctx.layout.root, definitions: metrics }),
+    );
     await speed.start();
     parts.push({ name: 'speed layer', stop: () => speed.stop() });
 

@@ -24,6 +24,7 @@ import { readVersionDefinitions, readVersionRecord } from '../../services/versio
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { diffVersions } from '../../serving/versionDiff.ts';
 import { SpeedJob } from '../../streaming/job/speedJob.ts';
+import { defaultSpeedJobConfig } from '../../streaming/cli.ts';
 import { LakeSource } from '../../streaming/replay/lakeSource.ts';
 import { parseReplayFrom, resolveReplayStart } from '../../streaming/replay/replayStart.ts';
 import { DEMO_VERSION, type DemoRuntime } from './demo.ts';
@@ -91,23 +92,18 @@ export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name
     const start = await resolveReplayStart(log, rt.topic, parseReplayFrom('earliest', undefined, Date.now()), () =>
       LakeSource.open(lakeRootOf(layout, rt.topic), rt.topic),
     );
-    const job = new SpeedJob(log, {
-      topic: rt.topic,
-      version: v2,
-      groupId: `lk-speed-${v2}`,
-      checkpointIntervalMs: 1000,
-      outOfOrdernessMs: 5000,
-      idleTimeoutMs: 30_000,
-      statusPort: 0,
-      instanceId: 'demo-tour',
-      dataDir: rt.dataDir,
-      checkpointsRoot: layout.checkpoints,
-      savepointsRoot: layout.savepoints,
-      definitions: changed,
-      origin: start.origin,
-      maxRate: TOUR_REPLAY_RATE,
-      lakeRoot: lakeRootOf(layout, rt.topic),
-    });
+    const job = new SpeedJob(
+      log,
+      defaultSpeedJobConfig({
+        topic: rt.topic,
+        version: v2,
+        instanceId: 'demo-tour',
+        dataDir: rt.dataDir,
+        definitions: changed,
+        origin: start.origin,
+        maxRate: TOUR_REPLAY_RATE,
+      }),
+    );
     await job.start();
     parts.push({ name: `replayed version ${v2}`, stop: () => job.stop() });
     let lastSaid = 0;

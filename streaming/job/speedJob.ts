@@ -379,9 +379,14 @@ export class SpeedJob {
     await this.closing.get(partition);
     // Fence first, then read the committed offset: after the fence no older owner can commit.
     const producer = await openFencingProducer(log, cfg.version, partition);
-    const committed = (await log.committedOffsets(cfg.groupId, cfg.topic))[partition] ?? null;
+    const [committedOffsets, beginnings, ends] = await Promise.all([
+      log.committedOffsets(cfg.groupId, cfg.topic),
+      log.beginningOffsets(cfg.topic),
+      log.endOffsets(cfg.topic),
+    ]);
+    const committed = committedOffsets[partition] ?? null;
     const ctx = { log, topic: cfg.topic, viewTopic: this.viewTopic, groupId: cfg.groupId, version: cfg.version, store: this.store };
-    const logStart = (await log.beginningOffsets(cfg.topic))[partition] ?? 0;
+    const logStart = beginnings[partition] ?? 0;
     const beginning = start ?? this.record?.origin.startOffsets?.[partition] ?? logStart;
     const from = committed ?? beginning;
     if (fromLog && from < logStart) {
@@ -405,7 +410,7 @@ export class SpeedJob {
     }
     const task = new PartitionTask(partition, this.host!, producer, ctx, opened.chain);
     // The lag is known from the start, not only once the first batch has been applied.
-    task.highWatermark = (await log.endOffsets(cfg.topic))[partition] ?? 0;
+    task.highWatermark = ends[partition] ?? 0;
     return task;
   }
 
