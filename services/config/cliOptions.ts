@@ -14,6 +14,8 @@ import { readVersionDefinitions } from '../versions/versionRecord.ts';
 
 export interface CommonOptions {
   brokers?: string;
+  /** A Java client properties file: TLS, SASL, bootstrap.servers, client.id (services/log/kafka/kafkaClientConfig.ts). */
+  kafkaConfig?: string;
   /** Undefined: the job version's own copy when it has one, else ./metrics.yaml. */
   metrics?: string;
   dataDir: string;
@@ -27,6 +29,12 @@ export function addCommonOptions(cmd: Command): Command {
       new Option('--brokers <host:port,...>', 'Kafka bootstrap servers; when absent the embedded log in the data dir is used').env(
         'KAFKA_BROKERS',
       ),
+    )
+    .addOption(
+      new Option(
+        '--kafka-config <file>',
+        "Kafka client properties (Java format, as for Kafka's own tools' --command-config): security.protocol, sasl.*, ssl.*, bootstrap.servers, client.id",
+      ).env('LK_KAFKA_CONFIG'),
     )
     .addOption(
       new Option('--metrics <file>', 'metric definitions (YAML or JSON)')
@@ -57,7 +65,8 @@ export function context(options: CommonOptions): Context {
   return {
     options,
     layout,
-    openLog: (clientId) => openLog({ brokers: options.brokers, embeddedDir: layout.log, ...(clientId ? { clientId } : {}) }),
+    openLog: (clientId) =>
+      openLog({ brokers: options.brokers, kafkaConfig: options.kafkaConfig, embeddedDir: layout.log, ...(clientId ? { clientId } : {}) }),
     loadMetrics: (version) => {
       if (options.metrics !== undefined) return loadMetricDefinitions(options.metrics);
       const own = version === undefined ? undefined : readVersionDefinitions(layout.root, version);

@@ -37,6 +37,8 @@ import type {
   TopicSpec,
 } from '../eventLog.ts';
 import { partitionForKey } from '../partitioner.ts';
+import { explainConnectFailure, saslErrorFromKafkajs } from './connectionDiagnosis.ts';
+import { PLAINTEXT_SECURITY, tlsConnectionOptions, type KafkaSecurity } from './kafkaClientConfig.ts';
 
 const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof Kafkajs;
 
@@ -62,6 +64,8 @@ export interface KafkaLogOptions {
   clientId?: string;
   /** How long to try to reach the brokers before failing (ms). */
   connectTimeoutMs?: number;
+  /** TLS and SASL (from --kafka-config, services/log/kafka/kafkaClientConfig.ts); default plaintext. */
+  security?: KafkaSecurity;
 }
 
 /**
@@ -118,12 +122,27 @@ export class KafkaLog implements EventLog {
   private readonly partitionCounts = new Map<string, { count: number; at: number }>();
   private readonly closeables = new Set<{ close(): Promise<void> }>();
 
+  private readonly security: KafkaSecurity;
+
   constructor(private readonly options: KafkaLogOptions) {
     this.location = options.brokers.join(',');
+    this.security = options.security ?? PLAINTEXT_SECURITY;
+    const { tls, sasl } = this.security;
     const timeout = options.connectTimeoutMs ?? 10_000;
     this.kafka = new Kafka({
       clientId: options.clientId ?? 'lambda-kappa',
       brokers: options.brokers,
+      ...(tls ? { ssl: tlsConnectionOptions(tls) } : {}),
+      // The one place the password leaves its Secret: kafkajs needs it to authenticate.
+      ...(sasl
+        ? {
+            sasl: {
+              mechanism: sasl.mechanism.toLowerCase(),
+              username: sasl.username,
+              password: sasl.password.reveal(),
+            } as Kafkajs.SASLOptions,
+          }
+        : {}),
       connectionTimeout: Math.min(timeout, 3_000),
       requestTimeout: 30_000,
       // Bounded retries: an unreachable broker is reported within about `timeout`, never a hang.
@@ -134,11 +153,21 @@ export class KafkaLog implements EventLog {
   }
 
   private wrap(action: string, err: unknown): InfrastructureError {
+    const refused = saslErrorFromKafkajs(err, this.location, this.security);
+    if (refused) return refused;
     const detail = errorMessage(err);
     if (/ECONNREFUSED|ENOTFOUND|Connection timeout|connect/i.test(detail) && !/topic/i.test(detail)) {
       return new InfrastructureError(`cannot reach Kafka at ${this.location} (${action}): ${detail}`, { cause: err });
     }
     return new InfrastructureError(`Kafka ${action} failed: ${detail}`, { cause: err });
+  }
+
+  /**
+   * A failed connect: a mismatch between the client's security settings and the listener, named
+   * by the connection diagnosis (a fatal KafkaSecurityError), else the usual message.
+   */
+  async connectError(action: string, err: unknown): Promise<InfrastructureError> {
+    return (await explainConnectFailure(err, this.options.brokers, this.security)) ?? this.wrap(action, err);
   }
 
   private async adminClient(): Promise<Admin> {
@@ -147,9 +176,13 @@ export class KafkaLog implements EventLog {
       const admin = this.kafka.admin();
       try {
         await admin.connect();
+        // connect() only opens the seed connection; a listener that wants SASL (or another
+        // protocol) closes it at the first real request: make that happen here, where a
+        // failure is diagnosed, rather than in the command's first request.
+        await admin.describeCluster();
       } catch (err) {
         this.adminConnecting = undefined;
-        throw this.wrap('connect', err);
+        throw await this.connectError('connect', err);
       }
       this.admin = admin;
       return admin;
@@ -333,7 +366,7 @@ export class KafkaLog implements EventLog {
     try {
       await producer.connect();
     } catch (err) {
-      throw this.wrap('producer connect', err);
+      throw await this.connectError('producer connect', err);
     }
     const adapter = new KafkaProducerAdapter(this, producer, options.transactionalId);
     this.closeables.add(adapter);
@@ -537,7 +570,7 @@ class KafkaConsumerAdapter implements LogConsumer {
         eachBatch: (payload) => this.handleBatch(payload, options),
       });
     } catch (err) {
-      throw this.log.wrapError('consumer start', err);
+      throw await this.log.connectError('consumer start', err);
     }
   }
 
