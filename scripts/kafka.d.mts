@@ -22,11 +22,28 @@ export interface KafkaOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** A listener beside PLAINTEXT and CONTROLLER, on 127.0.0.1 (advertised there too). */
+export interface KafkaListener {
+  /** Listener name, upper case (e.g. SASL_SSL, MTLS); its settings go in serverProperties as listener.name.<lower>.*. */
+  name: string;
+  port: number;
+  protocol: 'PLAINTEXT' | 'SSL' | 'SASL_PLAINTEXT' | 'SASL_SSL';
+}
+
 export interface KafkaStartOptions extends KafkaOptions {
   /** CLI only: kill the half-started broker on SIGINT/SIGTERM. */
   handleSignals?: boolean;
   /** If no broker is running in `home`, delete its data dir first (atomic with the start; tests). */
   fresh?: boolean;
+  /** Extra listeners (secured ones for tests); inter-broker and controller traffic stay on PLAINTEXT and CONTROLLER. */
+  listeners?: KafkaListener[];
+  /** Extra server.properties entries, written after the defaults (the last value of a key wins). */
+  serverProperties?: Record<string, string>;
+  /**
+   * SCRAM credentials written at storage format time (kafka-storage format --add-scram), e.g.
+   * 'SCRAM-SHA-512=[name=alice,password=alice-secret]'; only a fresh data dir is formatted.
+   */
+  scram?: string[];
 }
 
 export interface KafkaStopOptions extends KafkaOptions {

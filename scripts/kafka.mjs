@@ -91,6 +91,17 @@ function resolveConfig(opts = {}) {
   const timeoutMs = Number(opts.timeoutMs ?? env.LK_KAFKA_START_TIMEOUT_MS ?? 90_000);
   const heap = String(opts.heap ?? env.LK_KAFKA_HEAP ?? '512m');
   const quiet = Boolean(opts.quiet);
+  const listeners = (opts.listeners ?? []).map((l) => {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(l.name ?? '') || ['PLAINTEXT', 'CONTROLLER'].includes(l.name)) {
+      throw new KafkaScriptError(`invalid extra listener name "${l.name}" (upper case, not PLAINTEXT or CONTROLLER)`);
+    }
+    if (!['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'].includes(l.protocol)) {
+      throw new KafkaScriptError(`listener ${l.name}: invalid security protocol "${l.protocol}"`);
+    }
+    if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535)
+      throw new KafkaScriptError(`listener ${l.name}: invalid port "${l.port}"`);
+    return { name: l.name, port: l.port, protocol: l.protocol };
+  });
   const log = opts.log ?? ((msg) => quiet || process.stderr.write(`[kafka] ${msg}\n`));
   return {
     env,
@@ -115,6 +126,9 @@ function resolveConfig(opts = {}) {
     timeoutMs: Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 90_000,
     heap,
     log,
+    listeners,
+    extraProperties: Object.entries(opts.serverProperties ?? {}),
+    scram: [...(opts.scram ?? [])],
   };
 }
 
@@ -344,9 +358,9 @@ function serverProperties(cfg) {
     '# Single combined broker+controller KRaft node for development and tests.',
     'process.roles=broker,controller',
     'node.id=1',
-    `listeners=PLAINTEXT://127.0.0.1:${p},CONTROLLER://127.0.0.1:${c}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${p}`,
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listeners=${[`PLAINTEXT://127.0.0.1:${p}`, `CONTROLLER://127.0.0.1:${c}`, ...cfg.listeners.map((l) => `${l.name}://127.0.0.1:${l.port}`)].join(',')}`,
+    `advertised.listeners=${[`PLAINTEXT://127.0.0.1:${p}`, ...cfg.listeners.map((l) => `${l.name}://127.0.0.1:${l.port}`)].join(',')}`,
+    `listener.security.protocol.map=${['PLAINTEXT:PLAINTEXT', 'CONTROLLER:PLAINTEXT', ...cfg.listeners.map((l) => `${l.name}:${l.protocol}`)].join(',')}`,
     'inter.broker.listener.name=PLAINTEXT',
     'controller.listener.names=CONTROLLER',
     cfg.major >= 4
@@ -381,8 +395,16 @@ function serverProperties(cfg) {
     'log.cleaner.dedupe.buffer.size=16777216',
     'log.cleaner.backoff.ms=5000',
     '',
+    ...(cfg.extraProperties.length > 0 ? ["# the caller's own settings (startKafka serverProperties): the last value of a key wins"] : []),
+    ...cfg.extraProperties.map(([k, v]) => `${k}=${escapeProperty(v)}`),
+    '',
   ];
   return lines.join('\n');
+}
+
+/** A value written into a .properties file: backslashes and line breaks escaped. */
+function escapeProperty(value) {
+  return String(value).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
 
 function log4jProperties(cfg) {
@@ -461,6 +483,8 @@ function ensureFormatted(cfg, java) {
     '-c',
     cfg.propsFile,
     ...(cfg.major >= 4 ? ['--standalone'] : []),
+    // SCRAM credentials exist from the first start in KRaft only when written at format time.
+    ...cfg.scram.flatMap((s) => ['--add-scram', s]),
   ];
   cfg.log(`formatting KRaft storage in ${cfg.dataDir} (cluster id ${clusterId})`);
   const r = spawnSync(java, args, { cwd: cfg.home, env: cfg.env, encoding: 'utf8', timeout: 120_000 });
@@ -654,7 +678,7 @@ export async function startKafka(opts = {}) {
     }
 
     const { java } = findJava(opts);
-    for (const p of [cfg.port, cfg.controllerPort]) {
+    for (const p of [cfg.port, cfg.controllerPort, ...cfg.listeners.map((l) => l.port)]) {
       if (await portOpen('127.0.0.1', p, 500)) {
         throw new KafkaScriptError(
           `port ${p} on 127.0.0.1 is already in use by another process: choose other ports with LK_KAFKA_PORT (the controller uses PORT+1), ${HELP_SUFFIX}`,
