@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EventLog } from '../../services/log/eventLog.ts';
-import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
+import { KafkaLog, type KafkaLogOptions } from '../../services/log/kafka/kafkaLog.ts';
 import { parseBrokers } from '../../services/log/openLog.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
@@ -44,8 +44,10 @@ export class Pipeline {
     readonly topic: string,
     readonly version: string,
     private readonly env: Record<string, string> = {},
+    /** The test's own reader of the log: the suite's broker unless given (a secured broker, say). */
+    kafka: KafkaLogOptions = { brokers: parseBrokers(testBrokers()) },
   ) {
-    this.log = new KafkaLog({ brokers: parseBrokers(testBrokers()), clientId: 'lk-e2e' });
+    this.log = new KafkaLog({ clientId: 'lk-e2e', ...kafka });
   }
 
   /** The options every command takes. */
