@@ -12,23 +12,29 @@
  *   4. (c) the same with a per-user metric instead of spend_by_campaign: about a million live
  *      window-keys, for the memory aim; every event then changes its own rows, so the view
  *      output (one full row per changed window-key and checkpoint) dominates its rate.
+ *   5. (d) a secured cluster: a broker of the bench's own (test/securedKafka.ts) with a PLAINTEXT
+ *      and a SASL_SSL (SCRAM-SHA-512, TLS 1.3) listener; the same topic, pre-filled once, read by
+ *      (a) and (b) over each listener: what TLS and SASL cost the raw consume and the speed layer.
  * Both rates are measured from the first record delivered to the end (group join excluded).
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
- * window-keys, run (c)) and state bytes per live window-key.
- * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c); LK_BENCH_CPU_PROF=DIR
- * writes a CPU profile of each speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
+ * window-keys, run (c)), state bytes per live window-key, and SASL_SSL over PLAINTEXT for (d).
+ * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c), LK_BENCH_SKIP_SECURED=1
+ * skips (d); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each speed worker; LK_BENCH_THREADS=N
+ * sets the speed job's state threads.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ingestLines } from '../services/ingest/ingest.ts';
+import { loadKafkaClientConfig } from '../services/log/kafka/kafkaClientConfig.ts';
 import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
 import { defaultSpeedJobConfig } from '../streaming/cli.ts';
+import { startSecuredKafka } from '../test/securedKafka.ts';
 import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker, benchEvents } from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
@@ -114,9 +120,15 @@ async function rawConsume(log: KafkaLog, topic: string, total: number): Promise<
   return { seconds: (last - first) / 1000, records: seen };
 }
 
+/** A client of `brokers`, over the security settings of a client properties file when one is given. */
+function benchLog(brokers: string, kafkaConfig?: string): KafkaLog {
+  const security = kafkaConfig ? loadKafkaClientConfig(kafkaConfig).security : undefined;
+  return new KafkaLog({ brokers: brokers.split(','), clientId: 'bench-speed', ...(security ? { security } : {}) });
+}
+
 /** (b), in this process when started with --worker: prints one JSON line with the result. */
-async function worker(brokers: string, topic: string, dataDir: string, profile: string): Promise<void> {
-  const log = new KafkaLog({ brokers: brokers.split(','), clientId: 'bench-speed' });
+async function worker(brokers: string, topic: string, dataDir: string, profile: string, kafkaConfig?: string): Promise<void> {
+  const log = benchLog(brokers, kafkaConfig);
   const version = `bench${Date.now().toString(36)}`;
   const job = new SpeedJob(
     log,
@@ -167,8 +179,68 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function runWorker(brokers: string, topic: string, dataDir: string, profile: 'throughput' | 'memory'): Promise<WorkerResult> {
-  return runBenchWorker<WorkerResult>(fileURLToPath(import.meta.url), [brokers, topic, dataDir, profile], 'speed worker');
+function runWorker(
+  brokers: string,
+  topic: string,
+  dataDir: string,
+  profile: 'throughput' | 'memory',
+  kafkaConfig?: string,
+): Promise<WorkerResult> {
+  return runBenchWorker<WorkerResult>(
+    fileURLToPath(import.meta.url),
+    [brokers, topic, dataDir, profile, ...(kafkaConfig ? [kafkaConfig] : [])],
+    'speed worker',
+  );
+}
+
+interface SecuredResult {
+  rawPlain: { seconds: number; records: number };
+  rawSecured: { seconds: number; records: number };
+  speedPlain: WorkerResult;
+  speedSecured: WorkerResult;
+}
+
+/**
+ * (d): one secured broker, one topic, read over its PLAINTEXT and its SASL_SSL listener in turn
+ * (plaintext first each time, so that both read a topic the broker has read once already).
+ */
+async function securedRuns(): Promise<SecuredResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'lk-bench-secured-'));
+  const kafka = await startSecuredKafka(dir, { heap: '512m' });
+  try {
+    const config = kafka.writeProperties('bench.properties', kafka.saslSslProperties());
+    const plain = benchLog(kafka.plaintext);
+    const secured = benchLog(kafka.saslSsl, config);
+    const topic = `bench-secured-${Date.now()}`;
+    await plain.createTopics(eventTopicSpecs(topic, 6));
+    const t0 = performance.now();
+    const produced = await ingestLines(plain, benchEvents(EVENTS, { seed: 11, users: 66_000 }), {
+      topic,
+      source: 'bench',
+      batchSize: 10_000,
+    });
+    console.log(
+      `(d) pre-filled ${produced.accepted.toLocaleString('en-US')} events on the secured broker in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const rawPlain = await rawConsume(plain, topic, produced.accepted);
+    const rawSecured = await rawConsume(secured, topic, produced.accepted);
+    const speed = async (brokers: string, kafkaConfig?: string): Promise<WorkerResult> => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-speed-'));
+      try {
+        return await runWorker(brokers, topic, dataDir, 'throughput', kafkaConfig);
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    };
+    const speedPlain = await speed(kafka.plaintext);
+    const speedSecured = await speed(kafka.saslSsl, config);
+    await plain.deleteTopics([topic, `${topic}.dlq`]);
+    await Promise.all([plain.close(), secured.close()]);
+    return { rawPlain, rawSecured, speedPlain, speedSecured };
+  } finally {
+    await kafka.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<void> {
@@ -202,6 +274,7 @@ async function main(): Promise<void> {
   const memory = process.env.LK_BENCH_SKIP_MEMORY ? undefined : await run('memory');
   await log.deleteTopics([topic, `${topic}.dlq`]);
   await log.close();
+  const secured = process.env.LK_BENCH_SKIP_SECURED ? undefined : await securedRuns();
 
   const rawRate = raw.records / raw.seconds;
   const speedRate = speed.records / speed.seconds;
@@ -234,8 +307,25 @@ async function main(): Promise<void> {
           ],
         ] as [string, string][])
       : []),
+    ...(secured ? securedRows(secured) : []),
   ]);
 }
 
-if (process.argv[2] === '--worker') await worker(process.argv[3]!, process.argv[4]!, process.argv[5]!, process.argv[6] ?? 'throughput');
+function securedRows(r: SecuredResult): [string, string][] {
+  const rate = (x: { seconds: number; records: number }) => x.records / x.seconds;
+  const rawPlain = rate(r.rawPlain);
+  const rawSecured = rate(r.rawSecured);
+  const speedPlain = rate(r.speedPlain);
+  const speedSecured = rate(r.speedSecured);
+  return [
+    ['(d) secured broker: raw consume PLAINTEXT', fmtRate(rawPlain)],
+    ['(d) raw consume SASL_SSL (SCRAM-SHA-512)', `${fmtRate(rawSecured)}  (ratio to PLAINTEXT ${(rawSecured / rawPlain).toFixed(2)})`],
+    ['(d) speed layer PLAINTEXT', fmtRate(speedPlain)],
+    ['(d) speed layer SASL_SSL', `${fmtRate(speedSecured)}  (ratio to PLAINTEXT ${(speedSecured / speedPlain).toFixed(2)})`],
+    ['(d) speed layer peak RSS PLAINTEXT / SASL_SSL', `${fmtMiB(r.speedPlain.peakRssBytes)} / ${fmtMiB(r.speedSecured.peakRssBytes)}`],
+  ];
+}
+
+if (process.argv[2] === '--worker')
+  await worker(process.argv[3]!, process.argv[4]!, process.argv[5]!, process.argv[6] ?? 'throughput', process.argv[7]);
 else await main();

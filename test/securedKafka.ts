@@ -44,7 +44,7 @@ export function jaas(user: string, password: string): string {
   return `${SCRAM_LOGIN_MODULE} required username="${user}" password="${password}";`;
 }
 
-export async function startSecuredKafka(dir: string): Promise<SecuredKafka> {
+export async function startSecuredKafka(dir: string, options: { heap?: string } = {}): Promise<SecuredKafka> {
   const pki = makeTestPki(dir);
   const port = await freePort(5); // PLAINTEXT, CONTROLLER, SASL_SSL, MTLS, WRONGHOST
   const [saslPort, mtlsPort, wrongPort] = [port + 2, port + 3, port + 4];
@@ -60,7 +60,7 @@ export async function startSecuredKafka(dir: string): Promise<SecuredKafka> {
     home,
     fresh: true,
     quiet: true,
-    heap: '384m',
+    heap: options.heap ?? '384m',
     listeners: [
       { name: 'SASL_SSL', port: saslPort, protocol: 'SASL_SSL' },
       { name: 'MTLS', port: mtlsPort, protocol: 'SSL' },
