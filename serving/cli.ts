@@ -14,6 +14,8 @@ import {
   duration,
   onShutdownSignal,
   port,
+  nonNegativeInt,
+  positiveDuration,
   positiveInt,
   versionName,
   topicName,
@@ -25,7 +27,7 @@ import {
 } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { readVersionRecord } from '../services/versions/versionRecord.ts';
-import { parseServeConfig, type ServeConfig } from './config.ts';
+import { parseServeConfig, type ServeConfig, type ServeConfigInput } from './config.ts';
 
 interface ServeOptions extends CommonOptions, PromotionOptions {
   port: number;
@@ -33,6 +35,16 @@ interface ServeOptions extends CommonOptions, PromotionOptions {
   version: string;
   topic?: string;
   authToken?: string;
+  tokensFile?: string;
+  jwksFile?: string;
+  jwksUrl?: string;
+  jwtAudience?: string;
+  jwtIssuer?: string;
+  jwtRoleClaim: string;
+  jwtNameClaim: string;
+  reloadPoll: number;
+  tlsCert?: string;
+  tlsKey?: string;
   introspection: boolean;
   maxRangeMinute: number;
   maxRangeHour: number;
@@ -41,6 +53,14 @@ interface ServeOptions extends CommonOptions, PromotionOptions {
   requestTimeout: number;
   maxDepth: number;
   maxCost: number;
+  maxAliases: number;
+  maxRootFields: number;
+  resolverCost: number;
+  executionBudget: number;
+  executionSlice: number;
+  rateLimit: number;
+  rateBurst: number;
+  maxSubscriptions: number;
   batchPoll: number;
   maxVersions: number;
 }
@@ -72,9 +92,59 @@ const SERVE_OPTIONS: OptionSpec[] = [
   },
   {
     flags: '--auth-token <token>',
-    description: 'require Authorization: Bearer <token> on everything but /healthz and /readyz (at least 16 characters)',
+    description:
+      'one shared bearer token with the admin role (name "auth-token"), at least 16 characters; any token source makes every request but /healthz, /readyz and the pages need a token',
     env: 'LK_SERVE_AUTH_TOKEN',
   },
+  {
+    flags: '--tokens-file <file>',
+    description: 'bearer tokens stored hashed (sha256: or scrypt:), each with a role (reader, admin) and a name; reloaded on change',
+    env: 'LK_SERVE_TOKENS_FILE',
+  },
+  {
+    flags: '--jwks-file <file>',
+    description: 'accept JWT bearer tokens (RS256, ES256) signed by the keys of this JWKS file (reloaded on change)',
+    env: 'LK_SERVE_JWKS_FILE',
+    conflicts: 'jwksUrl',
+  },
+  {
+    flags: '--jwks-url <url>',
+    description: "accept JWT bearer tokens (RS256, ES256) signed by the keys at this URL (the identity provider's JWKS, cached)",
+    env: 'LK_SERVE_JWKS_URL',
+    parse: httpUrl,
+  },
+  {
+    flags: '--jwt-audience <aud>',
+    description: 'the aud a JWT must carry (required with --jwks-file/--jwks-url)',
+    env: 'LK_SERVE_JWT_AUDIENCE',
+  },
+  { flags: '--jwt-issuer <iss>', description: 'the iss a JWT must carry (not checked when absent)', env: 'LK_SERVE_JWT_ISSUER' },
+  {
+    flags: '--jwt-role-claim <path>',
+    description: 'JWT claim (dotted path) holding the role: admin or reader, a string or an array',
+    env: 'LK_SERVE_JWT_ROLE_CLAIM',
+    default: 'role',
+  },
+  {
+    flags: '--jwt-name-claim <path>',
+    description: 'JWT claim naming the caller (audit lines, rate limits)',
+    env: 'LK_SERVE_JWT_NAME_CLAIM',
+    default: 'sub',
+  },
+  {
+    flags: '--reload-poll <duration>',
+    description: 'how often the tokens file, the JWKS file and the TLS files are checked for changes (besides file-system events)',
+    env: 'LK_SERVE_RELOAD_POLL',
+    default: 2000,
+    defaultText: '2s',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--tls-cert <file>',
+    description: 'PEM certificate (chain): serve HTTPS and WSS only (with --tls-key)',
+    env: 'LK_SERVE_TLS_CERT',
+  },
+  { flags: '--tls-key <file>', description: 'PEM private key of --tls-cert', env: 'LK_SERVE_TLS_KEY' },
   // Commander hands boolean flags no value from the environment: LK_SERVE_INTROSPECTION is read in the action.
   { flags: '--introspection', description: 'allow schema introspection (default; env LK_SERVE_INTROSPECTION=true|false)' },
   { flags: '--no-introspection', description: 'refuse schema introspection (production)' },
@@ -120,6 +190,64 @@ const SERVE_OPTIONS: OptionSpec[] = [
     parse: positiveInt,
   },
   {
+    flags: '--max-aliases <n>',
+    description: 'aliased fields a query may have (checked before validation)',
+    env: 'LK_SERVE_MAX_ALIASES',
+    default: 50,
+    parse: nonNegativeInt,
+  },
+  {
+    flags: '--max-root-fields <n>',
+    description: 'root fields an operation may have (fragments expanded)',
+    env: 'LK_SERVE_MAX_ROOT_FIELDS',
+    default: 25,
+    parse: positiveInt,
+  },
+  {
+    flags: '--resolver-cost <n>',
+    description: "cost of each call of one of serving's resolvers (root fields, WindowValue.partitions, mutations, subscriptions)",
+    env: 'LK_SERVE_RESOLVER_COST',
+    default: 100,
+    parse: positiveInt,
+  },
+  {
+    flags: '--execution-budget <duration>',
+    description: 'event-loop time one request (or subscription event) may use before it is cut off',
+    env: 'LK_SERVE_EXECUTION_BUDGET',
+    default: 1000,
+    defaultText: '1s',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--execution-slice <duration>',
+    description: 'event-loop time a request runs before it lets other requests run',
+    env: 'LK_SERVE_EXECUTION_SLICE',
+    default: 5,
+    defaultText: '5ms',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--rate-limit <cost>',
+    description: 'cost units per second each client (token, else address) may spend; 0 = no rate limit',
+    env: 'LK_SERVE_RATE_LIMIT',
+    default: 1_000_000,
+    parse: nonNegativeInt,
+  },
+  {
+    flags: '--rate-burst <cost>',
+    description: 'cost units a client may spend at once (the size of its bucket)',
+    env: 'LK_SERVE_RATE_BURST',
+    default: 2_000_000,
+    parse: positiveInt,
+  },
+  {
+    flags: '--max-subscriptions <n>',
+    description: 'subscriptions one client may have open',
+    env: 'LK_SERVE_MAX_SUBSCRIPTIONS',
+    default: 32,
+    parse: positiveInt,
+  },
+  {
     flags: '--batch-poll <duration>',
     description: 'how often to look for a newer batch run',
     env: 'LK_SERVE_BATCH_POLL',
@@ -159,6 +287,36 @@ function eventsTopicOf(opts: ServeOptions, ctx: Context): string {
   }
 }
 
+/** The JWT settings: none without a JWKS; the audience is then required (a token for another service must not pass). */
+function jwtConfigOf(opts: ServeOptions): ServeConfigInput['jwt'] {
+  if (opts.jwksFile === undefined && opts.jwksUrl === undefined) {
+    if (opts.jwtAudience !== undefined || opts.jwtIssuer !== undefined)
+      throw new ConfigError('--jwt-audience and --jwt-issuer need --jwks-file or --jwks-url');
+    return null;
+  }
+  if (opts.jwtAudience === undefined)
+    throw new ConfigError('--jwks-file/--jwks-url need --jwt-audience (the aud your identity provider puts in tokens for lk serve)');
+  return {
+    jwksFile: opts.jwksFile ?? null,
+    jwksUrl: opts.jwksUrl ?? null,
+    audience: opts.jwtAudience,
+    issuer: opts.jwtIssuer ?? null,
+    roleClaim: opts.jwtRoleClaim,
+    nameClaim: opts.jwtNameClaim,
+  };
+}
+
+function httpUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('must be an http(s) URL.');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new InvalidArgumentError('must be an http(s) URL.');
+  return value;
+}
+
 function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeConfig {
   return parseServeConfig(
     {
@@ -167,12 +325,25 @@ function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeCon
       defaultVersion: opts.version,
       eventsTopic: eventsTopicOf(opts, ctx),
       authToken: opts.authToken ?? null,
+      tokensFile: opts.tokensFile ?? null,
+      jwt: jwtConfigOf(opts),
+      reloadPollMs: opts.reloadPoll,
+      tlsCert: opts.tlsCert ?? null,
+      tlsKey: opts.tlsKey ?? null,
       introspection: introspectionOf(opts, cmd),
       maxRangeMs: { minute: opts.maxRangeMinute, hour: opts.maxRangeHour, day: opts.maxRangeDay },
       maxTopKeys: opts.maxTopKeys,
       requestTimeoutMs: opts.requestTimeout,
       maxDepth: opts.maxDepth,
       maxCost: opts.maxCost,
+      maxAliases: opts.maxAliases,
+      maxRootFields: opts.maxRootFields,
+      resolverCost: opts.resolverCost,
+      executionBudgetMs: opts.executionBudget,
+      executionSliceMs: opts.executionSlice,
+      rateLimit: opts.rateLimit,
+      rateBurst: opts.rateBurst,
+      maxSubscriptions: opts.maxSubscriptions,
       batchPollMs: opts.batchPoll,
       maxVersions: opts.maxVersions,
       promoteMaxLag: opts.promoteMaxLag,

@@ -16,6 +16,22 @@ export interface Deadline {
 
 export const NO_DEADLINE: Deadline = { check() {} };
 
+/**
+ * A loop over every key, written as a generator that pauses every KEYS_PER_STEP keys (after
+ * checking its deadline). The resolvers run it under the request's execution budget, which gives
+ * the event loop back between slices (serving/graphql/executionBudget.ts `steps`); everything else
+ * (the CLI, the tests) runs it straight through with `runSteps`. The answer is the same.
+ */
+export type Steps<T> = Generator<void, T, void>;
+export const KEYS_PER_STEP = 256;
+
+export function runSteps<T>(steps: Steps<T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
 export type GranularityName = 'MINUTE' | 'HOUR' | 'DAY';
 const GRANULARITY_NAME: Record<Granularity, GranularityName> = { minute: 'MINUTE', hour: 'HOUR', day: 'DAY' };
 
@@ -284,10 +300,25 @@ export function topKeys(
   limit: number,
   deadline: Deadline = NO_DEADLINE,
 ): KeyTotal[] {
+  return runSteps(topKeysSteps(view, metric, granularity, from, to, limit, deadline));
+}
+
+export function* topKeysSteps(
+  view: ViewSnapshot,
+  metric: string,
+  granularity: Granularity,
+  from: number,
+  to: number,
+  limit: number,
+  deadline: Deadline = NO_DEADLINE,
+): Steps<KeyTotal[]> {
   const totals: KeyTotal[] = [];
   let n = 0;
   for (const key of view.keys(metric, granularity)) {
-    if ((++n & 255) === 0) deadline.check();
+    if (++n % KEYS_PER_STEP === 0) {
+      deadline.check();
+      yield;
+    }
     const m = view.merged(metric, granularity, key);
     if (!m) continue;
     const lo = m.lowerBound(from);
@@ -350,6 +381,18 @@ export function total(
   granularity: Granularity,
   deadline: Deadline = NO_DEADLINE,
 ): TotalValue {
+  return runSteps(totalSteps(view, def, key, from, to, granularity, deadline));
+}
+
+export function* totalSteps(
+  view: ViewSnapshot,
+  def: MetricDefinition,
+  key: string | null,
+  from: number,
+  to: number,
+  granularity: Granularity,
+  deadline: Deadline = NO_DEADLINE,
+): Steps<TotalValue> {
   const out: TotalValue = {
     metric: def.name,
     key,
@@ -378,7 +421,10 @@ export function total(
   const keys = key === null ? view.keys(def.name, granularity) : [key];
   let n = 0;
   for (const k of keys) {
-    if ((++n & 255) === 0) deadline.check();
+    if (++n % KEYS_PER_STEP === 0) {
+      deadline.check();
+      yield;
+    }
     const m = view.merged(def.name, granularity, k);
     if (!m) continue;
     const lo = m.lowerBound(from);

@@ -18,7 +18,7 @@
  * be a duplicate that got through); batch after dedup is 0 by construction.
  */
 import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
-import type { Deadline } from './queries.ts';
+import { KEYS_PER_STEP, runSteps, type Deadline, type Steps } from './queries.ts';
 import type { PartialRows } from './views/partialRows.ts';
 import type { ViewSnapshot } from './views/versionView.ts';
 
@@ -96,6 +96,11 @@ function sumRows(rows: PartialRows | undefined, lo: number, start: number, into:
 }
 
 export function reconcile(inputs: ReconciliationInputs): ReconciliationResult {
+  return runSteps(reconcileSteps(inputs));
+}
+
+/** reconcile, pausing every KEYS_PER_STEP keys (serving/queries.ts Steps). */
+export function* reconcileSteps(inputs: ReconciliationInputs): Steps<ReconciliationResult> {
   const { view, def, granularity, from, to, deadline } = inputs;
   const batch = view.batch;
   const cut = batch?.manifest.cut;
@@ -143,7 +148,10 @@ export function reconcile(inputs: ReconciliationInputs): ReconciliationResult {
   let speedExcess = 0;
   let n = 0;
   for (const key of view.keys(def.name, granularity)) {
-    if ((++n & 255) === 0) deadline.check();
+    if (++n % KEYS_PER_STEP === 0) {
+      deadline.check();
+      yield;
+    }
     const b = view.batchRows(def.name, granularity, key);
     const s = view.speedRows(def.name, granularity, key);
     if (b) {

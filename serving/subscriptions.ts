@@ -20,7 +20,11 @@ export interface WindowFilter {
 export class WindowSubscriptions {
   active = 0;
 
-  iterate(runtime: VersionRuntime, filter: WindowFilter): AsyncIterableIterator<WindowValue> {
+  /**
+   * `beforeEvent` runs before each value is taken (serving/http/subscriptions.ts: the client's
+   * rate limit may make it wait); changes keep coalescing meanwhile.
+   */
+  iterate(runtime: VersionRuntime, filter: WindowFilter, beforeEvent?: () => Promise<void>): AsyncIterableIterator<WindowValue> {
     const pending = new Map<string, WindowUpdate>();
     let wake: (() => void) | undefined;
     let closed = false;
@@ -45,6 +49,10 @@ export class WindowSubscriptions {
       next: async () => {
         for (;;) {
           if (closed) return { done: true, value: undefined };
+          if (pending.size > 0 && beforeEvent) {
+            await beforeEvent();
+            if (closed) return { done: true, value: undefined };
+          }
           const first = pending.entries().next();
           if (!first.done) {
             const [id, u] = first.value;

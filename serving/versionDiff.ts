@@ -8,7 +8,7 @@
  * versions compute them with the same code from the same events, so any difference is real).
  */
 import type { Granularity } from '../services/metrics/definitions.ts';
-import { NO_DEADLINE, type Deadline } from './queries.ts';
+import { KEYS_PER_STEP, NO_DEADLINE, runSteps, type Deadline, type Steps } from './queries.ts';
 import type { MergedWindows } from './views/mergeRule.ts';
 import type { ViewSnapshot } from './views/versionView.ts';
 
@@ -95,6 +95,11 @@ function diffKey(a: MergedWindows | undefined, b: MergedWindows | undefined, fro
 }
 
 export function diffVersions(a: ViewSnapshot, b: ViewSnapshot, request: DiffRequest): VersionDiff {
+  return runSteps(diffVersionsSteps(a, b, request));
+}
+
+/** diffVersions, pausing every KEYS_PER_STEP keys (serving/queries.ts Steps). */
+export function* diffVersionsSteps(a: ViewSnapshot, b: ViewSnapshot, request: DiffRequest): Steps<VersionDiff> {
   const { metric, granularity, from, to, limit } = request;
   const deadline = request.deadline ?? NO_DEADLINE;
   const keys = new Set(a.keys(metric, granularity));
@@ -118,7 +123,10 @@ export function diffVersions(a: ViewSnapshot, b: ViewSnapshot, request: DiffRequ
   const differing: KeyDifference[] = [];
   let n = 0;
   for (const key of keys) {
-    if ((++n & 255) === 0) deadline.check();
+    if (++n % KEYS_PER_STEP === 0) {
+      deadline.check();
+      yield;
+    }
     const d = diffKey(a.merged(metric, granularity, key), b.merged(metric, granularity, key), from, to);
     if (d.compared === 0) continue;
     result.keysCompared++;

@@ -12,9 +12,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execute, parse, getOperationAST } from 'graphql/index.js';
+import { pino } from 'pino';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { parseServeConfig } from '../config.ts';
+import { ANONYMOUS } from '../auth/roles.ts';
+import { ExecutionBudget } from '../graphql/executionBudget.ts';
 import { JitQueryCache, executeWithJit } from '../graphql/jitExecutor.ts';
 import { deadlineFor, type ServeContext } from '../graphql/resolvers.ts';
 import { buildServeSchema } from '../graphql/schema.ts';
@@ -198,14 +201,24 @@ describe('the graphql-jit executor answers as graphql-js does', () => {
 
   const context = (): ServeContext => {
     const deadlineAt = Date.now() + config.requestTimeoutMs;
+    const work = new ExecutionBudget({ budgetMs: config.executionBudgetMs, sliceMs: config.executionSliceMs });
     return {
       config,
+      caller: { principal: ANONYMOUS, client: 'address:test' },
+      work,
+      versionsAdmin: {
+        retire: () => Promise.reject(new Error('not in this test')),
+        propagate: () => Promise.resolve([]),
+      },
+      logger: pino({ level: 'silent' }),
+      charged: 0,
+      rootField: 'unknown',
       registry: server.handle.registry,
       defaultVersion: server.handle.defaults.current.version,
       defaultGeneration: server.handle.defaults.current.generation,
       defaults: server.handle.defaults,
       deadlineAt,
-      deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
+      deadline: deadlineFor(deadlineAt, config.requestTimeoutMs, work),
       snapshots: new Map(),
       subscriptionCount: () => 0,
       deadLetters: () => ({

@@ -177,7 +177,13 @@ describe('merged answers over HTTP equal the oracle', () => {
     } finally {
       await publisher.close();
     }
-    server = await startTestServer(dir.path, { defaultVersion: versions.fresh, maxCost: 100_000_000 });
+    // Every key's answers in one request: many root fields, compared with the oracle.
+    server = await startTestServer(dir.path, {
+      defaultVersion: versions.fresh,
+      maxCost: 100_000_000,
+      maxRootFields: 1000,
+      maxAliases: 1000,
+    });
     await eventually(() => (server.handle.ready() ? true : undefined), 'serving ready');
   });
 

@@ -3,6 +3,7 @@
  * code, never on the message) and a message that says what to change. Nothing else leaves the
  * server: unexpected errors are masked in formatError (serving/http/server.ts).
  */
+import { HeaderMap } from '@apollo/server';
 import { GraphQLError } from 'graphql/index.js';
 
 export const ErrorCode = {
@@ -16,8 +17,15 @@ export const ErrorCode = {
   PROMOTION_REFUSED: 'PROMOTION_REFUSED',
   QUERY_TOO_DEEP: 'QUERY_TOO_DEEP',
   QUERY_TOO_COSTLY: 'QUERY_TOO_COSTLY',
+  TOO_MANY_ALIASES: 'TOO_MANY_ALIASES',
+  TOO_MANY_ROOT_FIELDS: 'TOO_MANY_ROOT_FIELDS',
+  EXECUTION_BUDGET_EXCEEDED: 'EXECUTION_BUDGET_EXCEEDED',
+  RATE_LIMITED: 'RATE_LIMITED',
+  TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
+  FORBIDDEN: 'FORBIDDEN',
+  RETIREMENT_REFUSED: 'RETIREMENT_REFUSED',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -27,7 +35,8 @@ export function userError(code: ErrorCode, message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code } });
 }
 
-/** An error that rejects the whole request before execution, with its HTTP status. */
-export function requestError(code: ErrorCode, message: string, status: number): GraphQLError {
-  return new GraphQLError(message, { extensions: { code, http: { status } } });
+/** An error that rejects the whole request before execution, with its HTTP status (and headers, e.g. Retry-After). */
+export function requestError(code: ErrorCode, message: string, status: number, headers?: Record<string, string>): GraphQLError {
+  const http = headers ? { status, headers: new HeaderMap(Object.entries(headers)) } : { status };
+  return new GraphQLError(message, { extensions: { code, http } });
 }

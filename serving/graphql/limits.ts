@@ -1,23 +1,45 @@
 /**
- * Query depth and cost limits, checked before execution (and for each subscription).
+ * The limits that bound the work of one request, checked before it runs (HTTP queries and every
+ * subscription alike). Each refusal has its code and names the flag that sets the limit.
  *
- * Depth counts nested selection sets through fragments. Cost estimates the work and the size of
- * the answer: every field costs 1, and a list field multiplies the cost of its selection by the
- * length it can return: `series` by its number of windows (from the arguments: one day of minute
- * windows is 1,440; `seriesColumns` alike, each of its columns holding one value per window), `topKeys` by `limit`, `metrics` by the number of metrics, and the smaller
- * lists (per-partition, per-key) by fixed bounds. Aliases do not escape it: ten aliased series
- * cost ten times one.
+ * - Shape, checked on the parsed document before validation (graphql-js's validation of a
+ *   document with thousands of aliased fields is itself quadratic): at most `--max-aliases`
+ *   aliased fields in the document, at most `--max-root-fields` root fields per operation
+ *   (fragments expanded).
+ * - Depth: nested selection sets through fragments (`--max-depth`).
+ * - Cost (`--max-cost`), an estimate of the work and of the size of the answer:
+ *   - each call of one of serving's resolvers (every root field, `WindowValue.partitions`, the
+ *     mutations, the subscription) costs `--resolver-cost`, every other field 1;
+ *   - a list field multiplies the cost of its selection by the length it can return: `series` by
+ *     its number of windows (one day of minute windows is 1,440; `seriesColumns` alike, each of
+ *     its columns holding one value per window), `topKeys` by `limit`, `metrics` by the number of
+ *     metrics, and the smaller lists (per partition, per key) by fixed bounds;
+ *   - resolvers that walk every key of a metric (`topKeys`, `total` without a key,
+ *     `reconciliation`, `versionDiff`) add the windows they walk (keys held x windows in the
+ *     range) / SCAN_WINDOWS_PER_UNIT;
+ *   - the query text costs one unit per TEXT_BYTES_PER_UNIT bytes (parsing and validating it).
+ *   Aliases do not escape it: ten aliased series cost ten times one; nor do fragments.
+ *
+ * Fragments are measured once each (memoised), so a document whose fragments spread each other
+ * many times over is measured in time linear in its size, not in the size of its expansion.
  */
 import {
+  getNamedType,
+  isObjectType,
   Kind,
+  SchemaMetaFieldDef,
+  TypeMetaFieldDef,
   type DocumentNode,
   type FieldNode,
   type FragmentDefinitionNode,
+  type GraphQLNamedType,
+  type GraphQLObjectType,
+  type GraphQLSchema,
   type OperationDefinitionNode,
   type SelectionSetNode,
   type ValueNode,
 } from 'graphql/index.js';
-import { GRANULARITY_MS, type Granularity } from '../../services/metrics/definitions.ts';
+import { GRANULARITIES, GRANULARITY_MS, type Granularity } from '../../services/metrics/definitions.ts';
 import type { ServeConfig } from '../config.ts';
 import { ErrorCode, requestError } from './errors.ts';
 
@@ -34,7 +56,33 @@ const LIST_BOUNDS: Record<string, number> = {
   byReason: 64,
 };
 
+/**
+ * Windows a key-walking resolver reads per cost unit. Measured (docs/serving-layer.md, Limits):
+ * topKeys reads about 30 merged windows per microsecond once the merges are cached, and a cost
+ * unit is about one value of an answer (0.1-0.3 us of serialization).
+ */
+export const SCAN_WINDOWS_PER_UNIT = 32;
+/** Bytes of query text per cost unit (parsing and validating a document is linear in its size). */
+export const TEXT_BYTES_PER_UNIT = 10;
+
+/** The root fields that walk every key of a metric (`total` only without a key). */
+const SCANNING_FIELDS = new Set(['topKeys', 'total', 'reconciliation', 'versionDiff']);
+
 type Variables = Record<string, unknown> | undefined;
+
+/** How many keys a version holds for a metric and granularity (0 when it is not open). */
+export type KeyCounter = (version: string | undefined, metric: string, granularity: Granularity) => number;
+
+export interface LimitsOptions {
+  schema: GraphQLSchema;
+  config: Pick<
+    ServeConfig,
+    'maxAliases' | 'maxRootFields' | 'maxDepth' | 'maxCost' | 'resolverCost' | 'maxRangeMs' | 'maxTopKeys' | 'metrics'
+  >;
+  /** `Type.field` of every field whose resolver is serving's own (each call costs --resolver-cost). */
+  resolvedFields: ReadonlySet<string>;
+  keyCount: KeyCounter;
+}
 
 function argValue(node: ValueNode | undefined, variables: Variables): unknown {
   if (!node) return undefined;
@@ -42,12 +90,10 @@ function argValue(node: ValueNode | undefined, variables: Variables): unknown {
     case Kind.VARIABLE:
       return variables?.[node.name.value];
     case Kind.INT:
-      return Number(node.value);
     case Kind.FLOAT:
       return Number(node.value);
     case Kind.STRING:
     case Kind.ENUM:
-      return node.value;
     case Kind.BOOLEAN:
       return node.value;
     default:
@@ -65,20 +111,84 @@ function fragmentsOf(document: DocumentNode): Map<string, FragmentDefinitionNode
   return map;
 }
 
-/** Fields of a selection set, fragments and inline fragments expanded. */
-function fieldsOf(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen = new Set<string>()): FieldNode[] {
-  const out: FieldNode[] = [];
+/**
+ * Sums `measure` over the fields of a selection set, fragments expanded: a fragment's sum is
+ * computed once (memo), and a fragment met again while it is being measured (a cycle, which
+ * validation refuses later) counts 0.
+ */
+function sumOverFields(
+  set: SelectionSetNode,
+  fragments: Map<string, FragmentDefinitionNode>,
+  memo: Map<string, number>,
+  measure: (field: FieldNode) => number,
+  combine: (a: number, b: number) => number = (a, b) => a + b,
+): number {
+  let total = 0;
   for (const s of set.selections) {
-    if (s.kind === Kind.FIELD) out.push(s);
-    else if (s.kind === Kind.INLINE_FRAGMENT) out.push(...fieldsOf(s.selectionSet, fragments, seen));
+    if (s.kind === Kind.FIELD) total = combine(total, measure(s));
+    else if (s.kind === Kind.INLINE_FRAGMENT) total = combine(total, sumOverFields(s.selectionSet, fragments, memo, measure, combine));
     else {
       const name = s.name.value;
-      const f = fragments.get(name);
-      // Validation rejects fragment cycles; `seen` only keeps this function safe on its own.
-      if (f && !seen.has(name)) out.push(...fieldsOf(f.selectionSet, fragments, new Set([...seen, name])));
+      let value = memo.get(name);
+      if (value === undefined) {
+        const f = fragments.get(name);
+        memo.set(name, 0); // in progress: a cycle counts 0
+        value = f ? sumOverFields(f.selectionSet, fragments, memo, measure, combine) : 0;
+        memo.set(name, value);
+      }
+      total = combine(total, value);
     }
   }
-  return out;
+  return total;
+}
+
+/** Aliased fields in the whole document, as written (fragments once). */
+export function aliasCount(document: DocumentNode): number {
+  let n = 0;
+  const walk = (set: SelectionSetNode | undefined): void => {
+    if (!set) return;
+    for (const s of set.selections) {
+      if (s.kind === Kind.FIELD) {
+        if (s.alias) n++;
+        walk(s.selectionSet);
+      } else if (s.kind === Kind.INLINE_FRAGMENT) walk(s.selectionSet);
+    }
+  };
+  for (const d of document.definitions)
+    if (d.kind === Kind.OPERATION_DEFINITION || d.kind === Kind.FRAGMENT_DEFINITION) walk(d.selectionSet);
+  return n;
+}
+
+/** Root fields of an operation, fragments expanded. */
+export function rootFieldCount(operation: OperationDefinitionNode, fragments: Map<string, FragmentDefinitionNode>): number {
+  return sumOverFields(operation.selectionSet, fragments, new Map(), () => 1);
+}
+
+/**
+ * Refuses a document with too many aliases or root fields (HTTP 400), before validation. Cheap:
+ * linear in the document's size.
+ */
+export function enforceShape(document: DocumentNode, config: Pick<ServeConfig, 'maxAliases' | 'maxRootFields'>): void {
+  const aliases = aliasCount(document);
+  if (aliases > config.maxAliases) {
+    throw requestError(
+      ErrorCode.TOO_MANY_ALIASES,
+      `the query has ${aliases} aliased fields; the limit is ${config.maxAliases} (--max-aliases): ask for one value per field, or send several requests`,
+      400,
+    );
+  }
+  const fragments = fragmentsOf(document);
+  for (const d of document.definitions) {
+    if (d.kind !== Kind.OPERATION_DEFINITION) continue;
+    const roots = rootFieldCount(d, fragments);
+    if (roots > config.maxRootFields) {
+      throw requestError(
+        ErrorCode.TOO_MANY_ROOT_FIELDS,
+        `the ${d.name ? `operation ${d.name.value}` : 'operation'} has ${roots} root fields; the limit is ${config.maxRootFields} (--max-root-fields)`,
+        400,
+      );
+    }
+  }
 }
 
 /**
@@ -88,29 +198,50 @@ function fieldsOf(set: SelectionSetNode, fragments: Map<string, FragmentDefiniti
  * deep to unwrap [Type!]!, and would otherwise need --max-depth 15. Lists that could cycle through
  * the schema (fields, types, interfaces) still count.
  */
-export function queryDepth(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>): number {
-  let max = 0;
-  for (const f of fieldsOf(set, fragments)) {
-    const d = f.selectionSet ? (f.name.value === 'ofType' ? 0 : 1) + queryDepth(f.selectionSet, fragments) : 1;
-    if (d > max) max = d;
-  }
-  return max;
+export function queryDepth(
+  set: SelectionSetNode,
+  fragments: Map<string, FragmentDefinitionNode>,
+  memo = new Map<string, number>(),
+): number {
+  return sumOverFields(
+    set,
+    fragments,
+    memo,
+    (f) => (f.selectionSet ? (f.name.value === 'ofType' ? 0 : 1) + queryDepth(f.selectionSet, fragments, memo) : 1),
+    Math.max,
+  );
 }
 
-function listFactor(field: FieldNode, config: ServeConfig, variables: Variables): number {
+/** Windows of a granularity whose start is in [from, to) (at most the range cap), from a field's arguments. */
+function windowsOf(field: FieldNode, g: Granularity, config: LimitsOptions['config'], variables: Variables): number {
+  const size = GRANULARITY_MS[g];
+  const cap = Math.ceil(config.maxRangeMs[g] / size);
+  const from = Date.parse(String(arg(field, 'from', variables)));
+  const to = Date.parse(String(arg(field, 'to', variables)));
+  if (Number.isNaN(from) || Number.isNaN(to) || to < from) return cap;
+  return Math.max(1, Math.min(cap, Math.ceil((to - from) / size)));
+}
+
+function granularityArg(field: FieldNode, variables: Variables): Granularity | undefined {
+  const g = String(arg(field, 'granularity', variables) ?? '').toLowerCase();
+  return (GRANULARITIES as readonly string[]).includes(g) ? (g as Granularity) : undefined;
+}
+
+/** `total` without granularity rolls up the coarsest windows that tile [from, to). */
+function tilingGranularity(field: FieldNode, variables: Variables): Granularity {
+  const from = Date.parse(String(arg(field, 'from', variables)));
+  const to = Date.parse(String(arg(field, 'to', variables)));
+  for (const g of ['day', 'hour'] as const) if (from % GRANULARITY_MS[g] === 0 && to % GRANULARITY_MS[g] === 0) return g;
+  return 'minute';
+}
+
+function listFactor(field: FieldNode, config: LimitsOptions['config'], variables: Variables): number {
   const name = field.name.value;
   // seriesColumns answers the same windows as series, one array element per window and column:
   // each column costs its number of windows, as each field of series does.
-  if (name === 'series' || name === 'seriesColumns' || name === 'windowUpdated') {
-    if (name === 'windowUpdated') return 1;
-    const g = String(arg(field, 'granularity', variables) ?? 'MINUTE').toLowerCase() as Granularity;
-    const size = GRANULARITY_MS[g] ?? GRANULARITY_MS.minute;
-    const cap = Math.ceil((config.maxRangeMs[g] ?? config.maxRangeMs.minute) / size);
-    const from = Date.parse(String(arg(field, 'from', variables)));
-    const to = Date.parse(String(arg(field, 'to', variables)));
-    if (Number.isNaN(from) || Number.isNaN(to) || to < from) return cap;
-    return Math.max(1, Math.min(cap, Math.ceil((to - from) / size)));
-  }
+  if (name === 'series' || name === 'seriesColumns')
+    return windowsOf(field, granularityArg(field, variables) ?? 'minute', config, variables);
+  if (name === 'windowUpdated') return 1;
   if (name === 'topKeys') {
     const limit = Number(arg(field, 'limit', variables) ?? 10);
     return Number.isFinite(limit) && limit > 0 ? Math.min(limit, config.maxTopKeys) : 10;
@@ -119,28 +250,76 @@ function listFactor(field: FieldNode, config: ServeConfig, variables: Variables)
   return LIST_BOUNDS[name] ?? 1;
 }
 
-export function queryCost(
-  set: SelectionSetNode,
-  fragments: Map<string, FragmentDefinitionNode>,
-  config: ServeConfig,
-  variables: Variables,
-): number {
-  let cost = 0;
-  for (const f of fieldsOf(set, fragments)) {
-    cost += 1;
-    if (f.selectionSet) cost += listFactor(f, config, variables) * queryCost(f.selectionSet, fragments, config, variables);
-  }
-  return cost;
+/** Windows a key-walking root field reads: keys held x windows in its range (0 for other fields). */
+function scannedWindows(field: FieldNode, options: LimitsOptions, variables: Variables): number {
+  const name = field.name.value;
+  if (!SCANNING_FIELDS.has(name)) return 0;
+  if (name === 'total' && arg(field, 'key', variables) != null) return 0;
+  const metric = String(arg(field, 'metric', variables) ?? '');
+  const g = granularityArg(field, variables) ?? tilingGranularity(field, variables);
+  const windows = windowsOf(field, g, options.config, variables);
+  const version = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const keys =
+    name === 'versionDiff'
+      ? options.keyCount(version(arg(field, 'a', variables)), metric, g) + options.keyCount(version(arg(field, 'b', variables)), metric, g)
+      : options.keyCount(version(arg(field, 'version', variables)), metric, g);
+  return keys * windows;
 }
 
-/** Throws a coded error (HTTP 400) when the operation is too deep or too costly. */
-export function enforceLimits(document: DocumentNode, operation: OperationDefinitionNode, variables: Variables, config: ServeConfig): void {
+function childType(parent: GraphQLObjectType | undefined, field: FieldNode, schema: GraphQLSchema): GraphQLNamedType | undefined {
+  const name = field.name.value;
+  if (name === '__schema') return getNamedType(SchemaMetaFieldDef.type);
+  if (name === '__type') return getNamedType(TypeMetaFieldDef.type);
+  const def = parent?.getFields()[name];
+  return def ? getNamedType(def.type) : schema.getType(name);
+}
+
+/** The estimated cost of an operation (see the module's comment), without the query text's share. */
+export function queryCost(
+  operation: OperationDefinitionNode,
+  document: DocumentNode,
+  options: LimitsOptions,
+  variables: Variables,
+): number {
+  const { schema, config, resolvedFields } = options;
   const fragments = fragmentsOf(document);
-  const depth = queryDepth(operation.selectionSet, fragments);
+  const root = schema.getRootType(operation.operation) ?? undefined;
+  // Fragment costs depend on the type they apply to only through their type condition, so one memo per document does.
+  const memo = new Map<string, number>();
+  const costOf = (set: SelectionSetNode, parent: GraphQLObjectType | undefined): number =>
+    sumOverFields(set, fragments, memo, (f) => {
+      const own = parent && resolvedFields.has(`${parent.name}.${f.name.value}`) ? config.resolverCost : 1;
+      const scan = parent === root ? scannedWindows(f, options, variables) / SCAN_WINDOWS_PER_UNIT : 0;
+      if (!f.selectionSet) return own + scan;
+      const type = childType(parent, f, schema);
+      return own + scan + listFactor(f, config, variables) * costOf(f.selectionSet, type && isObjectType(type) ? type : undefined);
+    });
+  // Inline fragments and fragment spreads keep the parent type: this schema has no interfaces or unions.
+  return Math.ceil(costOf(operation.selectionSet, root));
+}
+
+/** Cost units for the query text itself. */
+export function textCost(query: string | undefined): number {
+  return query === undefined ? 0 : Math.ceil(Buffer.byteLength(query) / TEXT_BYTES_PER_UNIT);
+}
+
+/**
+ * Throws a coded error (HTTP 400) when the operation is too deep or too costly; returns its cost
+ * (what the client's rate limit is charged).
+ */
+export function enforceLimits(
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables: Variables,
+  options: LimitsOptions,
+  queryText?: string,
+): number {
+  const { config } = options;
+  const depth = queryDepth(operation.selectionSet, fragmentsOf(document));
   if (depth > config.maxDepth) {
     throw requestError(ErrorCode.QUERY_TOO_DEEP, `query depth ${depth} exceeds the limit of ${config.maxDepth} (--max-depth)`, 400);
   }
-  const cost = queryCost(operation.selectionSet, fragments, config, variables);
+  const cost = queryCost(operation, document, options, variables) + textCost(queryText);
   if (cost > config.maxCost) {
     throw requestError(
       ErrorCode.QUERY_TOO_COSTLY,
@@ -148,4 +327,5 @@ export function enforceLimits(document: DocumentNode, operation: OperationDefini
       400,
     );
   }
+  return cost;
 }

@@ -10,25 +10,47 @@ import type { DeadLetterStatus } from '../views/deadLetterCounts.ts';
 import {
   seriesColumns,
   seriesWindows,
-  topKeys,
-  total,
+  topKeysSteps,
+  totalSteps,
   totalGranularity,
   type Deadline,
   type GranularityName,
   type WindowValue,
 } from '../queries.ts';
-import { reconcile } from '../reconciliation.ts';
+import { reconcileSteps } from '../reconciliation.ts';
 import { readSpeedStatuses, speedPartitions } from '../../services/status/speedStatus.ts';
 import { readBatchStatus } from '../../services/status/batchStatus.ts';
 import { SOURCE_SPEED, windowPartitionSources } from '../views/mergeRule.ts';
 import type { VersionRegistry } from '../views/versionRegistry.ts';
 import type { ViewSnapshot } from '../views/versionView.ts';
+import type { Logger } from '../../services/observability/logger.ts';
+import type { Principal } from '../auth/roles.ts';
+import type { VersionsAdmin } from '../versionsAdmin.ts';
 import { ErrorCode, userError } from './errors.ts';
+import type { ExecutionBudget } from './executionBudget.ts';
 
 export type { GranularityName } from '../queries.ts';
 
+/** Who sent a request, and the key of the rate-limit bucket it is charged to. */
+export interface Caller {
+  principal: Principal;
+  client: string;
+}
+
 export interface ServeContext {
   config: ServeConfig;
+  caller: Caller;
+  /** The request's event-loop time: slices, yields, cut-off (serving/graphql/executionBudget.ts). */
+  work: ExecutionBudget;
+  /** Retirement and cross-worker propagation of version changes (serving/versionsAdmin.ts). */
+  versionsAdmin: VersionsAdmin;
+  logger: Logger;
+  /** Cost units charged to the caller's rate limit for this request (0: not admitted yet). */
+  charged: number;
+  /** The operation's first root field, once known (metrics labels). */
+  rootField: string;
+  /** Subscriptions: called before each event is delivered (its rate-limit charge, a new execution budget). */
+  beforeEvent?: () => Promise<void>;
   registry: VersionRegistry;
   /** The default version, read once when the request started: one answer, one version. */
   defaultVersion: string;
@@ -102,12 +124,19 @@ export async function snapshotFor(ctx: ServeContext, version: string | null | un
     // A version opened just now catches up first; the request's time budget bounds the wait.
     let timer: NodeJS.Timeout | undefined;
     const budget = Math.max(0, ctx.deadlineAt - Date.now());
-    await Promise.race([
-      ctx.registry.whenReady(v),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(userError(ErrorCode.REQUEST_TIMEOUT, `version ${v} is still catching up; retry shortly`)), budget);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    await ctx.work
+      .waiting(
+        Promise.race([
+          ctx.registry.whenReady(v),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(userError(ErrorCode.REQUEST_TIMEOUT, `version ${v} is still catching up; retry shortly`)),
+              budget,
+            );
+          }),
+        ]),
+      )
+      .finally(() => clearTimeout(timer));
   }
   const snapshot = ctx.snapshots.get(v) ?? runtime.view.snapshot();
   ctx.snapshots.set(v, snapshot);
@@ -165,7 +194,8 @@ export const queryResolvers = {
       throw userError(ErrorCode.LIMIT_OUT_OF_BOUNDS, `limit must be between 1 and ${ctx.config.maxTopKeys}, got ${args.limit}`);
     }
     const snapshot = await snapshotFor(ctx, args.version);
-    return topKeys(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline).map((t) => ({ ...t, version: snapshot.version }));
+    const top = await ctx.work.steps(topKeysSteps(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline));
+    return top.map((t) => ({ ...t, version: snapshot.version }));
   },
 
   async total(
@@ -183,7 +213,7 @@ export const queryResolvers = {
     }
     checkRange(ctx.config, g, args.from, args.to);
     const snapshot = await snapshotFor(ctx, args.version);
-    const t = total(snapshot, def, args.key ?? null, args.from, args.to, g, ctx.deadline);
+    const t = await ctx.work.steps(totalSteps(snapshot, def, args.key ?? null, args.from, args.to, g, ctx.deadline));
     return { ...t, version: snapshot.version, granularity: granularityName(t.granularity) };
   },
 
@@ -205,24 +235,26 @@ export const queryResolvers = {
         : Array.from({ length: partitionCount }, (_, p) => partitions.find((x) => x.partition === p)?.watermark ?? null);
     const dupes = statuses.reduce<number | null>((acc, s) => (s.status ? (acc ?? 0) + s.status.duplicates : acc), null);
     const misplaced = statuses.reduce<number | null>((acc, s) => (s.status ? (acc ?? 0) + s.status.misplaced : acc), null);
-    const r = reconcile({
-      view: snapshot,
-      def,
-      granularity: g,
-      from: args.from,
-      to: args.to,
-      speedWatermarks: watermarks,
-      speedDuplicatesDropped: dupes,
-      speedMisplacedRecords: misplaced,
-      deadline: ctx.deadline,
-      onlyDisagreeing: args.onlyDisagreeing,
-    });
+    const r = await ctx.work.steps(
+      reconcileSteps({
+        view: snapshot,
+        def,
+        granularity: g,
+        from: args.from,
+        to: args.to,
+        speedWatermarks: watermarks,
+        speedDuplicatesDropped: dupes,
+        speedMisplacedRecords: misplaced,
+        deadline: ctx.deadline,
+        onlyDisagreeing: args.onlyDisagreeing,
+      }),
+    );
     return { ...r, version, granularity: granularityName(r.granularity) };
   },
 
   async pipeline(_: unknown, args: { version?: string | null }, ctx: ServeContext) {
     const version = args.version ?? ctx.defaultVersion;
-    await snapshotFor(ctx, version);
+    const snapshot = await snapshotFor(ctx, version);
     const runtime = ctx.registry.get(version)!;
     const now = Date.now();
     const statuses = readSpeedStatuses(ctx.config.dataDir, version);
@@ -241,7 +273,9 @@ export const queryResolvers = {
       if (cp && (!lastCheckpoint || cp.at > lastCheckpoint.at)) lastCheckpoint = { at: cp.at, bytes: cp.bytes, durationMs: cp.durationMs };
     }
     const batchStatus = readBatchStatus(ctx.config.dataDir);
-    const installed = runtime.view.batch;
+    // The request's snapshot, not the view's batch now: a request may yield between its fields
+    // (serving/graphql/executionBudget.ts) while a newer batch run is installed.
+    const installed = snapshot.batch;
     const lastRun = installed?.manifest ?? null;
     const speedStats = runtime.view.speedStats;
     return {
@@ -315,11 +349,13 @@ export const windowValueResolvers = {
   },
 };
 
-export function deadlineFor(deadlineAt: number, timeoutMs: number): Deadline {
+/** What long loops check every few hundred keys: the request's time budget, and its event-loop budget. */
+export function deadlineFor(deadlineAt: number, timeoutMs: number, work?: ExecutionBudget): Deadline {
   return {
     check() {
       if (Date.now() > deadlineAt)
         throw userError(ErrorCode.REQUEST_TIMEOUT, `the request took longer than ${timeoutMs} ms (--request-timeout) and was abandoned`);
+      work?.check();
     },
   };
 }

@@ -26,6 +26,15 @@ import { mutationResolvers, versionQueryResolvers } from './versionResolvers.ts'
 
 type Resolver = GraphQLFieldResolver<unknown, ServeContext, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/**
+ * Every call of one of serving's resolvers runs under the request's execution budget
+ * (serving/graphql/executionBudget.ts): at once within a slice, after the request's earlier calls
+ * and a yield otherwise, refused once the budget is spent.
+ */
+function gated(resolve: Resolver): Resolver {
+  return (source, args, ctx, info) => ctx.work.run(() => resolve(source, args, ctx, info));
+}
+
 function attach(schema: GraphQLSchema, typeName: string, resolvers: Record<string, Resolver>): void {
   const type = schema.getType(typeName);
   assert(type instanceof GraphQLObjectType, `${typeName} is an object type`);
@@ -33,8 +42,18 @@ function attach(schema: GraphQLSchema, typeName: string, resolvers: Record<strin
   for (const [name, resolve] of Object.entries(resolvers)) {
     const field = fields[name];
     assert(field !== undefined, `${typeName}.${name} exists in the schema`);
-    field.resolve = resolve;
+    field.resolve = gated(resolve);
   }
+}
+
+/** `Type.field` of every field whose resolver (or subscribe) is serving's own: each call costs --resolver-cost. */
+export function resolvedFieldsOf(schema: GraphQLSchema): Set<string> {
+  const out = new Set<string>();
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!(type instanceof GraphQLObjectType) || type.name.startsWith('__')) continue;
+    for (const field of Object.values(type.getFields())) if (field.resolve || field.subscribe) out.add(`${type.name}.${field.name}`);
+  }
+  return out;
 }
 
 /**
@@ -86,8 +105,8 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
     if (g) checkGranularity(def, g);
     const version = args.version ?? ctx.defaultVersion;
     await snapshotFor(ctx, version);
-    return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key: args.key ?? null });
+    return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key: args.key ?? null }, ctx.beforeEvent);
   };
-  windowUpdated.resolve = (payload: unknown) => payload;
+  windowUpdated.resolve = gated((payload: unknown) => payload);
   return schema;
 }

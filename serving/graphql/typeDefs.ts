@@ -82,6 +82,10 @@ export const typeDefs = /* GraphQL */ `
     """
     versions: Versions!
     """
+    The caller as this server sees it: its name, its role and what the role may do.
+    """
+    viewer: Viewer!
+    """
     Two versions window by window over [from, to): windows equal, differing, in one only, and
     the keys that differ most. Check a replayed version with it before promoting it.
     """
@@ -104,6 +108,55 @@ export const typeDefs = /* GraphQL */ `
     metric file) unless force is true. Promoting the previous version back is the rollback.
     """
     promote(version: String!, force: Boolean = false): Promotion!
+    """
+    Promotes the version that was the default before the current one (the pointer's previous),
+    with the same checks as promote. Needs the admin role.
+    """
+    rollback(force: Boolean = false): Promotion!
+    """
+    Deletes a version's speed view topic, its consumer group (group, default lk-speed-<version>),
+    checkpoints and batch views; its record stays, marked retired. Refused for the default version
+    and while a speed instance of it runs. Needs the admin role.
+    """
+    retire(version: String!, group: String): Retirement!
+  }
+
+  enum Role {
+    """
+    Queries and subscriptions.
+    """
+    READER
+    """
+    Also promote, rollback and retire.
+    """
+    ADMIN
+  }
+
+  type Viewer {
+    """
+    The token's name (tokens file), the JWT's name claim, "auth-token", or "anonymous" when the
+    server needs no token.
+    """
+    name: String!
+    role: Role!
+    authenticated: Boolean!
+    """
+    How the caller was recognised: anonymous, auth-token, tokens-file or jwt.
+    """
+    via: String!
+    """
+    The operations the role may run: query, subscribe, metrics, promote, rollback, retire.
+    """
+    permissions: [String!]!
+  }
+
+  type Retirement {
+    version: String!
+    retiredAt: DateTime!
+    """
+    What was deleted (topic, consumer group, checkpoint and view folders).
+    """
+    deleted: [String!]!
   }
 
   enum VersionState {

@@ -6,13 +6,27 @@
  */
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, getOperationAST, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql/index.js';
+import {
+  GraphQLError,
+  Kind,
+  getOperationAST,
+  type DocumentNode,
+  type FieldNode,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+} from 'graphql/index.js';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { audit } from '../auth/audit.ts';
+import { MUTATION_OPERATIONS, may, type Operation } from '../auth/roles.ts';
+import { forbiddenMessage } from '../graphql/versionResolvers.ts';
+import { enforceLimits, type LimitsOptions } from '../graphql/limits.ts';
+import { rateLimited } from './refusals.ts';
+import type { RateLimiter } from './rateLimiter.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import type { ServeConfig } from '../config.ts';
-import { ErrorCode } from '../graphql/errors.ts';
+import { ErrorCode, requestError } from '../graphql/errors.ts';
 import { jitGateway, type JitQueryCache } from '../graphql/jitExecutor.ts';
-import { enforceLimits } from '../graphql/limits.ts';
 import type { ServeContext } from '../graphql/resolvers.ts';
 import type { ServeMetrics } from './serveMetrics.ts';
 
@@ -29,6 +43,13 @@ export const CLIENT_CODES = new Set<string>([
   'SERVICE_UNAVAILABLE',
 ]);
 
+/** Refusals counted apart in lk_serve_graphql_requests_total's outcome. */
+const OUTCOME_OF_CODE: Record<string, string> = {
+  [ErrorCode.RATE_LIMITED]: 'rate_limited',
+  [ErrorCode.FORBIDDEN]: 'forbidden',
+  [ErrorCode.EXECUTION_BUDGET_EXCEEDED]: 'cut_off',
+};
+
 /** The name of the operation's first root field (the `operation` label of the metrics). */
 export function rootFieldOf(document: DocumentNode | undefined, operationName: string | null | undefined): string {
   const op = document ? getOperationAST(document, operationName ?? undefined) : null;
@@ -36,20 +57,90 @@ export function rootFieldOf(document: DocumentNode | undefined, operationName: s
   return first && first.kind === 'Field' ? first.name.value : 'unknown';
 }
 
-function limitsAndMetricsPlugin(config: ServeConfig, metrics: ServeMetrics): ApolloServerPlugin<ServeContext> {
+/** The operation a request runs, for the role check: each mutation field is its own operation. */
+function operationsOf(operation: OperationDefinitionNode): { operation: Operation; field: FieldNode | undefined }[] {
+  if (operation.operation === 'query') return [{ operation: 'query', field: undefined }];
+  if (operation.operation === 'subscription') return [{ operation: 'subscribe', field: undefined }];
+  return operation.selectionSet.selections.flatMap((s) =>
+    s.kind === Kind.FIELD && s.name.value !== '__typename'
+      ? [{ operation: MUTATION_OPERATIONS[s.name.value] ?? ('promote' as Operation), field: s }]
+      : [],
+  );
+}
+
+function stringArg(field: FieldNode | undefined, name: string, variables: Record<string, unknown> | undefined): string | null {
+  const value = field?.arguments?.find((a) => a.name.value === name)?.value;
+  if (!value) return null;
+  if (value.kind === Kind.STRING) return value.value;
+  if (value.kind === Kind.VARIABLE) {
+    const v = variables?.[value.name.value];
+    return typeof v === 'string' ? v : null;
+  }
+  return null;
+}
+
+/** Refuses (HTTP 403 FORBIDDEN) an operation the caller's role may not run, with an audit line for each admin action refused. */
+function enforceRole(rc: {
+  operation: OperationDefinitionNode;
+  request: { variables?: Record<string, unknown> };
+  contextValue: ServeContext;
+}) {
+  const ctx = rc.contextValue;
+  const { principal } = ctx.caller;
+  for (const { operation, field } of operationsOf(rc.operation)) {
+    if (may(principal, operation)) continue;
+    if (operation === 'promote' || operation === 'rollback' || operation === 'retire') {
+      const version = stringArg(field, 'version', rc.request.variables);
+      audit(ctx.logger, {
+        action: operation,
+        who: principal,
+        from: operation === 'retire' ? version : ctx.defaultVersion,
+        to: operation === 'retire' ? null : version,
+        outcome: 'forbidden',
+        reason: `the ${principal.role} role may not ${operation}`,
+      });
+    }
+    throw requestError(ErrorCode.FORBIDDEN, forbiddenMessage(principal.name, principal.role, operation), 403);
+  }
+}
+
+export interface LimitsPluginOptions {
+  config: ServeConfig;
+  metrics: ServeMetrics;
+  limits: LimitsOptions;
+  limiter: RateLimiter;
+}
+
+function limitsAndMetricsPlugin({ config, metrics, limits, limiter }: LimitsPluginOptions): ApolloServerPlugin<ServeContext> {
+  const refuse = (err: unknown): never => {
+    const code = err instanceof GraphQLError ? String(err.extensions.code ?? '') : '';
+    if (code) metrics.refusals.inc({ code });
+    throw err;
+  };
   return {
     async requestDidStart() {
       return {
         async didResolveOperation(rc) {
-          if (rc.operation) enforceLimits(rc.document, rc.operation, rc.request.variables, config);
+          if (!rc.operation) return;
+          const ctx = rc.contextValue;
+          try {
+            enforceRole({ operation: rc.operation, request: rc.request, contextValue: ctx });
+            const cost = enforceLimits(rc.document, rc.operation, rc.request.variables, limits, rc.request.query);
+            const admission = await limiter.admit(ctx.caller.client, cost);
+            ctx.charged = cost;
+            if (!admission.admitted) throw rateLimited(ctx.caller.client, admission.retryAfterMs, config);
+          } catch (err) {
+            refuse(err);
+          }
         },
         async willSendResponse(rc) {
           const operation = rootFieldOf(rc.document, rc.request.operationName);
+          rc.contextValue.rootField = operation;
           const errors = rc.errors ?? (rc.response.body.kind === 'single' ? rc.response.body.singleResult.errors : undefined);
           let outcome = 'ok';
           if (errors && errors.length > 0) {
             const code = String((errors[0] as GraphQLError | GraphQLFormattedError).extensions?.code ?? '');
-            outcome = CLIENT_CODES.has(code) ? 'user_error' : 'error';
+            outcome = OUTCOME_OF_CODE[code] ?? (CLIENT_CODES.has(code) ? 'user_error' : 'error');
           }
           metrics.requests.inc({ operation, outcome });
           // Every answer says which job version served it, and which default it was asked under.
@@ -96,12 +187,9 @@ function formatErrorFor(logger: Logger) {
 }
 
 export async function startApollo(
-  config: ServeConfig,
-  schema: GraphQLSchema,
-  jitQueries: JitQueryCache,
-  metrics: ServeMetrics,
-  logger: Logger,
+  options: LimitsPluginOptions & { schema: GraphQLSchema; jitQueries: JitQueryCache; logger: Logger },
 ): Promise<ApolloServer<ServeContext>> {
+  const { config, schema, jitQueries, logger } = options;
   const apollo = new ApolloServer<ServeContext>({
     // Execution by graphql-jit (compiled queries), through Apollo's gateway interface: see
     // serving/graphql/jitExecutor.ts. Parsing, validation, plugins and error formatting stay Apollo's.
@@ -115,7 +203,7 @@ export async function startApollo(
     // No HTTP cache hints: the cache-control plugin would wrap every field of every answer. No
     // landing page: Apollo's loads its explorer from a CDN, which an offline machine cannot
     // reach; browsers get the explorer bundled at build time instead (serving/http/assets.ts).
-    plugins: [limitsAndMetricsPlugin(config, metrics), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled()],
+    plugins: [limitsAndMetricsPlugin(options), ApolloServerPluginCacheControlDisabled(), ApolloServerPluginLandingPageDisabled()],
     formatError: formatErrorFor(logger),
   });
   await apollo.start();

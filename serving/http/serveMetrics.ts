@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { VersionRegistry } from '../views/versionRegistry.ts';
 import type { WindowSubscriptions } from '../subscriptions.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
 
 export interface ServeMetrics {
   registry: Registry;
@@ -9,14 +10,17 @@ export interface ServeMetrics {
   duration: Histogram<'operation'>;
   batchSwaps: Counter<'version'>;
   executions: Counter<'executor'>;
+  refusals: Counter<'code'>;
+  yields: Counter;
+  cutOffs: Counter;
 }
 
-export function createServeMetrics(versions: VersionRegistry, subscriptions: WindowSubscriptions): ServeMetrics {
+export function createServeMetrics(versions: VersionRegistry, subscriptions: WindowSubscriptions, auth?: Authenticator): ServeMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'lk_serve_' });
   const requests = new Counter({
     name: 'lk_serve_graphql_requests_total',
-    help: 'GraphQL requests by root field and outcome (ok, user_error, error, unauthenticated)',
+    help: 'GraphQL requests by root field and outcome (ok, user_error, error, unauthenticated, forbidden, rate_limited, cut_off)',
     labelNames: ['operation', 'outcome'] as const,
     registers: [registry],
   });
@@ -39,6 +43,43 @@ export function createServeMetrics(versions: VersionRegistry, subscriptions: Win
     labelNames: ['executor'] as const,
     registers: [registry],
   });
+  const refusals = new Counter({
+    name: 'lk_serve_refusals_total',
+    help: 'Requests and subscriptions refused by a limit, a role or auth, by code (TOO_MANY_ALIASES, QUERY_TOO_COSTLY, RATE_LIMITED, FORBIDDEN, UNAUTHENTICATED, ...)',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const yields = new Counter({
+    name: 'lk_serve_execution_yields_total',
+    help: 'Times a request gave the event loop back after running for --execution-slice',
+    registers: [registry],
+  });
+  const cutOffs = new Counter({
+    name: 'lk_serve_execution_cutoffs_total',
+    help: 'Requests and subscription events cut off after using --execution-budget of event-loop time',
+    registers: [registry],
+  });
+  if (auth?.tokensFile) {
+    const file = auth.tokensFile;
+    new Gauge({
+      name: 'lk_serve_tokens_file_reloads',
+      help: 'Reloads of the tokens file since start, by outcome (ok, failed: the previous tokens stay)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ outcome: 'ok' }, file.reloads);
+        this.set({ outcome: 'failed' }, file.failures);
+      },
+    });
+    new Gauge({
+      name: 'lk_serve_tokens',
+      help: 'Tokens in the tokens file in use',
+      registers: [registry],
+      collect() {
+        this.set(file.value.size);
+      },
+    });
+  }
   new Gauge({
     name: 'lk_serve_speed_view_rows_applied',
     help: 'Speed view rows applied since start',
@@ -101,5 +142,5 @@ export function createServeMetrics(versions: VersionRegistry, subscriptions: Win
       this.set(subscriptions.active);
     },
   });
-  return { registry, requests, duration, batchSwaps, executions };
+  return { registry, requests, duration, batchSwaps, executions, refusals, yields, cutOffs };
 }

@@ -1,15 +1,21 @@
 /**
  * The serving process's one port: GraphQL over HTTP at /graphql (Apollo Server 5 through its
- * integration API, on Node's own http server), GraphQL subscriptions over WebSocket (graphql-ws)
- * on the same path, the dashboard at / and the GraphQL explorer at /graphql for browsers
- * (assets.ts), and /healthz, /readyz, /metrics.
+ * integration API, on Node's own http or https server), GraphQL subscriptions over WebSocket
+ * (graphql-ws) on the same path, the dashboard at / and the GraphQL explorer at /graphql for
+ * browsers (assets.ts), and /healthz, /readyz, /metrics.
  *
  * `startServe` puts the parts together, in order: the job versions (registry) and metrics, the
- * schema and its executor, Apollo, the routes, the subscriptions, the default version opened,
- * then the port. Auth (auth.ts): with a token configured, every request except /healthz and
- * /readyz needs it; otherwise 401 with a coded error. Errors never carry stack traces.
+ * schema and its executor, the limits, Apollo, the routes, the subscriptions, the default version
+ * opened, then the port. Every request to /graphql and /metrics is authenticated first
+ * (serving/auth/authenticator.ts: 401 with the reason when a token is required and wrong), then
+ * refused at the door with 429 when its client is in debt with its rate limit (rateLimiter.ts),
+ * before its body is even read. Errors never carry stack traces.
+ *
+ * With several workers (serving/http/cluster.ts), each worker runs all of this on the shared
+ * port; `StartServeOptions.cluster` then provides the primary's readiness of all workers, the
+ * propagation of version changes, the shared rate limits and the metrics of all workers.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
@@ -25,13 +31,22 @@ import { WindowSubscriptions } from '../subscriptions.ts';
 import { VersionRegistry } from '../views/versionRegistry.ts';
 import { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import { DeadLetterCounts } from '../views/deadLetterCounts.ts';
+import { createAuthenticator, type Authenticator } from '../auth/authenticator.ts';
+import { may } from '../auth/roles.ts';
+import { ExecutionBudget } from '../graphql/executionBudget.ts';
+import type { LimitsOptions } from '../graphql/limits.ts';
+import type { Caller } from '../graphql/resolvers.ts';
+import { resolvedFieldsOf } from '../graphql/schema.ts';
+import { followHere, versionsAdmin, type Propagator } from '../versionsAdmin.ts';
 import { startApollo } from './apollo.ts';
 import { dashboardAssets, wantsHtml, type DashboardAssets } from './assets.ts';
-import { bearerAuth, type BearerAuth } from './auth.ts';
 import { graphqlHttpHandler, type GraphQLHttpHandler } from './graphqlHttp.ts';
+import { clientKey, NO_RATE_LIMIT, retryAfterSeconds, TokenBuckets, type RateLimiter } from './rateLimiter.ts';
+import { rateLimitedMessage } from './refusals.ts';
 import { errorBody, sendJson } from './responses.ts';
 import { createServeMetrics, type ServeMetrics } from './serveMetrics.ts';
 import { attachSubscriptions } from './subscriptions.ts';
+import { createServeServer } from './tls.ts';
 
 export interface ServeHandle {
   url: string;
@@ -45,27 +60,50 @@ export interface ServeHandle {
   close(): Promise<void>;
 }
 
+/** What a worker of several gets from the primary (serving/http/cluster.ts). */
+export interface ClusterSide {
+  /** This worker's number (1..n) and the number of workers. */
+  worker: number;
+  workers: number;
+  /** Tells the primary whether this worker is ready (on every change). */
+  reportReady(ready: boolean): void;
+  /** Whether every worker has said it is ready, and what each said. */
+  allReady(): { ready: boolean; workers: { worker: number; pid: number; ready: boolean }[] };
+  propagate: Propagator;
+  limiter: RateLimiter;
+  /** The metrics of every worker, summed (prom-client's AggregatorRegistry in the primary). */
+  metricsText(): Promise<string>;
+}
+
 export interface StartServeOptions {
   config: ServeConfig;
   log: EventLog;
   logger: Logger;
+  cluster?: ClusterSide;
 }
 
 interface Routes {
   config: ServeConfig;
   registry: VersionRegistry;
   defaults: DefaultVersionFollower;
-  auth: BearerAuth;
+  auth: Authenticator;
+  limiter: RateLimiter;
   metrics: ServeMetrics;
   graphql: GraphQLHttpHandler;
   assets: DashboardAssets;
   logger: Logger;
+  cluster: ClusterSide | undefined;
 }
 
-/** /readyz: the default version's speed view caught up and its batch view loaded (if published). */
-function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower): { ready: boolean; body: unknown } {
+/**
+ * /readyz: the default version's speed view caught up and its batch view loaded (if published);
+ * with several workers, every worker so (each reports its own to the primary).
+ */
+function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower, cluster: ClusterSide | undefined) {
   const { version, generation } = defaults.current;
-  const ready = registry.isReady(version);
+  const here = registry.isReady(version);
+  const all = cluster?.allReady();
+  const ready = here && (all?.ready ?? true);
   const r = registry.get(version);
   return {
     ready,
@@ -77,16 +115,20 @@ function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower):
       speedViewCaughtUp: r?.materializer.caughtUp ?? false,
       batchView: r?.view.batch?.manifest.runId ?? null,
       batchPublished: r?.follower.published ?? false,
+      ...(all ? { worker: cluster!.worker, workers: all.workers } : {}),
     },
   };
 }
 
+/** Refused tokens cost their address this many resolver calls (guessing tokens is rate limited). */
+const FAILED_AUTH_COST_FACTOR = 10;
+
 async function route(routes: Routes, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { registry, defaults, auth, metrics } = routes;
+  const { registry, defaults, auth, metrics, limiter, config } = routes;
   const url = new URL(req.url ?? '/', 'http://serve');
   if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (url.pathname === '/readyz') {
-    const r = readiness(registry, defaults);
+    const r = readiness(registry, defaults, routes.cluster);
     return sendJson(res, r.ready ? 200 : 503, r.body);
   }
   // The pages load without the token (they hold no data, and ask for it); their requests need it.
@@ -98,32 +140,52 @@ async function route(routes: Routes, req: IncomingMessage, res: ServerResponse):
       404,
       errorBody('NOT_FOUND', `no route ${url.pathname}; try / (the dashboard), /graphql, /healthz, /readyz or /metrics`),
     );
-  if (!auth.authorized(req)) {
+  const address = req.socket.remoteAddress;
+  const tooMany = (client: string, waitMs: number) => {
+    metrics.requests.inc({ operation: 'unknown', outcome: 'rate_limited' });
+    metrics.refusals.inc({ code: ErrorCode.RATE_LIMITED });
+    // The body is not read: closing after the answer spares reading what the client sent.
+    return sendJson(res, 429, errorBody(ErrorCode.RATE_LIMITED, rateLimitedMessage(client, waitMs, config)), {
+      'retry-after': retryAfterSeconds(waitMs),
+      connection: 'close',
+    });
+  };
+  // An address that keeps sending refused tokens is refused before its next token is checked.
+  const addressKey = clientKey(undefined, address);
+  if (auth.required && limiter.blockedFor(addressKey) > 0) return tooMany(addressKey, limiter.blockedFor(addressKey));
+  const result = await auth.authenticate(req.headers.authorization);
+  if (!result.ok) {
     metrics.requests.inc({ operation: url.pathname === '/metrics' ? 'metrics' : 'unknown', outcome: 'unauthenticated' });
-    return sendJson(res, 401, errorBody(ErrorCode.UNAUTHENTICATED, 'missing or wrong bearer token: send Authorization: Bearer <token>'), {
-      'www-authenticate': 'Bearer realm="lk"',
+    metrics.refusals.inc({ code: ErrorCode.UNAUTHENTICATED });
+    if (result.unavailable) return sendJson(res, 503, errorBody('SERVICE_UNAVAILABLE', `cannot check the bearer token: ${result.reason}`));
+    limiter.charge(addressKey, config.resolverCost * FAILED_AUTH_COST_FACTOR);
+    return sendJson(res, 401, errorBody(ErrorCode.UNAUTHENTICATED, result.reason), {
+      'www-authenticate': `Bearer realm="lk", error="invalid_token"`,
     });
   }
+  const principal = result.principal;
+  const caller: Caller = { principal, client: clientKey(principal.via === 'anonymous' ? undefined : principal.name, address) };
+  const blocked = limiter.blockedFor(caller.client);
+  if (blocked > 0) return tooMany(caller.client, blocked);
   if (url.pathname === '/metrics') {
-    const text = await metrics.registry.metrics();
+    if (!may(principal, 'metrics')) return sendJson(res, 403, errorBody(ErrorCode.FORBIDDEN, `${principal.name} may not read /metrics`));
+    const text = routes.cluster ? await routes.cluster.metricsText() : await metrics.registry.metrics();
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     return void res.end(text);
   }
   if (req.method !== 'GET' && req.method !== 'POST')
     return sendJson(res, 405, errorBody('BAD_REQUEST', 'use GET or POST'), { allow: 'GET, POST' });
-  return routes.graphql(req, res, url);
+  return routes.graphql(req, res, url, caller);
 }
 
-function httpServer(routes: Routes): Server {
-  const server = createServer((req, res) => {
+function requestListener(routes: Routes) {
+  return (req: IncomingMessage, res: ServerResponse) => {
     route(routes, req, res).catch((err) => {
       routes.logger.error({ err: errorMessage(err) }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, errorBody(ErrorCode.INTERNAL_SERVER_ERROR, 'internal error'));
       else res.destroy();
     });
-  });
-  server.keepAliveTimeout = 65_000;
-  return server;
+  };
 }
 
 function listen(server: Server, config: ServeConfig): Promise<number> {
@@ -145,7 +207,7 @@ async function closeHttp(server: Server, config: ServeConfig): Promise<void> {
   clearTimeout(force);
 }
 
-export async function startServe({ config, log, logger }: StartServeOptions): Promise<ServeHandle> {
+export async function startServe({ config, log, logger, cluster }: StartServeOptions): Promise<ServeHandle> {
   const subscriptions = new WindowSubscriptions();
   let metrics: ServeMetrics | undefined;
   const registry = new VersionRegistry({
@@ -158,7 +220,9 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     logger,
     onBatchInstalled: (version) => metrics?.batchSwaps.inc({ version }),
   });
-  const m = (metrics = createServeMetrics(registry, subscriptions));
+  // Reads and checks the tokens file and the JWKS file: a bad one stops the start here.
+  const auth = createAuthenticator(config, logger);
+  const m = (metrics = createServeMetrics(registry, subscriptions, auth));
   const deadLetters = new DeadLetterCounts({ log, topic: deadLetterTopic(config.eventsTopic), logger, retryMs: 2000 });
   const schema = buildServeSchema(subscriptions);
   const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => m.executions.inc({ executor: by }) });
@@ -169,35 +233,64 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     pollMs: config.batchPollMs,
     logger,
   });
-  const makeContext = (): ServeContext => {
+  const limiter = cluster?.limiter ?? (config.rateLimit === 0 ? NO_RATE_LIMIT : new TokenBuckets(config.rateLimit, config.rateBurst));
+  const admin = versionsAdmin({ config, log, propagate: cluster?.propagate ?? followHere(defaults) });
+  const limits: LimitsOptions = {
+    schema,
+    config,
+    resolvedFields: resolvedFieldsOf(schema),
+    // Key-walking resolvers cost the keys they walk: an upper bound from the version's view, 0 when it is not open.
+    keyCount: (version, metric, g) =>
+      registry
+        .get(version ?? defaults.current.version)
+        ?.view.snapshot()
+        .keyCount(metric, g) ?? 0,
+  };
+  const makeContext = (caller: Caller): ServeContext => {
     const deadlineAt = Date.now() + config.requestTimeoutMs;
     const { version, generation } = defaults.current;
+    const work = new ExecutionBudget({
+      budgetMs: config.executionBudgetMs,
+      sliceMs: config.executionSliceMs,
+      onYield: () => m.yields.inc(),
+      onCutOff: () => m.cutOffs.inc(),
+    });
     return {
       config,
+      caller,
+      work,
+      versionsAdmin: admin,
+      logger,
+      charged: 0,
+      rootField: 'unknown',
       registry,
       defaultVersion: version,
       defaultGeneration: generation,
       defaults,
       deadlineAt,
-      deadline: deadlineFor(deadlineAt, config.requestTimeoutMs),
+      deadline: deadlineFor(deadlineAt, config.requestTimeoutMs, work),
       snapshots: new Map(),
       subscriptionCount: () => subscriptions.active,
       deadLetters: () => deadLetters.status(),
     };
   };
-  const apollo: ApolloServer<ServeContext> = await startApollo(config, schema, jitQueries, m, logger);
-  const auth = bearerAuth(config.authToken);
-  const server = httpServer({
+  const apollo: ApolloServer<ServeContext> = await startApollo({ config, schema, jitQueries, metrics: m, logger, limits, limiter });
+  const routes: Routes = {
     config,
     registry,
     defaults,
     auth,
+    limiter,
     metrics: m,
-    graphql: graphqlHttpHandler(apollo, config, makeContext, m),
+    graphql: graphqlHttpHandler(apollo, config, makeContext, m, limiter),
     assets: dashboardAssets(),
     logger,
-  });
-  const ws = attachSubscriptions(server, schema, config, auth, makeContext, m);
+    cluster,
+  };
+  const http = createServeServer(config, requestListener(routes), logger);
+  const server = http.server;
+  server.keepAliveTimeout = 65_000;
+  const ws = attachSubscriptions({ server, schema, config, auth, limits, limiter, makeContext, metrics: m });
 
   // Open the default version before listening: /readyz reports its catch-up.
   await defaults.start();
@@ -205,11 +298,33 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
   await deadLetters.start();
   const port = await listen(server, config);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  logger.info({ port, host: config.host, version: defaults.current.version, promotion: defaults.current.generation }, 'serving');
+  logger.info(
+    { port, host: config.host, protocol: http.protocol, version: defaults.current.version, promotion: defaults.current.generation },
+    'serving',
+  );
+  if (!auth.required && config.host !== '127.0.0.1' && config.host !== '::1' && config.host !== 'localhost') {
+    logger.warn(
+      { host: config.host },
+      'serving without tokens on a non-loopback address: every caller is an admin (set --tokens-file, --jwks-file/--jwks-url or --auth-token)',
+    );
+  }
+
+  // Each worker tells the primary when its readiness changes (the primary's /readyz is all of them).
+  let readyTimer: NodeJS.Timeout | undefined;
+  if (cluster) {
+    let last: boolean | undefined;
+    const report = () => {
+      const now = registry.isReady(defaults.current.version);
+      if (now !== last) cluster.reportReady((last = now));
+    };
+    report();
+    readyTimer = setInterval(report, 100);
+    readyTimer.unref();
+  }
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${port}`,
+    url: `${http.protocol}://${host}:${port}`,
     port,
     registry,
     executionStats: () => ({ ...jitQueries.stats }),
@@ -217,11 +332,15 @@ export async function startServe({ config, log, logger }: StartServeOptions): Pr
     defaults,
     close() {
       closing ??= (async () => {
+        clearInterval(readyTimer);
         defaults.stop();
         await ws.close();
         await closeHttp(server, config);
+        http.close();
         await apollo.stop();
         await Promise.all([registry.stop(), deadLetters.stop()]);
+        auth.close();
+        if (limiter instanceof TokenBuckets) limiter.close();
       })();
       return closing;
     },

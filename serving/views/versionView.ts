@@ -216,6 +216,12 @@ export class ViewSnapshot {
     return [...all];
   }
 
+  /** At least as many as keys() would list, without building the list (the cost estimate of key-walking queries). */
+  keyCount(metric: string, granularity: Granularity): number {
+    const mg = metricGranKey(metric, granularity);
+    return (this.state.batch?.keys.get(mg)?.length ?? 0) + (this.speedKeys.get(mg)?.size ?? 0);
+  }
+
   /** Index range [lo, hi) of merged windows with start in [from, to). */
   static range(m: MergedWindows, from: number, to: number): [number, number] {
     return [m.lowerBound(from), m.lowerBound(to)];

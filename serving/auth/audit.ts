@@ -1,0 +1,36 @@
+/**
+ * Audit lines: every promotion, rollback and retirement asked of serving, done, refused or
+ * forbidden, as one structured log line with `audit: true` (so that a log pipeline can route them
+ * apart): who (name, role, how recognised), when, the action, from which version to which, and
+ * the outcome with its reason.
+ */
+import type { Logger } from '../../services/observability/logger.ts';
+import type { Principal } from './roles.ts';
+
+export type AuditAction = 'promote' | 'rollback' | 'retire';
+export type AuditOutcome = 'done' | 'refused' | 'forbidden';
+
+export interface AuditEntry {
+  action: AuditAction;
+  who: Principal;
+  /** The default version before (promote, rollback), or the version retired. */
+  from: string | null;
+  /** The default version after (promote, rollback); null for a retirement. */
+  to: string | null;
+  outcome: AuditOutcome;
+  reason?: string;
+  /** Checks a forced promotion skipped. */
+  forced?: string[];
+  /** Promotion generation written. */
+  promotion?: number;
+  /** What a retirement deleted. */
+  deleted?: string[];
+}
+
+export function audit(logger: Logger, entry: AuditEntry, at = new Date()): void {
+  const { who, ...rest } = entry;
+  logger.info(
+    { audit: true, at: at.toISOString(), who: { name: who.name, role: who.role, via: who.via }, ...rest },
+    `audit: ${who.name} (${who.role}) ${entry.action} ${entry.from ?? '-'} -> ${entry.to ?? '-'}: ${entry.outcome}`,
+  );
+}
