@@ -22,6 +22,7 @@ import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { Pipeline, killAll, testVersion, type LkProcess } from '../../test/e2e/pipeline.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
+import { sha256Entry } from '../auth/tokensFile.ts';
 import { launchChromium, type TestBrowser } from './fixtures/browser.ts';
 import { gqlData, startTestServer } from './fixtures/testServer.ts';
 
@@ -256,14 +257,19 @@ describe('the dashboard in a real browser', () => {
     }
   });
 
-  it('with --auth-token the page asks for the token, or reads it from the URL fragment', async () => {
+  it('with tokens the page asks for one, or reads it from the URL fragment; a reader sees no promote or rollback buttons', async () => {
     const token = 'browser-test-token-0123456789';
+    const readerToken = 'browser-reader-token-0123456789';
+    const tokensFile = join(dir.path, 'tokens.yaml');
+    writeFileSync(tokensFile, `tokens:\n  - { name: rita, role: reader, hash: "${sha256Entry(readerToken)}" }\n`);
     const previous = process.env.LK_DASHBOARD_DIR;
     process.env.LK_DASHBOARD_DIR = bundle;
-    const secured = await startTestServer(dir.path, { defaultVersion: version, authToken: token, eventsTopic: topic }).finally(() => {
-      if (previous === undefined) delete process.env.LK_DASHBOARD_DIR;
-      else process.env.LK_DASHBOARD_DIR = previous;
-    });
+    const secured = await startTestServer(dir.path, { defaultVersion: version, authToken: token, tokensFile, eventsTopic: topic }).finally(
+      () => {
+        if (previous === undefined) delete process.env.LK_DASHBOARD_DIR;
+        else process.env.LK_DASHBOARD_DIR = previous;
+      },
+    );
     try {
       // From the fragment: no prompt, the data loads, and the token leaves the address bar.
       const withFragment = await browser.context.newPage();
@@ -273,7 +279,24 @@ describe('the dashboard in a real browser', () => {
       await withFragment.waitForFunction(() => document.getElementById('live-state')?.dataset.state === 'live');
       expect(await withFragment.locator('[data-testid="token-dialog"]').count()).toBe(0);
       expect(new URL(withFragment.url()).hash).toBe('');
+      // --auth-token is an admin: the other version (the previous default) has its button.
+      await withFragment.locator('[data-testid="viewer"][data-role="ADMIN"]').waitFor();
+      expect(await withFragment.locator('[data-testid="viewer"]').innerText()).toBe('auth-token · admin');
+      await withFragment.locator('[data-testid="versions"] button[data-promote]').first().waitFor();
+      expect(await withFragment.locator('[data-testid="read-only"]').count()).toBe(0);
       await withFragment.close();
+
+      // A reader: the same panel without any promote or rollback button, and why.
+      const reader = await browser.context.newPage();
+      await keepLocal(reader, foreign);
+      await reader.goto(`${secured.url}/?metric=${METRIC}#token=${readerToken}`);
+      await reader.locator('[data-testid="viewer"][data-role="READER"]').waitFor();
+      expect(await reader.locator('[data-testid="viewer"]').innerText()).toBe('rita · reader');
+      await reader.locator('[data-testid="versions"] tr[data-version]').first().waitFor();
+      expect(await reader.locator('[data-testid="versions"] tr[data-version]').count()).toBeGreaterThan(1);
+      expect(await reader.locator('[data-testid="versions"] button').count()).toBe(0);
+      expect(await reader.locator('[data-testid="read-only"]').innerText()).toMatch(/need the admin role/);
+      await reader.close();
 
       // Without it (a new tab: its own sessionStorage): the page loads, asks, then shows the data.
       const asking = await browser.context.newPage();

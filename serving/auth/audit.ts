@@ -27,10 +27,22 @@ export interface AuditEntry {
   deleted?: string[];
 }
 
+/** Audit lines are written whatever the log level (LK_LOG_LEVEL=warn keeps them). */
+const auditLoggers = new WeakMap<Logger, Logger>();
+
+function auditLogger(logger: Logger): Logger {
+  let child = auditLoggers.get(logger);
+  if (!child) {
+    child = logger.child({ audit: true }, { level: 'info' });
+    auditLoggers.set(logger, child);
+  }
+  return child;
+}
+
 export function audit(logger: Logger, entry: AuditEntry, at = new Date()): void {
   const { who, ...rest } = entry;
-  logger.info(
-    { audit: true, at: at.toISOString(), who: { name: who.name, role: who.role, via: who.via }, ...rest },
+  auditLogger(logger).info(
+    { at: at.toISOString(), who: { name: who.name, role: who.role, via: who.via }, ...rest },
     `audit: ${who.name} (${who.role}) ${entry.action} ${entry.from ?? '-'} -> ${entry.to ?? '-'}: ${entry.outcome}`,
   );
 }

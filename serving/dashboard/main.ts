@@ -20,6 +20,7 @@ import { fmtInt, fmtNumber, fmtTime } from './format.ts';
 import {
   INIT,
   PROMOTE,
+  ROLLBACK,
   RECONCILIATION,
   STATUS,
   TOP_KEYS,
@@ -30,6 +31,7 @@ import {
   type KeyTotal,
   type MetricDefinition,
   type PromoteAnswer,
+  type RollbackAnswer,
   type ReconciliationAnswer,
   type SeriesAnswer,
   type StatusAnswer,
@@ -148,6 +150,7 @@ class Dashboard {
         h(
           'div',
           { class: 'topbar-right' },
+          h('span', { id: 'viewer', class: 'pill pill-muted', 'data-testid': 'viewer', title: 'who this page is signed in as' }),
           h('span', { id: 'default-version', class: 'pill pill-muted', title: 'the job version answering queries' }, 'version …'),
           h('span', { id: 'live-state', class: 'pill pill-warn', 'data-state': 'connecting' }, 'connecting…'),
           h(
@@ -618,6 +621,12 @@ class Dashboard {
     fill(byId('pipeline-updated'), `version ${st.pipeline.version} · updated ${fmtTime(now)}`);
     fill(byId('dead-letters'), renderDeadLetters(st.pipeline.deadLetters, now));
     const vs = st.versions;
+    const viewer = st.viewer;
+    const canPromote = viewer.permissions.includes('promote');
+    const canRollback = viewer.permissions.includes('rollback');
+    const viewerEl = byId('viewer');
+    viewerEl.dataset.role = viewer.role;
+    fill(viewerEl, `${viewer.name} · ${viewer.role.toLowerCase()}`);
     fill(byId('default-version'), `version ${vs.default}`);
     fill(
       byId('versions-note'),
@@ -625,10 +634,11 @@ class Dashboard {
         ? [`promotion #${vs.promotion}`, vs.promotedAt ? [', ', ago(Date.parse(vs.promotedAt), now)] : '']
         : 'no promotion yet',
       vs.previous ? ` · rollback = promote ${vs.previous}` : '',
+      canPromote ? '' : h('span', { 'data-testid': 'read-only' }, ` · read-only: promoting and rolling back need the admin role`),
     );
     // The table holds buttons: rebuilt only when something in it changed, so that a click in
     // progress never lands on a row that was replaced under the pointer.
-    const versionsState = JSON.stringify([vs, this.promoting.confirming, this.promoting.busy]);
+    const versionsState = JSON.stringify([vs, this.promoting.confirming, this.promoting.busy, canPromote, canRollback]);
     if (versionsState !== this.renderedVersions) {
       this.renderedVersions = versionsState;
       fill(
@@ -636,13 +646,17 @@ class Dashboard {
         renderVersions(vs, {
           confirming: this.promoting.confirming,
           busy: this.promoting.busy,
-          promote: (v, force) => void this.promote(v, force),
+          promote: (v, force) => void this.promote(v, force, false),
+          rollback: (v, force) => void this.promote(v, force, true),
+          canPromote,
+          canRollback,
         }),
       );
     }
   }
 
-  private async promote(version: string, force: boolean): Promise<void> {
+  /** Promotes a version, or rolls back to it (the rollback mutation: the previous default). */
+  private async promote(version: string, force: boolean, rollback: boolean): Promise<void> {
     const msg = byId('promote-message');
     if (!force && this.promoting.confirming !== version) {
       // Two clicks: the first one arms the button for a few seconds.
@@ -659,8 +673,9 @@ class Dashboard {
     this.renderStatus();
     fill(msg, h('div', { class: 'note' }, `promoting ${version}…`));
     try {
-      const d = await gql<PromoteAnswer>(PROMOTE, { version, force });
-      const p = d.promote;
+      const p = rollback
+        ? (await gql<RollbackAnswer>(ROLLBACK, { force })).rollback
+        : (await gql<PromoteAnswer>(PROMOTE, { version, force })).promote;
       fill(
         msg,
         h(
@@ -684,7 +699,11 @@ class Dashboard {
           h('strong', null, refused ? `Promotion of ${version} refused. ` : `Promotion of ${version} failed. `),
           errorText(err),
           refused
-            ? h('button', { class: 'btn btn-danger btn-small', onclick: () => void this.promote(version, true) }, 'Promote anyway (force)')
+            ? h(
+                'button',
+                { class: 'btn btn-danger btn-small', onclick: () => void this.promote(version, true, rollback) },
+                'Promote anyway (force)',
+              )
             : null,
         ),
       );

@@ -122,6 +122,11 @@ export interface WindowValue {
 
 export const STATUS = /* GraphQL */ `
   query DashboardStatus {
+    viewer {
+      name
+      role
+      permissions
+    }
     pipeline {
       version
       speed {
@@ -304,7 +309,14 @@ export interface Versions {
   promotedAt: string | null;
   versions: JobVersion[];
 }
+/** The caller as the server sees it: the page offers only what its role may do. */
+export interface Viewer {
+  name: string;
+  role: 'READER' | 'ADMIN';
+  permissions: string[];
+}
 export interface StatusAnswer {
+  viewer: Viewer;
   pipeline: PipelineStatus;
   versions: Versions;
 }
@@ -383,4 +395,19 @@ export const PROMOTE = /* GraphQL */ `
 `;
 export interface PromoteAnswer {
   promote: { version: string; previous: string | null; promotion: number; changed: boolean; skippedChecks: string[] };
+}
+
+export const ROLLBACK = /* GraphQL */ `
+  mutation DashboardRollback($force: Boolean) {
+    rollback(force: $force) {
+      version
+      previous
+      promotion
+      changed
+      skippedChecks
+    }
+  }
+`;
+export interface RollbackAnswer {
+  rollback: PromoteAnswer['promote'];
 }

@@ -405,6 +405,11 @@ export function renderReconciliation(r: Reconciliation, metric: string): Child {
 
 export interface VersionActions {
   promote(version: string, force: boolean): void;
+  /** The previous default's button: the rollback mutation. */
+  rollback(version: string, force: boolean): void;
+  /** What the caller's role may do (viewer.permissions): the other buttons are not shown. */
+  canPromote: boolean;
+  canRollback: boolean;
   /** A promotion waiting for its confirmation click. */
   confirming: string | null;
   busy: boolean;
@@ -457,7 +462,9 @@ export function renderVersions(vs: Versions, actions: VersionActions): Child {
       null,
       vs.versions.map((v) => {
         let action: Child = null;
-        if (v.state !== 'RETIRED' && v.name !== vs.default) {
+        const isRollback = v.name === vs.previous;
+        const allowed = isRollback ? actions.canRollback : actions.canPromote;
+        if (v.state !== 'RETIRED' && v.name !== vs.default && allowed) {
           const confirming = actions.confirming === v.name;
           action = h(
             'button',
@@ -465,9 +472,9 @@ export function renderVersions(vs: Versions, actions: VersionActions): Child {
               class: confirming ? 'btn btn-danger' : 'btn',
               'data-promote': v.name,
               disabled: actions.busy,
-              onclick: () => actions.promote(v.name, false),
+              onclick: () => (isRollback ? actions.rollback(v.name, false) : actions.promote(v.name, false)),
             },
-            confirming ? `Confirm: make ${v.name} the default` : v.name === vs.previous ? 'Roll back to this' : 'Promote',
+            confirming ? `Confirm: make ${v.name} the default` : isRollback ? 'Roll back to this' : 'Promote',
           );
         }
         return h(

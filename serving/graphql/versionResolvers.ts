@@ -188,10 +188,8 @@ async function promoteAudited(ctx: ServeContext, version: string, force: boolean
 
 export const mutationResolvers = {
   async promote(_: unknown, args: { version: string; force: boolean }, ctx: ServeContext) {
-    // Promoting the previous default back is the rollback, whichever mutation asks for it.
-    const action: AuditAction = readDefaultVersion(ctx.config.dataDir)?.previous === args.version ? 'rollback' : 'promote';
-    requireRole(ctx, action);
-    return promoteAudited(ctx, args.version, args.force, action);
+    requireRole(ctx, 'promote');
+    return promoteAudited(ctx, args.version, args.force, 'promote');
   },
 
   async rollback(_: unknown, args: { force: boolean }, ctx: ServeContext) {
