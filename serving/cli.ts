@@ -3,6 +3,7 @@
  * Every flag has an environment variable; SIGTERM/SIGINT shut down gracefully (requests in
  * flight finish, subscriptions are closed, consumers leave their groups).
  */
+import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ConfigError } from '../services/errors.ts';
 import { logger } from '../services/observability/logger.ts';
@@ -30,6 +31,7 @@ import { readVersionRecord } from '../services/versions/versionRecord.ts';
 import { parseServeConfig, type ServeConfig, type ServeConfigInput } from './config.ts';
 
 interface ServeOptions extends CommonOptions, PromotionOptions {
+  workers: number;
   port: number;
   host: string;
   version: string;
@@ -75,6 +77,14 @@ const DAY = 86_400_000;
 
 const SERVE_OPTIONS: OptionSpec[] = [
   { flags: '--port <n>', description: 'HTTP port (0 = any free port)', env: 'LK_SERVE_PORT', default: 4000, parse: port },
+  {
+    flags: '--workers <n>',
+    description: 'processes serving on the port, each holding its own copy of the views (1 = this process alone)',
+    env: 'LK_SERVE_WORKERS',
+    default: availableParallelism(),
+    defaultText: 'the available parallelism (os.availableParallelism())',
+    parse: positiveInt,
+  },
   { flags: '--host <addr>', description: 'address to listen on', env: 'LK_SERVE_HOST', default: '127.0.0.1' },
   {
     flags: '--version <name>',
@@ -362,20 +372,41 @@ async function serve(opts: ServeOptions, cmd: Command): Promise<void> {
   // tenth of a large answer's execution time); it reads NODE_ENV once, when first loaded, so
   // the server code is loaded only now.
   process.env.NODE_ENV ??= 'production';
+  const { default: cluster } = await import('node:cluster');
+  const { isServeWorker, runPrimary, workerSide } = await import('./http/cluster.ts');
+  if (opts.workers > 1 && cluster.isPrimary) {
+    // The primary: forks the workers (each runs this command again, as a worker) and waits.
+    const stop = onShutdownSignal((signal) => logger.info({ signal }, 'shutting down'));
+    process.exitCode = await runPrimary({
+      workers: opts.workers,
+      rateLimit: config.rateLimit,
+      rateBurst: config.rateBurst,
+      logger,
+      stopTimeoutMs: config.requestTimeoutMs + 30_000,
+      stop: aborted(stop),
+      onListening: (url, version) =>
+        console.log(`serving ${url}/graphql (version ${version}; ${opts.workers} workers; /healthz /readyz /metrics)`),
+    });
+    return;
+  }
+  const side = isServeWorker() ? workerSide() : undefined;
   const { startServe } = await import('./http/server.ts');
   const log = ctx.openLog(`lk-serve-${config.defaultVersion}`);
   let handle: Awaited<ReturnType<typeof startServe>>;
   try {
-    handle = await startServe({ config, log, logger });
+    handle = await startServe({ config, log, logger, ...(side ? { cluster: side } : {}) });
   } catch (err) {
     await log.close();
     throw err;
   }
-  console.log(`serving ${handle.url}/graphql (version ${handle.defaults.current.version}; /healthz /readyz /metrics)`);
+  if (side) side.listening(handle.url, handle.defaults.current.version);
+  else console.log(`serving ${handle.url}/graphql (version ${handle.defaults.current.version}; /healthz /readyz /metrics)`);
   const stop = onShutdownSignal((signal) => logger.info({ signal }, 'shutting down'));
-  await aborted(stop);
+  await Promise.race([aborted(stop), ...(side ? [side.shutdown] : [])]);
   await handle.close();
   await log.close();
+  // A worker leaves the cluster once closed (its IPC channel would keep it alive).
+  if (side) cluster.worker?.disconnect();
 }
 
 export function registerServeCommands(program: Command): void {

@@ -18,6 +18,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
+import type { Registry } from 'prom-client';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
@@ -73,6 +74,8 @@ export interface ClusterSide {
   limiter: RateLimiter;
   /** The metrics of every worker, summed (prom-client's AggregatorRegistry in the primary). */
   metricsText(): Promise<string>;
+  /** Gives the primary this worker's metrics and its way to follow the version pointer. */
+  attach(parts: { registry: Registry; follow: Propagator }): void;
 }
 
 export interface StartServeOptions {
@@ -126,6 +129,8 @@ const FAILED_AUTH_COST_FACTOR = 10;
 async function route(routes: Routes, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { registry, defaults, auth, metrics, limiter, config } = routes;
   const url = new URL(req.url ?? '/', 'http://serve');
+  // Which worker answered (several workers): for operators and the tests.
+  if (routes.cluster) res.setHeader('lk-worker', String(routes.cluster.worker));
   if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (url.pathname === '/readyz') {
     const r = readiness(registry, defaults, routes.cluster);
@@ -235,6 +240,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
   });
   const limiter = cluster?.limiter ?? (config.rateLimit === 0 ? NO_RATE_LIMIT : new TokenBuckets(config.rateLimit, config.rateBurst));
   const admin = versionsAdmin({ config, log, propagate: cluster?.propagate ?? followHere(defaults) });
+  cluster?.attach({ registry: m.registry, follow: followHere(defaults) });
   const limits: LimitsOptions = {
     schema,
     config,
