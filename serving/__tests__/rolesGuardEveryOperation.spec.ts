@@ -12,7 +12,7 @@
  *   working, a broken file keeps the previous tokens (and says why).
  */
 import { createServer, type Server } from 'node:http';
-import { writeFileSync, renameSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,7 +23,7 @@ import WebSocket from 'ws';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { ensureVersionRecord } from '../../services/versions/versionRecord.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
-import { scryptEntry, sha256Entry } from '../auth/tokensFile.ts';
+import { parseTokensFile, scryptEntry, sha256Entry } from '../auth/tokensFile.ts';
 import { publishSpeedRows, publishSyntheticBatchRun } from './fixtures/viewFixtures.ts';
 import { METRICS, startTestServer, testLog, type TestServer } from './fixtures/testServer.ts';
 
@@ -388,6 +388,16 @@ describe('roles guard every operation', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("the README's tokens file example is a valid tokens file", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const example = /```yaml\n(# tokens\.yaml[\s\S]*?)```/.exec(readme)?.[1];
+    expect(example, 'the README shows a tokens file').toBeDefined();
+    expect(parseTokensFile(example!, 'README.md').map((e) => [e.name, e.role])).toEqual([
+      ['grafana', 'reader'],
+      ['alice', 'admin'],
+    ]);
   });
 
   it('the tokens file is reloaded without a restart; a broken file keeps the previous tokens', async () => {

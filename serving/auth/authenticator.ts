@@ -6,7 +6,8 @@
  * 1. `--auth-token`: one shared token, role admin, name "auth-token" (compared as SHA-256
  *    digests: constant time, whatever the length);
  * 2. `--tokens-file`: hashed tokens with roles and names, reloaded on change (tokensFile.ts);
- * 3. a JWT from the identity provider, when `--jwks-file` or `--jwks-url` is set (jwtVerifier.ts).
+ * 3. a JWT from the identity provider, when `--jwks-file` or `--jwks-url` is set (jwtVerifier.ts):
+ *    a token shaped like a JWT (three base64url parts) is then checked as a JWT only.
  *
  * With none of them configured, nothing is required and every caller is ANONYMOUS (an admin).
  * A refusal says why (missing, unknown, expired, signature, audience...), never echoes the token.
@@ -68,9 +69,11 @@ export function createAuthenticator(
       if (!m) return { ok: false, reason: 'the Authorization header is not "Bearer <token>"' };
       const token = m[1]!;
       if (shared && timingSafeEqual(digest(token), shared)) return { ok: true, principal: AUTH_TOKEN_PRINCIPAL };
+      // A JWT goes to the JWT verifier only: every session's token is new, and trying it against
+      // the file's scrypt entries first would cost tens of milliseconds each time.
+      if (jwt && looksLikeJwt(token)) return jwt.verify(token);
       const fromFile = await tokensFile?.value.lookup(token);
       if (fromFile) return { ok: true, principal: fromFile };
-      if (jwt && looksLikeJwt(token)) return jwt.verify(token);
       return { ok: false, reason: 'unknown bearer token' };
     },
     close() {

@@ -135,7 +135,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
           broadcastReadiness();
           return;
         case 'admit':
-          send(worker, { t: 'admitted', id: msg.id, admission: buckets?.admit(msg.client, msg.cost) ?? { admitted: true, retryAfterMs: 0 } });
+          send(worker, {
+            t: 'admitted',
+            id: msg.id,
+            admission: buckets?.admit(msg.client, msg.cost) ?? { admitted: true, retryAfterMs: 0 },
+          });
           return;
         case 'charge':
           buckets?.charge(msg.client, msg.cost);
@@ -159,7 +163,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
           void aggregator
             .clusterMetrics()
             .then((text) => send(worker, { t: 'metricsText', id: msg.id, text }))
-            .catch((err: unknown) => send(worker, { t: 'metricsText', id: msg.id, text: `# cannot gather the workers' metrics: ${String(err)}\n` }));
+            .catch((err: unknown) =>
+              send(worker, { t: 'metricsText', id: msg.id, text: `# cannot gather the workers' metrics: ${String(err)}\n` }),
+            );
           return;
       }
     });
@@ -254,7 +260,9 @@ export function workerSide(): ClusterSide & { shutdown: Promise<void>; listening
         void (follow ? follow() : Promise.resolve([]))
           .then((reports) => reports[0])
           .catch((err: unknown) => ({ pid: process.pid, version: '', generation: -1, error: String(err) }))
-          .then((report) => send({ t: 'followed', id: msg.id, report: report ?? { pid: process.pid, version: '', generation: -1, error: 'not started' } }));
+          .then((report) =>
+            send({ t: 'followed', id: msg.id, report: report ?? { pid: process.pid, version: '', generation: -1, error: 'not started' } }),
+          );
         return;
       case 'shutdown':
         onShutdown();

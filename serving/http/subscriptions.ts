@@ -67,10 +67,17 @@ export function attachSubscriptions(options: SubscriptionOptions): SubscriptionE
       async onConnect(ctx) {
         const header =
           ctx.extra.request.headers.authorization ?? ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
+        const addressKey = clientKey(undefined, ctx.extra.request.socket.remoteAddress);
+        if (auth.required && limiter.blockedFor(addressKey) > 0) {
+          metrics.refusals.inc({ code: ErrorCode.RATE_LIMITED });
+          return false;
+        }
         const result = await auth.authenticate(header);
         if (!result.ok) {
           metrics.requests.inc({ operation: 'subscription', outcome: 'unauthenticated' });
           metrics.refusals.inc({ code: ErrorCode.UNAUTHENTICATED });
+          // As over HTTP: refused tokens cost their address (guessing tokens is rate limited).
+          limiter.charge(addressKey, config.resolverCost * 10);
           return false; // closes the socket with 4403 Forbidden
         }
         const principal = result.principal;
