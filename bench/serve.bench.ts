@@ -3,23 +3,33 @@
  *
  *   1. a batch snapshot of LK_BENCH_KEYS (default 10,000) keys x one day of minute windows
  *      (14.4 M windows) written with DuckDB and published as the batch layer does;
- *   2. the real `lk serve` in a child process loads it (embedded log: no speed view);
- *   3. LK_BENCH_CLIENTS (default 32) concurrent HTTP clients ask `series` for a 24 h range of a
- *      random key for LK_BENCH_SECONDS (default 20): requests/s, p50, p99; then the same for
- *      `seriesColumns`, the same windows as columns, twice: with the same five fields as `series`,
- *      and with what the dashboard's chart reads (window starts as small integers, count, source,
- *      provisional);
- *   4. the baselines, in this process: the same answers straight from the in-memory view
+ *   2. the real `lk serve` in a child process loads it (embedded log: no speed view), three times:
+ *      - one worker (`--workers 1`, rate limit off): LK_BENCH_CLIENTS (default 32) concurrent
+ *        closed-loop HTTP clients ask `series` for a 24 h range of a random key for
+ *        LK_BENCH_SECONDS (default 20): requests/s, p50, p99; then the same for `seriesColumns`,
+ *        the same windows as columns, twice: with the same five fields as `series`, and with what
+ *        the dashboard's chart reads (window starts as small integers, count, source, provisional);
+ *      - every core (`--workers` = the available parallelism, rate limit off): the chart again,
+ *        beside the single-core figure of the same run;
+ *      - every core with lk serve's default limits: 32 well-behaved clients asking the chart at a
+ *        steady pace (LK_BENCH_PACE_MS, default 100 ms between requests each), alone, then while one
+ *        abusive client floods the server (three connections sending the costliest request the
+ *        server accepts, a key-walking topKeys just under --max-cost, and one sending the issue's
+ *        5,000-alias query, none of them waiting): the well-behaved clients' p50 and p99 in both;
+ *   3. the baselines, in this process: the same answers straight from the in-memory view
  *      (serving/queries.ts seriesWindows and seriesColumns over a loaded VersionView), no HTTP,
  *      no GraphQL.
  *
- * Client and server are separate processes (each gets one of the two cores); one answer per
- * second is checked in full against the baseline. Prints a table and one JSON line.
+ * Every client has a token of its own (a tokens file of readers): with the limits on, each has
+ * its own rate-limit bucket. Client and server are separate processes; one answer per second is
+ * checked in full against the baseline. The servers' resident memory is read from /proc. Prints a
+ * table and one JSON line.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { commitBatchRun, readCurrentBatchRun, stageBatchRun } from '../services/views/batchSnapshots.ts';
@@ -32,6 +42,11 @@ import { machineLine, printTable, trackPeakRss } from './lib.ts';
 const KEYS = Number(process.env.LK_BENCH_KEYS ?? 10_000);
 const CLIENTS = Number(process.env.LK_BENCH_CLIENTS ?? 32);
 const SECONDS = Number(process.env.LK_BENCH_SECONDS ?? 20);
+const PACE_MS = Number(process.env.LK_BENCH_PACE_MS ?? 100);
+const CORES = availableParallelism();
+/** lk serve's default --max-cost and --resolver-cost (the abusive request is sized against them). */
+const MAX_COST = 250_000;
+const SCAN_WINDOWS_PER_UNIT = 32;
 const WINDOWS = 1440;
 const DAY_START = Date.UTC(2026, 0, 1);
 const FROM = new Date(DAY_START).toISOString();
@@ -49,6 +64,15 @@ const QUERY_COLUMNS = `query($k: String!) { seriesColumns(metric: "clicks_by_ad"
 /** What the dashboard's chart asks (serving/dashboard/operations.ts seriesQuery, measure count). */
 const CHART_SELECTION = '{ windowBase windowMs windowIndex count source provisional latestProcessingTime }';
 const QUERY_CHART = `query($k: String!) { seriesColumns(metric: "clicks_by_ad", key: $k, granularity: MINUTE, from: "${FROM}", to: "${TO}") ${CHART_SELECTION} }`;
+
+/**
+ * The costliest request the default limits accept: one topKeys walking every key over as many
+ * minutes as --max-cost allows (a walk costs keys x windows / 32: serving/graphql/limits.ts).
+ */
+const ABUSE_MINUTES = Math.floor(((MAX_COST - 2_000) * SCAN_WINDOWS_PER_UNIT) / KEYS);
+const QUERY_ABUSE = `{ topKeys(metric: "clicks_by_ad", granularity: MINUTE, from: "${FROM}", to: "${new Date(DAY_START + ABUSE_MINUTES * 60_000).toISOString()}", limit: 10) { key count } }`;
+/** The issue's flood: 5,000 aliases of a one-window series (refused by --max-aliases before validation). */
+const QUERY_ALIASES = `{ ${Array.from({ length: 5000 }, (_, i) => `a${i}: series(metric: "clicks_by_ad", key: "ad-1", granularity: MINUTE, from: "${FROM}", to: "${new Date(DAY_START + 60_000).toISOString()}") { count }`).join(' ')} }`;
 
 /** The window counts of an answer, to check it against the baseline. */
 type CountsOf = (data: Record<string, unknown>) => number[];
@@ -95,12 +119,29 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
   });
 }
 
-function startServer(dataDir: string): Promise<{ url: string; stop(): Promise<void> }> {
+interface Server {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** A tokens file of readers, one token per client (the well-behaved ones, the abuser, and spares). */
+function writeTokens(dataDir: string, count: number): { file: string; tokens: string[] } {
+  const tokens = Array.from({ length: count }, () => randomBytes(24).toString('hex'));
+  const file = join(dataDir, 'tokens.yaml');
+  writeFileSync(
+    file,
+    `tokens:\n${tokens.map((t, i) => `  - { name: client-${i}, role: reader, hash: "sha256:${createHash('sha256').update(t).digest('hex')}" }`).join('\n')}\n`,
+  );
+  return { file, tokens };
+}
+
+function startServer(dataDir: string, args: string[]): Promise<Server> {
   // LK_BENCH_PROFILE_DIR=<dir> writes a V8 CPU profile of the server (where the time goes).
   const profile = process.env.LK_BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LK_BENCH_PROFILE_DIR}`] : [];
   const child = spawn(
     process.execPath,
-    [...profile, 'bin/lk.js', 'serve', '--data-dir', dataDir, '--port', '0', '--version', VERSION, '--metrics', 'metrics.yaml'],
+    [...profile, 'bin/lk.js', 'serve', '--data-dir', dataDir, '--port', '0', '--version', VERSION, '--metrics', 'metrics.yaml', ...args],
     {
       env: { ...process.env, KAFKA_BROKERS: '', LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -114,6 +155,7 @@ function startServer(dataDir: string): Promise<{ url: string; stop(): Promise<vo
       if (m) {
         resolve({
           url: m[1]!,
+          pid: child.pid!,
           stop: () =>
             new Promise<void>((done) => {
               child.once('exit', () => done());
@@ -126,6 +168,24 @@ function startServer(dataDir: string): Promise<{ url: string; stop(): Promise<vo
   });
 }
 
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Resident memory of a server: its process, and its workers when it has several (their pids from /readyz). */
+async function serverMemory(server: Server): Promise<{ primary: number; workers: number[]; total: number }> {
+  const body = (await (await fetch(`${server.url}/readyz`)).json()) as { workers?: { pid: number }[] };
+  const primary = rssMiB(server.pid);
+  const workers = (body.workers ?? []).map((w) => rssMiB(w.pid));
+  return { primary, workers, total: primary + workers.reduce((a, b) => a + b, 0) };
+}
+
+const fmtMemory = (m: { primary: number; workers: number[]; total: number }) =>
+  m.workers.length === 0
+    ? `${m.primary.toFixed(0)} MiB`
+    : `${m.total.toFixed(0)} MiB (primary ${m.primary.toFixed(0)} + workers ${m.workers.map((w) => w.toFixed(0)).join(' + ')})`;
+
 async function waitReady(url: string): Promise<void> {
   for (;;) {
     const res = await fetch(`${url}/readyz`).catch(() => undefined);
@@ -135,11 +195,15 @@ async function waitReady(url: string): Promise<void> {
 }
 
 /** One POST; the body is kept as buffers (decoded only when an answer is checked). */
-function post(agent: Agent, url: URL, body: string): Promise<{ status: number; chunks: Buffer[] }> {
+function post(agent: Agent, url: URL, body: string, token: string): Promise<{ status: number; chunks: Buffer[] }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -157,14 +221,18 @@ function post(agent: Agent, url: URL, body: string): Promise<{ status: number; c
  * counter). Per request, it is the cost of an answer independently of how loaded the machine is:
  * requests/s and latencies move with whatever else runs on the cores, CPU per request much less.
  */
-async function serverCpuSeconds(url: URL): Promise<number> {
-  const text = await (await fetch(new URL('/metrics', url))).text();
+async function serverCpuSeconds(url: URL, token: string): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', url), { headers: { authorization: `Bearer ${token}` } })).text();
   const m = /^lk_serve_process_cpu_seconds_total\s+(\S+)$/m.exec(text);
   if (!m) throw new Error('lk_serve_process_cpu_seconds_total missing from /metrics');
   return Number(m[1]);
 }
 
-/** CLIENTS concurrent clients, each one request at a time, 3 s warm-up then `seconds` measured; one answer per second checked. */
+/**
+ * CLIENTS concurrent clients (token i for client i), each one request at a time, 3 s warm-up then
+ * `seconds` measured; one answer per second checked. Closed loop, or paced: a client sends its
+ * next request `paceMs` after the previous one was sent (or at once if it came back later).
+ */
 async function loadPhase(
   url: URL,
   query: string,
@@ -172,6 +240,8 @@ async function loadPhase(
   windows: number,
   expected: (key: string) => number[],
   countsOf: CountsOf,
+  tokens: string[],
+  paceMs = 0,
 ) {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
   const rand = seededRandom(7);
@@ -184,18 +254,26 @@ async function loadPhase(
   let measuredEnd = 0;
   let measuredCpuStart = 0;
   let measuredAnswers = 0;
-  const client = async () => {
+  const client = async (_: unknown, i: number) => {
+    const token = tokens[i]!;
+    let next = Date.now();
     for (;;) {
+      if (paceMs > 0) {
+        next += paceMs;
+        const wait = next - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        else next = Date.now();
+      }
       const now = Date.now();
       if (now >= warmUntil + seconds * 1000) return;
       if (now >= warmUntil && measuredCpuStart === 0) {
         measuredCpuStart = -1; // taken once, by the first client past the warm-up
-        measuredCpuStart = await serverCpuSeconds(url);
+        measuredCpuStart = await serverCpuSeconds(url, token);
         continue;
       }
       const key = `ad-${Math.floor(rand() * KEYS)}`;
       const t0 = process.hrtime.bigint();
-      const res = await post(agent, url, JSON.stringify({ query, variables: { k: key } }));
+      const res = await post(agent, url, JSON.stringify({ query, variables: { k: key } }), token);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       if (measuredCpuStart > 0) measuredAnswers++;
       const head = res.chunks[0]?.subarray(0, 8).toString('latin1') ?? '';
@@ -216,10 +294,12 @@ async function loadPhase(
       }
     }
   };
-  say(`HTTP: ${CLIENTS} clients, ${windows} windows per answer, 3 s warm-up, ${seconds} s measured ...`);
+  say(
+    `HTTP: ${CLIENTS} clients${paceMs > 0 ? `, one request every ${paceMs} ms each` : ''}, ${windows} windows per answer, 3 s warm-up, ${seconds} s measured ...`,
+  );
   await Promise.all(Array.from({ length: CLIENTS }, client));
   agent.destroy();
-  const cpuSeconds = (await serverCpuSeconds(url)) - measuredCpuStart;
+  const cpuSeconds = (await serverCpuSeconds(url, tokens[0]!)) - measuredCpuStart;
   const sorted = Float64Array.from(latencies).sort();
   return {
     requests: latencies.length,
@@ -233,21 +313,54 @@ async function loadPhase(
   };
 }
 
+/**
+ * The abusive client: one token, `connections` loops sending `queries[i % queries.length]` back
+ * to back (no pause after a refusal), until `until` resolves. Counts the answers by HTTP status.
+ */
+function abuse(url: URL, token: string, queries: string[], connections: number, until: Promise<void>) {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const statuses = new Map<string, number>();
+  let stop = false;
+  void until.then(() => (stop = true));
+  const loops = Array.from({ length: connections }, async (_, i) => {
+    const query = queries[i % queries.length]!;
+    const body = JSON.stringify({ query });
+    const label = query === QUERY_ALIASES ? 'aliases' : 'costliest';
+    while (!stop) {
+      const res = await post(agent, url, body, token);
+      const key = `${label} ${res.status}`;
+      statuses.set(key, (statuses.get(key) ?? 0) + 1);
+    }
+  });
+  return {
+    done: Promise.all(loops).then(() => {
+      agent.destroy();
+      return Object.fromEntries([...statuses].sort());
+    }),
+  };
+}
+
 async function main(): Promise<void> {
   say(machineLine());
   const rss = trackPeakRss();
   const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-serve-'));
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let server: Server | undefined;
   try {
     let t = Date.now();
     await writeSnapshot(join(dataDir, 'views'));
     say(`snapshot: ${KEYS} keys x ${WINDOWS} minute windows written in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
+    const { file: tokensFile, tokens } = writeTokens(dataDir, CLIENTS + 2);
+    const abuserToken = tokens[CLIENTS]!;
+
     t = Date.now();
-    server = await startServer(dataDir);
+    server = await startServer(dataDir, ['--workers', '1', '--tokens-file', tokensFile, '--rate-limit', '0']);
     await waitReady(server.url);
     const serverLoadSeconds = (Date.now() - t) / 1000;
-    say(`lk serve ready at ${server.url} after ${serverLoadSeconds.toFixed(1)} s (snapshot loaded)`);
+    const singleMemory = await serverMemory(server);
+    say(
+      `lk serve --workers 1 ready at ${server.url} after ${serverLoadSeconds.toFixed(1)} s (snapshot loaded), ${fmtMemory(singleMemory)}`,
+    );
 
     // Baseline view in this process, loaded the same way.
     t = Date.now();
@@ -260,7 +373,7 @@ async function main(): Promise<void> {
 
     const url = new URL(`${server.url}/graphql`);
     const expected24h = (key: string) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).map((w) => w.count);
-    const http = await loadPhase(url, QUERY, SECONDS, WINDOWS, expected24h, seriesCounts);
+    const http = await loadPhase(url, QUERY, SECONDS, WINDOWS, expected24h, seriesCounts, tokens);
     const oneHour = await loadPhase(
       url,
       QUERY_1H,
@@ -268,10 +381,53 @@ async function main(): Promise<void> {
       60,
       (key) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, from + 3_600_000).map((w) => w.count),
       seriesCounts,
+      tokens,
     );
-    const columns = await loadPhase(url, QUERY_COLUMNS, SECONDS, WINDOWS, expected24h, columnCounts);
-    const chart = await loadPhase(url, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts);
-    const errors = http.errors + oneHour.errors + columns.errors + chart.errors;
+    const columns = await loadPhase(url, QUERY_COLUMNS, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
+    const chart = await loadPhase(url, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
+    await server.stop();
+    server = undefined;
+
+    // Every core, rate limit off: the chart again.
+    t = Date.now();
+    server = await startServer(dataDir, ['--workers', String(CORES), '--tokens-file', tokensFile, '--rate-limit', '0']);
+    await waitReady(server.url);
+    const allCoresLoadSeconds = (Date.now() - t) / 1000;
+    const allCoresMemory = await serverMemory(server);
+    say(`lk serve --workers ${CORES} ready after ${allCoresLoadSeconds.toFixed(1)} s, ${fmtMemory(allCoresMemory)}`);
+    const chartAll = await loadPhase(new URL(`${server.url}/graphql`), QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
+    await server.stop();
+    server = undefined;
+
+    // Every core, lk serve's default limits: paced well-behaved clients alone, then beside the abuser.
+    server = await startServer(dataDir, ['--workers', String(CORES), '--tokens-file', tokensFile]);
+    await waitReady(server.url);
+    const limitedUrl = new URL(`${server.url}/graphql`);
+    const calm = await loadPhase(limitedUrl, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens, PACE_MS);
+    let endAbuse!: () => void;
+    const abuser = abuse(
+      limitedUrl,
+      abuserToken,
+      [QUERY_ABUSE, QUERY_ABUSE, QUERY_ABUSE, QUERY_ALIASES],
+      4,
+      new Promise((r) => (endAbuse = r)),
+    );
+    const flooded = await loadPhase(limitedUrl, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens, PACE_MS);
+    endAbuse();
+    const abuseStatuses = await abuser.done;
+    const refusals = await (await fetch(new URL('/metrics', limitedUrl), { headers: { authorization: `Bearer ${tokens[0]}` } })).text();
+    const counter = (name: string) =>
+      Number(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(refusals)?.[1] ?? 0);
+    const mechanisms = {
+      yields: counter('lk_serve_execution_yields_total'),
+      cutOffs: counter('lk_serve_execution_cutoffs_total'),
+      rateLimited: counter('lk_serve_refusals_total{code="RATE_LIMITED"}'),
+      tooManyAliases: counter('lk_serve_refusals_total{code="TOO_MANY_ALIASES"}'),
+    };
+    await server.stop();
+    server = undefined;
+
+    const errors = http.errors + oneHour.errors + columns.errors + chart.errors + chartAll.errors + calm.errors + flooded.errors;
     const checked = http.checked;
 
     // Baselines: the same answers straight from memory, one at a time (one core).
@@ -306,7 +462,7 @@ async function main(): Promise<void> {
     printTable([
       [
         'loaded',
-        `${KEYS.toLocaleString('en-US')} keys x ${WINDOWS} minute windows = ${(KEYS * WINDOWS).toLocaleString('en-US')} windows (server ready after ${serverLoadSeconds.toFixed(1)} s)`,
+        `${KEYS.toLocaleString('en-US')} keys x ${WINDOWS} minute windows = ${(KEYS * WINDOWS).toLocaleString('en-US')} windows (one worker ready after ${serverLoadSeconds.toFixed(1)} s, ${CORES} workers after ${allCoresLoadSeconds.toFixed(1)} s); the phases above the chart's run on one worker`,
       ],
       [
         'query',
@@ -325,7 +481,7 @@ async function main(): Promise<void> {
         `${CLIENTS} clients, same windows and fields as columns: ${Math.round(columns.rps).toLocaleString('en-US')} requests/s, p50 ${columns.p50.toFixed(2)} ms, p99 ${columns.p99.toFixed(2)} ms, server CPU ${columns.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${columns.requests} requests, ${columns.checked} answers checked)`,
       ],
       [
-        'seriesColumns chart',
+        'chart, 1 worker',
         `${CLIENTS} clients, ${CHART_SELECTION}: ${Math.round(chart.rps).toLocaleString('en-US')} requests/s, p50 ${chart.p50.toFixed(2)} ms, p99 ${chart.p99.toFixed(2)} ms, server CPU ${chart.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${chart.requests} requests, ${chart.checked} answers checked)`,
       ],
       [
@@ -337,8 +493,29 @@ async function main(): Promise<void> {
         `in-memory / HTTP throughput: series ${(baseline.rps / http.rps).toFixed(1)}x, seriesColumns ${(columnsBaseline.rps / columns.rps).toFixed(1)}x, chart ${(columnsBaseline.rps / chart.rps).toFixed(1)}x; HTTP p50 / in-memory p50: series ${(http.p50 / baseline.p50).toFixed(0)}x, seriesColumns ${(columns.p50 / columnsBaseline.p50).toFixed(0)}x, chart ${(chart.p50 / columnsBaseline.p50).toFixed(0)}x; seriesColumns / series throughput ${(columns.rps / http.rps).toFixed(1)}x (chart ${(chart.rps / http.rps).toFixed(1)}x)`,
       ],
       [
+        `chart, ${CORES} workers`,
+        `${CLIENTS} clients: ${Math.round(chartAll.rps).toLocaleString('en-US')} requests/s, p50 ${chartAll.p50.toFixed(2)} ms, p99 ${chartAll.p99.toFixed(2)} ms, server CPU ${chartAll.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${chartAll.requests} requests, ${chartAll.checked} answers checked); ${(chartAll.rps / chart.rps).toFixed(2)}x the requests/s of one worker`,
+      ],
+      ['memory', `1 worker: ${fmtMemory(singleMemory)}; ${CORES} workers: ${fmtMemory(allCoresMemory)} (each worker holds the views)`],
+      [
+        'well-behaved alone',
+        `${CLIENTS} clients, chart every ${PACE_MS} ms each, default limits, ${CORES} workers: ${Math.round(calm.rps).toLocaleString('en-US')} requests/s, p50 ${calm.p50.toFixed(2)} ms, p99 ${calm.p99.toFixed(2)} ms (${calm.requests} requests, ${calm.errors} errors)`,
+      ],
+      [
+        'beside an abuser',
+        `the same clients while one token floods (3 connections: topKeys over ${ABUSE_MINUTES} minutes of every key, the costliest accepted; 1 connection: 5,000 aliases): ${Math.round(flooded.rps).toLocaleString('en-US')} requests/s, p50 ${flooded.p50.toFixed(2)} ms, p99 ${flooded.p99.toFixed(2)} ms (${flooded.requests} requests, ${flooded.errors} errors)`,
+      ],
+      [
+        'the abuser got',
+        `${Object.entries(abuseStatuses)
+          .map(([k, n]) => `${k}: ${n}`)
+          .join(
+            ', ',
+          )}; server: ${mechanisms.rateLimited} refused RATE_LIMITED, ${mechanisms.tooManyAliases} TOO_MANY_ALIASES, ${mechanisms.yields} yields, ${mechanisms.cutOffs} cut off`,
+      ],
+      [
         'aim',
-        `seriesColumns p99 < 25 ms at ${CLIENTS} clients: same fields ${columns.p99 < 25 ? 'met' : 'missed'} (${columns.p99.toFixed(2)} ms), chart ${chart.p99 < 25 ? 'met' : 'missed'} (${chart.p99.toFixed(2)} ms)`,
+        `seriesColumns p99 < 25 ms at ${CLIENTS} clients: one worker: same fields ${columns.p99 < 25 ? 'met' : 'missed'} (${columns.p99.toFixed(2)} ms), chart ${chart.p99 < 25 ? 'met' : 'missed'} (${chart.p99.toFixed(2)} ms); ${CORES} workers: chart ${chartAll.p99 < 25 ? 'met' : 'missed'} (${chartAll.p99.toFixed(2)} ms); well-behaved p99 < 50 ms beside the abuser: ${flooded.p99 < 50 ? 'met' : 'missed'} (${flooded.p99.toFixed(2)} ms)`,
       ],
       ['bench peak RSS', `${(rss.peak() / 2 ** 20).toFixed(0)} MiB (this process: client + baseline view)`],
     ]);
@@ -352,6 +529,13 @@ async function main(): Promise<void> {
         oneHour,
         columns,
         chart,
+        chartAll,
+        cores: CORES,
+        memory: { single: singleMemory, allCores: allCoresMemory },
+        calm,
+        flooded,
+        abuseStatuses,
+        mechanisms,
         baseline,
         columnsBaseline,
         serverLoadSeconds,
