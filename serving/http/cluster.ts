@@ -9,7 +9,8 @@
  *   has said so (a restarted worker makes it 503 until it is ready again);
  * - a change of the default version (promote, rollback, retire): the worker that made it asks the
  *   primary to have every worker follow the pointer now, and its mutation returns once all have
- *   answered: no worker answers with the old default after `promote` returns;
+ *   answered: no worker answers with the old default after `promote` returns (a worker still
+ *   starting then is sent the same request as it starts listening);
  * - rate limits: the token buckets live in the primary (serving/http/rateLimiter.ts), so a client
  *   has one bucket whichever worker its connections reach;
  * - /metrics: the sum over the workers (prom-client's AggregatorRegistry);
@@ -89,7 +90,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const { logger } = options;
   const buckets = options.rateLimit === 0 ? undefined : new TokenBuckets(options.rateLimit, options.rateBurst);
   const aggregator = new AggregatorRegistry();
-  const slots = new Map<number, { worker: Worker; pid: number; ready: boolean; listening: boolean }>();
+  /** Per worker number: the process, what it reported, and the last propagation it was sent. */
+  const slots = new Map<number, { worker: Worker; pid: number; ready: boolean; listening: boolean; followed: number }>();
   const propagations = new Map<number, { origin: Worker; originId: number; waiting: Set<Worker>; reports: FollowReport[] }>();
   let nextPropagation = 1;
   let stopping = false;
@@ -116,7 +118,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
 
   const fork = (n: number) => {
     const worker = cluster.fork({ [WORKER_ENV]: String(n), [WORKERS_ENV]: String(options.workers) });
-    slots.set(n, { worker, pid: worker.process.pid ?? 0, ready: false, listening: false });
+    slots.set(n, { worker, pid: worker.process.pid ?? 0, ready: false, listening: false, followed: nextPropagation - 1 });
     broadcastReadiness();
     worker.on('message', (m: unknown) => {
       if (!isMessage(m)) return; // prom-client's own messages
@@ -124,7 +126,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       const slot = slots.get(n);
       switch (msg.t) {
         case 'listening':
-          if (slot) slot.listening = true;
+          if (slot) {
+            slot.listening = true;
+            // A promotion while it was starting (after it read the pointer, perhaps): follow it now.
+            if (slot.followed < nextPropagation - 1) send(worker, { t: 'follow', id: 0 });
+          }
           if (!announced && [...slots.values()].every((s) => s.listening)) {
             announced = true;
             options.onListening(msg.url, msg.version);
@@ -146,12 +152,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
           return;
         case 'propagate': {
           const id = nextPropagation++;
-          const waiting = new Set([...slots.values()].filter((s) => s.worker.isConnected()).map((s) => s.worker));
+          // The workers that answer requests; one still starting follows when it starts listening.
+          const listening = [...slots.values()].filter((s) => s.listening && s.worker.isConnected());
+          for (const s of listening) s.followed = id;
+          const waiting = new Set(listening.map((s) => s.worker));
           propagations.set(id, { origin: worker, originId: msg.id, waiting, reports: [] });
           for (const w of waiting) send(w, { t: 'follow', id });
           return;
         }
         case 'followed': {
+          if (msg.id === 0) return; // a starting worker's catch-up
           const p = propagations.get(msg.id);
           if (!p) return;
           p.reports.push(msg.report);

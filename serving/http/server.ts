@@ -238,7 +238,8 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
     pollMs: config.batchPollMs,
     logger,
   });
-  const limiter = cluster?.limiter ?? (config.rateLimit === 0 ? NO_RATE_LIMIT : new TokenBuckets(config.rateLimit, config.rateBurst));
+  // Several workers share the primary's buckets; with the rate limit off, nobody asks it.
+  const limiter = config.rateLimit === 0 ? NO_RATE_LIMIT : (cluster?.limiter ?? new TokenBuckets(config.rateLimit, config.rateBurst));
   const admin = versionsAdmin({ config, log, propagate: cluster?.propagate ?? followHere(defaults) });
   cluster?.attach({ registry: m.registry, follow: followHere(defaults) });
   const limits: LimitsOptions = {
