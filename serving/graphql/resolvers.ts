@@ -130,7 +130,13 @@ export async function snapshotFor(ctx: ServeContext, version: string | null | un
           ctx.registry.whenReady(v),
           new Promise<never>((_, reject) => {
             timer = setTimeout(
-              () => reject(userError(ErrorCode.REQUEST_TIMEOUT, `version ${v} is still catching up; retry shortly`)),
+              () =>
+                reject(
+                  userError(
+                    ErrorCode.REQUEST_TIMEOUT,
+                    `version ${v} is still catching up; retry shortly (the wait is bounded by --request-timeout)`,
+                  ),
+                ),
               budget,
             );
           }),
