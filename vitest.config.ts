@@ -5,7 +5,10 @@ export default defineConfig({
     include: ['{cli,services,streaming,batch,serving,test}/**/*.spec.ts'],
     globalSetup: ['./test/global-setup.ts'],
     // Child processes (`lk ...`) run the sources under test, never an older dist/ build.
-    env: { LK_FROM_SOURCE: '1' },
+    // `lk serve` answers on every core by default (--workers); the suite's many servers each run
+    // one process (the test of several workers asks for them), so that a CI machine's two cores
+    // are not shared by twice as many serving processes as tests.
+    env: { LK_FROM_SOURCE: '1', LK_SERVE_WORKERS: '1' },
     // kafkajs and DuckDB's native binding are happiest in child processes.
     pool: 'forks',
     poolOptions: { forks: { minForks: 1, maxForks: 2 } },
