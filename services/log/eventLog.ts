@@ -11,6 +11,8 @@
  * this platform will hold, and much cheaper than bigint on the hot path.
  */
 
+import type { LogHealth } from './outages.ts';
+
 export type Headers = Record<string, string>;
 
 export interface TopicSpec {
@@ -82,19 +84,31 @@ export interface ConsumerOptions {
   maxBytesPerPartition?: number;
 }
 
+export interface AssignmentContext {
+  /**
+   * True once a newer assignment is waiting behind this one (the consumer rejoined its group, or
+   * lost its membership): work for this one can stop, the next call decides.
+   */
+  superseded(): boolean;
+}
+
 export interface RunOptions {
   /**
    * Called with every new assignment (after each rebalance, and once at start), before any batch
-   * of a newly assigned partition is delivered. It returns where each partition must start:
-   * applications that keep their own offsets (speed checkpoints, the lake manifest) return them
-   * here; partitions left out start at the group's committed offset, else per `fromBeginning`.
-   * Partitions that disappear from the assignment were revoked.
+   * of a newly assigned partition is delivered; calls never overlap. It returns where each
+   * partition must start: applications that keep their own offsets (speed checkpoints, the lake
+   * manifest) return them here; partitions left out start at the group's committed offset, else
+   * per `fromBeginning`. Partitions that disappear from the assignment were revoked. A consumer
+   * that lost its group membership (it crashed in a broker outage, or the group expelled it)
+   * owns nothing: it is handed an empty assignment first, and what it gets when it rejoins is a
+   * new assignment, whatever it held before.
    */
-  onAssignment?: (assigned: TopicPartition[]) => Promise<PartitionOffset[] | void>;
+  onAssignment?: (assigned: TopicPartition[], context?: AssignmentContext) => Promise<PartitionOffset[] | void>;
   /**
    * Called for each batch of one partition, in offset order. Within a partition, the next batch
-   * is not delivered before the promise resolves. A thrown error stops the consumer (`run`
-   * rejects): the application decides how to recover; nothing is committed implicitly.
+   * is not delivered before the promise resolves. A thrown error stops the consumer (`done`
+   * rejects): the application decides how to recover; nothing is committed implicitly. A `seek`
+   * of the partition while the batch is handled wins over the batch's end.
    */
   eachBatch: (batch: RecordBatch) => Promise<void>;
   /**
@@ -109,7 +123,11 @@ export interface LogConsumer {
   subscribe(topics: string[]): Promise<void>;
   /** Starts consuming; resolves once the consumer runs, rejects on startup failure. */
   run(options: RunOptions): Promise<void>;
-  /** Resolves when the consumer stops (after `stop()` or on a fatal error, which it rethrows). */
+  /**
+   * Resolves when the consumer stops (after `stop()` or on a fatal error, which it rethrows).
+   * Broker outages are not fatal: the consumer rejoins its group when the broker is back
+   * (services/log/outages.ts says what is).
+   */
   done(): Promise<void>;
   /** Stores committed offsets for the group (next offset to read). */
   commit(offsets: PartitionOffset[]): Promise<void>;
@@ -117,6 +135,8 @@ export interface LogConsumer {
   pause(partitions: TopicPartition[]): void;
   resume(partitions: TopicPartition[]): void;
   assignment(): TopicPartition[];
+  /** True from the moment the consumer knows its assignment is changing (a rebalance, a lost membership) until the next one is handed over. */
+  isRebalancing(): boolean;
   stop(): Promise<void>;
 }
 
@@ -159,6 +179,8 @@ export interface EventLog {
   readonly capabilities: EventLogCapabilities;
   /** Human-readable location: broker list or directory. */
   readonly location: string;
+  /** Whether the log answers now (services/log/outages.ts): the embedded log always does. */
+  readonly health: LogHealth;
 
   /** Creates missing topics; existing ones are left as they are (reported in `existing`). */
   createTopics(specs: TopicSpec[]): Promise<{ created: string[]; existing: string[] }>;

@@ -32,6 +32,7 @@ import type {
   TopicSpec,
 } from '../eventLog.ts';
 import { partitionForKey } from '../partitioner.ts';
+import { logHealth, type LogHealth } from '../outages.ts';
 import { crashPoint } from '../../faults/crashPoints.ts';
 import { isStaleTempName, writeFileAtomicSync } from '../../storage/atomicFile.ts';
 import { acquireLock, processAlive, releaseLock, tryLock } from '../../storage/fileLock.ts';
@@ -75,12 +76,15 @@ export class EmbeddedLog implements EventLog {
   readonly kind = 'embedded' as const;
   readonly capabilities = { transactions: true, groupRebalancing: false };
   readonly location: string;
+  /** Files on the local disk: never unreachable (no probe is ever set for it). */
+  readonly health: LogHealth;
   private readonly stores = new Map<string, PartitionStore>();
   private readonly closeables = new Set<{ close(): Promise<void> }>();
   private readonly fsync: boolean;
 
   constructor(private readonly options: EmbeddedLogOptions) {
     this.location = options.root;
+    this.health = logHealth(`embedded:${options.root}`);
     this.fsync = options.fsync ?? false;
     try {
       mkdirSync(join(options.root, '__groups'), { recursive: true });
@@ -518,6 +522,11 @@ class EmbeddedConsumer implements LogConsumer {
 
   assignment(): TopicPartition[] {
     return [...this.positions.values()].map((p) => p.tp);
+  }
+
+  /** One member per group, assigned everything once: never rebalancing. */
+  isRebalancing(): boolean {
+    return false;
   }
 
   async stop(): Promise<void> {

@@ -10,6 +10,10 @@
  *   `onAssignment`; records before the requested position are filtered here, and a batch fetched
  *   from a wrong position is dropped and re-fetched, so that a rebalance can never hand the
  *   application a record twice or skip one.
+ * - Broker outages (services/log/outages.ts): a consumer rides them out, rejoining its group when
+ *   the broker is back (a consumer that lost its membership is handed an empty assignment first);
+ *   it stops only on what retrying cannot fix. Every failure that looks like an outage is reported
+ *   to the location's `LogHealth`, whose probe asks a broker directly.
  */
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,7 +25,20 @@ import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, Producer,
 import './kafkajsPatches.ts';
 import { InfrastructureError, IllegalStateError, errorMessage } from '../../errors.ts';
 import { logger } from '../../observability/logger.ts';
+import {
+  Backoff,
+  LogUnavailableError,
+  MissingTopicError,
+  TRANSACTION_TIMEOUT_MS,
+  classifyLogError,
+  fatalLogError,
+  isConnectionFailure,
+  logHealth,
+  mentionsMissingTopic,
+  type LogHealth,
+} from '../outages.ts';
 import type {
+  AssignmentContext,
   ConsumerOptions,
   EventLog,
   Headers,
@@ -56,8 +73,8 @@ const METADATA_MAX_AGE_MS = 5_000;
 /** How long beginning a transaction waits for the transaction coordinator (Java: max.block.ms). */
 const TRANSACTION_BEGIN_TIMEOUT_MS = 60_000;
 const TRANSACTION_BEGIN_MAX_BACKOFF_MS = 5_000;
-/** kafkajs warns about bounded retries on every idempotent producer; the bound is deliberate. */
-const EXPECTED_WARNINGS = [/Limiting retries for the idempotent producer/];
+/** How long one probe of the brokers may take (services/log/outages.ts LogHealth). */
+const PROBE_TIMEOUT_MS = 5_000;
 
 export interface KafkaLogOptions {
   brokers: string[];
@@ -89,15 +106,27 @@ function isCoordinatorUnavailable(err: unknown): boolean {
 
 const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
-function kafkaLogCreator() {
+/** kafkajs's own words for a broker it cannot reach (it logs them before any error reaches us). */
+const KAFKAJS_CONNECTION_TROUBLE =
+  /Connection error|Connection timeout|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Failed to connect|Closed connection|broker.*not connected|Request .* timed out|No brokers? available/i;
+/** What kafkajs logs when the credentials are refused: kept at error level (the command then stops with one line). */
+const KAFKAJS_ACCESS_TROUBLE = /SASL|authenticat|AUTHORIZATION_FAILED|certificate/i;
+
+/**
+ * kafkajs's log lines, through pino: at debug level, because each failure kafkajs retries is
+ * logged by it many times over; the platform says once per change of state what matters
+ * (LogHealth). Connection trouble is reported to the health, which probes the brokers; refused
+ * credentials stay errors.
+ */
+function kafkaLogCreator(health: LogHealth) {
   const log = logger.child({ component: 'kafkajs' });
   return () =>
     ({ level, log: entry }: LogEntry) => {
       const { message, ...rest } = entry;
-      if (EXPECTED_WARNINGS.some((re) => re.test(message))) return;
-      if (level === logLevel.ERROR) log.error(rest, message);
-      else if (level === logLevel.WARN) log.warn(rest, message);
-      else if (level === logLevel.INFO) log.debug(rest, message);
+      const text = `${message} ${typeof rest.error === 'string' ? rest.error : ''}`;
+      if (level <= logLevel.WARN && KAFKAJS_CONNECTION_TROUBLE.test(text)) health.suspect(new LogUnavailableError(text));
+      if (level === logLevel.ERROR && KAFKAJS_ACCESS_TROUBLE.test(text)) log.error(rest, message);
+      else if (level <= logLevel.INFO) log.debug(rest, message);
       else log.trace(rest, message);
     };
 }
@@ -121,15 +150,21 @@ export class KafkaLog implements EventLog {
   private adminConnecting: Promise<Admin> | undefined;
   private readonly partitionCounts = new Map<string, { count: number; at: number }>();
   private readonly closeables = new Set<{ close(): Promise<void> }>();
+  /** Whether the brokers answer (shared by every client of this broker list in the process). */
+  readonly health: LogHealth;
+  /** A client that never retries, for the health's probe: one attempt, a quick answer. */
+  private readonly probeKafka: KafkaClient;
+  private readonly dropProbe: () => void;
 
   private readonly security: KafkaSecurity;
 
   constructor(private readonly options: KafkaLogOptions) {
     this.location = options.brokers.join(',');
+    this.health = logHealth(this.location);
     this.security = options.security ?? PLAINTEXT_SECURITY;
     const { tls, sasl } = this.security;
     const timeout = options.connectTimeoutMs ?? 10_000;
-    this.kafka = new Kafka({
+    const client = {
       clientId: options.clientId ?? 'lambda-kappa',
       brokers: options.brokers,
       ...(tls ? { ssl: tlsConnectionOptions(tls) } : {}),
@@ -145,19 +180,62 @@ export class KafkaLog implements EventLog {
         : {}),
       connectionTimeout: Math.min(timeout, 3_000),
       requestTimeout: 30_000,
+    };
+    this.kafka = new Kafka({
+      ...client,
       // Bounded retries: an unreachable broker is reported within about `timeout`, never a hang.
       retry: { retries: 5, initialRetryTime: 200, maxRetryTime: Math.max(1_000, timeout / 4) },
       logLevel: logLevel.INFO,
-      logCreator: kafkaLogCreator,
+      logCreator: kafkaLogCreator(this.health),
     });
+    this.probeKafka = new Kafka({
+      ...client,
+      connectionTimeout: 1_500,
+      requestTimeout: 3_000,
+      retry: { retries: 0 },
+      logLevel: logLevel.NOTHING,
+    });
+    this.dropProbe = this.health.setProbe(() => this.probeBrokers());
   }
 
+  /** Asks a broker for the cluster's description with a client of its own: resolves when one answers. */
+  private async probeBrokers(): Promise<void> {
+    const admin = this.probeKafka.admin();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        (async () => {
+          await admin.connect();
+          await admin.describeCluster();
+        })(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new LogUnavailableError(`no broker of ${this.location} answered within ${PROBE_TIMEOUT_MS} ms`)),
+            PROBE_TIMEOUT_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A failure of the log as one of the named errors of services/log/outages.ts: refused
+   * credentials are fatal, a broker out of reach is `LogUnavailableError` (reported to the health),
+   * anything else keeps kafkajs's error as its cause (retryable: classifyLogError).
+   */
   private wrap(action: string, err: unknown): InfrastructureError {
     const refused = saslErrorFromKafkajs(err, this.location, this.security);
     if (refused) return refused;
+    const fatal = fatalLogError(err, this.location, action);
+    if (fatal) return fatal;
+    if (err instanceof InfrastructureError && classifyLogError(err) !== 'unrelated') return err;
     const detail = errorMessage(err);
-    if (/ECONNREFUSED|ENOTFOUND|Connection timeout|connect/i.test(detail) && !/topic/i.test(detail)) {
-      return new InfrastructureError(`cannot reach Kafka at ${this.location} (${action}): ${detail}`, { cause: err });
+    if (isConnectionFailure(err) || (/ECONNREFUSED|ENOTFOUND|Connection timeout|connect/i.test(detail) && !/topic/i.test(detail))) {
+      this.health.suspect(err);
+      return new LogUnavailableError(`cannot reach Kafka at ${this.location} (${action}): ${detail}`, { cause: err });
     }
     return new InfrastructureError(`Kafka ${action} failed: ${detail}`, { cause: err });
   }
@@ -257,7 +335,7 @@ export class KafkaLog implements EventLog {
     const admin = await this.adminClient();
     const topics = await admin.listTopics().catch((e) => Promise.reject(this.wrap('list topics', e)));
     if (!topics.includes(topic)) {
-      throw new InfrastructureError(`topic "${topic}" does not exist on ${this.location}; create it with \`lk topics create\``);
+      throw new MissingTopicError(topic, `topic "${topic}" does not exist on ${this.location}; create it with \`lk topics create\``);
     }
     const meta = await admin.fetchTopicMetadata({ topics: [topic] }).catch((e) => Promise.reject(this.wrap('metadata', e)));
     const count = meta.topics[0]?.partitions.length ?? 0;
@@ -361,7 +439,7 @@ export class KafkaLog implements EventLog {
       // (2 minutes): a restarting broker is ridden out, a dead one becomes a clear error.
       retry: { retries: PRODUCER_RETRIES, initialRetryTime: 300, maxRetryTime: 30_000 },
       allowAutoTopicCreation: false,
-      ...(options.transactionalId ? { transactionalId: options.transactionalId, transactionTimeout: 60_000 } : {}),
+      ...(options.transactionalId ? { transactionalId: options.transactionalId, transactionTimeout: TRANSACTION_TIMEOUT_MS } : {}),
     });
     try {
       await producer.connect();
@@ -374,20 +452,24 @@ export class KafkaLog implements EventLog {
   }
 
   consumer(options: ConsumerOptions): LogConsumer {
-    const consumer = this.kafka.consumer({
-      groupId: options.groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
-      maxBytes: 32 * 1024 * 1024,
-      maxWaitTimeInMs: 200,
-      sessionTimeout: 10_000,
-      rebalanceTimeout: 20_000,
-      heartbeatInterval: 1_000,
-      // New partitions of a subscribed topic are noticed on a metadata refresh, and rebalanced in.
-      metadataMaxAge: METADATA_MAX_AGE_MS,
-    });
-    const adapter = new KafkaConsumerAdapter(this, consumer, options);
+    const adapter = new KafkaConsumerAdapter(this, options, (restartOnFailure) =>
+      this.kafka.consumer({
+        groupId: options.groupId,
+        readUncommitted: false,
+        allowAutoTopicCreation: false,
+        maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
+        maxBytes: 32 * 1024 * 1024,
+        maxWaitTimeInMs: 200,
+        sessionTimeout: 10_000,
+        rebalanceTimeout: 20_000,
+        heartbeatInterval: 1_000,
+        // New partitions of a subscribed topic are noticed on a metadata refresh, and rebalanced in.
+        metadataMaxAge: METADATA_MAX_AGE_MS,
+        // kafkajs restarts a crashed consumer on errors it deems retriable; this says which of
+        // those retrying cannot fix (a deleted topic: it would crash again every 200 ms forever).
+        retry: { retries: 5, restartOnFailure },
+      }),
+    );
     this.closeables.add({ close: () => adapter.stop() });
     return adapter;
   }
@@ -397,6 +479,7 @@ export class KafkaLog implements EventLog {
   }
 
   async close(): Promise<void> {
+    this.dropProbe();
     await Promise.allSettled([...this.closeables].map((c) => c.close()));
     this.closeables.clear();
     if (this.admin) await this.admin.disconnect().catch(() => undefined);
@@ -508,19 +591,34 @@ class KafkaConsumerAdapter implements LogConsumer {
   private readonly expected = new Map<string, number>();
   /** Partitions whose position the application just set: their next batch is checked once. */
   private readonly seekPending = new Set<string>();
+  /** Seeks per partition: a batch handled while its partition was sought does not move it. */
+  private readonly seeks = new Map<string, number>();
+  /** Assignments are handed to the application one after another, in this chain. */
+  private assignments: Promise<void> = Promise.resolve();
   /** Resolves when the application has handled the latest assignment. */
   private assignmentReady: Promise<void> = Promise.resolve();
+  /** Increments with every assignment queued: an older one still running is superseded. */
+  private assignmentSeq = 0;
+  /** The group member id of the current membership (null: none). */
+  private memberId: string | null = null;
+  private rebalancing = true;
+  private running: RunOptions | undefined;
+  /** A fatal cause found while deciding whether kafkajs may restart the consumer. */
+  private fatalCause: InfrastructureError | undefined;
+  private restarting = false;
   private stopped = false;
   private failure: unknown;
   private resolveDone!: () => void;
   private rejectDone!: (err: unknown) => void;
   private readonly donePromise: Promise<void>;
+  private readonly consumer: Consumer;
 
   constructor(
     private readonly log: KafkaLog,
-    private readonly consumer: Consumer,
     private readonly options: ConsumerOptions,
+    create: (restartOnFailure: (err: Error) => Promise<boolean>) => Consumer,
   ) {
+    this.consumer = create((err) => this.mayRestart(err));
     this.donePromise = new Promise((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -534,18 +632,65 @@ class KafkaConsumerAdapter implements LogConsumer {
     this.topics = topics;
   }
 
+  /**
+   * kafkajs asks this before restarting a consumer that crashed on a retriable error. Restart
+   * unless retrying cannot help: an unknown topic that the broker, answering, no longer lists
+   * was deleted.
+   */
+  private async mayRestart(err: Error): Promise<boolean> {
+    if (this.stopped) return false;
+    const verdict = classifyLogError(err);
+    if (verdict === 'fatal') {
+      this.fatalCause = this.log.wrapError('consume', err);
+      return false;
+    }
+    if (mentionsMissingTopic(err)) {
+      const listed = await this.log.listTopics().catch(() => undefined);
+      const gone = listed && this.topics.find((t) => !listed.includes(t));
+      if (gone) {
+        this.fatalCause = new MissingTopicError(
+          gone,
+          `topic "${gone}" was deleted from ${this.log.location} while group "${this.options.groupId}" consumed it; nothing can go on without it`,
+        );
+        return false;
+      }
+    }
+    return verdict === 'retry';
+  }
+
   async run(options: RunOptions): Promise<void> {
     const { consumer } = this;
-    const { GROUP_JOIN, CRASH, END_BATCH_PROCESS } = consumer.events;
+    this.running = options;
+    const { GROUP_JOIN, CRASH, END_BATCH_PROCESS, REBALANCING } = consumer.events;
     consumer.on(GROUP_JOIN, (event) => {
-      const assignment = event.payload.memberAssignment as Record<string, number[]>;
+      const { memberId, memberAssignment } = event.payload as { memberId: string; memberAssignment: Record<string, number[]> };
+      // A new member id: the membership was lost in between (expelled, or crashed and rejoined),
+      // and another member may have owned these partitions meanwhile: nothing carries over.
+      if (this.memberId !== null && memberId !== this.memberId && this.assigned.length > 0) this.queueAssignment([]);
+      this.memberId = memberId;
       const next: TopicPartition[] = [];
-      for (const [topic, partitions] of Object.entries(assignment)) for (const partition of partitions) next.push({ topic, partition });
+      for (const [topic, partitions] of Object.entries(memberAssignment))
+        for (const partition of partitions) next.push({ topic, partition });
       this.assigned = next;
-      this.assignmentReady = this.applyAssignment(next, options);
+      this.queueAssignment(next);
+    });
+    consumer.on(REBALANCING, () => {
+      this.rebalancing = true;
     });
     consumer.on(CRASH, (event) => {
-      if (!event.payload.restart) this.fail(event.payload.error);
+      const { error, restart } = event.payload as { error: Error; restart: boolean };
+      // kafkajs left the group on its way down: this consumer owns nothing until it rejoins.
+      this.rebalancing = true;
+      this.memberId = null;
+      if (this.assigned.length > 0) {
+        this.assigned = [];
+        this.queueAssignment([]);
+      }
+      if (classifyLogError(error) === 'retry') this.log.health.suspect(error);
+      if (restart || this.stopped) return;
+      const fatal = this.fatalCause ?? (classifyLogError(error) === 'retry' ? undefined : this.log.wrapError('consume', error));
+      if (fatal) this.fail(fatal);
+      else void this.restartLater();
     });
     consumer.on(END_BATCH_PROCESS, (event) => {
       // Batches that held only transaction markers or aborted records never reach eachBatch,
@@ -561,31 +706,90 @@ class KafkaConsumerAdapter implements LogConsumer {
       options.onProgress?.({ topic: p.topic, partition: p.partition, nextOffset, highWatermark: Number(p.highWatermark) });
     });
     try {
-      await consumer.connect();
-      await consumer.subscribe({ topics: this.topics, fromBeginning: this.options.fromBeginning ?? false });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 1,
-        eachBatch: (payload) => this.handleBatch(payload, options),
-      });
+      await this.start();
     } catch (err) {
       throw await this.log.connectError('consumer start', err);
     }
   }
 
-  private async applyAssignment(next: TopicPartition[], options: RunOptions): Promise<void> {
+  private async start(): Promise<void> {
+    const options = this.running!;
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: this.topics, fromBeginning: this.options.fromBeginning ?? false });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.handleBatch(payload, options),
+    });
+  }
+
+  /**
+   * kafkajs gave up on a consumer that crashed on an error it does not retry (a coordinator not
+   * found right after a broker restart, say), which retrying does fix: start it again, with
+   * backoff, until it runs or something fatal shows.
+   */
+  private async restartLater(): Promise<void> {
+    if (this.restarting) return;
+    this.restarting = true;
+    const backoff = new Backoff();
+    try {
+      while (!this.stopped && this.failure === undefined) {
+        await this.log.health.pause(backoff.next());
+        if (this.stopped) return;
+        try {
+          await this.consumer.disconnect().catch(() => undefined);
+          await this.start();
+          return;
+        } catch (err) {
+          if (classifyLogError(err) !== 'retry') return this.fail(this.log.wrapError('consumer restart', err));
+          this.log.health.suspect(err);
+        }
+      }
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  /** Hands an assignment to the application after the ones before it. */
+  private queueAssignment(next: TopicPartition[]): void {
+    const seq = ++this.assignmentSeq;
+    this.assignments = this.assignments.then(() => this.applyAssignment(next, seq));
+    this.assignmentReady = this.assignments;
+  }
+
+  private async applyAssignment(next: TopicPartition[], seq: number): Promise<void> {
+    const options = this.running!;
+    if (this.stopped || this.failure !== undefined) return;
+    const superseded = () => this.assignmentSeq !== seq || this.stopped || this.failure !== undefined;
+    const context: AssignmentContext = { superseded };
     try {
       const keep = new Set(next.map((tp) => tpKey(tp.topic, tp.partition)));
       for (const k of [...this.expected.keys()]) if (!keep.has(k)) this.expected.delete(k);
-      const positions = (await options.onAssignment?.(next)) ?? [];
-      for (const p of positions) {
-        this.expected.set(tpKey(p.topic, p.partition), p.offset);
-        this.seekPending.add(tpKey(p.topic, p.partition));
-        this.consumer.seek({ topic: p.topic, partition: p.partition, offset: String(p.offset) });
-      }
+      const positions = (await options.onAssignment?.(next, context)) ?? [];
+      // A newer assignment follows: its positions are the ones that count.
+      if (superseded()) return;
+      for (const p of positions) this.seekTo(p);
+      // Settled once the application has handled what a membership brought (not an empty
+      // assignment after a crash: the consumer is still on its way back into the group).
+      if (this.memberId !== null) this.rebalancing = false;
     } catch (err) {
+      // A superseded assignment's trouble is the next one's to meet, unless it is fatal.
+      if (superseded() && classifyLogError(err) !== 'fatal') return;
       this.fail(err);
+    }
+  }
+
+  private seekTo(p: PartitionOffset): void {
+    const key = tpKey(p.topic, p.partition);
+    this.expected.set(key, p.offset);
+    this.seekPending.add(key);
+    this.seeks.set(key, (this.seeks.get(key) ?? 0) + 1);
+    try {
+      this.consumer.seek({ topic: p.topic, partition: p.partition, offset: String(p.offset) });
+    } catch (err) {
+      // The consumer is between a crash and its restart: the next assignment sets the position.
+      logger.debug({ topic: p.topic, partition: p.partition, err: errorMessage(err) }, 'seek while the consumer restarts');
     }
   }
 
@@ -622,6 +826,7 @@ class KafkaConsumerAdapter implements LogConsumer {
       });
     }
     const nextOffset = Number(batch.lastOffset()) + 1;
+    const seeksBefore = this.seeks.get(key) ?? 0;
     if (records.length > 0) {
       try {
         await options.eachBatch({
@@ -630,7 +835,7 @@ class KafkaConsumerAdapter implements LogConsumer {
           records,
           highWatermark: Number(batch.highWatermark),
           nextOffset,
-          heartbeat: () => payload.heartbeat(),
+          heartbeat: () => this.heartbeat(payload),
         });
       } catch (err) {
         this.fail(err);
@@ -638,10 +843,24 @@ class KafkaConsumerAdapter implements LogConsumer {
       }
     }
     if (this.stopped || this.failure !== undefined) return;
+    // Sought while the batch was handled (a new assignment, the application going back): the
+    // position it set wins.
+    if ((this.seeks.get(key) ?? 0) !== seeksBefore) return;
     this.expected.set(key, nextOffset);
     payload.resolveOffset(batch.lastOffset());
     options.onProgress?.({ topic: batch.topic, partition: batch.partition, nextOffset, highWatermark: Number(batch.highWatermark) });
-    await payload.heartbeat().catch(() => undefined);
+    await this.heartbeat(payload);
+  }
+
+  /** Keeps the membership alive from inside a long batch; a rebalance it reveals is noted, never thrown. */
+  private async heartbeat(payload: EachBatchPayload): Promise<void> {
+    try {
+      await payload.heartbeat();
+    } catch (err) {
+      const type = (err as { type?: string }).type;
+      if (type === 'REBALANCE_IN_PROGRESS' || type === 'UNKNOWN_MEMBER_ID' || type === 'ILLEGAL_GENERATION') this.rebalancing = true;
+      else if (classifyLogError(err) === 'retry') this.log.health.suspect(err);
+    }
   }
 
   private fail(err: unknown): void {
@@ -669,9 +888,7 @@ class KafkaConsumerAdapter implements LogConsumer {
   }
 
   seek(offset: PartitionOffset): void {
-    this.expected.set(tpKey(offset.topic, offset.partition), offset.offset);
-    this.seekPending.add(tpKey(offset.topic, offset.partition));
-    this.consumer.seek({ topic: offset.topic, partition: offset.partition, offset: String(offset.offset) });
+    this.seekTo(offset);
   }
 
   pause(partitions: TopicPartition[]): void {
@@ -684,6 +901,10 @@ class KafkaConsumerAdapter implements LogConsumer {
 
   assignment(): TopicPartition[] {
     return [...this.assigned];
+  }
+
+  isRebalancing(): boolean {
+    return this.rebalancing;
   }
 
   async stop(): Promise<void> {
