@@ -9,8 +9,19 @@
  * The process kills itself with SIGKILL, exactly what `kill -9` or the OOM killer does: no
  * handler runs, nothing is flushed. Unset (always, in production), `crashPoint` is one property
  * read. `test/crashPoints.exactness.spec.ts` visits every point below, restarts, and compares
- * the result with an independent oracle.
+ * the result with an independent oracle; the visit at which each point crashes is drawn from the
+ * test's seed and the point's name alone (`crashVisit`), so a printed rerun command replays
+ * exactly the same crash.
+ *
+ * Pause points, beside them, stop one step of a protocol instead of the process, so that a test
+ * can make something else happen exactly then (kill the broker while a checkpoint commits):
+ *
+ *   LK_PAUSE_AT=<point>[@<n>] LK_PAUSE_DIR=<dir>   at the n-th visit, write <dir>/<point> and
+ *                                                    wait (that step only) until it is deleted
  */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Every crash point, with the step it stops before or after. */
 export const CRASH_POINTS = {
@@ -49,23 +60,32 @@ export const CRASH_POINTS = {
 
 export type CrashPoint = keyof typeof CRASH_POINTS;
 
+/** Every pause point, with the step it holds. */
+export const PAUSE_POINTS = {
+  // Speed layer checkpoint (partitionTask.ts): the transaction's commit is about to be sent.
+  'speed.checkpoint.commit': 'rows and offsets are in the open transaction; the commit request is not sent yet',
+} as const;
+
+export type PausePoint = keyof typeof PAUSE_POINTS;
+
 interface Target {
   point: string;
-  /** Visits left before the crash. */
+  /** Visits left before the crash (or the pause). */
   remaining: number;
 }
 
-function parseTarget(spec: string | undefined): Target | undefined {
+function parseTarget(variable: string, spec: string | undefined, points: object): Target | undefined {
   if (!spec) return undefined;
   const m = /^([a-z.-]+)(?:@(\d+))?$/.exec(spec.trim());
-  if (!m || !(m[1]! in CRASH_POINTS)) {
-    const known = Object.keys(CRASH_POINTS).join(', ');
-    throw new Error(`LK_CRASH_AT=${JSON.stringify(spec)} names no crash point (expected <point>[@<n>], points: ${known})`);
+  if (!m || !(m[1]! in points)) {
+    const known = Object.keys(points).join(', ');
+    throw new Error(`${variable}=${JSON.stringify(spec)} names no such point (expected <point>[@<n>], points: ${known})`);
   }
   return { point: m[1]!, remaining: Math.max(1, Number(m[2] ?? '1')) };
 }
 
-const target = parseTarget(process.env.LK_CRASH_AT);
+const target = parseTarget('LK_CRASH_AT', process.env.LK_CRASH_AT, CRASH_POINTS);
+const pauseTarget = parseTarget('LK_PAUSE_AT', process.env.LK_PAUSE_AT, PAUSE_POINTS);
 
 /** Kills the process with SIGKILL when LK_CRASH_AT names this point (and its visit count is reached). */
 export function crashPoint(point: CrashPoint): void {
@@ -73,4 +93,36 @@ export function crashPoint(point: CrashPoint): void {
   if (--target.remaining > 0) return;
   process.stderr.write(`lk: crash point ${point} reached (LK_CRASH_AT): killing the process\n`);
   process.kill(process.pid, 'SIGKILL');
+}
+
+/**
+ * Holds this step when LK_PAUSE_AT names the point (at its n-th visit): writes the marker file
+ * `<LK_PAUSE_DIR>/<point>` and resolves once a test has deleted it. Resolves at once otherwise.
+ */
+export async function pausePoint(point: PausePoint): Promise<void> {
+  if (pauseTarget === undefined || pauseTarget.point !== point) return;
+  if (--pauseTarget.remaining !== 0) return;
+  const dir = process.env.LK_PAUSE_DIR;
+  if (!dir) throw new Error('LK_PAUSE_AT needs LK_PAUSE_DIR: the directory where the marker file is written');
+  mkdirSync(dir, { recursive: true });
+  const marker = join(dir, point);
+  writeFileSync(marker, `${process.pid}\n`);
+  process.stderr.write(`lk: pause point ${point} reached (LK_PAUSE_AT): waiting until ${marker} is deleted\n`);
+  while (existsSync(marker)) await sleep(50);
+}
+
+/**
+ * The visit (1..choices) at which a test crashes `point`, drawn from the test's seed and the
+ * point's name only: the same seed gives the same visit for a point whatever other points ran
+ * before it, so the rerun command a failure prints (one point, the same seed) crashes exactly
+ * where the failing run did. FNV-1a over "<seed>:<point>", then murmur3's finalizer.
+ */
+export function crashVisit(seed: number, point: string, choices: number): number {
+  const text = `${seed}:${point}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return 1 + ((h >>> 0) % Math.max(1, choices));
 }

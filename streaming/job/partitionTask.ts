@@ -14,10 +14,28 @@
  * equals the group's committed offset: the state and the published rows cannot diverge.
  * The producer's transactional id is per partition (`lk-speed-<version>-p<k>`): a new owner
  * fences the old one before reading the committed offset, so a zombie cannot commit after it.
+ *
+ * A broker outage during the commit (docs/speed-layer.md, "Broker outages"): the transaction's
+ * outcome is unknown. The task waits for the broker with backoff, takes the partition's producer
+ * anew (which ends the old transaction, committed or aborted, and fences the old producer), and
+ * reads the group's offset: at N the transaction committed; at the last committed position it
+ * did not, and the same capture (rows, offset N, the snapshot already written) is committed
+ * again. Anything else means another owner committed while this instance owned the partition: a
+ * fatal ProducerFencedError, as is a fence by a newer producer while the partition stays ours.
  */
-import { InfrastructureError } from '../../services/errors.ts';
-import { crashPoint } from '../../services/faults/crashPoints.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { crashPoint, pausePoint } from '../../services/faults/crashPoints.ts';
 import type { EventLog, LogProducer } from '../../services/log/eventLog.ts';
+import {
+  Backoff,
+  ProducerFencedError,
+  TRANSACTION_TIMEOUT_MS,
+  checkTopics,
+  classifyLogError,
+  isProducerFenced,
+  retryWhileUnavailable,
+} from '../../services/log/outages.ts';
 import { logger } from '../../services/observability/logger.ts';
 import type { CheckpointStore } from '../checkpoints/checkpointStore.ts';
 import type { StateHost } from '../threads/stateHost.ts';
@@ -25,6 +43,11 @@ import type { Capture } from '../threads/stateRegistry.ts';
 
 /** View rows per produce call inside a checkpoint's transaction. */
 const SEND_SLICE_ROWS = 5000;
+/**
+ * After a fence, how long a rebalance that moved the partition away gets to show (a few
+ * heartbeats of the consumer): only then is a fence with the partition still ours fatal.
+ */
+const FENCE_SETTLE_MS = 3_000;
 
 export interface TaskContext {
   log: EventLog;
@@ -33,6 +56,14 @@ export interface TaskContext {
   groupId: string;
   version: string;
   store: CheckpointStore;
+  /** False once the job stops or fails: a checkpoint then stops retrying (the next owner resumes from the last committed one). */
+  active(): boolean;
+  /**
+   * Resolves once the consumer group's assignment has settled, or `revoked()` says this task lost
+   * its partition meanwhile (at once outside a group: the lake half of a replay). The revocation
+   * must end the wait: the next assignment waits for this task to close.
+   */
+  settled(revoked: () => boolean): Promise<void>;
 }
 
 export interface CheckpointInfo {
@@ -44,6 +75,9 @@ export interface CheckpointInfo {
   kind: 'full' | 'delta';
 }
 
+const ANOTHER_OWNER_HINT = (version: string) =>
+  `Is another lk speed of version ${version} running with another --group, or was a savepoint restored while it ran? Stop it; this instance stops too`;
+
 export function transactionalIdFor(version: string, partition: number): string {
   return `lk-speed-${version}-p${partition}`;
 }
@@ -51,15 +85,21 @@ export function transactionalIdFor(version: string, partition: number): string {
 /** Opens the partition's transactional producer and fences any previous owner at once. */
 export async function openFencingProducer(log: EventLog, version: string, partition: number): Promise<LogProducer> {
   const producer = await log.producer({ transactionalId: transactionalIdFor(version, partition) });
-  // kafkajs registers the transactional id (InitProducerId, which bumps the epoch and so fences
-  // the old owner, waiting for or aborting its open transaction) on the first transaction.
-  const tx = await producer.transaction();
-  await tx.abort();
-  return producer;
+  try {
+    // kafkajs registers the transactional id (InitProducerId, which bumps the epoch and so fences
+    // the old owner, waiting for or aborting its open transaction) on the first transaction.
+    const tx = await producer.transaction();
+    await tx.abort();
+    return producer;
+  } catch (err) {
+    await producer.close();
+    throw err;
+  }
 }
 
 export class PartitionTask {
-  revoked = false;
+  /** Aborted when the partition is revoked: ends any wait of a checkpoint in flight. */
+  private readonly revocation = new AbortController();
   /** A checkpoint failed after its capture: the live state no longer matches any commit. */
   private failed = false;
   highWatermark = 0;
@@ -77,13 +117,23 @@ export class PartitionTask {
   constructor(
     readonly partition: number,
     private readonly host: StateHost,
-    private readonly producer: LogProducer,
+    /** Replaced after a transaction whose outcome a broker outage left unknown. */
+    private producer: LogProducer,
     private readonly ctx: TaskContext,
     restoredChain: { positions: number[]; rows: number },
   ) {
     this.chain = restoredChain.positions;
     this.committedPosition = restoredChain.positions.at(-1) ?? null;
     this.chainRows = restoredChain.rows;
+  }
+
+  get revoked(): boolean {
+    return this.revocation.signal.aborted;
+  }
+
+  /** The partition is no longer this instance's: a checkpoint in flight stops retrying (its new owner restores the last committed one). */
+  revoke(): void {
+    this.revocation.abort();
   }
 
   get checkpointInFlight(): boolean {
@@ -127,31 +177,35 @@ export class PartitionTask {
     if (capture) await this.commit(capture, started);
   }
 
+  /**
+   * Phase 2 for one capture: the snapshot once, then the transaction until it is committed,
+   * through outages of any length (see the file comment).
+   */
   private async commit(capture: Capture, started: number): Promise<void> {
-    const { store, topic, viewTopic, groupId } = this.ctx;
-    const { position, header, snapshot, rowKeys, rowValues, rowValueEnds } = capture;
-    const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
+    const { store } = this.ctx;
+    const { position, header, snapshot, rowKeys } = capture;
     await store.write(this.partition, position, snapshot);
     crashPoint('speed.checkpoint.snapshot-written');
-    const tx = await this.producer.transaction();
-    try {
-      // In slices: a checkpoint of a high-cardinality backlog can hold hundreds of thousands of
-      // rows, and their produce buffers need not all exist at once.
-      for (let i = 0; i < rowKeys.length; i += SEND_SLICE_ROWS) {
-        const end = Math.min(i + SEND_SLICE_ROWS, rowKeys.length);
-        const records = new Array<{ key: string; value: Buffer }>(end - i);
-        for (let k = i; k < end; k++)
-          records[k - i] = { key: rowKeys[k]!, value: values.subarray(k === 0 ? 0 : rowValueEnds[k - 1]!, rowValueEnds[k]!) };
-        await tx.send(viewTopic, records);
+    const backoff = new Backoff();
+    for (;;) {
+      const begunAt = Date.now();
+      try {
+        await this.commitTransaction(capture);
+        break;
+      } catch (err) {
+        // Revoked or stopping: the next owner restores the last committed checkpoint.
+        if (this.revoked || !this.ctx.active()) throw err;
+        // Fenced from a transaction younger than the broker's timeout: a newer producer did it.
+        if (isProducerFenced(err) && Date.now() - begunAt < TRANSACTION_TIMEOUT_MS) throw await this.fencedWhileOwned(err);
+        if (classifyLogError(err) !== 'retry') throw err;
+        this.ctx.log.health.suspect(err);
+        logger.debug(
+          { partition: this.partition, position, err: errorMessage(err) },
+          'checkpoint transaction failed; waiting for the broker',
+        );
+        await this.ctx.log.health.pause(backoff.next(), this.revocation.signal);
+        if ((await this.outcomeAfterFailure(position)) === 'committed') break;
       }
-      crashPoint('speed.checkpoint.rows-sent');
-      await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);
-      crashPoint('speed.checkpoint.offsets-sent');
-      await tx.commit();
-      crashPoint('speed.checkpoint.committed');
-    } catch (err) {
-      await tx.abort().catch(() => undefined);
-      throw err;
     }
     const newChain = header.kind === 'full' ? [position] : [...this.chain, position];
     this.previousChain = this.chain;
@@ -171,6 +225,80 @@ export class PartitionTask {
     } catch (err) {
       logger.warn({ partition: this.partition, err }, 'could not prune old checkpoints');
     }
+  }
+
+  /** One transaction: the capture's rows to the view topic and its position as the group's offset. */
+  private async commitTransaction(capture: Capture): Promise<void> {
+    const { topic, viewTopic, groupId } = this.ctx;
+    const { position, rowKeys, rowValues, rowValueEnds } = capture;
+    const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
+    const tx = await this.producer.transaction();
+    try {
+      // In slices: a checkpoint of a high-cardinality backlog can hold hundreds of thousands of
+      // rows, and their produce buffers need not all exist at once.
+      for (let i = 0; i < rowKeys.length; i += SEND_SLICE_ROWS) {
+        const end = Math.min(i + SEND_SLICE_ROWS, rowKeys.length);
+        const records = new Array<{ key: string; value: Buffer }>(end - i);
+        for (let k = i; k < end; k++)
+          records[k - i] = { key: rowKeys[k]!, value: values.subarray(k === 0 ? 0 : rowValueEnds[k - 1]!, rowValueEnds[k]!) };
+        await tx.send(viewTopic, records);
+      }
+      crashPoint('speed.checkpoint.rows-sent');
+      await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);
+      crashPoint('speed.checkpoint.offsets-sent');
+      await pausePoint('speed.checkpoint.commit');
+      await tx.commit();
+      crashPoint('speed.checkpoint.committed');
+    } catch (err) {
+      await tx.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * After a failed transaction at `position`: the partition's producer anew, once the group's
+   * assignment has settled (re-registering the transactional id ends the old transaction, either
+   * way, and fences the old producer), then the group's committed offset tells what happened.
+   */
+  private async outcomeAfterFailure(position: number): Promise<'committed' | 'again'> {
+    const { log, topic, viewTopic, groupId, version } = this.ctx;
+    const retry = <T>(what: string, attempt: () => Promise<T>) =>
+      retryWhileUnavailable(attempt, {
+        what,
+        health: log.health,
+        stopped: () => this.revoked || !this.ctx.active(),
+        signal: this.revocation.signal,
+        check: checkTopics(log, [topic, viewTopic]),
+      });
+    await this.ctx.settled(() => this.revoked);
+    if (this.revoked || !this.ctx.active()) throw new InfrastructureError(`partition ${this.partition} was revoked during its checkpoint`);
+    await this.producer.close();
+    this.producer = await retry(`producer of partition ${this.partition}`, () => openFencingProducer(log, version, this.partition));
+    const committed = (await retry('committed offsets', () => log.committedOffsets(groupId, topic)))[this.partition] ?? null;
+    if (committed === position) {
+      logger.info({ partition: this.partition, position }, 'checkpoint committed before the broker went away');
+      return 'committed';
+    }
+    if (committed === this.committedPosition) {
+      logger.info({ partition: this.partition, position }, 'checkpoint did not commit before the broker went away: committing it again');
+      return 'again';
+    }
+    throw new ProducerFencedError(
+      `partition ${this.partition} of topic "${topic}": group "${groupId}" committed offset ${committed} while this instance of version "${version}", ` +
+        `which last committed ${this.committedPosition}, still owned the partition. ${ANOTHER_OWNER_HINT(version)}`,
+    );
+  }
+
+  /** A fence while the partition looks ours: fatal unless a rebalance moved it away meanwhile. */
+  private async fencedWhileOwned(err: unknown): Promise<unknown> {
+    await sleep(FENCE_SETTLE_MS, undefined, { signal: this.revocation.signal }).catch(() => undefined);
+    await this.ctx.settled(() => this.revoked);
+    if (this.revoked || !this.ctx.active()) return err;
+    return new ProducerFencedError(
+      `partition ${this.partition} of version "${this.ctx.version}": a newer producer took transactional id ${transactionalIdFor(this.ctx.version, this.partition)} ` +
+        `while this instance (group "${this.ctx.groupId}") still owned the partition. ${ANOTHER_OWNER_HINT(this.ctx.version)}`,
+      { cause: err },
+    );
   }
 
   /** Waits for the checkpoint in flight, releases the state and closes the producer. */

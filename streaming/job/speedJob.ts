@@ -5,10 +5,24 @@
  * consuming and processing use two cores. Instances of one job version share partitions through
  * the group and share the checkpoint store, so a partition's state moves with the partition on a
  * rebalance.
+ *
+ * Broker outages of any length are waited through (services/log/outages.ts; the argument is in
+ * docs/speed-layer.md, "Broker outages"): a checkpoint retries its transaction, an assignment
+ * retries opening its partitions, the consumer rejoins its group. The job fails only on what
+ * retrying cannot fix: refused credentials, a deleted topic, a fence by a newer owner.
  */
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, InfrastructureError, errorMessage } from '../../services/errors.ts';
-import type { EventLog, LogConsumer, PartitionOffset, RecordBatch, TopicPartition } from '../../services/log/eventLog.ts';
+import type {
+  AssignmentContext,
+  EventLog,
+  LogConsumer,
+  PartitionOffset,
+  RecordBatch,
+  TopicPartition,
+} from '../../services/log/eventLog.ts';
+import { FatalLogError, checkTopics, retryWhileUnavailable } from '../../services/log/outages.ts';
 import { viewTopicSpec } from '../../services/log/topics.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
@@ -117,7 +131,7 @@ export class SpeedJob {
     this.store = new CheckpointStore(join(cfg.checkpointsRoot, cfg.version));
     this.viewTopic = speedViewTopic(cfg.version);
     this.fingerprint = metricsFingerprint(cfg.definitions.metrics);
-    this.status = new StatusReporter(speedStatusPath(cfg.dataDir, cfg.version, cfg.instanceId));
+    this.status = new StatusReporter(speedStatusPath(cfg.dataDir, cfg.version, cfg.instanceId), log.health);
     this.limiter = cfg.maxRate !== undefined ? new RateLimiter(cfg.maxRate) : undefined;
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
@@ -130,7 +144,10 @@ export class SpeedJob {
 
   async start(): Promise<void> {
     const { topic } = this.cfg;
+    // A broker that is away at the start is reported at once (a wrong address shows); from here
+    // on, an outage is waited through.
     this.partitionCount = await this.log.partitionCount(topic);
+    this.log.health.watch();
     const newVersion = {
       version: this.cfg.version,
       topic,
@@ -197,19 +214,41 @@ export class SpeedJob {
       .catch((err: unknown) => this.fail(err));
   }
 
+  /** Runs a broker operation until it succeeds (an outage is waited through) or the job stops or fails. */
+  private retry<T>(what: string, attempt: () => Promise<T>, stopped: () => boolean = () => false): Promise<T> {
+    return retryWhileUnavailable(attempt, {
+      what,
+      health: this.log.health,
+      stopped: () => this.stopping || this.failedAlready || stopped(),
+      check: checkTopics(this.log, [this.cfg.topic, this.viewTopic]),
+    });
+  }
+
   /** Joins the group and consumes the log from the committed offsets (or the version's start). */
   private async startConsumer(): Promise<void> {
-    const consumer = this.log.consumer({ groupId: this.cfg.groupId, fromBeginning: true, maxBytesPerPartition: FETCH_BYTES_PER_PARTITION });
-    this.consumer = consumer;
-    await consumer.subscribe([this.cfg.topic]);
-    await consumer.run({
-      onAssignment: (assigned) => this.onAssignment(assigned),
-      eachBatch: (batch) => this.onBatch(batch),
-      onProgress: (p) => {
-        const task = this.tasks.get(p.partition);
-        if (task) task.highWatermark = Math.max(task.highWatermark, p.highWatermark);
-      },
+    const consumer = await this.retry('join the consumer group', async () => {
+      const consumer = this.log.consumer({
+        groupId: this.cfg.groupId,
+        fromBeginning: true,
+        maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
+      });
+      try {
+        await consumer.subscribe([this.cfg.topic]);
+        await consumer.run({
+          onAssignment: (assigned, context) => this.onAssignment(assigned, context),
+          eachBatch: (batch) => this.onBatch(batch),
+          onProgress: (p) => {
+            const task = this.tasks.get(p.partition);
+            if (task) task.highWatermark = Math.max(task.highWatermark, p.highWatermark);
+          },
+        });
+        return consumer;
+      } catch (err) {
+        await consumer.stop();
+        throw err;
+      }
     });
+    this.consumer = consumer;
     consumer.done().catch((err: unknown) => {
       if (!this.stopping) this.fail(err);
     });
@@ -335,14 +374,15 @@ export class SpeedJob {
 
   // ------------------------------------------------------------------ assignment and processing
 
-  private async onAssignment(assigned: TopicPartition[]): Promise<PartitionOffset[]> {
+  private async onAssignment(assigned: TopicPartition[], context?: AssignmentContext): Promise<PartitionOffset[]> {
     const { topic } = this.cfg;
+    const superseded = () => context?.superseded() ?? false;
     const wanted = new Set(assigned.filter((tp) => tp.topic === topic).map((tp) => tp.partition));
     for (const [p, task] of this.tasks) {
       if (wanted.has(p)) continue;
       // Revoked: the new owner restores from the last committed checkpoint; whatever this
       // instance processed since is simply recomputed there.
-      task.revoked = true;
+      task.revoke();
       this.tasks.delete(p);
       const closed = task
         .close()
@@ -353,8 +393,15 @@ export class SpeedJob {
       this.closing.set(p, closed);
     }
     const fresh = [...wanted].filter((p) => !this.tasks.has(p));
-    const opened = await Promise.all(fresh.map((p) => this.openTask(p)));
-    for (const task of opened) this.tasks.set(task.partition, task);
+    // Each task is kept as soon as it is open: an assignment that a newer one supersedes while
+    // the broker is away leaves its opened tasks to the next, which revokes what it does not want.
+    const opened = await Promise.all(
+      fresh.map(async (p) => {
+        const task = await this.retry(`open partition ${p}`, () => this.openTask(p), superseded);
+        this.tasks.set(p, task);
+        return task;
+      }),
+    );
     this.ready = true;
     const positionOf = (p: number) => this.host!.stats(p)!.position;
     logger.info(
@@ -379,13 +426,28 @@ export class SpeedJob {
     await this.closing.get(partition);
     // Fence first, then read the committed offset: after the fence no older owner can commit.
     const producer = await openFencingProducer(log, cfg.version, partition);
-    const [committedOffsets, beginnings, ends] = await Promise.all([
-      log.committedOffsets(cfg.groupId, cfg.topic),
-      log.beginningOffsets(cfg.topic),
-      log.endOffsets(cfg.topic),
-    ]);
+    let committedOffsets: (number | null)[], beginnings: number[], ends: number[];
+    try {
+      [committedOffsets, beginnings, ends] = await Promise.all([
+        log.committedOffsets(cfg.groupId, cfg.topic),
+        log.beginningOffsets(cfg.topic),
+        log.endOffsets(cfg.topic),
+      ]);
+    } catch (err) {
+      await producer.close();
+      throw err;
+    }
     const committed = committedOffsets[partition] ?? null;
-    const ctx = { log, topic: cfg.topic, viewTopic: this.viewTopic, groupId: cfg.groupId, version: cfg.version, store: this.store };
+    const ctx = {
+      log,
+      topic: cfg.topic,
+      viewTopic: this.viewTopic,
+      groupId: cfg.groupId,
+      version: cfg.version,
+      store: this.store,
+      active: () => !this.stopping && !this.failedAlready,
+      settled: (revoked: () => boolean) => this.groupSettled(revoked),
+    };
     const logStart = beginnings[partition] ?? 0;
     const beginning = start ?? this.record?.origin.startOffsets?.[partition] ?? logStart;
     const from = committed ?? beginning;
@@ -414,6 +476,11 @@ export class SpeedJob {
     return task;
   }
 
+  /** Resolves once the consumer's assignment is settled (at once before the consumer runs: the lake half of a replay), or the task is revoked. */
+  private async groupSettled(revoked: () => boolean): Promise<void> {
+    while (this.consumer?.isRebalancing() && !revoked() && !this.stopping && !this.failedAlready) await sleep(100);
+  }
+
   private async onBatch(batch: RecordBatch): Promise<void> {
     if (this.stopping || this.failedAlready || batch.topic !== this.cfg.topic) return;
     const task = this.tasks.get(batch.partition);
@@ -430,13 +497,25 @@ export class SpeedJob {
       if ((this.host!.stats(batch.partition)?.pendingRows ?? 0) >= MAX_ROWS_PER_CHECKPOINT) {
         // Back-pressure: a checkpoint's transaction must stay small (the broker aborts transactions
         // older than the producer's transaction timeout), so a partition that has changed this many
-        // rows waits for the checkpoint in flight and starts the next one at once.
-        await task.settle();
+        // rows waits for the checkpoint in flight and starts the next one at once. The wait can
+        // last a broker outage: the group membership is kept alive meanwhile.
+        await this.settleKeepingMembership(task, batch);
+        if (task.revoked || this.stopping || this.failedAlready) return;
         this.checkpoint(task);
       } else if (!task.checkpointInFlight && now - (task.lastCheckpoint?.at ?? 0) >= this.cfg.checkpointIntervalMs) {
         // Under load the timer may fire late: checkpoint from the batch path as well.
         this.checkpoint(task);
       }
+    }
+  }
+
+  /** Waits for the task's checkpoint in flight, heartbeating every second (the consumer's loop waits for this batch). */
+  private async settleKeepingMembership(task: PartitionTask, batch: RecordBatch): Promise<void> {
+    let settled = false;
+    const done = task.settle().then(() => (settled = true));
+    while (!settled && !task.revoked && !this.stopping && !this.failedAlready) {
+      await Promise.race([done, sleep(1000)]);
+      if (!settled) await batch.heartbeat?.();
     }
   }
 
@@ -471,13 +550,13 @@ export class SpeedJob {
     )
       if (this.stopping || this.failedAlready) return false;
     try {
-      const committed = await log.committedOffsets(cfg.groupId, cfg.topic);
+      const committed = await this.retry('committed offsets', () => log.committedOffsets(cfg.groupId, cfg.topic));
       const partitions = lakeEnds
         .map((end, partition) => ({ partition, end, start: origin.startOffsets?.[partition] ?? 0, at: committed[partition] ?? null }))
         .filter((p) => (p.at ?? p.start) < p.end);
       if (partitions.length === 0) return true;
       if (!cfg.lakeRoot) throw new ConfigError(`version "${cfg.version}" replays from the lake, but no lake was given`);
-      const logEnds = await log.endOffsets(cfg.topic);
+      const logEnds = await this.retry('end offsets', () => log.endOffsets(cfg.topic));
       // DuckDB is loaded only by a job that reads the lake.
       const { LakeSource, DEFAULT_CHUNK_OFFSETS } = await import('../replay/lakeSource.ts');
       const source = await LakeSource.open(cfg.lakeRoot, cfg.topic);
@@ -497,7 +576,7 @@ export class SpeedJob {
             this.limiter ? Math.ceil(this.limiter.perSecond / 10) : Infinity,
           ),
           openTask: async (partition, start) => {
-            const task = await this.openTask(partition, start, false);
+            const task = await this.retry(`open partition ${partition}`, () => this.openTask(partition, start, false));
             task.highWatermark = Math.max(logEnds[partition] ?? 0, lakeEnds[partition] ?? 0);
             this.tasks.set(partition, task);
             return task;
@@ -529,7 +608,10 @@ export class SpeedJob {
     }
   }
 
-  /** Starts a checkpoint of the task; a failure fails the job. Resolves when it ended (either way). */
+  /**
+   * Starts a checkpoint of the task; a failure fails the job (a checkpoint waits through broker
+   * outages by itself: what reaches here is fatal, or not the log's). Resolves when it ended.
+   */
   private checkpoint(task: PartitionTask): Promise<void> {
     const run = task.checkpoint();
     run.catch((err: unknown) => {
@@ -537,7 +619,11 @@ export class SpeedJob {
         logger.debug({ partition: task.partition, err: errorMessage(err) }, 'checkpoint of a revoked partition failed');
         return;
       }
-      this.fail(new InfrastructureError(`checkpoint of partition ${task.partition} failed: ${errorMessage(err)}`, { cause: err }));
+      this.fail(
+        err instanceof FatalLogError
+          ? err
+          : new InfrastructureError(`checkpoint of partition ${task.partition} failed: ${errorMessage(err)}`, { cause: err }),
+      );
     });
     return run;
   }

@@ -1,13 +1,16 @@
 /**
  * Operational view of a speed instance: the status file that serving reads (the contract is
  * services/status/speedStatus.ts; rewritten atomically every second), Prometheus metrics, and an
- * HTTP endpoint with /healthz, /readyz, /metrics and /status.
+ * HTTP endpoint with /healthz, /readyz, /metrics and /status. /readyz is false while the job is
+ * not assigned and running, and while the log is unreachable (a broker outage: the job waits for
+ * it, keeping its state; `lk_kafka_reachable` says so too).
  */
 import { createServer, type Server } from 'node:http';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { logger } from '../../services/observability/logger.ts';
+import { registerLogHealthMetrics, type LogHealth } from '../../services/log/outages.ts';
 import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
 import type { SpeedStatus } from '../../services/status/speedStatus.ts';
 
@@ -17,8 +20,12 @@ export class StatusReporter {
   private latest: SpeedStatus | undefined;
   private readonly g: Record<string, Gauge>;
 
-  constructor(private readonly filePath: string) {
+  constructor(
+    private readonly filePath: string,
+    private readonly health: LogHealth,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'lk_speed_process_' });
+    registerLogHealthMetrics(this.registry, health);
     const gauge = (name: string, help: string, labelNames: string[] = []) =>
       new Gauge({ name, help, labelNames, registers: [this.registry] });
     this.g = {
@@ -87,7 +94,7 @@ export class StatusReporter {
       if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
-        const ready = this.latest?.ready === true;
+        const ready = this.latest?.ready === true && this.health.reachable;
         res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
       } else if (path === '/metrics') {
         this.registry
