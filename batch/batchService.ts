@@ -5,6 +5,11 @@
  * contract is services/status/batchStatus.ts), to /healthz, /readyz and Prometheus /metrics.
  *
  * SIGTERM: stop consuming, commit what is buffered, let a running recompute finish, exit 0.
+ *
+ * A broker outage: the lake writer waits for the broker and goes on where it was; recomputes and
+ * compaction need only the lake and go on meanwhile. /readyz is false while the broker is
+ * unreachable (`lk_kafka_reachable` 0); the service stops only on what retrying cannot fix
+ * (services/log/outages.ts).
  */
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -19,6 +24,7 @@ import { recomputeBatchViews } from './views/batchViews.ts';
 import { homePartitionsOf, type BatchJobOptions } from './batchCycle.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import { listVersionRecords, readVersionDefinitions } from '../services/versions/versionRecord.ts';
+import { registerLogHealthMetrics } from '../services/log/outages.ts';
 
 export interface BatchServiceOptions extends BatchJobOptions {
   intervalMs: number;
@@ -51,6 +57,8 @@ export class BatchService {
   async start(): Promise<{ port: number }> {
     const o = this.options;
     this.homePartitions = await homePartitionsOf(o.log, o.dataDir, o.version, o.topic, o.metrics);
+    // Reachable at the start (a wrong address shows at once); from here on an outage is waited through.
+    o.log.health.watch();
     this.writer = await LakeWriter.open({
       log: o.log,
       topic: o.topic,
@@ -183,6 +191,7 @@ export class BatchService {
   private registerMetrics(): void {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'lk_batch_' });
+    registerLogHealthMetrics(r, this.options.log.health);
     const writer = this.writer!;
     const lake = this.lake;
     new Gauge({
@@ -275,7 +284,9 @@ export class BatchService {
           .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
           .end(JSON.stringify({ ok, lastError: this.lastError ?? null }));
       } else if (url === '/readyz') {
-        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: this.ready }));
+        const kafkaReachable = this.options.log.health.reachable;
+        const ready = this.ready && kafkaReachable;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, kafkaReachable }));
       } else if (url === '/metrics') {
         this.registry.metrics().then(
           (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),

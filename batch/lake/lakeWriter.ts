@@ -14,6 +14,11 @@
  *
  * Invalid records (a foreign producer wrote to the topic) go to `<topic>.dlq` with the reason,
  * before the commit that moves past them: a crash can repeat a dead letter, never lose one.
+ *
+ * A broker outage stops the reading, not the writer: the consumer rejoins when the broker is
+ * back and resumes at the positions read so far (what is buffered stays buffered), and a roll
+ * waits with its dead letters until they are delivered (services/log/outages.ts). The lake
+ * itself is files: nothing of it depends on the broker being there.
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync, statSync } from 'node:fs';
@@ -26,6 +31,7 @@ import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
 import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
 import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
+import { checkTopics, classifyLogError, retryWhileUnavailable } from '../../services/log/outages.ts';
 import { idHash } from '../../services/log/partitioner.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -227,7 +233,16 @@ export class LakeWriter {
       const files = buf.rows > 0 ? await this.writeFiles(buf) : [];
       if (files.length > 0) crashPoint('lake.roll.files-placed');
       if (buf.deadLetters.length > 0) {
-        await this.dlqProducer!.send(deadLetterTopic(this.options.topic), buf.deadLetters);
+        const dlq = deadLetterTopic(this.options.topic);
+        const { log } = this.options;
+        // Through an outage: the roll (and the rolls queued behind it) wait. A writer that is
+        // closing gives up instead: nothing is committed, the next start reads the records again.
+        await retryWhileUnavailable(() => this.dlqProducer!.send(dlq, buf.deadLetters), {
+          what: `send ${buf.deadLetters.length} dead letters`,
+          health: log.health,
+          stopped: () => this.closed,
+          check: checkTopics(log, [dlq]),
+        });
         crashPoint('lake.roll.dead-letters-sent');
       }
       this.manifest.commit({
@@ -247,7 +262,12 @@ export class LakeWriter {
       // Informational only (lag dashboards): the manifest is the position of record.
       await this.consumer
         ?.commit(moved.map(([p, pos]) => ({ topic: this.options.topic, partition: p, offset: pos.nextOffset })))
-        .catch((err) => this.options.logger.warn({ err: errorMessage(err) }, 'could not commit group offsets (informational only)'));
+        .catch((err) =>
+          this.options.logger[classifyLogError(err) === 'retry' ? 'debug' : 'warn'](
+            { err: errorMessage(err) },
+            'could not commit group offsets (informational only)',
+          ),
+        );
       this.options.logger.debug({ rows: buf.rows, files: files.length, ms: this.stats.lastRollMs }, 'lake commit');
     } catch (err) {
       this.failure ??= err instanceof Error ? err : new Error(String(err));
