@@ -402,9 +402,13 @@ async function serve(opts: ServeOptions, cmd: Command): Promise<void> {
   if (side) side.listening(handle.url, handle.defaults.current.version);
   else console.log(`serving ${handle.url}/graphql (version ${handle.defaults.current.version}; /healthz /readyz /metrics)`);
   const stop = onShutdownSignal((signal) => logger.info({ signal }, 'shutting down'));
-  await Promise.race([aborted(stop), ...(side ? [side.shutdown] : [])]);
-  await handle.close();
-  await log.close();
+  try {
+    // A broker outage is waited through; only what retrying cannot fix ends serving early.
+    await Promise.race([aborted(stop), handle.failure(), ...(side ? [side.shutdown] : [])]);
+  } finally {
+    await handle.close();
+    await log.close();
+  }
   // A worker leaves the cluster once closed (its IPC channel would keep it alive).
   if (side) cluster.worker?.disconnect();
 }

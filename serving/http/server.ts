@@ -39,6 +39,7 @@ import type { LimitsOptions } from '../graphql/limits.ts';
 import type { Caller } from '../graphql/resolvers.ts';
 import { resolvedFieldsOf } from '../graphql/schema.ts';
 import { followHere, versionsAdmin, type Propagator } from '../versionsAdmin.ts';
+import { registerLogHealthMetrics } from '../../services/log/outages.ts';
 import { startApollo } from './apollo.ts';
 import { dashboardAssets, wantsHtml, type DashboardAssets } from './assets.ts';
 import { graphqlHttpHandler, type GraphQLHttpHandler } from './graphqlHttp.ts';
@@ -58,6 +59,8 @@ export interface ServeHandle {
   ready(): boolean;
   /** Which version answers queries that name none (the promoted one, else --version). */
   defaults: DefaultVersionFollower;
+  /** Rejects when serving cannot go on: the default version's view hit what retrying cannot fix (its topic deleted). */
+  failure(): Promise<never>;
   close(): Promise<void>;
 }
 
@@ -119,6 +122,7 @@ function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower, 
       batchView: r?.view.batch?.manifest.runId ?? null,
       batchPublished: r?.follower.published ?? false,
       ...(all ? { worker: cluster!.worker, workers: all.workers } : {}),
+      kafkaReachable: registry.logReachable,
     },
   };
 }
@@ -215,6 +219,10 @@ async function closeHttp(server: Server, config: ServeConfig): Promise<void> {
 export async function startServe({ config, log, logger, cluster }: StartServeOptions): Promise<ServeHandle> {
   const subscriptions = new WindowSubscriptions();
   let metrics: ServeMetrics | undefined;
+  let failWith!: (err: unknown) => void;
+  const failed = new Promise<never>((_, reject) => (failWith = reject));
+  failed.catch(() => undefined);
+  let currentDefault = (): string => config.defaultVersion;
   const registry = new VersionRegistry({
     log,
     dataDir: config.dataDir,
@@ -224,10 +232,16 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
     maxVersions: config.maxVersions,
     logger,
     onBatchInstalled: (version) => metrics?.batchSwaps.inc({ version }),
+    onFatal: (version, err) => {
+      if (version === currentDefault()) failWith(err);
+    },
   });
   // Reads and checks the tokens file and the JWKS file: a bad one stops the start here.
   const auth = createAuthenticator(config, logger);
   const m = (metrics = createServeMetrics(registry, subscriptions, auth));
+  // Serving waits through broker outages: they are probed, logged once and shown (/readyz, metrics).
+  log.health.watch();
+  registerLogHealthMetrics(m.registry, log.health);
   const deadLetters = new DeadLetterCounts({ log, topic: deadLetterTopic(config.eventsTopic), logger, retryMs: 2000 });
   const schema = buildServeSchema(subscriptions);
   const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => m.executions.inc({ executor: by }) });
@@ -238,6 +252,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
     pollMs: config.batchPollMs,
     logger,
   });
+  currentDefault = () => defaults.current.version;
   // Several workers share the primary's buckets; with the rate limit off, nobody asks it.
   const limiter = config.rateLimit === 0 ? NO_RATE_LIMIT : (cluster?.limiter ?? new TokenBuckets(config.rateLimit, config.rateBurst));
   const admin = versionsAdmin({ config, log, propagate: cluster?.propagate ?? followHere(defaults) });
@@ -337,6 +352,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
     executionStats: () => ({ ...jitQueries.stats }),
     ready: () => registry.isReady(defaults.current.version),
     defaults,
+    failure: () => failed,
     close() {
       closing ??= (async () => {
         clearInterval(readyTimer);

@@ -67,6 +67,8 @@ export class DefaultVersionFollower {
     await this.closeRetired();
     const pointer = this.read();
     if (!pointer || pointer.generation === this.currentDefault.generation) return;
+    // A promoted version cannot be opened during a broker outage: it is adopted once it is back.
+    if (!this.options.registry.logReachable) return;
     await this.adopt(pointer);
   }
 

@@ -9,9 +9,14 @@
  *
  * "Caught up" = every partition's position reached the end offset (last stable offset) that the
  * topic had when the materializer started; /readyz waits for it.
+ *
+ * A broker outage: the consumer rejoins when the broker is back and resumes where it stopped; the
+ * view keeps answering from memory meanwhile. A topic deleted while the broker answers is fatal
+ * for the view (`onFatal`): the registry decides what that means (a retired version, or not).
  */
 import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../../services/errors.ts';
+import { classifyLogError } from '../../services/log/outages.ts';
 import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
 import type { EventLog, LogConsumer, LogRecord } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -36,6 +41,8 @@ export interface SpeedMaterializerOptions {
   logger: Logger;
   /** How often to look again for a topic that does not exist yet. */
   retryMs: number;
+  /** What retrying cannot fix happened to the view (its topic was deleted, the credentials refused). */
+  onFatal?: (err: unknown) => void;
 }
 
 export class SpeedMaterializer {
@@ -69,6 +76,7 @@ export class SpeedMaterializer {
     this.retryTimer = setTimeout(() => {
       this.start().catch((e: unknown) => {
         this.fail(e);
+        if (classifyLogError(e) === 'fatal') return this.options.onFatal?.(e);
         this.retryLater();
       });
     }, this.options.retryMs);
@@ -99,8 +107,9 @@ export class SpeedMaterializer {
     });
     consumer.done().catch((e: unknown) => {
       this.fail(e);
-      // A new consumer resumes where this one stopped (rows are idempotent upserts anyway).
       if (this.consumer === consumer) this.consumer = undefined;
+      if (classifyLogError(e) === 'fatal') return this.options.onFatal?.(e);
+      // A new consumer resumes where this one stopped (rows are idempotent upserts anyway).
       this.retryLater();
     });
     this.lastError = null;
@@ -110,7 +119,9 @@ export class SpeedMaterializer {
   private fail(err: unknown): void {
     if (this.stopped) return;
     this.lastError = errorMessage(err);
-    this.options.logger.error({ topic: this.options.topic, err: this.lastError }, 'speed view consumer failed; retrying');
+    // An outage is said once by the log's health; the view keeps retrying quietly.
+    const level = classifyLogError(err) === 'retry' ? 'debug' : 'error';
+    this.options.logger[level]({ topic: this.options.topic, err: this.lastError }, 'speed view consumer failed; retrying');
   }
 
   private apply(record: LogRecord): void {

@@ -2,8 +2,14 @@
  * The job versions serving answers for. The default version is opened at start; a query naming
  * another version (Kappa: a replay job writing `views.speed.v2` next to v1) opens it on first use
  * and waits for it to catch up, up to `maxVersions` open at once.
+ *
+ * During a broker outage every version keeps answering from memory, but none is ready (/readyz),
+ * and none is opened (a query naming a closed one is told it is unavailable). A version whose
+ * view topic was deleted while the broker answers is closed, unless it was retired (its topic
+ * goes with it); `onFatal` tells serving, which stops if it was the default version.
  */
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { classifyLogError } from '../../services/log/outages.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
@@ -37,6 +43,8 @@ export interface VersionRegistryOptions {
   maxVersions: number;
   logger: Logger;
   onBatchInstalled?: (version: string, batch: BatchView) => void;
+  /** A version's view hit what retrying cannot fix (after it was closed), and the version is not retired. */
+  onFatal?: (version: string, err: unknown) => void;
 }
 
 export class VersionRegistry {
@@ -65,7 +73,14 @@ export class VersionRegistry {
     const definitions = readVersionDefinitions(this.options.dataDir, version) ?? this.options.fallbackMetrics;
     const view = new VersionView(version);
     const topic = speedViewTopic(version);
-    const materializer = new SpeedMaterializer({ log, view, topic, logger, retryMs: 2000 });
+    const materializer = new SpeedMaterializer({
+      log,
+      view,
+      topic,
+      logger,
+      retryMs: 2000,
+      onFatal: (err) => void this.fatal(version, err),
+    });
     const follower = new BatchFollower({
       viewsRoot,
       view,
@@ -77,7 +92,7 @@ export class VersionRegistry {
     const runtime: VersionRuntime = { version, topic, view, materializer, follower, started, definitions };
     this.runtimes.set(version, runtime);
     started.catch((err) => {
-      logger.error({ version, err: errorMessage(err) }, 'cannot open version');
+      logger[classifyLogError(err) === 'retry' ? 'debug' : 'error']({ version, err: errorMessage(err) }, 'cannot open version');
       // Forget it so that the next query tries again.
       if (this.runtimes.get(version) === runtime) this.runtimes.delete(version);
       void materializer.stop();
@@ -98,9 +113,22 @@ export class VersionRegistry {
     return runtime;
   }
 
+  /** Whether the log answers now (a broker outage: nothing is ready, every view answers from memory). */
+  get logReachable(): boolean {
+    return this.options.log.health.reachable;
+  }
+
+  private async fatal(version: string, err: unknown): Promise<void> {
+    const retired = readVersionRecord(this.options.dataDir, version)?.retiredAt;
+    await this.close(version);
+    if (retired) return;
+    this.options.logger.error({ version, err: errorMessage(err) }, 'version closed: its view cannot go on');
+    this.options.onFatal?.(version, err);
+  }
+
   isReady(version: string): boolean {
     const r = this.runtimes.get(version);
-    if (!r) return false;
+    if (!r || !this.logReachable) return false;
     const batchOk = r.follower.checkedOnce && (!r.follower.published || r.view.batch !== undefined);
     return batchOk && r.materializer.caughtUp && r.materializer.lastError === null;
   }
