@@ -136,7 +136,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
     status = new StatusLine({ speed, batch, stream: live, serve, dataDir: ctx.layout.root });
     status.start();
-    const failed = Promise.race([speed.failure(), batch.done().then(() => Promise.reject(new Error('the lake writer stopped')))]);
+    // Broker outages are waited through by every part; only what retrying cannot fix ends the demo.
+    const failed = Promise.race([
+      speed.failure(),
+      serve.failure(),
+      batch.done().then(() => Promise.reject(new Error('the lake writer stopped'))),
+    ]);
     failed.catch(() => undefined);
     const runtime: DemoRuntime = { dataDir: ctx.layout.root, topic: TOPIC, openLog, serve, batch, speed, stopping: () => stop.aborted };
     const tour = opts.tour ? runTour(runtime, status, parts) : undefined;

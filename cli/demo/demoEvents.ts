@@ -113,6 +113,8 @@ export function startLiveStream(log: EventLog, topic: string, seed: number, rate
     topic,
     source: `demo (seed ${seed})`,
     batchSize: Math.max(1, Math.ceil(rate / 10)),
+    // The stream goes on after a broker outage, as the layers do.
+    waitThroughOutages: { stopped: () => stopping },
   });
   done.catch(() => undefined);
   return {

@@ -9,6 +9,7 @@ import { EventScanner } from '../events/eventScanner.ts';
 import type { EventLog, OutgoingRecord } from '../log/eventLog.ts';
 import { deadLetterTopic } from '../log/topics.ts';
 import { deadLetterRecord } from './deadLetter.ts';
+import { checkTopics, retryWhileUnavailable } from '../log/outages.ts';
 import type { RawLine } from './lineReader.ts';
 
 export interface IngestOptions {
@@ -19,6 +20,12 @@ export interface IngestOptions {
   /** Records per producer batch. */
   batchSize?: number;
   onProgress?: (summary: IngestSummary) => void;
+  /**
+   * Wait through broker outages (a long-running stream: the demo) instead of failing after the
+   * producer's bounded retries (`lk produce`). A batch sent again after an outage may be
+   * delivered twice: duplicates are removed downstream by event id. `stopped` ends the wait.
+   */
+  waitThroughOutages?: { stopped(): boolean };
 }
 
 export interface IngestSummary {
@@ -36,6 +43,15 @@ export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, 
   await log.partitionCount(options.topic);
   await log.partitionCount(dlq);
   const producer = await log.producer();
+  const send = (topic: string, records: OutgoingRecord[]): Promise<void> =>
+    options.waitThroughOutages
+      ? retryWhileUnavailable(() => producer.send(topic, records), {
+          what: `send ${records.length} records to ${topic}`,
+          health: log.health,
+          stopped: options.waitThroughOutages.stopped,
+          check: checkTopics(log, [topic]),
+        })
+      : producer.send(topic, records);
   const summary: IngestSummary = { lines: 0, accepted: 0, rejected: 0, rejectedByReason: {} };
   let events: OutgoingRecord[] = [];
   let dead: OutgoingRecord[] = [];
@@ -47,8 +63,8 @@ export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, 
     dead = [];
     await inFlight;
     inFlight = (async () => {
-      if (batch.length > 0) await producer.send(options.topic, batch);
-      if (letters.length > 0) await producer.send(dlq, letters);
+      if (batch.length > 0) await send(options.topic, batch);
+      if (letters.length > 0) await send(dlq, letters);
     })();
     // Surface a failure of this send at the next await, not as an unhandled rejection.
     inFlight.catch(() => undefined);
