@@ -37,6 +37,8 @@ export function killAll(): void {
 
 export class Pipeline {
   readonly log: EventLog;
+  /** The brokers the `lk` commands are given (KAFKA_BROKERS): the test's reader's. */
+  readonly brokers: string;
 
   constructor(
     readonly dataDir: string,
@@ -48,6 +50,7 @@ export class Pipeline {
     kafka: KafkaLogOptions = { brokers: parseBrokers(testBrokers()) },
   ) {
     this.log = new KafkaLog({ clientId: 'lk-e2e', ...kafka });
+    this.brokers = kafka.brokers.join(',');
   }
 
   /** The options every command takes. */
@@ -57,7 +60,7 @@ export class Pipeline {
 
   spawn(args: string[], env: Record<string, string> = {}): LkProcess {
     const child = spawn(process.execPath, [LK_BIN, ...args], {
-      env: { ...process.env, KAFKA_BROKERS: testBrokers(), LK_LOG_LEVEL: 'warn', LK_NO_PROGRESS: '1', ...this.env, ...env },
+      env: { ...process.env, KAFKA_BROKERS: this.brokers, LK_LOG_LEVEL: 'warn', LK_NO_PROGRESS: '1', ...this.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
