@@ -4,8 +4,8 @@
  * For every *closed* window in the range and every key: the batch view's count against the
  * speed view's count (each merged over partitions from its own rows only: no cross-view merge).
  *
- * Closed (docs/serving-layer.md): windowEnd + allowedLateness <= the speed layer's watermark on
- * every input partition. After that the speed layer never updates the window again (it drops
+ * Closed (docs/serving-layer.md): the speed layer's watermark on every input partition is past
+ * windowEnd + allowedLateness, by the speed layer's own rule (services/metrics/windowClosing.ts). After that the speed layer never updates the window again (it drops
  * later events as late), so its row is final. A window is compared only if the batch run
  * covers everything the speed rows reflect (for each partition, the speed row's throughOffset
  * <= the batch cut): otherwise the batch has not seen events the speed layer counted, the
@@ -18,6 +18,7 @@
  * be a duplicate that got through); batch after dedup is 0 by construction.
  */
 import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { isWindowClosed, windowClosesAt } from '../services/metrics/windowClosing.ts';
 import { KEYS_PER_STEP, runSteps, type Deadline, type Steps } from './queries.ts';
 import type { PartialRows } from './views/partialRows.ts';
 import type { ViewSnapshot } from './views/versionView.ts';
@@ -37,8 +38,9 @@ export interface ReconciliationResult {
   from: number;
   to: number;
   batchRunId: string | null;
-  /** min over partitions of the speed watermark; windows must end (plus lateness) by it. */
+  /** min over partitions of the speed watermark; windows must end (plus lateness) before it. */
   speedWatermark: number | null;
+  /** speedWatermark - allowed lateness: windows that end before it are closed. */
   closedBefore: number | null;
   windowsCompared: number;
   windowsPending: number;
@@ -108,7 +110,7 @@ export function* reconcileSteps(inputs: ReconciliationInputs): Steps<Reconciliat
   const known = watermarks && watermarks.length > 0 && watermarks.every((w) => w !== null) ? (watermarks as number[]) : undefined;
   const speedWatermark = known ? Math.min(...known) : null;
   const size = GRANULARITY_MS[granularity];
-  // A window [s, s + size) is closed when s + size + lateness <= watermark.
+  // A window [s, s + size) is closed when the watermark is past s + size + lateness.
   const closedBefore = speedWatermark === null ? null : speedWatermark - def.allowedLatenessMs;
   const result: ReconciliationResult = {
     metric: def.name,
@@ -168,7 +170,7 @@ export function* reconcileSteps(inputs: ReconciliationInputs): Steps<Reconciliat
     if (merged)
       for (let i = merged.lowerBound(from); i < merged.length && merged.starts[i]! < to; i++)
         result.misplaced.provisionalWindows += merged.provisional[i]!;
-    if (closedBefore === null || !batch) continue;
+    if (speedWatermark === null || !batch) continue;
     const perKey: KeyReconciliation = { key, batchCount: 0, speedCount: 0, difference: 0, windows: 0, disagreeingWindows: 0 };
     let i = b ? b.lowerBound(from) : 0;
     let j = s ? s.lowerBound(from) : 0;
@@ -176,7 +178,7 @@ export function* reconcileSteps(inputs: ReconciliationInputs): Steps<Reconciliat
       const bs = b && i < b.length ? b.starts[i]! : Infinity;
       const ss = s && j < s.length ? s.starts[j]! : Infinity;
       const start = Math.min(bs, ss);
-      if (start >= to || start + size > closedBefore) break;
+      if (start >= to || !isWindowClosed(windowClosesAt(start, size, def.allowedLatenessMs), speedWatermark)) break;
       // Pending: the speed rows reflect offsets beyond the batch cut in some partition.
       let pending = false;
       for (let k = j; s && k < s.length && s.starts[k] === start; k++) {

@@ -51,7 +51,8 @@ function injectedDifferences(log: PartitionedLog, def: MetricDefinition, g: Gran
     if (firstCopy.has(e.id)) continue;
     firstCopy.add(e.id);
     const start = Math.floor(e.ts / GRANULARITY_MS[g]) * GRANULARITY_MS[g];
-    if (!late.has(e) || start + GRANULARITY_MS[g] > closedBefore) continue;
+    // Closed: the watermark is past windowEnd + lateness, so the window ends before closedBefore.
+    if (!late.has(e) || start + GRANULARITY_MS[g] >= closedBefore) continue;
     const key = c.keyOf(e.values)!;
     diff.set(key, (diff.get(key) ?? 0) - 1);
   }

@@ -634,7 +634,7 @@ export const typeDefs = /* GraphQL */ `
     """
     speedWatermark: DateTime
     """
-    Windows are closed when windowEnd <= closedBefore (= speedWatermark - allowed lateness).
+    Windows are closed when windowEnd < closedBefore (= speedWatermark - allowed lateness): the watermark is past windowEnd + allowed lateness.
     """
     closedBefore: DateTime
     windowsCompared: Int!

@@ -28,7 +28,8 @@ import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowStartOf } from '../../services/metrics/windowStart.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
-import { NO_EVENT_TIME, closesAt, partitionWatermark } from './watermarks.ts';
+import { NO_EVENT_TIME, partitionWatermark } from './watermarks.ts';
+import { isWindowClosed, windowClosesAt } from '../../services/metrics/windowClosing.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
 import { decodeWithValidator } from '../../services/events/fastDecode.ts';
 import { registerOf } from './hllCache.ts';
@@ -260,8 +261,8 @@ export class PartitionState {
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
         const start = windowStartOf(ts, slot.sizeMs);
-        const closing = closesAt(start, slot.sizeMs, slot.latenessMs);
-        if (watermark > closing) {
+        const closing = windowClosesAt(start, slot.sizeMs, slot.latenessMs);
+        if (isWindowClosed(closing, watermark)) {
           this.counters.droppedLate[slot.id]!++;
           continue;
         }
@@ -328,8 +329,8 @@ export class PartitionState {
     for (let s = 0; s < this.windows.length; s++) {
       const slot = this.slots[s]!;
       for (const [start, byKey] of this.windows[s]!) {
-        const closing = closesAt(start, slot.sizeMs, slot.latenessMs);
-        if (watermark <= closing) {
+        const closing = windowClosesAt(start, slot.sizeMs, slot.latenessMs);
+        if (!isWindowClosed(closing, watermark)) {
           if (closing < next) next = closing;
           continue;
         }

@@ -5,8 +5,9 @@
  * (`--out-of-orderness`): events up to that much out of order still land in open windows. A
  * record is judged by the watermark *before* it, so it can never close its own window. A window
  * [start, start + size) with allowed lateness L is closed once the watermark is past
- * start + size + L; after that the speed layer drops its late events (the batch layer counts
- * them) and never publishes the window again (docs/merge-rule.md).
+ * start + size + L (the one rule, shared with serving's reconciliation:
+ * services/metrics/windowClosing.ts); after that the speed layer drops its late events (the
+ * batch layer counts them) and never publishes the window again (docs/merge-rule.md).
  *
  * Windows close on their own partition's watermark (partitionState.ts), which depends only on
  * that partition's records: an idle partition never holds back the windows of the others, and
@@ -27,11 +28,6 @@ export const NO_EVENT_TIME = -1e300;
 /** The watermark of a partition whose largest event time so far is `maxTs`. */
 export function partitionWatermark(maxTs: number, outOfOrdernessMs: number): number {
   return maxTs === NO_EVENT_TIME ? NO_EVENT_TIME : maxTs - outOfOrdernessMs;
-}
-
-/** The watermark past which window [start, start + size) with allowed lateness `latenessMs` is closed. */
-export function closesAt(start: number, sizeMs: number, latenessMs: number): number {
-  return start + sizeMs + latenessMs;
 }
 
 export interface PartitionWatermark {
