@@ -11,14 +11,16 @@
  *   every dead letter reached the dead-letter topic;
  * - compaction points: `lk batch compact` dies; the lake still holds every record exactly once,
  *   and after a second compaction too.
- * A failing point prints the one-line command that replays it exactly.
+ * A failing point prints the one-line command that replays it exactly: each point's visit is
+ * drawn from the seed and the point's name alone (crashPointScenarios.ts crashPlan), so the rerun
+ * of one point crashes at the same visit as the full run did.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchRunManifestSchema, readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { CRASH_POINTS, type CrashPoint } from '../../services/faults/crashPoints.ts';
-import { generateEventLines, seededRandom } from '../../services/ingest/generator.ts';
+import { generateEventLines } from '../../services/ingest/generator.ts';
 import { EmbeddedLog } from '../../services/log/embedded/embeddedLog.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
@@ -44,11 +46,12 @@ import {
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
-import { LAKE_REPLAY_POINTS, PROMOTION_POINTS } from './crashPointScenarios.ts';
+import { LAKE_REPLAY_POINTS, PROMOTION_POINTS, crashPlan } from './crashPointScenarios.ts';
 
-const SEED = Number(process.env.LK_TEST_SEED ?? 424242);
+const PLAN = crashPlan(process.env);
+const SEED = PLAN.seed;
 /** Only this point (from a rerun command). */
-const ONLY = process.env.LK_TEST_CRASH_POINT;
+const ONLY = PLAN.only;
 const PARTITIONS = 3;
 const OUT_OF_ORDERNESS = '2s';
 
@@ -78,8 +81,18 @@ const BATCH_POINTS: CrashPoint[] = [
 ];
 const COMPACTION_POINTS: CrashPoint[] = ['lake.compaction.file-placed', 'lake.compaction.committed'];
 
-const rerun = (point: string) =>
-  `rerun: LK_TEST_SEED=${SEED} LK_TEST_CRASH_POINT=${point} npx vitest run test/e2e/crashPoints.exactness.spec.ts`;
+/**
+ * Visits a point may crash at: the speed checkpoint and embedded-log points at their first,
+ * second or third visit, the lake's at one of four rolls; a batch run's points and the dead
+ * letters' are visited once per run, compaction's once.
+ */
+function choicesOf(point: CrashPoint): number {
+  if (SPEED_POINTS.includes(point) || EMBEDDED_POINTS.includes(point)) return 3;
+  if (point.startsWith('batch.run') || point === 'lake.roll.dead-letters-sent' || COMPACTION_POINTS.includes(point)) return 1;
+  return 4;
+}
+const visitOf = (point: CrashPoint) => PLAN.visit(point, choicesOf(point));
+const rerun = (point: CrashPoint) => PLAN.rerun(point, choicesOf(point));
 const selected = (points: CrashPoint[]) => points.filter((p) => ONLY === undefined || ONLY === p);
 
 /** Records a foreign producer could write: the lake writer sends each to the dead-letter topic. */
@@ -87,7 +100,6 @@ const INVALID = ['not json at all', '{"id":"bad-1","type":"click"}', '{"id":42,"
 
 describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   const dir = tempDir('lk-e2e-crash-');
-  const rand = seededRandom(SEED);
   const lines = [
     ...generateEventLines({
       seed: SEED,
@@ -143,7 +155,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   });
 
   /** Waits for a process started with LK_CRASH_AT to kill itself there. */
-  async function crashed(proc: LkProcess, point: string): Promise<void> {
+  async function crashed(proc: LkProcess, point: CrashPoint): Promise<void> {
     const exit = await Promise.race([proc.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 90_000).unref())]);
     if (exit === 'timeout') proc.child.kill('SIGKILL');
     expect(exit === 'timeout' ? 'never reached' : exit.signal, `${point}: ${proc.output().slice(-1500)}\n${rerun(point)}`).toBe('SIGKILL');
@@ -152,7 +164,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
 
   /** One speed point: crash in the protocol step, restart, the view must equal the oracle. */
   async function speedScenario(point: CrashPoint, log: EventLog, env: Record<string, string>, p: Pipeline): Promise<void> {
-    const visit = 1 + Math.floor(rand() * 3);
+    const visit = visitOf(point);
     const args = ['--out-of-orderness', OUT_OF_ORDERNESS];
     await crashed(p.startSpeed('crash', args, { ...env, LK_CRASH_AT: `${point}@${visit}` }), point);
     const again = p.startSpeed('again', args, env);
@@ -197,7 +209,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   });
 
   async function speedScenarioEmbedded(point: CrashPoint, log: EventLog, p: Pipeline): Promise<void> {
-    const visit = 1 + Math.floor(rand() * 3);
+    const visit = visitOf(point);
     const args = ['--out-of-orderness', OUT_OF_ORDERNESS];
     await crashed(p.startSpeed('crash', args, { LK_CRASH_AT: `${point}@${visit}` }), point);
     const again = p.startSpeed('again', args);
@@ -220,7 +232,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
 
   let batchOracle: Map<string, ReturnType<typeof oracleViews> extends Map<string, infer R> ? R : never>;
 
-  async function expectBatchViewsExact(p: Pipeline, point: string): Promise<void> {
+  async function expectBatchViewsExact(p: Pipeline, label: string, point?: CrashPoint): Promise<void> {
     batchOracle ??= oracleViews(
       (await readTopic(kafka.log, batchTopic))
         .flat()
@@ -252,11 +264,11 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
       }
     }
     for (const k of batchOracle.keys()) if (!seen.has(k)) problems.push(`missing row ${k}`);
-    expect(problems.slice(0, 10), `${point}: ${problems.length} differences\n${rerun(point)}`).toEqual([]);
+    expect(problems.slice(0, 10), `${label}: ${problems.length} differences\n${point ? rerun(point) : ''}`).toEqual([]);
   }
 
   /** Right after a crash: readers see a consistent lake and a complete current run (or none). */
-  function expectConsistentAfterCrash(p: Pipeline, point: string): void {
+  function expectConsistentAfterCrash(p: Pipeline, point: CrashPoint): void {
     const lakeRoot = join(p.dataDir, 'lake', batchTopic);
     if (existsSync(lakeRoot)) {
       for (const f of LakeManifest.open(lakeRoot).snapshot().files)
@@ -278,7 +290,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
       const batchArgs = ['--roll-size', '16k', '--roll-interval', '10s'];
       for (const [i, point] of selected(BATCH_POINTS).entries()) {
         const p = new Pipeline(join(dir.path, `batch-${i}`), metricsFile, batchTopic, 'v1');
-        const visit = point.startsWith('batch.run') || point === 'lake.roll.dead-letters-sent' ? 1 : 1 + Math.floor(rand() * 4);
+        const visit = visitOf(point);
         // A lake of its own, so a consumer group of its own: the killed writer's membership
         // (until its session times out) must not hold back the next scenario's writer.
         const args = [...batchArgs, '--group', `lk-batch-crash-${i}`];
@@ -286,7 +298,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
         await crashed(proc, point);
         expectConsistentAfterCrash(p, point);
         await p.run(['batch', 'run', '--topic', batchTopic, ...args, ...p.common()]);
-        await expectBatchViewsExact(p, `${point}@${visit}`);
+        await expectBatchViewsExact(p, `${point}@${visit}`, point);
         const lake = await readLakeWithDuckDb(join(p.dataDir, 'lake', batchTopic));
         expect(lake.length, `${point}: lake rows\n${rerun(point)}`).toBe(lines.length);
         expect(new Set(lake.map((r) => `${r.kafka_partition}/${r.kafka_offset}`)).size).toBe(lines.length);
@@ -306,7 +318,9 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
     const filesBefore = LakeManifest.open(lakeRoot).snapshot().files.length;
     expect(filesBefore).toBeGreaterThan(10);
     for (const point of selected(COMPACTION_POINTS)) {
-      const proc = p.spawn(['batch', 'compact', '--topic', batchTopic, '--target-file-size', '64k', ...p.common()], { LK_CRASH_AT: point });
+      const proc = p.spawn(['batch', 'compact', '--topic', batchTopic, '--target-file-size', '64k', ...p.common()], {
+        LK_CRASH_AT: `${point}@${visitOf(point)}`,
+      });
       await crashed(proc, point);
       expectConsistentAfterCrash(p, point);
       const lake = await readLakeWithDuckDb(lakeRoot);
