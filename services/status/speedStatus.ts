@@ -29,7 +29,6 @@ export const partitionStatusSchema = z.object({
   /** Valid records of the partition that are not in their home partition (services/log/partitioner.ts). */
   misplaced: count,
 });
-export type PartitionStatus = z.infer<typeof partitionStatusSchema>;
 
 export const speedStatusSchema = z.object({
   version: z.string(),

@@ -152,13 +152,6 @@ export function versionsReport(input: VersionsInput): VersionsReport {
   return { defaultVersion, pointer, versions: listVersionRecords(input.dataDir).map((r) => summarize(r, input, defaultVersion, now)) };
 }
 
-export function versionSummary(input: VersionsInput, version: string): VersionSummary | undefined {
-  const record = readVersionRecord(input.dataDir, version);
-  if (!record) return undefined;
-  const pointer = readDefaultVersion(input.dataDir);
-  return summarize(record, input, pointer?.version ?? input.fallbackDefault, input.now ?? Date.now());
-}
-
 /**
  * Why `version` may not become the default now (empty: it may). The checks: it exists and is not
  * retired; a speed instance runs it and reports every partition of the topic within the lag
