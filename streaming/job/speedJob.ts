@@ -395,13 +395,17 @@ export class SpeedJob {
     const fresh = [...wanted].filter((p) => !this.tasks.has(p));
     // Each task is kept as soon as it is open: an assignment that a newer one supersedes while
     // the broker is away leaves its opened tasks to the next, which revokes what it does not want.
-    const opened = await Promise.all(
+    // Settled, not all: the next assignment must not start while an open of this one still runs.
+    const results = await Promise.allSettled(
       fresh.map(async (p) => {
         const task = await this.retry(`open partition ${p}`, () => this.openTask(p), superseded);
         this.tasks.set(p, task);
         return task;
       }),
     );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const opened = results.map((r) => (r as PromiseFulfilledResult<PartitionTask>).value);
     this.ready = true;
     const positionOf = (p: number) => this.host!.stats(p)!.position;
     logger.info(
