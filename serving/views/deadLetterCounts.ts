@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../../services/errors.ts';
+import { classifyLogError } from '../../services/log/outages.ts';
 import { REJECT_CODES } from '../../services/events/event.ts';
 import type { EventLog, LogConsumer, LogRecord } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -129,7 +130,9 @@ export class DeadLetterCounts {
   private fail(err: unknown): void {
     if (this.stopped) return;
     this.lastError = errorMessage(err);
-    this.options.logger.warn({ topic: this.options.topic, err: this.lastError }, 'dead-letter topic consumer failed; retrying');
+    // A broker outage is said once by the log's health; the counts keep retrying quietly.
+    const level = classifyLogError(err) === 'retry' ? 'debug' : 'warn';
+    this.options.logger[level]({ topic: this.options.topic, err: this.lastError }, 'dead-letter topic consumer failed; retrying');
   }
 
   private advance(partition: number, nextOffset: number): void {
