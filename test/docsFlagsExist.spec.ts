@@ -31,6 +31,8 @@ const OTHER_TOOLS_FLAGS: Record<string, string> = {
   '--iptables': 'dockerd',
   '--bridge': 'dockerd',
   '--include': 'debootstrap',
+  '--command-config': "Kafka's own tools (kafka-topics.sh, ...)",
+  '--add-scram': 'kafka-storage.sh format',
 };
 
 interface Command {
