@@ -251,7 +251,7 @@ describe('one definition, two engines: field semantics', () => {
     const reader = await conn.runAndReadAll(`
       SELECT i, ${fieldTextSql('raw', 'k')} AS key_raw, ${numericValueSql('raw', 'k')} AS num_raw,
              ${fieldTextSql('doc', 'k')} AS key_doc, ${numericValueSql('doc', 'k')} AS num_doc
-      FROM (SELECT i, raw, ${doc} AS doc FROM (SELECT i, raw, ${fieldJsonSql('k', true)} AS f FROM (
+      FROM (SELECT i, raw, ${doc} AS doc FROM (SELECT i, raw, ${fieldJsonSql('k', true, "j['k']")} AS f FROM (
         SELECT i, raw, json_transform(raw, '{"k":"JSON"}') AS j FROM ev)))
       ORDER BY i`);
     const rows = reader.getRows() as [number, string | null, number | null, string | null, number | null][];
