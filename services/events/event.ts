@@ -1,12 +1,37 @@
 /**
- * The event model: one flat JSON object per line, validated at the edge of the platform.
+ * The event model: one JSON object per record, validated at the edge of the platform.
+ *
+ * Two shapes, chosen by the metric file (services/metrics/definitions.ts):
+ * - the flat model (no `event:` section): a flat object with `id`, `type` and `ts` at the top
+ *   level (`validateEventLine`);
+ * - a mapped shape (an `event:` section): any JSON object; the id, time and type are found where
+ *   the mapping says, along paths, in the record key or the record timestamp
+ *   (`validateMappedRecord`; the rules: services/metrics/fieldSemantics.ts).
+ * Both first require a *readable* JSON object, which every engine reads the same way: at most
+ * `maxEventBytes`, UTF-8 without byte order mark, JSON text holding an object, no name repeated in
+ * any object, no escaped half of a surrogate pair, no exponent beyond MAX_EXPONENT_DIGITS digits
+ * (`readableObject`). The lake keeps every readable record, valid or not under the lake writer's
+ * mapping, so that a version with another mapping can be recomputed from it.
  *
  * Every rejection carries a machine-readable `code` (counted per reason and used in dead
- * letters), and the field, what was expected and what was found, so that a user can fix the
- * producer without reading our code.
+ * letters), and the field (a path, `$key` or `$timestamp`), what was expected and what was found,
+ * so that a user can fix the producer without reading our code.
  */
 import { isUtf8 } from 'node:buffer';
-import { MAX_EXPONENT_DIGITS } from '../metrics/fieldSemantics.ts';
+import {
+  JsonNumber,
+  MAX_EVENT_TIME_MS,
+  MAX_EXPONENT_DIGITS,
+  RECORD_KEY,
+  RECORD_TIMESTAMP,
+  eventTimeOf as timeOfValue,
+  fieldNames,
+  identifierText,
+  timeFormatExpected,
+  valueAtPath,
+  type EventMapping,
+  type FieldValue,
+} from '../metrics/fieldSemantics.ts';
 import { parseEventTime } from './eventTime.ts';
 
 export type AttributeValue = string | number | boolean;
@@ -42,6 +67,8 @@ export const REJECT_CODES = [
   'duplicate_field',
   'lone_surrogate',
   'number_out_of_range',
+  'missing_key',
+  'missing_timestamp',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -203,7 +230,7 @@ function inspectText(text: string): TextFacts {
 }
 
 /** The line as a JSON object, or why it is not one (size, encoding, syntax, top-level type). */
-function parseObject(raw: Buffer, limits: EventLimits): { obj: Record<string, unknown>; text: string } | Rejected {
+export function parseObject(raw: Buffer, limits: EventLimits): { obj: Record<string, unknown>; text: string } | Rejected {
   if (raw.length > limits.maxEventBytes) {
     return reject('too_large', `event is ${raw.length} bytes, the limit is ${limits.maxEventBytes}`, {
       expected: `<= ${limits.maxEventBytes} bytes`,
@@ -369,4 +396,300 @@ export function decodeLoggedEvent(value: Buffer | null, limits?: EventLimits): V
   // 8.64e15 ms is the latest instant a Date can hold: beyond it formatting a message would throw.
   const now = Date.now();
   return validateEventLine(value, { ...(limits ?? DEFAULT_EVENT_LIMITS), minTs: -8.64e15, maxFutureMs: 8.64e15 - now }, now);
+}
+
+// ---------------------------------------------------------------- readable objects and mapped shapes
+
+/** What `inspectDocument` found in a JSON text at any depth. */
+interface DocumentFacts {
+  /** The first name repeated within one object, with the path of that object. */
+  duplicate?: { path: string; name: string };
+  loneSurrogate?: { path: string; escape: string };
+  hugeExponent?: { path: string; number: string };
+  /** The source text of each number found at one of the wanted paths (keyed by JSON of its names). */
+  numbers: Map<string, string>;
+}
+
+function displayPath(names: readonly (string | null)[]): string {
+  return names.map((n) => (n === null ? '[]' : n)).join('.') || '(top level)';
+}
+
+/**
+ * One pass over a JSON text (valid JSON holding an object) for what the parsed value hides, at
+ * every depth: a name repeated within one object (JSON.parse keeps the last value, DuckDB the
+ * first), an escaped half of a surrogate pair (DuckDB refuses the whole document), an exponent
+ * beyond what both engines compute exactly; and the source text of the numbers at `wanted` paths
+ * (JSON of their names: JSON.parse rounds numbers to doubles). Inside arrays no path is wanted
+ * (arrays are never walked), which the null name on the stack says.
+ */
+function inspectDocument(text: string, wanted: ReadonlySet<string>): DocumentFacts {
+  const facts: DocumentFacts = { numbers: new Map() };
+  /** Per open container: the names seen (objects) or null (arrays). */
+  const seen: (Set<string> | null)[] = [];
+  /** The path to the value being read: one name per open object, null per open array. */
+  const path: (string | null)[] = [];
+  let lastString = '';
+  /** True right after a member's colon: the next value belongs to the name on top of `path`. */
+  let afterColon = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x22) break;
+        if (d !== 0x5c) continue;
+        i++;
+        if (text.charCodeAt(i) !== 0x75 || facts.loneSurrogate) continue;
+        const unit = hexAt(text, i + 1);
+        const lone =
+          (unit >= 0xd800 &&
+            unit <= 0xdbff &&
+            !(text.charCodeAt(i + 5) === 0x5c && text.charCodeAt(i + 6) === 0x75 && isLow(hexAt(text, i + 7)))) ||
+          (unit >= 0xdc00 && unit <= 0xdfff);
+        if (unit >= 0xd800 && unit <= 0xdbff && !lone) i += 6;
+        else if (lone) facts.loneSurrogate = { path: displayPath(path), escape: text.slice(i - 1, i + 5) };
+        i += 4;
+      }
+      lastString = text.slice(start, i + 1);
+      afterColon = false;
+    } else if (c === 0x3a) {
+      // A member's name: the last string read, in the innermost (object) container.
+      const name = JSON.parse(lastString) as string;
+      const names = seen[seen.length - 1]!;
+      if (names.has(name)) facts.duplicate ??= { path: displayPath(path.slice(0, -1)), name };
+      names.add(name);
+      path[path.length - 1] = name;
+      afterColon = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      seen.push(c === 0x7b ? new Set() : null);
+      path.push(null);
+      afterColon = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      seen.pop();
+      path.pop();
+    } else if (c === 0x2c) {
+      if (seen[seen.length - 1] !== null) path[path.length - 1] = null;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      const start = i;
+      while (i + 1 < text.length && /[0-9.eE+-]/.test(text[i + 1]!)) i++;
+      const number = text.slice(start, i + 1);
+      const e = /[eE][+-]?0*([0-9]*)$/.exec(number);
+      if (e && e[1]!.length > MAX_EXPONENT_DIGITS) facts.hugeExponent ??= { path: displayPath(path), number };
+      if (afterColon && !path.includes(null)) {
+        const key = JSON.stringify(path);
+        if (wanted.has(key)) facts.numbers.set(key, number);
+      }
+      afterColon = false;
+    } else if (c > 0x20) afterColon = false;
+  }
+  return facts;
+}
+
+function isLow(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
+}
+
+/** What inspectDocument found that makes a JSON object unreadable (the same codes as the flat model's). */
+function structuralRejection(facts: DocumentFacts): Rejected | undefined {
+  if (facts.duplicate !== undefined) {
+    const { path, name } = facts.duplicate;
+    const field = path === '(top level)' ? name : `${path}.${name}`;
+    return reject('duplicate_field', `field ${JSON.stringify(field)} appears more than once; JSON readers disagree on which value counts`, {
+      field,
+    });
+  }
+  if (facts.loneSurrogate) {
+    const { path, escape } = facts.loneSurrogate;
+    return reject(
+      'lone_surrogate',
+      `${path} holds the escape ${escape}, half of a UTF-16 surrogate pair: no Unicode text can hold it alone`,
+      {
+        field: path,
+        expected: 'a complete surrogate pair or the character itself',
+        got: escape,
+      },
+    );
+  }
+  if (facts.hugeExponent) {
+    const { path, number } = facts.hugeExponent;
+    const shown = number.length > 40 ? `${number.slice(0, 40)}…` : number;
+    return reject('number_out_of_range', `${path}: the exponent of ${shown} has more than ${MAX_EXPONENT_DIGITS} digits`, {
+      field: path,
+      expected: `an exponent of at most ${MAX_EXPONENT_DIGITS} digits`,
+      got: shown,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * Whether a record is a readable JSON object (see the top of this file): what the lake keeps,
+ * whatever the mapping. Null when it is, else why not.
+ */
+export function readableObject(value: Buffer | null, maxEventBytes: number = DEFAULT_EVENT_LIMITS.maxEventBytes): Rejection | null {
+  if (value === null) return { code: 'empty_line', message: 'record has no value (tombstone)' };
+  const parsed = parseObject(value, { ...DEFAULT_EVENT_LIMITS, maxEventBytes });
+  if ('ok' in parsed) return parsed.rejection;
+  return structuralRejection(inspectDocument(parsed.text, new Set()))?.rejection ?? null;
+}
+
+/** The range of event times and the size a record is checked against. */
+export interface RecordLimits {
+  maxEventBytes: number;
+  minTs: number;
+  maxTs: number;
+  /** The clock the range was computed from (ingest: messages say the range from it). */
+  now?: number;
+}
+
+/** Limits for records read back from the log: history, so no clock check (as decodeLoggedEvent). */
+export const LOGGED_RECORD_LIMITS: RecordLimits = {
+  maxEventBytes: DEFAULT_EVENT_LIMITS.maxEventBytes,
+  minTs: -MAX_EVENT_TIME_MS,
+  maxTs: MAX_EVENT_TIME_MS,
+};
+
+/** A record the mapping makes an event of: what every layer reads of it. */
+export interface MappedEvent {
+  /** The id's bytes: the UTF-8 of a path's text (a number's canonical text), or the record key. */
+  idBytes: Buffer;
+  /** Event time, epoch ms. */
+  ts: number;
+  /** The mapped type's text, undefined when the mapping has none. */
+  type: string | undefined;
+  /** The values of the wanted fields the event has (by the field's text). */
+  values: Record<string, FieldValue>;
+}
+
+export type MappedValidation = { ok: true; event: MappedEvent } | { ok: false; rejection: Rejection };
+
+/** A metric field the caller reads: its text (the key of `values`) and the names of its path. */
+export interface WantedField {
+  readonly field: string;
+  readonly names: readonly string[];
+}
+
+/** A walked value as the metric engines read it (undefined: missing, null, an object or an array). */
+function fieldValueOf(v: unknown, numbers: Map<string, string>, names: readonly string[]): FieldValue | undefined {
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return new JsonNumber(numbers.get(JSON.stringify(names)) ?? String(v));
+  return undefined;
+}
+
+/**
+ * An id or a type at `path`: its text (a non-blank string, a number's canonical text), or why not.
+ * `role` names it in messages (`event.id`).
+ */
+function identifierAt(obj: Record<string, unknown>, path: string, numbers: Map<string, string>, role: string): string | Rejected {
+  const names = fieldNames(path, false);
+  const v = valueAtPath(obj, names);
+  if (v === undefined || v === null)
+    return reject('missing_field', `missing ${path} (${role})${v === null ? ': it is null' : ''}`, {
+      field: path,
+      expected: 'a non-empty string or a number',
+      ...(v === null ? { got: 'null' } : {}),
+    });
+  const value = fieldValueOf(v, numbers, names);
+  const text = value === undefined ? undefined : identifierText(value);
+  if (text !== undefined) return text;
+  if (typeof v === 'string')
+    return reject('empty_value', `${path} (${role}) is empty`, { field: path, expected: 'a non-empty string', got: describe(v) });
+  return reject('wrong_type', `${path} (${role}) must be a string or a number, got ${describe(v)}`, {
+    field: path,
+    expected: 'a string or a number',
+    got: describe(v),
+  });
+}
+
+function outOfRange(field: string, ms: number, limits: RecordLimits, got: string): Rejected {
+  return reject(
+    'ts_out_of_range',
+    `${field} ${Number.isFinite(ms) ? isoOrNumber(ms) : got} is outside the accepted range ${isoOrNumber(limits.minTs)} .. ${isoOrNumber(limits.maxTs)}`,
+    { field, expected: 'a sane event time', got },
+  );
+}
+
+/**
+ * Validates one record under a mapped shape (`mapping.flat` false): a readable JSON object, then
+ * the id, the type and the time where the mapping finds them, each refusal naming the path
+ * (`missing meta.eventId`, `meta.occurredAt is not epoch-s`). `key` and `timestamp` are the
+ * record's (null and -1: none, as at ingest from a file). Returns the values of `wanted` fields.
+ */
+export function validateMappedRecord(
+  value: Buffer | null,
+  key: Uint8Array | null,
+  timestamp: number,
+  mapping: EventMapping,
+  limits: RecordLimits,
+  wanted: readonly WantedField[],
+): MappedValidation {
+  if (value === null) return reject('empty_line', 'record has no value (tombstone)');
+  const parsed = parseObject(value, { ...DEFAULT_EVENT_LIMITS, maxEventBytes: limits.maxEventBytes });
+  if ('ok' in parsed) return parsed;
+  const { obj, text } = parsed;
+  const paths = new Set(wanted.map((w) => JSON.stringify(w.names)));
+  for (const p of [mapping.id, mapping.time, mapping.type])
+    if (p !== undefined && p !== RECORD_KEY && p !== RECORD_TIMESTAMP) paths.add(JSON.stringify(fieldNames(p, false)));
+  const facts = inspectDocument(text, paths);
+  const refused = structuralRejection(facts);
+  if (refused) return refused;
+
+  let idBytes: Buffer;
+  if (mapping.id === RECORD_KEY) {
+    if (key === null)
+      return reject('missing_key', 'the record has no key, and event.id is $key', { field: RECORD_KEY, expected: 'a record key' });
+    if (key.length === 0)
+      return reject('empty_value', 'the record key is empty (event.id is $key)', { field: RECORD_KEY, expected: 'a non-empty key' });
+    idBytes = Buffer.from(key.buffer, key.byteOffset, key.length);
+  } else {
+    const id = identifierAt(obj, mapping.id, facts.numbers, 'event.id');
+    if (typeof id !== 'string') return id;
+    idBytes = Buffer.from(id, 'utf8');
+  }
+  let type: string | undefined;
+  if (mapping.type !== undefined) {
+    const t = identifierAt(obj, mapping.type, facts.numbers, 'event.type');
+    if (typeof t !== 'string') return t;
+    type = t;
+  }
+  let ts: number;
+  if (mapping.time === RECORD_TIMESTAMP) {
+    if (!(timestamp >= 0))
+      return reject('missing_timestamp', 'the record has no timestamp, and event.time is $timestamp', {
+        field: RECORD_TIMESTAMP,
+        expected: 'a record timestamp',
+      });
+    if (timestamp < limits.minTs || timestamp > limits.maxTs) return outOfRange(RECORD_TIMESTAMP, timestamp, limits, `${timestamp} ms`);
+    ts = timestamp;
+  } else {
+    const names = fieldNames(mapping.time, false);
+    const v = valueAtPath(obj, names);
+    const path = mapping.time;
+    if (v === undefined || v === null)
+      return reject('missing_field', `missing ${path} (event.time)${v === null ? ': it is null' : ''}`, {
+        field: path,
+        expected: timeFormatExpected(mapping.timeFormat),
+        ...(v === null ? { got: 'null' } : {}),
+      });
+    const fv = fieldValueOf(v, facts.numbers, names);
+    ts = fv === undefined ? NaN : timeOfValue(fv, mapping.timeFormat);
+    if (Number.isNaN(ts))
+      return reject(
+        'invalid_ts',
+        `${path} is not ${mapping.timeFormat}: expected ${timeFormatExpected(mapping.timeFormat)}, got ${describe(v)}`,
+        {
+          field: path,
+          expected: timeFormatExpected(mapping.timeFormat),
+          got: describe(v),
+        },
+      );
+    if (!(ts >= limits.minTs && ts <= limits.maxTs)) return outOfRange(path, ts, limits, describe(v));
+  }
+  const values: Record<string, FieldValue> = {};
+  for (const w of wanted) {
+    const fv = fieldValueOf(valueAtPath(obj, w.names), facts.numbers, w.names);
+    if (fv !== undefined) values[w.field] = fv;
+  }
+  return { ok: true, event: { idBytes, ts, type, values } };
 }
