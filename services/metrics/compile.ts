@@ -10,9 +10,16 @@
  * - value: counted in sum/min/max only when the field is a finite JSON number; otherwise the
  *   event still counts in `count`.
  * - distinct: the text of the field, added to a HyperLogLog sketch when present.
+ * Fields are top-level names of flat events, or dotted paths under the metric file's `event:`
+ * section: the JavaScript reads the values the event decoder found at them
+ * (services/events/decoders/), keyed by the field's text; the SQL walks the paths.
+ *
+ * The filter is one conjunction of per-field tests, built in `compileFilter` and `filterSql`;
+ * a new kind of test (not, in, ranges, exists) is added there, for both engines at once.
  */
 import { GRANULARITY_MS, type Granularity, type MetricDefinition } from './definitions.ts';
 import {
+  FLAT_EVENT_MAPPING,
   compileFilter,
   fieldText,
   fieldTextSql,
@@ -21,7 +28,9 @@ import {
   hasScalarSql,
   numericValue,
   numericValueSql,
+  sqlField,
   type FieldValues,
+  type SqlField,
 } from './fieldSemantics.ts';
 import { windowStartSql } from './windowStart.ts';
 
@@ -76,15 +85,24 @@ export interface CompiledMetricSql {
   windowStart(granularity: Granularity, ts: string): string;
 }
 
-/** The metric over `doc`, an SQL expression holding the event's JSON text (or part of it). */
-export function compileMetricSql(def: MetricDefinition, doc: string): CompiledMetricSql {
-  const conditions = Object.entries(def.filter).map(([field, accepted]) => filterSql(doc, field, accepted));
-  conditions.push(hasScalarSql(doc, def.key));
+/**
+ * The metric over `doc`, an SQL expression holding the event's JSON text (or part of it).
+ * `fieldOf` says where a field is in `doc`: by default where the metric's mapping puts it in an
+ * event (a top-level name, or a path); the batch recompute passes the members of the document it
+ * rebuilt from the fields it extracted (batch/views/batchViews.ts).
+ */
+export function compileMetricSql(
+  def: MetricDefinition,
+  doc: string,
+  fieldOf: (field: string) => SqlField = (f) => sqlField(f, def.event ?? FLAT_EVENT_MAPPING),
+): CompiledMetricSql {
+  const conditions = Object.entries(def.filter).map(([field, accepted]) => filterSql(doc, fieldOf(field), accepted));
+  conditions.push(hasScalarSql(doc, fieldOf(def.key)));
   return {
     where: conditions.join(' AND '),
-    key: fieldTextSql(doc, def.key),
-    value: def.value === undefined ? 'CAST(NULL AS DOUBLE)' : numericValueSql(doc, def.value),
-    distinct: def.distinct === undefined ? 'CAST(NULL AS VARCHAR)' : fieldTextSql(doc, def.distinct),
+    key: fieldTextSql(doc, fieldOf(def.key)),
+    value: def.value === undefined ? 'CAST(NULL AS DOUBLE)' : numericValueSql(doc, fieldOf(def.value)),
+    distinct: def.distinct === undefined ? 'CAST(NULL AS VARCHAR)' : fieldTextSql(doc, fieldOf(def.distinct)),
     windowStart: (g, ts) => windowStartSql(ts, GRANULARITY_MS[g]),
   };
 }

@@ -11,7 +11,17 @@ import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, typ
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../config/durations.ts';
-import { filterNumber, type FilterValue } from './fieldSemantics.ts';
+import {
+  FLAT_EVENT_MAPPING,
+  RECORD_KEY,
+  RECORD_TIMESTAMP,
+  TIME_FORMATS,
+  filterNumber,
+  formatFieldPath,
+  parseFieldPath,
+  type EventMapping,
+  type FilterValue,
+} from './fieldSemantics.ts';
 
 export const GRANULARITIES = ['minute', 'hour', 'day'] as const;
 export type Granularity = (typeof GRANULARITIES)[number];
@@ -21,7 +31,10 @@ export const GRANULARITY_MS: Record<Granularity, number> = {
   day: 86_400_000,
 };
 
-const FIELD = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be an event field name (letters, digits, _ . -)');
+/** A flat event's field name (no `event:` section); with one, fields are dotted paths (checked in fileSchema). */
+const FLAT_FIELD = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+const FLAT_FIELD_MESSAGE = 'must be an event field name (letters, digits, _ . -)';
+const FIELD = z.string();
 const SCALAR = z.union([z.string(), z.number().refine(Number.isFinite, 'must be a finite number'), z.boolean()]);
 
 const metricSchema = z
@@ -40,13 +53,78 @@ const metricSchema = z
   })
   .strict();
 
+/**
+ * The `event:` section: where the platform finds an event's id, time and type in records of
+ * another shape (services/metrics/fieldSemantics.ts states the rules).
+ */
+const eventSchema = z
+  .object({
+    id: z.string().min(1, 'must be a dotted path or $key'),
+    time: z.string().min(1, 'must be a dotted path or $timestamp'),
+    timeFormat: z
+      .enum(TIME_FORMATS, { error: (issue) => `expected one of ${TIME_FORMATS.join(', ')}, got ${JSON.stringify(issue.input)}` })
+      .optional(),
+    type: z.string().optional(),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    const path = (value: string, key: 'id' | 'time' | 'type') => {
+      if (value === RECORD_KEY || value === RECORD_TIMESTAMP) {
+        const allowed = key === 'id' ? RECORD_KEY : key === 'time' ? RECORD_TIMESTAMP : undefined;
+        if (value !== allowed)
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: `${value} can only be event.${value === RECORD_KEY ? 'id' : 'time'}; a field named ${value} is written "${value}"`,
+          });
+        return;
+      }
+      const parsed = parseFieldPath(value);
+      if (!parsed.ok) ctx.addIssue({ code: 'custom', path: [key], message: `must be a dotted path: ${parsed.error}` });
+    };
+    path(e.id, 'id');
+    path(e.time, 'time');
+    if (e.type !== undefined) path(e.type, 'type');
+    if (e.time === RECORD_TIMESTAMP && e.timeFormat !== undefined && e.timeFormat !== 'auto' && e.timeFormat !== 'epoch-ms')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['timeFormat'],
+        message: `does not apply to $timestamp (the record timestamp is epoch milliseconds); omit it`,
+      });
+  });
+
+/** Every metric field (filter names, key, value, distinct) with its place in the file. */
+function metricFields(m: z.infer<typeof metricSchema>): { field: string; path: (string | number)[] }[] {
+  return [
+    ...Object.keys(m.filter).map((f) => ({ field: f, path: ['filter', f] })),
+    { field: m.key, path: ['key'] },
+    ...(m.value !== undefined ? [{ field: m.value, path: ['value'] }] : []),
+    ...(m.distinct !== undefined ? [{ field: m.distinct, path: ['distinct'] }] : []),
+  ];
+}
+
 const fileSchema = z
   .object({
     version: z.literal(1).default(1),
+    event: eventSchema.optional(),
     metrics: z.array(metricSchema).min(1, 'must define at least one metric'),
   })
   .strict()
   .superRefine((file, ctx) => {
+    // Field names of flat events, or dotted paths under an `event:` section.
+    file.metrics.forEach((m, i) => {
+      for (const { field, path } of metricFields(m)) {
+        let message: string | undefined;
+        if (file.event === undefined) message = FLAT_FIELD.test(field) ? undefined : FLAT_FIELD_MESSAGE;
+        else if (field === RECORD_KEY || field === RECORD_TIMESTAMP)
+          message = `${field} is the record's ${field === RECORD_KEY ? 'key' : 'timestamp'}, which only event: can name; a field named ${field} is written "${field}"`;
+        else {
+          const parsed = parseFieldPath(field);
+          if (!parsed.ok) message = `must be a dotted path: ${parsed.error}`;
+        }
+        if (message !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, ...path], message });
+      }
+    });
     const seen = new Set<string>();
     file.metrics.forEach((m, i) => {
       if (seen.has(m.name)) {
@@ -70,6 +148,13 @@ export interface MetricDefinition {
   readonly distinct?: string;
   readonly granularities: readonly Granularity[];
   readonly allowedLatenessMs: number;
+  /**
+   * The file's `event:` section, when it has one: then fields are dotted paths (their canonical
+   * text, fieldSemantics.ts `formatFieldPath`). Absent: flat events, fields are top-level names.
+   * Kept on every metric so that a metric says by itself how it reads events (a version's
+   * checkpoints and savepoints store the metrics, and compare them).
+   */
+  readonly event?: EventMapping;
 }
 
 export interface MetricDefinitions {
@@ -78,7 +163,14 @@ export interface MetricDefinitions {
   /** The file's exact text, and its SHA-256: a job version is bound to one file (services/versions). */
   readonly text: string;
   readonly sha256: string;
+  /** Where events keep their id, time and type: the `event:` section, or the flat model. */
+  readonly event: EventMapping;
   readonly metrics: readonly MetricDefinition[];
+}
+
+/** The event mapping the metrics read with (they share the file's). */
+export function eventMappingOf(defs: readonly MetricDefinition[]): EventMapping {
+  return defs[0]?.event ?? FLAT_EVENT_MAPPING;
 }
 
 /**
@@ -100,20 +192,41 @@ function filterValues(
   });
 }
 
+/** A path in its canonical text (the file may quote names that need no quotes). */
+function canonicalPath(path: string): string {
+  if (path === RECORD_KEY || path === RECORD_TIMESTAMP) return path;
+  const parsed = parseFieldPath(path);
+  return parsed.ok ? formatFieldPath(parsed.names) : path;
+}
+
 function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Document, text: string): MetricDefinitions {
+  const e = raw.event;
+  const event: EventMapping | undefined =
+    e === undefined
+      ? undefined
+      : {
+          flat: false,
+          id: canonicalPath(e.id),
+          time: canonicalPath(e.time),
+          timeFormat: e.time === RECORD_TIMESTAMP ? 'epoch-ms' : (e.timeFormat ?? 'auto'),
+          ...(e.type !== undefined ? { type: canonicalPath(e.type) } : {}),
+        };
+  const field = (f: string) => (event === undefined ? f : canonicalPath(f));
   return {
     source,
     text,
     sha256: createHash('sha256').update(text).digest('hex'),
+    event: event ?? FLAT_EVENT_MAPPING,
     metrics: raw.metrics.map((m, i) => ({
       name: m.name,
       ...(m.description !== undefined ? { description: m.description } : {}),
-      filter: Object.fromEntries(Object.entries(m.filter).map(([f, v]) => [f, filterValues(doc, i, f, v)])),
-      key: m.key,
-      ...(m.value !== undefined ? { value: m.value } : {}),
-      ...(m.distinct !== undefined ? { distinct: m.distinct } : {}),
+      filter: Object.fromEntries(Object.entries(m.filter).map(([f, v]) => [field(f), filterValues(doc, i, f, v)])),
+      key: field(m.key),
+      ...(m.value !== undefined ? { value: field(m.value) } : {}),
+      ...(m.distinct !== undefined ? { distinct: field(m.distinct) } : {}),
       granularities: m.granularities,
       allowedLatenessMs: parseDuration(m.allowedLateness)!,
+      ...(event !== undefined ? { event } : {}),
     })),
   };
 }

@@ -8,12 +8,27 @@
  * allowedLateness (windows just close sooner), description changes.
  * Refused: a new metric or granularity (its windows would miss every event before the restored
  * offsets), a changed filter/key/value/distinct (existing aggregates were computed with the old
- * rule), a larger allowedLateness (windows already closed and evicted cannot reopen, so events the
- * new rule accepts would land in empty windows).
+ * rule), a changed event mapping (the `event:` section: which records are events, their ids and
+ * times, where fields are read), a larger allowedLateness (windows already closed and evicted
+ * cannot reopen, so events the new rule accepts would land in empty windows).
  */
 import { createHash } from 'node:crypto';
 import { formatDuration } from '../config/durations.ts';
-import type { MetricDefinition } from '../metrics/definitions.ts';
+import { eventMappingOf, type MetricDefinition } from '../metrics/definitions.ts';
+import type { EventMapping } from '../metrics/fieldSemantics.ts';
+
+/** How two event mappings differ, in words (`event.id is meta.eventId in A, $key in B`); empty when equal. */
+export function mappingDifferences(a: EventMapping, b: EventMapping, aLabel: string, bLabel: string): string[] {
+  const describe = (m: EventMapping) => (m.flat ? 'flat events (no event: section)' : 'an event: section');
+  if (a.flat !== b.flat) return [`the event shape is ${describe(a)} in ${aLabel}, ${describe(b)} in ${bLabel}`];
+  const out: string[] = [];
+  for (const k of ['id', 'time', 'timeFormat', 'type'] as const) {
+    const x = a[k] ?? '(none)';
+    const y = b[k] ?? '(none)';
+    if (x !== y) out.push(`event.${k} is ${x} in ${aLabel}, ${y} in ${bLabel}`);
+  }
+  return out;
+}
 
 export function semanticDefinition(def: MetricDefinition): Omit<MetricDefinition, 'description'> {
   const { description: _ignored, ...rest } = def;
@@ -38,6 +53,11 @@ export function compareDefinitions(
 ): Compatibility {
   const problems: string[] = [];
   const notes: string[] = [];
+  const mapping = mappingDifferences(eventMappingOf(stateDefs), eventMappingOf(current), `the ${stateLabel}`, 'the metric file');
+  if (mapping.length > 0)
+    problems.push(
+      `the event mapping changed (${mapping.join('; ')}); the ${stateLabel} was computed with the old mapping; replay it into a new --version`,
+    );
   const before = new Map(stateDefs.map((d) => [d.name, d]));
   for (const def of current) {
     const old = before.get(def.name);
@@ -84,7 +104,7 @@ export function compareDefinitions(
  * descriptions), in words: a version's definitions never change, so this only explains a refusal.
  */
 export function metricDifferences(version: readonly MetricDefinition[], file: readonly MetricDefinition[]): string[] {
-  const out: string[] = [];
+  const out: string[] = mappingDifferences(eventMappingOf(file), eventMappingOf(version), 'the file', 'the version');
   const theirs = new Map(version.map((d) => [d.name, d]));
   const names = new Set(file.map((d) => d.name));
   for (const def of file) {
