@@ -25,7 +25,8 @@ import type {
 import { FatalLogError, checkTopics, retryWhileUnavailable } from '../../services/log/outages.ts';
 import { viewTopicSpec } from '../../services/log/topics.ts';
 import { logger } from '../../services/observability/logger.ts';
-import { maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
+import { eventMappingOf, maxWindowPlusLatenessMs, type MetricDefinitions } from '../../services/metrics/definitions.ts';
+import { RECORD_KEY } from '../../services/metrics/fieldSemantics.ts';
 import { formatDuration } from '../../services/config/durations.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import {
@@ -563,7 +564,9 @@ export class SpeedJob {
       const logEnds = await this.retry('end offsets', () => log.endOffsets(cfg.topic));
       // DuckDB is loaded only by a job that reads the lake.
       const { LakeSource, DEFAULT_CHUNK_OFFSETS } = await import('../replay/lakeSource.ts');
-      const source = await LakeSource.open(cfg.lakeRoot, cfg.topic);
+      const source = await LakeSource.open(cfg.lakeRoot, cfg.topic, {
+        withKeys: eventMappingOf(cfg.definitions.metrics).id === RECORD_KEY,
+      });
       logger.info(
         { partitions: partitions.map((p) => ({ partition: p.partition, from: p.at ?? p.start, handOver: p.end })) },
         'replaying from the lake',

@@ -14,16 +14,19 @@
  * manifest is re-read for every range, so a long replay follows compactions; a compacted file
  * stays on disk for the manifest's grace period, far longer than one range takes.
  *
- * Records become what the log would have delivered: offset, log-append time and the value's
- * exact bytes (`raw`); the speed state reads nothing else (streaming/threads/recordPack.ts).
- * Records the lake writer refused (dead letters) are not in the lake; the speed layer would
- * have counted them as invalid and skipped them, so the windows are the same.
+ * Records become what the log would have delivered: offset, log-append time, the value's exact
+ * bytes (`raw`) and, for a version whose mapping reads it (`event.id: $key`), the key
+ * (`kafka_key`); the speed state reads nothing else (streaming/threads/recordPack.ts). The lake
+ * keeps every record that is a readable JSON object, valid or not under the lake writer's own
+ * mapping, so the version's mapping decides here as it does on the log. Records that are not
+ * readable JSON objects are not in the lake; the speed layer would have counted them as invalid
+ * under any mapping and skipped them, so the windows are the same.
  */
-import { DuckDBInstance, type DuckDBConnection, type DuckDBListValue } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBBlobValue, type DuckDBConnection, type DuckDBListValue } from '@duckdb/node-api';
 import { join } from 'node:path';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { LakeManifest, lakeExists, type LakeFile } from '../../services/lake/commitProtocol.ts';
-import { readLakeSql } from '../../services/lake/lakeLayout.ts';
+import { readLakeColumnsSql, readLakeSql } from '../../services/lake/lakeLayout.ts';
 import { emptyPack, type PackedBatch } from '../threads/recordPack.ts';
 
 export const DEFAULT_CHUNK_OFFSETS = 50_000;
@@ -43,16 +46,18 @@ export class LakeSource {
     /** For the queries about the whole lake; each range is read on a connection of its own. */
     private readonly conn: DuckDBConnection,
     private readonly topic: string,
+    private readonly withKeys: boolean,
   ) {}
 
-  static async open(lakeRoot: string, topic: string): Promise<LakeSource> {
+  /** `withKeys`: the records' keys are read too (a version whose mapping reads them). */
+  static async open(lakeRoot: string, topic: string, options: { withKeys?: boolean } = {}): Promise<LakeSource> {
     if (!lakeExists(lakeRoot)) {
       throw new InfrastructureError(
         `no lake at ${lakeRoot}: a replay --from lake needs the batch layer's lake of topic "${topic}" (lk batch run writes it)`,
       );
     }
     const db = await DuckDBInstance.create(':memory:', { threads: '1' });
-    return new LakeSource(LakeManifest.open(lakeRoot), db, await db.connect(), topic);
+    return new LakeSource(LakeManifest.open(lakeRoot), db, await db.connect(), topic, options.withKeys ?? false);
   }
 
   /** Per partition, the offset below which the lake holds every valid record (0: nothing yet). */
@@ -110,22 +115,36 @@ export class LakeSource {
     let times: number[];
     let lengths: number[];
     let text: string;
+    let keyLengths: (number | null)[] = [];
+    let keyBytes: Uint8Array | undefined;
     try {
       // A connection runs one query at a time, and partitions are read side by side (lakeReplay.ts).
+      // Keys: their lengths (NULL for none; files written before the column existed have none)
+      // and the bytes concatenated.
+      const keys = this.withKeys
+        ? `, list(octet_length(kafka_key)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(kafka_key, ''::BLOB ORDER BY kafka_offset), ''::BLOB)`
+        : '';
       const conn = await this.db.connect();
-      const reader = await conn
-        .runAndReadAll(
+      const paths = files.map((f) => join(snap.root, f.path));
+      const reader = await (async () => {
+        // With keys, files written before the key column existed read it as NULL.
+        const lake = this.withKeys ? await readLakeColumnsSql(conn, paths) : readLakeSql(paths);
+        return conn.runAndReadAll(
           `SELECT list(kafka_offset::DOUBLE ORDER BY kafka_offset), list(kafka_timestamp::DOUBLE ORDER BY kafka_offset),
-                list(strlen(raw)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(raw, '' ORDER BY kafka_offset), '')
-         FROM ${readLakeSql(files.map((f) => join(snap.root, f.path)))}
+                list(strlen(raw)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(raw, '' ORDER BY kafka_offset), '')${keys}
+         FROM ${lake}
          WHERE kafka_partition = ${partition} AND kafka_offset >= ${from} AND kafka_offset < ${to}`,
-        )
-        .finally(() => conn.closeSync());
-      const [row] = reader.getRows() as [DuckDBListValue | null, DuckDBListValue | null, DuckDBListValue | null, string][];
+        );
+      })().finally(() => conn.closeSync());
+      const [row] = reader.getRows() as [DuckDBListValue | null, DuckDBListValue | null, DuckDBListValue | null, string, ...unknown[]][];
       offsets = (row![0]?.items ?? []) as number[];
       times = (row![1]?.items ?? []) as number[];
       lengths = (row![2]?.items ?? []) as number[];
       text = row![3];
+      if (this.withKeys) {
+        keyLengths = ((row![4] as DuckDBListValue | null)?.items ?? []) as (number | null)[];
+        keyBytes = (row![5] as DuckDBBlobValue).bytes;
+      }
     } catch (err) {
       throw new InfrastructureError(`cannot read the lake (partition ${partition}, offsets ${from}-${to}): ${errorMessage(err)}`, {
         cause: err,
@@ -160,6 +179,21 @@ export class LakeSource {
       throw new InfrastructureError(
         `the lake's values of partition ${partition}, offsets ${from}-${to}, do not add up (${at} of ${written} bytes)`,
       );
+    if (keyBytes !== undefined) {
+      // A fresh buffer of its own, transferred like the values.
+      packed.keys = Uint8Array.from(keyBytes);
+      packed.keyEnds = new Int32Array(count);
+      let k = 0;
+      for (let i = 0; i < count; i++) {
+        const n = keyLengths[i];
+        if (n === null || n === undefined) packed.keyEnds[i] = -1;
+        else packed.keyEnds[i] = k += n;
+      }
+      if (k !== packed.keys.length)
+        throw new InfrastructureError(
+          `the lake's keys of partition ${partition}, offsets ${from}-${to}, do not add up (${k} of ${packed.keys.length} bytes)`,
+        );
+    }
     return { partition, packed, nextOffset: to };
   }
 

@@ -23,21 +23,20 @@ import { idHash, isMisplaced } from '../../services/log/partitioner.ts';
 import type { CompiledMetric } from '../../services/metrics/compile.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
-import { fieldValuesOf, type FieldValues } from '../../services/metrics/fieldSemantics.ts';
+import { eventMappingOf } from '../../services/metrics/definitions.ts';
+import type { FieldValues } from '../../services/metrics/fieldSemantics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowStartOf } from '../../services/metrics/windowStart.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
 import { NO_EVENT_TIME, partitionWatermark } from './watermarks.ts';
 import { isWindowClosed, windowClosesAt } from '../../services/metrics/windowClosing.ts';
-import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
-import { decodeWithValidator } from '../../services/events/fastDecode.ts';
+import { createEventDecoder, type EventDecoder } from '../../services/events/decoders/eventDecoder.ts';
+import { LOGGED_RECORD_LIMITS } from '../../services/events/event.ts';
 import { registerOf } from './hllCache.ts';
-import { fingerprintBytes, fingerprintId } from './idFingerprint.ts';
+import { fingerprintBytes } from './idFingerprint.ts';
 import { DIRTY, HAS_VALUE, LIVE, WindowTable } from './windowTable.ts';
 
-/** One scanner for every partition: `apply` is synchronous, so it is never shared mid-scan. */
-const scanner = new EventScanner();
 /** The id fingerprint of the record being applied. */
 const fingerprint = new Int32Array(4);
 
@@ -128,8 +127,13 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
 export class PartitionState {
   readonly slots: Slot[];
   private readonly plans: MetricPlan[];
-  /** Every event field a metric reads: the scanner materializes only these. */
-  private readonly referenced: ReadonlySet<string>;
+  /**
+   * How records become events under the version's mapping (its metric file's `event:` section),
+   * reading only the fields a metric reads. One per state: `apply` is synchronous.
+   */
+  private readonly decoder: EventDecoder;
+  /** Whether the mapping reads the record key (`event.id: $key`): only then do batches carry keys. */
+  readonly readsKeys: boolean;
   /** Per slot: windowStart -> key -> row of `table` (nested maps: no key string built per event). */
   private readonly windows: Map<number, Map<string, number>>[];
   /** Per slot, the window last looked up (NaN: none) and its map. */
@@ -164,7 +168,8 @@ export class PartitionState {
     this.slots = buildSlots(defs);
     let next = 0;
     this.plans = defs.map((def) => ({ compiled: compileMetric(def), slots: def.granularities.map(() => next++) }));
-    this.referenced = new Set(
+    const mapping = eventMappingOf(defs);
+    const referenced = new Set(
       defs.flatMap((d) => [
         ...Object.keys(d.filter),
         d.key,
@@ -172,6 +177,8 @@ export class PartitionState {
         ...(d.distinct === undefined ? [] : [d.distinct]),
       ]),
     );
+    this.decoder = createEventDecoder(mapping, [...referenced]);
+    this.readsKeys = mapping.id === '$key';
     this.windows = this.slots.map(() => new Map());
     this.lastStart = new Float64Array(this.slots.length).fill(NaN);
     this.lastWindow = this.slots.map(() => undefined);
@@ -199,46 +206,35 @@ export class PartitionState {
   }
 
   /** Applies one record of this partition (records must come in offset order). */
-  apply(record: LogRecord | Pick<LogRecord, 'offset' | 'timestamp' | 'value'>): void {
+  apply(record: LogRecord | Pick<LogRecord, 'offset' | 'timestamp' | 'value' | 'key'>): void {
     const v = record.value;
-    this.applyValue(record.offset, record.timestamp, v, 0, v === null ? 0 : v.length);
+    this.applyValue(record.offset, record.timestamp, v, 0, v === null ? 0 : v.length, record.key);
   }
 
   /**
-   * Applies the record at `offset` whose value is buf[start..end) (`buf` null: a tombstone).
+   * Applies the record at `offset` whose value is buf[start..end) (`buf` null: a tombstone) and
+   * whose key is `key` (null: none, or not carried because the mapping does not read it).
    * Records must come in offset order. Taking a range lets a batch travel as one buffer (the
    * speed job hands batches to worker threads that way) without a Buffer object per record.
    */
-  applyValue(offset: number, timestamp: number, buf: Buffer | null, start: number, end: number): void {
+  applyValue(offset: number, timestamp: number, buf: Buffer | null, start: number, end: number, key: Uint8Array | null = null): void {
     // Invariant: records come once each, in offset order (the consumer adapter filters replays).
     // (The message is built only when the invariant is broken: this runs for every record.)
     if (offset < this.position) assert(false, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
     this.position = offset + 1;
     this.lastTimestamp = timestamp;
     this.pendingRecords++;
-    let ts: number;
-    let fields: FieldValues | undefined;
-    let hash: number;
-    if (buf !== null && scanner.scan(buf, LOGGED_EVENT_SCAN_LIMITS, start, end)) {
-      ts = scanner.ts;
-      const idStart = scanner.starts[scanner.idIndex]!;
-      const idEnd = scanner.ends[scanner.idIndex]!;
-      fingerprintBytes(buf, idStart, idEnd, fingerprint);
-      hash = idHash(buf, idStart, idEnd);
-    } else {
-      const decoded = decodeWithValidator(buf === null ? null : start === 0 && end === buf.length ? buf : buf.subarray(start, end));
-      if ('code' in decoded) {
-        // The log only holds validated events; a foreign producer wrote this one. Counted and
-        // skipped here; the batch layer, which reads the same log, sends it to the dead-letter
-        // topic with the reason (one dead letter per bad record, not one per layer).
-        this.counters.invalid++;
-        return;
-      }
-      ts = decoded.ts;
-      fields = fieldValuesOf(decoded.fields, decoded.numberSources, this.referenced);
-      fingerprintId(decoded.id, fingerprint);
-      hash = idHash(Buffer.from(decoded.id, 'utf8'));
+    const d = this.decoder;
+    if (!d.decode(buf, start, end, key, timestamp, LOGGED_RECORD_LIMITS)) {
+      // Not an event under the version's mapping (a foreign producer wrote it). Counted and
+      // skipped here; the batch layer, which reads the same log, sends it to the dead-letter
+      // topic with the reason (one dead letter per bad record, not one per layer).
+      this.counters.invalid++;
+      return;
     }
+    const ts = d.ts;
+    fingerprintBytes(d.idBuf, d.idStart, d.idEnd, fingerprint);
+    const hash = idHash(d.idBuf, d.idStart, d.idEnd);
     this.counters.events++;
     const misplaced = isMisplaced(hash, this.partition, this.placement.homePartitions);
     if (misplaced) this.counters.misplaced++;
@@ -247,8 +243,8 @@ export class PartitionState {
       this.counters.duplicates++;
       return;
     }
-    // Only a first sighting pays for its fields (the scanner still describes this record).
-    fields ??= scanner.project(this.referenced);
+    // Only a first sighting pays for its fields (the decoder still describes this record).
+    const fields: FieldValues = d.fieldValues();
 
     const t = this.table;
     for (const plan of this.plans) {

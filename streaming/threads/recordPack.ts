@@ -1,8 +1,8 @@
 /**
  * A record batch as a few flat arrays, so that it crosses to a worker thread as transferred
  * memory instead of a structured clone of thousands of objects: the values concatenated in one
- * buffer, their end positions, offsets and log-append times. Keys and headers are not carried:
- * the speed layer reads neither.
+ * buffer, their end positions, offsets and log-append times. Keys are carried only for a version
+ * whose mapping reads them (`event.id: $key`); headers never: the speed layer does not read them.
  */
 import type { RecordBatch } from '../../services/log/eventLog.ts';
 
@@ -16,10 +16,13 @@ export interface PackedBatch {
   /** End of record i's value in `values` (its start is the previous end); -1: a null value. */
   valueEnds: Int32Array;
   values: Uint8Array;
+  /** With keys: record i's key ends at keyEnds[i] in `keys` (its start is the previous end); -1: a null key. */
+  keyEnds?: Int32Array;
+  keys?: Uint8Array;
 }
 
-/** Packs the records of `batch` (the state skips those before its position). */
-export function packBatch(batch: RecordBatch): PackedBatch {
+/** Packs the records of `batch` (the state skips those before its position), with their keys when `withKeys`. */
+export function packBatch(batch: RecordBatch, withKeys = false): PackedBatch {
   const records = batch.records;
   const first = 0;
   const count = records.length;
@@ -41,12 +44,33 @@ export function packBatch(batch: RecordBatch): PackedBatch {
       valueEnds[k] = at;
     }
   }
-  return { partition: batch.partition, nextOffset: batch.nextOffset, count, offsets, timestamps, valueEnds, values };
+  const packed: PackedBatch = { partition: batch.partition, nextOffset: batch.nextOffset, count, offsets, timestamps, valueEnds, values };
+  if (withKeys) {
+    let keyBytes = 0;
+    for (const r of records) keyBytes += r.key?.length ?? 0;
+    const keys = new Uint8Array(keyBytes);
+    const keyEnds = new Int32Array(count);
+    let k = 0;
+    for (let i = 0; i < count; i++) {
+      const key = records[i]!.key;
+      if (key === null) keyEnds[i] = -1;
+      else {
+        keys.set(key, k);
+        k += key.length;
+        keyEnds[i] = k;
+      }
+    }
+    packed.keys = keys;
+    packed.keyEnds = keyEnds;
+  }
+  return packed;
 }
 
 /** The buffers of a packed batch, for `postMessage`'s transfer list. */
 export function transferablesOf(p: PackedBatch): ArrayBuffer[] {
-  return [p.offsets.buffer, p.timestamps.buffer, p.valueEnds.buffer, p.values.buffer] as ArrayBuffer[];
+  const buffers = [p.offsets.buffer, p.timestamps.buffer, p.valueEnds.buffer, p.values.buffer] as ArrayBuffer[];
+  if (p.keys && p.keyEnds) buffers.push(p.keys.buffer as ArrayBuffer, p.keyEnds.buffer as ArrayBuffer);
+  return buffers;
 }
 
 /** A batch of no records that moves the partition's position to `nextOffset`. */

@@ -17,6 +17,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { InfrastructureError } from '../../services/errors.ts';
+import { eventMappingOf } from '../../services/metrics/definitions.ts';
+import { RECORD_KEY } from '../../services/metrics/fieldSemantics.ts';
 import type { RecordBatch } from '../../services/log/eventLog.ts';
 import { MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { packBatch, transferablesOf, type PackedBatch } from './recordPack.ts';
@@ -149,6 +151,8 @@ class WorkerStateHost implements StateHost {
   private readonly latest = new Map<number, PartitionStats>();
   private nextId = 1;
   private closing = false;
+  /** Whether the version's mapping reads record keys (`event.id: $key`): only then are they packed. */
+  private readonly withKeys: boolean;
   private failWith!: (err: Error) => void;
   private readonly failed: Promise<never>;
 
@@ -158,6 +162,7 @@ class WorkerStateHost implements StateHost {
   ) {
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
+    this.withKeys = eventMappingOf(cfg.definitions).id === RECORD_KEY;
     // Built (dist/, JavaScript): the worker module runs as is. From the sources (tsx, development
     // and tests): loader hooks are per thread, so a small entry registers tsx, then imports it.
     const built = import.meta.url.endsWith('.js');
@@ -214,7 +219,7 @@ class WorkerStateHost implements StateHost {
   }
 
   apply(batch: RecordBatch): Promise<void> {
-    return this.applyPacked(packBatch(batch));
+    return this.applyPacked(packBatch(batch, this.withKeys));
   }
 
   async applyPacked(packed: PackedBatch): Promise<void> {

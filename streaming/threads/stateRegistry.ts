@@ -111,13 +111,24 @@ export class StateRegistry {
     const state = this.states.get(batch.partition);
     if (!state) return undefined; // revoked meanwhile: the new owner recomputes
     const values = Buffer.from(batch.values.buffer, batch.values.byteOffset, batch.values.byteLength);
+    const keys = batch.keys;
+    const keyEnds = batch.keyEnds;
     let start = 0;
+    let keyStart = 0;
     for (let k = 0; k < batch.count; k++) {
       const end = batch.valueEnds[k]!;
       const offset = batch.offsets[k]!;
+      let key: Uint8Array | null = null;
+      if (keyEnds !== undefined) {
+        const keyEnd = keyEnds[k]!;
+        if (keyEnd >= 0) {
+          key = keys!.subarray(keyStart, keyEnd);
+          keyStart = keyEnd;
+        }
+      }
       if (offset >= state.position) {
-        if (end < 0) state.applyValue(offset, batch.timestamps[k]!, null, 0, 0);
-        else state.applyValue(offset, batch.timestamps[k]!, values, start, end);
+        if (end < 0) state.applyValue(offset, batch.timestamps[k]!, null, 0, 0, key);
+        else state.applyValue(offset, batch.timestamps[k]!, values, start, end, key);
       }
       if (end >= 0) start = end;
     }
