@@ -5,6 +5,7 @@
  */
 import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
+import type { EventMapping } from '../services/metrics/fieldSemantics.ts';
 import type { Logger } from '../services/observability/logger.ts';
 import { progress } from '../services/observability/progress.ts';
 import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
@@ -33,7 +34,7 @@ export interface BatchCycleOptions extends BatchJobOptions {
 }
 
 export async function catchUpLake(
-  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'dataDir'>,
+  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'dataDir'> & { mapping?: EventMapping },
 ): Promise<{ records: number }> {
   const ends = await options.log.endOffsets(options.topic);
   const writer = await LakeWriter.open({
@@ -44,6 +45,7 @@ export async function catchUpLake(
     rollBytes: options.rollBytes,
     rollIntervalMs: options.rollIntervalMs,
     logger: options.logger,
+    ...(options.mapping !== undefined ? { mapping: options.mapping } : {}),
   });
   const start = writer.committedPositions();
   const total = ends.reduce((n, end, p) => n + Math.max(0, end - (start.get(p)?.nextOffset ?? 0)), 0);
@@ -79,7 +81,7 @@ export async function homePartitionsOf(
 
 export async function runBatchCycle(options: BatchCycleOptions): Promise<RecomputeResult | undefined> {
   const homePartitions = await homePartitionsOf(options.log, options.dataDir, options.version, options.topic, options.metrics);
-  await catchUpLake(options);
+  await catchUpLake({ ...options, mapping: options.metrics.event });
   if (options.signal?.aborted) return undefined;
   const bar = progress('recompute', undefined, 'phases');
   try {

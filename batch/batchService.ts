@@ -67,6 +67,7 @@ export class BatchService {
       rollBytes: o.rollBytes,
       rollIntervalMs: o.rollIntervalMs,
       logger: o.logger,
+      mapping: o.metrics.event,
     });
     this.registerMetrics();
     const port = await this.listen();

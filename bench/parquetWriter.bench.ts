@@ -24,6 +24,9 @@ import { DOUBLE, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR } from '@duck
 import { sqlQuote } from '../services/storage/sql.ts';
 import { StagingBuffer, stagingSelectSql } from '../batch/lake/stagingBuffer.ts';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../services/events/eventScanner.ts';
+import { createEventDecoder } from '../services/events/decoders/eventDecoder.ts';
+import { LOGGED_RECORD_LIMITS } from '../services/events/event.ts';
+import { FLAT_EVENT_MAPPING } from '../services/metrics/fieldSemantics.ts';
 import { generateEventLines } from '../services/ingest/generator.ts';
 import { machineLine, printTable, timed, trackPeakRss } from './lib.ts';
 
@@ -148,17 +151,18 @@ async function writeWithStagingFile(rows: LakeRows, path: string): Promise<numbe
   const conn = await instance.connect();
   try {
     const started = performance.now();
-    const scanner = new EventScanner();
+    const decoder = createEventDecoder(FLAT_EVENT_MAPPING, []);
     const staging = new StagingBuffer();
     for (let i = 0; i < rows.values.length; i++) {
       const v = rows.values[i]!;
-      if (!scanner.scan(v, LOGGED_EVENT_SCAN_LIMITS)) throw new Error(`generated line ${i} is not an event`);
-      staging.addScanned(v, rows.partition[i]!, rows.offset[i]!, rows.timestamp[i]!, rows.ingest[i]!, scanner);
+      if (!decoder.decode(v, 0, v.length, null, rows.timestamp[i]!, LOGGED_RECORD_LIMITS))
+        throw new Error(`generated line ${i} is not an event`);
+      staging.addEvent(v, rows.partition[i]!, rows.offset[i]!, rows.timestamp[i]!, rows.ingest[i]!, null, decoder);
     }
     const stagingPath = `${path}.staging`;
     const jsThreadMs = performance.now() - started; // writeTo below runs on libuv's threads
     await staging.writeTo(stagingPath);
-    await conn.run(`COPY (${stagingSelectSql(stagingPath)}) TO ${sqlQuote(path)} (FORMAT parquet, COMPRESSION snappy)`);
+    await conn.run(`COPY (${stagingSelectSql(stagingPath, 'flat')}) TO ${sqlQuote(path)} (FORMAT parquet, COMPRESSION snappy)`);
     rmSync(stagingPath);
     return jsThreadMs;
   } finally {

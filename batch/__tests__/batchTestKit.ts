@@ -42,13 +42,17 @@ export async function produceLines(log: EventLog, topic: string, lines: readonly
 export { readTopic } from '../../test/logReader.ts';
 
 export interface LakeRow {
-  id: string;
-  type: string;
-  ts_ms: number;
+  /** The event under the lake writer's mapping: null for a record that is no event under it. */
+  id: string | null;
+  type: string | null;
+  ts_ms: number | null;
   raw: string;
   kafka_partition: number;
   kafka_offset: number;
   kafka_timestamp: number;
+  /** The record key's bytes, as hex (null: no key). */
+  kafka_key: string | null;
+  event_mapping: string;
 }
 
 /** All rows of the lake's current manifest version, read with DuckDB. */
@@ -59,17 +63,19 @@ export async function readLakeWithDuckDb(lakeRoot: string): Promise<LakeRow[]> {
   const conn = await db.connect();
   try {
     const reader = await conn.runAndReadAll(
-      `SELECT id, type, ts_ms::DOUBLE, raw, kafka_partition, kafka_offset::DOUBLE, kafka_timestamp::DOUBLE
+      `SELECT id, type, ts_ms::DOUBLE, raw, kafka_partition, kafka_offset::DOUBLE, kafka_timestamp::DOUBLE, lower(hex(kafka_key)), event_mapping
        FROM read_parquet([${files.map((f) => `'${f}'`).join(', ')}])`,
     );
-    return reader.getRows().map(([id, type, ts, raw, p, o, kt]) => ({
-      id: id as string,
-      type: type as string,
-      ts_ms: ts as number,
+    return reader.getRows().map(([id, type, ts, raw, p, o, kt, key, mapping]) => ({
+      id: id as string | null,
+      type: type as string | null,
+      ts_ms: ts as number | null,
       raw: raw as string,
       kafka_partition: p as number,
       kafka_offset: o as number,
       kafka_timestamp: kt as number,
+      kafka_key: key as string | null,
+      event_mapping: mapping as string,
     }));
   } finally {
     conn.closeSync();
@@ -84,13 +90,15 @@ export async function readLakeWithHyparquet(lakeRoot: string): Promise<LakeRow[]
     const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Record<string, unknown>[];
     for (const r of rows) {
       out.push({
-        id: r.id as string,
-        type: r.type as string,
-        ts_ms: Number(r.ts_ms),
+        id: (r.id as string | undefined) ?? null,
+        type: (r.type as string | undefined) ?? null,
+        ts_ms: r.ts_ms === null || r.ts_ms === undefined ? null : Number(r.ts_ms),
         raw: r.raw as string,
         kafka_partition: Number(r.kafka_partition),
         kafka_offset: Number(r.kafka_offset),
         kafka_timestamp: Number(r.kafka_timestamp),
+        kafka_key: r.kafka_key === null || r.kafka_key === undefined ? null : Buffer.from(r.kafka_key as Uint8Array).toString('hex'),
+        event_mapping: r.event_mapping as string,
       });
     }
   }

@@ -1,6 +1,6 @@
 /**
- * The lake writer: consumes the events topic and appends every valid record, duplicates
- * included, to the Parquet lake, committing files and offsets together through the manifest
+ * The lake writer: consumes the events topic and appends every record that is a readable JSON
+ * object (services/events/event.ts `readableObject`), duplicates included, to the Parquet lake, committing files and offsets together through the manifest
  * (commitProtocol.ts). Its position lives in the manifest, not in the consumer group: on every
  * assignment it returns the manifest's offsets (or the log's beginning), so the group's committed
  * offsets are informational only (lag monitoring) and a restart resumes exactly.
@@ -12,8 +12,13 @@
  * partition, dt, hr). Both run on DuckDB's own threads, so the roll overlaps with consumption
  * (one roll in flight; the next waits for it: backpressure).
  *
- * Invalid records (a foreign producer wrote to the topic) go to `<topic>.dlq` with the reason,
- * before the commit that moves past them: a crash can repeat a dead letter, never lose one.
+ * Each record is decoded under the writer's event mapping (the metric file `lk batch` runs with):
+ * an event fills the typed columns (id, time, type, id hash); a record that is no event under it
+ * goes to `<topic>.dlq` with the reason (the path that failed), before the commit that moves past
+ * it (a crash can repeat a dead letter, never lose one), and stays in the lake with NULL typed
+ * columns when it is a readable JSON object, so that a version with another mapping can still
+ * count it (services/lake/lakeLayout.ts). Records that are not readable JSON objects are dead
+ * letters only.
  *
  * A broker outage stops the reading, not the writer: the consumer rejoins when the broker is
  * back and resumes at the positions read so far (what is buffered stays buffered), and a roll
@@ -25,19 +30,19 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
-import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../services/events/eventScanner.ts';
-import { decodeWithValidator } from '../../services/events/fastDecode.ts';
+import { createEventDecoder } from '../../services/events/decoders/eventDecoder.ts';
+import { LOGGED_RECORD_LIMITS } from '../../services/events/event.ts';
 import { deadLetterRecord } from '../../services/ingest/deadLetter.ts';
 import type { EventLog, LogConsumer, LogProducer, OutgoingRecord, PartitionOffset, RecordBatch } from '../../services/log/eventLog.ts';
 import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
 import { checkTopics, classifyLogError, retryWhileUnavailable } from '../../services/log/outages.ts';
-import { idHash } from '../../services/log/partitioner.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { LakeManifest, WRITER_LOCK, type LakeFile, type PartitionPosition } from '../../services/lake/commitProtocol.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
-import { HIVE_DT_SQL, HIVE_HR_SQL, partFileName } from '../../services/lake/lakeLayout.ts';
+import { FILING_TIME_SQL, HIVE_DT_SQL, HIVE_HR_SQL, lakeMappingName, partFileName } from '../../services/lake/lakeLayout.ts';
+import { FLAT_EVENT_MAPPING, type EventMapping } from '../../services/metrics/fieldSemantics.ts';
 import { StagingBuffer, stagingSelectSql } from './stagingBuffer.ts';
 
 export interface LakeWriterOptions {
@@ -51,6 +56,8 @@ export interface LakeWriterOptions {
   logger: Logger;
   /** Wait this long for another writer to release the lake (ms). */
   lockTimeoutMs?: number;
+  /** The event mapping the typed columns and dead letters follow (the metric file's; default: flat events). */
+  mapping?: EventMapping;
 }
 
 export interface LakeWriterStats {
@@ -92,7 +99,8 @@ export class LakeWriter {
   private partitionCount = 0;
   readonly stats: LakeWriterStats = { records: 0, rejected: {}, commits: 0, filesWritten: 0, bytesWritten: 0, lastRollMs: 0 };
   private readonly lockPath: string;
-  private readonly scanner = new EventScanner();
+  private readonly decoder;
+  private readonly mappingName: string;
 
   private constructor(
     private readonly options: LakeWriterOptions,
@@ -101,6 +109,9 @@ export class LakeWriter {
   ) {
     this.manifest = LakeManifest.open(options.root);
     this.lockPath = join(this.manifest.logDir, WRITER_LOCK);
+    const mapping = options.mapping ?? FLAT_EVENT_MAPPING;
+    this.decoder = createEventDecoder(mapping, []);
+    this.mappingName = lakeMappingName(mapping);
   }
 
   /** Takes the lake's writer lock, cleans what a crash left behind and prepares DuckDB. */
@@ -177,19 +188,18 @@ export class LakeWriter {
     for (const r of batch.records) {
       const buf = this.buffer;
       lastTimestamp = r.timestamp;
-      // The scanner's verdict where it decides (exactly the validator's), the validator's
+      // The decoder's fast path where it decides (exactly the validator's), the validator's
       // otherwise: only a record it cannot decide pays for the full validation.
       const value = r.value;
-      if (value !== null && this.scanner.scan(value, LOGGED_EVENT_SCAN_LIMITS))
-        buf.staging.addScanned(value, p, r.offset, r.timestamp, now, this.scanner);
+      const d = this.decoder;
+      if (d.decode(value, 0, value === null ? 0 : value.length, r.key, r.timestamp, LOGGED_RECORD_LIMITS))
+        buf.staging.addEvent(value!, p, r.offset, r.timestamp, now, r.key, d);
       else {
-        const decoded = decodeWithValidator(value);
-        if (!('code' in decoded))
-          buf.staging.addValidated(value!, p, r.offset, r.timestamp, now, decoded.ts, idHash(Buffer.from(decoded.id, 'utf8')));
-        else {
-          buf.rejected[decoded.code] = (buf.rejected[decoded.code] ?? 0) + 1;
-          buf.deadLetters.push(deadLetterRecord(value ?? Buffer.alloc(0), decoded, { source: `${batch.topic}/${p}`, line: r.offset }));
-        }
+        const rejection = d.rejection;
+        buf.rejected[rejection.code] = (buf.rejected[rejection.code] ?? 0) + 1;
+        buf.deadLetters.push(deadLetterRecord(value ?? Buffer.alloc(0), rejection, { source: `${batch.topic}/${p}`, line: r.offset }));
+        // Readable, but no event under this mapping: kept for a version whose mapping reads it.
+        if (value !== null && d.readable()) buf.staging.addRecord(value, p, r.offset, r.timestamp, now, r.key);
       }
       this.stats.records++;
       if (buf.bytes >= this.options.rollBytes) {
@@ -287,7 +297,7 @@ export class LakeWriter {
       const t1 = performance.now();
       // Straight from the staging file into the partitioned Parquet files (no table in between).
       await this.conn.run(
-        `COPY (SELECT *, kafka_partition AS __p, ${HIVE_DT_SQL} AS dt, ${HIVE_HR_SQL} AS hr FROM (${stagingSelectSql(stagingPath)}) ORDER BY kafka_partition, kafka_offset)
+        `COPY (SELECT *, kafka_partition AS __p, ${HIVE_DT_SQL} AS dt, ${HIVE_HR_SQL} AS hr FROM (${stagingSelectSql(stagingPath, this.mappingName)}) ORDER BY kafka_partition, kafka_offset)
          TO ${sqlQuote(outDir)} (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (__p, dt, hr))`,
       );
       const t2 = performance.now();
@@ -295,7 +305,7 @@ export class LakeWriter {
       // What each produced file holds, read back from the files themselves (three small columns):
       // the manifest entry then describes exactly what a reader will find.
       const reader = await this.conn.runAndReadAll(
-        `SELECT filename, count(*)::BIGINT, min(kafka_partition), min(kafka_offset)::BIGINT, max(kafka_offset)::BIGINT, min(ts_ms)::BIGINT, max(ts_ms)::BIGINT
+        `SELECT filename, count(*)::BIGINT, min(kafka_partition), min(kafka_offset)::BIGINT, max(kafka_offset)::BIGINT, min(${FILING_TIME_SQL})::BIGINT, max(${FILING_TIME_SQL})::BIGINT
          FROM read_parquet(${sqlQuote(join(outDir, '**', '*.parquet'))}, filename = true, hive_partitioning = false) GROUP BY filename`,
       );
       // LK_BATCH_PROFILE=1: where a roll's time goes (the staging file is written from this

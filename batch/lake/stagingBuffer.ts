@@ -11,16 +11,19 @@
  *
  * One line per record, fields separated by 0x1F (unit separator), no quoting:
  *
- *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ingest_time ␟ ts_ms ␟ id_hash ␟ id ␟ type ␟ raw \n
+ *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ingest_time ␟ ts_ms ␟ id_hash ␟ key ␟ id ␟ type ␟ raw \n
  *
- * A valid event can contain neither 0x1F nor a line feed inside its text (control bytes are only
- * allowed escaped in JSON strings), except as JSON whitespace between tokens (line feed, carriage
- * return), which only events written by a foreign producer have: such a row is written with
- * enc = 1 and the raw text in base64. `id` and `type` are empty (NULL) when the scanner did not
- * decide the record: the SQL then takes them from the raw JSON, as it always did.
+ * `ts_ms`, `id_hash`, `id` and `type` are empty (NULL) for a record that is no event under the
+ * writer's mapping (the lake keeps it for versions with other mappings). `key` is empty for a
+ * record without key, else `k` and the key's bytes in hex (any bytes, and the empty key, survive
+ * a text file). A valid event can contain neither 0x1F nor a line feed inside its text (control
+ * bytes are only allowed escaped in JSON strings), except as JSON whitespace between tokens (line
+ * feed, carriage return), which only records written by a foreign producer have: such a row has
+ * bit 1 of `enc` set and the raw text in base64. An id or type whose text holds a control
+ * character (decoded from an escape) is base64 too: bits 2 and 4.
  */
 import { open } from 'node:fs/promises';
-import type { EventScanner } from '../../services/events/eventScanner.ts';
+import type { EventDecoder } from '../../services/events/decoders/eventDecoder.ts';
 import { idHash } from '../../services/log/partitioner.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 
@@ -28,15 +31,23 @@ const SEP = 0x1f;
 const LF = 0x0a;
 const CR = 0x0d;
 const CHUNK_BYTES = 8 * 1024 * 1024;
+const ENC_RAW = 1;
+const ENC_ID = 2;
+const ENC_TYPE = 4;
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
-/** SELECT over a staging file, giving the lake's columns (in the lake's order, see lakeSchema.ts). */
-export function stagingSelectSql(path: string): string {
+/**
+ * SELECT over a staging file, giving the lake's columns (services/lake/lakeLayout.ts), with
+ * `mappingName` (the writer's mapping, `lakeMappingName`) in `event_mapping`.
+ */
+export function stagingSelectSql(path: string, mappingName: string): string {
   const columns =
-    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ingest_time': 'BIGINT', 'ts_ms': 'BIGINT', 'id_hash': 'INTEGER', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
+    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ingest_time': 'BIGINT', 'ts_ms': 'BIGINT', 'id_hash': 'INTEGER', 'k': 'VARCHAR', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
   const read = `read_csv(${sqlQuote(path)}, delim = '\x1f', quote = '', escape = '', new_line = '\\n', header = false, auto_detect = false, columns = ${columns})`;
-  const raw = `CASE WHEN enc = 1 THEN decode(from_base64(raw)) ELSE raw END`;
-  return `SELECT coalesce(id, json_extract_string(r, '$.id')) AS id, coalesce(type, json_extract_string(r, '$.type')) AS type, ts_ms, r AS raw,
-    kafka_partition, kafka_offset, kafka_timestamp, ingest_time, id_hash FROM (SELECT *, ${raw} AS r FROM ${read})`;
+  const decoded = (column: string, bit: number) => `CASE WHEN enc & ${bit} <> 0 THEN decode(from_base64(${column})) ELSE ${column} END`;
+  return `SELECT ${decoded('id', ENC_ID)} AS id, ${decoded('type', ENC_TYPE)} AS type, ts_ms, ${decoded('raw', ENC_RAW)} AS raw,
+    kafka_partition, kafka_offset, kafka_timestamp, ingest_time, id_hash, unhex(substr(k, 2)) AS kafka_key, ${sqlQuote(mappingName)} AS event_mapping
+    FROM ${read}`;
 }
 
 const digits = new Uint8Array(24);
@@ -74,6 +85,12 @@ function writeInteger(c: Uint8Array, at: number, n: number): number {
   return at;
 }
 
+/** Whether bytes[start..end) holds a byte the staging line cannot carry as is (a control character). */
+function hasControlByte(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let k = start; k < end; k++) if (bytes[k]! < 0x20) return true;
+  return false;
+}
+
 export class StagingBuffer {
   rows = 0;
   /** Bytes staged (what the roll size counts). */
@@ -90,8 +107,16 @@ export class StagingBuffer {
     this.at = 0;
   }
 
-  /** The fields before `id`: enc and the six numbers, each followed by the separator. */
-  private head(enc: number, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number, hash: number): void {
+  /** The numbers before the key, each followed by the separator; `ts` and `hash` null for no event. */
+  private head(
+    enc: number,
+    partition: number,
+    offset: number,
+    timestamp: number,
+    ingestTime: number,
+    ts: number | null,
+    hash: number | null,
+  ): void {
     const c = this.chunk;
     let at = this.at;
     c[at++] = 48 + enc;
@@ -100,56 +125,106 @@ export class StagingBuffer {
     at = writeInteger(c, at, offset);
     at = writeInteger(c, at, timestamp);
     at = writeInteger(c, at, ingestTime);
-    at = writeInteger(c, at, ts);
-    this.at = writeInteger(c, at, hash);
+    if (ts === null) c[at++] = SEP;
+    else at = writeInteger(c, at, ts);
+    if (hash === null) c[at++] = SEP;
+    else at = writeInteger(c, at, hash);
+    this.at = at;
+  }
+
+  /** The key field and its separator: empty for none, else `k` and hex. */
+  private key(key: Uint8Array | null): void {
+    const c = this.chunk;
+    let at = this.at;
+    if (key !== null) {
+      c[at++] = 0x6b;
+      for (let k = 0; k < key.length; k++) {
+        const b = key[k]!;
+        c[at++] = HEX[b >> 4]!;
+        c[at++] = HEX[b & 15]!;
+      }
+    }
+    c[at++] = SEP;
+    this.at = at;
+  }
+
+  /** Copies bytes[start..end) and a separator. */
+  private field(bytes: Uint8Array, start: number, end: number): void {
+    const c = this.chunk;
+    let at = this.at;
+    for (let k = start; k < end; k++) c[at++] = bytes[k]!;
+    c[at++] = SEP;
+    this.at = at;
+  }
+
+  /** The raw value (as is, or base64 when `encoded`) and the line feed. */
+  private raw(value: Buffer, encoded: boolean): void {
+    const text = encoded ? Buffer.from(value.toString('base64'), 'latin1') : value;
+    this.chunk.set(text, this.at);
+    this.at += text.length;
+    this.chunk[this.at++] = LF;
   }
 
   /**
-   * A record `scanner` has just accepted: its event time, and `id` and `type` where the scanner
-   * found them in `value` (their UTF-8 text: no escapes on the scanner's path).
+   * A record `decoder` has just decoded as an event: its event time, id (the bytes where the
+   * decoder found them when they are the id's text, no string made) and type.
    */
-  addScanned(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, scanner: EventScanner): void {
-    const ts = scanner.ts;
-    // The scanner allows CR as whitespace between tokens (never LF or 0x1F).
-    const idStart = scanner.starts[scanner.idIndex]!;
-    const idEnd = scanner.ends[scanner.idIndex]!;
-    const hash = idHash(value, idStart, idEnd);
-    if (value.indexOf(CR) !== -1) {
-      this.addValidated(value, partition, offset, timestamp, ingestTime, ts, hash);
-      return;
+  addEvent(
+    value: Buffer,
+    partition: number,
+    offset: number,
+    timestamp: number,
+    ingestTime: number,
+    key: Uint8Array | null,
+    d: EventDecoder,
+  ): void {
+    const hash = idHash(d.idBuf, d.idStart, d.idEnd);
+    let idBuf = d.idBuf;
+    let idStart = d.idStart;
+    let idEnd = d.idEnd;
+    if (!d.idIsText()) {
+      idBuf = Buffer.from(d.idText(), 'utf8');
+      idStart = 0;
+      idEnd = idBuf.length;
     }
-    const typeStart = scanner.starts[scanner.typeIndex]!;
-    const typeEnd = scanner.ends[scanner.typeIndex]!;
-    this.reserve(value.length + (idEnd - idStart) + (typeEnd - typeStart) + 144);
-    this.head(0, partition, offset, timestamp, ingestTime, ts, hash);
-    const c = this.chunk;
-    let at = this.at;
-    for (let k = idStart; k < idEnd; k++) c[at++] = value[k]!;
-    c[at++] = SEP;
-    for (let k = typeStart; k < typeEnd; k++) c[at++] = value[k]!;
-    c[at++] = SEP;
-    c.set(value, at);
-    at += value.length;
-    c[at++] = LF;
-    this.at = at;
+    let enc = value.indexOf(LF) !== -1 || value.indexOf(CR) !== -1 || value.indexOf(SEP) !== -1 ? ENC_RAW : 0;
+    if (hasControlByte(idBuf, idStart, idEnd)) {
+      idBuf = Buffer.from(Buffer.from(idBuf.subarray(idStart, idEnd)).toString('base64'), 'latin1');
+      idStart = 0;
+      idEnd = idBuf.length;
+      enc |= ENC_ID;
+    }
+    let typeBuf = d.typeBuf;
+    let typeStart = d.typeStart;
+    let typeEnd = d.typeEnd;
+    if (typeBuf !== null && hasControlByte(typeBuf, typeStart, typeEnd)) {
+      typeBuf = Buffer.from(Buffer.from(typeBuf.subarray(typeStart, typeEnd)).toString('base64'), 'latin1');
+      typeStart = 0;
+      typeEnd = typeBuf.length;
+      enc |= ENC_TYPE;
+    }
+    const rawBytes = enc & ENC_RAW ? Math.ceil(value.length / 3) * 4 : value.length;
+    this.reserve(rawBytes + (idEnd - idStart) + (typeEnd - typeStart) + 2 * (key?.length ?? 0) + 160);
+    this.head(enc, partition, offset, timestamp, ingestTime, d.ts, hash);
+    this.key(key);
+    this.field(idBuf, idStart, idEnd);
+    if (typeBuf === null) this.chunk[this.at++] = SEP;
+    else this.field(typeBuf, typeStart, typeEnd);
+    this.raw(value, (enc & ENC_RAW) !== 0);
     this.rows++;
     this.bytes += value.length + 64;
   }
 
-  /**
-   * A record the validator accepted (id and type are then read from the raw JSON in SQL);
-   * `hash` is the id's `idHash`.
-   */
-  addValidated(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, ts: number, hash: number): void {
-    const enc = value.indexOf(LF) !== -1 || value.indexOf(CR) !== -1 || value.indexOf(SEP) !== -1 ? 1 : 0;
-    const text = enc ? Buffer.from(value.toString('base64'), 'latin1') : value;
-    this.reserve(text.length + 144);
-    this.head(enc, partition, offset, timestamp, ingestTime, ts, hash);
+  /** A record that is a readable JSON object but no event under the writer's mapping: kept, with NULL typed columns. */
+  addRecord(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, key: Uint8Array | null): void {
+    const enc = value.indexOf(LF) !== -1 || value.indexOf(CR) !== -1 || value.indexOf(SEP) !== -1 ? ENC_RAW : 0;
+    const rawBytes = enc ? Math.ceil(value.length / 3) * 4 : value.length;
+    this.reserve(rawBytes + 2 * (key?.length ?? 0) + 160);
+    this.head(enc, partition, offset, timestamp, ingestTime, null, null);
+    this.key(key);
     this.chunk[this.at++] = SEP; // id: NULL
     this.chunk[this.at++] = SEP; // type: NULL
-    this.chunk.set(text, this.at);
-    this.at += text.length;
-    this.chunk[this.at++] = LF;
+    this.raw(value, enc !== 0);
     this.rows++;
     this.bytes += value.length + 64;
   }

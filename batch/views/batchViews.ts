@@ -25,9 +25,22 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { GRANULARITY_MS, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
+import {
+  GRANULARITY_MS,
+  eventMappingOf,
+  type Granularity,
+  type MetricDefinition,
+  type MetricDefinitions,
+} from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
-import { fieldJsonSql, fieldsDocumentSql } from '../../services/metrics/fieldSemantics.ts';
+import {
+  fieldJsonSql,
+  fieldNames,
+  fieldsDocumentSql,
+  fieldsStructureSql,
+  mappedEventSql,
+  sqlField,
+} from '../../services/metrics/fieldSemantics.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import { HLL_M, HyperLogLog, hllRegisterSql } from '../../services/metrics/hll.ts';
 import type { Logger } from '../../services/observability/logger.ts';
@@ -39,7 +52,7 @@ import {
   type BatchRunManifest,
 } from '../../services/views/batchSnapshots.ts';
 import { LakeManifest, type LakeSnapshot } from '../../services/lake/commitProtocol.ts';
-import { readLakeSql } from '../../services/lake/lakeLayout.ts';
+import { FLAT_MAPPING_NAME, lakeMappingName, readLakeColumnsSql } from '../../services/lake/lakeLayout.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 
 const EMPTY_SKETCH = new HyperLogLog().toBase64();
@@ -107,10 +120,12 @@ function finestFirst(granularities: readonly Granularity[]): Granularity[] {
 
 /**
  * The typed `type` column narrows the rows before the compiled JSON filter runs (the JSON
- * functions are the expensive part). It implies nothing the filter does not: `type` is always a
- * string, so only the filter's string values can match; the compiled condition still decides.
+ * functions are the expensive part). It implies nothing the filter does not: in the flat model
+ * `type` is always a string, so only the filter's string values can match; the compiled
+ * condition still decides. (Under an `event:` section a filter's `type` is just a path.)
  */
 function typePrefilter(def: MetricDefinition): string {
+  if (def.event !== undefined) return 'TRUE';
   const accepted = def.filter.type;
   if (accepted === undefined) return 'TRUE';
   const strings = accepted.filter((v): v is string => typeof v === 'string');
@@ -157,12 +172,12 @@ function sketchSql(regs: string): { columns: string; sketch: string } {
   };
 }
 
-/** The event field the lake also stores as the typed column `type` (always a non-empty string). */
+/** The flat model's event field the lake also stores as the typed column `type` (always a non-empty string). */
 const TYPE_FIELD = 'type';
 
 /**
- * Fields read by any metric, in a fixed order, except `type`: the lake has it as a typed column
- * (docs/lake.md), so it is not parsed out of `raw` again (see `docOf`).
+ * Fields read by any metric, in a fixed order, except, in the flat model, `type`: the lake has it
+ * as a typed column (docs/lake.md), so it is not parsed out of `raw` again (see `docOf`).
  */
 export function referencedFields(defs: readonly MetricDefinition[]): string[] {
   const fields = new Set<string>();
@@ -172,7 +187,7 @@ export function referencedFields(defs: readonly MetricDefinition[]): string[] {
     if (d.value !== undefined) fields.add(d.value);
     if (d.distinct !== undefined) fields.add(d.distinct);
   }
-  fields.delete(TYPE_FIELD);
+  if (eventMappingOf(defs).flat) fields.delete(TYPE_FIELD);
   return [...fields];
 }
 
@@ -192,11 +207,12 @@ function textFields(defs: readonly MetricDefinition[]): Set<string> {
 }
 
 /**
- * A JSON object of just `fields` (services/metrics/fieldSemantics.ts `fieldsDocumentSql`); `type`
- * comes from the typed column as the JSON string the raw event holds (to_json quotes and escapes it).
+ * A JSON object of just `fields` (services/metrics/fieldSemantics.ts `fieldsDocumentSql`), each
+ * under its column's name (a plain name, whatever the field's path); `type` comes from the typed
+ * column as the JSON string the raw event holds (to_json quotes and escapes it).
  */
 function docOf(fields: readonly string[], column: (field: string) => string): string {
-  return fieldsDocumentSql(fields, (f) => (f === TYPE_FIELD ? `to_json(${column(f)})` : column(f)));
+  return fieldsDocumentSql(fields.map(column), (c) => (c === TYPE_FIELD ? `to_json(${c})` : c));
 }
 
 /**
@@ -221,7 +237,8 @@ async function computeMetric(
   index: number,
   fieldColumn: (f: string) => string,
 ): Promise<void> {
-  const sql = compileMetricSql(def, 'doc');
+  // The rules read the rebuilt document (docOf), whose members are the fields' columns.
+  const sql = compileMetricSql(def, 'doc', fieldColumn);
   const matchFields = [...new Set([...Object.keys(def.filter), def.key])];
   const same = (fields: readonly string[], t: string) =>
     fields.map((f) => `${t}.${fieldColumn(f)} IS NOT DISTINCT FROM ev.${fieldColumn(f)}`).join(' AND ');
@@ -333,6 +350,12 @@ interface EventCounts {
  * Step 1: the events of the lake snapshot in the temp table `ev` (partition, offset, id, time,
  * type, first-copy and misplaced flags, and the JSON text of every field a metric reads), with
  * duplicates marked. Returns the column of each field.
+ *
+ * The event of each record is the version's mapping's (its metric file's `event:` section): the
+ * lake's typed columns where the lake writer decoded it under the same mapping
+ * (`event_mapping`), otherwise derived in SQL from the raw text, the record key and the record
+ * timestamp (`mappedEventSql`, bound to the JavaScript by the differential test). So a version
+ * whose mapping differs from the one the lake was written with is recomputed exactly.
  */
 async function loadEvents(
   conn: DuckDBConnection,
@@ -340,9 +363,10 @@ async function loadEvents(
   defs: readonly MetricDefinition[],
   homePartitions: number,
 ): Promise<(f: string) => string> {
+  const mapping = eventMappingOf(defs);
   const fields = referencedFields(defs);
   const texts = textFields(defs);
-  const fieldColumn = (f: string) => (f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
+  const fieldColumn = (f: string) => (mapping.flat && f === TYPE_FIELD ? 'type' : `f${fields.indexOf(f)}`);
   if (files.length === 0) {
     await exec(
       conn,
@@ -350,18 +374,26 @@ async function loadEvents(
     );
     return fieldColumn;
   }
-  const fieldColumns = fields.map((f, i) => `, ${fieldJsonSql(f, texts.has(f))} AS f${i}`).join('');
-  // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
-  // older layout has no id_hash, and its events count as misplaced (the cautious answer).
-  const misplaced = `coalesce(id_hash % ${homePartitions} <> kafka_partition, TRUE)`;
   // json_transform to a struct of JSON values: one parse per event for every field any metric
   // reads (faster than a multi-path json_extract, same JSON texts; keys match exactly).
-  const structure = sqlQuote(JSON.stringify(Object.fromEntries(fields.map((f) => [f, 'JSON']))));
+  const { structure, valueOf } = fieldsStructureSql(
+    fields.map((f) => fieldNames(f, mapping.flat)),
+    'j',
+  );
+  const fieldColumns = fields.map((f, i) => `, ${fieldJsonSql(sqlField(f, mapping), texts.has(f), valueOf[i]!)} AS f${i}`).join('');
+  const lake = await readLakeColumnsSql(conn, files);
+  const sameMapping = `coalesce(event_mapping, ${sqlQuote(FLAT_MAPPING_NAME)}) = ${sqlQuote(lakeMappingName(mapping))}`;
+  const typed = `CASE WHEN ts_ms IS NOT NULL THEN struct_pack(id := id, ts := ts_ms, type := type, hash := id_hash) END`;
+  const derived = mappedEventSql(mapping, { raw: 'raw', key: 'kafka_key', timestamp: 'kafka_timestamp' });
+  // Misplaced: not in the home partition of its id (services/log/partitioner.ts); a file of an
+  // older layout has no id_hash, and its events count as misplaced (the cautious answer).
+  const misplaced = `coalesce(e.hash % ${homePartitions} <> kafka_partition, TRUE)`;
   await exec(
     conn,
     `CREATE TEMP TABLE ev AS SELECT p, o, id, ts_ms, type, TRUE AS first, mis${fieldColumns} FROM (
-       SELECT kafka_partition AS p, kafka_offset AS o, id, ts_ms, type, raw, ${misplaced} AS mis${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
-       FROM ${readLakeSql(files)})`,
+       SELECT kafka_partition AS p, kafka_offset AS o, e.id AS id, e.ts AS ts_ms, e.type AS type, raw, ${misplaced} AS mis${fields.length > 0 ? `, json_transform(raw, ${structure}) AS j` : ''}
+       FROM (SELECT *, CASE WHEN ${sameMapping} THEN ${typed} ELSE ${derived} END AS e FROM ${lake})
+       WHERE e IS NOT NULL)`,
   );
   // Deduplication without sorting the whole lake by id: only ids seen more than once need an
   // order, so a window over their copies alone finds every copy after the first one (lowest
