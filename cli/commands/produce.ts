@@ -1,13 +1,18 @@
 /**
  * `lk produce`: JSON Lines from a file or standard input into the events topic, like Kafka's
- * console producer, with validation and dead letters. Exits non-zero only when the
- * infrastructure fails; bad lines are reported in the summary, not as a failure.
+ * console producer, with validation and dead letters. Lines are validated under the metric
+ * file's `event:` section (--metrics, else ./metrics.yaml when it exists; without either, or
+ * without the section, the flat model). Exits non-zero only when the infrastructure fails; bad
+ * lines are reported in the summary (per reason, with the first line's message naming the path
+ * that failed), not as a failure.
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { ConfigError, InfrastructureError } from '../../services/errors.ts';
 import { DEFAULT_EVENT_LIMITS } from '../../services/events/event.ts';
+import { loadMetricDefinitions } from '../../services/metrics/definitions.ts';
+import { FLAT_EVENT_MAPPING, RECORD_KEY, type EventMapping } from '../../services/metrics/fieldSemantics.ts';
 import { ingestLines, type IngestSummary } from '../../services/ingest/ingest.ts';
 import { readLines } from '../../services/ingest/lineReader.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
@@ -21,6 +26,7 @@ export interface ProduceOptions extends CommonOptions {
   file?: string;
   batchSize: number;
   maxEventBytes: number;
+  keySeparator?: string;
 }
 
 export function printSummary(summary: IngestSummary, topic: string, out: (line: string) => void = console.log): void {
@@ -31,14 +37,25 @@ export function printSummary(summary: IngestSummary, topic: string, out: (line: 
   }
   out(`rejected ${summary.rejected} line(s) into ${deadLetterTopic(topic)}:`);
   const reasons = Object.entries(summary.rejectedByReason).sort((a, b) => b[1] - a[1]);
-  for (const [reason, n] of reasons) out(`  ${reason.padEnd(20)} ${n}`);
+  for (const [reason, n] of reasons) {
+    const first = summary.firstRejection[reason as keyof typeof summary.firstRejection];
+    out(`  ${reason.padEnd(20)} ${String(n).padStart(6)}${first ? `  first at line ${first.line}: ${first.message}` : ''}`);
+  }
 }
 
 /** Ingests a readable stream with a progress line; shared by `produce` and `generate --to-log`. */
 export async function produceStream(
   log: EventLog,
   input: Readable,
-  opts: { topic: string; source: string; batchSize: number; maxEventBytes: number; totalBytes?: number },
+  opts: {
+    topic: string;
+    source: string;
+    batchSize: number;
+    maxEventBytes: number;
+    totalBytes?: number;
+    mapping?: EventMapping;
+    keySeparator?: string;
+  },
 ): Promise<IngestSummary> {
   const bar = progress('produce', opts.totalBytes, 'B');
   let bytes = 0;
@@ -51,11 +68,39 @@ export async function produceStream(
       limits: { ...DEFAULT_EVENT_LIMITS, maxEventBytes: opts.maxEventBytes },
       batchSize: opts.batchSize,
       onProgress: (s) => bar.update(bytes, `accepted=${s.accepted} rejected=${s.rejected}`),
+      ...(opts.mapping !== undefined ? { mapping: opts.mapping } : {}),
+      ...(opts.keySeparator !== undefined ? { keySeparator: Buffer.from(opts.keySeparator, 'utf8') } : {}),
     },
   );
   bar.finish();
   return summary;
 }
+
+/** A separator as typed (`\t` may be written as the two characters, as shells make typing a tab awkward). */
+function keySeparator(value: string): string {
+  const text = value === '\\t' ? '\t' : value;
+  if (text === '') throw new InvalidArgumentError('must not be empty.');
+  return text;
+}
+
+/**
+ * The event mapping lines are validated under: the metric file's (--metrics, else ./metrics.yaml
+ * when it exists), or the flat model without one.
+ */
+function eventMappingForProduce(metrics: string | undefined): EventMapping {
+  const file = metrics ?? (existsSync(DEFAULT_METRICS_FILE) ? DEFAULT_METRICS_FILE : undefined);
+  return file === undefined ? FLAT_EVENT_MAPPING : loadMetricDefinitions(file).event;
+}
+
+/** With event.id: $key, a line has no key unless --key-separator says where it ends. */
+function checkKeyed(mapping: EventMapping, keySeparator: string | undefined): void {
+  if (mapping.id === RECORD_KEY && keySeparator === undefined)
+    throw new ConfigError(
+      'the metric file reads the event id from the record key (event.id: $key), and lines have no key: give --key-separator (for example --key-separator "\\t" for lines "<key><TAB><JSON>")',
+    );
+}
+
+const DEFAULT_METRICS_FILE = './metrics.yaml';
 
 export function registerProduceCommand(program: Command): void {
   addCommonOptions(
@@ -72,8 +117,18 @@ export function registerProduceCommand(program: Command): void {
           .env('LK_MAX_EVENT_BYTES')
           .default(DEFAULT_EVENT_LIMITS.maxEventBytes)
           .argParser(positiveInt),
+      )
+      .addOption(
+        new Option(
+          '--key-separator <text>',
+          'each line is <key><text><JSON>: records are sent with that key (what event.id: $key reads); a line without it has no key',
+        )
+          .env('LK_PRODUCE_KEY_SEPARATOR')
+          .argParser(keySeparator),
       ),
   ).action(async (opts: ProduceOptions) => {
+    const mapping = eventMappingForProduce(opts.metrics);
+    checkKeyed(mapping, opts.keySeparator);
     let input: Readable = process.stdin;
     let totalBytes: number | undefined;
     if (opts.file !== undefined) {
@@ -95,6 +150,8 @@ export function registerProduceCommand(program: Command): void {
         batchSize: opts.batchSize,
         maxEventBytes: opts.maxEventBytes,
         ...(totalBytes !== undefined ? { totalBytes } : {}),
+        mapping,
+        ...(opts.keySeparator !== undefined ? { keySeparator: opts.keySeparator } : {}),
       });
       printSummary(summary, opts.topic);
     } catch (err) {

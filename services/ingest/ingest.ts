@@ -1,11 +1,16 @@
 /**
  * The ingest path: raw lines -> validated events on the events topic, everything else to the
- * dead-letter topic. Valid events are keyed by id, so every copy of an event lands in the same
- * partition (where the speed layer deduplicates it), and sent in batches by the idempotent
- * producer. Validation of the next batch overlaps with the sending of the previous one.
+ * dead-letter topic. Lines are decoded under the metric file's event mapping (the flat model
+ * without an `event:` section) through the decoding seam (services/events/decoders/). Valid
+ * events are keyed by id (or by the key the line carries, with a key separator), so every copy of
+ * an event lands in the same partition (where the speed layer deduplicates it), and sent in
+ * batches by the idempotent producer. Validation of the next batch overlaps with the sending of
+ * the previous one.
  */
-import { DEFAULT_EVENT_LIMITS, validateEventLine, type EventLimits, type RejectCode, type Validation } from '../events/event.ts';
-import { EventScanner } from '../events/eventScanner.ts';
+import { createEventDecoder } from '../events/decoders/eventDecoder.ts';
+import { DEFAULT_EVENT_LIMITS, type EventLimits, type RecordLimits, type RejectCode, type Rejection } from '../events/event.ts';
+import { FLAT_EVENT_MAPPING, RECORD_TIMESTAMP, type EventMapping } from '../metrics/fieldSemantics.ts';
+import { isUtf8 } from 'node:buffer';
 import type { EventLog, OutgoingRecord } from '../log/eventLog.ts';
 import { deadLetterTopic } from '../log/topics.ts';
 import { deadLetterRecord } from './deadLetter.ts';
@@ -26,6 +31,14 @@ export interface IngestOptions {
    * delivered twice: duplicates are removed downstream by event id. `stopped` ends the wait.
    */
   waitThroughOutages?: { stopped(): boolean };
+  /** Where events keep their id, time and type (the metric file's `event:` section); default: flat events. */
+  mapping?: EventMapping;
+  /**
+   * Each line is `key<separator>value` (as Kafka's console producer with parse.key=true): the
+   * record is sent with that key, which `event.id: $key` reads. A line without the separator has
+   * no key.
+   */
+  keySeparator?: Buffer;
 }
 
 export interface IngestSummary {
@@ -33,6 +46,8 @@ export interface IngestSummary {
   accepted: number;
   rejected: number;
   rejectedByReason: Partial<Record<RejectCode, number>>;
+  /** The first refused line of each reason and why (the path that failed): what `lk produce` prints. */
+  firstRejection: Partial<Record<RejectCode, { line: number; message: string }>>;
 }
 
 export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, options: IngestOptions): Promise<IngestSummary> {
@@ -52,7 +67,7 @@ export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, 
           check: checkTopics(log, [topic]),
         })
       : producer.send(topic, records);
-  const summary: IngestSummary = { lines: 0, accepted: 0, rejected: 0, rejectedByReason: {} };
+  const summary: IngestSummary = { lines: 0, accepted: 0, rejected: 0, rejectedByReason: {}, firstRejection: {} };
   let events: OutgoingRecord[] = [];
   let dead: OutgoingRecord[] = [];
   let inFlight: Promise<void> = Promise.resolve();
@@ -70,48 +85,64 @@ export async function ingestLines(log: EventLog, lines: AsyncIterable<RawLine>, 
     inFlight.catch(() => undefined);
     options.onProgress?.(summary);
   };
-  // Most lines take the scanner's fast path; it accepts exactly what the validator accepts, and
+  // Most lines take the decoder's fast path; it accepts exactly what the validator accepts, and
   // everything else (including every rejection, with its reason) is the validator's.
-  const scanner = new EventScanner();
-  const scanLimits = { maxEventBytes: limits.maxEventBytes, minTs: limits.minTs, maxTs: 0 };
+  const mapping = options.mapping ?? FLAT_EVENT_MAPPING;
+  const decoder = createEventDecoder(mapping, []);
+  const recordLimits: RecordLimits = { maxEventBytes: limits.maxEventBytes, minTs: limits.minTs, maxTs: 0, now: 0 };
+  const separator = options.keySeparator;
+  // With $timestamp the event time is the record's: sent with the time it was validated at.
+  const stampRecords = mapping.time === RECORD_TIMESTAMP;
   try {
     for await (const line of lines) {
       summary.lines++;
       const now = Date.now();
-      scanLimits.maxTs = now + limits.maxFutureMs;
-      if (line.truncatedFrom === undefined && scanner.scan(line.bytes, scanLimits)) {
-        summary.accepted++;
-        events.push({ key: scanner.id, value: line.bytes });
-        if (events.length + dead.length >= batchSize) await flush();
-        continue;
+      recordLimits.maxTs = now + limits.maxFutureMs;
+      recordLimits.now = now;
+      let value = line.bytes;
+      let key: Buffer | null = null;
+      let rejection: Rejection | undefined;
+      if (separator !== undefined) {
+        const at = value.indexOf(separator);
+        if (at >= 0) {
+          key = value.subarray(0, at);
+          value = value.subarray(at + separator.length);
+          // Keys travel as text (the log's records take string keys).
+          if (!isUtf8(key)) rejection = { code: 'invalid_utf8', field: '$key', message: 'the key before the separator is not valid UTF-8' };
+        }
       }
-      const result: Validation =
-        line.truncatedFrom !== undefined
-          ? ({
-              ok: false,
-              rejection: {
-                code: 'too_large',
-                message: `event is ${line.truncatedFrom} bytes, the limit is ${limits.maxEventBytes}`,
-                expected: `<= ${limits.maxEventBytes} bytes`,
-                got: `${line.truncatedFrom} bytes`,
-              },
-            } as const)
-          : validateEventLine(line.bytes, limits, now);
-      if (result.ok) {
-        summary.accepted++;
-        events.push({ key: result.event.id, value: line.bytes });
-      } else {
-        summary.rejected++;
-        summary.rejectedByReason[result.rejection.code] = (summary.rejectedByReason[result.rejection.code] ?? 0) + 1;
-        dead.push(
-          deadLetterRecord(
-            line.bytes,
-            result.rejection,
-            { source: options.source, line: line.number },
-            line.truncatedFrom ?? line.bytes.length,
-          ),
-        );
+      if (line.truncatedFrom !== undefined)
+        rejection = {
+          code: 'too_large',
+          message: `event is ${line.truncatedFrom} bytes, the limit is ${limits.maxEventBytes}`,
+          expected: `<= ${limits.maxEventBytes} bytes`,
+          got: `${line.truncatedFrom} bytes`,
+        };
+      if (rejection === undefined) {
+        if (decoder.decode(value, 0, value.length, key, now, recordLimits)) {
+          summary.accepted++;
+          // Keyed by the id's bytes (Kafka's partitioner then puts the record in its id's home
+          // partition); an id from a path is UTF-8, and its text is the key.
+          const d = decoder;
+          const id = d.idIsText()
+            ? d.idText()
+            : Buffer.from(d.idBuf.buffer, d.idBuf.byteOffset + d.idStart, d.idEnd - d.idStart).toString('utf8');
+          events.push({
+            key: key !== null ? key.toString('utf8') : id,
+            value,
+            ...(stampRecords ? { timestamp: now } : {}),
+          });
+          if (events.length + dead.length >= batchSize) await flush();
+          continue;
+        }
+        rejection = decoder.rejection;
       }
+      summary.rejected++;
+      summary.rejectedByReason[rejection.code] = (summary.rejectedByReason[rejection.code] ?? 0) + 1;
+      summary.firstRejection[rejection.code] ??= { line: line.number, message: rejection.message };
+      dead.push(
+        deadLetterRecord(line.bytes, rejection, { source: options.source, line: line.number }, line.truncatedFrom ?? line.bytes.length),
+      );
       if (events.length + dead.length >= batchSize) await flush();
     }
     await flush();
