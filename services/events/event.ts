@@ -455,7 +455,7 @@ function inspectDocument(text: string, wanted: ReadonlySet<string>): DocumentFac
       afterColon = false;
     } else if (c === 0x3a) {
       // A member's name: the last string read, in the innermost (object) container.
-      const name = JSON.parse(lastString) as string;
+      const name = lastString.includes('\\') ? (JSON.parse(lastString) as string) : lastString.slice(1, -1);
       const names = seen[seen.length - 1]!;
       if (names.has(name)) facts.duplicate ??= { path: displayPath(path.slice(0, -1)), name };
       names.add(name);
@@ -472,9 +472,9 @@ function inspectDocument(text: string, wanted: ReadonlySet<string>): DocumentFac
       if (seen[seen.length - 1] !== null) path[path.length - 1] = null;
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       const start = i;
-      while (i + 1 < text.length && /[0-9.eE+-]/.test(text[i + 1]!)) i++;
+      while (i + 1 < text.length && isNumberChar(text.charCodeAt(i + 1))) i++;
       const number = text.slice(start, i + 1);
-      const e = /[eE][+-]?0*([0-9]*)$/.exec(number);
+      const e = number.length > MAX_EXPONENT_DIGITS ? /[eE][+-]?0*([0-9]*)$/.exec(number) : null;
       if (e && e[1]!.length > MAX_EXPONENT_DIGITS) facts.hugeExponent ??= { path: displayPath(path), number };
       if (afterColon && !path.includes(null)) {
         const key = JSON.stringify(path);
@@ -484,6 +484,11 @@ function inspectDocument(text: string, wanted: ReadonlySet<string>): DocumentFac
     } else if (c > 0x20) afterColon = false;
   }
   return facts;
+}
+
+/** A character of JSON number text: digits, sign, point, exponent. */
+function isNumberChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 }
 
 function isLow(unit: number): boolean {

@@ -412,3 +412,45 @@ export class PathScanner {
     return false;
   }
 }
+
+/**
+ * fieldSemantics.ts `scaledFloor` of the plain decimal number at buf[start..end) (`-`, digits, an
+ * optional fraction; no exponent), computed on the bytes: `shift` 3 for epoch seconds, 0 for
+ * milliseconds, -3 for microseconds. NaN for any other text or an integer part beyond 12 digits
+ * (the caller then asks `scaledFloor`, which also decides those exactly).
+ */
+export function epochMillisAt(buf: Uint8Array, start: number, end: number, shift: number): number {
+  let i = start;
+  const negative = buf[i] === 0x2d;
+  if (negative) i++;
+  let int = 0;
+  const intStart = i;
+  while (i < end && isDigit(buf[i]!)) int = int * 10 + (buf[i++]! - 0x30);
+  if (i === intStart || i - intStart > 12) return NaN;
+  // The first three fraction digits (what a second's or a millisecond's fraction keeps) and whether any digit beyond is not zero.
+  let first3 = 0;
+  let rest = false;
+  if (i < end) {
+    if (buf[i] !== 0x2e) return NaN;
+    i++;
+    for (let k = 0; i < end; k++, i++) {
+      const c = buf[i]!;
+      if (!isDigit(c)) return NaN;
+      if (k < 3) first3 += (c - 0x30) * (k === 0 ? 100 : k === 1 ? 10 : 1);
+      else if (c !== 0x30) rest = true;
+    }
+  }
+  let ms: number;
+  let fraction: boolean;
+  if (shift === 3) {
+    ms = int * 1000 + first3;
+    fraction = rest;
+  } else if (shift === 0) {
+    ms = int;
+    fraction = first3 !== 0 || rest;
+  } else if (shift === -3) {
+    ms = Math.floor(int / 1000);
+    fraction = int % 1000 !== 0 || first3 !== 0 || rest;
+  } else return NaN;
+  return negative ? -(ms + (fraction ? 1 : 0)) + 0 : ms;
+}

@@ -522,12 +522,12 @@ export function numberSourceSql(doc: string, field: SqlField): string {
 
 /** The number parts of JSON number text `t`: sign, integer digits, fraction digits, exponent (a lambda body's struct). */
 const NUMBER_PARTS =
-  `struct_pack(neg := starts_with(t, '-'), ip := regexp_extract(t, '^-?([0-9]+)', 1), ` +
-  `fp := regexp_extract(t, '^-?[0-9]+\\.([0-9]+)', 1), ex := coalesce(TRY_CAST(regexp_extract(t, '[eE]([+-]?[0-9]+)$', 1) AS BIGINT), 0))`;
+  `struct_pack(neg := starts_with(lk_t, '-'), ip := regexp_extract(lk_t, '^-?([0-9]+)', 1), ` +
+  `fp := regexp_extract(lk_t, '^-?[0-9]+\\.([0-9]+)', 1), ex := coalesce(TRY_CAST(regexp_extract(lk_t, '[eE]([+-]?[0-9]+)$', 1) AS BIGINT), 0))`;
 /** From NUMBER_PARTS `p`: the digits without leading (z) and trailing zeros (d), the zeros cut (tz), the exponent less the fraction (e10). */
 const NUMBER_DIGITS =
-  `struct_pack(neg := p.neg, z := ltrim(p.ip || p.fp, '0'), d := rtrim(ltrim(p.ip || p.fp, '0'), '0'), ` +
-  `tz := length(ltrim(p.ip || p.fp, '0')) - length(rtrim(ltrim(p.ip || p.fp, '0'), '0')), e10 := p.ex - length(p.fp))`;
+  `struct_pack(neg := lk_p.neg, z := ltrim(lk_p.ip || lk_p.fp, '0'), d := rtrim(ltrim(lk_p.ip || lk_p.fp, '0'), '0'), ` +
+  `tz := length(ltrim(lk_p.ip || lk_p.fp, '0')) - length(rtrim(ltrim(lk_p.ip || lk_p.fp, '0'), '0')), e10 := lk_p.ex - length(lk_p.fp))`;
 
 /**
  * SQL: `canonicalNumberText` of the VARCHAR expression `text` (JSON number text), step by step as
@@ -535,27 +535,24 @@ const NUMBER_DIGITS =
  * the position of the decimal point (n). Lambdas bind the intermediate values once.
  */
 export function canonicalNumberSql(text: string): string {
-  const layout = `CASE WHEN q.z = '' THEN '0' ELSE (CASE WHEN q.neg THEN '-' ELSE '' END) || (CASE
-      WHEN length(q.d) <= q.n AND q.n <= 21 THEN q.d || repeat('0', q.n - length(q.d))
-      WHEN 0 < q.n AND q.n <= 21 THEN substr(q.d, 1, q.n) || '.' || substr(q.d, q.n + 1)
-      WHEN -6 < q.n AND q.n <= 0 THEN '0.' || repeat('0', -q.n) || q.d
-      ELSE substr(q.d, 1, 1) || (CASE WHEN length(q.d) > 1 THEN '.' || substr(q.d, 2) ELSE '' END)
-        || 'e' || (CASE WHEN q.n - 1 < 0 THEN '-' ELSE '+' END) || CAST(abs(q.n - 1) AS VARCHAR) END) END`;
-  const withN = `struct_pack(neg := r.neg, z := r.z, d := r.d, n := length(r.d) + r.e10 + r.tz)`;
-  return `(list_transform([${text}], t -> list_transform([${NUMBER_PARTS}], p -> list_transform([${NUMBER_DIGITS}], r -> list_transform([${withN}], q -> ${layout})[1])[1])[1])[1])`;
+  const layout = `CASE WHEN lk_q.z = '' THEN '0' ELSE (CASE WHEN lk_q.neg THEN '-' ELSE '' END) || (CASE
+      WHEN length(lk_q.d) <= lk_q.n AND lk_q.n <= 21 THEN lk_q.d || repeat('0', lk_q.n - length(lk_q.d))
+      WHEN 0 < lk_q.n AND lk_q.n <= 21 THEN substr(lk_q.d, 1, lk_q.n) || '.' || substr(lk_q.d, lk_q.n + 1)
+      WHEN -6 < lk_q.n AND lk_q.n <= 0 THEN '0.' || repeat('0', -lk_q.n) || lk_q.d
+      ELSE substr(lk_q.d, 1, 1) || (CASE WHEN length(lk_q.d) > 1 THEN '.' || substr(lk_q.d, 2) ELSE '' END)
+        || 'e' || (CASE WHEN lk_q.n - 1 < 0 THEN '-' ELSE '+' END) || CAST(abs(lk_q.n - 1) AS VARCHAR) END) END`;
+  const withN = `struct_pack(neg := lk_r.neg, z := lk_r.z, d := lk_r.d, n := length(lk_r.d) + lk_r.e10 + lk_r.tz)`;
+  return `(list_transform([${text}], lk_t -> list_transform([${NUMBER_PARTS}], lk_p -> list_transform([${NUMBER_DIGITS}], lk_r -> list_transform([${withN}], lk_q -> ${layout})[1])[1])[1])[1])`;
 }
 
 /** SQL for `fieldText` of field `field` of `doc`, NULL when the field is absent. */
 export function fieldTextSql(doc: string, field: SqlField): string {
   const path = jsonPathSql(field);
   const number = canonicalNumberSql(numberSourceSql(doc, field));
-  return `(CASE json_type(${doc}, ${path})
-    WHEN 'VARCHAR' THEN json_extract_string(${doc}, ${path})
-    WHEN 'BOOLEAN' THEN json_extract_string(${doc}, ${path})
-    WHEN 'BIGINT' THEN ${number}
-    WHEN 'UBIGINT' THEN ${number}
-    WHEN 'DOUBLE' THEN ${number}
-    ELSE NULL END)`;
+  // Each expression appears once: the statement stays small for DuckDB's planner.
+  const type = `json_type(${doc}, ${path})`;
+  return `(CASE WHEN ${type} IN ('VARCHAR', 'BOOLEAN') THEN json_extract_string(${doc}, ${path})
+    WHEN ${type} IN ${NUMBER_TYPES} THEN ${number} END)`;
 }
 
 /** SQL for `numericValue`: a DOUBLE, or NULL when the field is no number or not finite. */
@@ -659,8 +656,7 @@ function identifierSql(doc: string, field: SqlField, stringsOnly: boolean): stri
   const text = `json_extract_string(${doc}, ${path})`;
   const string = `CASE WHEN NOT regexp_full_match(${text}, ${sqlQuote(BLANK_PATTERN)}) THEN ${text} END`;
   if (stringsOnly) return `(CASE WHEN json_type(${doc}, ${path}) = 'VARCHAR' THEN ${string} END)`;
-  return `(CASE json_type(${doc}, ${path}) WHEN 'VARCHAR' THEN ${string}
-    WHEN 'BIGINT' THEN ${fieldTextSql(doc, field)} WHEN 'UBIGINT' THEN ${fieldTextSql(doc, field)} WHEN 'DOUBLE' THEN ${fieldTextSql(doc, field)} END)`;
+  return `(CASE WHEN json_type(${doc}, ${path}) = 'VARCHAR' THEN ${string} WHEN json_type(${doc}, ${path}) IN ${NUMBER_TYPES} THEN ${fieldTextSql(doc, field)} END)`;
 }
 
 /** SQL: `idText` of an id given as the VARCHAR `s` (a path's value). */
@@ -670,7 +666,7 @@ export function idTextOfStringSql(s: string): string {
 
 /** SQL: `idText` of an id given as the BLOB `b` (a record key): its UTF-8 text, else `\x` and hex. */
 export function idTextOfBytesSql(b: string): string {
-  return `(CASE WHEN try(decode(${b})) IS NULL OR starts_with(decode(${b}), '\\x') THEN '\\x' || lower(hex(${b})) ELSE decode(${b}) END)`;
+  return `(CASE WHEN try(decode(${b})) IS NULL OR starts_with(try(decode(${b})), '\\x') THEN '\\x' || lower(hex(${b})) ELSE try(decode(${b})) END)`;
 }
 
 const MURMUR2_M = 0x5bd1e995;
@@ -689,45 +685,45 @@ function mul32(a: string): string {
  * same mapping (batch/views/batchViews.ts).
  */
 export function idHashSql(bytes: string): string {
-  const x = `list_transform(range(octet_length(b)), i -> ('0x' || substr(hex(b), 2 * i + 1, 2))::BIGINT)`;
-  const words = `list_transform(range(s.n // 4), i -> s.x[4 * i + 1] | (s.x[4 * i + 2] << 8) | (s.x[4 * i + 3] << 16) | (s.x[4 * i + 4] << 24))`;
-  const body = `list_reduce(${words}, (h, k) -> xor(${mul32('h')}, ${mul32(`xor(${mul32('k')}, ${mul32('k')} >> 24)`)}), xor(${MURMUR2_SEED}, s.n))`;
-  const base = `r.n - r.n % 4`;
-  const at = (k: number) => `r.x[${base} + ${k}]`;
-  const tail = `CASE r.n % 4
-      WHEN 3 THEN ${mul32(`xor(xor(xor(r.h, ${at(3)} << 16), ${at(2)} << 8), ${at(1)})`)}
-      WHEN 2 THEN ${mul32(`xor(xor(r.h, ${at(2)} << 8), ${at(1)})`)}
-      WHEN 1 THEN ${mul32(`xor(r.h, ${at(1)})`)}
-      ELSE r.h END`;
-  const mix = `xor(${mul32('xor(g, g >> 13)')}, ${mul32('xor(g, g >> 13)')} >> 15) & 2147483647`;
-  return `(list_transform([${bytes}], b -> list_transform([struct_pack(n := octet_length(b), x := ${x})], s ->
-    list_transform([struct_pack(n := s.n, x := s.x, h := ${body})], r -> list_transform([${tail}], g -> ${mix})[1])[1])[1])[1])::INTEGER`;
+  const x = `list_transform(range(octet_length(lk_b)), lk_i -> ('0x' || substr(hex(lk_b), 2 * lk_i + 1, 2))::BIGINT)`;
+  const words = `list_transform(range(lk_s.n // 4), lk_i -> lk_s.x[4 * lk_i + 1] | (lk_s.x[4 * lk_i + 2] << 8) | (lk_s.x[4 * lk_i + 3] << 16) | (lk_s.x[4 * lk_i + 4] << 24))`;
+  const body = `list_reduce(${words}, (lk_h, lk_k) -> xor(${mul32('lk_h')}, ${mul32(`xor(${mul32('lk_k')}, ${mul32('lk_k')} >> 24)`)}), xor(${MURMUR2_SEED}, lk_s.n))`;
+  const base = `lk_r.n - lk_r.n % 4`;
+  const at = (k: number) => `lk_r.x[${base} + ${k}]`;
+  const tail = `CASE lk_r.n % 4
+      WHEN 3 THEN ${mul32(`xor(xor(xor(lk_r.h, ${at(3)} << 16), ${at(2)} << 8), ${at(1)})`)}
+      WHEN 2 THEN ${mul32(`xor(xor(lk_r.h, ${at(2)} << 8), ${at(1)})`)}
+      WHEN 1 THEN ${mul32(`xor(lk_r.h, ${at(1)})`)}
+      ELSE lk_r.h END`;
+  const mix = `xor(${mul32('xor(lk_g, lk_g >> 13)')}, ${mul32('xor(lk_g, lk_g >> 13)')} >> 15) & 2147483647`;
+  return `(list_transform([${bytes}], lk_b -> list_transform([struct_pack(n := octet_length(lk_b), x := ${x})], lk_s ->
+    list_transform([struct_pack(n := lk_s.n, x := lk_s.x, h := ${body})], lk_r -> list_transform([${tail}], lk_g -> ${mix})[1])[1])[1])[1])::INTEGER`;
 }
 
 /** SQL: `parseIsoTime` of the VARCHAR `s` (epoch ms), NULL when it is not an accepted date-time. */
 export function isoTimeSql(s: string): string {
   const groups = `regexp_extract(${s}, ${sqlQuote(ISO_8601.source)}, ['y', 'mo', 'd', 'h', 'mi', 'se', 'fr', 'z'])`;
   const ints =
-    `struct_pack(y := m.y::BIGINT, mo := m.mo::BIGINT, d := m.d::BIGINT, h := m.h::BIGINT, mi := m.mi::BIGINT, se := m.se::BIGINT, ` +
-    `fz := ltrim(substr(m.fr, 2), '0') = '', ms := CASE WHEN m.fr = '' THEN 0 ELSE rpad(substr(m.fr, 2, 3), 3, '0')::BIGINT END, ` +
-    `zs := CASE WHEN m.z = 'Z' THEN 0 WHEN starts_with(m.z, '-') THEN -1 ELSE 1 END, ` +
-    `oh := CASE WHEN m.z = 'Z' THEN 0 ELSE substr(m.z, 2, 2)::BIGINT END, om := CASE WHEN m.z = 'Z' THEN 0 ELSE right(m.z, 2)::BIGINT END, ` +
+    `struct_pack(y := lk_m.y::BIGINT, mo := lk_m.mo::BIGINT, d := lk_m.d::BIGINT, h := lk_m.h::BIGINT, mi := lk_m.mi::BIGINT, se := lk_m.se::BIGINT, ` +
+    `fz := ltrim(substr(lk_m.fr, 2), '0') = '', ms := CASE WHEN lk_m.fr = '' THEN 0 ELSE rpad(substr(lk_m.fr, 2, 3), 3, '0')::BIGINT END, ` +
+    `zs := CASE WHEN lk_m.z = 'Z' THEN 0 WHEN starts_with(lk_m.z, '-') THEN -1 ELSE 1 END, ` +
+    `oh := CASE WHEN lk_m.z = 'Z' THEN 0 ELSE substr(lk_m.z, 2, 2)::BIGINT END, om := CASE WHEN lk_m.z = 'Z' THEN 0 ELSE right(lk_m.z, 2)::BIGINT END, ` +
     // Date.UTC, which the JavaScript's calendar check calls, reads years 0-99 as 1900-1999.
-    `py := CASE WHEN m.y::BIGINT < 100 THEN 1900 + m.y::BIGINT ELSE m.y::BIGINT END)`;
-  const leap = `((t.py % 4 = 0 AND t.py % 100 <> 0) OR t.py % 400 = 0)`;
-  const daysInMonth = `CASE WHEN t.mo = 2 THEN (CASE WHEN ${leap} THEN 29 ELSE 28 END) WHEN t.mo IN (4, 6, 9, 11) THEN 30 ELSE 31 END`;
+    `py := CASE WHEN lk_m.y::BIGINT < 100 THEN 1900 + lk_m.y::BIGINT ELSE lk_m.y::BIGINT END)`;
+  const leap = `((lk_t.py % 4 = 0 AND lk_t.py % 100 <> 0) OR lk_t.py % 400 = 0)`;
+  const daysInMonth = `CASE WHEN lk_t.mo = 2 THEN (CASE WHEN ${leap} THEN 29 ELSE 28 END) WHEN lk_t.mo IN (4, 6, 9, 11) THEN 30 ELSE 31 END`;
   // Date.parse: hour 24 only as 24:00:00 with a zero fraction (the next day's start); zone offsets up to 23:59.
   const valid =
-    `t.mo BETWEEN 1 AND 12 AND t.d BETWEEN 1 AND ${daysInMonth} AND t.mi <= 59 AND t.se <= 59 AND t.oh <= 23 AND t.om <= 59 ` +
-    `AND (t.h <= 23 OR (t.h = 24 AND t.mi = 0 AND t.se = 0 AND t.fz))`;
+    `lk_t.mo BETWEEN 1 AND 12 AND lk_t.d BETWEEN 1 AND ${daysInMonth} AND lk_t.mi <= 59 AND lk_t.se <= 59 AND lk_t.oh <= 23 AND lk_t.om <= 59 ` +
+    `AND (lk_t.h <= 23 OR (lk_t.h = 24 AND lk_t.mi = 0 AND lk_t.se = 0 AND lk_t.fz))`;
   // Days since 1970-01-01 of the proleptic Gregorian date (Howard Hinnant's days_from_civil).
-  const yy = `(t.y - CASE WHEN t.mo <= 2 THEN 1 ELSE 0 END)`;
+  const yy = `(lk_t.y - CASE WHEN lk_t.mo <= 2 THEN 1 ELSE 0 END)`;
   const era = `((CASE WHEN ${yy} >= 0 THEN ${yy} ELSE ${yy} - 399 END) // 400)`;
   const yoe = `(${yy} - ${era} * 400)`;
-  const doy = `((153 * (t.mo + CASE WHEN t.mo > 2 THEN -3 ELSE 9 END) + 2) // 5 + t.d - 1)`;
+  const doy = `((153 * (lk_t.mo + CASE WHEN lk_t.mo > 2 THEN -3 ELSE 9 END) + 2) // 5 + lk_t.d - 1)`;
   const days = `(${era} * 146097 + ${yoe} * 365 + ${yoe} // 4 - ${yoe} // 100 + ${doy} - 719468)`;
-  const ms = `${days} * 86400000 + t.h * 3600000 + t.mi * 60000 + t.se * 1000 + t.ms - t.zs * (t.oh * 60 + t.om) * 60000`;
-  return `(list_transform([${groups}], m -> CASE WHEN m.y <> '' THEN list_transform([${ints}], t -> CASE WHEN ${valid} THEN ${ms} END)[1] END)[1])`;
+  const ms = `${days} * 86400000 + lk_t.h * 3600000 + lk_t.mi * 60000 + lk_t.se * 1000 + lk_t.ms - lk_t.zs * (lk_t.oh * 60 + lk_t.om) * 60000`;
+  return `(list_transform([${groups}], lk_m -> CASE WHEN lk_m.y <> '' THEN list_transform([${ints}], lk_t -> CASE WHEN ${valid} THEN ${ms} END)[1] END)[1])`;
 }
 
 const JSON_NUMBER_PATTERN = '-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?';
@@ -737,12 +733,12 @@ const JSON_NUMBER_PATTERN = '-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+
  * number text with an exponent of at most MAX_EXPONENT_DIGITS digits, or beyond 16 integer digits.
  */
 export function scaledFloorSql(text: string, shift: number): string {
-  const ok = `regexp_full_match(t, ${sqlQuote(JSON_NUMBER_PATTERN)}) AND length(regexp_extract(t, '[eE][+-]?0*([0-9]*)$', 1)) <= ${MAX_EXPONENT_DIGITS}`;
-  const withN = `struct_pack(neg := r.neg, d := r.d, n := length(r.d) + r.e10 + r.tz + ${shift})`;
-  const int = `rpad(substr(q.d, 1, q.n::INTEGER), q.n::INTEGER, '0')::BIGINT`;
-  const value = `CASE WHEN q.d = '' THEN 0 WHEN q.n > 16 THEN NULL WHEN q.n <= 0 THEN (CASE WHEN q.neg THEN -1 ELSE 0 END)
-    WHEN q.neg THEN -(${int} + CASE WHEN length(q.d) > q.n THEN 1 ELSE 0 END) ELSE ${int} END`;
-  return `(list_transform([${text}], t -> CASE WHEN ${ok} THEN list_transform([${NUMBER_PARTS}], p -> list_transform([${NUMBER_DIGITS}], r -> list_transform([${withN}], q -> ${value})[1])[1])[1] END)[1])`;
+  const ok = `regexp_full_match(lk_t, ${sqlQuote(JSON_NUMBER_PATTERN)}) AND length(regexp_extract(lk_t, '[eE][+-]?0*([0-9]*)$', 1)) <= ${MAX_EXPONENT_DIGITS}`;
+  const withN = `struct_pack(neg := lk_r.neg, d := lk_r.d, n := length(lk_r.d) + lk_r.e10 + lk_r.tz + ${shift})`;
+  const int = `rpad(substr(lk_q.d, 1, lk_q.n::INTEGER), lk_q.n::INTEGER, '0')::BIGINT`;
+  const value = `CASE WHEN lk_q.d = '' THEN 0 WHEN lk_q.n > 16 THEN NULL WHEN lk_q.n <= 0 THEN (CASE WHEN lk_q.neg THEN -1 ELSE 0 END)
+    WHEN lk_q.neg THEN -(${int} + CASE WHEN length(lk_q.d) > lk_q.n THEN 1 ELSE 0 END) ELSE ${int} END`;
+  return `(list_transform([${text}], lk_t -> CASE WHEN ${ok} THEN list_transform([${NUMBER_PARTS}], lk_p -> list_transform([${NUMBER_DIGITS}], lk_r -> list_transform([${withN}], lk_q -> ${value})[1])[1])[1] END)[1])`;
 }
 
 /** SQL: `eventTimeOf` the value at `field` of `doc` in `format`, as epoch ms within +-MAX_EVENT_TIME_MS, else NULL. */
@@ -753,15 +749,14 @@ export function eventTimeSql(doc: string, field: SqlField, format: TimeFormat): 
   let ms: string;
   if (format === 'auto') {
     const d = `TRY_CAST(json_extract(${doc}, ${path}) AS DOUBLE)`;
-    ms = `(CASE ${type} WHEN 'VARCHAR' THEN ${isoTimeSql(string)}
-      WHEN 'BIGINT' THEN ${autoNumber(d)} WHEN 'UBIGINT' THEN ${autoNumber(d)} WHEN 'DOUBLE' THEN ${autoNumber(d)} END)`;
+    ms = `(CASE WHEN ${type} = 'VARCHAR' THEN ${isoTimeSql(string)} WHEN ${type} IN ${NUMBER_TYPES} THEN ${autoNumber(d)} END)`;
   } else if (format === 'iso') {
     ms = `(CASE WHEN ${type} = 'VARCHAR' THEN ${isoTimeSql(string)} END)`;
   } else {
     const shift = EPOCH_SHIFT[format];
     ms = `(CASE WHEN ${type} = 'VARCHAR' THEN ${scaledFloorSql(string, shift)} WHEN ${type} IN ${NUMBER_TYPES} THEN ${scaledFloorSql(numberSourceSql(doc, field), shift)} END)`;
   }
-  return `(list_transform([${ms}], x -> CASE WHEN x BETWEEN ${-MAX_EVENT_TIME_MS} AND ${MAX_EVENT_TIME_MS} THEN x END)[1])`;
+  return `(list_transform([${ms}], lk_x -> CASE WHEN lk_x BETWEEN ${-MAX_EVENT_TIME_MS} AND ${MAX_EVENT_TIME_MS} THEN lk_x END)[1])`;
 }
 
 /** `auto`'s number rule on the DOUBLE `d`: an integer within range (a wider one is out of range either way). */
@@ -780,8 +775,8 @@ export const FLAT_MAX_FIELDS = 256;
  */
 function flatRulesSql(raw: string): string {
   return `(len(json_keys(${raw})) <= ${FLAT_MAX_FIELDS}
-    AND coalesce(list_bool_and(list_transform(json_keys(${raw}), k -> regexp_full_match(k, ${sqlQuote(FLAT_FIELD_NAME)}))), TRUE)
-    AND coalesce(list_bool_and(list_transform(json_extract(${raw}, '$.*'), v -> json_type(v) NOT IN ('NULL', 'OBJECT', 'ARRAY'))), TRUE))`;
+    AND coalesce(list_bool_and(list_transform(json_keys(${raw}), lk_k -> regexp_full_match(lk_k, ${sqlQuote(FLAT_FIELD_NAME)}))), TRUE)
+    AND coalesce(list_bool_and(list_transform(json_extract(${raw}, '$.*'), lk_v -> json_type(lk_v) NOT IN ('NULL', 'OBJECT', 'ARRAY'))), TRUE))`;
 }
 
 /** A record as SQL columns: the value's text, the key (BLOB, NULL for none), the record timestamp (BIGINT epoch ms). */
@@ -807,11 +802,11 @@ export function mappedEventSql(mapping: EventMapping, r: RecordSql): string {
       ? `(CASE WHEN ${r.timestamp} BETWEEN 0 AND ${MAX_EVENT_TIME_MS} THEN ${r.timestamp} END)`
       : eventTimeSql(r.raw, fieldOf(mapping.time), mapping.timeFormat);
   const type = mapping.type === undefined ? 'CAST(NULL AS VARCHAR)' : identifierSql(r.raw, fieldOf(mapping.type), mapping.flat);
-  const checks = [byKey ? 'e.k IS NOT NULL' : 'e.s IS NOT NULL', 'e.ts IS NOT NULL'];
-  if (mapping.type !== undefined) checks.push('e.type IS NOT NULL');
+  const checks = [byKey ? 'lk_e.k IS NOT NULL' : 'lk_e.s IS NOT NULL', 'lk_e.ts IS NOT NULL'];
+  if (mapping.type !== undefined) checks.push('lk_e.type IS NOT NULL');
   if (mapping.flat) checks.push(flatRulesSql(r.raw));
-  const id = byKey ? idTextOfBytesSql('e.k') : idTextOfStringSql('e.s');
-  const hash = idHashSql(byKey ? 'e.k' : 'encode(e.s)');
-  return `(list_transform([struct_pack(s := ${idString}, k := ${idKey}, ts := ${ts}, type := ${type})], e ->
-    CASE WHEN ${checks.join(' AND ')} THEN struct_pack(id := ${id}, ts := e.ts::BIGINT, type := e.type, hash := ${hash}) END)[1])`;
+  const id = byKey ? idTextOfBytesSql('lk_e.k') : idTextOfStringSql('lk_e.s');
+  const hash = idHashSql(byKey ? 'lk_e.k' : 'encode(lk_e.s)');
+  return `(list_transform([struct_pack(s := ${idString}, k := ${idKey}, ts := ${ts}, type := ${type})], lk_e ->
+    CASE WHEN ${checks.join(' AND ')} THEN struct_pack(id := ${id}, ts := lk_e.ts::BIGINT, type := lk_e.type, hash := ${hash}) END)[1])`;
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadMetricDefinitions, maxWindowPlusLatenessMs, parseMetricDefinitions } from '../definitions.ts';
 import { ConfigError } from '../../errors.ts';
+import { compareDefinitions, metricDifferences, metricsFingerprint } from '../../versions/metricChanges.ts';
 
 const valid = `version: 1
 metrics:
@@ -68,5 +69,81 @@ describe('metric definitions', () => {
     expect(() => loadMetricDefinitions('/nonexistent/metrics.yaml')).toThrow(
       /metric definitions not found: .* \(set --metrics or LK_METRICS\)/,
     );
+  });
+});
+
+describe('the event: section', () => {
+  const foreign = `event: { id: meta.eventId, time: meta.occurredAt, timeFormat: epoch-s, type: meta.kind }
+metrics:
+  - name: fares
+    filter: { meta.kind: trip_completed, payload."user.tier": [1, gold] }
+    key: payload.city
+    value: payload.fare
+    distinct: '"payload"."rider id"'
+    granularities: [minute, hour, day]
+    allowedLateness: 1h
+`;
+
+  it('reads the mapping and takes metric fields as dotted paths, in their canonical text', () => {
+    const defs = parseMetricDefinitions(foreign, 'm.yaml');
+    const mapping = { flat: false, id: 'meta.eventId', time: 'meta.occurredAt', timeFormat: 'epoch-s', type: 'meta.kind' };
+    expect(defs.event).toEqual(mapping);
+    expect(defs.metrics[0]).toMatchObject({
+      key: 'payload.city',
+      value: 'payload.fare',
+      distinct: 'payload."rider id"',
+      filter: { 'meta.kind': ['trip_completed'], 'payload."user.tier"': [{ number: '1' }, 'gold'] },
+      event: mapping,
+    });
+  });
+
+  it('without it, everything is as before: flat field names, no mapping on the metrics', () => {
+    const defs = parseMetricDefinitions(valid);
+    expect(defs.event).toMatchObject({ flat: true, id: 'id', time: 'ts', timeFormat: 'auto', type: 'type' });
+    expect('event' in defs.metrics[0]!).toBe(false);
+    expect(errorOf(valid.replace('key: ad_id', 'key: payload."x"'))).toMatch(/metrics\[0\]\.key: must be an event field name/);
+  });
+
+  it('record keys and timestamps: $key, $timestamp, and what they cannot be', () => {
+    const withKey = parseMetricDefinitions(
+      foreign.replace('id: meta.eventId', 'id: $key').replace('time: meta.occurredAt, timeFormat: epoch-s', 'time: $timestamp'),
+    );
+    expect(withKey.event).toMatchObject({ id: '$key', time: '$timestamp', timeFormat: 'epoch-ms' });
+    expect(errorOf(foreign.replace('time: meta.occurredAt', 'time: $key'))).toMatch(/event\.time: \$key can only be event\.id/);
+    expect(errorOf(foreign.replace('time: meta.occurredAt', 'time: $timestamp'))).toMatch(
+      /event\.timeFormat: does not apply to \$timestamp/,
+    );
+    expect(errorOf(foreign.replace('key: payload.city', 'key: $key'))).toMatch(/metrics\[0\]\.key: \$key is the record's key/);
+  });
+
+  it('refuses paths it cannot read, with the reason', () => {
+    expect(errorOf(foreign.replace('key: payload.city', 'key: payload..city'))).toMatch(
+      /metrics\[0\]\.key: must be a dotted path: an empty name/,
+    );
+    expect(errorOf(foreign.replace('key: payload.city', 'key: items[0].price'))).toMatch(
+      /metrics\[0\]\.key: must be a dotted path: the name "items\[0\]"/,
+    );
+    expect(errorOf(foreign.replace('timeFormat: epoch-s', 'timeFormat: epoch-ns'))).toMatch(
+      /event\.timeFormat: expected one of auto, iso, epoch-ms, epoch-s, epoch-us, got "epoch-ns"/,
+    );
+    expect(errorOf(foreign.replace('type: meta.kind }', 'type: meta.kind, format: avro }'))).toMatch(/event: .*format/);
+  });
+
+  it('a changed mapping is a changed file: refused on old state, and said in words', () => {
+    const a = parseMetricDefinitions(foreign).metrics;
+    const b = parseMetricDefinitions(
+      foreign.replace('timeFormat: epoch-s', 'timeFormat: epoch-ms').replace('id: meta.eventId', 'id: $key'),
+    ).metrics;
+    expect(metricDifferences(a, b)).toEqual([
+      'event.id is $key in the file, meta.eventId in the version',
+      'event.timeFormat is epoch-ms in the file, epoch-s in the version',
+    ]);
+    expect(compareDefinitions(a, b, 'checkpoints').problems[0]).toMatch(
+      /^the event mapping changed \(event\.id is meta\.eventId in the checkpoints, \$key in the metric file; .*replay it into a new --version$/,
+    );
+    expect(
+      metricDifferences(parseMetricDefinitions(valid).metrics, parseMetricDefinitions(foreign.replace(/fares/, 'clicks')).metrics)[0],
+    ).toBe('the event shape is an event: section in the file, flat events (no event: section) in the version');
+    expect(metricsFingerprint(a)).not.toBe(metricsFingerprint(b));
   });
 });

@@ -2,7 +2,9 @@
  * Differential test of "one definition, two engines" (services/metrics/fieldSemantics.ts and
  * windowStart.ts): the speed layer's JavaScript and the batch layer's DuckDB SQL must give the
  * same key text, distinct text (and so the same HyperLogLog register), filter verdict, numeric
- * value and window start for every value. Over 100,000 seeded values: every JSON number form
+ * value and window start for every value; and, for records of generated shapes under generated
+ * event mappings and metric definitions (shapeGenerators.ts), the same verdict, id, event time,
+ * type and id hash (`mappedEventSql`), and the same metric answers along nested paths. Over 100,000 seeded values: every JSON number form
  * (exponents in both cases, signs, -0, leading zeros in exponents, fractions, 15 to 17
  * significant digits, integers beyond 2^53, huge and tiny magnitudes), strings with escapes,
  * Unicode and surrogate pairs, booleans; written in events with plain and escaped field names
@@ -28,6 +30,8 @@ import {
   fieldValuesOf,
   fieldsDocumentSql,
   filterAccepts,
+  idHashSql,
+  idTextOfBytesSql,
   filterSql,
   numericValue,
   numericValueSql,
@@ -36,6 +40,14 @@ import {
 } from '../fieldSemantics.ts';
 import { hllHash, hllRegisterSql } from '../hll.ts';
 import { windowStartOf, windowStartSql } from '../windowStart.ts';
+import { createEventDecoder } from '../../events/decoders/eventDecoder.ts';
+import type { JsonEventDecoder } from '../../events/decoders/jsonDecoder.ts';
+import { LOGGED_RECORD_LIMITS, decodeLoggedEvent, readableObject, validateMappedRecord } from '../../events/event.ts';
+import { idHash } from '../../log/partitioner.ts';
+import { compileMetric, compileMetricSql } from '../compile.ts';
+import { fieldNames, fieldsStructureSql, idText, mappedEventSql, sqlField } from '../fieldSemantics.ts';
+import type { MetricDefinition } from '../definitions.ts';
+import { generateRecord, generateShape, type GeneratedRecord } from './shapeGenerators.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 20261202);
 const VALUES = 100_000;
@@ -381,6 +393,284 @@ describe('one definition, two engines: field semantics', () => {
         const floor = big >= 0n ? (big / s) * s : -((-big + s - 1n) / s) * s;
         expect(js, `ts ${ts}`).toBe(Number(floor));
       });
+    }
+  });
+});
+
+// ---------------------------------------------------------------- event shapes
+
+const SHAPES = 24;
+const RECORDS_PER_SHAPE = 400;
+
+/** What JavaScript makes of a record under a shape: its verdict, and for an event what each engine must agree on. */
+interface JsVerdict {
+  readable: boolean;
+  event: { id: string; ts: number; type: string | null; hash: number } | null;
+  /** Per metric: matches, key, value, distinct (null where undefined). */
+  metrics: { matches: boolean; key: string | null; value: number | null; distinct: string | null }[];
+}
+
+/** The fields of a metric definition. */
+function fieldsOf(defs: readonly MetricDefinition[]): string[] {
+  const out = new Set<string>();
+  for (const d of defs) {
+    for (const f of Object.keys(d.filter)) out.add(f);
+    out.add(d.key);
+    if (d.value !== undefined) out.add(d.value);
+    if (d.distinct !== undefined) out.add(d.distinct);
+  }
+  return [...out];
+}
+
+const fromHex = (h: string | null) => (h === null ? null : Buffer.from(h, 'hex').toString('utf8'));
+
+const fmt = (rec: GeneratedRecord) =>
+  `value ${rec.value.toString('utf8')}, key ${rec.key === null ? 'null' : rec.key.toString('hex')}, timestamp ${rec.timestamp}`;
+
+describe('one definition, two engines: event shapes, mappings and metric definitions', () => {
+  it(`${SHAPES} generated mappings x ${RECORDS_PER_SHAPE} records: the decoder's fast path, its validator and the SQL agree on every record (verdict, id, time, type, id hash, metric answers on raw and as the recompute reads it)`, async () => {
+    const r = seededRandom(SEED + 10);
+    const problems: string[] = [];
+    let valid = 0;
+    let viaFastPath = 0;
+    let total = 0;
+    /** What the valid events exercised (each must be seen). */
+    const seen = new Set<string>();
+    for (let s = 0; s < SHAPES && problems.length === 0; s++) {
+      const shape = generateShape(r, s);
+      const fields = fieldsOf(shape.metrics);
+      const decoder = createEventDecoder(shape.mapping, fields);
+      const compiled = shape.metrics.map(compileMetric);
+      const records: GeneratedRecord[] = [];
+      const verdicts: JsVerdict[] = [];
+      const where = `mapping ${JSON.stringify(shape.mapping)}, metrics ${JSON.stringify(shape.metrics)}`;
+      for (let i = 0; i < RECORDS_PER_SHAPE; i++) {
+        const rec = generateRecord(r, shape);
+        records.push(rec);
+        total++;
+        const accepted = decoder.decode(rec.value, 0, rec.value.length, rec.key, rec.timestamp, LOGGED_RECORD_LIMITS);
+        // The validator alone (no fast path) must give the same verdict and the same event.
+        const v = shape.mapping.flat
+          ? decodeLoggedEvent(rec.value)
+          : validateMappedRecord(
+              rec.value,
+              rec.key,
+              rec.timestamp,
+              shape.mapping,
+              LOGGED_RECORD_LIMITS,
+              fields.map((f) => ({ field: f, names: fieldNames(f, false) })),
+            );
+        if (v.ok !== accepted) {
+          problems.push(
+            `decoder ${accepted ? 'accepted' : `refused (${decoder.rejection.message})`} what the validator ${v.ok ? 'accepted' : `refused (${v.rejection.message})`}: ${fmt(rec)}; ${where}`,
+          );
+          break;
+        }
+        if (!accepted && !v.ok && decoder.rejection.code !== v.rejection.code) {
+          problems.push(`decoder refused for ${decoder.rejection.code}, the validator for ${v.rejection.code}: ${fmt(rec)}; ${where}`);
+          break;
+        }
+        const readable = readableObject(rec.value) === null;
+        if (accepted && !readable) problems.push(`an event that is no readable object: ${fmt(rec)}`);
+        if (!accepted && decoder.readable() !== readable) problems.push(`decoder.readable() is not readableObject: ${fmt(rec)}`);
+        let event: JsVerdict['event'] = null;
+        const metrics: JsVerdict['metrics'] = [];
+        if (accepted) {
+          valid++;
+          if ((decoder as JsonEventDecoder).via !== 'validator') viaFastPath++;
+          const bytes = Buffer.from(decoder.idBuf.subarray(decoder.idStart, decoder.idEnd));
+          event = { id: decoder.idText(), ts: decoder.ts, type: decoder.typeText() ?? null, hash: idHash(bytes) };
+          const values = decoder.fieldValues();
+          // The validator's own reading of the id, time and fields.
+          if (v.ok) {
+            const vb = 'idBytes' in v.event ? v.event.idBytes : Buffer.from(v.event.id, 'utf8');
+            if (!vb.equals(bytes) || v.event.ts !== decoder.ts)
+              problems.push(`fast path and validator read another id or time: ${fmt(rec)}; ${where}`);
+            if ('values' in v.event) {
+              const a = JSON.stringify(
+                Object.entries(values)
+                  .map(([k, x]) => [k, typeof x === 'object' ? x.text : x])
+                  .sort(),
+              );
+              const b = JSON.stringify(
+                Object.entries(v.event.values)
+                  .map(([k, x]) => [k, typeof x === 'object' ? x.text : x])
+                  .sort(),
+              );
+              if (a !== b) problems.push(`fast path values ${a}, validator values ${b}: ${fmt(rec)}; ${where}`);
+            }
+          }
+          seen.add(shape.mapping.flat ? 'flat' : shape.mapping.time === '$timestamp' ? '$timestamp' : shape.mapping.timeFormat);
+          if (shape.mapping.id === '$key') seen.add('$key');
+          if (event.id.startsWith('\\x')) seen.add('hex id');
+          if (event.ts < 0) seen.add('negative time');
+          for (const [f, x] of Object.entries(values))
+            if (typeof x === 'object' && /[.eE]/.test(x.source) && fieldNames(f, shape.mapping.flat).length > 1)
+              seen.add('nested number with digits beyond integers');
+          for (const m of compiled) {
+            const matches = m.matches(values);
+            metrics.push({
+              matches,
+              key: matches ? (m.keyOf(values) ?? null) : null,
+              value: matches ? (m.valueOf(values) ?? null) : null,
+              distinct: matches ? (m.distinctOf(values) ?? null) : null,
+            });
+          }
+        }
+        verdicts.push({ readable, event, metrics });
+      }
+      if (problems.length > 0) break;
+
+      // The SQL, on the readable records (the lake keeps no other).
+      await conn.run('CREATE OR REPLACE TABLE rec (i INTEGER, raw VARCHAR, k BLOB, t BIGINT)');
+      const appender = await conn.createAppender('rec');
+      records.forEach((rec, i) => {
+        if (!verdicts[i]!.readable) return;
+        appender.appendInteger(i);
+        appender.appendVarchar(rec.value.toString('utf8'));
+        if (rec.key === null) appender.appendNull();
+        else appender.appendBlob(rec.key);
+        appender.appendBigInt(BigInt(rec.timestamp));
+        appender.endRow();
+      });
+      appender.closeSync();
+      const ev = mappedEventSql(shape.mapping, { raw: 'raw', key: 'k', timestamp: 't' });
+      // The recompute's reading: the fields cut out of one json_transform, rebuilt into a flat document.
+      const { structure, valueOf } = fieldsStructureSql(
+        fields.map((f) => fieldNames(f, shape.mapping.flat)),
+        'j',
+      );
+      const column = (f: string) => `f${fields.indexOf(f)}`;
+      const texts = new Set(
+        shape.metrics.flatMap((d) => [...Object.keys(d.filter), d.key, ...(d.distinct !== undefined ? [d.distinct] : [])]),
+      );
+      const cut = fields.map((f, k) => `${fieldJsonSql(sqlField(f, shape.mapping), texts.has(f), valueOf[k]!)} AS f${k}`).join(', ');
+      const doc = fieldsDocumentSql(fields.map(column), (c) => c);
+      // Texts cross as UTF-8 hex: the DuckDB client's string decoding drops a leading U+FEFF.
+      const text = (x: string) => `hex(encode(${x}))`;
+      const textColumns = new Set([1, 3, ...shape.metrics.flatMap((_, k) => [6, 8, 10, 12].map((c) => c + k * 8))]);
+      const metricColumns = shape.metrics.flatMap((def, k) => {
+        const onRaw = compileMetricSql(def, 'raw');
+        const onDoc = compileMetricSql(def, 'doc', column);
+        return [
+          `(${onRaw.where}) AS w${k}`,
+          `${text(onRaw.key)} AS k${k}`,
+          `${onRaw.value} AS v${k}`,
+          `${text(onRaw.distinct)} AS d${k}`,
+          `(${onDoc.where}) AS dw${k}`,
+          `${text(onDoc.key)} AS dk${k}`,
+          `${onDoc.value} AS dv${k}`,
+          `${text(onDoc.distinct)} AS dd${k}`,
+        ];
+      });
+      const sql = `SELECT i, ${text('e.id')}, e.ts, ${text('e.type')}, e.hash, ${metricColumns.join(', ')} FROM (
+          SELECT i, raw, ${ev} AS e, ${doc} AS doc FROM (SELECT *, ${cut} FROM (SELECT *, json_transform(raw, ${structure}) AS j FROM rec)))
+        ORDER BY i`;
+      let rows: unknown[][];
+      try {
+        const t0 = performance.now();
+        rows = (await conn.runAndReadAll(sql)).getRows();
+        if (process.env.LK_PROFILE) {
+          const t1 = performance.now();
+          await conn.runAndReadAll(`SELECT * FROM (${sql}) LIMIT 0`);
+          console.log(
+            `shape ${s}: ${(t1 - t0).toFixed(0)} ms, plan only ${(performance.now() - t1).toFixed(0)} ms, sql ${sql.length} chars`,
+          );
+        }
+      } catch (err) {
+        problems.push(`DuckDB failed (${(err as Error).message.slice(0, 300)}) on ${where}`);
+        break;
+      }
+      for (const row of rows) {
+        for (let c = 0; c < row.length; c++) if (textColumns.has(c)) row[c] = fromHex(row[c] as string | null);
+        const i = row[0] as number;
+        const js = verdicts[i]!;
+        const rec = records[i]!;
+        const [id, ts, type, hash] = row.slice(1, 5) as [string | null, bigint | null, string | null, number | null];
+        const sqlEvent = id === null && ts === null ? null : { id, ts: ts === null ? null : Number(ts), type, hash };
+        if (JSON.stringify(sqlEvent) !== JSON.stringify(js.event)) {
+          problems.push(`event: JS ${JSON.stringify(js.event)}, SQL ${JSON.stringify(sqlEvent)}: ${fmt(rec)}; ${where}`);
+          continue;
+        }
+        if (js.event === null) continue;
+        shape.metrics.forEach((_, k) => {
+          const at = 5 + k * 8;
+          const [w, key, value, distinct, dw, dkey, dvalue, ddistinct] = row.slice(at, at + 8) as [
+            boolean,
+            string | null,
+            number | null,
+            string | null,
+            boolean,
+            string | null,
+            number | null,
+            string | null,
+          ];
+          const want = js.metrics[k]!;
+          for (const [form, got] of [
+            ['on raw', { matches: Boolean(w), key: w ? key : null, value: w ? value : null, distinct: w ? distinct : null }],
+            ['as recomputed', { matches: Boolean(dw), key: dw ? dkey : null, value: dw ? dvalue : null, distinct: dw ? ddistinct : null }],
+          ] as const) {
+            if (JSON.stringify(got) !== JSON.stringify(want))
+              problems.push(`metric ${k} ${form}: JS ${JSON.stringify(want)}, SQL ${JSON.stringify(got)}: ${fmt(rec)}; ${where}`);
+          }
+        });
+        if (problems.length > 5) break;
+      }
+    }
+    expect(problems.slice(0, 5), rerun).toEqual([]);
+    // The generated records exercise both verdicts and both JavaScript paths.
+    expect(valid).toBeGreaterThan(total / 10);
+    expect(valid).toBeLessThan(total);
+    expect(viaFastPath).toBeGreaterThan(valid / 10);
+    expect([...seen].sort(), rerun).toEqual(
+      [
+        '$key',
+        '$timestamp',
+        'auto',
+        'epoch-ms',
+        'epoch-s',
+        'epoch-us',
+        'flat',
+        'hex id',
+        'iso',
+        'negative time',
+        'nested number with digits beyond integers',
+      ].sort(),
+    );
+    expect(viaFastPath).toBeLessThan(valid);
+  });
+
+  it('the id text is one-to-one with the id bytes, and DuckDB writes it alike (keys that are null, empty, UTF-8, \\x-prefixed or not UTF-8)', async () => {
+    const r = seededRandom(SEED + 11);
+    const keys = Array.from({ length: 3000 }, () =>
+      Buffer.from(
+        Array.from({ length: Math.floor(r() * 6) }, () => pick(r, [0x5c, 0x78, 0x61, 0xc3, 0xa9, 0xed, 0xa0, 0x80, 0xff, 0x00, 0x7f])),
+      ),
+    );
+    const byText = new Map<string, string>();
+    for (const k of keys) {
+      const t = idText(k);
+      const seen = byText.get(t);
+      if (seen !== undefined && seen !== k.toString('hex'))
+        throw new Error(`keys ${seen} and ${k.toString('hex')} share the text ${t}\n${rerun}`);
+      byText.set(t, k.toString('hex'));
+    }
+    await conn.run('CREATE OR REPLACE TABLE keys (i INTEGER, k BLOB)');
+    const appender = await conn.createAppender('keys');
+    keys.forEach((k, i) => {
+      appender.appendInteger(i);
+      appender.appendBlob(k);
+      appender.endRow();
+    });
+    appender.closeSync();
+    const rows = (await conn.runAndReadAll(`SELECT i, ${idTextOfBytesSql('k')}, ${idHashSql('k')} FROM keys ORDER BY i`)).getRows() as [
+      number,
+      string,
+      number,
+    ][];
+    for (const [i, text, hash] of rows) {
+      expect(text, `${keys[i]!.toString('hex')}\n${rerun}`).toBe(idText(keys[i]!));
+      expect(hash, `${keys[i]!.toString('hex')}\n${rerun}`).toBe(idHash(keys[i]!));
     }
   });
 });
