@@ -48,7 +48,13 @@ export async function kafkaTool(mainClass: string, args: string[], input?: strin
  * is inside the value only), round-robin over the topic's partitions, so that copies of one event
  * land in different partitions (an at-least-once relay, or a producer that does not key by id).
  */
-export async function consoleProduce(topic: string, lines: readonly string[], extraProperties: Record<string, string> = {}): Promise<void> {
+export async function consoleProduce(
+  topic: string,
+  lines: readonly string[],
+  extraProperties: Record<string, string> = {},
+  /** The console producer's own reader properties (`--property`), e.g. parse.key=true and key.separator. */
+  readerProperties: Record<string, string> = {},
+): Promise<void> {
   const props = {
     'partitioner.class': 'org.apache.kafka.clients.producer.RoundRobinPartitioner',
     'linger.ms': '0',
@@ -62,6 +68,7 @@ export async function consoleProduce(topic: string, lines: readonly string[], ex
       '--topic',
       topic,
       ...Object.entries(props).flatMap(([k, v]) => ['--producer-property', `${k}=${v}`]),
+      ...Object.entries(readerProperties).flatMap(([k, v]) => ['--property', `${k}=${v}`]),
     ],
     lines.join('\n') + '\n',
   );

@@ -22,7 +22,7 @@
  * readable JSON objects are not in the lake; the speed layer would have counted them as invalid
  * under any mapping and skipped them, so the windows are the same.
  */
-import { DuckDBInstance, type DuckDBBlobValue, type DuckDBConnection, type DuckDBListValue } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBListValue } from '@duckdb/node-api';
 import { join } from 'node:path';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { LakeManifest, lakeExists, type LakeFile } from '../../services/lake/commitProtocol.ts';
@@ -120,9 +120,9 @@ export class LakeSource {
     try {
       // A connection runs one query at a time, and partitions are read side by side (lakeReplay.ts).
       // Keys: their lengths (NULL for none; files written before the column existed have none)
-      // and the bytes concatenated.
+      // and their bytes concatenated, in hex (string_agg takes no BLOB).
       const keys = this.withKeys
-        ? `, list(octet_length(kafka_key)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(kafka_key, ''::BLOB ORDER BY kafka_offset), ''::BLOB)`
+        ? `, list(octet_length(kafka_key)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(hex(kafka_key), '' ORDER BY kafka_offset), '')`
         : '';
       const conn = await this.db.connect();
       const paths = files.map((f) => join(snap.root, f.path));
@@ -143,7 +143,7 @@ export class LakeSource {
       text = row![3];
       if (this.withKeys) {
         keyLengths = ((row![4] as DuckDBListValue | null)?.items ?? []) as (number | null)[];
-        keyBytes = (row![5] as DuckDBBlobValue).bytes;
+        keyBytes = Buffer.from(row![5] as string, 'hex');
       }
     } catch (err) {
       throw new InfrastructureError(`cannot read the lake (partition ${partition}, offsets ${from}-${to}): ${errorMessage(err)}`, {
