@@ -5,6 +5,10 @@
  *   events (demoEvents.ts) -> the events topic -> the speed layer (v1) and the batch layer
  *   (lake + views every --batch-interval) -> serving: GraphQL, the dashboard, the explorer
  *
+ * and beside it a topic in a shape that is not ours (ridesTopic.ts): nested rides with their own
+ * metric file (an `event:` section) and version `rides-v1`, through their own speed and batch
+ * layers into the same GraphQL endpoint.
+ *
  * Each layer runs its own production code with its own connection to the log, exactly as the
  * separate `lk speed`, `lk batch` and `lk serve` processes do; only the process is shared. It
  * prints the URLs and three example queries, keeps one status line up to date, and stops cleanly
@@ -29,6 +33,7 @@ import { nextDemoRun, sendHistory, startLiveStream, type LiveStream } from './de
 import { exampleQueries } from './examples.ts';
 import { StatusLine } from './statusLine.ts';
 import { runTour } from './tour.ts';
+import { RIDES_TOPIC, RIDES_VERSION, startRides } from './ridesTopic.ts';
 
 export const DEMO_VERSION = 'v1';
 const TOPIC = DEFAULT_EVENTS_TOPIC;
@@ -123,8 +128,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     console.log(`\n  dashboard         ${serve.url}/`);
     console.log(`  GraphQL           ${serve.url}/graphql   (open it in a browser for the explorer)`);
     console.log(`  live events       ${opts.rate}/s, with duplicates, late events and a few broken lines`);
+    console.log(`  batch views       recomputed every ${Math.round(opts.batchInterval / 1000)} s (the first once the lake has caught up)`);
     console.log(
-      `  batch views       recomputed every ${Math.round(opts.batchInterval / 1000)} s (the first once the lake has caught up)\n`,
+      `  a foreign shape   topic "${RIDES_TOPIC}": nested JSON, ids at meta.eventId, epoch-s times at meta.occurredAt (version ${RIDES_VERSION}, its metric file's event: section)\n`,
     );
     console.log('Try:');
     for (const q of exampleQueries(serve.url, Date.now())) console.log(`  ${q}\n`);
@@ -136,11 +142,17 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
     status = new StatusLine({ speed, batch, stream: live, serve, dataDir: ctx.layout.root });
     status.start();
+    // The rides start once the main pipeline runs: they do not delay its first answers.
+    const rides = startRides(openLog, ctx.layout, seed, Math.max(1, Math.round(opts.rate / 10)), opts.batchInterval);
+    parts.push({ name: 'rides', stop: async () => (await rides).stop() });
     // Broker outages are waited through by every part; only what retrying cannot fix ends the demo.
     const failed = Promise.race([
       speed.failure(),
       serve.failure(),
       batch.done().then(() => Promise.reject(new Error('the lake writer stopped'))),
+      rides.then((r) =>
+        Promise.race([r.speed.failure(), r.batch.done().then(() => Promise.reject(new Error("the rides' lake writer stopped")))]),
+      ),
     ]);
     failed.catch(() => undefined);
     const runtime: DemoRuntime = { dataDir: ctx.layout.root, topic: TOPIC, openLog, serve, batch, speed, stopping: () => stop.aborted };

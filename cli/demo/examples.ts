@@ -1,7 +1,7 @@
 /**
- * The three example queries the demo prints, as curl commands that work as printed (the same
- * queries the README shows and the GraphQL explorer preloads), over the demo's data: campaigns
- * c0..c19 with ads c<n>-a<m>, events around now.
+ * The example queries the demo prints, as curl commands that work as printed (the same queries
+ * the README shows and the GraphQL explorer preloads), over the demo's data: campaigns c0..c19
+ * with ads c<n>-a<m>, events around now; and the rides of the foreign-shaped topic (ridesTopic.ts).
  */
 function hour(ms: number): string {
   return new Date(Math.floor(ms / 3_600_000) * 3_600_000).toISOString().replace('.000Z', 'Z');
@@ -31,6 +31,11 @@ export function exampleQueries(url: string, now: number): string[] {
       `{ pipeline { speed { partitions { partition lag watermark } } batch { lastRun { runId finishedAt } } }
          reconciliation(metric: "impressions_by_campaign", granularity: MINUTE, from: "${from}", to: "${to}") {
            keysCompared disagreeingKeys duplicates { rangeBeforeDedup batchAfterDedup speedAfterDedup } } }`,
+    )}`,
+    `# the rides topic (nested JSON, its own event: section): fares in Paris per minute, and the top cities\n  ${curl(
+      url,
+      `{ series(version: "rides-v1", metric: "fares_by_city", key: "Paris", granularity: MINUTE, from: "${from}", to: "${to}") { windowStart count sum distinct source }
+         topKeys(version: "rides-v1", metric: "fares_by_city", granularity: HOUR, from: "${from}", to: "${to}", limit: 3) { key count } }`,
     )}`,
   ];
 }

@@ -7,6 +7,8 @@
  *   answers with merged data (windows from the batch view and from the speed view) once the first
  *   batch run is published (the time it took is printed: the README promises under 60 s);
  * - the printed example queries run as printed and answer without errors;
+ * - the foreign-shaped rides topic (nested JSON, its own event: section) answers over GraphQL,
+ *   from its batch and speed views, and its dead letters name the path that failed;
  * - Ctrl-C stops it cleanly (exit 0); started again it keeps the data: a closed window of the
  *   history answers the same, and no history is sent twice;
  * - `--tour` replays into v2 with a changed metric file, diffs, promotes and rolls back, on the
@@ -100,7 +102,7 @@ describe('npm run demo, on a fresh data dir', () => {
 
     // The example queries work as printed (the same text a user pastes).
     const examples = [...demo.output().matchAll(/curl -s (\S+) -H 'content-type: application\/json' -d '(.+)'$/gm)];
-    expect(examples).toHaveLength(3);
+    expect(examples).toHaveLength(4);
     for (const [, endpoint, body] of examples) {
       const res = await fetch(endpoint!, {
         method: 'POST',
@@ -111,6 +113,21 @@ describe('npm run demo, on a fresh data dir', () => {
       expect(json.errors, body).toBeUndefined();
       expect(json.data).toBeDefined();
     }
+    // The rides: a topic of another shape, through its own layers, answered from both views.
+    await eventually(
+      async () => {
+        const { from, to } = range();
+        const d = await gqlData<any>(
+          url,
+          `{ series(version: "rides-v1", metric: "fares_by_city", key: "Paris", granularity: MINUTE, from: "${from}", to: "${to}") { count source } }`,
+        );
+        const bySource = new Set(d.series.filter((w: any) => w.count > 0).map((w: any) => w.source));
+        return bySource.has('BATCH') && bySource.has('SPEED') ? true : undefined;
+      },
+      `rides windows from both views (${demo.output().slice(-1500)})`,
+      180_000,
+    );
+    expect(demo.output()).toMatch(/a foreign shape\s+topic "rides": nested JSON/);
     const page = await fetch(`${url}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
@@ -154,7 +171,9 @@ describe('npm run demo, on a fresh data dir', () => {
     // After the tour v1 is the default again, and v2 keeps running beside it.
     const versions = await gqlData<any>(url, '{ versions { default versions { name state } } }');
     expect(versions.versions.default).toBe('v1');
-    expect(versions.versions.versions.map((v: any) => [v.name, v.state])).toEqual([
+    // (rides-v1 is the rides topic's own version.)
+    expect(versions.versions.versions.map((v: any) => v.name)).toContain('rides-v1');
+    expect(versions.versions.versions.filter((v: any) => v.name !== 'rides-v1').map((v: any) => [v.name, v.state])).toEqual([
       ['v1', 'LIVE'],
       ['v2', 'CAUGHT_UP'],
     ]);
