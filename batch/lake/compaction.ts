@@ -18,7 +18,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../services/observability/logger.ts';
 import { ConcurrentCompactionError, type LakeFile, type LakeManifest } from '../../services/lake/commitProtocol.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
-import { LAKE_TABLE_COLUMNS, partFileName, readLakeSql } from '../../services/lake/lakeLayout.ts';
+import { LAKE_TABLE_COLUMNS, partFileName, readLakeColumnsSql } from '../../services/lake/lakeLayout.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 
 export interface CompactionOptions {
@@ -85,7 +85,11 @@ export async function compactLake(options: CompactionOptions): Promise<Compactio
       const to = Math.max(...bin.map((f) => f.toOffset));
       const name = partFileName(first.partition, from, to, `c${randomBytes(4).toString('hex')}`);
       const tmp = manifest.tmpPath(name);
-      const inputs = readLakeSql(bin.map((f) => join(manifest.root, f.path)));
+      // Every column of the current layout, NULL where the inputs (files of an older layout) have none.
+      const inputs = await readLakeColumnsSql(
+        conn,
+        bin.map((f) => join(manifest.root, f.path)),
+      );
       const columns = Object.keys(LAKE_TABLE_COLUMNS).join(', ');
       await conn.run(
         `COPY (SELECT ${columns} FROM ${inputs} ORDER BY kafka_offset) TO ${sqlQuote(tmp)} (FORMAT parquet, COMPRESSION snappy)`,

@@ -35,6 +35,10 @@ const NAME_STACK = MAX_DEPTH * 16;
 
 const BAIL = -1;
 
+/** Bytes inside a JSON string: 0 plain ASCII, 1 the closing quote, 2 a backslash, 3 a control byte, 4 a byte >= 0x80. */
+const STRING_CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) STRING_CLASS[c] = c === 0x22 ? 1 : c === 0x5c ? 2 : c < 0x20 ? 3 : c >= 0x80 ? 4 : 0;
+
 function isWhitespace(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
@@ -145,9 +149,12 @@ export class PathScanner {
       for (;;) {
         if (i >= limit) return BAIL;
         c = buf[i]!;
-        if (c === 0x22) break;
-        if (c === 0x5c || c < 0x20) return BAIL;
-        if (c >= 0x80) this.anyWide = true;
+        const k = STRING_CLASS[c]!;
+        if (k !== 0) {
+          if (k === 1) break;
+          if (k !== 4) return BAIL; // escapes and control bytes in names: the validator's
+          this.anyWide = true;
+        }
         h = (Math.imul(h, 31) + c) | 0;
         i++;
       }
@@ -187,9 +194,14 @@ export class PathScanner {
         for (;;) {
           if (i >= limit) return BAIL;
           c = buf[i]!;
-          if (c === 0x22) break;
-          if (c < 0x20) return BAIL;
-          if (c === 0x5c) {
+          const k = STRING_CLASS[c]!;
+          if (k === 0) {
+            i++;
+            continue;
+          }
+          if (k === 1) break;
+          if (k === 3) return BAIL;
+          if (k === 2) {
             // A wanted string with escapes needs decoding: the validator's. Elsewhere, checked and skipped.
             if (slot >= 0) return BAIL;
             const e = buf[i + 1]!;

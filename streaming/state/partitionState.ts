@@ -132,8 +132,6 @@ export class PartitionState {
    * reading only the fields a metric reads. One per state: `apply` is synchronous.
    */
   private readonly decoder: EventDecoder;
-  /** Whether the mapping reads the record key (`event.id: $key`): only then do batches carry keys. */
-  readonly readsKeys: boolean;
   /** Per slot: windowStart -> key -> row of `table` (nested maps: no key string built per event). */
   private readonly windows: Map<number, Map<string, number>>[];
   /** Per slot, the window last looked up (NaN: none) and its map. */
@@ -178,7 +176,6 @@ export class PartitionState {
       ]),
     );
     this.decoder = createEventDecoder(mapping, [...referenced]);
-    this.readsKeys = mapping.id === '$key';
     this.windows = this.slots.map(() => new Map());
     this.lastStart = new Float64Array(this.slots.length).fill(NaN);
     this.lastWindow = this.slots.map(() => undefined);
