@@ -70,10 +70,50 @@ export function runBenchWorker<T>(benchFile: string, args: string[], what: strin
 }
 
 /**
- * Exactly `count` generated events as raw lines for ingest (duplicates included): an event time
- * rate of 1,000/s from 2026-01-05, 1 % late by 1 to 30 minutes, and whatever `options` adds.
+ * The benchmarks' foreign shape (a metric file's `event:` section and how it reads the generated
+ * events): the same information as the flat events, nested, the id and the type under `meta`, the
+ * time in epoch seconds with milliseconds as a fraction. Runs with it measure what paths and time
+ * formats cost beside the flat events (bench:ingest, bench:speed).
  */
-export async function* benchEvents(count: number, options: Partial<GeneratorOptions> & { seed: number }): AsyncGenerator<RawLine> {
+export const NESTED_EVENT_SECTION = 'event: { id: meta.eventId, time: meta.occurredAt, timeFormat: epoch-s, type: meta.kind }';
+
+/** A generated flat event line in the nested shape. */
+export function nestedEventLine(flat: string): string {
+  const e = JSON.parse(flat) as {
+    id: string;
+    type: string;
+    ts: string;
+    campaign_id: string;
+    ad_id: string;
+    user_id: string;
+    cost?: number;
+  };
+  return JSON.stringify({
+    meta: { eventId: e.id, occurredAt: Date.parse(e.ts) / 1000, kind: e.type, source: 'bench' },
+    ad: { campaign: e.campaign_id, id: e.ad_id },
+    user: { id: e.user_id },
+    ...(e.cost !== undefined ? { cost: e.cost } : {}),
+  });
+}
+
+/** A flat metric file for the nested shape: the event: section, and the fields as paths. */
+export function nestedMetrics(flatYaml: string): string {
+  const paths: Record<string, string> = { type: 'meta.kind', campaign_id: 'ad.campaign', ad_id: 'ad.id', user_id: 'user.id' };
+  return flatYaml
+    .replace(/^version: 1$/m, `version: 1\n${NESTED_EVENT_SECTION}`)
+    .replace(/\b(filter: \{ )(type)(:)/g, '$1meta.kind$3')
+    .replace(/\b(key|distinct): (campaign_id|ad_id|user_id)$/gm, (_, k: string, f: string) => `${k}: ${paths[f]}`);
+}
+
+/**
+ * Exactly `count` generated events as raw lines for ingest (duplicates included): an event time
+ * rate of 1,000/s from 2026-01-05, 1 % late by 1 to 30 minutes, and whatever `options` adds;
+ * with `nested`, in the nested shape (nestedEventLine).
+ */
+export async function* benchEvents(
+  count: number,
+  options: Partial<GeneratorOptions> & { seed: number; nested?: boolean },
+): AsyncGenerator<RawLine> {
   let n = 0;
   for (const line of generateEventLines({
     count: Math.ceil(count / 1.05) + 1000,
@@ -85,6 +125,6 @@ export async function* benchEvents(count: number, options: Partial<GeneratorOpti
     ...options,
   })) {
     if (n >= count) return;
-    yield { number: ++n, bytes: Buffer.from(line) };
+    yield { number: ++n, bytes: Buffer.from(options.nested ? nestedEventLine(line) : line) };
   }
 }

@@ -11,16 +11,20 @@
  *      partition's offset committed at its end);
  *   4. (c) the same with a per-user metric instead of spend_by_campaign: about a million live
  *      window-keys, for the memory aim; every event then changes its own rows, so the view
- *      output (one full row per changed window-key and checkpoint) dominates its rate.
+ *      output (one full row per changed window-key and checkpoint) dominates its rate;
  *   5. (d) a secured cluster: a broker of the bench's own (test/securedKafka.ts) with a PLAINTEXT
  *      and a SASL_SSL (SCRAM-SHA-512, TLS 1.3) listener; the same topic, pre-filled once, read by
- *      (a) and (b) over each listener: what TLS and SASL cost the raw consume and the speed layer.
+ *      (a) and (b) over each listener: what TLS and SASL cost the raw consume and the speed layer;
+ *   6. (a') and (b') the same events in a nested shape (bench/lib.ts: ids and types under meta,
+ *      epoch-s times) in a topic of their own, read by (b)'s metrics written as paths under an
+ *      event: section: what paths and time formats cost (aim: (b') within 15 % of (b)).
  * Both rates are measured from the first record delivered to the end (group join excluded).
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
- * window-keys, run (c)), state bytes per live window-key, and SASL_SSL over PLAINTEXT for (d).
+ * window-keys, run (c)), state bytes per live window-key, SASL_SSL over PLAINTEXT for (d), and
+ * nested over flat for (b'), in wall time and in events per CPU second.
  * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c), LK_BENCH_SKIP_SECURED=1
- * skips (d); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each speed worker; LK_BENCH_THREADS=N
- * sets the speed job's state threads.
+ * (d), LK_BENCH_SKIP_NESTED=1 (a') and (b'); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each
+ * speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +39,17 @@ import { speedViewTopic } from '../services/views/viewRow.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
 import { defaultSpeedJobConfig } from '../streaming/cli.ts';
 import { startSecuredKafka } from '../test/securedKafka.ts';
-import { benchBrokers, fmtMiB, fmtRate, machineLine, printTable, runBenchWorker, benchEvents } from './lib.ts';
+import {
+  NESTED_EVENT_SECTION,
+  benchBrokers,
+  benchEvents,
+  fmtMiB,
+  fmtRate,
+  machineLine,
+  nestedMetrics,
+  printTable,
+  runBenchWorker,
+} from './lib.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 2_000_000);
 
@@ -87,6 +101,8 @@ metrics:
 interface WorkerResult {
   records: number;
   seconds: number;
+  /** CPU time of the worker process (all its threads) over the same span: steadier than wall time on a shared machine. */
+  cpuSeconds: number;
   peakRssBytes: number;
   stateWindows: number;
   stateBytes: number;
@@ -139,7 +155,10 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
       // LK_BENCH_THREADS: state threads (default: the job's own default, one per spare core).
       ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
       dataDir,
-      definitions: parseMetricDefinitions(profile === 'memory' ? MEMORY_METRICS : THROUGHPUT_METRICS, `bench-${profile}.yaml`),
+      definitions: parseMetricDefinitions(
+        profile === 'memory' ? MEMORY_METRICS : profile === 'nested' ? nestedMetrics(THROUGHPUT_METRICS) : THROUGHPUT_METRICS,
+        `bench-${profile}.yaml`,
+      ),
     }),
   );
   const ends = await log.endOffsets(topic);
@@ -150,20 +169,27 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
     process.exit(1);
   });
   let first = 0;
+  let cpu = process.cpuUsage();
   let status = job.snapshotStatus();
   for (;;) {
     status = job.snapshotStatus();
     const position = status.partitions.reduce((a, p) => a + p.position, 0);
-    if (first === 0 && position > 0) first = performance.now();
+    if (first === 0 && position > 0) {
+      first = performance.now();
+      cpu = process.cpuUsage();
+    }
     const committed = status.partitions.reduce((a, p) => a + (p.committedOffset ?? 0), 0);
     if (status.partitions.length === ends.length && committed >= total) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const seconds = (performance.now() - first) / 1000;
+  const used = process.cpuUsage(cpu);
+  const cpuSeconds = (used.user + used.system) / 1e6;
   status = await job.measuredStatus();
   const result: WorkerResult = {
     records: total,
     seconds,
+    cpuSeconds,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     stateWindows: status.stateWindows,
     stateBytes: status.stateBytes,
@@ -179,13 +205,12 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function runWorker(
-  brokers: string,
-  topic: string,
-  dataDir: string,
-  profile: 'throughput' | 'memory',
-  kafkaConfig?: string,
-): Promise<WorkerResult> {
+type Profile = 'throughput' | 'memory' | 'nested';
+
+const cpuPerEvent = (r: WorkerResult) =>
+  `${((r.cpuSeconds / r.records) * 1e6).toFixed(2)} us (${r.cpuSeconds.toFixed(1)} CPU s over ${r.seconds.toFixed(1)} s)`;
+
+function runWorker(brokers: string, topic: string, dataDir: string, profile: Profile, kafkaConfig?: string): Promise<WorkerResult> {
   return runBenchWorker<WorkerResult>(
     fileURLToPath(import.meta.url),
     [brokers, topic, dataDir, profile, ...(kafkaConfig ? [kafkaConfig] : [])],
@@ -262,15 +287,31 @@ async function main(): Promise<void> {
   console.log(`pre-filled ${produced.accepted.toLocaleString('en-US')} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const raw = await rawConsume(log, topic, produced.accepted);
-  const run = async (profile: 'throughput' | 'memory'): Promise<WorkerResult> => {
+  const run = async (profile: Profile, from = topic): Promise<WorkerResult> => {
     const dataDir = mkdtempSync(join(tmpdir(), 'lk-bench-speed-'));
     try {
-      return await runWorker(brokers, topic, dataDir, profile);
+      return await runWorker(brokers, from, dataDir, profile);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
   };
   const speed = await run('throughput');
+  // (a'), (b'): the same events, nested, in a topic of their own (pre-filled through ingest under the mapping).
+  let nested: { raw: { seconds: number; records: number }; speed: WorkerResult } | undefined;
+  if (!process.env.LK_BENCH_SKIP_NESTED) {
+    const nestedTopic = `${topic}-nested`;
+    await log.createTopics(eventTopicSpecs(nestedTopic, 6));
+    const mapping = parseMetricDefinitions(nestedMetrics(THROUGHPUT_METRICS)).event;
+    const filled = await ingestLines(log, benchEvents(EVENTS, { seed: 11, users: 66_000, nested: true }), {
+      topic: nestedTopic,
+      source: 'bench',
+      batchSize: 10_000,
+      mapping,
+    });
+    if (filled.accepted !== produced.accepted) throw new Error(`nested pre-fill accepted ${filled.accepted}, flat ${produced.accepted}`);
+    nested = { raw: await rawConsume(log, nestedTopic, filled.accepted), speed: await run('nested', nestedTopic) };
+    await log.deleteTopics([nestedTopic, `${nestedTopic}.dlq`]);
+  }
   const memory = process.env.LK_BENCH_SKIP_MEMORY ? undefined : await run('memory');
   await log.deleteTopics([topic, `${topic}.dlq`]);
   await log.close();
@@ -283,6 +324,7 @@ async function main(): Promise<void> {
       `${label} rate (to committed end)`,
       `${fmtRate(r.records / r.seconds)}  (ratio to (a) ${(r.records / r.seconds / rawRate).toFixed(2)})`,
     ],
+    [`${label} CPU per event`, cpuPerEvent(r)],
     [`${label} peak RSS`, fmtMiB(r.peakRssBytes)],
     [`${label} live window-keys at the end`, r.stateWindows.toLocaleString('en-US')],
     [`${label} dedup entries at the end`, r.dedupEntries.toLocaleString('en-US')],
@@ -298,6 +340,23 @@ async function main(): Promise<void> {
     ['(b) speed layer', fmtRate(speedRate)],
     ['ratio (b)/(a)', `${(speedRate / rawRate).toFixed(2)}  (aim >= 0.7)`],
     ...line(speed, '(b)'),
+    ...(nested
+      ? ([
+          [`(a') raw consume, nested shape`, fmtRate(nested.raw.records / nested.raw.seconds)],
+          [`(b') speed layer, nested shape`, `${fmtRate(nested.speed.records / nested.speed.seconds)}  (${NESTED_EVENT_SECTION})`],
+          [`(b') CPU per event`, cpuPerEvent(nested.speed)],
+          [
+            `ratio (b')/(b), wall rate`,
+            `${(nested.speed.records / nested.speed.seconds / speedRate).toFixed(2)}  (aim >= 0.85: paths and time formats within 15 % of flat)`,
+          ],
+          [
+            `ratio (b')/(b), events per CPU second`,
+            `${(nested.speed.records / nested.speed.cpuSeconds / (speed.records / speed.cpuSeconds)).toFixed(2)}  (the steadier figure on a shared machine)`,
+          ],
+          [`ratio (b')/(a')`, (nested.speed.records / nested.speed.seconds / (nested.raw.records / nested.raw.seconds)).toFixed(2)],
+          [`(b') peak RSS`, fmtMiB(nested.speed.peakRssBytes)],
+        ] as [string, string][])
+      : []),
     ...(memory ? line(memory, '(c) + per-user metric') : []),
     ...(memory
       ? ([
