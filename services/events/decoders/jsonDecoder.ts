@@ -4,8 +4,9 @@
  * - the flat model: eventScanner.ts, then event.ts `validateEventLine`;
  * - a mapped shape: pathScanner.ts (compiled from the mapping's paths and the metric fields),
  *   then event.ts `validateMappedRecord`.
- * `__tests__/jsonDecoder.spec.ts` and `__tests__/pathScanner.spec.ts` compare the fast paths with
- * the validators.
+ * `__tests__/eventScanner.spec.ts`, `__tests__/pathScanner.spec.ts` and the differential test
+ * (services/metrics/__tests__/fieldSemantics.differential.spec.ts) compare the fast paths with the
+ * validators.
  */
 import {
   JsonNumber,
