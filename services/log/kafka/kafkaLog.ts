@@ -346,10 +346,17 @@ export class KafkaLog implements EventLog {
   private async offsets(topic: string): Promise<{ partition: number; offset: string; low: string; high: string }[]> {
     await this.partitionCount(topic);
     const admin = await this.adminClient();
-    try {
-      return (await admin.fetchTopicOffsets(topic)).sort((a, b) => a.partition - b.partition);
-    } catch (err) {
-      throw this.wrap('fetch offsets', err);
+    // kafkajs's fetchTopicOffsets throws a TypeError ("Cannot destructure property 'partitions'
+    // of 'low.pop(...)'") when a ListOffsets answer lacks the topic, which happens while a
+    // leader moves under load; asking again a moment later answers. Anything else is wrapped
+    // at once for the outage classification to judge.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await admin.fetchTopicOffsets(topic)).sort((a, b) => a.partition - b.partition);
+      } catch (err) {
+        if (!(err instanceof TypeError) || attempt >= 5) throw this.wrap('fetch offsets', err);
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
     }
   }
 
