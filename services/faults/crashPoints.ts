@@ -40,6 +40,9 @@ export const CRASH_POINTS = {
   // Compaction: the merged file placed, then one manifest commit that swaps it for its inputs.
   'lake.compaction.file-placed': 'the merged file is placed, the manifest still lists the inputs',
   'lake.compaction.committed': 'the swap is committed; the inputs are still on disk (grace period)',
+  'lake.commit.written': 'the next _delta_log version is created; its checkpoint (when due) and the group offsets are not written',
+  'lake.checkpoint.written': 'the checkpoint Parquet file is in _delta_log/; _last_checkpoint still names the previous one',
+  'lake.vacuum.deleted': 'expired and orphaned files are deleted; the VACUUM END commit is not written',
   // Batch views: a run directory renamed into runs/, then the CURRENT pointer swapped (batchSnapshots.ts).
   'batch.run.rows-written': 'rows.parquet is written in the staging directory; run.json is not',
   'batch.run.renamed': 'the run is in runs/; CURRENT still names the previous run',
