@@ -4,7 +4,8 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
-import { addCommonOptions, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
+import { addCommonOptions, addOptions, duration, port, topicName, versionName, type CommonOptions } from '../services/config/cliOptions.ts';
+import { LAKE_URI_OPTION } from '../services/lake/lakeLocation.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { versionNameSchema } from '../services/versions/versionName.ts';
 
@@ -39,6 +40,8 @@ export const batchConfigSchema = z.object({
   rollInterval: z.number().int().positive(),
   targetFileSize: z.number().int().positive(),
   statusPort: z.number().int().min(0).max(65535),
+  lakeUri: z.string().min(1, 'must not be empty').optional(),
+  vacuumRetention: z.number().int().nonnegative().optional(),
 });
 
 export interface BatchOptions extends CommonOptions {
@@ -51,10 +54,14 @@ export interface BatchOptions extends CommonOptions {
   rollInterval: number;
   targetFileSize: number;
   statusPort: number;
+  /** Undefined: `<data-dir>/lake`. */
+  lakeUri?: string;
+  /** Undefined: the table's `delta.deletedFileRetentionDuration`. */
+  vacuumRetention?: number;
 }
 
 export function addBatchOptions(cmd: Command): Command {
-  return addCommonOptions(cmd)
+  return addOptions(addCommonOptions(cmd), [LAKE_URI_OPTION])
     .addOption(
       new Option('--topic <name>', 'events topic to read').env('LK_BATCH_TOPIC').default(DEFAULT_EVENTS_TOPIC).argParser(topicName),
     )
@@ -65,7 +72,10 @@ export function addBatchOptions(cmd: Command): Command {
         .argParser(versionName),
     )
     .addOption(
-      new Option('--group <id>', 'consumer group of the lake writer (informational: the lake manifest holds the position)')
+      new Option(
+        '--group <id>',
+        "consumer group of the lake writers (it shares the partitions among them; the lake's log holds the positions)",
+      )
         .env('LK_BATCH_GROUP')
         .default(undefined, 'lk-batch-<topic>'),
     )
@@ -92,6 +102,14 @@ export function addBatchOptions(cmd: Command): Command {
         .env('LK_BATCH_TARGET_FILE_SIZE')
         .default(128 * 1024 ** 2, '128MB')
         .argParser(byteSize),
+    )
+    .addOption(
+      new Option(
+        '--vacuum-retention <duration>',
+        "vacuum deletes removed and unlisted lake files older than this (default: the table's delta.deletedFileRetentionDuration, 1 day)",
+      )
+        .env('LK_BATCH_VACUUM_RETENTION')
+        .argParser(duration),
     )
     .addOption(
       new Option('--status-port <port>', 'service mode: HTTP port for /healthz, /readyz, /metrics (0 = any free port)')

@@ -6,6 +6,7 @@
 import type { EventLog } from '../services/log/eventLog.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { EventMapping } from '../services/metrics/fieldSemantics.ts';
+import type { LakeHandle } from '../services/lake/lakeLocation.ts';
 import type { Logger } from '../services/observability/logger.ts';
 import { progress } from '../services/observability/progress.ts';
 import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
@@ -19,7 +20,8 @@ export interface BatchJobOptions {
   groupId: string;
   /** The data dir root: where the version record is (services/versions/versionRecord.ts). */
   dataDir: string;
-  lakeRoot: string;
+  /** The topic's lake table (`--lake-uri`). */
+  lake: LakeHandle;
   viewsRoot: string;
   version: string;
   metrics: MetricDefinitions;
@@ -40,7 +42,7 @@ export async function catchUpLake(
   const writer = await LakeWriter.open({
     log: options.log,
     topic: options.topic,
-    root: options.lakeRoot,
+    lake: options.lake,
     groupId: options.groupId,
     rollBytes: options.rollBytes,
     rollIntervalMs: options.rollIntervalMs,
@@ -86,7 +88,7 @@ export async function runBatchCycle(options: BatchCycleOptions): Promise<Recompu
   const bar = progress('recompute', undefined, 'phases');
   try {
     return await recomputeBatchViews({
-      lakeRoot: options.lakeRoot,
+      lake: options.lake,
       viewsRoot: options.viewsRoot,
       version: options.version,
       metrics: options.metrics,

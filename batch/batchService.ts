@@ -17,7 +17,8 @@ import { errorMessage } from '../services/errors.ts';
 import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import type { BatchStatus } from '../services/status/batchStatus.ts';
-import { LakeManifest, DEFAULT_REMOVED_FILE_GRACE_MS } from '../services/lake/commitProtocol.ts';
+import { lakeFiles, lakePositions } from '../services/lake/lakeTable.ts';
+import type { DeltaSnapshot } from '../services/lake/delta/deltaLog.ts';
 import { compactLake } from './lake/compaction.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';
@@ -31,7 +32,8 @@ export interface BatchServiceOptions extends BatchJobOptions {
   targetFileSize: number;
   statusPath: string;
   statusPort: number;
-  removedFileGraceMs?: number;
+  /** Vacuum deletes removed and unlisted files older than this (default: the table's retention). */
+  vacuumRetentionMs?: number;
 }
 
 export class BatchService {
@@ -47,10 +49,12 @@ export class BatchService {
   private homePartitions = 1;
   private lastError: string | undefined;
   private readonly registry = new Registry();
-  private readonly lake: LakeManifest;
 
-  constructor(private readonly options: BatchServiceOptions) {
-    this.lake = LakeManifest.open(options.lakeRoot);
+  constructor(private readonly options: BatchServiceOptions) {}
+
+  /** The lake's latest snapshot this process knows (refreshed by every roll and compaction). */
+  private snapshot(): DeltaSnapshot | undefined {
+    return this.writer?.table.current;
   }
 
   /** Starts everything; resolves once the HTTP port is bound and the writer consumes. */
@@ -62,7 +66,7 @@ export class BatchService {
     this.writer = await LakeWriter.open({
       log: o.log,
       topic: o.topic,
-      root: o.lakeRoot,
+      lake: o.lake,
       groupId: o.groupId,
       rollBytes: o.rollBytes,
       rollIntervalMs: o.rollIntervalMs,
@@ -116,7 +120,7 @@ export class BatchService {
       for (const job of this.versionsToRecompute()) {
         if (this.stopping && job.version !== o.version) break;
         try {
-          await recomputeBatchViews({ lakeRoot: o.lakeRoot, viewsRoot: o.viewsRoot, logger: o.logger, ...job });
+          await recomputeBatchViews({ lake: o.lake, viewsRoot: o.viewsRoot, logger: o.logger, ...job });
         } catch (err) {
           // One version's failure (its stored file unreadable, say) must not hold back the others.
           failures.push(`${job.version}: ${errorMessage(err)}`);
@@ -125,8 +129,9 @@ export class BatchService {
       }
       this.lastError = failures.length > 0 ? failures.join('; ') : undefined;
       if (!this.stopping) {
-        await compactLake({ manifest: this.lake, targetFileSize: o.targetFileSize, logger: o.logger });
-        this.lake.vacuum(o.removedFileGraceMs ?? DEFAULT_REMOVED_FILE_GRACE_MS);
+        const table = this.writer!.table;
+        await compactLake({ table, lake: o.lake, targetFileSize: o.targetFileSize, logger: o.logger });
+        await table.vacuum(o.vacuumRetentionMs !== undefined ? { retentionMs: o.vacuumRetentionMs } : {});
       }
     } finally {
       this.writeStatus();
@@ -158,7 +163,8 @@ export class BatchService {
   }
 
   status(): BatchStatus {
-    const state = this.lake.refresh();
+    const snap = this.snapshot();
+    const files = lakeFiles(snap);
     const current = readCurrentBatchRun(this.options.viewsRoot, this.options.version);
     let lastRun: BatchStatus['lastRun'] = null;
     if (current) {
@@ -169,12 +175,13 @@ export class BatchService {
       version: this.options.version,
       lastRun,
       nextRunAt: this.nextRunAt,
-      lakeFiles: state.files.size,
-      lakeBytes: this.lake.liveBytes(),
+      lakeFiles: files.length,
+      lakeBytes: files.reduce((n, f) => n + f.size, 0),
       writer: {
-        partitions: [...state.positions]
-          .sort((a, b) => a[0] - b[0])
-          .map(([partition, pos]) => ({ partition, committedOffset: pos.nextOffset })),
+        partitions: [...lakePositions(snap, this.options.topic)].map(([partition, pos]) => ({
+          partition,
+          committedOffset: pos.nextOffset,
+        })),
       },
       updatedAt: Date.now(),
       statusPort: this.boundPort ?? null,
@@ -194,7 +201,8 @@ export class BatchService {
     collectDefaultMetrics({ register: r, prefix: 'lk_batch_' });
     registerLogHealthMetrics(r, this.options.log.health);
     const writer = this.writer!;
-    const lake = this.lake;
+    const snapshot = () => this.snapshot();
+    const topic = this.options.topic;
     new Gauge({
       name: 'lk_batch_lake_records_read_total',
       help: 'Records read from the events topic by the lake writer',
@@ -205,7 +213,7 @@ export class BatchService {
     });
     new Gauge({
       name: 'lk_batch_lake_commits_total',
-      help: 'Lake manifest commits by the writer',
+      help: 'Lake commits (Delta log versions) by the writer',
       registers: [r],
       collect() {
         this.set(writer.stats.commits);
@@ -233,7 +241,7 @@ export class BatchService {
       help: 'Live files in the lake',
       registers: [r],
       collect() {
-        this.set(lake.refresh().files.size);
+        this.set(snapshot()?.files.size ?? 0);
       },
     });
     new Gauge({
@@ -241,8 +249,7 @@ export class BatchService {
       help: 'Bytes of the live files in the lake',
       registers: [r],
       collect() {
-        lake.refresh();
-        this.set(lake.liveBytes());
+        this.set(lakeFiles(snapshot()).reduce((n, f) => n + f.size, 0));
       },
     });
     new Gauge({
@@ -251,7 +258,7 @@ export class BatchService {
       labelNames: ['partition'],
       registers: [r],
       collect() {
-        for (const [p, pos] of lake.refresh().positions) this.set({ partition: String(p) }, pos.nextOffset);
+        for (const [p, pos] of lakePositions(snapshot(), topic)) this.set({ partition: String(p) }, pos.nextOffset);
       },
     });
     const viewsRoot = this.options.viewsRoot;

@@ -2,29 +2,33 @@
  * `lk batch` commands:
  *   lk batch              service: lake writer + scheduled recompute + compaction + status
  *   lk batch run          one cycle: lake up to the log's end offsets, recompute, exit
- *   lk batch compact      merge small lake files (when the service is not running)
+ *   lk batch compact      merge small lake files, then vacuum (also while the service runs)
  *   lk batch status       print the lake position and the current batch run
+ *   lk batch migrate-lake convert a lake of the former format (_lake_log/) into a Delta table
  */
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InfrastructureError, errorMessage } from '../services/errors.ts';
-import { acquireLock, releaseLock } from '../services/storage/fileLock.ts';
-import { aborted, context, onShutdownSignal } from '../services/config/cliOptions.ts';
+import { InfrastructureError } from '../services/errors.ts';
+import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import { addBatchOptions, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
-import { lakeRootOf } from '../services/lake/lakeLayout.ts';
 import { batchStatusPath } from '../services/status/batchStatus.ts';
-import { LakeManifest, WRITER_LOCK, lakeExists } from '../services/lake/commitProtocol.ts';
+import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
+import { lakeFiles, lakePositions, openLakeForReading, openLakeForWriting } from '../services/lake/lakeTable.ts';
 // The service, the cycle and compaction load DuckDB: imported when a command runs, so that
 // `lk --help` and the other layers' commands start without it.
 
+function lakeOf(opts: BatchOptions, ctx: Context): Promise<LakeHandle> {
+  return resolveLake(opts.lakeUri, ctx.layout, opts.topic);
+}
+
 /** What the service and a single cycle are both given: the log, the lake, the views, the metrics. */
-function cycleOptions(opts: BatchOptions, clientId: string) {
+async function cycleOptions(opts: BatchOptions, clientId: string) {
   validateBatchOptions(opts);
   const ctx = context(opts);
   // The metric file first: a bad one is refused before anything is opened.
   const metrics = ctx.loadMetrics(opts.version);
+  const lake = await lakeOf(opts, ctx);
   return {
     ctx,
     common: {
@@ -32,7 +36,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
       topic: opts.topic,
       groupId: opts.group ?? lakeWriterGroup(opts.topic),
       dataDir: ctx.layout.root,
-      lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+      lake,
       viewsRoot: ctx.layout.views,
       version: opts.version,
       metrics,
@@ -44,7 +48,7 @@ function cycleOptions(opts: BatchOptions, clientId: string) {
 }
 
 async function serve(opts: BatchOptions): Promise<void> {
-  const { ctx, common } = cycleOptions(opts, 'lk-batch');
+  const { ctx, common } = await cycleOptions(opts, 'lk-batch');
   const log = common.log;
   const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   const { BatchService } = await import('./batchService.ts');
@@ -54,10 +58,11 @@ async function serve(opts: BatchOptions): Promise<void> {
     targetFileSize: opts.targetFileSize,
     statusPath: batchStatusPath(ctx.layout.root),
     statusPort: opts.statusPort,
+    ...(opts.vacuumRetention !== undefined ? { vacuumRetentionMs: opts.vacuumRetention } : {}),
   });
   try {
     const { port } = await service.start();
-    logger.info({ topic: opts.topic, version: opts.version, port, lake: lakeRootOf(ctx.layout, opts.topic) }, 'batch service running');
+    logger.info({ topic: opts.topic, version: opts.version, port, lake: common.lake.uri }, 'batch service running');
     await Promise.race([aborted(signal), service.done()]);
   } finally {
     await service.stop();
@@ -66,7 +71,7 @@ async function serve(opts: BatchOptions): Promise<void> {
 }
 
 async function runOnce(opts: BatchOptions): Promise<void> {
-  const { common } = cycleOptions(opts, 'lk-batch-run');
+  const { common } = await cycleOptions(opts, 'lk-batch-run');
   const log = common.log;
   const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   try {
@@ -85,41 +90,43 @@ async function runOnce(opts: BatchOptions): Promise<void> {
   }
 }
 
+/**
+ * Compaction and vacuum. No lock: the Delta commit protocol makes it safe beside a running
+ * `lk batch` (its appends do not conflict; a compaction that loses an input to a concurrent one
+ * is given up, services/lake/delta/deltaLog.ts).
+ */
 async function compact(opts: BatchOptions): Promise<void> {
   validateBatchOptions(opts);
-  const ctx = context(opts);
-  const root = lakeRootOf(ctx.layout, opts.topic);
-  if (!lakeExists(root)) throw new InfrastructureError(`no lake at ${root}; run \`lk batch run\` first`);
-  const manifest = LakeManifest.open(root);
-  const lock = join(manifest.logDir, WRITER_LOCK);
-  // The writer sweeps unlisted files at startup; holding its lock keeps it from sweeping ours.
-  await acquireLock(lock, 5_000).catch((err) => {
-    throw new InfrastructureError(`the lake is in use by a running \`lk batch\` (which compacts by itself): ${errorMessage(err)}`);
-  });
-  try {
-    const { compactLake } = await import('./lake/compaction.ts');
-    const r = await compactLake({ manifest, targetFileSize: opts.targetFileSize, logger });
-    const purged = manifest.vacuum();
-    console.log(
-      `compacted ${r.filesRemoved} file(s) into ${r.filesAdded} (${r.merges} merge(s)); deleted ${purged.length} file(s) past their grace period`,
-    );
-  } finally {
-    releaseLock(lock);
-  }
+  const lake = await lakeOf(opts, context(opts));
+  if (!(await openLakeForReading(lake, { missingOk: true, migrate: true, logger })))
+    throw new InfrastructureError(`no lake at ${lake.uri}; run \`lk batch run\` first`);
+  const table = await openLakeForWriting(lake, logger);
+  const { compactLake } = await import('./lake/compaction.ts');
+  const r = await compactLake({ table, lake, targetFileSize: opts.targetFileSize, logger });
+  const vacuumed = await table.vacuum(opts.vacuumRetention !== undefined ? { retentionMs: opts.vacuumRetention } : {});
+  console.log(
+    `compacted ${r.filesRemoved} file(s) into ${r.filesAdded} (${r.merges} merge(s)${r.conflicts > 0 ? `, ${r.conflicts} given up to a concurrent commit` : ''}); ` +
+      `vacuum deleted ${vacuumed.deleted.length} file(s) past the retention`,
+  );
 }
 
-function status(opts: BatchOptions): void {
+async function status(opts: BatchOptions): Promise<void> {
   const ctx = context(opts);
-  const root = lakeRootOf(ctx.layout, opts.topic);
-  if (!lakeExists(root)) {
-    console.log(`no lake at ${root}`);
-    return;
+  const lake = await lakeOf(opts, ctx);
+  const table = await openLakeForReading(lake, { missingOk: true });
+  const snap = table?.current;
+  if (!snap) {
+    console.log(`no lake at ${lake.uri}`);
+  } else {
+    const files = lakeFiles(snap);
+    const p = snap.protocol!;
+    console.log(
+      `lake ${lake.uri}: Delta table version ${snap.version} (reader ${p.minReaderVersion}, writer ${p.minWriterVersion}), ${files.length} file(s), ${files.reduce((n, f) => n + f.size, 0)} bytes`,
+    );
+    for (const [partition, pos] of lakePositions(snap, opts.topic))
+      console.log(`  partition ${partition}: committed through offset ${pos.nextOffset}`);
   }
-  const lake = LakeManifest.open(root).snapshot();
   const run = readCurrentBatchRun(ctx.layout.views, opts.version);
-  console.log(`lake ${root}: version ${lake.version}, ${lake.files.length} file(s), ${lake.files.reduce((n, f) => n + f.bytes, 0)} bytes`);
-  for (const [p, pos] of [...lake.positions].sort((a, b) => a[0] - b[0]))
-    console.log(`  partition ${p}: committed through offset ${pos.nextOffset}`);
   if (run) {
     const m = run.manifest;
     console.log(
@@ -128,6 +135,22 @@ function status(opts: BatchOptions): void {
   } else {
     console.log(`no batch run published for ${opts.version}`);
   }
+}
+
+async function migrate(opts: BatchOptions): Promise<void> {
+  const lake = await lakeOf(opts, context(opts));
+  const { legacyLakeExists, migrateLake } = await import('../services/lake/lakeMigration.ts');
+  if (!(await legacyLakeExists(lake.store))) {
+    const table = await openLakeForReading(lake, { missingOk: true });
+    console.log(table ? `${lake.uri} is a Delta table already: nothing to convert` : `no lake at ${lake.uri}: nothing to convert`);
+    return;
+  }
+  const r = await migrateLake(lake, { logger });
+  console.log(
+    r.already
+      ? `${lake.uri} was converted to a Delta table already (from _lake_log version ${r.legacyVersion}); nothing left to do`
+      : `converted ${lake.uri} to a Delta table: ${r.files} data file(s) kept where they are, ${r.partitions} partition position(s), from _lake_log version ${r.legacyVersion}`,
+  );
 }
 
 export function registerBatchCommands(program: Command): void {
@@ -140,6 +163,13 @@ export function registerBatchCommands(program: Command): void {
   addBatchOptions(batch.command('run').description('one cycle: bring the lake to the log end offsets, recompute the views, exit')).action(
     runOnce,
   );
-  addBatchOptions(batch.command('compact').description('merge small lake files into files of --target-file-size')).action(compact);
+  addBatchOptions(batch.command('compact').description('merge small lake files into files of --target-file-size, then vacuum')).action(
+    compact,
+  );
   addBatchOptions(batch.command('status').description('print the lake position and the current batch run')).action(status);
+  addBatchOptions(
+    batch
+      .command('migrate-lake')
+      .description('convert a lake of the former format (_lake_log/) into a Delta table, in place (lk batch also does it at start)'),
+  ).action(migrate);
 }

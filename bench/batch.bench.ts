@@ -24,7 +24,9 @@ import { eventTopicSpecs } from '../services/log/topics.ts';
 import { loadMetricDefinitions } from '../services/metrics/definitions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { catchUpLake } from '../batch/batchCycle.ts';
-import { LakeManifest } from '../services/lake/commitProtocol.ts';
+import { dataDirLayout } from '../services/config/dataDir.ts';
+import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
+import { lakeFiles, openLakeForReading } from '../services/lake/lakeTable.ts';
 import { recomputeBatchViews } from '../batch/views/batchViews.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);
@@ -35,12 +37,12 @@ const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /**
- * Times the full recompute of the batch views from `lakeRoot`, `RECOMPUTES` times: wall seconds,
+ * Times the full recompute of the batch views from `lake`, `RECOMPUTES` times: wall seconds,
  * and the process's CPU seconds (DuckDB's threads included), the steadier figure on a shared
  * machine.
  */
 async function timeRecomputes(
-  lakeRoot: string,
+  lake: LakeHandle,
   viewsRoot: string,
 ): Promise<{ seconds: number[]; cpuSeconds: number[]; rows: number; uniqueEvents: number }> {
   const metrics = loadMetricDefinitions(join(import.meta.dirname, '..', 'metrics.yaml'));
@@ -54,7 +56,7 @@ async function timeRecomputes(
     const cpu = process.cpuUsage();
     // keepRuns 1 and no grace: repeated runs on a kept lake do not pile up snapshots.
     const run = await recomputeBatchViews({
-      lakeRoot,
+      lake,
       viewsRoot,
       version: 'bench',
       metrics,
@@ -76,12 +78,10 @@ async function timeRecomputes(
 // A kept lake from an earlier run: time only the recompute on it.
 const keptLakes = keptDir !== undefined && existsSync(join(keptDir, 'lake')) ? readdirSync(join(keptDir, 'lake')) : [];
 if (keptDir !== undefined && keptLakes.length === 1) {
-  const lakeRoot = join(keptDir, 'lake', keptLakes[0]!);
-  const rows = LakeManifest.open(lakeRoot)
-    .snapshot()
-    .files.reduce((n, f) => n + f.rows, 0);
-  say(`recompute only, on the kept lake ${lakeRoot} (${rows.toLocaleString()} rows)`);
-  const r = await timeRecomputes(lakeRoot, join(keptDir, 'views'));
+  const lake = await resolveLake(undefined, dataDirLayout(keptDir), keptLakes[0]!);
+  const rows = lakeFiles((await openLakeForReading(lake))!.current).reduce((n, f) => n + (f.rows ?? 0), 0);
+  say(`recompute only, on the kept lake ${lake.uri} (${rows.toLocaleString()} rows)`);
+  const r = await timeRecomputes(lake, join(keptDir, 'views'));
   const cpus = (await import('node:os')).availableParallelism();
   console.log(
     JSON.stringify({
@@ -163,19 +163,19 @@ try {
   say(`  ${Math.round(rawRate).toLocaleString()} records/s`);
 
   say('lake write (Kafka -> Parquet, committed through the manifest)...');
-  const lakeRoot = join(dataDir, 'lake', topic);
+  const lake = await resolveLake(undefined, dataDirLayout(dataDir), topic);
   t = performance.now();
-  await catchUpLake({ log, topic, groupId: `${topic}-lake`, lakeRoot, rollBytes: 128 * 1024 ** 2, rollIntervalMs: 60_000, logger: quiet });
+  await catchUpLake({ log, topic, groupId: `${topic}-lake`, lake, rollBytes: 128 * 1024 ** 2, rollIntervalMs: 60_000, logger: quiet });
   const lakeSeconds = (performance.now() - t) / 1000;
-  const snapshot = LakeManifest.open(lakeRoot).snapshot();
-  const lakeBytes = snapshot.files.reduce((n, f) => n + f.bytes, 0);
-  const lakeRows = snapshot.files.reduce((n, f) => n + f.rows, 0);
+  const snapshot = { files: lakeFiles((await openLakeForReading(lake))!.current) };
+  const lakeBytes = snapshot.files.reduce((n, f) => n + f.size, 0);
+  const lakeRows = snapshot.files.reduce((n, f) => n + (f.rows ?? 0), 0);
   const lakeRate = lakeRows / lakeSeconds;
   say(
     `  ${Math.round(lakeRate).toLocaleString()} events/s, ${snapshot.files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event`,
   );
 
-  const recompute = await timeRecomputes(lakeRoot, join(dataDir, 'views'));
+  const recompute = await timeRecomputes(lake, join(dataDir, 'views'));
 
   const result = {
     events: EVENTS,

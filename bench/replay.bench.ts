@@ -26,7 +26,7 @@ import { pino } from 'pino';
 import { catchUpLake } from '../batch/batchCycle.ts';
 import { dataDirLayout } from '../services/config/dataDir.ts';
 import { ingestLines } from '../services/ingest/ingest.ts';
-import { lakeRootOf } from '../services/lake/lakeLayout.ts';
+import { resolveLake } from '../services/lake/lakeLocation.ts';
 import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
@@ -55,8 +55,8 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
   const log = new KafkaLog({ brokers: brokers.split(','), clientId: `bench-replay-${from}` });
   const layout = dataDirLayout(dataDir);
   const version = `bench-${from}-${Date.now().toString(36)}`;
-  const lakeRoot = lakeRootOf(layout, topic);
-  const start = await resolveReplayStart(log, topic, parseReplayFrom(from, undefined, Date.now()), () => LakeSource.open(lakeRoot, topic));
+  const lake = await resolveLake(undefined, layout, topic);
+  const start = await resolveReplayStart(log, topic, parseReplayFrom(from, undefined, Date.now()), () => LakeSource.open(lake));
   const origin: VersionOrigin = start.origin;
   const job = new SpeedJob(
     log,
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
       log,
       topic,
       groupId: `bench-lake-${Date.now()}`,
-      lakeRoot: lakeRootOf(layout, topic),
+      lake: await resolveLake(undefined, layout, topic),
       rollBytes: 128 * 1024 ** 2,
       rollIntervalMs: 60_000,
       logger: pino({ level: 'warn' }),

@@ -27,7 +27,7 @@ import {
   type OptionSpec,
 } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
-import { lakeRootOf } from '../services/lake/lakeLayout.ts';
+import { LAKE_URI_OPTION } from '../services/lake/lakeLocation.ts';
 import { dataDirLayout } from '../services/config/dataDir.ts';
 import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
@@ -48,6 +48,8 @@ export interface RunOptions extends JobOptions {
   instanceId: string;
   fromSavepoint?: string;
   threads?: number;
+  /** The lake a version replayed --from lake reads (default <data-dir>/lake). */
+  lakeUri?: string;
 }
 
 function threadCount(value: string): number {
@@ -135,6 +137,7 @@ export const RUN_OPTIONS: OptionSpec[] = [
     env: 'LK_SPEED_FROM_SAVEPOINT',
     parse: savepointName,
   },
+  LAKE_URI_OPTION,
 ];
 
 export const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
@@ -159,7 +162,7 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
     definitions: ctx.loadMetrics(opts.version),
     // A version replayed --from lake reads it until it has handed over to the log, also when
     // restarted by lk speed.
-    lakeRoot: lakeRootOf(ctx.layout, opts.topic),
+    ...(opts.lakeUri !== undefined ? { lakeUri: opts.lakeUri } : {}),
   };
 }
 
@@ -179,7 +182,6 @@ export function defaultSpeedJobConfig(
     statusPort: 0,
     checkpointsRoot: layout.checkpoints,
     savepointsRoot: layout.savepoints,
-    lakeRoot: lakeRootOf(layout, o.topic),
     ...o,
     dataDir: layout.root,
   };

@@ -1,6 +1,6 @@
 /**
  * Test kit of the batch layer: producing generated events, reading the lake back through its
- * manifest with DuckDB and with an independent Parquet reader (hyparquet), and an oracle of the
+ * Delta log with DuckDB and with an independent Parquet reader (hyparquet), and an oracle of the
  * batch views computed with plain code from the input lines (never with the code under test).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,7 +11,11 @@ import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
 import { parseBrokers } from '../../services/log/openLog.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { HLL_M } from '../../services/metrics/hll.ts';
-import { LakeManifest } from '../../services/lake/commitProtocol.ts';
+import { dataDirLayout } from '../../services/config/dataDir.ts';
+import { LakeFileAccess } from '../../services/lake/lakeFileCache.ts';
+import { lakeRowsSql } from '../../services/lake/lakeLayout.ts';
+import { resolveLake, type LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { lakeFiles, lakePositions, openLakeForReading, type LakeFile, type PartitionPosition } from '../../services/lake/lakeTable.ts';
 import { testBrokers } from '../../test/helpers.ts';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
@@ -55,16 +59,40 @@ export interface LakeRow {
   event_mapping: string;
 }
 
-/** All rows of the lake's current manifest version, read with DuckDB. */
-export async function readLakeWithDuckDb(lakeRoot: string): Promise<LakeRow[]> {
-  const files = LakeManifest.open(lakeRoot).snapshot().absolutePaths();
+/** The lake of `topic` under `dataDir` (or at `lakeUri`), as the CLI resolves it. */
+export function testLake(dataDir: string, topic: string, lakeUri?: string): Promise<LakeHandle> {
+  return resolveLake(lakeUri, dataDirLayout(dataDir), topic);
+}
+
+export interface LakeState {
+  version: number;
+  files: LakeFile[];
+  positions: Map<number, PartitionPosition>;
+}
+
+/** The lake's latest (or `version`'s) files and positions, read through its Delta log. */
+export async function lakeState(lake: LakeHandle, version?: number): Promise<LakeState> {
+  const table = await openLakeForReading(lake, { missingOk: true });
+  const snap = table && version !== undefined ? await table.snapshotAt(version) : table?.current;
+  return { version: snap?.version ?? -1, files: lakeFiles(snap), positions: lakePositions(snap, lake.topic) };
+}
+
+/** Local paths of the lake's files at its latest version (or `version`). */
+export async function lakeFilePaths(lake: LakeHandle, version?: number): Promise<string[]> {
+  const { files } = await lakeState(lake, version);
+  return new LakeFileAccess(lake.store, lake.cacheDir).localPaths(files.map((f) => ({ key: f.key, size: f.size })));
+}
+
+/** All rows of the lake's latest version (or `version`), read with DuckDB. */
+export async function readLakeWithDuckDb(lake: LakeHandle, version?: number): Promise<LakeRow[]> {
+  const files = await lakeFilePaths(lake, version);
   if (files.length === 0) return [];
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
     const reader = await conn.runAndReadAll(
       `SELECT id, type, ts_ms::DOUBLE, raw, kafka_partition, kafka_offset::DOUBLE, kafka_timestamp::DOUBLE, lower(hex(kafka_key)), event_mapping
-       FROM read_parquet([${files.map((f) => `'${f}'`).join(', ')}])`,
+       FROM ${lakeRowsSql(files)}`,
     );
     return reader.getRows().map(([id, type, ts, raw, p, o, kt, key, mapping]) => ({
       id: id as string | null,
@@ -84,19 +112,19 @@ export async function readLakeWithDuckDb(lakeRoot: string): Promise<LakeRow[]> {
 }
 
 /** The same, with hyparquet: an independent Parquet implementation. */
-export async function readLakeWithHyparquet(lakeRoot: string): Promise<LakeRow[]> {
+export async function readLakeWithHyparquet(lake: LakeHandle): Promise<LakeRow[]> {
   const out: LakeRow[] = [];
-  for (const file of LakeManifest.open(lakeRoot).snapshot().absolutePaths()) {
+  for (const file of await lakeFilePaths(lake)) {
     const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Record<string, unknown>[];
     for (const r of rows) {
       out.push({
         id: (r.id as string | undefined) ?? null,
         type: (r.type as string | undefined) ?? null,
-        ts_ms: r.ts_ms === null || r.ts_ms === undefined ? null : Number(r.ts_ms),
+        ts_ms: r.event_time instanceof Date ? r.event_time.getTime() : r.ts_ms === null || r.ts_ms === undefined ? null : Number(r.ts_ms),
         raw: r.raw as string,
         kafka_partition: Number(r.kafka_partition),
         kafka_offset: Number(r.kafka_offset),
-        kafka_timestamp: Number(r.kafka_timestamp),
+        kafka_timestamp: r.record_timestamp instanceof Date ? r.record_timestamp.getTime() : Number(r.kafka_timestamp),
         kafka_key: r.kafka_key === null || r.kafka_key === undefined ? null : Buffer.from(r.kafka_key as Uint8Array).toString('hex'),
         event_mapping: r.event_mapping as string,
       });

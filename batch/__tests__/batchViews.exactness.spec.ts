@@ -7,6 +7,7 @@
  * and stamps, and that serving-style reads during a second run only ever see a complete run.
  */
 import { join } from 'node:path';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { generateEventLines } from '../../services/ingest/generator.ts';
@@ -27,6 +28,7 @@ import {
   produceLines,
   readLakeWithDuckDb,
   readLakeWithHyparquet,
+  testLake,
   readSnapshotRows,
   readTopic,
   sketchRegisters,
@@ -82,7 +84,7 @@ describe('batch views are exact against an independent oracle', () => {
   let log: EventLog;
   let records: LogRecord[][];
   let firstRunId: string;
-  const lakeRoot = join(dir.path, 'lake', topic);
+  let lake: LakeHandle;
   const viewsRoot = join(dir.path, 'views');
   const metrics = loadMetricDefinitions(join(REPO_ROOT, 'metrics.yaml'));
   const cycle = () =>
@@ -91,7 +93,7 @@ describe('batch views are exact against an independent oracle', () => {
       topic,
       groupId: `${topic}-batch`,
       dataDir: dir.path,
-      lakeRoot,
+      lake,
       viewsRoot,
       version: 'v1',
       metrics,
@@ -102,6 +104,7 @@ describe('batch views are exact against an independent oracle', () => {
 
   beforeAll(async () => {
     log = kafkaLog();
+    lake = await testLake(dir.path, topic);
     await createTopic(log, topic, 3);
     const lines = [
       ...generateEventLines({
@@ -148,8 +151,8 @@ describe('batch views are exact against an independent oracle', () => {
     const expected = [...validInputs(), ...readable.map((r) => ({ partition: r.partition, offset: r.offset, line: r.value!.toString() }))]
       .map((i) => `${i.partition}:${i.offset}:${i.line}`)
       .sort();
-    const duck = await readLakeWithDuckDb(lakeRoot);
-    const hyper = await readLakeWithHyparquet(lakeRoot);
+    const duck = await readLakeWithDuckDb(lake);
+    const hyper = await readLakeWithHyparquet(lake);
     const asKeys = (rows: { kafka_partition: number; kafka_offset: number; raw: string }[]) =>
       rows.map((r) => `${r.kafka_partition}:${r.kafka_offset}:${r.raw}`).sort();
     expect(asKeys(duck)).toEqual(expected);

@@ -1,9 +1,10 @@
 /**
  * Compaction is atomic for readers: while `lk batch compact` (a separate process) merges a lake
- * of many small files, a reader keeps resolving the manifest and querying the files it lists;
- * every answer is the same (never both sets of files, never neither). A reader holding the old
- * version can still read it after the compaction (grace period), vacuum deletes the old files
- * only afterwards, and the batch views computed before and after are identical.
+ * of many small files, a reader keeps reading the Delta log and querying the files of its latest
+ * version; every answer is the same (never both sets of files, never neither). A reader holding
+ * the old version (a time travel to it) can still read it after the compaction (retention),
+ * vacuum deletes the old files only afterwards, and the batch views computed before and after are
+ * identical.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,14 +16,16 @@ import { loadMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { catchUpLake } from '../batchCycle.ts';
-import { LakeManifest, type LakeSnapshot } from '../../services/lake/commitProtocol.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { openLakeForReading } from '../../services/lake/lakeTable.ts';
 import { recomputeBatchViews } from '../views/batchViews.ts';
 import { REPO_ROOT, createTopic, kafkaLog, produceLines, readSnapshotRows, spawnLk } from './batchTestKit.ts';
+import { lakeFilePaths, lakeState, testLake } from './batchTestKit.ts';
 
 const quiet = logger.child({}, { level: 'warn' });
 
-async function query(conn: DuckDBConnection, snapshot: LakeSnapshot): Promise<string> {
-  const files = snapshot.absolutePaths().map((f) => `'${f}'`);
+async function query(conn: DuckDBConnection, lake: LakeHandle, version: number): Promise<string> {
+  const files = (await lakeFilePaths(lake, version)).map((f) => `'${f}'`);
   const r = await conn.runAndReadAll(
     `SELECT count(*)::DOUBLE, count(DISTINCT (kafka_partition, kafka_offset))::DOUBLE, sum(kafka_offset)::DOUBLE, count(DISTINCT id)::DOUBLE
      FROM read_parquet([${files.join(', ')}])`,
@@ -33,19 +36,20 @@ async function query(conn: DuckDBConnection, snapshot: LakeSnapshot): Promise<st
 describe('compaction is atomic for readers (compaction isolation)', () => {
   const dir = tempDir('lk-batch-compact-');
   const topic = uniqueName('batch-compact');
-  const lakeRoot = join(dir.path, 'lake', topic);
+  let lake: LakeHandle;
   const metrics = loadMetricDefinitions(join(REPO_ROOT, 'metrics.yaml'));
   let log: EventLog;
   let produced = 0;
 
   beforeAll(async () => {
     log = kafkaLog();
+    lake = await testLake(dir.path, topic);
     await createTopic(log, topic, 2);
     const lines = [...generateEventLines({ seed: 99, count: 8000, eventsPerSecond: 5 })];
     await produceLines(log, topic, lines);
     produced = lines.length;
     // Tiny rolls: a lake of many small files.
-    await catchUpLake({ log, topic, groupId: `${topic}-g`, lakeRoot, rollBytes: 8 * 1024, rollIntervalMs: 60_000, logger: quiet });
+    await catchUpLake({ log, topic, groupId: `${topic}-g`, lake, rollBytes: 8 * 1024, rollIntervalMs: 60_000, logger: quiet });
   });
 
   afterAll(async () => {
@@ -55,11 +59,10 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
   });
 
   it('a reader querying during `lk batch compact` always sees the same answer; old files survive their grace period', async () => {
-    const manifest = LakeManifest.open(lakeRoot);
-    const before = manifest.snapshot();
+    const before = await lakeState(lake);
     expect(before.files.length).toBeGreaterThan(50);
     const viewsBefore = await recomputeBatchViews({
-      lakeRoot,
+      lake,
       viewsRoot: join(dir.path, 'views-before'),
       version: 'v1',
       metrics,
@@ -69,7 +72,7 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
 
     const db = await DuckDBInstance.create(':memory:');
     const conn = await db.connect();
-    const expected = await query(conn, before);
+    const expected = await query(conn, lake, before.version);
     expect(JSON.parse(expected)[0]).toBe(produced);
 
     const compactor = spawnLk(['batch', 'compact', '--topic', topic, '--data-dir', dir.path, '--target-file-size', '1MB']);
@@ -80,29 +83,30 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
     let readsAfter = 0;
     while (!compactorDone || readsAfter < 3) {
       if (compactorDone) readsAfter++;
-      const snap = LakeManifest.open(lakeRoot).snapshot();
-      versionsSeen.add(snap.version);
-      answers.add(await query(conn, snap));
+      const { version } = await lakeState(lake);
+      versionsSeen.add(version);
+      answers.add(await query(conn, lake, version));
     }
     expect(await exitCode, compactor.stderr()).toBe(0);
-    const after = LakeManifest.open(lakeRoot).snapshot();
+    const after = await lakeState(lake);
     expect(after.files.length).toBeLessThan(before.files.length / 5);
     expect(versionsSeen.size).toBeGreaterThan(1);
     expect([...answers]).toEqual([expected]);
 
-    // The reader that resolved the old version can still read it (grace period) ...
-    expect(await query(conn, before)).toBe(expected);
-    // ... and vacuum deletes the old files only once their grace period is over.
-    expect(manifest.vacuum(60_000)).toEqual([]);
-    const purged = manifest.vacuum(0);
+    // The reader that resolved the old version can still read it (time travel, within the retention) ...
+    expect(await query(conn, lake, before.version)).toBe(expected);
+    // ... and vacuum deletes the old files only once the retention is over.
+    const table = (await openLakeForReading(lake))!;
+    expect((await table.vacuum({ retentionMs: 60_000 })).deleted).toEqual([]);
+    const purged = (await table.vacuum({ retentionMs: 0 })).deleted;
     expect(purged.length).toBe(before.files.length - before.files.filter((f) => after.files.some((a) => a.path === f.path)).length);
-    for (const p of purged) expect(existsSync(join(lakeRoot, p))).toBe(false);
-    expect(await query(conn, LakeManifest.open(lakeRoot).snapshot())).toBe(expected);
+    for (const p of purged) expect(existsSync(lake.store.localPath(p)!)).toBe(false);
+    expect(await query(conn, lake, (await lakeState(lake)).version)).toBe(expected);
     conn.closeSync();
     db.closeSync();
 
     const viewsAfter = await recomputeBatchViews({
-      lakeRoot,
+      lake,
       viewsRoot: join(dir.path, 'views-after'),
       version: 'v1',
       metrics,

@@ -1,12 +1,13 @@
 /**
- * The lake commit protocol survives SIGKILL: the real CLI (`lk batch serve` and `lk batch run`)
+ * The lake's Delta commits survive SIGKILL: the real CLI (`lk batch serve` and `lk batch run`)
  * is killed with kill -9 at random moments while it consumes, ten times; after every kill the
- * lake (read through its manifest) holds each record at most once and exactly the records below
- * its committed offsets, with no temporary or missing file visible. After the restarts it holds
- * every record exactly once. Finally SIGTERM commits what is pending and exits 0.
+ * lake (read through its Delta log) holds each record at most once and exactly the records below
+ * its committed offsets, with no missing file listed. After the restarts it holds every record
+ * exactly once, and vacuum leaves no file the log does not list. Finally SIGTERM commits what is
+ * pending and exits 0.
  *
  * Each life uses a fresh consumer group with no committed offsets: the resume position can only
- * come from the lake manifest, which is the point.
+ * come from the table's transaction identifiers, which is the point.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,8 +16,9 @@ import { generateEventLines, seededRandom } from '../../services/ingest/generato
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
-import { LAKE_TMP_DIR, LakeManifest } from '../../services/lake/commitProtocol.ts';
-import { createTopic, kafkaLog, produceLines, readLakeWithDuckDb, spawnLk } from './batchTestKit.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { openLakeForReading } from '../../services/lake/lakeTable.ts';
+import { createTopic, kafkaLog, lakeState, produceLines, readLakeWithDuckDb, spawnLk, testLake } from './batchTestKit.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 7);
 const KILLS = 10;
@@ -24,12 +26,13 @@ const KILLS = 10;
 describe('lake commits survive SIGKILL (crash recovery)', () => {
   const dir = tempDir('lk-batch-crash-');
   const topic = uniqueName('batch-crash');
-  const lakeRoot = join(dir.path, 'lake', topic);
+  let lake: LakeHandle;
   let log: EventLog;
   let produced = 0;
 
   beforeAll(async () => {
     log = kafkaLog();
+    lake = await testLake(dir.path, topic);
     await createTopic(log, topic, 3);
     const lines = [...generateEventLines({ seed: SEED, count: 60_000, duplicateRate: 0.05 })];
     await produceLines(log, topic, lines);
@@ -61,14 +64,11 @@ describe('lake commits survive SIGKILL (crash recovery)', () => {
     '0',
   ];
 
-  /** The invariant after any crash: the manifest's files hold exactly offsets [0, committed) once. */
+  /** The invariant after any crash: the table's files hold exactly offsets [0, committed) once. */
   async function checkLake(): Promise<{ rows: number; committed: number[] }> {
-    const snapshot = LakeManifest.open(lakeRoot).snapshot();
-    for (const f of snapshot.files) {
-      expect(f.path.startsWith(LAKE_TMP_DIR)).toBe(false);
-      expect(existsSync(join(lakeRoot, f.path)), `listed file ${f.path} exists`).toBe(true);
-    }
-    const rows = await readLakeWithDuckDb(lakeRoot);
+    const snapshot = await lakeState(lake);
+    for (const f of snapshot.files) expect(existsSync(lake.store.localPath(f.key)!), `listed file ${f.key} exists`).toBe(true);
+    const rows = await readLakeWithDuckDb(lake);
     const committed = [0, 1, 2].map((p) => snapshot.positions.get(p)?.nextOffset ?? 0);
     const byPartition = [0, 1, 2].map((p) =>
       rows
@@ -90,14 +90,13 @@ describe('lake commits survive SIGKILL (crash recovery)', () => {
     const rand = seededRandom(SEED);
     let killedWhileConsuming = 0;
     for (let life = 0; life < KILLS; life++) {
-      const before = existsSync(join(lakeRoot, '_lake_log')) ? LakeManifest.open(lakeRoot).refresh().version : 0;
+      const before = (await lakeState(lake)).version;
       const proc = spawnLk(args(life % 2 === 0 ? 'serve' : 'run', `life${life}`));
       // Kill once the process is committing: right after a commit or in the middle of the next roll.
       const reached = await eventually(
         async () => {
           if (proc.child.exitCode !== null) return 'exited';
-          const v = existsSync(join(lakeRoot, '_lake_log')) ? LakeManifest.open(lakeRoot).refresh().version : 0;
-          return v > before ? 'committing' : undefined;
+          return (await lakeState(lake)).version > Math.max(before, 0) ? 'committing' : undefined;
         },
         `life ${life} to commit`,
         60_000,
@@ -118,14 +117,17 @@ describe('lake commits survive SIGKILL (crash recovery)', () => {
     expect(rows).toBe(produced);
     expect(committed.reduce((a, b) => a + b, 0)).toBe(produced);
     expect(readCurrentBatchRun(join(dir.path, 'views'), 'v1')!.manifest.cut).toEqual(committed);
-    // Orphans of the crashes were swept: every part file on disk is listed (or in its grace period).
-    const state = LakeManifest.open(lakeRoot).refresh();
-    const onDisk = readdirSync(lakeRoot, { recursive: true })
+    // Files the crashes left unlisted are vacuum's (past the retention; here at once): afterwards
+    // every data file stored is one the log lists, and the writer's scratch folder holds nothing
+    // of a dead process.
+    await (await openLakeForReading(lake))!.vacuum({ retentionMs: 0 });
+    const listed = new Set((await lakeState(lake)).files.map((f) => f.key));
+    const root = lake.store.localPath('x')!.slice(0, -2);
+    const stored = readdirSync(root, { recursive: true })
       .map(String)
-      .filter((p) => p.endsWith('.parquet'))
-      .map((p) => p.split('\\').join('/'));
-    for (const p of onDisk) expect(state.files.has(p) || state.removed.has(p), `unlisted file ${p}`).toBe(true);
-    expect(readdirSync(join(lakeRoot, LAKE_TMP_DIR))).toEqual([]);
+      .filter((p) => p.endsWith('.parquet') && !p.startsWith('_delta_log'));
+    expect(stored.filter((p) => !listed.has(p))).toEqual([]);
+    expect(readdirSync(lake.scratch)).toEqual([]);
   });
 
   it('SIGTERM commits what is pending and exits 0', async () => {

@@ -9,14 +9,13 @@
  * readable JSON objects stay in the lake with NULL typed columns (another mapping may read them).
  * Checked with DuckDB and with hyparquet.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeLoggedEvent } from '../../services/events/event.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { catchUpLake } from '../batchCycle.ts';
-import { createTopic, kafkaLog, readLakeWithDuckDb, readLakeWithHyparquet, readTopic } from './batchTestKit.ts';
+import { createTopic, kafkaLog, readLakeWithDuckDb, readLakeWithHyparquet, readTopic, testLake } from './batchTestKit.ts';
 
 const quiet = logger.child({}, { level: 'warn' });
 
@@ -72,8 +71,8 @@ describe('lake writer: unusual records from a foreign producer', () => {
     'keeps every valid record exactly, dead-letters the rest, keeps the readable ones with NULL typed columns',
     { timeout: 60_000 },
     async () => {
-      const lakeRoot = join(dir.path, 'lake');
-      await catchUpLake({ log, topic, groupId: `${topic}-lake`, lakeRoot, rollBytes: 1 << 20, rollIntervalMs: 60_000, logger: quiet });
+      const lake = await testLake(dir.path, topic);
+      await catchUpLake({ log, topic, groupId: `${topic}-lake`, lake, rollBytes: 1 << 20, rollIntervalMs: 60_000, logger: quiet });
       // The oracle: the validator's reading of each record, by raw text.
       const expected = new Map<string, { id: string; type: string; ts: number }>();
       for (const raw of VALID) {
@@ -83,7 +82,7 @@ describe('lake writer: unusual records from a foreign producer', () => {
       }
       const lines = [...VALID, ...INVALID];
       for (const read of [readLakeWithDuckDb, readLakeWithHyparquet]) {
-        const rows = await read(lakeRoot);
+        const rows = await read(lake);
         expect(rows.map((r) => r.raw).sort(), read.name).toEqual([...VALID, ...READABLE_INVALID].sort());
         for (const r of rows) {
           const e = expected.get(r.raw) ?? { id: null, type: null, ts: null };

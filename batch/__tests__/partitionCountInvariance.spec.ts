@@ -13,6 +13,7 @@ import { logger } from '../../services/observability/logger.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { runBatchCycle } from '../batchCycle.ts';
 import { REPO_ROOT, createTopic, kafkaLog, produceLines, readSnapshotRows, sketchRegisters } from './batchTestKit.ts';
+import { testLake } from './batchTestKit.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 31337);
 const quiet = logger.child({}, { level: 'warn' });
@@ -52,7 +53,7 @@ describe('batch views do not depend on the partition count (partition count inva
       topic,
       groupId: `${topic}-g`,
       dataDir: join(dir.path, topic),
-      lakeRoot: join(dir.path, topic, 'lake'),
+      lake: await testLake(join(dir.path, topic), topic),
       viewsRoot: join(dir.path, topic, 'views'),
       version: 'v1',
       metrics,

@@ -11,7 +11,7 @@
  *
  * One line per record, fields separated by 0x1F (unit separator), no quoting:
  *
- *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ingest_time ␟ ts_ms ␟ id_hash ␟ key ␟ id ␟ type ␟ raw \n
+ *   enc ␟ kafka_partition ␟ kafka_offset ␟ kafka_timestamp ␟ ts_ms ␟ id_hash ␟ key ␟ id ␟ type ␟ raw \n
  *
  * `ts_ms`, `id_hash`, `id` and `type` are empty (NULL) for a record that is no event under the
  * writer's mapping (the lake keeps it for versions with other mappings). `key` is empty for a
@@ -37,16 +37,19 @@ const ENC_TYPE = 4;
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
 /**
- * SELECT over a staging file, giving the lake's columns (services/lake/lakeLayout.ts), with
- * `mappingName` (the writer's mapping, `lakeMappingName`) in `event_mapping`.
+ * SELECT over a staging file, giving the lake's columns (services/lake/lakeLayout.ts LAKE_COLUMNS,
+ * in its order), with `mappingName` (the writer's mapping, `lakeMappingName`) in `event_mapping`,
+ * and `ts_ms` (the event time in epoch ms, for the partition columns). The connection's time zone
+ * must be UTC (the writer sets it): epoch milliseconds become UTC instants.
  */
 export function stagingSelectSql(path: string, mappingName: string): string {
   const columns =
-    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ingest_time': 'BIGINT', 'ts_ms': 'BIGINT', 'id_hash': 'INTEGER', 'k': 'VARCHAR', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
+    "{'enc': 'INTEGER', 'kafka_partition': 'INTEGER', 'kafka_offset': 'BIGINT', 'kafka_timestamp': 'BIGINT', 'ts_ms': 'BIGINT', 'id_hash': 'INTEGER', 'k': 'VARCHAR', 'id': 'VARCHAR', 'type': 'VARCHAR', 'raw': 'VARCHAR'}";
   const read = `read_csv(${sqlQuote(path)}, delim = '\x1f', quote = '', escape = '', new_line = '\\n', header = false, auto_detect = false, columns = ${columns})`;
   const decoded = (column: string, bit: number) => `CASE WHEN enc & ${bit} <> 0 THEN decode(from_base64(${column})) ELSE ${column} END`;
-  return `SELECT ${decoded('id', ENC_ID)} AS id, ${decoded('type', ENC_TYPE)} AS type, ts_ms, ${decoded('raw', ENC_RAW)} AS raw,
-    kafka_partition, kafka_offset, kafka_timestamp, ingest_time, id_hash, unhex(substr(k, 2)) AS kafka_key, ${sqlQuote(mappingName)} AS event_mapping
+  return `SELECT ${decoded('id', ENC_ID)} AS id, ${decoded('type', ENC_TYPE)} AS type, epoch_ms(ts_ms)::TIMESTAMPTZ AS event_time,
+    unhex(substr(k, 2)) AS kafka_key, epoch_ms(kafka_timestamp)::TIMESTAMPTZ AS record_timestamp, kafka_partition, kafka_offset,
+    ${decoded('raw', ENC_RAW)} AS raw, id_hash, ${sqlQuote(mappingName)} AS event_mapping, ts_ms
     FROM ${read}`;
 }
 
@@ -108,15 +111,7 @@ export class StagingBuffer {
   }
 
   /** The numbers before the key, each followed by the separator; `ts` and `hash` null for no event. */
-  private head(
-    enc: number,
-    partition: number,
-    offset: number,
-    timestamp: number,
-    ingestTime: number,
-    ts: number | null,
-    hash: number | null,
-  ): void {
+  private head(enc: number, partition: number, offset: number, timestamp: number, ts: number | null, hash: number | null): void {
     const c = this.chunk;
     let at = this.at;
     c[at++] = 48 + enc;
@@ -124,7 +119,6 @@ export class StagingBuffer {
     at = writeInteger(c, at, partition);
     at = writeInteger(c, at, offset);
     at = writeInteger(c, at, timestamp);
-    at = writeInteger(c, at, ingestTime);
     if (ts === null) c[at++] = SEP;
     else at = writeInteger(c, at, ts);
     if (hash === null) c[at++] = SEP;
@@ -169,15 +163,7 @@ export class StagingBuffer {
    * A record `decoder` has just decoded as an event: its event time, id (the bytes where the
    * decoder found them when they are the id's text, no string made) and type.
    */
-  addEvent(
-    value: Buffer,
-    partition: number,
-    offset: number,
-    timestamp: number,
-    ingestTime: number,
-    key: Uint8Array | null,
-    d: EventDecoder,
-  ): void {
+  addEvent(value: Buffer, partition: number, offset: number, timestamp: number, key: Uint8Array | null, d: EventDecoder): void {
     const hash = idHash(d.idBuf, d.idStart, d.idEnd);
     let idBuf = d.idBuf;
     let idStart = d.idStart;
@@ -205,7 +191,7 @@ export class StagingBuffer {
     }
     const rawBytes = enc & ENC_RAW ? Math.ceil(value.length / 3) * 4 : value.length;
     this.reserve(rawBytes + (idEnd - idStart) + (typeEnd - typeStart) + 2 * (key?.length ?? 0) + 160);
-    this.head(enc, partition, offset, timestamp, ingestTime, d.ts, hash);
+    this.head(enc, partition, offset, timestamp, d.ts, hash);
     this.key(key);
     this.field(idBuf, idStart, idEnd);
     if (typeBuf === null) this.chunk[this.at++] = SEP;
@@ -216,11 +202,11 @@ export class StagingBuffer {
   }
 
   /** A record that is a readable JSON object but no event under the writer's mapping: kept, with NULL typed columns. */
-  addRecord(value: Buffer, partition: number, offset: number, timestamp: number, ingestTime: number, key: Uint8Array | null): void {
+  addRecord(value: Buffer, partition: number, offset: number, timestamp: number, key: Uint8Array | null): void {
     const enc = value.indexOf(LF) !== -1 || value.indexOf(CR) !== -1 || value.indexOf(SEP) !== -1 ? ENC_RAW : 0;
     const rawBytes = enc ? Math.ceil(value.length / 3) * 4 : value.length;
     this.reserve(rawBytes + 2 * (key?.length ?? 0) + 160);
-    this.head(enc, partition, offset, timestamp, ingestTime, null, null);
+    this.head(enc, partition, offset, timestamp, null, null);
     this.key(key);
     this.chunk[this.at++] = SEP; // id: NULL
     this.chunk[this.at++] = SEP; // type: NULL

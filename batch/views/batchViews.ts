@@ -4,9 +4,11 @@
  * contract (services/views/viewRow.ts) and published as an immutable snapshot
  * (services/views/batchSnapshots.ts).
  *
- * - The run's cut is the lake manifest's position at the start: the files of that manifest
- *   version hold exactly the partitions' records below the cut, so every row can say
- *   `through_offset = cut[partition]` and `processing_time = log-append time of record cut - 1`.
+ * - The run's cut is the lake table's position at the start (the writer's transaction
+ *   identifiers, services/lake/lakeTable.ts): the files of that table version hold exactly the
+ *   partitions' records below the cut, so every row can say `through_offset = cut[partition]`
+ *   and `processing_time = log-append time of record cut - 1`. The files are read in place on a
+ *   local disk, from the local cache of a lake on object storage (lakeFileCache.ts).
  * - Deduplication by event id over the whole lake keeps the first occurrence (lowest partition,
  *   then offset); `raw_count` counts before it. Every late event counts: the batch layer has no
  *   lateness horizon. Only the copies of ids seen more than once are ordered (a window over
@@ -51,15 +53,17 @@ import {
   stageBatchRun,
   type BatchRunManifest,
 } from '../../services/views/batchSnapshots.ts';
-import { LakeManifest, type LakeSnapshot } from '../../services/lake/commitProtocol.ts';
-import { FLAT_MAPPING_NAME, lakeMappingName, readLakeColumnsSql } from '../../services/lake/lakeLayout.ts';
+import { LakeFileAccess } from '../../services/lake/lakeFileCache.ts';
+import { FLAT_MAPPING_NAME, lakeMappingName, lakeRowsSql } from '../../services/lake/lakeLayout.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { lakeFiles as filesOf, lakePositions, openLakeForReading, type PartitionPosition } from '../../services/lake/lakeTable.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 
 const EMPTY_SKETCH = new HyperLogLog().toBase64();
 
 export interface RecomputeOptions {
-  /** The topic's lake directory. */
-  lakeRoot: string;
+  /** The topic's lake table. */
+  lake: LakeHandle;
   viewsRoot: string;
   version: string;
   metrics: MetricDefinitions;
@@ -80,13 +84,13 @@ export function newRunId(now = new Date()): string {
   return `r${now.toISOString().replace(/[-:.]/g, '').replace('T', 't').replace('Z', '')}-${randomBytes(2).toString('hex')}`;
 }
 
-/** The cut and processing-time stamps of a lake snapshot, one entry per input partition. */
-export function cutOf(snapshot: Pick<LakeSnapshot, 'partitionCount' | 'positions'>): { cut: number[]; processingTimes: number[] } {
-  const n = Math.max(snapshot.partitionCount, ...[...snapshot.positions.keys()].map((p) => p + 1), 0);
+/** The cut and processing-time stamps of the lake's positions, one entry per input partition. */
+export function cutOf(positions: ReadonlyMap<number, PartitionPosition>): { cut: number[]; processingTimes: number[] } {
+  const n = Math.max(...[...positions.keys()].map((p) => p + 1), 0);
   const cut: number[] = [];
   const processingTimes: number[] = [];
   for (let p = 0; p < n; p++) {
-    const pos = snapshot.positions.get(p);
+    const pos = positions.get(p);
     cut.push(pos?.nextOffset ?? 0);
     processingTimes.push(pos?.lastTimestamp ?? 0);
   }
@@ -381,7 +385,7 @@ async function loadEvents(
     'j',
   );
   const fieldColumns = fields.map((f, i) => `, ${fieldJsonSql(sqlField(f, mapping), texts.has(f), valueOf[i]!)} AS f${i}`).join('');
-  const lake = await readLakeColumnsSql(conn, files);
+  const lake = lakeRowsSql(files);
   const sameMapping = `coalesce(event_mapping, ${sqlQuote(FLAT_MAPPING_NAME)}) = ${sqlQuote(lakeMappingName(mapping))}`;
   const typed = `CASE WHEN ts_ms IS NOT NULL THEN struct_pack(id := id, ts := ts_ms, type := type, hash := id_hash) END`;
   const derived = mappedEventSql(mapping, { raw: 'raw', key: 'kafka_key', timestamp: 'kafka_timestamp' });
@@ -477,8 +481,10 @@ async function writeViewRows(
 export async function recomputeBatchViews(options: RecomputeOptions): Promise<RecomputeResult> {
   const startedAt = Date.now();
   const runId = newRunId(new Date(startedAt));
-  const snapshot = LakeManifest.open(options.lakeRoot).snapshot();
-  const { cut, processingTimes } = cutOf(snapshot);
+  const table = await openLakeForReading(options.lake, { missingOk: true, migrate: true, logger: options.logger });
+  const snapshot = table?.current;
+  const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
+  const files = filesOf(snapshot);
   const staged = stageBatchRun(options.viewsRoot, options.version, runId);
   const phase = options.onPhase ?? (() => undefined);
   const defs = options.metrics.metrics;
@@ -493,7 +499,9 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   let manifest: BatchRunManifest;
   try {
     phase('read lake', 0, totalPhases);
-    const fieldColumn = await loadEvents(conn, snapshot.absolutePaths(), defs, options.homePartitions);
+    const access = new LakeFileAccess(options.lake.store, options.lake.cacheDir);
+    const paths = await access.localPaths(files.map((f) => ({ key: f.key, size: f.size })));
+    const fieldColumn = await loadEvents(conn, paths, defs, options.homePartitions);
     const counts = await countEvents(conn);
     let done = 1;
     await aggregateMetrics(conn, defs, fieldColumn, (name) => phase(`metric ${name}`, done++, totalPhases));
@@ -513,8 +521,8 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
       uniqueEvents: counts.unique,
       misplacedEvents: counts.misplaced,
       homePartitions: options.homePartitions,
-      lakeFiles: snapshot.files.length,
-      lakeBytes: snapshot.files.reduce((n, f) => n + f.bytes, 0),
+      lakeFiles: files.length,
+      lakeBytes: files.reduce((n, f) => n + f.size, 0),
       full: true,
       metricsSource: options.metrics.source,
       metricsSha256: options.metrics.sha256,

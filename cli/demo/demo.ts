@@ -20,7 +20,7 @@ import { lakeWriterGroup } from '../../batch/batchConfig.ts';
 import { aborted, context, onShutdownSignal } from '../../services/config/cliOptions.ts';
 import type { DemoOptions } from './demoCommand.ts';
 import { errorMessage } from '../../services/errors.ts';
-import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import { resolveLake, type LakeHandle } from '../../services/lake/lakeLocation.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { DEFAULT_EVENTS_PARTITIONS, DEFAULT_EVENTS_TOPIC, eventTopicSpecs } from '../../services/log/topics.ts';
 import { logger } from '../../services/observability/logger.ts';
@@ -41,6 +41,7 @@ const TOPIC = DEFAULT_EVENTS_TOPIC;
 export interface DemoRuntime {
   dataDir: string;
   topic: string;
+  lake: LakeHandle;
   openLog(clientId: string): EventLog;
   serve: ServeHandle;
   batch: BatchService;
@@ -77,9 +78,17 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       );
     }
 
+    const lake = await resolveLake(opts.lakeUri, ctx.layout, TOPIC);
     const speed = new SpeedJob(
       openLog('lk-demo-speed'),
-      defaultSpeedJobConfig({ topic: TOPIC, version: DEMO_VERSION, instanceId: 'demo', dataDir: ctx.layout.root, definitions: metrics }),
+      defaultSpeedJobConfig({
+        topic: TOPIC,
+        version: DEMO_VERSION,
+        instanceId: 'demo',
+        dataDir: ctx.layout.root,
+        definitions: metrics,
+        ...(opts.lakeUri !== undefined ? { lakeUri: opts.lakeUri } : {}),
+      }),
     );
     await speed.start();
     parts.push({ name: 'speed layer', stop: () => speed.stop() });
@@ -89,7 +98,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       topic: TOPIC,
       groupId: lakeWriterGroup(TOPIC),
       dataDir: ctx.layout.root,
-      lakeRoot: lakeRootOf(ctx.layout, TOPIC),
+      lake,
       viewsRoot: ctx.layout.views,
       version: DEMO_VERSION,
       metrics,
@@ -143,7 +152,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     status = new StatusLine({ speed, batch, stream: live, serve, dataDir: ctx.layout.root });
     status.start();
     // The rides start once the main pipeline runs: they do not delay its first answers.
-    const rides = startRides(openLog, ctx.layout, seed, Math.max(1, Math.round(opts.rate / 10)), opts.batchInterval);
+    const rides = startRides(openLog, ctx.layout, seed, Math.max(1, Math.round(opts.rate / 10)), opts.batchInterval, opts.lakeUri);
     parts.push({ name: 'rides', stop: async () => (await rides).stop() });
     // Broker outages are waited through by every part; only what retrying cannot fix ends the demo.
     const failed = Promise.race([
@@ -155,7 +164,16 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       ),
     ]);
     failed.catch(() => undefined);
-    const runtime: DemoRuntime = { dataDir: ctx.layout.root, topic: TOPIC, openLog, serve, batch, speed, stopping: () => stop.aborted };
+    const runtime: DemoRuntime = {
+      dataDir: ctx.layout.root,
+      topic: TOPIC,
+      lake,
+      openLog,
+      serve,
+      batch,
+      speed,
+      stopping: () => stop.aborted,
+    };
     const tour = opts.tour ? runTour(runtime, status, parts) : undefined;
     await Promise.race([aborted(stop), failed, ...(tour ? [tour.then(() => aborted(stop))] : [])]);
   } finally {

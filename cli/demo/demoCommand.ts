@@ -14,6 +14,7 @@ import {
   type CommonOptions,
   type OptionSpec,
 } from '../../services/config/cliOptions.ts';
+import { LAKE_URI_OPTION } from '../../services/lake/lakeLocation.ts';
 
 export interface DemoOptions extends CommonOptions {
   port: number;
@@ -21,6 +22,7 @@ export interface DemoOptions extends CommonOptions {
   rate: number;
   batchInterval: number;
   tour?: boolean;
+  lakeUri?: string;
 }
 
 const DEMO_OPTIONS: OptionSpec[] = [
@@ -42,6 +44,7 @@ const DEMO_OPTIONS: OptionSpec[] = [
     parse: positiveDuration,
   },
   { flags: '--tour', description: 'then walk through reprocessing: replay into v2 with a changed metric file, diff, promote, roll back' },
+  LAKE_URI_OPTION,
 ];
 
 export function registerDemoCommand(program: Command): void {

@@ -13,7 +13,7 @@ import type { DataDirLayout } from '../../services/config/dataDir.ts';
 import { seededRandom } from '../../services/ingest/generator.ts';
 import { ingestLines } from '../../services/ingest/ingest.ts';
 import type { RawLine } from '../../services/ingest/lineReader.ts';
-import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import { resolveLake } from '../../services/lake/lakeLocation.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../../services/metrics/definitions.ts';
@@ -97,6 +97,8 @@ export async function startRides(
   seed: number,
   rate: number,
   batchIntervalMs: number,
+  /** The demo's --lake-uri (the rides' table sits beside the events' one); undefined: `<data-dir>/lake`. */
+  lakeUri: string | undefined,
 ): Promise<Rides> {
   const definitions = readVersionDefinitions(layout.root, RIDES_VERSION) ?? parseMetricDefinitions(RIDES_METRICS, 'rides.metrics.yaml');
   const log = openLog('lk-demo-rides');
@@ -131,7 +133,14 @@ export async function startRides(
   }
   const speed = new SpeedJob(
     openLog('lk-demo-rides-speed'),
-    defaultSpeedJobConfig({ topic: RIDES_TOPIC, version: RIDES_VERSION, instanceId: 'demo', dataDir: layout.root, definitions }),
+    defaultSpeedJobConfig({
+      topic: RIDES_TOPIC,
+      version: RIDES_VERSION,
+      instanceId: 'demo',
+      dataDir: layout.root,
+      definitions,
+      ...(lakeUri !== undefined ? { lakeUri } : {}),
+    }),
   );
   await speed.start();
   const batch = new BatchService({
@@ -139,7 +148,7 @@ export async function startRides(
     topic: RIDES_TOPIC,
     groupId: lakeWriterGroup(RIDES_TOPIC),
     dataDir: layout.root,
-    lakeRoot: lakeRootOf(layout, RIDES_TOPIC),
+    lake: await resolveLake(lakeUri, layout, RIDES_TOPIC),
     viewsRoot: layout.views,
     version: RIDES_VERSION,
     metrics: definitions,

@@ -15,7 +15,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../services/errors.ts';
-import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
@@ -90,7 +89,7 @@ export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name
     );
     const log = rt.openLog('lk-demo-replay');
     const start = await resolveReplayStart(log, rt.topic, parseReplayFrom('earliest', undefined, Date.now()), () =>
-      LakeSource.open(lakeRootOf(layout, rt.topic), rt.topic),
+      LakeSource.open(rt.lake),
     );
     const job = new SpeedJob(
       log,

@@ -31,18 +31,19 @@ export const CRASH_POINTS = {
   'speed.checkpoint.rows-sent': 'the view rows are sent in the open transaction; the offsets are not',
   'speed.checkpoint.offsets-sent': 'rows and offsets are in the transaction; it is not committed',
   'speed.checkpoint.committed': 'the transaction is committed; old snapshots are not pruned',
-  // Lake writer: files placed unlisted, then one manifest commit (commitProtocol.ts, lakeWriter.ts).
-  'lake.roll.files-written': 'the roll is written as Parquet under _tmp/, not placed',
-  'lake.roll.files-placed': 'the files are in their dt=/hr= directories, listed nowhere',
-  'lake.roll.dead-letters-sent': "the roll's dead letters are sent; the manifest does not move past them yet",
-  'lake.manifest.entry-written': 'the next manifest entry is durable under a temporary name, not linked',
-  'lake.roll.committed': 'the manifest entry is committed; the informational group offsets are not',
-  // Compaction: the merged file placed, then one manifest commit that swaps it for its inputs.
-  'lake.compaction.file-placed': 'the merged file is placed, the manifest still lists the inputs',
-  'lake.compaction.committed': 'the swap is committed; the inputs are still on disk (grace period)',
+  // Lake writer: files uploaded unlisted, then one Delta commit (services/lake/delta/deltaLog.ts, lakeWriter.ts).
+  'lake.roll.files-written': "the roll's Parquet files are written in the local scratch folder, nothing is uploaded",
+  'lake.roll.files-uploaded': "the roll's files are in the table's folders; no log version lists them",
+  'lake.roll.dead-letters-sent': "the roll's dead letters are sent; the log does not move past them yet",
   'lake.commit.written': 'the next _delta_log version is created; its checkpoint (when due) and the group offsets are not written',
   'lake.checkpoint.written': 'the checkpoint Parquet file is in _delta_log/; _last_checkpoint still names the previous one',
+  // Compaction: the merged file uploaded, then one commit that removes its inputs and adds it (dataChange false).
+  'lake.compaction.file-uploaded': 'the merged file is uploaded, the log still lists the inputs',
+  'lake.compaction.committed': 'the swap is committed; the inputs are still stored (until vacuum, after the retention)',
+  // Vacuum: files past the retention deleted, then a VACUUM END commit.
   'lake.vacuum.deleted': 'expired and orphaned files are deleted; the VACUUM END commit is not written',
+  // Migration of a _lake_log lake: the Delta log's version 0 written, then its checkpoint and a marker in the old log.
+  'lake.migration.converted': "the Delta log's version 0 lists the old files; its checkpoint and the old log's marker are not written",
   // Batch views: a run directory renamed into runs/, then the CURRENT pointer swapped (batchSnapshots.ts).
   'batch.run.rows-written': 'rows.parquet is written in the staging directory; run.json is not',
   'batch.run.renamed': 'the run is in runs/; CURRENT still names the previous run',

@@ -14,6 +14,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, InfrastructureError, errorMessage } from '../../services/errors.ts';
+import { dataDirLayout } from '../../services/config/dataDir.ts';
 import type {
   AssignmentContext,
   EventLog,
@@ -85,8 +86,8 @@ export interface SpeedJobConfig {
   origin?: VersionOrigin;
   /** Events per second at most (`--max-rate`): a replay must not starve the live version. */
   maxRate?: number;
-  /** The topic's Parquet lake, read by versions replayed `--from lake`. */
-  lakeRoot?: string;
+  /** Where the lake is (`--lake-uri`; default `<data-dir>/lake`), read by versions replayed `--from lake`. */
+  lakeUri?: string;
   /** Offsets per lake read (default streaming/replay/lakeSource.ts DEFAULT_CHUNK_OFFSETS). */
   lakeChunkOffsets?: number;
 }
@@ -560,11 +561,11 @@ export class SpeedJob {
         .map((end, partition) => ({ partition, end, start: origin.startOffsets?.[partition] ?? 0, at: committed[partition] ?? null }))
         .filter((p) => (p.at ?? p.start) < p.end);
       if (partitions.length === 0) return true;
-      if (!cfg.lakeRoot) throw new ConfigError(`version "${cfg.version}" replays from the lake, but no lake was given`);
       const logEnds = await this.retry('end offsets', () => log.endOffsets(cfg.topic));
       // DuckDB is loaded only by a job that reads the lake.
       const { LakeSource, DEFAULT_CHUNK_OFFSETS } = await import('../replay/lakeSource.ts');
-      const source = await LakeSource.open(cfg.lakeRoot, cfg.topic, {
+      const { resolveLake } = await import('../../services/lake/lakeLocation.ts');
+      const source = await LakeSource.open(await resolveLake(cfg.lakeUri, dataDirLayout(cfg.dataDir), cfg.topic), {
         withKeys: eventMappingOf(cfg.definitions.metrics).id === RECORD_KEY,
       });
       logger.info(

@@ -2,17 +2,19 @@
  * The Parquet lake as a source of records for the speed layer's own code (Kappa+: a replay reads
  * history from the lake where the log's retention no longer holds it, then continues from Kafka).
  *
- * The lake is read through its manifest (services/lake/commitProtocol.ts), never by globbing:
- * only committed files, and for every partition the manifest's `nextOffset`, the offset below
- * which the lake holds every valid record of the partition. That offset is where Kafka takes
- * over: the hand-over is by offset, so there is no gap and no overlap.
+ * The lake is a Delta table (services/lake/lakeTable.ts), read through its log, never by globbing:
+ * only the files of a snapshot, and for every partition the writer's transaction identifier, the
+ * offset below which the lake holds every valid record of the partition. That offset is where
+ * Kafka takes over: the hand-over is by offset, so there is no gap and no overlap.
  *
  * Files are laid out by event time (dt=/hr=), so one partition's offsets are spread over many
  * files whose ranges interleave. Records are therefore read in offset ranges (`chunkOffsets`
- * at a time): every committed file of the partition whose [fromOffset, toOffset] meets the range,
+ * at a time): every file of the snapshot whose statistics say it may hold the partition's
+ * offsets in the range (a file without statistics, appended by another engine, always may),
  * filtered and sorted by offset in DuckDB (Parquet statistics skip the other row groups). The
- * manifest is re-read for every range, so a long replay follows compactions; a compacted file
- * stays on disk for the manifest's grace period, far longer than one range takes.
+ * log is re-read for every range, so a long replay follows compactions; a compacted file stays
+ * stored for the table's retention, far longer than one range takes. On object storage the
+ * files are read from the local cache (services/lake/lakeFileCache.ts).
  *
  * Records become what the log would have delivered: offset, log-append time, the value's exact
  * bytes (`raw`) and, for a version whose mapping reads it (`event.id: $key`), the key
@@ -23,10 +25,12 @@
  * under any mapping and skipped them, so the windows are the same.
  */
 import { DuckDBInstance, type DuckDBConnection, type DuckDBListValue } from '@duckdb/node-api';
-import { join } from 'node:path';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
-import { LakeManifest, lakeExists, type LakeFile } from '../../services/lake/commitProtocol.ts';
-import { readLakeColumnsSql, readLakeSql } from '../../services/lake/lakeLayout.ts';
+import type { DeltaLog } from '../../services/lake/delta/deltaLog.ts';
+import { LakeFileAccess } from '../../services/lake/lakeFileCache.ts';
+import { lakeRowsSql } from '../../services/lake/lakeLayout.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { lakeFiles, lakePositions, openLakeForReading, type LakeFile } from '../../services/lake/lakeTable.ts';
 import { emptyPack, type PackedBatch } from '../threads/recordPack.ts';
 
 export const DEFAULT_CHUNK_OFFSETS = 50_000;
@@ -41,7 +45,8 @@ export interface LakeChunk {
 
 export class LakeSource {
   private constructor(
-    private readonly manifest: LakeManifest,
+    private readonly table: DeltaLog,
+    private readonly access: LakeFileAccess,
     private readonly db: DuckDBInstance,
     /** For the queries about the whole lake; each range is read on a connection of its own. */
     private readonly conn: DuckDBConnection,
@@ -50,26 +55,43 @@ export class LakeSource {
   ) {}
 
   /** `withKeys`: the records' keys are read too (a version whose mapping reads them). */
-  static async open(lakeRoot: string, topic: string, options: { withKeys?: boolean } = {}): Promise<LakeSource> {
-    if (!lakeExists(lakeRoot)) {
+  static async open(lake: LakeHandle, options: { withKeys?: boolean } = {}): Promise<LakeSource> {
+    const table = await openLakeForReading(lake, { missingOk: true, migrate: true });
+    if (!table) {
       throw new InfrastructureError(
-        `no lake at ${lakeRoot}: a replay --from lake needs the batch layer's lake of topic "${topic}" (lk batch run writes it)`,
+        `no lake at ${lake.uri}: a replay --from lake needs the batch layer's lake of topic "${lake.topic}" (lk batch run writes it)`,
       );
     }
     const db = await DuckDBInstance.create(':memory:', { threads: '1' });
-    return new LakeSource(LakeManifest.open(lakeRoot), db, await db.connect(), topic, options.withKeys ?? false);
+    return new LakeSource(
+      table,
+      new LakeFileAccess(lake.store, lake.cacheDir),
+      db,
+      await db.connect(),
+      lake.topic,
+      options.withKeys ?? false,
+    );
   }
 
   /** Per partition, the offset below which the lake holds every valid record (0: nothing yet). */
-  ends(): Map<number, number> {
-    const snap = this.manifest.snapshot();
-    return new Map([...snap.positions].map(([p, pos]) => [p, pos.nextOffset]));
+  async ends(): Promise<Map<number, number>> {
+    const snap = await this.table.refresh();
+    return new Map([...lakePositions(snap, this.topic)].map(([p, pos]) => [p, pos.nextOffset]));
   }
 
-  /** Per partition, the smallest offset the lake holds (its first file), or undefined when it holds none. */
-  starts(): Map<number, number> {
+  /**
+   * Per partition, the smallest offset the lake holds (from its files' statistics), or undefined
+   * when it holds none. A file without statistics makes its partitions start at 0 (the cautious
+   * answer: the replay then reads from the lake's first record of them).
+   */
+  async starts(): Promise<Map<number, number>> {
     const starts = new Map<number, number>();
-    for (const f of this.manifest.snapshot().files) starts.set(f.partition, Math.min(starts.get(f.partition) ?? Infinity, f.fromOffset));
+    const files = lakeFiles(await this.table.refresh());
+    const unknown = files.some((f) => f.partition === undefined || f.fromOffset === undefined);
+    for (const f of files)
+      if (f.partition !== undefined && f.fromOffset !== undefined)
+        starts.set(f.partition, Math.min(starts.get(f.partition) ?? Infinity, f.fromOffset));
+    if (unknown) for (const p of (await this.ends()).keys()) starts.set(p, 0);
     return starts;
   }
 
@@ -78,12 +100,12 @@ export class LakeSource {
    * offsetsForTimes answers for the log), or the lake's end when no record is that recent.
    */
   async offsetsForTime(time: number): Promise<Map<number, number>> {
-    const snap = this.manifest.snapshot();
-    const out = this.ends();
-    if (snap.files.length === 0) return out;
-    const files = snap.files.map((f) => join(snap.root, f.path));
+    const out = await this.ends();
+    const files = lakeFiles(this.table.current);
+    if (files.length === 0) return out;
+    const paths = await this.access.localPaths(files.map((f) => ({ key: f.key, size: f.size })));
     const reader = await this.conn.runAndReadAll(
-      `SELECT kafka_partition::INTEGER, min(kafka_offset)::DOUBLE FROM ${readLakeSql(files)} WHERE kafka_timestamp >= ${Math.trunc(time)} GROUP BY 1`,
+      `SELECT kafka_partition::INTEGER, min(kafka_offset)::DOUBLE FROM ${lakeRowsSql(paths)} WHERE kafka_timestamp >= ${Math.trunc(time)} GROUP BY 1`,
     );
     for (const [p, o] of reader.getRows() as [number, number][]) if (o < (out.get(p) ?? Infinity)) out.set(p, o);
     return out;
@@ -102,14 +124,20 @@ export class LakeSource {
   async read(partition: number, from: number, end: number, chunkOffsets = DEFAULT_CHUNK_OFFSETS): Promise<LakeChunk> {
     const to = Math.min(end, from + chunkOffsets);
     if (to <= from) return { partition, packed: emptyPack(partition, Math.max(from, end)), nextOffset: Math.max(from, end) };
-    const snap = this.manifest.snapshot();
-    const committed = snap.positions.get(partition)?.nextOffset ?? 0;
+    const snap = await this.table.refresh();
+    const committed = lakePositions(snap, this.topic).get(partition)?.nextOffset ?? 0;
     if (committed < to) {
       throw new InfrastructureError(
         `the lake of topic "${this.topic}" holds partition ${partition} only up to offset ${committed}, not ${to}: was it deleted or rewritten?`,
       );
     }
-    const files = snap.files.filter((f: LakeFile) => f.partition === partition && f.toOffset >= from && f.fromOffset < to);
+    // A file may hold the range unless its statistics say otherwise.
+    const files = lakeFiles(snap).filter(
+      (f: LakeFile) =>
+        (f.partition === undefined || f.partition === partition) &&
+        (f.toOffset === undefined || f.toOffset >= from) &&
+        (f.fromOffset === undefined || f.fromOffset < to),
+    );
     if (files.length === 0) return { partition, packed: emptyPack(partition, to), nextOffset: to };
     let offsets: number[];
     let times: number[];
@@ -124,18 +152,17 @@ export class LakeSource {
       const keys = this.withKeys
         ? `, list(octet_length(kafka_key)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(hex(kafka_key), '' ORDER BY kafka_offset), '')`
         : '';
+      const paths = await this.access.localPaths(files.map((f) => ({ key: f.key, size: f.size })));
       const conn = await this.db.connect();
-      const paths = files.map((f) => join(snap.root, f.path));
-      const reader = await (async () => {
-        // With keys, files written before the key column existed read it as NULL.
-        const lake = this.withKeys ? await readLakeColumnsSql(conn, paths) : readLakeSql(paths);
-        return conn.runAndReadAll(
+      // Files written before the key column existed read it as NULL (lakeRowsSql).
+      const reader = await conn
+        .runAndReadAll(
           `SELECT list(kafka_offset::DOUBLE ORDER BY kafka_offset), list(kafka_timestamp::DOUBLE ORDER BY kafka_offset),
                 list(strlen(raw)::INTEGER ORDER BY kafka_offset), coalesce(string_agg(raw, '' ORDER BY kafka_offset), '')${keys}
-         FROM ${lake}
+         FROM ${lakeRowsSql(paths)}
          WHERE kafka_partition = ${partition} AND kafka_offset >= ${from} AND kafka_offset < ${to}`,
-        );
-      })().finally(() => conn.closeSync());
+        )
+        .finally(() => conn.closeSync());
       const [row] = reader.getRows() as [DuckDBListValue | null, DuckDBListValue | null, DuckDBListValue | null, string, ...unknown[]][];
       offsets = (row![0]?.items ?? []) as number[];
       times = (row![1]?.items ?? []) as number[];

@@ -21,7 +21,7 @@ import {
   type OptionSpec,
 } from '../../services/config/cliOptions.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
-import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import { resolveLake } from '../../services/lake/lakeLocation.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { readVersionRecord, type VersionOrigin, type VersionRecord } from '../../services/versions/versionRecord.ts';
 import { JOB_OPTIONS, RUN_OPTIONS, speedJobConfig, type RunOptions } from '../cli.ts';
@@ -134,7 +134,7 @@ async function replay(opts: ReplayOptions): Promise<void> {
       const from = parseReplayFrom(opts.from, opts.fromTime, Date.now());
       const start = await resolveReplayStart(log, opts.topic, from, async () => {
         const { LakeSource } = await import('./lakeSource.ts');
-        return LakeSource.open(lakeRootOf(ctx.layout, opts.topic), opts.topic);
+        return LakeSource.open(await resolveLake(opts.lakeUri, ctx.layout, opts.topic));
       });
       if (opts.dryRun) {
         for (const line of describeStart(opts.topic, start)) console.log(line);

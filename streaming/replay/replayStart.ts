@@ -142,7 +142,8 @@ export async function resolveReplayStart(
     case 'lake': {
       const lake = await openLake();
       try {
-        const lakeEnds = beginnings.map((_, p) => lake.ends().get(p) ?? 0);
+        const held = await lake.ends();
+        const lakeEnds = beginnings.map((_, p) => held.get(p) ?? 0);
         // The lake must reach at least where the log now starts, or the records between are in neither.
         const gaps = lakeEnds.flatMap((e, p) =>
           e < beginnings[p]! ? [`partition ${p}: the lake ends at ${e}, the log starts at ${beginnings[p]}`] : [],
@@ -152,7 +153,7 @@ export async function resolveReplayStart(
             `neither the lake nor the log of topic "${topic}" holds every record: ${gaps.join('; ')}. The batch layer's lake writer did not read them before retention deleted them`,
           );
         }
-        const firsts = from.fromTime === null ? lake.starts() : await lake.offsetsForTime(from.fromTime);
+        const firsts = from.fromTime === null ? await lake.starts() : await lake.offsetsForTime(from.fromTime);
         const startOffsets = lakeEnds.map((end, p) => Math.min(firsts.get(p) ?? end, end));
         return { ...base, origin: { from: 'lake', startOffsets, fromTime: from.fromTime, lakeEnds } };
       } finally {

@@ -41,3 +41,6 @@ export function crashPlan(env: Record<string, string | undefined>, spec = CRASH_
       `rerun (crashes at LK_CRASH_AT=${point}@${visit(point, choices)}): LK_TEST_SEED=${seed} LK_TEST_CRASH_POINT=${point} npx vitest run ${spec}`,
   };
 }
+
+/** batch/__tests__/lakeMigration.spec.ts: `lk batch migrate-lake` killed after its commit, run again, complete. */
+export const LAKE_MIGRATION_POINTS: CrashPoint[] = ['lake.migration.converted'];

@@ -5,12 +5,15 @@
  * oracle computed from the input alone:
  * - speed checkpoint points (Kafka) and embedded-log transaction points (the embedded log):
  *   `lk speed` dies, restarts, and its view equals the speed oracle (streaming/__tests__/support);
- * - lake roll, manifest and batch-run points: `lk batch run` dies; the lake and the views are
- *   consistent right after the crash (every listed file exists, CURRENT names a complete run);
- *   a second run publishes views equal to the batch oracle (batch/__tests__/batchTestKit.ts), and
- *   every dead letter reached the dead-letter topic;
- * - compaction points: `lk batch compact` dies; the lake still holds every record exactly once,
- *   and after a second compaction too.
+ * - lake roll, Delta commit and checkpoint, and batch-run points: `lk batch run` dies; the lake
+ *   and the views are consistent right after the crash (every listed file exists, delta-rs reads
+ *   exactly the valid records below the committed positions, CURRENT names a complete run); a
+ *   second run publishes views equal to the batch oracle (batch/__tests__/batchTestKit.ts),
+ *   delta-rs reads every valid record once with the oracle's ids, and every dead letter reached
+ *   the dead-letter topic. The lake points run twice: the lake on a local disk, then on a real S3
+ *   server (`--lake-uri s3://...`);
+ * - compaction and vacuum points: `lk batch compact` dies; the lake still holds every record
+ *   exactly once (for delta-rs too), and after a second compaction too; on both stores.
  * A failing point prints the one-line command that replays it exactly: each point's visit is
  * drawn from the seed and the point's name alone (crashPointScenarios.ts crashPlan), so the rerun
  * of one point crashes at the same visit as the full run did.
@@ -25,12 +28,16 @@ import { EmbeddedLog } from '../../services/log/embedded/embeddedLog.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { deadLetterTopic } from '../../services/log/topics.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
-import { LakeManifest } from '../../services/lake/commitProtocol.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import { startTestS3, type TestS3 } from '../s3.ts';
+import { deltaRsRead } from '../deltaRs.ts';
 import {
   closeTo,
   oracleViews,
+  lakeState,
   readLakeWithDuckDb,
   readSnapshotRows,
+  testLake,
   readTopic,
   sketchRegisters,
   type OracleInput,
@@ -46,7 +53,7 @@ import {
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
-import { LAKE_REPLAY_POINTS, PROMOTION_POINTS, crashPlan } from './crashPointScenarios.ts';
+import { LAKE_MIGRATION_POINTS, LAKE_REPLAY_POINTS, PROMOTION_POINTS, crashPlan } from './crashPointScenarios.ts';
 
 const PLAN = crashPlan(process.env);
 const SEED = PLAN.seed;
@@ -70,16 +77,16 @@ const EMBEDDED_POINTS: CrashPoint[] = [
 ];
 const BATCH_POINTS: CrashPoint[] = [
   'lake.roll.files-written',
-  'lake.roll.files-placed',
+  'lake.roll.files-uploaded',
   'lake.roll.dead-letters-sent',
-  'lake.manifest.entry-written',
-  'lake.roll.committed',
+  'lake.commit.written',
+  'lake.checkpoint.written',
   'batch.run.rows-written',
   'batch.run.renamed',
   'batch.run.before-current-rename',
   'batch.run.current-swapped',
 ];
-const COMPACTION_POINTS: CrashPoint[] = ['lake.compaction.file-placed', 'lake.compaction.committed'];
+const COMPACTION_POINTS: CrashPoint[] = ['lake.compaction.file-uploaded', 'lake.compaction.committed', 'lake.vacuum.deleted'];
 
 /**
  * Visits a point may crash at: the speed checkpoint and embedded-log points at their first,
@@ -98,7 +105,7 @@ const selected = (points: CrashPoint[]) => points.filter((p) => ONLY === undefin
 /** Records a foreign producer could write: the lake writer sends each to the dead-letter topic. */
 const INVALID = ['not json at all', '{"id":"bad-1","type":"click"}', '{"id":42,"type":"click","ts":"2026-01-01T00:00:00Z"}', '[1,2,3]'];
 /** The invalid records that are readable JSON objects: the lake keeps them too (NULL typed columns; another mapping may read them). */
-const READABLE_INVALID = 2;
+const READABLE_INVALID = [INVALID[1]!, INVALID[2]!];
 
 describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   const dir = tempDir('lk-e2e-crash-');
@@ -121,8 +128,11 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   let metricsFile: string;
   let speedOracle: OracleResult;
   let kafka: Pipeline;
+  let s3: TestS3;
 
   beforeAll(async () => {
+    s3 = await startTestS3(['lk-crash']);
+    Object.assign(process.env, s3.env);
     metricsFile = writeTestMetrics(dir.path);
     speedOracle = computeOracle(lines, PARTITIONS, 2000);
     kafka = new Pipeline(join(dir.path, 'kafka'), metricsFile, speedTopic, 'unused');
@@ -141,6 +151,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   afterAll(async () => {
     killAll();
     await kafka?.close();
+    await s3?.stop();
     dir.remove();
   });
 
@@ -152,6 +163,7 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
       ...COMPACTION_POINTS,
       ...PROMOTION_POINTS,
       ...LAKE_REPLAY_POINTS,
+      ...LAKE_MIGRATION_POINTS,
     ]);
     expect(Object.keys(CRASH_POINTS).filter((p) => !covered.has(p as CrashPoint))).toEqual([]);
   });
@@ -269,72 +281,165 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
     expect(problems.slice(0, 10), `${label}: ${problems.length} differences\n${point ? rerun(point) : ''}`).toEqual([]);
   }
 
-  /** Right after a crash: readers see a consistent lake and a complete current run (or none). */
-  function expectConsistentAfterCrash(p: Pipeline, point: CrashPoint): void {
-    const lakeRoot = join(p.dataDir, 'lake', batchTopic);
-    if (existsSync(lakeRoot)) {
-      for (const f of LakeManifest.open(lakeRoot).snapshot().files)
-        expect(existsSync(join(lakeRoot, f.path)), `${point}: listed ${f.path}\n${rerun(point)}`).toBe(true);
+  /** Where a scenario keeps its lake: its data dir, or a prefix of its own on the S3 server. */
+  interface LakePlace {
+    args: string[];
+    lake: LakeHandle;
+    /** The table as delta-rs names it. */
+    uri: string;
+  }
+
+  async function lakePlace(p: Pipeline, onS3: boolean, name: string): Promise<LakePlace> {
+    const lakeUri = onS3 ? `s3://lk-crash/${name}` : undefined;
+    return {
+      args: lakeUri ? ['--lake-uri', lakeUri] : [],
+      lake: await testLake(p.dataDir, batchTopic, lakeUri),
+      uri: lakeUri ? `${lakeUri}/${batchTopic}` : join(p.dataDir, 'lake', batchTopic),
+    };
+  }
+
+  /**
+   * The records the lake keeps (the batch topic's valid ones and its readable invalid ones), as
+   * `partition:offset` keys, with the event id (null: no event).
+   */
+  let keptRecords: { key: string; partition: number; offset: number; id: string | null }[];
+  async function kept(): Promise<typeof keptRecords> {
+    keptRecords ??= (await readTopic(kafka.log, batchTopic))
+      .flat()
+      .filter((r) => !INVALID.includes(r.value!.toString('utf8')) || READABLE_INVALID.includes(r.value!.toString('utf8')))
+      .map((r) => {
+        const text = r.value!.toString('utf8');
+        return {
+          key: `${r.partition}:${r.offset}`,
+          partition: r.partition,
+          offset: r.offset,
+          id: INVALID.includes(text) ? null : (JSON.parse(text) as { id: string }).id,
+        };
+      });
+    return keptRecords;
+  }
+
+  /**
+   * Right after a crash: every file the log lists exists; delta-rs and the platform's reader see
+   * exactly the kept records below the committed positions; CURRENT names a complete run (or none).
+   */
+  async function expectConsistentAfterCrash(p: Pipeline, place: LakePlace, point: CrashPoint, where: string): Promise<void> {
+    const state = await lakeState(place.lake);
+    for (const f of state.files)
+      expect(await place.lake.store.head(f.key), `${point} (${where}): listed ${f.key}\n${rerun(point)}`).toBeDefined();
+    if (state.version >= 0) {
+      const below = (await kept()).filter((v) => v.offset < (state.positions.get(v.partition)?.nextOffset ?? 0)).map((v) => v.key);
+      const ours = (await readLakeWithDuckDb(place.lake)).map((r) => `${r.kafka_partition}:${r.kafka_offset}`);
+      const read = await deltaRsRead(place.uri, s3.env);
+      expect(read.keys, `${point} (${where}): delta-rs after the crash\n${rerun(point)}`).toEqual(below.sort());
+      expect(ours.sort(), `${point} (${where}): the platform's reader after the crash\n${rerun(point)}`).toEqual(read.keys);
     }
     const current = join(p.dataDir, 'views', p.version, 'CURRENT');
     if (existsSync(current)) {
       const { runId } = JSON.parse(readFileSync(current, 'utf8')) as { runId: string };
       const runDir = join(p.dataDir, 'views', p.version, 'runs', runId);
-      expect(existsSync(join(runDir, 'rows.parquet')), `${point}: CURRENT names a run without rows\n${rerun(point)}`).toBe(true);
+      expect(existsSync(join(runDir, 'rows.parquet')), `${point} (${where}): CURRENT names a run without rows\n${rerun(point)}`).toBe(true);
       batchRunManifestSchema.parse(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')));
     }
   }
 
-  it(
-    'lake rolls, manifest commits and batch runs: crash at each step, rerun, the views equal the oracle',
-    { timeout: 400_000 },
-    async () => {
-      const batchArgs = ['--roll-size', '16k', '--roll-interval', '10s'];
-      for (const [i, point] of selected(BATCH_POINTS).entries()) {
-        const p = new Pipeline(join(dir.path, `batch-${i}`), metricsFile, batchTopic, 'v1');
-        const visit = visitOf(point);
-        // A lake of its own, so a consumer group of its own: the killed writer's membership
-        // (until its session times out) must not hold back the next scenario's writer.
-        const args = [...batchArgs, '--group', `lk-batch-crash-${i}`];
-        const proc = p.spawn(['batch', 'run', '--topic', batchTopic, ...args, ...p.common()], { LK_CRASH_AT: `${point}@${visit}` });
-        await crashed(proc, point);
-        expectConsistentAfterCrash(p, point);
-        await p.run(['batch', 'run', '--topic', batchTopic, ...args, ...p.common()]);
-        await expectBatchViewsExact(p, `${point}@${visit}`, point);
-        const lake = await readLakeWithDuckDb(join(p.dataDir, 'lake', batchTopic));
-        expect(lake.length, `${point}: lake rows\n${rerun(point)}`).toBe(lines.length + READABLE_INVALID);
-        expect(new Set(lake.map((r) => `${r.kafka_partition}/${r.kafka_offset}`)).size).toBe(lines.length + READABLE_INVALID);
-        await p.close();
-      }
-      // Every invalid record reached the dead-letter topic (a crash may repeat one, never lose one).
-      const dead = (await readTopic(kafka.log, deadLetterTopic(batchTopic))).flat().map((r) => r.value!.toString('utf8'));
-      for (const bad of INVALID) expect(dead, bad).toContain(bad);
-    },
-  );
+  /**
+   * Every record the lake keeps (the valid ones and the readable invalid ones) exactly once, for
+   * the platform and for delta-rs, with the oracle's ids.
+   */
+  async function expectLakeComplete(place: LakePlace, label: string, point?: CrashPoint): Promise<void> {
+    const all = await kept();
+    const lake = await readLakeWithDuckDb(place.lake);
+    expect(lake.length, `${label}: lake rows\n${point ? rerun(point) : ''}`).toBe(all.length);
+    expect(new Set(lake.map((r) => `${r.kafka_partition}:${r.kafka_offset}`)).size).toBe(all.length);
+    const read = await deltaRsRead(place.uri, s3.env);
+    expect(read.rows, `${label}: delta-rs rows\n${point ? rerun(point) : ''}`).toBe(all.length);
+    expect(read.keys).toEqual(all.map((v) => v.key).sort());
+    expect(read.ids).toEqual([...new Set(all.flatMap((v) => (v.id === null ? [] : [v.id])))].sort());
+  }
 
-  it('compaction: crash before and after its swap, the lake still holds every record once', { timeout: 400_000 }, async () => {
-    const p = new Pipeline(join(dir.path, 'compact'), metricsFile, batchTopic, 'v1');
-    const group = ['--group', 'lk-batch-crash-compact'];
-    await p.run(['batch', 'run', '--topic', batchTopic, '--roll-size', '4k', '--roll-interval', '10s', ...group, ...p.common()]);
-    const lakeRoot = join(p.dataDir, 'lake', batchTopic);
-    const filesBefore = LakeManifest.open(lakeRoot).snapshot().files.length;
-    expect(filesBefore).toBeGreaterThan(10);
-    for (const point of selected(COMPACTION_POINTS)) {
-      const proc = p.spawn(['batch', 'compact', '--topic', batchTopic, '--target-file-size', '64k', ...p.common()], {
-        LK_CRASH_AT: `${point}@${visitOf(point)}`,
-      });
-      await crashed(proc, point);
-      expectConsistentAfterCrash(p, point);
-      const lake = await readLakeWithDuckDb(lakeRoot);
-      expect(lake.length, `${point}: lake rows after the crash\n${rerun(point)}`).toBe(lines.length + READABLE_INVALID);
-      expect(new Set(lake.map((r) => `${r.kafka_partition}/${r.kafka_offset}`)).size).toBe(lines.length + READABLE_INVALID);
-    }
-    await p.run(['batch', 'compact', '--topic', batchTopic, '--target-file-size', '64k', ...p.common()]);
-    expect(LakeManifest.open(lakeRoot).snapshot().files.length).toBeLessThan(filesBefore);
-    expect((await readLakeWithDuckDb(lakeRoot)).length).toBe(lines.length + READABLE_INVALID);
-    await p.run(['batch', 'run', '--topic', batchTopic, ...group, ...p.common()]);
-    await expectBatchViewsExact(p, 'after compaction');
-    await p.close();
+  describe.each([
+    ['a local disk', false],
+    ['the S3 server', true],
+  ])('the lake on %s', (where, onS3) => {
+    it(
+      `lake rolls, Delta commits${onS3 ? '' : ' and batch runs'}: crash at each step, rerun, the views equal the oracle`,
+      { timeout: 400_000 },
+      async () => {
+        const batchArgs = ['--roll-size', '16k', '--roll-interval', '10s'];
+        const points = selected(BATCH_POINTS).filter((point) => !onS3 || point.startsWith('lake.'));
+        for (const [i, point] of points.entries()) {
+          const name = `batch-${onS3 ? 's3' : 'local'}-${i}`;
+          const p = new Pipeline(join(dir.path, name), metricsFile, batchTopic, 'v1');
+          const place = await lakePlace(p, onS3, name);
+          const visit = visitOf(point);
+          // A lake of its own, so a consumer group of its own: the killed writer's membership
+          // (until its session times out) must not hold back the next scenario's writer.
+          const args = [...batchArgs, ...place.args, '--group', `lk-batch-crash-${name}`];
+          const proc = p.spawn(['batch', 'run', '--topic', batchTopic, ...args, ...p.common()], { LK_CRASH_AT: `${point}@${visit}` });
+          await crashed(proc, point);
+          await expectConsistentAfterCrash(p, place, point, where);
+          await p.run(['batch', 'run', '--topic', batchTopic, ...args, ...p.common()]);
+          await expectBatchViewsExact(p, `${point}@${visit} (${where})`, point);
+          await expectLakeComplete(place, `${point} (${where})`, point);
+          await p.close();
+        }
+        // Every invalid record reached the dead-letter topic (a crash may repeat one, never lose one).
+        const dead = (await readTopic(kafka.log, deadLetterTopic(batchTopic))).flat().map((r) => r.value!.toString('utf8'));
+        for (const bad of INVALID) expect(dead, bad).toContain(bad);
+      },
+    );
+
+    it(
+      'compaction and vacuum: crash before and after the swap and in vacuum, the lake still holds every record once',
+      { timeout: 400_000 },
+      async () => {
+        const name = `compact-${onS3 ? 's3' : 'local'}`;
+        const p = new Pipeline(join(dir.path, name), metricsFile, batchTopic, 'v1');
+        const place = await lakePlace(p, onS3, name);
+        const group = ['--group', `lk-batch-crash-${name}`, ...place.args];
+        // Many small files (fewer on S3, where each commit is a few round trips).
+        await p.run([
+          'batch',
+          'run',
+          '--topic',
+          batchTopic,
+          '--roll-size',
+          onS3 ? '8k' : '4k',
+          '--roll-interval',
+          '10s',
+          ...group,
+          ...p.common(),
+        ]);
+        const filesBefore = (await lakeState(place.lake)).files.length;
+        expect(filesBefore).toBeGreaterThan(10);
+        // Vacuum at once (no retention), so that it has the replaced files to delete.
+        const compact = [
+          'batch',
+          'compact',
+          '--topic',
+          batchTopic,
+          '--target-file-size',
+          '64k',
+          '--vacuum-retention',
+          '0s',
+          ...place.args,
+          ...p.common(),
+        ];
+        for (const point of selected(COMPACTION_POINTS)) {
+          const proc = p.spawn(compact, { LK_CRASH_AT: `${point}@${visitOf(point)}` });
+          await crashed(proc, point);
+          await expectConsistentAfterCrash(p, place, point, where);
+          await expectLakeComplete(place, `${point} (${where}), after the crash`, point);
+        }
+        await p.run(compact);
+        expect((await lakeState(place.lake)).files.length).toBeLessThan(filesBefore);
+        await expectLakeComplete(place, `after compaction (${where})`);
+        await p.run(['batch', 'run', '--topic', batchTopic, ...group, ...p.common()]);
+        await expectBatchViewsExact(p, `after compaction (${where})`);
+        await p.close();
+      },
+    );
   });
 });
 

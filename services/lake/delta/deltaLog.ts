@@ -448,7 +448,7 @@ export class DeltaLog {
   /** Opens the log and reads the latest snapshot (none when the table does not exist yet). */
   static async open(options: DeltaLogOptions): Promise<DeltaLog> {
     const log = new DeltaLog(options);
-    log.latest = await log.load(undefined);
+    log.advance(await log.load(undefined));
     return log;
   }
 
@@ -467,20 +467,28 @@ export class DeltaLog {
    * none), or the whole log when there was no table yet.
    */
   async refresh(): Promise<DeltaSnapshot | undefined> {
-    if (this.latest === undefined) {
-      this.latest = await this.load(undefined);
+    const base = this.latest;
+    if (base === undefined) {
+      const loaded = await this.load(undefined);
+      this.advance(loaded);
       return this.latest;
     }
+    // Commits and refreshes of this process may interleave: this one builds on the snapshot it
+    // started from, and replaces the held one only with a newer version.
     let next: DeltaSnapshot | undefined;
     for (;;) {
-      const version = (next ?? this.latest).version + 1;
+      const version = (next ?? base).version + 1;
       const text = await getText(this.store, commitKey(version));
       if (text === undefined) break;
-      next ??= this.latest.clone();
+      next ??= base.clone();
       next.apply(version, parseCommit(text, this.where(commitKey(version))), this.where(commitKey(version)));
     }
-    if (next) this.latest = next;
+    this.advance(next);
     return this.latest;
+  }
+
+  private advance(snap: DeltaSnapshot | undefined): void {
+    if (snap !== undefined && (this.latest === undefined || snap.version > this.latest.version)) this.latest = snap;
   }
 
   /** Time travel: the snapshot at `version` (from the newest checkpoint at or before it). */
@@ -618,7 +626,7 @@ export class DeltaLog {
       if (!put.ok) continue; // another writer won this version: read it and decide again
       const snap = latest?.clone() ?? new DeltaSnapshot(-1);
       snap.apply(version, p.actions, this.where(commitKey(version)));
-      this.latest = snap;
+      this.advance(snap);
       crashPoint('lake.commit.written');
       if (version > 0 && version % checkpointInterval(snap.configuration) === 0) {
         await this.checkpoint(snap).catch((err: unknown) =>
