@@ -4,7 +4,9 @@
  * `lk batch run` into serving; the GraphQL answers over HTTP equal an oracle computed from the
  * input file alone, for series, topKeys and total: with the speed job running before any batch
  * run, after the batch run with the speed job paused behind the batch cut, and after the speed
- * job resumed. Reconciliation finds no disagreeing key on this clean data.
+ * job resumed. Reconciliation finds no disagreeing key on this clean data. The batch layer keeps
+ * its lake on a real S3 server (`--lake-uri s3://...`, test/s3.ts): the whole pipeline with the
+ * lake on object storage equals the oracle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
+import { startTestS3, type TestS3 } from '../../test/s3.ts';
 import { hllOf, oracleWindows, type LoggedEvent } from './fixtures/viewFixtures.ts';
 import { METRICS, gqlData, startTestServer, testLog, type TestServer } from './fixtures/testServer.ts';
 
@@ -34,8 +37,8 @@ function lk(args: string[], env: Record<string, string> = {}): ChildProcess {
   });
 }
 
-async function lkRun(args: string[]): Promise<string> {
-  const child = lk(args);
+async function lkRun(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const child = lk(args, env);
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -155,7 +158,10 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
     }
   }
 
+  let s3: TestS3;
+
   beforeAll(async () => {
+    s3 = await startTestS3(['e2e-lake']);
     await log.createTopics(eventTopicSpecs(topic, 3));
     writeFileSync(join(dir.path, 'first.jsonl'), lines.slice(0, half).join('\n') + '\n');
     writeFileSync(join(dir.path, 'second.jsonl'), lines.slice(half).join('\n') + '\n');
@@ -166,6 +172,7 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
     await stop(speed);
     await server?.close();
     await log.close();
+    await s3?.stop();
     dir.remove();
   });
 
@@ -180,7 +187,8 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
     await stop(speed);
     speed = undefined;
     await lkRun(['produce', '--topic', topic, '--file', join(dir.path, 'second.jsonl'), ...common]);
-    await lkRun(['batch', 'run', '--topic', topic, '--version', version, ...common]);
+    await lkRun(['batch', 'run', '--topic', topic, '--version', version, '--lake-uri', 's3://e2e-lake/lakes', ...common], s3.env);
+    expect(existsSync(join(s3.server.dataDir, 'e2e-lake', 'lakes', topic, '_delta_log')), 'the lake is on the S3 server').toBe(true);
     const runId = readCurrentBatchRun(join(dir.path, 'views'), version)?.manifest.runId;
     expect(runId).toBeDefined();
     await eventually(async () => {

@@ -5,7 +5,8 @@
  * exactly that offset. Checked against the independent speed oracle
  * (streaming/__tests__/support/oracle.ts), never against the code under test:
  *
- * - lake then log equals a replay from the log alone, on the same events;
+ * - lake then log equals a replay from the log alone, on the same events; the same lake copied
+ *   to a real S3 server (`--lake-uri s3://...`) replays as exactly;
  * - retention deletes the log's start (Kafka's own kafka-delete-records tool, the admin
  *   deleteRecords call): `--from earliest` is refused with where the log now starts and a
  *   suggestion of `--from lake`; the lake replay is still exact;
@@ -27,7 +28,11 @@ import {
   readView,
   writeTestMetrics,
 } from '../../streaming/__tests__/support/harness.ts';
+import { LocalObjectStore } from '../../services/storage/localObjectStore.ts';
+import { listAll } from '../../services/storage/objectStore.ts';
+import { openObjectStore } from '../../services/storage/storageLocation.ts';
 import { kafkaTool } from '../kafkaTools.ts';
+import { startTestS3 } from '../s3.ts';
 import { tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { LAKE_REPLAY_POINTS } from './crashPointScenarios.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
@@ -133,6 +138,25 @@ describe(`replay from the lake, then the log (seed ${SEED})`, () => {
     await p.stop(proc2);
     expectNoOverlap(fromLog, 'replay from the log');
     expectNoOverlap(fromLake, 'replay from the lake, then the log');
+  });
+
+  it('the same lake on an S3 server: the replay reads its Delta table there and hands over exactly', async () => {
+    const s3 = await startTestS3(['lk-replay']);
+    try {
+      // The lake written above, copied as it is (its Delta log and its files) to the S3 server.
+      const local = new LocalObjectStore(join(dir.path, 'lake', topic));
+      const remote = (await openObjectStore('s3://lk-replay/lakes', 'test', { ...process.env, ...s3.env })).child(topic);
+      for (const info of await listAll(local, '')) await remote.putFile(info.key, local.localPath(info.key));
+      const v = version('s3');
+      const proc = replay(v, ['--from', 'lake', '--lake-chunk', '700', '--lake-uri', 's3://lk-replay/lakes'], s3.env);
+      await untilCaughtUp(v, proc);
+      expect(readVersionRecord(dir.path, v)?.origin).toMatchObject({ from: 'lake', lakeEnds });
+      await expectExact(v, 'replay from the lake on S3, then the log');
+      await p.stop(proc);
+      expectNoOverlap(v, 'replay from the lake on S3, then the log');
+    } finally {
+      await s3.stop();
+    }
   });
 
   it("with the log's start deleted, --from earliest is refused and the lake replay is still exact", async () => {
