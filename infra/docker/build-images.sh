@@ -9,13 +9,16 @@
 #                                      project resolves from Maven Central (scripts/kafka.mjs) +
 #                                      an entrypoint with apache/kafka's environment contract
 #   4. lambda-kappa:ci                 infra/docker/Dockerfile on 2
+#   5. lk-ci/versitygw:<version>       1 + the static versitygw binary the tests use (built from the
+#                                      Go module proxy by scripts/s3server.mjs) + an entrypoint with
+#                                      the official image's environment contract (infra/docker/s3/)
 #
-# On a user's machine none of this is needed: `docker compose up --build` pulls apache/kafka
-# and node:24-bookworm-slim (docs/docker.md).
+# On a user's machine none of this is needed: `docker compose up --build` pulls apache/kafka,
+# versity/versitygw and node:24-bookworm-slim (docs/docker.md).
 #
-# usage: infra/docker/build-images.sh [--env-file FILE] [--only base|kafka|lk]...
-#   --env-file FILE  write LK_IMAGE, LK_BASE_IMAGE and KAFKA_IMAGE (what docker-compose.yml
-#                    reads) to FILE, for `set -a; . FILE`
+# usage: infra/docker/build-images.sh [--env-file FILE] [--only base|kafka|lk|s3]...
+#   --env-file FILE  write LK_IMAGE, LK_BASE_IMAGE, KAFKA_IMAGE and S3_IMAGE (what
+#                    docker-compose.yml reads) to FILE, for `set -a; . FILE`
 #   --only NAME      build only this image and what it needs (repeatable)
 #
 # Environment: LK_DOCKER_CACHE (default ~/.cache/lambda-kappa/docker: .debs, root file systems,
@@ -38,6 +41,8 @@ JRE_PACKAGE=openjdk-17-jre-headless
 DEBIAN_IMAGE=lk-ci/debian:$SUITE-minbase
 NODE_IMAGE=lk-ci/node:24-$SUITE-slim
 KAFKA_IMAGE=lk-ci/kafka:$KAFKA_VERSION
+VERSITYGW_VERSION=$(sed -n "s/^export const DEFAULT_VERSITYGW_VERSION = '\\(.*\\)';/\\1/p" "$ROOT/scripts/s3server.mjs")
+S3_IMAGE=lk-ci/versitygw:${VERSITYGW_VERSION:-unknown}
 LK_IMAGE=${LK_IMAGE:-lambda-kappa:ci}
 # Bump when the root file system recipe below changes: cached root file systems are rebuilt.
 ROOTFS_RECIPE="1 $SUITE minbase $JRE_PACKAGE $MIRROR"
@@ -59,7 +64,7 @@ while (($# > 0)); do
       shift 2
       ;;
     --only)
-      only+=("${2:?--only needs base, kafka or lk}")
+      only+=("${2:?--only needs base, kafka, lk or s3}")
       shift 2
       ;;
     -h | --help)
@@ -292,6 +297,21 @@ build_kafka() {
   log "$KAFKA_IMAGE: Kafka $KAFKA_VERSION, $(ls "$ctx/libs" | wc -l) jars, in $(took "$t0")"
 }
 
+build_s3() {
+  local ctx=$CACHE/ctx/s3 bin t0
+  t0=$(now)
+  bin=$(cd "$ROOT" && node scripts/s3server.mjs resolve) ||
+    die "could not build versitygw (node scripts/s3server.mjs resolve: needs Go once)"
+  [[ -x $bin ]] || die "node scripts/s3server.mjs resolve printed '$bin', which is not an executable"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$bin" "$ctx/versitygw"
+  cp "$ROOT/infra/docker/s3/Dockerfile" "$ROOT/infra/docker/s3/entrypoint.sh" "$ctx/"
+  "$DOCKER" build -q --force-rm --network host --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" -t "$S3_IMAGE" "$ctx" >/dev/null ||
+    die "docker build of $S3_IMAGE failed (rerun without -q to see why: $DOCKER build --build-arg DEBIAN_IMAGE=$DEBIAN_IMAGE $ctx)"
+  log "$S3_IMAGE: versitygw $VERSITYGW_VERSION in $(took "$t0")"
+}
+
 build_lk() {
   local t0 out
   t0=$(now)
@@ -314,8 +334,9 @@ import_debian
 if wants kafka; then build_kafka; fi
 if wants lk || wants base; then build_node; fi
 if wants lk; then build_lk; fi
+if wants s3; then build_s3; fi
 
-sizes=$(for i in "$DEBIAN_IMAGE" "$NODE_IMAGE" "$KAFKA_IMAGE" "$LK_IMAGE"; do
+sizes=$(for i in "$DEBIAN_IMAGE" "$NODE_IMAGE" "$KAFKA_IMAGE" "$LK_IMAGE" "$S3_IMAGE"; do
   image_exists "$i" && "$DOCKER" image inspect --format "$i {{.Size}}" "$i"
 done | awk '{ printf "  %-32s %6.0f MB\n", $1, $2 / 1e6 }')
 log "images (uncompressed size):"$'\n'"$sizes"
@@ -323,6 +344,6 @@ log "done in $(took "$started")"
 
 if [[ -n $env_file ]]; then
   mkdir -p "$(dirname "$env_file")"
-  printf 'LK_IMAGE=%s\nLK_BASE_IMAGE=%s\nKAFKA_IMAGE=%s\n' "$LK_IMAGE" "$NODE_IMAGE" "$KAFKA_IMAGE" >"$env_file"
+  printf 'LK_IMAGE=%s\nLK_BASE_IMAGE=%s\nKAFKA_IMAGE=%s\nS3_IMAGE=%s\n' "$LK_IMAGE" "$NODE_IMAGE" "$KAFKA_IMAGE" "$S3_IMAGE" >"$env_file"
   log "image names written to $env_file"
 fi

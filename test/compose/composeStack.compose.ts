@@ -12,7 +12,8 @@
  *     checkpointed state): events produced after the kill are counted exactly, and windows mixing
  *     both phases come from the speed view while older ones come from the batch view (merged);
  *  4. the next batch run covers everything and agrees; the killed replica, started again, takes
- *     partitions back and the answers do not change.
+ *     partitions back and the answers do not change;
+ *  5. the lake is a Delta table on the stack's S3 server, its positions the batch run's cut.
  * `docker-compose down -v` runs whatever happens. Timings are printed at the end.
  */
 import { existsSync, rmSync } from 'node:fs';
@@ -29,6 +30,7 @@ const settings: CiSettings = {
   speed2Port: Number(env.LK_CI_SPEED2_PORT ?? 29102),
   batchPort: Number(env.LK_CI_BATCH_PORT ?? 29103),
   servePort: Number(env.LK_CI_SERVE_PORT ?? 24000),
+  s3Port: Number(env.LK_CI_S3_PORT ?? 29070),
   genCount: Number(env.LK_CI_GEN_COUNT ?? 20_000),
   genSeed: 4242,
   genStart: '2026-03-01T10:00:00Z',
@@ -273,6 +275,7 @@ describe('docker-compose stack (host networking, local images)', () => {
         settings.speed2Port,
         settings.batchPort,
         settings.servePort,
+        settings.s3Port,
       ];
       const busy = [];
       for (const p of ports) if (await portInUse(p)) busy.push(p);
@@ -352,7 +355,7 @@ describe('docker-compose stack (host networking, local images)', () => {
     // 1. Up, in dependency order: `up -d` returns once kafka is healthy, topics and the generator
     //    have exited 0 (batch waits for the generator in CI) and every container is started.
     const upStarted = Date.now();
-    await step('docker-compose up -d', () => s.composeRun(['up', '-d', '--no-build'], { timeoutMs: 300_000 }));
+    await step('docker-compose up -d', () => s.composeRunAsync(['up', '-d', '--no-build'], { timeoutMs: 300_000 }));
     await step('every lk service healthy (/readyz)', async () => {
       const healthyAfter = new Map<string, number>();
       await until(
@@ -491,6 +494,22 @@ describe('docker-compose stack (host networking, local images)', () => {
     const c3 = await step('after the second batch run: GraphQL answers = oracle', () =>
       exactAnswers(oracle2, 'after the second batch run'),
     );
+    await step("the lake is a Delta table on the stack's S3 server, at the batch run's cut", async () => {
+      const { resolveLake } = await import('../../services/lake/lakeLocation.ts');
+      const { lakePositions, openLakeForReading } = await import('../../services/lake/lakeTable.ts');
+      const { dataDirLayout } = await import('../../services/config/dataDir.ts');
+      Object.assign(process.env, {
+        AWS_ENDPOINT_URL: `http://127.0.0.1:${settings.s3Port}`,
+        AWS_ACCESS_KEY_ID: 'lk-access-key',
+        AWS_SECRET_ACCESS_KEY: 'lk-secret-key-for-local-tests',
+        AWS_REGION: 'us-east-1',
+      });
+      const lake = await resolveLake('s3://lake/lakes', dataDirLayout(join(REPO_ROOT, '.lk', 'compose', 'host')), 'events');
+      const snapshot = (await openLakeForReading(lake))!.current!;
+      const committed = [...lakePositions(snapshot, 'events').values()].reduce((n, p) => n + p.nextOffset, 0);
+      expect(committed, 'the lake holds both phases').toBe(phase1.length + phase2.length);
+      log(`lake s3://lake/lakes/events: Delta version ${snapshot.version}, ${snapshot.files.size} files`);
+    });
     log(`second batch run: windows from batch ${c3.batchWindows}, from speed ${c3.speedWindows}`);
     expect(c3.speedWindows, 'a batch run that covers everything answers every window').toBe(0);
 

@@ -3,7 +3,7 @@
  * the merged CI configuration, container state and health, the lk services' HTTP endpoints.
  * Everything goes through the real docker CLI and real HTTP on 127.0.0.1.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +19,8 @@ export interface CiSettings {
   speed2Port: number;
   batchPort: number;
   servePort: number;
+  /** The S3 server that keeps the lake. */
+  s3Port: number;
   genCount: number;
   genSeed: number;
   genStart: string;
@@ -32,6 +34,7 @@ export function ciEnvironment(s: CiSettings): Record<string, string> {
     LK_CI_SPEED2_PORT: String(s.speed2Port),
     LK_CI_BATCH_PORT: String(s.batchPort),
     LK_CI_SERVE_PORT: String(s.servePort),
+    LK_CI_S3_PORT: String(s.s3Port),
     LK_CI_GEN_COUNT: String(s.genCount),
     LK_CI_GEN_SEED: String(s.genSeed),
     LK_CI_GEN_START: s.genStart,
@@ -64,6 +67,41 @@ export function run(
     throw new Error(`\`${cmd.join(' ')}\` exited with ${r.status ?? r.signal}:\n${tail}`);
   }
   return result;
+}
+
+/**
+ * The same, without blocking this process while it runs: vitest's worker must keep answering its
+ * runner (a minute-long `docker-compose up` in spawnSync made its RPC time out).
+ */
+export function runAsync(
+  cmd: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; allowFailure?: boolean; cwd?: string } = {},
+): Promise<RunResult> {
+  const [file, ...args] = cmd;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file!, args, {
+      cwd: opts.cwd ?? REPO_ROOT,
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd.join(' ')}: ${err.message}`));
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      const result = { status, stdout, stderr };
+      if (status !== 0 && !opts.allowFailure) {
+        const tail = `${stdout}\n${stderr}`.trim().split('\n').slice(-30).join('\n');
+        reject(new Error(`\`${cmd.join(' ')}\` exited with ${status ?? signal}:\n${tail}`));
+      } else resolve(result);
+    });
+  });
 }
 
 function works(cmd: string[]): boolean {
@@ -139,6 +177,10 @@ export class Stack {
 
   composeRun(args: string[], opts: { timeoutMs?: number; allowFailure?: boolean } = {}): RunResult {
     return run([...this.compose, '-f', this.file, '-p', this.project, ...args], { env: this.env, ...opts });
+  }
+
+  composeRunAsync(args: string[], opts: { timeoutMs?: number; allowFailure?: boolean } = {}): Promise<RunResult> {
+    return runAsync([...this.compose, '-f', this.file, '-p', this.project, ...args], { env: this.env, ...opts });
   }
 
   containerId(service: string): string | undefined {
