@@ -10,7 +10,7 @@ import type { LakeHandle } from '../services/lake/lakeLocation.ts';
 import type { Logger } from '../services/observability/logger.ts';
 import { progress } from '../services/observability/progress.ts';
 import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
-import { LakeWriter } from './lake/lakeWriter.ts';
+import { LakeWriter, type LakeWriterStats } from './lake/lakeWriter.ts';
 import { recomputeBatchViews, type RecomputeResult } from './views/batchViews.ts';
 
 /** What the batch service and a single cycle are both given: the log, the lake, the views, the metrics. */
@@ -37,7 +37,7 @@ export interface BatchCycleOptions extends BatchJobOptions {
 
 export async function catchUpLake(
   options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'dataDir'> & { mapping?: EventMapping },
-): Promise<{ records: number }> {
+): Promise<{ records: number; stats: LakeWriterStats }> {
   const ends = await options.log.endOffsets(options.topic);
   const writer = await LakeWriter.open({
     log: options.log,
@@ -67,7 +67,7 @@ export async function catchUpLake(
     bar.finish();
     await writer.close({ commitPending: true });
   }
-  return { records: writer.stats.records };
+  return { records: writer.stats.records, stats: writer.stats };
 }
 
 /** The version's home partition count, creating its record from the topic when it has none. */

@@ -1,17 +1,21 @@
 /**
- * `npm run bench:batch`: the batch layer against a real Kafka broker.
+ * `npm run bench:batch`: the batch layer against a real Kafka broker, with the lake on the local
+ * disk and on an S3 server (versitygw on 127.0.0.1, scripts/s3server.mjs) in the same run.
  *
  *   1. produce LK_BENCH_EVENTS (default 5,000,000) generated events into a fresh 6-partition topic
  *   2. raw consume rate: read the whole topic with the log consumer doing nothing else
- *   3. lake write: the lake writer from Kafka into Parquet (events/s, bytes per event)
- *   4. full recompute of the batch views from the lake (seconds)
+ *   3. lake write, on each store: the lake writer from Kafka into the Delta table (events/s
+ *      against the raw consume rate, commit latency p50/p99, bytes per event)
+ *   4. full recompute of the batch views from each lake (seconds): local in place; on S3 with a
+ *      cold file cache (every data file downloaded) and a warm one
  *
+ * LK_BENCH_STORES=local or s3 measures one store only.
  * Needs KAFKA_BROKERS (e.g. 127.0.0.1:9092, see `npm run kafka -- start`). Prints one JSON line
  * with every figure at the end. The topic and the data dir are deleted afterwards.
  *
  * Iterating on the recompute: LK_BENCH_LAKE_DIR=DIR keeps the data dir. The first run writes the
  * lake into DIR as above (and keeps it); later runs find the lake there and only time the
- * recompute (steps 1-3 skipped, no broker needed), LK_BENCH_RECOMPUTES times (default 1), so
+ * recompute (steps 1-3 skipped, no broker needed), LK_BENCH_RECOMPUTES times (default 2), so
  * variants are compared on the same lake, back to back.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -28,10 +32,12 @@ import { dataDirLayout } from '../services/config/dataDir.ts';
 import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, openLakeForReading } from '../services/lake/lakeTable.ts';
 import { recomputeBatchViews } from '../batch/views/batchViews.ts';
+import { s3Env, startS3Server } from '../scripts/s3server.mjs';
+import { freePort } from '../test/helpers.ts';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);
 const PARTITIONS = Number(process.env.LK_BENCH_PARTITIONS ?? 6);
-const RECOMPUTES = Number(process.env.LK_BENCH_RECOMPUTES ?? 1);
+const RECOMPUTES = Number(process.env.LK_BENCH_RECOMPUTES ?? 2);
 const keptDir = process.env.LK_BENCH_LAKE_DIR;
 const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -76,9 +82,9 @@ async function timeRecomputes(
 }
 
 // A kept lake from an earlier run: time only the recompute on it.
-const keptLakes = keptDir !== undefined && existsSync(join(keptDir, 'lake')) ? readdirSync(join(keptDir, 'lake')) : [];
+const keptLakes = keptDir !== undefined && existsSync(join(keptDir, 'local', 'lake')) ? readdirSync(join(keptDir, 'local', 'lake')) : [];
 if (keptDir !== undefined && keptLakes.length === 1) {
-  const lake = await resolveLake(undefined, dataDirLayout(keptDir), keptLakes[0]!);
+  const lake = await resolveLake(undefined, dataDirLayout(join(keptDir, 'local')), keptLakes[0]!);
   const rows = lakeFiles((await openLakeForReading(lake))!.current).reduce((n, f) => n + (f.rows ?? 0), 0);
   say(`recompute only, on the kept lake ${lake.uri} (${rows.toLocaleString()} rows)`);
   const r = await timeRecomputes(lake, join(keptDir, 'views'));
@@ -162,35 +168,68 @@ try {
   const rawRate = raw.records / raw.seconds;
   say(`  ${Math.round(rawRate).toLocaleString()} records/s`);
 
-  say('lake write (Kafka -> Parquet, committed through the manifest)...');
-  const lake = await resolveLake(undefined, dataDirLayout(dataDir), topic);
-  t = performance.now();
-  await catchUpLake({ log, topic, groupId: `${topic}-lake`, lake, rollBytes: 128 * 1024 ** 2, rollIntervalMs: 60_000, logger: quiet });
-  const lakeSeconds = (performance.now() - t) / 1000;
-  const snapshot = { files: lakeFiles((await openLakeForReading(lake))!.current) };
-  const lakeBytes = snapshot.files.reduce((n, f) => n + f.size, 0);
-  const lakeRows = snapshot.files.reduce((n, f) => n + (f.rows ?? 0), 0);
-  const lakeRate = lakeRows / lakeSeconds;
-  say(
-    `  ${Math.round(lakeRate).toLocaleString()} events/s, ${snapshot.files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event`,
-  );
-
-  const recompute = await timeRecomputes(lake, join(dataDir, 'views'));
-
+  const stores = (process.env.LK_BENCH_STORES ?? 'local,s3').split(',');
+  const perStore: Record<string, Record<string, unknown>> = {};
+  for (const store of stores) {
+    let lakeUri: string | undefined;
+    let stopS3: (() => Promise<void>) | undefined;
+    if (store === 's3') {
+      const server = await startS3Server({ port: await freePort(), dir: join(dataDir, 's3'), buckets: ['bench'], quiet: true });
+      Object.assign(process.env, s3Env(server));
+      stopS3 = server.stop;
+      lakeUri = 's3://bench/lakes';
+    }
+    try {
+      say(`lake write on ${store === 's3' ? 'the S3 server' : 'the local disk'} (Kafka -> Delta table)...`);
+      const lake = await resolveLake(lakeUri, dataDirLayout(join(dataDir, store)), topic);
+      t = performance.now();
+      const written = await catchUpLake({
+        log,
+        topic,
+        groupId: `${topic}-lake-${store}`,
+        lake,
+        rollBytes: 128 * 1024 ** 2,
+        rollIntervalMs: 60_000,
+        logger: quiet,
+      });
+      const lakeSeconds = (performance.now() - t) / 1000;
+      const files = lakeFiles((await openLakeForReading(lake))!.current);
+      const lakeBytes = files.reduce((n, f) => n + f.size, 0);
+      const lakeRows = files.reduce((n, f) => n + (f.rows ?? 0), 0);
+      const lakeRate = lakeRows / lakeSeconds;
+      const commits = [...written.stats.commitMs].sort((a, b) => a - b);
+      const pct = (q: number) => Number((commits[Math.min(commits.length - 1, Math.floor(q * commits.length))] ?? 0).toFixed(1));
+      say(
+        `  ${Math.round(lakeRate).toLocaleString()} events/s (${(lakeRate / rawRate).toFixed(2)} of raw consume), ${files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event, ${commits.length} commits p50 ${pct(0.5)} ms p99 ${pct(0.99)} ms`,
+      );
+      const recompute = await timeRecomputes(lake, join(dataDir, store, 'views'));
+      perStore[store] = {
+        lakeWriteEventsPerSec: Math.round(lakeRate),
+        lakeWriteShareOfRawConsume: Number((lakeRate / rawRate).toFixed(3)),
+        commits: commits.length,
+        commitP50Ms: pct(0.5),
+        commitP99Ms: pct(0.99),
+        lakeFiles: files.length,
+        lakeBytes,
+        lakeBytesPerEvent: Number((lakeBytes / lakeRows).toFixed(1)),
+        // On S3 the first recompute downloads every data file into the cache, the next ones read it.
+        recomputeSeconds: recompute.seconds,
+        recomputeCpuSeconds: recompute.cpuSeconds,
+        viewRows: recompute.rows,
+        uniqueEvents: recompute.uniqueEvents,
+      };
+    } finally {
+      await stopS3?.();
+    }
+  }
+  const rate = (s: string) => (perStore[s]?.lakeWriteEventsPerSec as number | undefined) ?? NaN;
   const result = {
     events: EVENTS,
     records,
     partitions: PARTITIONS,
     rawConsumeRecordsPerSec: Math.round(rawRate),
-    lakeWriteEventsPerSec: Math.round(lakeRate),
-    lakeWriteShareOfRawConsume: Number((lakeRate / rawRate).toFixed(3)),
-    lakeFiles: snapshot.files.length,
-    lakeBytes,
-    lakeBytesPerEvent: Number((lakeBytes / lakeRows).toFixed(1)),
-    recomputeSeconds: recompute.seconds.length === 1 ? recompute.seconds[0] : recompute.seconds,
-    recomputeCpuSeconds: recompute.cpuSeconds.length === 1 ? recompute.cpuSeconds[0] : recompute.cpuSeconds,
-    viewRows: recompute.rows,
-    uniqueEvents: recompute.uniqueEvents,
+    ...perStore,
+    s3ShareOfLocalLakeWrite: Number((rate('s3') / rate('local')).toFixed(3)),
     cpus: (await import('node:os')).availableParallelism(),
   };
   console.log(JSON.stringify(result));
