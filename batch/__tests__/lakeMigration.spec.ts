@@ -141,7 +141,7 @@ describe('a lake of the former format becomes a Delta table (lk batch migrate-la
   beforeAll(async () => {
     log = kafkaLog();
     await createTopic(log, topic, PARTITIONS);
-    await produceLines(log, topic, [...generateEventLines({ seed: 31, count: 1500, duplicateRate: 0.05 })]);
+    await produceLines(log, topic, [...generateEventLines({ seed: 31, count: 900, duplicateRate: 0.05 })]);
     oldRecords = (await readTopic(log, topic)).flat();
     await writeLegacyLake(root, topic, oldRecords);
   });
@@ -206,7 +206,7 @@ describe('a lake of the former format becomes a Delta table (lk batch migrate-la
   });
 
   it('lk batch goes on from the old positions: views equal the oracle, compaction rewrites old files into the current layout', async () => {
-    const more = [...generateEventLines({ seed: 32, count: 800, duplicateRate: 0.05 })];
+    const more = [...generateEventLines({ seed: 32, count: 500, duplicateRate: 0.05 })];
     await produceLines(log, topic, more);
     const r = await run('run');
     expect(r.code, r.err).toBe(0);
