@@ -18,7 +18,7 @@
  * recompute (steps 1-3 skipped, no broker needed), LK_BENCH_RECOMPUTES times (default 2), so
  * variants are compared on the same lake, back to back.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateEventLines } from '../services/ingest/generator.ts';
@@ -33,12 +33,35 @@ import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, openLakeForReading } from '../services/lake/lakeTable.ts';
 import { recomputeBatchViews } from '../batch/views/batchViews.ts';
 import { s3Env, startS3Server } from '../scripts/s3server.mjs';
-import { freePort } from '../test/helpers.ts';
+import { createServer } from 'node:net';
 
 const EVENTS = Number(process.env.LK_BENCH_EVENTS ?? 5_000_000);
 const PARTITIONS = Number(process.env.LK_BENCH_PARTITIONS ?? 6);
 const RECOMPUTES = Number(process.env.LK_BENCH_RECOMPUTES ?? 2);
 const keptDir = process.env.LK_BENCH_LAKE_DIR;
+
+/** CPU seconds a process has used so far (/proc; 0 where there is none). */
+function processCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100/s)
+  } catch {
+    return 0;
+  }
+}
+
+/** A free port of 127.0.0.1 for the S3 server this benchmark starts. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
 const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -173,16 +196,20 @@ try {
   for (const store of stores) {
     let lakeUri: string | undefined;
     let stopS3: (() => Promise<void>) | undefined;
+    let s3Pid: number | undefined;
     if (store === 's3') {
       const server = await startS3Server({ port: await freePort(), dir: join(dataDir, 's3'), buckets: ['bench'], quiet: true });
       Object.assign(process.env, s3Env(server));
       stopS3 = server.stop;
+      s3Pid = server.pid;
       lakeUri = 's3://bench/lakes';
     }
     try {
       say(`lake write on ${store === 's3' ? 'the S3 server' : 'the local disk'} (Kafka -> Delta table)...`);
       const lake = await resolveLake(lakeUri, dataDirLayout(join(dataDir, store)), topic);
       t = performance.now();
+      const cpu = process.cpuUsage();
+      const s3Cpu = processCpuSeconds(s3Pid);
       const written = await catchUpLake({
         log,
         topic,
@@ -193,6 +220,11 @@ try {
         logger: quiet,
       });
       const lakeSeconds = (performance.now() - t) / 1000;
+      const used = process.cpuUsage(cpu);
+      // The writer's CPU (this process: kafkajs, staging, DuckDB's threads) and the S3 server's:
+      // steadier than the rate on a shared machine.
+      const writerCpu = (used.user + used.system) / 1e6;
+      const serverCpu = processCpuSeconds(s3Pid) - s3Cpu;
       const files = lakeFiles((await openLakeForReading(lake))!.current);
       const lakeBytes = files.reduce((n, f) => n + f.size, 0);
       const lakeRows = files.reduce((n, f) => n + (f.rows ?? 0), 0);
@@ -200,12 +232,14 @@ try {
       const commits = [...written.stats.commitMs].sort((a, b) => a - b);
       const pct = (q: number) => Number((commits[Math.min(commits.length - 1, Math.floor(q * commits.length))] ?? 0).toFixed(1));
       say(
-        `  ${Math.round(lakeRate).toLocaleString()} events/s (${(lakeRate / rawRate).toFixed(2)} of raw consume), ${files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event, ${commits.length} commits p50 ${pct(0.5)} ms p99 ${pct(0.99)} ms`,
+        `  ${Math.round(lakeRate).toLocaleString()} events/s (${(lakeRate / rawRate).toFixed(2)} of raw consume), ${files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event, ${commits.length} commits p50 ${pct(0.5)} ms p99 ${pct(0.99)} ms; CPU ${writerCpu.toFixed(1)} s${s3Pid ? ` + S3 server ${serverCpu.toFixed(1)} s` : ''}`,
       );
       const recompute = await timeRecomputes(lake, join(dataDir, store, 'views'));
       perStore[store] = {
         lakeWriteEventsPerSec: Math.round(lakeRate),
         lakeWriteShareOfRawConsume: Number((lakeRate / rawRate).toFixed(3)),
+        lakeWriteCpuSeconds: Number(writerCpu.toFixed(2)),
+        s3ServerCpuSeconds: Number(serverCpu.toFixed(2)),
         commits: commits.length,
         commitP50Ms: pct(0.5),
         commitP99Ms: pct(0.99),

@@ -340,7 +340,12 @@ export class LakeWriter {
         const table = await this.table.refresh();
         const expected = (p: number) => table?.txnVersion(writerAppId(topic, p)) === spans.find(([q]) => q === p)![1].from;
         const upload = files.filter((f) => expected(f.partition));
+        const uploadStarted = performance.now();
         await this.upload(upload);
+        if (process.env.LK_BATCH_PROFILE)
+          process.stderr.write(
+            `lake roll: uploaded ${upload.length} files (${upload.reduce((n, f) => n + f.add.size, 0)} bytes) in ${(performance.now() - uploadStarted).toFixed(0)} ms\n`,
+          );
         if (upload.length > 0) crashPoint('lake.roll.files-uploaded');
         if (buf.deadLetters.length > 0) {
           const dlq = deadLetterTopic(topic);

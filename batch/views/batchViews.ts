@@ -500,7 +500,12 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   try {
     phase('read lake', 0, totalPhases);
     const access = new LakeFileAccess(options.lake.store, options.lake.cacheDir);
+    const fetchStarted = performance.now();
     const paths = await access.localPaths(files.map((f) => ({ key: f.key, size: f.size })));
+    if (process.env.LK_BATCH_PROFILE)
+      process.stderr.write(
+        `lake files: ${files.length} (${access.inPlace ? 'in place' : `cache: ${access.stats.hits} hits, ${access.stats.downloads} downloads of ${access.stats.downloadedBytes} bytes`}) in ${((performance.now() - fetchStarted) / 1000).toFixed(2)}s\n`,
+      );
     const fieldColumn = await loadEvents(conn, paths, defs, options.homePartitions);
     const counts = await countEvents(conn);
     let done = 1;
