@@ -22,7 +22,7 @@ import { InfrastructureError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { LakeHandle } from './lakeLocation.ts';
 import { parseStats, type AddAction, type MetaDataAction, type ProtocolAction } from './delta/actions.ts';
-import { DeltaLog, decodePath, unsupportedProtocol, type DeltaSnapshot } from './delta/deltaLog.ts';
+import { DeltaConflictError, DeltaLog, decodePath, unsupportedProtocol, type DeltaSnapshot } from './delta/deltaLog.ts';
 import { LAKE_COLUMNS, LAKE_PARTITION_COLUMNS, LEGACY_LAKE_COLUMNS, type LakeColumn } from './lakeLayout.ts';
 
 /** Reader 1, writer 2 (append-only tables, column invariants): no table features needed. */
@@ -223,6 +223,36 @@ async function openAndConvert(lake: LakeHandle, migrate: boolean, logger: Logger
 }
 
 /**
+ * Schema evolution: a table written by an earlier version of the platform lacks the columns added
+ * since (all nullable: its files read them as null); one ADD COLUMNS commit adds them, so that
+ * the writer's files, which have them, match the table's schema ("Consistency Between Table
+ * Metadata and Data Files": every column of a data file must be in the schema). Another writer
+ * doing the same first is fine: the next attempt finds nothing missing.
+ */
+async function addMissingColumns(log: DeltaLog, logger: Logger | undefined): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const snap = (await log.refresh())!;
+    const schema = snap.schema;
+    if (!schema || !snap.metadata || unsupportedProtocol(snap, 'write')) return;
+    const present = new Set(schema.fields.map((f) => f.name));
+    const missing = Object.entries(LAKE_COLUMNS).filter(([name]) => !present.has(name));
+    if (missing.length === 0) return;
+    const fields = [...schema.fields, ...missing.map(([name, c]) => ({ name, type: c.delta, nullable: true, metadata: {} }))];
+    try {
+      await log.commit({
+        kind: 'metadata',
+        metaData: { ...snap.metadata, schemaString: JSON.stringify({ ...schema, fields }) },
+        basedOn: snap.metadata.schemaString,
+      });
+      logger?.info({ lake: log.location, columns: missing.map(([n]) => n) }, 'added the new lake columns to the table (nullable)');
+      return;
+    } catch (err) {
+      if (!(err instanceof DeltaConflictError)) throw err;
+    }
+  }
+}
+
+/**
  * The topic's lake table for writing: created (version 0) when absent, converted first when a
  * lake of the former format is there, and refused when it cannot take the writer's rows.
  */
@@ -233,6 +263,7 @@ export async function openLakeForWriting(lake: LakeHandle, logger?: Logger): Pro
     await log.commit({ kind: 'create', protocol: LAKE_PROTOCOL, metaData: lakeMetadata(lake.topic) });
     await log.refresh();
   }
+  await addMissingColumns(log, logger);
   const snap = log.current!;
   const reason = unsupportedProtocol(snap, 'read') ?? otherTopic(snap, lake.topic) ?? lakeIncompatibility(snap);
   if (reason) throw new InfrastructureError(`the lake at ${lake.uri} cannot take the lake writer's rows: ${reason}`);

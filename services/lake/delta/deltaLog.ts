@@ -228,6 +228,11 @@ export type CommitIntent =
   | { kind: 'append'; claims: AppendClaim[]; compatible: (snapshot: DeltaSnapshot) => string | undefined; operation?: string }
   /** The same rows in other files: removes and adds with dataChange false. */
   | { kind: 'compact'; remove: string[]; add: AddAction[]; compatible: (snapshot: DeltaSnapshot) => string | undefined }
+  /**
+   * New nullable columns added to the schema (schema evolution): a metaData action, built on the
+   * metadata `basedOn` (its schemaString) that the caller read.
+   */
+  | { kind: 'metadata'; metaData: MetaDataAction; basedOn: string }
   /** Files of expired tombstones and orphans deleted: a commitInfo only, for the table's history. */
   | { kind: 'vacuum'; deletedFiles: number; deletedBytes: number; retentionMs: number };
 
@@ -307,6 +312,13 @@ export const COMMIT_KINDS: {
       'ConcurrentDeleteDelete); concurrent appends do not conflict ("dataChange false: rearranges existing data"); a protocol or ' +
       'metadata change aborts unless compatible',
   },
+  metadata: {
+    operation: 'ADD COLUMNS',
+    actions: 'metaData (the same id and partition columns, columns only added)',
+    rule:
+      'the metadata must still be the one it was built on: a concurrent metadata change aborts it (MetadataChanged) and the caller ' +
+      'decides again from the new table; appends and compactions do not conflict with it ("Change Metadata": at most one metaData per version)',
+  },
   vacuum: {
     operation: 'VACUUM END',
     actions: 'commitInfo only',
@@ -353,6 +365,12 @@ function plan(intent: CommitIntent, latest: DeltaSnapshot | undefined, now: numb
   if (latest === undefined) throw new IllegalStateError(`a ${intent.kind} commit needs an existing table`);
   const refused = unsupportedProtocol(latest, 'write');
   if (refused) throw new DeltaConflictError('ProtocolChanged', `cannot write the table: ${refused}`);
+  if (intent.kind === 'metadata') {
+    if (latest.metadata?.schemaString !== intent.basedOn)
+      throw new DeltaConflictError('MetadataChanged', 'the table metadata changed since this schema change was planned');
+    if (intent.metaData.id !== latest.metadata.id) throw new IllegalStateError('a schema change keeps the table id');
+    return { actions: [commitInfo('metadata', {}, {}, now), { metaData: intent.metaData }], ...empty };
+  }
   if (intent.kind === 'vacuum')
     return {
       actions: [
