@@ -21,6 +21,7 @@ import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { pino } from 'pino';
 import WebSocket from 'ws';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
+import type { Logger } from '../../services/observability/logger.ts';
 import { ensureVersionRecord } from '../../services/versions/versionRecord.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { parseTokensFile, scryptEntry, sha256Entry } from '../auth/tokensFile.ts';
@@ -55,7 +56,7 @@ async function post(url: string, query: string, token?: string, variables?: Reco
 }
 
 /** Log lines written by the server, as objects. */
-function captureLogs(): { logger: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function captureLogs(): { logger: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk, _enc, done) {
