@@ -40,6 +40,7 @@ import {
 } from '../../services/versions/versionRecord.ts';
 import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
 import { replayFromLake } from '../replay/lakeReplay.ts';
+import { planWarmUp, type WarmUpPart } from '../replay/warmUpSource.ts';
 import { RateLimiter, sliceBatch } from './rateLimiter.ts';
 import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { createStateHost, defaultStateThreads, lakeReplayStateThreads, type StateHost } from '../threads/stateHost.ts';
@@ -114,6 +115,11 @@ export class SpeedJob {
   private readonly limiter: RateLimiter | undefined;
   /** A replay's lake half, while it runs (start() returns before it ends). */
   private lakePhase: Promise<void> | undefined;
+  /**
+   * Per partition, the warm-up of a version that starts mid-log and has not reached its start
+   * yet (streaming/replay/warmUpSource.ts; null: none).
+   */
+  private warmPlan: (WarmUpPart | null)[] = [];
   private failWith!: (err: unknown) => void;
   private readonly failed: Promise<never>;
   statusPort: number | undefined;
@@ -208,12 +214,43 @@ export class SpeedJob {
       'speed job started',
     );
     const origin = this.record.origin;
-    if (origin.lakeEnds === null) return this.startConsumer();
+    const committed = await this.retry('committed offsets', () => this.log.committedOffsets(this.cfg.groupId, topic));
+    this.warmPlan = await this.planWarmUps(origin, committed);
+    const lakeWarmUp = this.warmPlan.some((w, p) => w !== null && (committed[p] ?? 0) < w.lakeEnd);
+    if (origin.lakeEnds === null && !lakeWarmUp) return this.startConsumer();
     // The lake half runs after start() resolved, so that a stop signal can interrupt it; the
     // log consumer starts once every partition has handed over.
     this.lakePhase = this.replayLake(origin)
       .then((handedOver) => (handedOver && !this.stopping ? this.startConsumer() : undefined))
       .catch((err: unknown) => this.fail(err));
+  }
+
+  /**
+   * The warm-up of each partition of a version that starts mid-log and has not committed its
+   * start yet: the lake's part of the history below the start, then the log's
+   * (streaming/replay/warmUpSource.ts). Refused when neither holds it all.
+   */
+  private async planWarmUps(origin: VersionOrigin, committed: (number | null)[]): Promise<(WarmUpPart | null)[]> {
+    const { cfg } = this;
+    if (origin.startOffsets === null || origin.from === 'live' || origin.from === 'earliest') return [];
+    const starts = origin.startOffsets.map((s, p) => ((committed[p] ?? 0) >= s ? 0 : s));
+    if (starts.every((s) => s === 0)) return [];
+    const beginnings = await this.retry('beginning offsets', () => this.log.beginningOffsets(cfg.topic));
+    // DuckDB is loaded only by a job that reads the lake.
+    const { lakeHoldings } = await import('../replay/lakeSource.ts');
+    const { resolveLake } = await import('../../services/lake/lakeLocation.ts');
+    const lake = await lakeHoldings(await resolveLake(cfg.lakeUri, dataDirLayout(cfg.dataDir), cfg.topic));
+    const plan = planWarmUp(cfg.topic, starts, { beginnings, lake });
+    if (plan.some((w) => w !== null))
+      logger.info(
+        {
+          warmUp: plan.flatMap((w, partition) =>
+            w ? [{ partition, start: w.start, fromLake: w.lakeEnd, fromLog: w.start - w.lakeEnd }] : [],
+          ),
+        },
+        'the version starts mid-log: warming up its state from the history before the start (nothing is published before it)',
+      );
+    return plan;
   }
 
   /** Runs a broker operation until it succeeds (an outage is waited through) or the job stops or fails. */
@@ -427,6 +464,7 @@ export class SpeedJob {
    * between were deleted unread and the view would silently miss them.
    */
   private async openTask(partition: number, start?: number, fromLog = true): Promise<PartitionTask> {
+    const warm = this.warmPlan[partition] ?? null;
     const { log, cfg } = this;
     // A revoked task of this partition must have released its state before a new one is opened.
     await this.closing.get(partition);
@@ -455,7 +493,8 @@ export class SpeedJob {
       settled: (revoked: () => boolean) => this.groupSettled(revoked),
     };
     const logStart = beginnings[partition] ?? 0;
-    const beginning = start ?? this.record?.origin.startOffsets?.[partition] ?? logStart;
+    // A warm-up not yet begun on the lake begins on the log at the lake's part's end (0 without one).
+    const beginning = start ?? (warm ? warm.lakeEnd : (this.record?.origin.startOffsets?.[partition] ?? logStart));
     const from = committed ?? beginning;
     if (fromLog && from < logStart) {
       await producer.close();
@@ -466,7 +505,7 @@ export class SpeedJob {
     }
     let opened;
     try {
-      opened = await this.host!.open(partition, committed, beginning);
+      opened = await this.host!.open(partition, committed, beginning, warm?.start ?? null);
     } catch (err) {
       await producer.close();
       if (err instanceof MissingCheckpointError) {
@@ -546,7 +585,10 @@ export class SpeedJob {
    */
   private async replayLake(origin: VersionOrigin): Promise<boolean> {
     const { cfg, log } = this;
-    const lakeEnds = origin.lakeEnds!;
+    // The hand-over to the log: a replay from the lake hands over at the lake's end when the
+    // version was created; a warm-up's lake part at its end (still warming when the lake ends
+    // before the start: the log then warms up the rest).
+    const lakeEnds = Array.from({ length: this.partitionCount }, (_, p) => origin.lakeEnds?.[p] ?? this.warmPlan[p]?.lakeEnd ?? 0);
     const lock = join(this.store.root, 'lake-replay.lock');
     while (
       !(await acquireLock(lock, 5_000).then(
@@ -558,15 +600,20 @@ export class SpeedJob {
     try {
       const committed = await this.retry('committed offsets', () => log.committedOffsets(cfg.groupId, cfg.topic));
       const partitions = lakeEnds
-        .map((end, partition) => ({ partition, end, start: origin.startOffsets?.[partition] ?? 0, at: committed[partition] ?? null }))
+        .map((end, partition) => {
+          const warm = this.warmPlan[partition] ?? null;
+          const start = warm ? 0 : (origin.startOffsets?.[partition] ?? 0);
+          return { partition, end, start, warmEnd: warm?.lakeEnd ?? start, at: committed[partition] ?? null };
+        })
         .filter((p) => (p.at ?? p.start) < p.end);
       if (partitions.length === 0) return true;
       const logEnds = await this.retry('end offsets', () => log.endOffsets(cfg.topic));
       // DuckDB is loaded only by a job that reads the lake.
       const { LakeSource, DEFAULT_CHUNK_OFFSETS } = await import('../replay/lakeSource.ts');
+      const mapping = eventMappingOf(cfg.definitions.metrics);
       const { resolveLake } = await import('../../services/lake/lakeLocation.ts');
       const source = await LakeSource.open(await resolveLake(cfg.lakeUri, dataDirLayout(cfg.dataDir), cfg.topic), {
-        withKeys: eventMappingOf(cfg.definitions.metrics).id === RECORD_KEY,
+        withKeys: mapping.id === RECORD_KEY,
       });
       logger.info(
         { partitions: partitions.map((p) => ({ partition: p.partition, from: p.at ?? p.start, handOver: p.end })) },
@@ -577,6 +624,9 @@ export class SpeedJob {
         const done = await replayFromLake({
           source,
           partitions,
+          mapping,
+          semantics: this.semantics,
+          withKeys: mapping.id === RECORD_KEY,
           // Throttled, a lake read holds a tenth of a second's events, as the log's batches are sliced.
           lanes: Math.max(1, this.host!.threads),
           chunkOffsets: Math.min(

@@ -15,12 +15,20 @@ import { assert } from '../../services/errors.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
 import type { PartitionTask } from '../job/partitionTask.ts';
 import type { PackedBatch } from '../threads/recordPack.ts';
+import type { EventMapping } from '../../services/metrics/fieldSemantics.ts';
 import type { LakeSource } from './lakeSource.ts';
+import { readWarmUp, warmUpFloor } from './warmUpSource.ts';
 
 export interface LakeReplayPartition {
   partition: number;
   /** Where the lake's part begins when the group has committed nothing yet. */
   start: number;
+  /**
+   * A version that starts mid-log: the lake's records below this offset are its warm-up
+   * (warmUpSource.ts: the records that can only fall in windows closed at the start are read
+   * narrow); `start` otherwise.
+   */
+  warmEnd: number;
   /** The hand-over offset: the lake's end when the version was created. */
   end: number;
 }
@@ -28,8 +36,13 @@ export interface LakeReplayPartition {
 export interface LakeReplayDeps {
   source: LakeSource;
   partitions: LakeReplayPartition[];
+  /** The version's event mapping and semantics: what the warm-up's narrow records are read under. */
+  mapping: EventMapping;
+  semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
   /** Offsets per lake read: a range's records are in memory at once. */
   chunkOffsets: number;
+  /** The records' keys are read (a mapping with `event.id: $key`). */
+  withKeys: boolean;
   /** Partitions read side by side: the state threads' count. */
   lanes: number;
   /** Opens the partition's task at the group's committed checkpoint, else at `start`. */
@@ -64,16 +77,22 @@ export async function replayFromLake(d: LakeReplayDeps): Promise<boolean> {
 }
 
 async function replayLane(d: LakeReplayDeps, partitions: LakeReplayPartition[]): Promise<boolean> {
-  for (const { partition, start, end } of partitions) {
+  for (const { partition, start, warmEnd, end } of partitions) {
     const task = await d.openTask(partition, start);
     const from = task.committedPosition ?? start;
-    let pending = from < end ? d.source.read(partition, from, end, d.chunkOffsets) : undefined;
+    // The warm-up's part (a version that starts mid-log), then the replay's own.
+    const floor = from < warmEnd ? await warmUpFloor(d.source, partition, warmEnd, d.mapping, d.semantics) : -Infinity;
+    const read = (at: number) =>
+      at < warmEnd
+        ? readWarmUp(d.source, partition, at, warmEnd, floor, d.mapping, d.chunkOffsets, d.withKeys)
+        : d.source.read(partition, at, end, d.chunkOffsets);
+    let pending = from < end ? read(from) : undefined;
     let lastCheckpointAt = Date.now();
     while (pending !== undefined) {
       const chunk = await pending;
       if (d.stopped()) return false;
       // Read the next range while the state thread applies this one.
-      pending = chunk.nextOffset < end ? d.source.read(partition, chunk.nextOffset, end, d.chunkOffsets) : undefined;
+      pending = chunk.nextOffset < end ? read(chunk.nextOffset) : undefined;
       pending?.catch(() => undefined); // awaited on the next turn; a stop must not leave it unhandled
       await d.apply(chunk.packed);
       const full = d.pendingRows(partition) >= d.maxRowsPerCheckpoint;

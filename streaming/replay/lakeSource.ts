@@ -224,8 +224,49 @@ export class LakeSource {
     return { partition, packed, nextOffset: to };
   }
 
+  /**
+   * A DuckDB connection of its own and a subquery with every lake column over the committed
+   * files that may hold `partition`'s offsets in [from, to), or null when none can; the caller
+   * closes the connection. Refused when the lake does not hold the range. The one place the
+   * warm-up of a version that starts mid-log (warmUpSource.ts) lists and reads the lake.
+   */
+  async rangeQuery(partition: number, from: number, to: number): Promise<{ conn: DuckDBConnection; sql: string } | null> {
+    const snap = await this.table.refresh();
+    const committed = lakePositions(snap, this.topic).get(partition)?.nextOffset ?? 0;
+    if (committed < to) {
+      throw new InfrastructureError(
+        `the lake of topic "${this.topic}" holds partition ${partition} only up to offset ${committed}, not ${to}: was it deleted or rewritten?`,
+      );
+    }
+    // A file may hold the range unless its statistics say otherwise.
+    const files = lakeFiles(snap).filter(
+      (f: LakeFile) =>
+        (f.partition === undefined || f.partition === partition) &&
+        (f.toOffset === undefined || f.toOffset >= from) &&
+        (f.fromOffset === undefined || f.fromOffset < to),
+    );
+    if (files.length === 0) return null;
+    const paths = await this.access.localPaths(files.map((f) => ({ key: f.key, size: f.size })));
+    return { conn: await this.db.connect(), sql: lakeRowsSql(paths) };
+  }
+
   close(): void {
     this.conn.closeSync();
     this.db.closeSync();
+  }
+}
+
+/**
+ * What the lake holds of each partition, for planning a warm-up (warmUpSource.ts `planWarmUp`):
+ * the first offset of its files and the offset below which it holds every record; null when the
+ * topic has no lake.
+ */
+export async function lakeHoldings(lake: LakeHandle): Promise<{ starts: Map<number, number>; ends: Map<number, number> } | null> {
+  if (!(await openLakeForReading(lake, { missingOk: true, migrate: true }))) return null;
+  const source = await LakeSource.open(lake);
+  try {
+    return { starts: await source.starts(), ends: await source.ends() };
+  } finally {
+    source.close();
   }
 }

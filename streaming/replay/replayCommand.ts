@@ -27,7 +27,16 @@ import { readVersionRecord, type VersionOrigin, type VersionRecord } from '../..
 import { JOB_OPTIONS, RUN_OPTIONS, speedJobConfig, type RunOptions } from '../cli.ts';
 import type { SpeedJobConfig } from '../job/speedJob.ts';
 import { ReplayProgress, describe } from './replayProgress.ts';
-import { REPLAY_FROM_FORMS, describeStart, parseReplayFrom, resolveReplayStart, type ReplayFrom } from './replayStart.ts';
+import {
+  REPLAY_FROM_FORMS,
+  describeStart,
+  parseReplayFrom,
+  resolveReplayStart,
+  type ReplayFrom,
+  type ResolvedStart,
+} from './replayStart.ts';
+import { planWarmUp, type WarmUpPart } from './warmUpSource.ts';
+import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
 
 interface ReplayOptions extends RunOptions {
   from?: string;
@@ -136,8 +145,10 @@ async function replay(opts: ReplayOptions): Promise<void> {
         const { LakeSource } = await import('./lakeSource.ts');
         return LakeSource.open(await resolveLake(opts.lakeUri, ctx.layout, opts.topic));
       });
+      // A start mid-log is warmed up from the history before it: refused now when that is gone.
+      const warmUp = await planReplayWarmUp(await resolveLake(opts.lakeUri, ctx.layout, opts.topic), opts.topic, start);
       if (opts.dryRun) {
-        for (const line of describeStart(opts.topic, start)) console.log(line);
+        for (const line of describeStart(opts.topic, start, warmUp)) console.log(line);
         return;
       }
       origin = start.origin;
@@ -151,6 +162,14 @@ async function replay(opts: ReplayOptions): Promise<void> {
   } finally {
     await log.close();
   }
+}
+
+/** The warm-up of each partition of a new version (warmUpSource.ts); throws ConfigError when history before the start is gone. */
+async function planReplayWarmUp(handle: LakeHandle, topic: string, start: ResolvedStart): Promise<(WarmUpPart | null)[]> {
+  const { origin, beginnings } = start;
+  if (origin.startOffsets === null || origin.from === 'earliest' || origin.startOffsets.every((s) => s === 0)) return [];
+  const lake = await (await import('./lakeSource.ts')).lakeHoldings(handle);
+  return planWarmUp(topic, origin.startOffsets, { beginnings, lake });
 }
 
 async function runReplay(log: EventLog, config: SpeedJobConfig & { origin: VersionOrigin }): Promise<void> {

@@ -18,6 +18,7 @@ import { parseDuration } from '../../services/config/durations.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import type { VersionOrigin } from '../../services/versions/versionRecord.ts';
 import type { LakeSource } from './lakeSource.ts';
+import type { WarmUpPart } from './warmUpSource.ts';
 
 export type ReplayFrom =
   | { kind: 'earliest' }
@@ -164,7 +165,7 @@ export async function resolveReplayStart(
 }
 
 /** The start as `--dry-run` prints it: one line per partition. */
-export function describeStart(topic: string, start: ResolvedStart): string[] {
+export function describeStart(topic: string, start: ResolvedStart, warmUp: readonly (WarmUpPart | null)[] = []): string[] {
   const { origin, beginnings, ends } = start;
   const lines = [
     `replay of topic "${topic}" from ${origin.from}${origin.fromTime !== null ? ` (${iso(origin.fromTime)})` : ''}: ${beginnings.length} partitions`,
@@ -179,6 +180,16 @@ export function describeStart(topic: string, start: ResolvedStart): string[] {
         ? `log ${from}..${ends[p]}`
         : `lake ${from}..${lakeEnd}, then log ${lakeEnd}..${ends[p]}${lakeEnd >= ends[p]! ? ' (the lake holds it all)' : ''}`;
     lines.push(`  partition ${p}: start offset ${from}  (${source}; the log holds ${beginnings[p]}..${ends[p]})`);
+    const warm = warmUp[p];
+    if (warm) {
+      const parts = [
+        ...(warm.lakeEnd > 0
+          ? [`lake 0..${warm.lakeEnd} (records that fall only in windows closed at the start read without their values)`]
+          : []),
+        ...(warm.lakeEnd < warm.start ? [`log ${warm.lakeEnd}..${warm.start}`] : []),
+      ];
+      lines.push(`    warm-up first, publishing nothing before offset ${warm.start}: ${parts.join(', then ')}`);
+    }
   }
   lines.push(`  ${events} offsets to read before it is caught up with the log's end as of now`);
   return lines;

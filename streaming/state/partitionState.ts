@@ -104,6 +104,11 @@ export interface StateMeta {
   /** Largest event time seen (NO_EVENT_TIME, watermarks.ts, before the first event). */
   maxTs: number;
   counters: StateCounters;
+  /**
+   * A warm-up in progress (streaming/replay/warmUp.ts): the version's start offset, below which
+   * the state is built but publishes nothing. Absent (or null) once the state has reached it.
+   */
+  warmUntil?: number | null;
 }
 
 export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
@@ -156,6 +161,15 @@ export class PartitionState {
   /** Position and watermark of the last capture (for the invariants checked there). */
   private capturedPosition = 0;
   private capturedWatermark = NO_EVENT_TIME;
+  /**
+   * The start offset of a version that starts mid-log, while the state is still being warmed up
+   * from the history before it (null: not warming). Until the position reaches it, nothing is
+   * published: final rows of windows the warm-up closes are discarded (the warm-up may have
+   * skipped records of them; the batch view answers them), and captures carry no rows.
+   * docs/merge-rule.md, "A version that starts mid-log", argues why the state at the start is
+   * then exactly a full replay's for every window still open.
+   */
+  warmUntil: number | null = null;
 
   constructor(
     readonly partition: number,
@@ -195,7 +209,7 @@ export class PartitionState {
 
   /** Rows the next checkpoint would publish (changed windows plus final rows of closed ones). */
   get pendingRows(): number {
-    return this.dirty.length + this.closedRows.length;
+    return this.warmUntil !== null ? 0 : this.dirty.length + this.closedRows.length;
   }
 
   get windowCount(): number {
@@ -218,6 +232,7 @@ export class PartitionState {
     // Invariant: records come once each, in offset order (the consumer adapter filters replays).
     // (The message is built only when the invariant is broken: this runs for every record.)
     if (offset < this.position) assert(false, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
+    if (this.warmUntil !== null && offset >= this.warmUntil) this.reachStart();
     this.position = offset + 1;
     this.lastTimestamp = timestamp;
     this.pendingRecords++;
@@ -288,15 +303,89 @@ export class PartitionState {
   }
 
   /**
+   * A warm-up record that can fall only in windows already closed at the version's start
+   * (streaming/replay/warmUp.ts): its id's fingerprint and event time, as the version's mapping
+   * reads them, without its value. It takes exactly the steps of `applyValue` that do not touch a
+   * window: the dedup rule (the id's entry, and the duplicate count) and the largest event time
+   * (the watermark every later record is judged by, and the windows it closes).
+   */
+  applyNarrow(offset: number, timestamp: number, ts: number, fp: Int32Array): void {
+    if (offset < this.position) assert(false, `partition ${this.partition}: record ${offset} arrived after position ${this.position}`);
+    if (this.warmUntil === null || offset >= this.warmUntil)
+      assert(false, `partition ${this.partition}: a narrow record ${offset} outside a warm-up`);
+    this.position = offset + 1;
+    this.lastTimestamp = timestamp;
+    this.pendingRecords++;
+    this.counters.events++;
+    if (this.dedup.seen(fp, ts, partitionWatermark(this.maxTs, this.semantics.outOfOrdernessMs))) {
+      this.counters.duplicates++;
+      return;
+    }
+    if (ts > this.maxTs) {
+      this.maxTs = ts;
+      if (partitionWatermark(ts, this.semantics.outOfOrdernessMs) > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+    }
+  }
+
+  /**
    * Moves past records that are not events (transaction markers, records the lake does not
    * keep). A move counts as pending work: the next checkpoint commits the new position even when
    * no event changed a row (a replay's hand-over must commit exactly the lake's end).
    */
   advanceTo(nextOffset: number): void {
+    if (this.warmUntil !== null && nextOffset >= this.warmUntil) this.reachStart();
     if (nextOffset > this.position) {
       if (this.pendingRecords === 0) this.pendingRecords = 1;
       this.position = nextOffset;
     }
+  }
+
+  /** Starts a warm-up: the state is at the history's first offset and publishes from `start` on. */
+  beginWarmUp(start: number): void {
+    assert(this.position < start, `partition ${this.partition}: a warm-up up to ${start} begins at ${this.position}`);
+    this.warmUntil = start;
+  }
+
+  /**
+   * The warm-up has reached the version's start (the next record or position is at or past it): drop the windows the watermark has closed, and
+   * mark every window still open as changed, so that the next capture publishes them all
+   * stamped at its position (they hold exactly a full replay's events below it). The counters
+   * start from zero: they describe what the version read from its start on.
+   */
+  private reachStart(): void {
+    const start = this.warmUntil!;
+    assert(this.position <= start, `partition ${this.partition}: the warm-up went past the start ${start} to ${this.position}`);
+    // Offsets left below the start held no record (transaction markers).
+    this.position = start;
+    this.warmUntil = null;
+    this.closeWindows();
+    this.closedRows = [];
+    const t = this.table;
+    this.dirty = [];
+    for (const bySlot of this.windows)
+      for (const byKey of bySlot.values())
+        for (const w of byKey.values()) {
+          t.flags[w]! |= DIRTY;
+          this.dirty.push(w);
+        }
+    t.recycle();
+    this.counters.events = 0;
+    this.counters.duplicates = 0;
+    this.counters.invalid = 0;
+    this.counters.misplaced = 0;
+    for (const id of Object.keys(this.counters.droppedLate)) this.counters.droppedLate[id] = 0;
+    this.pendingRecords = Math.max(1, this.pendingRecords);
+  }
+
+  /**
+   * During a warm-up nothing is captured for publishing, so the lists a capture would empty are
+   * emptied here instead (called now and then): stale dirty entries go, released window rows
+   * become reusable. Memory then follows the open windows, not the history read.
+   */
+  private compactWarmUp(): void {
+    const t = this.table;
+    this.dirty = this.dirty.filter((w) => (t.flags[w]! & (LIVE | DIRTY)) === (LIVE | DIRTY));
+    t.recycle();
   }
 
   private windowMap(slot: number, start: number): Map<string, number> {
@@ -329,7 +418,9 @@ export class PartitionState {
         }
         const t = this.table;
         for (const w of byKey.values()) {
-          if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined) this.closedRows.push(this.row(w, throughOffset, processingTime!));
+          // A warm-up publishes no final row: the window may lack records the warm-up skipped.
+          if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined && this.warmUntil === null)
+            this.closedRows.push(this.row(w, throughOffset, processingTime!));
           t.release(w);
         }
         this.windows[s]!.delete(start);
@@ -338,6 +429,7 @@ export class PartitionState {
     }
     this.nextCloseAt = next;
     this.dedup.expire(watermark);
+    if (this.warmUntil !== null && this.dirty.length > 4096 && this.dirty.length > 2 * this.table.live) this.compactWarmUp();
   }
 
   row(w: number, throughOffset: number, processingTime: number): ViewRow {
@@ -428,7 +520,18 @@ export class PartitionState {
       lastTimestamp: this.lastTimestamp,
       maxTs: this.maxTs,
       counters: { ...this.counters, droppedLate: { ...this.counters.droppedLate } },
+      warmUntil: this.warmUntil,
     };
+  }
+
+  /**
+   * A checkpoint during a warm-up: it commits the position and the state (so that a restart
+   * resumes the warm-up there) but publishes no row, and windows stay marked for the capture
+   * after the start.
+   */
+  captureWarmUp(): void {
+    this.pendingRecords = 0;
+    this.compactWarmUp();
   }
 
   // ------------------------------------------------------------------ restore
@@ -438,6 +541,7 @@ export class PartitionState {
     this.position = meta.position;
     this.lastTimestamp = meta.lastTimestamp;
     this.maxTs = meta.maxTs;
+    this.warmUntil = meta.warmUntil ?? null;
     this.counters.events = meta.counters.events;
     this.counters.duplicates = meta.counters.duplicates;
     this.counters.invalid = meta.counters.invalid;

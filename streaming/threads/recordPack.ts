@@ -19,7 +19,16 @@ export interface PackedBatch {
   /** With keys: record i's key ends at keyEnds[i] in `keys` (its start is the previous end); -1: a null key. */
   keyEnds?: Int32Array;
   keys?: Uint8Array;
+  /**
+   * A warm-up's records that need no value (valueEnds[i] = NARROW_RECORD): record i's event time
+   * and its id's fingerprint (lanes 4i..4i+3), as the version's mapping reads them
+   * (streaming/replay/warmUp.ts). Every entry of the other records is unused.
+   */
+  narrow?: { eventTimes: Float64Array; fingerprints: Int32Array };
 }
+
+/** `valueEnds[i]` of a narrow record: it carries its event time and id fingerprint, not its value. */
+export const NARROW_RECORD = -2;
 
 /** Packs the records of `batch` (the state skips those before its position), with their keys when `withKeys`. */
 export function packBatch(batch: RecordBatch, withKeys = false): PackedBatch {
@@ -70,6 +79,7 @@ export function packBatch(batch: RecordBatch, withKeys = false): PackedBatch {
 export function transferablesOf(p: PackedBatch): ArrayBuffer[] {
   const buffers = [p.offsets.buffer, p.timestamps.buffer, p.valueEnds.buffer, p.values.buffer] as ArrayBuffer[];
   if (p.keys && p.keyEnds) buffers.push(p.keys.buffer as ArrayBuffer, p.keyEnds.buffer as ArrayBuffer);
+  if (p.narrow) buffers.push(p.narrow.eventTimes.buffer as ArrayBuffer, p.narrow.fingerprints.buffer as ArrayBuffer);
   return buffers;
 }
 

@@ -28,7 +28,7 @@ import { StateRegistry, type Capture, type ChainInfo, type Opened, type Partitio
 const MAX_QUEUED_BATCHES = 4;
 
 export type StateRequest =
-  | { id: number; op: 'open'; partition: number; committed: number | null; beginning: number }
+  | { id: number; op: 'open'; partition: number; committed: number | null; beginning: number; warmUntil: number | null }
   | { id: number; op: 'apply'; batch: PackedBatch }
   | { id: number; op: 'capture'; partition: number; chain: ChainInfo }
   | { id: number; op: 'drop'; partition: number }
@@ -39,7 +39,8 @@ export type StateReply = { id: number; ok: true; result: unknown } | { id: numbe
 export interface StateHost {
   /** Worker threads holding states (0: inline). */
   readonly threads: number;
-  open(partition: number, committed: number | null, beginning: number): Promise<Opened>;
+  /** `warmUntil`: a new state (none committed) of a version that starts there mid-log is warmed up from `beginning` (streaming/replay/warmUp.ts). */
+  open(partition: number, committed: number | null, beginning: number, warmUntil?: number | null): Promise<Opened>;
   /** Hands a batch to its partition's state. Resolves when the thread's backlog allows more, not when applied. */
   apply(batch: RecordBatch): Promise<void>;
   /** The same for a batch already packed (the lake's records come packed: streaming/replay/lakeSource.ts). */
@@ -91,8 +92,8 @@ class InlineStateHost implements StateHost {
     if (stats) this.latest.set(stats.partition, stats);
   }
 
-  async open(partition: number, committed: number | null, beginning: number): Promise<Opened> {
-    const opened = this.registry.open(partition, committed, beginning);
+  async open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
+    const opened = this.registry.open(partition, committed, beginning, warmUntil);
     this.keep(opened.stats);
     return opened;
   }
@@ -212,8 +213,15 @@ class WorkerStateHost implements StateHost {
     if (stats) this.latest.set(stats.partition, stats);
   }
 
-  async open(partition: number, committed: number | null, beginning: number): Promise<Opened> {
-    const opened = await this.request<Opened>(this.threadOf(partition), { id: this.nextId++, op: 'open', partition, committed, beginning });
+  async open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
+    const opened = await this.request<Opened>(this.threadOf(partition), {
+      id: this.nextId++,
+      op: 'open',
+      partition,
+      committed,
+      beginning,
+      warmUntil,
+    });
     this.keep(opened.stats);
     return opened;
   }

@@ -15,7 +15,7 @@ import { viewRowKey } from '../../services/views/viewRow.ts';
 import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
 import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from '../state/partitionState.ts';
 import { NO_EVENT_TIME } from '../state/watermarks.ts';
-import type { PackedBatch } from './recordPack.ts';
+import { NARROW_RECORD, type PackedBatch } from './recordPack.ts';
 import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 
 /** A new full snapshot is written when the delta chain gets this long... */
@@ -89,13 +89,15 @@ export class StateRegistry {
    * and returns the restored chain's snapshot positions (base first) and delta rows.
    * Throws MissingCheckpointError when the checkpoint of that offset is not in the store.
    */
-  open(partition: number, committed: number | null, beginning: number): Opened {
+  open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Opened {
     const { definitions, semantics, placement } = this.cfg;
     let state: PartitionState;
     let chain: Opened['chain'] = { positions: [], rows: 0 };
     if (committed === null) {
       state = new PartitionState(partition, definitions, semantics, placement);
       state.position = beginning;
+      // A version that starts mid-log: built from the history first, published from its start on.
+      if (warmUntil !== null && warmUntil > beginning) state.beginWarmUp(warmUntil);
     } else {
       const snapshots = this.store.readChain(partition, committed);
       state = restoreState(partition, definitions, semantics, placement, snapshots);
@@ -127,7 +129,10 @@ export class StateRegistry {
         }
       }
       if (offset >= state.position) {
-        if (end < 0) state.applyValue(offset, batch.timestamps[k]!, null, 0, 0, key);
+        if (end === NARROW_RECORD) {
+          const narrow = batch.narrow!;
+          state.applyNarrow(offset, batch.timestamps[k]!, narrow.eventTimes[k]!, narrow.fingerprints.subarray(4 * k, 4 * k + 4));
+        } else if (end < 0) state.applyValue(offset, batch.timestamps[k]!, null, 0, 0, key);
         else state.applyValue(offset, batch.timestamps[k]!, values, start, end, key);
       }
       if (end >= 0) start = end;
@@ -153,13 +158,18 @@ export class StateRegistry {
     const state = this.states.get(partition);
     if (!state || state.pendingRecords === 0) return null;
     const position = state.position;
-    const { rows, changedWindows } = state.captureChanges();
+    // During a warm-up a checkpoint publishes nothing and holds the whole state (the windows'
+    // changes are not tracked for a delta then).
+    const warming = state.warmUntil !== null;
+    if (warming) state.captureWarmUp();
+    const { rows, changedWindows } = warming ? { rows: [], changedWindows: [] } : state.captureChanges();
     const added = state.dedup.takeAdded();
     const liveRows = state.windowCount + state.dedup.size;
     const deltaRows = changedWindows.length + added.length;
     // chain.rows counts the rows of the deltas since the base: once they outgrow the live state,
     // a restore would read more than a full snapshot holds, so write a full one.
-    const full = chain.length === 0 || chain.length >= MAX_CHAIN_LENGTH || chain.rows + deltaRows > MAX_DELTA_RATIO * liveRows + 1000;
+    const full =
+      warming || chain.length === 0 || chain.length >= MAX_CHAIN_LENGTH || chain.rows + deltaRows > MAX_DELTA_RATIO * liveRows + 1000;
     const header: SnapshotHeader = {
       ...state.meta(),
       format: SNAPSHOT_FORMAT,

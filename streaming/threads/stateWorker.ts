@@ -22,7 +22,7 @@ port.on('message', (req: StateRequest) => {
   try {
     switch (req.op) {
       case 'open':
-        reply = { id: req.id, ok: true, result: registry.open(req.partition, req.committed, req.beginning) };
+        reply = { id: req.id, ok: true, result: registry.open(req.partition, req.committed, req.beginning, req.warmUntil) };
         break;
       case 'apply':
         reply = { id: req.id, ok: true, result: registry.applyPacked(req.batch) };
