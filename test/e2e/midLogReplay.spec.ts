@@ -37,6 +37,13 @@ import { caughtUp, createEventsTopic, produceLines, readView, writeTestMetrics }
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { kafkaTool } from '../kafkaTools.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
+import { dataDirLayout } from '../../services/config/dataDir.ts';
+import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import { FLAT_EVENT_MAPPING } from '../../services/metrics/fieldSemantics.ts';
+import { LakeSource } from '../../streaming/replay/lakeSource.ts';
+import { readWarmUp } from '../../streaming/replay/warmUpSource.ts';
+import { fingerprintId } from '../../streaming/state/idFingerprint.ts';
+import { NARROW_RECORD } from '../../streaming/threads/recordPack.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 1616);
 const PARTITIONS = 3;
@@ -64,6 +71,13 @@ function testLines(): string[] {
       users: 300,
     }),
   ];
+  // Ids whose text is not their bytes as is (`\x...`, fieldSemantics.ts idText) or not ASCII: the
+  // warm-up reads ids from the lake as text and fingerprints their bytes.
+  base.forEach((line, i) => {
+    const ev = JSON.parse(line) as { id: string };
+    if (i % 7 === 3) base[i] = JSON.stringify({ ...ev, id: `\\xß-${ev.id}` });
+    else if (i % 7 === 5) base[i] = JSON.stringify({ ...ev, id: `ü-${ev.id}` });
+  });
   const rand = seededRandom(SEED + 1);
   const out: string[] = [];
   base.forEach((line, i) => {
@@ -71,9 +85,14 @@ function testLines(): string[] {
     if (i < 40 || rand() > 0.06) return;
     const earlier = JSON.parse(base[i - 1 - Math.floor(rand() * 30)]!) as Record<string, unknown>;
     const kind = rand();
-    if (kind < 0.4)
+    if (kind < 0.3)
       out.push(JSON.stringify(earlier)); // a copy a little later: a duplicate
-    else if (kind < 0.8) {
+    else if (kind < 0.5 && i > 700) {
+      // The id of an event ~17 h back with the current time: inside the horizon, a duplicate
+      // whose first copy a warm-up may have read narrow.
+      const back = JSON.parse(base[i - 700]!) as Record<string, unknown>;
+      out.push(JSON.stringify({ ...back, ts: (JSON.parse(line) as { ts: string }).ts }));
+    } else if (kind < 0.8) {
       // The same id with a later event time inside the horizon: a duplicate, whose time must not
       // move the watermark although it is the largest so far.
       const ts = Date.parse(String((JSON.parse(line) as { ts: string }).ts)) + 40 * 60_000;
@@ -261,6 +280,36 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
     console.log(results.join('\n'));
     expect(failures, `${results.join('; ')}\n${rerun}`).toEqual([]);
     for (const proc of versions.values()) await p.stop(proc);
+  });
+
+  it("the lake's warm-up records are the log's: offsets, event times, id fingerprints and values", async () => {
+    // The lake written by the first test's batch run: its records are the first of each partition.
+    const source = await LakeSource.open(lakeRootOf(dataDirLayout(dir.path), topic), topic);
+    try {
+      for (let partition = 0; partition < PARTITIONS; partition++) {
+        const end = source.ends().get(partition)!;
+        expect(end).toBeGreaterThan(100);
+        const want = byPartition[partition]!.slice(0, end);
+        // Every record narrow (a floor above every time), then every record with its value.
+        const narrow = await readWarmUp(source, partition, 0, end, Infinity, FLAT_EVENT_MAPPING, 10_000, false);
+        const full = await readWarmUp(source, partition, 0, end, -Infinity, FLAT_EVENT_MAPPING, 10_000, false);
+        expect([...narrow.packed.offsets]).toEqual(want.map((_, o) => o));
+        expect([...full.packed.offsets]).toEqual(want.map((_, o) => o));
+        const fp = new Int32Array(4);
+        const values = Buffer.from(full.packed.values);
+        want.forEach((line, i) => {
+          const ev = JSON.parse(line) as { id: string; ts: string };
+          fingerprintId(ev.id, fp); // MurmurHash3 of the id's UTF-8 bytes, as the speed layer's decoder hands them over
+          expect(narrow.packed.valueEnds[i]).toBe(NARROW_RECORD);
+          expect([...narrow.packed.narrow!.fingerprints.subarray(4 * i, 4 * i + 4)], `${ev.id} at offset ${i}`).toEqual([...fp]);
+          expect(narrow.packed.narrow!.eventTimes[i]).toBe(Date.parse(ev.ts));
+          const text = values.toString('utf8', i === 0 ? 0 : full.packed.valueEnds[i - 1], full.packed.valueEnds[i]);
+          expect(text).toBe(line);
+        });
+      }
+    } finally {
+      source.close();
+    }
   });
 
   it('history that is gone is refused, naming where it now starts', { timeout: 60_000 }, async () => {
