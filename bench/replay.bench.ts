@@ -9,6 +9,10 @@
  *      log hands over at its end); both in a child process of their own, the demo's metric file,
  *      rates measured from the first record processed until every partition is committed at its
  *      end (start-up and group join excluded); the ratio (b)/(a) (aim >= 3);
+ *   3b. (d) the warm-up of a version that starts mid-log (docs/merge-rule.md, "Hard case 3"): a
+ *      version `--from <the log's end offsets>`, so that all history is warm-up, read from the lake
+ *      (records below the floor without their values); timed from the job's start until every
+ *      partition has committed its start; seconds per million history records, and against (b);
  *   4. (c) the live version's freshness while a replay throttled with --max-rate runs: `lk speed`
  *      (live, caught up first), `lk serve` and `lk replay --from lake --max-rate R` as processes,
  *      and a probe event produced every 100 ms; each probe's latency is from just before its
@@ -50,13 +54,20 @@ interface ReplayResult {
   peakRssBytes: number;
 }
 
-/** (a) or (b), in this process when started with --worker: prints one JSON line with the result. */
-async function worker(brokers: string, topic: string, dataDir: string, from: 'earliest' | 'lake'): Promise<void> {
+type WorkerFrom = 'earliest' | 'lake' | 'warm-up';
+
+/**
+ * (a), (b) or (d), in this process when started with --worker: prints one JSON line with the result.
+ * (d) `warm-up`: a version that starts at the log's end (`--from <end offsets>`): the whole history
+ * is its warm-up, from the lake (narrow below the floor), and it publishes nothing.
+ */
+async function worker(brokers: string, topic: string, dataDir: string, from: WorkerFrom): Promise<void> {
   const log = new KafkaLog({ brokers: brokers.split(','), clientId: `bench-replay-${from}` });
   const layout = dataDirLayout(dataDir);
   const version = `bench-${from}-${Date.now().toString(36)}`;
   const lake = await resolveLake(undefined, layout, topic);
-  const start = await resolveReplayStart(log, topic, parseReplayFrom(from, undefined, Date.now()), () => LakeSource.open(lake));
+  const text = from === 'warm-up' ? (await log.endOffsets(topic)).map((e, p) => `${p}:${e}`).join(',') : from;
+  const start = await resolveReplayStart(log, topic, parseReplayFrom(text, undefined, Date.now()), () => LakeSource.open(lake));
   const origin: VersionOrigin = start.origin;
   const job = new SpeedJob(
     log,
@@ -70,6 +81,7 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
     }),
   );
   const total = start.ends.reduce((a, b) => a + b, 0);
+  const started = performance.now();
   await job.start();
   job.failure().catch((err: unknown) => {
     console.error(`replay failed: ${String(err)}`);
@@ -83,7 +95,8 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
     if (committed.every((c, p) => (c ?? 0) >= start.ends[p]!)) break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  const seconds = (performance.now() - first) / 1000;
+  // A warm-up's position stays below the start until it ends: it is timed from the job's start.
+  const seconds = (performance.now() - (from === 'warm-up' ? started : first)) / 1000;
   await job.stop();
   await log.deleteTopics([speedViewTopic(version)]).catch(() => undefined);
   await log.close();
@@ -91,7 +104,7 @@ async function worker(brokers: string, topic: string, dataDir: string, from: 'ea
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function runWorker(brokers: string, topic: string, dataDir: string, from: 'earliest' | 'lake'): Promise<ReplayResult> {
+function runWorker(brokers: string, topic: string, dataDir: string, from: WorkerFrom): Promise<ReplayResult> {
   return runBenchWorker<ReplayResult>(fileURLToPath(import.meta.url), [brokers, topic, dataDir, from], 'replay worker');
 }
 
@@ -191,6 +204,7 @@ async function main(): Promise<void> {
 
     const fromLog = await runWorker(brokers, topic, dataDir, 'earliest');
     const fromLake = await runWorker(brokers, topic, dataDir, 'lake');
+    const warmUp = await runWorker(brokers, topic, dataDir, 'warm-up');
 
     // (c): the live version caught up, serving, probes without and with a throttled replay.
     const port = 4600 + Math.floor(Math.random() * 300);
@@ -224,6 +238,10 @@ async function main(): Promise<void> {
       ['(b) replay from the lake', `${fmtRate(lakeRate)}  (${fromLake.seconds.toFixed(1)} s, peak RSS ${fmtMiB(fromLake.peakRssBytes)})`],
       ['ratio (b)/(a)', `${(lakeRate / logRate).toFixed(2)}  (aim >= 3)`],
       [
+        '(d) warm-up of a start at the log end, from the lake',
+        `${((warmUp.seconds * 1e6) / warmUp.records).toFixed(2)} s per million history records  (${warmUp.seconds.toFixed(1)} s, peak RSS ${fmtMiB(warmUp.peakRssBytes)}; ${((lakeRate * warmUp.seconds) / warmUp.records).toFixed(2)}x (b)'s time)`,
+      ],
+      [
         '(c) freshness, no replay (baseline)',
         `p50 ${ms(percentile(quiet, 0.5))}, p99 ${ms(percentile(quiet, 0.99))}  (${quiet.length} probes)`,
       ],
@@ -245,6 +263,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === '--worker')
-  await worker(process.argv[3]!, process.argv[4]!, process.argv[5]!, process.argv[6] as 'earliest' | 'lake');
+if (process.argv[2] === '--worker') await worker(process.argv[3]!, process.argv[4]!, process.argv[5]!, process.argv[6] as WorkerFrom);
 else await main();
