@@ -179,9 +179,9 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
   const speedArgs = ['--checkpoint-interval', '300ms', '--out-of-orderness', `${OUT_OF_ORDERNESS_MS}ms`];
 
   const common = () => ['--topic', topic, '--data-dir', dir.path, '--metrics', metricsFile];
-  const replay = (name: string, from: string[]): string => {
+  const replay = (name: string, from: string[], env: Record<string, string> = {}): string => {
     const v = `${name}-${suffix}`;
-    versions.set(v, p.spawn(['replay', '--version', v, '--instance-id', 'r', ...speedArgs, ...from, ...common()]));
+    versions.set(v, p.spawn(['replay', '--version', v, '--instance-id', 'r', ...speedArgs, ...from, ...common()], env));
     return v;
   };
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -253,6 +253,13 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
     await produce(0.5, 0.6);
     const t3 = await between();
     await produce(0.6, 0.7);
+    // Killed right after its first committed checkpoint, which is one of the warm-up's (the
+    // position, no row), then started again: the warm-up resumes from it.
+    const lakelag = replay('lakelag', ['--from', new Date(t3).toISOString()], { LK_CRASH_AT: 'speed.checkpoint.committed' });
+    const crashed = versions.get(lakelag)!;
+    const exit = await Promise.race([crashed.exited, pause(60_000).then(() => null)]);
+    expect(exit?.signal, `the crash point was not reached: ${crashed.output().slice(-1500)}`).toBe('SIGKILL');
+    expect(crashed.output()).toContain('crash point speed.checkpoint.committed reached');
     replay('lakelag', ['--from', new Date(t3).toISOString()]);
     replay('lake', ['--from', 'lake', '--from-time', new Date(t2).toISOString()]);
     // Events keep arriving in the windows that span every start.
