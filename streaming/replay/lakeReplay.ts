@@ -81,10 +81,12 @@ async function replayLane(d: LakeReplayDeps, partitions: LakeReplayPartition[]):
     const task = await d.openTask(partition, start);
     const from = task.committedPosition ?? start;
     // The warm-up's part (a version that starts mid-log), then the replay's own.
+    // (Read as the replay's own part when no record is below the floor.)
     const floor = from < warmEnd ? await warmUpFloor(d.source, partition, warmEnd, d.mapping, d.semantics) : -Infinity;
+    const narrowUntil = floor === -Infinity ? from : warmEnd;
     const read = (at: number) =>
-      at < warmEnd
-        ? readWarmUp(d.source, partition, at, warmEnd, floor, d.mapping, d.chunkOffsets, d.withKeys)
+      at < narrowUntil
+        ? readWarmUp(d.source, partition, at, narrowUntil, floor, d.mapping, d.chunkOffsets, d.withKeys)
         : d.source.read(partition, at, end, d.chunkOffsets);
     let pending = from < end ? read(from) : undefined;
     let lastCheckpointAt = Date.now();

@@ -95,7 +95,8 @@ function lakeEventSql(mapping: EventMapping): string {
 /**
  * The event time below which a lake record of `partition` below `to` is handed over narrow: the
  * largest event time among the first copies of the ids, minus out-of-orderness and dedup
- * horizon (a lower bound of W_s - H, see the file comment). -Infinity when the range holds no event.
+ * horizon (a lower bound of W_s - H, see the file comment). -Infinity when no event of the range
+ * is below it: then every record is read with its value.
  */
 export async function warmUpFloor(
   source: LakeSource,
@@ -108,14 +109,17 @@ export async function warmUpFloor(
   if (range === null) return -Infinity;
   try {
     const reader = await range.conn.runAndReadAll(
-      `SELECT max(first_ts)::DOUBLE FROM (
-         SELECT arg_min(e.ts, kafka_offset) AS first_ts FROM (
+      `SELECT max(first_ts)::DOUBLE, min(min_ts)::DOUBLE FROM (
+         SELECT arg_min(e.ts, kafka_offset) AS first_ts, min(e.ts) AS min_ts FROM (
            SELECT kafka_offset, ${lakeEventSql(mapping)} AS e FROM ${range.sql}
            WHERE kafka_partition = ${partition} AND kafka_offset < ${to})
          WHERE e IS NOT NULL GROUP BY e.id)`,
     );
-    const max = reader.getRows()[0]?.[0] as number | null;
-    return max === null ? -Infinity : max - semantics.outOfOrdernessMs - semantics.dedupHorizonMs;
+    const [max, min] = reader.getRows()[0] as [number | null, number | null];
+    if (max === null || min === null) return -Infinity;
+    const floor = max - semantics.outOfOrdernessMs - semantics.dedupHorizonMs;
+    // Every record at or above the floor: read as a replay reads the lake (LakeSource.read).
+    return floor <= min ? -Infinity : floor;
   } catch (err) {
     throw new InfrastructureError(`cannot read the lake (partition ${partition} below offset ${to}): ${errorMessage(err)}`, { cause: err });
   } finally {
