@@ -38,7 +38,7 @@ import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { kafkaTool } from '../kafkaTools.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
-import { lakeRootOf } from '../../services/lake/lakeLayout.ts';
+import { resolveLake } from '../../services/lake/lakeLocation.ts';
 import { FLAT_EVENT_MAPPING } from '../../services/metrics/fieldSemantics.ts';
 import { LakeSource } from '../../streaming/replay/lakeSource.ts';
 import { readWarmUp } from '../../streaming/replay/warmUpSource.ts';
@@ -291,10 +291,10 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
 
   it("the lake's warm-up records are the log's: offsets, event times, id fingerprints and values", async () => {
     // The lake written by the first test's batch run: its records are the first of each partition.
-    const source = await LakeSource.open(lakeRootOf(dataDirLayout(dir.path), topic), topic);
+    const source = await LakeSource.open(await resolveLake(undefined, dataDirLayout(dir.path), topic));
     try {
       for (let partition = 0; partition < PARTITIONS; partition++) {
-        const end = source.ends().get(partition)!;
+        const end = (await source.ends()).get(partition)!;
         expect(end).toBeGreaterThan(100);
         const want = byPartition[partition]!.slice(0, end);
         // Every record narrow (a floor above every time), then every record with its value.
