@@ -246,7 +246,13 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
     const ends = await p.log.endOffsets(topic);
     replay('time', ['--from', new Date(t1).toISOString()]);
     replay('duration', ['--from', `${Math.ceil((Date.now() - t2) / 1000)}s`]);
-    replay('offsets', ['--from', ends.map((e, k) => `${k}:${Math.floor(e * 0.45)}`).join(',')]);
+    const offsets = ends.map((e, k) => `${k}:${Math.floor(e * 0.45)}`).join(',');
+    const dry = await p.run(['replay', '--version', `dry-${suffix}`, '--from', offsets, '--dry-run', ...common()]);
+    ends.forEach((e, k) => expect(dry).toContain(`partition ${k}: start offset ${Math.floor(e * 0.45)}`));
+    expect(dry).toContain(
+      `warm-up first, publishing nothing before offset ${Math.floor(ends[0]! * 0.45)}: log 0..${Math.floor(ends[0]! * 0.45)}`,
+    );
+    replay('offsets', ['--from', offsets]);
     // The lake holds everything produced so far; more comes, and a start after the lake's end
     // is warmed up from the lake, then the log.
     await p.run(['batch', 'run', '--topic', topic, '--version', `batch-${suffix}`, ...common().slice(2)]);
