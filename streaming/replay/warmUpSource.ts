@@ -19,7 +19,7 @@
  * the log. X itself is known only at the end, so the cut is a lower bound of it, `warmUpFloor`:
  * the largest event time among the first copies of the ids (each first copy is applied, so the
  * largest event time at s_p is at least that) minus out-of-orderness and horizon. The argument,
- * with a table of offsets, is in docs/merge-rule.md, "A version that starts mid-log".
+ * with a table of offsets, is in docs/merge-rule.md, "Hard case 3: a version that starts mid-log".
  *
  * Id and event time come from the version's own mapping: the lake's typed columns where the lake
  * writer used the same mapping, else derived in SQL (services/metrics/fieldSemantics.ts

@@ -105,7 +105,7 @@ export interface StateMeta {
   maxTs: number;
   counters: StateCounters;
   /**
-   * A warm-up in progress (streaming/replay/warmUp.ts): the version's start offset, below which
+   * A warm-up in progress (streaming/replay/warmUpSource.ts): the version's start offset, below which
    * the state is built but publishes nothing. Absent (or null) once the state has reached it.
    */
   warmUntil?: number | null;
@@ -166,7 +166,7 @@ export class PartitionState {
    * from the history before it (null: not warming). Until the position reaches it, nothing is
    * published: final rows of windows the warm-up closes are discarded (the warm-up may have
    * skipped records of them; the batch view answers them), and captures carry no rows.
-   * docs/merge-rule.md, "A version that starts mid-log", argues why the state at the start is
+   * docs/merge-rule.md, "Hard case 3: a version that starts mid-log", argues why the state at the start is
    * then exactly a full replay's for every window still open.
    */
   warmUntil: number | null = null;
@@ -304,7 +304,7 @@ export class PartitionState {
 
   /**
    * A warm-up record that can fall only in windows already closed at the version's start
-   * (streaming/replay/warmUp.ts): its id's fingerprint and event time, as the version's mapping
+   * (streaming/replay/warmUpSource.ts): its id's fingerprint and event time, as the version's mapping
    * reads them, without its value. It takes exactly the steps of `applyValue` that do not touch a
    * window: the dedup rule (the id's entry, and the duplicate count) and the largest event time
    * (the watermark every later record is judged by, and the windows it closes).
@@ -347,10 +347,11 @@ export class PartitionState {
   }
 
   /**
-   * The warm-up has reached the version's start (the next record or position is at or past it): drop the windows the watermark has closed, and
-   * mark every window still open as changed, so that the next capture publishes them all
-   * stamped at its position (they hold exactly a full replay's events below it). The counters
-   * start from zero: they describe what the version read from its start on.
+   * The warm-up has reached the version's start (the next record or position is at or past it):
+   * drop the windows the watermark has closed, and mark every window still open as changed, so
+   * that the next capture publishes them all stamped at its position (they hold exactly a full
+   * replay's events below it). The counters start from zero: they describe what the version
+   * read from its start on.
    */
   private reachStart(): void {
     const start = this.warmUntil!;

@@ -22,7 +22,7 @@ export interface PackedBatch {
   /**
    * A warm-up's records that need no value (valueEnds[i] = NARROW_RECORD): record i's event time
    * and its id's fingerprint (lanes 4i..4i+3), as the version's mapping reads them
-   * (streaming/replay/warmUp.ts). Every entry of the other records is unused.
+   * (streaming/replay/warmUpSource.ts). Every entry of the other records is unused.
    */
   narrow?: { eventTimes: Float64Array; fingerprints: Int32Array };
 }

@@ -39,7 +39,10 @@ export type StateReply = { id: number; ok: true; result: unknown } | { id: numbe
 export interface StateHost {
   /** Worker threads holding states (0: inline). */
   readonly threads: number;
-  /** `warmUntil`: a new state (none committed) of a version that starts there mid-log is warmed up from `beginning` (streaming/replay/warmUp.ts). */
+  /**
+   * `warmUntil`: a new state (none committed) of a version that starts there mid-log is warmed up
+   * from `beginning` (streaming/replay/warmUpSource.ts).
+   */
   open(partition: number, committed: number | null, beginning: number, warmUntil?: number | null): Promise<Opened>;
   /** Hands a batch to its partition's state. Resolves when the thread's backlog allows more, not when applied. */
   apply(batch: RecordBatch): Promise<void>;
