@@ -4,7 +4,8 @@
  *
  * Ranges are half-open: a window belongs to [from, to) when its start is in it.
  */
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { GRANULARITIES, granularityMs, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { windowShape, windowStartAtOrAfter } from '../services/metrics/windowStart.ts';
 import { HyperLogLog } from '../services/metrics/hll.ts';
 import { SOURCE_SPEED, nullable, type MergedWindows } from './views/mergeRule.ts';
 import type { ViewSnapshot } from './views/versionView.ts';
@@ -32,8 +33,15 @@ export function runSteps<T>(steps: Steps<T>): T {
   }
 }
 
-export type GranularityName = 'MINUTE' | 'HOUR' | 'DAY';
-const GRANULARITY_NAME: Record<Granularity, GranularityName> = { minute: 'MINUTE', hour: 'HOUR', day: 'DAY' };
+/**
+ * A granularity as the API names it: `MINUTE`, `HOUR`, `DAY` (the GraphQL enum values of before),
+ * or the duration of any other size as the metric file declares it (`5m`, `15m`, `6h`, `7d`).
+ */
+export type GranularityName = string;
+
+export function granularityName(g: Granularity): GranularityName {
+  return (GRANULARITIES as readonly string[]).includes(g) ? g.toUpperCase() : g;
+}
 
 /** One merged window as the API reports it (the GraphQL WindowValue, plus what its resolvers need). */
 export interface WindowValue {
@@ -69,9 +77,9 @@ export function windowValueAt(
     metric,
     version,
     key,
-    granularity: GRANULARITY_NAME[granularity],
+    granularity: granularityName(granularity),
     windowStart: start,
-    windowEnd: start + GRANULARITY_MS[granularity],
+    windowEnd: start + granularityMs(granularity),
     count: m.counts[i]!,
     sum: nullable(m.sums[i]!),
     min: nullable(m.mins[i]!),
@@ -188,12 +196,13 @@ class SeriesColumnsAnswer implements SeriesColumnsValue {
     readonly batchRunId: string | null,
     m: MergedWindows | undefined,
     windowMs: number,
+    windowOriginMs: number,
   ) {
     const lo = m ? m.lowerBound(from) : 0;
     const hi = m ? m.lowerBound(to) : 0;
     this.windows = hi - lo;
     this.windowMs = windowMs;
-    this.windowBase = Math.ceil(from / windowMs) * windowMs;
+    this.windowBase = windowStartAtOrAfter(from, windowMs, windowOriginMs);
     const empty = new Float64Array(0);
     this.starts = m ? m.starts.slice(lo, hi) : empty;
     this.counts = m ? m.counts.slice(lo, hi) : empty;
@@ -273,12 +282,13 @@ export function seriesColumns(
     metric,
     view.version,
     key,
-    GRANULARITY_NAME[granularity],
+    granularityName(granularity),
     from,
     to,
     view.batch?.manifest.runId ?? null,
     view.merged(metric, granularity, key),
-    GRANULARITY_MS[granularity],
+    windowShape(granularity).sizeMs,
+    windowShape(granularity).originMs,
   );
 }
 
@@ -345,10 +355,10 @@ export function* topKeysSteps(
  * [from, to) exactly (both ends on a window boundary), else the finest one the metric has.
  */
 export function totalGranularity(def: MetricDefinition, from: number, to: number): Granularity {
-  const bySize = [...def.granularities].sort((a, b) => GRANULARITY_MS[b] - GRANULARITY_MS[a]);
+  const bySize = [...def.granularities].sort((a, b) => granularityMs(b) - granularityMs(a));
   for (const g of bySize) {
-    const size = GRANULARITY_MS[g];
-    if (from % size === 0 && to % size === 0) return g;
+    const w = windowShape(g);
+    if (windowStartAtOrAfter(from, w.sizeMs, w.originMs) === from && windowStartAtOrAfter(to, w.sizeMs, w.originMs) === to) return g;
   }
   return bySize[bySize.length - 1]!;
 }

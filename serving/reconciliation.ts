@@ -17,7 +17,7 @@
  * the exactly-deduplicated batch count in compared windows (a speed count above batch can only
  * be a duplicate that got through); batch after dedup is 0 by construction.
  */
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
+import { granularityMs, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
 import { isWindowClosed, windowClosesAt } from '../services/metrics/windowClosing.ts';
 import { KEYS_PER_STEP, runSteps, type Deadline, type Steps } from './queries.ts';
 import type { PartialRows } from './views/partialRows.ts';
@@ -109,7 +109,7 @@ export function* reconcileSteps(inputs: ReconciliationInputs): Steps<Reconciliat
   const watermarks = inputs.speedWatermarks;
   const known = watermarks && watermarks.length > 0 && watermarks.every((w) => w !== null) ? (watermarks as number[]) : undefined;
   const speedWatermark = known ? Math.min(...known) : null;
-  const size = GRANULARITY_MS[granularity];
+  const size = granularityMs(granularity);
   // A window [s, s + size) is closed when the watermark is past s + size + lateness.
   const closedBefore = speedWatermark === null ? null : speedWatermark - def.allowedLatenessMs;
   const result: ReconciliationResult = {

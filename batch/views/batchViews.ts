@@ -13,8 +13,8 @@
  *   then offset); `raw_count` counts before it. Every late event counts: the batch layer has no
  *   lateness horizon. Only the copies of ids seen more than once are ordered (a window over
  *   about twice the duplicates, not a sort of the whole lake).
- * - Each metric aggregates the events once, at its finest granularity; coarser windows roll up
- *   the next finer ones (UTC-aligned minute, hour and day windows nest).
+ * - Each metric aggregates the events at its finest granularity; coarser windows roll up finer
+ *   ones that tile them (rollUpSource), or read the events themselves.
  * - Distinct counts are HyperLogLog registers computed in SQL with the shared hash
  *   (hllRegisterSql), once per distinct value, kept as one sorted list of packed registers per
  *   window (a register is a max, so an hour's list is the register-wise max of its minutes'),
@@ -27,14 +27,9 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import {
-  GRANULARITY_MS,
-  eventMappingOf,
-  type Granularity,
-  type MetricDefinition,
-  type MetricDefinitions,
-} from '../../services/metrics/definitions.ts';
+import { eventMappingOf, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
+import { windowShape } from '../../services/metrics/windowStart.ts';
 import {
   fieldJsonSql,
   fieldNames,
@@ -119,7 +114,24 @@ const ROW_COLUMNS = Object.entries(SNAPSHOT_COLUMNS)
   .join(', ');
 
 function finestFirst(granularities: readonly Granularity[]): Granularity[] {
-  return [...granularities].sort((a, b) => GRANULARITY_MS[a] - GRANULARITY_MS[b]);
+  return [...granularities].sort((a, b) => windowShape(a).sizeMs - windowShape(b).sizeMs);
+}
+
+/**
+ * The coarsest of `finer` whose windows tile every window of `g` (its size divides g's, and the
+ * alignments differ by whole windows: 5m, 15m and hour windows tile a 6h window, day windows
+ * tile a Monday week, 7d windows do not tile 30d), or undefined: then `g` reads the events.
+ */
+export function rollUpSource(g: Granularity, finer: readonly Granularity[]): Granularity | undefined {
+  const w = windowShape(g);
+  let best: Granularity | undefined;
+  for (const f of finer) {
+    const v = windowShape(f);
+    if (v.sizeMs < w.sizeMs && w.sizeMs % v.sizeMs === 0 && (w.originMs - v.originMs) % v.sizeMs === 0) {
+      if (best === undefined || v.sizeMs > windowShape(best).sizeMs) best = f;
+    }
+  }
+  return best;
 }
 
 /**
@@ -230,8 +242,9 @@ function docOf(fields: readonly string[], column: (field: string) => string): st
  * numbered (`kid`) so that the per-event table and every GROUP BY carry an integer, not text;
  * `keys` maps them back when the rows are written.
  *
- * Only the finest granularity reads the events; each coarser one rolls up the next finer one
- * (UTC-aligned minute, hour and day windows nest): counts add, min and max of mins and maxes,
+ * Only the finest granularity reads the events; each coarser one rolls up the coarsest finer one
+ * whose windows tile it (rollUpSource; minute, hour and day windows nest), or reads the events
+ * when none does (a 7d window is no union of 30d ones): counts add, min and max of mins and maxes,
  * the sum is the compensated sum (fsum) of the finer sums (equal to the sum over the events up
  * to rounding, as any summation order is), and the registers are register-wise maxima.
  */
@@ -287,9 +300,11 @@ async function computeMetric(
   const hasDistinct = def.distinct !== undefined;
   const grans = finestFirst(def.granularities);
   const none = 'CAST(NULL AS DOUBLE)';
-  let finer: string | undefined;
-  for (const g of grans) {
-    const table = `g_${index}_${g}`;
+  const tables = new Map<Granularity, string>();
+  for (const [gi, g] of grans.entries()) {
+    const table = `g_${index}_${gi}`;
+    const source = rollUpSource(g, grans.slice(0, gi));
+    const finer = source === undefined ? undefined : tables.get(source)!;
     const w = sql.windowStart(g, finer === undefined ? 'ts_ms' : 'w');
     // The finest granularity aggregates the events, a coarser one the next finer windows.
     const aggregates =
@@ -327,15 +342,14 @@ async function computeMetric(
     } else {
       await exec(conn, `CREATE TEMP TABLE ${table} AS SELECT *, CAST(NULL AS VARCHAR) AS sketch FROM (${grouped})`);
     }
-    if (finer === undefined) for (const t of ['mk', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
-    else await exec(conn, `DROP TABLE ${finer}`);
     await exec(
       conn,
       `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch FROM ${table} WHERE count > 0`,
     );
-    finer = table;
+    tables.set(g, table);
   }
-  if (finer !== undefined) await exec(conn, `DROP TABLE ${finer}`);
+  for (const t of ['mk', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
+  for (const table of tables.values()) await exec(conn, `DROP TABLE ${table}`);
 }
 
 export interface RecomputeResult {

@@ -57,7 +57,9 @@ describe('lk command line errors', () => {
     writeFileSync(file, 'metrics:\n  - name: a\n    key: k\n    granularities: [week]\n    allowedLateness: 1m\n');
     const { loadMetricDefinitions } = await import('../../services/metrics/definitions.ts');
     expect(() => loadMetricDefinitions(file)).toThrow(
-      new RegExp(`${file}:4:\\d+ metrics\\[0\\]\\.granularities\\[0\\]: expected one of minute, hour, day, got "week"`),
+      new RegExp(
+        `${file}:4:\\d+ metrics\\[0\\]\\.granularities\\[0\\]: expected one of minute, hour, day or a duration \\(5m, 15m, 6h, 7d\\), got "week"`,
+      ),
     );
     dir.remove();
   });

@@ -25,7 +25,7 @@ import {
   type OptionSpec,
   type PromotionOptions,
 } from '../../services/config/cliOptions.ts';
-import type { Granularity, MetricDefinitions } from '../../services/metrics/definitions.ts';
+import { parseGranularity, type Granularity, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { PromotionRefusedError, promoteVersion } from '../../services/versions/promotion.ts';
 import { retireVersion } from '../../services/versions/retirement.ts';
@@ -153,17 +153,18 @@ interface DiffOptions extends VersionsOptions {
   limit: number;
 }
 
-const GRANULARITIES: Granularity[] = ['minute', 'hour', 'day'];
-
 /** Opens both versions' views (speed topic caught up, current batch run loaded) and compares them. */
 async function diff(a: string, b: string, opts: DiffOptions): Promise<void> {
   const ctx = context(opts);
   const definitions = (v: string): MetricDefinitions | undefined => readVersionDefinitions(ctx.layout.root, v);
   const defsA = definitions(a) ?? ctx.loadMetrics();
   const defsB = definitions(b) ?? ctx.loadMetrics();
-  const granularity = opts.granularity?.toLowerCase() as Granularity | undefined;
-  if (granularity !== undefined && !GRANULARITIES.includes(granularity))
-    throw new ConfigError(`--granularity must be one of ${GRANULARITIES.join(', ')}, got "${opts.granularity}"`);
+  let granularity: Granularity | undefined;
+  if (opts.granularity !== undefined) {
+    const parsed = parseGranularity(opts.granularity.toLowerCase());
+    if (!parsed.ok) throw new ConfigError(`--granularity: ${parsed.error}`);
+    granularity = parsed.granularity;
+  }
   const names = [...new Set([...defsA.metrics, ...defsB.metrics].map((m) => m.name))];
   if (opts.metric !== undefined && !names.includes(opts.metric))
     throw new ConfigError(`metric "${opts.metric}" is in neither ${a} nor ${b}; known metrics: ${names.join(', ')}`);
@@ -195,7 +196,7 @@ async function diff(a: string, b: string, opts: DiffOptions): Promise<void> {
         results.push({ metric: name, onlyIn: da ? a : b });
         continue;
       }
-      const shared = (granularity ? [granularity] : GRANULARITIES).filter(
+      const shared = (granularity ? [granularity] : da.granularities).filter(
         (g) => da.granularities.includes(g) && db.granularities.includes(g),
       );
       for (const g of shared)
@@ -247,7 +248,10 @@ export function registerVersionCommands(program: Command): void {
   common(
     addOptions(versions.command('diff <a> <b>').description('compare two versions window by window (merged views, as serving answers)'), [
       { flags: '--metric <name>', description: 'only this metric (default: every metric)' },
-      { flags: '--granularity <g>', description: 'only this granularity: minute, hour or day (default: every one both versions have)' },
+      {
+        flags: '--granularity <g>',
+        description: 'only this granularity: minute, hour, day or a duration such as 5m (default: every one both versions have)',
+      },
       { flags: '--from <time>', description: 'first window start (ISO-8601 or epoch ms; default: all)', parse: timestamp },
       { flags: '--to <time>', description: 'end of the range, exclusive (default: all)', parse: timestamp },
       { flags: '--limit <n>', description: 'keys listed per metric (those that differ most)', default: 10, parse: positiveInt },

@@ -17,7 +17,7 @@
  * The filter is one conjunction of per-field tests, built in `compileFilter` and `filterSql`;
  * a new kind of test (not, in, ranges, exists) is added there, for both engines at once.
  */
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from './definitions.ts';
+import { type Granularity, type MetricDefinition } from './definitions.ts';
 import {
   FLAT_EVENT_MAPPING,
   compileFilter,
@@ -32,7 +32,7 @@ import {
   type FieldValues,
   type SqlField,
 } from './fieldSemantics.ts';
-import { windowStartSql } from './windowStart.ts';
+import { windowShape, windowStartSql } from './windowStart.ts';
 
 // ---------------------------------------------------------------- speed layer (JavaScript)
 
@@ -103,6 +103,9 @@ export function compileMetricSql(
     key: fieldTextSql(doc, fieldOf(def.key)),
     value: def.value === undefined ? 'CAST(NULL AS DOUBLE)' : numericValueSql(doc, fieldOf(def.value)),
     distinct: def.distinct === undefined ? 'CAST(NULL AS VARCHAR)' : fieldTextSql(doc, fieldOf(def.distinct)),
-    windowStart: (g, ts) => windowStartSql(ts, GRANULARITY_MS[g]),
+    windowStart: (g, ts) => {
+      const w = windowShape(g);
+      return windowStartSql(ts, w.sizeMs, w.originMs);
+    },
   };
 }

@@ -3,14 +3,14 @@
  *
  * Loaded from YAML or JSON, validated with zod, and every error is reported with the file, line
  * and column of the offending node, so that `lk` can say "metrics.yaml:7:14 granularities[1]:
- * expected one of minute, hour, day, got "week"".
+ * expected one of minute, hour, day or a duration (5m, 15m, 6h, 7d), got "week"".
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
-import { parseDuration } from '../config/durations.ts';
+import { formatDuration, parseDuration } from '../config/durations.ts';
 import {
   FLAT_EVENT_MAPPING,
   RECORD_KEY,
@@ -23,13 +23,58 @@ import {
   type FilterValue,
 } from './fieldSemantics.ts';
 
+/** The named tumbling windows; any other size is written as a duration (`5m`, `15m`, `6h`, `7d`). */
 export const GRANULARITIES = ['minute', 'hour', 'day'] as const;
-export type Granularity = (typeof GRANULARITIES)[number];
-export const GRANULARITY_MS: Record<Granularity, number> = {
+export type NamedGranularity = (typeof GRANULARITIES)[number];
+/**
+ * A tumbling window size in its canonical name: `minute`, `hour`, `day`, or the shortest duration
+ * text of any other size (`5m`, `15m`, `6h`, `7d`; `60m` is `hour`). One name per size, so that
+ * rows, slots and GraphQL agree on it (`parseGranularity`).
+ */
+export type Granularity = string;
+export const GRANULARITY_MS: Record<NamedGranularity, number> = {
   minute: 60_000,
   hour: 3_600_000,
   day: 86_400_000,
 };
+/** Window sizes from 1 s to 366 days, in whole seconds (windowStart.ts aligns them). */
+export const MIN_WINDOW_MS = 1000;
+export const MAX_WINDOW_MS = 366 * 86_400_000;
+
+/**
+ * The canonical name of a window size written as `minute`, `hour`, `day` or a duration, or why
+ * it is none.
+ */
+export function parseGranularity(text: string): { ok: true; granularity: Granularity; sizeMs: number } | { ok: false; error: string } {
+  const named = (GRANULARITIES as readonly string[]).includes(text) ? GRANULARITY_MS[text as NamedGranularity] : undefined;
+  const sizeMs = named ?? (/^\d+(s|m|h|d)$/.test(text) ? parseDuration(text) : undefined);
+  if (sizeMs === undefined)
+    return { ok: false, error: `expected one of minute, hour, day or a duration (5m, 15m, 6h, 7d), got ${JSON.stringify(text)}` };
+  if (sizeMs < MIN_WINDOW_MS || sizeMs > MAX_WINDOW_MS)
+    return { ok: false, error: `a window size must be from 1s to 366d, got ${JSON.stringify(text)}` };
+  return { ok: true, granularity: granularityNameOf(sizeMs), sizeMs };
+}
+
+/** The canonical name of a window size (a named one where the size is a minute, an hour or a day). */
+export function granularityNameOf(sizeMs: number): Granularity {
+  for (const g of GRANULARITIES) if (GRANULARITY_MS[g] === sizeMs) return g;
+  return formatDuration(sizeMs);
+}
+
+/** Whether `g` is a granularity in its canonical name (a row, a slot or a query carries only those). */
+export function isGranularity(g: string): boolean {
+  const parsed = parseGranularity(g);
+  return parsed.ok && parsed.granularity === g;
+}
+
+/** The window size of a canonical granularity name, ms. */
+export function granularityMs(g: Granularity): number {
+  const named = GRANULARITY_MS[g as NamedGranularity];
+  if (named !== undefined) return named;
+  const ms = parseDuration(g);
+  if (ms === undefined) throw new Error(`not a granularity: ${JSON.stringify(g)}`);
+  return ms;
+}
 
 /** A flat event's field name (no `event:` section); with one, fields are dotted paths (checked in fileSchema). */
 const FLAT_FIELD = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
@@ -46,9 +91,17 @@ const metricSchema = z
     value: FIELD.optional(),
     distinct: FIELD.optional(),
     granularities: z
-      .array(z.enum(GRANULARITIES, { error: (issue) => `expected one of minute, hour, day, got ${JSON.stringify(issue.input)}` }))
-      .min(1, 'must list at least one of minute, hour, day')
-      .refine((g) => new Set(g).size === g.length, 'must not repeat a granularity'),
+      .array(
+        z.string().superRefine((g, ctx) => {
+          const parsed = parseGranularity(g);
+          if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.error });
+        }),
+      )
+      .min(1, 'must list at least one window: minute, hour, day or a duration such as 5m')
+      .refine(
+        (g) => new Set(g.map((x) => (parseGranularity(x) as { granularity?: string }).granularity ?? x)).size === g.length,
+        'must not repeat a window size (60m is hour)',
+      ),
     allowedLateness: z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration like 30s, 5m, 2h or 1d'),
   })
   .strict();
@@ -224,7 +277,7 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
       key: field(m.key),
       ...(m.value !== undefined ? { value: field(m.value) } : {}),
       ...(m.distinct !== undefined ? { distinct: field(m.distinct) } : {}),
-      granularities: m.granularities,
+      granularities: m.granularities.map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),
       allowedLatenessMs: parseDuration(m.allowedLateness)!,
       ...(event !== undefined ? { event } : {}),
     })),
@@ -282,7 +335,7 @@ export function loadMetricDefinitions(file: string): MetricDefinitions {
 export function maxWindowPlusLatenessMs(defs: MetricDefinitions): number {
   let max = 0;
   for (const m of defs.metrics) {
-    for (const g of m.granularities) max = Math.max(max, GRANULARITY_MS[g] + m.allowedLatenessMs);
+    for (const g of m.granularities) max = Math.max(max, granularityMs(g) + m.allowedLatenessMs);
   }
   return max;
 }

@@ -19,7 +19,7 @@
  * distinct sketches merge).
  */
 import { z } from 'zod';
-import { GRANULARITIES, type Granularity } from '../metrics/definitions.ts';
+import { isGranularity, type Granularity } from '../metrics/definitions.ts';
 
 export type ViewSource = 'batch' | 'speed';
 
@@ -52,7 +52,7 @@ export interface ViewRow {
 export const viewRowSchema = z
   .object({
     metric: z.string().min(1),
-    granularity: z.enum(GRANULARITIES),
+    granularity: z.string().refine(isGranularity, 'must be a granularity in its canonical name (minute, hour, day, 5m ...)'),
     key: z.string(),
     windowStart: z.number().int(),
     partition: z.number().int().nonnegative(),

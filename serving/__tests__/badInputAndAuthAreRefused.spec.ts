@@ -146,7 +146,7 @@ describe('bad input is refused with a code and a clear message', () => {
       query:
         '{ series(metric: "clicks_by_ad", key: "k", granularity: WEEK, from: "2026-01-01T00:00:00Z", to: "2026-01-01T01:00:00Z") { count } }',
       code: 'GRAPHQL_VALIDATION_FAILED',
-      message: /Value "WEEK" does not exist in "Granularity" enum/,
+      message: /Granularity: expected one of MINUTE, HOUR, DAY or a duration \(5m, 15m, 6h, 7d\), got "WEEK"/,
       status: 400,
     },
     {

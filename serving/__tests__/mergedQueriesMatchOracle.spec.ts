@@ -10,13 +10,15 @@
  *   minus the events the speed job dropped as late that the batch run has not reached yet.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { readFileSync } from 'node:fs';
+import { granularityMs, parseMetricDefinitions, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import {
   batchRows,
   expectedEvents,
   hllOf,
+  oracleWindowStart,
   oracleWindows,
   partitionedLog,
   publishBatchRun,
@@ -24,13 +26,36 @@ import {
   speedRows,
   type PartitionedLog,
 } from './fixtures/viewFixtures.ts';
-import { METRICS, gqlData, startTestServer, type TestServer } from './fixtures/testServer.ts';
+import { gql, gqlData, startTestServer, type TestServer } from './fixtures/testServer.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 20261122);
 const START = Date.UTC(2026, 0, 1);
-const FROM = new Date(START - 86_400_000).toISOString();
-const TO = new Date(START + 86_400_000).toISOString();
-const G_NAME = (g: Granularity) => g.toUpperCase();
+const NAMED = ['minute', 'hour', 'day'];
+/** The API's name of a granularity: MINUTE, HOUR, DAY, or the duration of any other size. */
+const G_NAME = (g: Granularity) => (NAMED.includes(g) ? g.toUpperCase() : g);
+/** As a literal in a query: the bare enum-like name (queries of before), or a string. */
+const G_LITERAL = (g: Granularity) => (NAMED.includes(g) ? g.toUpperCase() : JSON.stringify(g));
+/** The range asked: a day either side of START, from the start of the window holding START - 1 day (a 7d one starts on a Monday). */
+const rangeOf = (g: Granularity) => ({
+  FROM: new Date(oracleWindowStart(START - 86_400_000, granularityMs(g))).toISOString(),
+  TO: new Date(START + 86_400_000).toISOString(),
+});
+
+/**
+ * The repo's metrics, plus a metric of the sizes beside minute, hour and day: 5m, 15m, 6h, 2d
+ * and a Monday week (the same clicks as clicks_by_ad).
+ */
+const DEFS = parseMetricDefinitions(
+  `${readFileSync(new URL('../../metrics.yaml', import.meta.url), 'utf8')}
+  - name: clicks_by_ad_sized
+    filter: { type: click }
+    key: ad_id
+    value: cost
+    distinct: user_id
+    granularities: [5m, 15m, 6h, 2d, 7d]
+    allowedLateness: 10m
+`,
+);
 
 function keysOf(log: PartitionedLog, def: MetricDefinition): string[] {
   const c = compileMetric(def);
@@ -49,12 +74,13 @@ interface Scenario {
 }
 
 async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenario): Promise<void> {
-  for (const def of METRICS.metrics) {
+  for (const def of DEFS.metrics) {
     for (const g of def.granularities) {
+      const { FROM, TO } = rangeOf(g);
       const events = expectedEvents(log, def, g, s.cut, s.speedThrough);
       const keys = keysOf(log, def);
       // series: every key in one request (aliases), compared window by window.
-      const query = `query { ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: ${JSON.stringify(k)}, granularity: ${G_NAME(g)}, from: "${FROM}", to: "${TO}", version: "${s.version}") { ${WINDOW_FIELDS} }`).join('\n')} }`;
+      const query = `query { ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: ${JSON.stringify(k)}, granularity: ${G_LITERAL(g)}, from: "${FROM}", to: "${TO}", version: "${s.version}") { ${WINDOW_FIELDS} }`).join('\n')} }`;
       const data = await gqlData<Record<string, any[]>>(server.url, query);
       keys.forEach((key, i) => {
         const oracle = oracleWindows(events, def, g, key);
@@ -72,7 +98,7 @@ async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenari
           if (o.sum === null) expect(w.sum, where).toBeNull();
           else expect(w.sum, where).toBeCloseTo(o.sum, 6);
           expect(w.distinct, where).toBe(o.distinct);
-          expect(Date.parse(w.windowEnd) - Date.parse(w.windowStart)).toBe(GRANULARITY_MS[g]);
+          expect(Date.parse(w.windowEnd) - Date.parse(w.windowStart)).toBe(granularityMs(g));
           // The reported source and stamp follow from the chosen partition rows.
           const anySpeed = w.partitions.some((p: any) => p.source === 'SPEED');
           expect(w.source, where).toBe(anySpeed ? 'SPEED' : 'BATCH');
@@ -165,25 +191,29 @@ describe('merged answers over HTTP equal the oracle', () => {
   beforeAll(async () => {
     const publisher = (await import('./fixtures/testServer.ts')).testLog('lk-serve-test-publisher');
     try {
-      const full = speedRows(log, METRICS.metrics, ends);
+      const full = speedRows(log, DEFS.metrics, ends);
       // The data must exercise the hard cases, or the test proves nothing.
       expect(full.dropped.length, 'late events dropped by the speed job').toBeGreaterThan(10);
       expect(full.duplicates, 'duplicates').toBeGreaterThan(10);
       await publishSpeedRows(publisher, versions.fresh, full.rows, `${prefix}-tx-a`);
-      await publishSpeedRows(publisher, versions.paused, speedRows(log, METRICS.metrics, half).rows, `${prefix}-tx-b`);
+      await publishSpeedRows(publisher, versions.paused, speedRows(log, DEFS.metrics, half).rows, `${prefix}-tx-b`);
       await publishSpeedRows(publisher, versions.ahead, full.rows, `${prefix}-tx-c`);
-      await publishBatchRun(`${dir.path}/views`, versions.paused, 'run-1', log, batchRows(log, METRICS.metrics, ends), ends);
-      await publishBatchRun(`${dir.path}/views`, versions.ahead, 'run-1', log, batchRows(log, METRICS.metrics, sixty), sixty);
+      await publishBatchRun(`${dir.path}/views`, versions.paused, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
+      await publishBatchRun(`${dir.path}/views`, versions.ahead, 'run-1', log, batchRows(log, DEFS.metrics, sixty), sixty);
     } finally {
       await publisher.close();
     }
     // Every key's answers in one request: many root fields, compared with the oracle.
-    server = await startTestServer(dir.path, {
-      defaultVersion: versions.fresh,
-      maxCost: 100_000_000,
-      maxRootFields: 1000,
-      maxAliases: 1000,
-    });
+    server = await startTestServer(
+      dir.path,
+      {
+        defaultVersion: versions.fresh,
+        maxCost: 100_000_000,
+        maxRootFields: 1000,
+        maxAliases: 1000,
+      },
+      { metrics: DEFS },
+    );
     await eventually(() => (server.handle.ready() ? true : undefined), 'serving ready');
   });
 
@@ -197,7 +227,7 @@ describe('merged answers over HTTP equal the oracle', () => {
   });
 
   it('after the batch run: batch rows win ties and hold the late events the speed job dropped', async () => {
-    await publishBatchRun(`${dir.path}/views`, versions.fresh, 'run-1', log, batchRows(log, METRICS.metrics, ends), ends);
+    await publishBatchRun(`${dir.path}/views`, versions.fresh, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
     await eventually(async () => {
       const d = await gqlData(server.url, '{ pipeline { serving { batchView { runId } } } }');
       return d.pipeline.serving.batchView?.runId === 'run-1' ? true : undefined;
@@ -224,11 +254,37 @@ describe('merged answers over HTTP equal the oracle', () => {
   it('speed job ahead of the batch cut: fresh windows from speed, closed windows with late events from batch', async () => {
     await checkScenario(server, log, { name: 'speed ahead', version: versions.ahead, cut: sixty, speedThrough: ends });
     // Both sources occur, so the mixed case was really exercised.
+    const { FROM, TO } = rangeOf('minute');
     const d = await gqlData(
       server.url,
       `{ series(metric: "impressions_by_campaign", key: "c1", granularity: MINUTE, from: "${FROM}", to: "${TO}", version: "${versions.ahead}") { source } }`,
     );
     const sources = new Set(d.series.map((w: any) => w.source));
     expect(sources).toEqual(new Set(['BATCH', 'SPEED']));
+  });
+
+  it('a size is asked by its duration ("60m" is HOUR, "5M" is no size); sizes the metric does not declare and unknown words are refused', async () => {
+    const { FROM, TO } = rangeOf('hour');
+    const ask = (g: string) =>
+      gql(
+        server.url,
+        `query($g: Granularity!) { series(metric: "clicks_by_ad", key: "c1-a1", granularity: $g, from: "${FROM}", to: "${TO}") { granularity windowStart } }`,
+        { g },
+      );
+    const hour = await ask('60m');
+    expect(hour.errors).toBeUndefined();
+    expect(new Set(hour.data!.series.map((w: any) => w.granularity))).toEqual(new Set(['HOUR']));
+    const undeclared = await ask('5m');
+    expect(undeclared.errors?.[0]?.extensions?.code).toBe('UNSUPPORTED_GRANULARITY');
+    expect(undeclared.errors?.[0]?.message).toContain('has no 5m windows; it has MINUTE, HOUR');
+    for (const bad of ['week', '5M', '0m', '400d']) {
+      const r = await ask(bad);
+      expect(r.errors?.[0]?.message, bad).toMatch(/Granularity/);
+    }
+    const literal = await gql(
+      server.url,
+      `{ series(metric: "clicks_by_ad", key: "c1-a1", granularity: WEEK, from: "${FROM}", to: "${TO}") { count } }`,
+    );
+    expect(literal.errors?.[0]?.message).toMatch(/Granularity/);
   });
 });

@@ -6,7 +6,7 @@
  * events. Also: the pipeline status reports what the status files and views say.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { granularityMs, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import {
@@ -50,9 +50,9 @@ function injectedDifferences(log: PartitionedLog, def: MetricDefinition, g: Gran
   for (const e of log.events.slice().sort((a, b) => a.partition - b.partition || a.offset - b.offset)) {
     if (firstCopy.has(e.id)) continue;
     firstCopy.add(e.id);
-    const start = Math.floor(e.ts / GRANULARITY_MS[g]) * GRANULARITY_MS[g];
+    const start = Math.floor(e.ts / granularityMs(g)) * granularityMs(g);
     // Closed: the watermark is past windowEnd + lateness, so the window ends before closedBefore.
-    if (!late.has(e) || start + GRANULARITY_MS[g] >= closedBefore) continue;
+    if (!late.has(e) || start + granularityMs(g) >= closedBefore) continue;
     const key = c.keyOf(e.values)!;
     diff.set(key, (diff.get(key) ?? 0) - 1);
   }

@@ -8,7 +8,7 @@
  * cost are series's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRANULARITY_MS, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { granularityMs, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { batchRows, partitionedLog, publishBatchRun, publishSpeedRows, speedRows } from './fixtures/viewFixtures.ts';
@@ -104,9 +104,9 @@ describe('seriesColumns equals series, element by element', () => {
           expect(columns.batchRunId).toBe('run-1');
           for (const f of [...FIELDS, 'windowIndex']) expect(columns[f], `${where} ${f}`).toHaveLength(series.length);
           expect(columns.windows).toBe(series.length);
-          expect(columns.windowMs).toBe(GRANULARITY_MS[g]);
+          expect(columns.windowMs).toBe(granularityMs(g));
           // The first window boundary at or after `from`.
-          expect(columns.windowBase).toBe(Math.ceil(Date.parse(FROM) / GRANULARITY_MS[g]) * GRANULARITY_MS[g]);
+          expect(columns.windowBase).toBe(Math.ceil(Date.parse(FROM) / granularityMs(g)) * granularityMs(g));
           const latest = Math.max(...series.map((w) => Date.parse(w.processingTime)));
           expect(Date.parse(columns.latestProcessingTime)).toBe(latest);
           series.forEach((w, j) => {

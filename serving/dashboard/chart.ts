@@ -12,13 +12,11 @@
 import uPlot from 'uplot';
 import { h } from './dom.ts';
 import { fmtCompact, fmtDateTime, fmtNumber, fmtTime } from './format.ts';
-import type { GranularityName, Measure, SeriesColumnsAnswer, Source, WindowValue } from './operations.ts';
+import { windowMsOf, type GranularityName, type Measure, type SeriesColumnsAnswer, type Source, type WindowValue } from './operations.ts';
 
 export type { Measure } from './operations.ts';
 
 export const COLORS = { batch: '#5b9cff', speed: '#ffb547', provisional: '#ff5c8a' };
-
-const GRANULARITY_MS: Record<GranularityName, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
 
 export interface ChartRange {
   from: number;
@@ -268,7 +266,7 @@ export class SeriesChart {
   }
 
   get windowMs(): number {
-    return GRANULARITY_MS[this.range.granularity];
+    return windowMsOf(this.range.granularity);
   }
 
   get liveUpdateCount(): number {

@@ -26,6 +26,9 @@ import {
   TOP_KEYS,
   WINDOW_UPDATED,
   seriesQuery,
+  granularityLabel,
+  windowMsOf,
+  windowOriginOf,
   type GranularityName,
   type InitAnswer,
   type KeyTotal,
@@ -60,10 +63,18 @@ const RANGES = [
   { label: '7 d', ms: 7 * 24 * HOUR },
   { label: '30 d', ms: 30 * 24 * HOUR },
 ];
-const GRANULARITY_MS: Record<GranularityName, number> = { MINUTE: 60_000, HOUR, DAY: 24 * HOUR };
-/** Ranges a granularity is offered for: the server's default --max-range-minute is 7 d. */
-const MAX_RANGE: Record<GranularityName, number> = { MINUTE: 7 * 24 * HOUR, HOUR: 92 * 24 * HOUR, DAY: Infinity };
-const MIN_RANGE: Record<GranularityName, number> = { MINUTE: 0, HOUR: 6 * HOUR, DAY: 7 * 24 * HOUR };
+/**
+ * Ranges a granularity is offered for: the server's default --max-range-minute is 7 d, -hour
+ * 92 d; another size may span as many windows as the named size below it (granularityScalar.ts).
+ */
+function maxRange(g: GranularityName): number {
+  const ms = windowMsOf(g);
+  return ms >= 24 * HOUR ? Infinity : ms >= HOUR ? 92 * 24 * ms : 7 * 24 * 60 * ms;
+}
+function minRange(g: GranularityName): number {
+  const ms = windowMsOf(g);
+  return ms >= 24 * HOUR ? 7 * ms : ms >= HOUR ? 6 * ms : 0;
+}
 
 interface Selection {
   metric: string;
@@ -82,8 +93,9 @@ function errorText(err: unknown): string {
 
 /** [from, to): whole windows, ending with the current one (so the newest window shows as it fills). */
 function rangeOf(s: Selection, now = Date.now()): { from: number; to: number } {
-  const g = GRANULARITY_MS[s.granularity];
-  const to = (Math.floor(now / g) + 1) * g;
+  const g = windowMsOf(s.granularity);
+  const origin = windowOriginOf(s.granularity);
+  const to = (Math.floor((now - origin) / g) + 1) * g + origin;
   return { from: to - Math.max(1, Math.ceil(s.rangeMs / g)) * g, to };
 }
 
@@ -240,13 +252,8 @@ class Dashboard {
     const gq = q.get('g') as GranularityName | null;
     const granularity = gq && metric.granularities.includes(gq) ? gq : metric.granularities[0]!;
     const rangeQ = Number(q.get('range'));
-    const rangeMs = RANGES.some((r) => r.ms === rangeQ)
-      ? rangeQ
-      : granularity === 'DAY'
-        ? 7 * 24 * HOUR
-        : granularity === 'HOUR'
-          ? 24 * HOUR
-          : HOUR;
+    const size = windowMsOf(granularity);
+    const rangeMs = RANGES.some((r) => r.ms === rangeQ) ? rangeQ : size >= 24 * HOUR ? 7 * 24 * HOUR : size >= HOUR ? 24 * HOUR : HOUR;
     const measureQ = q.get('measure') as Measure | null;
     const key = q.get('key');
     const sel: Selection = { metric: metric.name, key, keyPinned: key !== null, rangeMs, granularity, measure: 'count' };
@@ -265,7 +272,7 @@ class Dashboard {
 
   /** Keeps the range within what the granularity is offered for. */
   private fitRange(s: Selection): void {
-    const fits = (ms: number) => ms <= MAX_RANGE[s.granularity] && ms >= MIN_RANGE[s.granularity];
+    const fits = (ms: number) => ms <= maxRange(s.granularity) && ms >= minRange(s.granularity);
     if (!fits(s.rangeMs)) s.rangeMs = RANGES.find((r) => fits(r.ms))?.ms ?? s.rangeMs;
   }
 
@@ -371,7 +378,7 @@ class Dashboard {
           RANGES.map((r) => ({
             label: r.label,
             value: r.ms,
-            disabled: r.ms > MAX_RANGE[s.granularity] || r.ms < MIN_RANGE[s.granularity],
+            disabled: r.ms > maxRange(s.granularity) || r.ms < minRange(s.granularity),
           })),
           s.rangeMs,
           (ms) => this.change({ rangeMs: ms }),
@@ -383,8 +390,9 @@ class Dashboard {
         h('span', null, 'windows'),
         segmented(
           'granularity',
-          (['MINUTE', 'HOUR', 'DAY'] as GranularityName[]).map((g) => ({
-            label: g.toLowerCase(),
+          // minute, hour and day always (greyed when the metric has none), then its other sizes.
+          [...new Set(['MINUTE', 'HOUR', 'DAY', ...def.granularities])].map((g) => ({
+            label: granularityLabel(g),
             value: g,
             disabled: !def.granularities.includes(g),
           })),
@@ -475,7 +483,7 @@ class Dashboard {
       h('span', null, s.metric),
       h('span', { class: 'title-sep' }, ' · '),
       h('span', { class: 'title-key' }, s.key ?? 'no key'),
-      h('span', { class: 'muted title-range' }, ` · ${s.measure} per ${s.granularity.toLowerCase()}, last ${rangeLabel}`),
+      h('span', { class: 'muted title-range' }, ` · ${s.measure} per ${granularityLabel(s.granularity)}, last ${rangeLabel}`),
     );
     this.subscribe(s);
     if (s.key === null) {
@@ -538,7 +546,7 @@ class Dashboard {
     const s = this.sel;
     const { from, to } = rangeOf(s);
     const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
-    fill(byId('reconciliation-scope'), `${s.metric} · ${s.granularity.toLowerCase()} windows · last ${rangeLabel}`);
+    fill(byId('reconciliation-scope'), `${s.metric} · ${granularityLabel(s.granularity)} windows · last ${rangeLabel}`);
     try {
       const d = await gql<ReconciliationAnswer>(RECONCILIATION, {
         metric: s.metric,

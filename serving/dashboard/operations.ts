@@ -3,7 +3,29 @@
  * asked for). Each poll is one request; the chart reads `seriesColumns` (arrays, not objects).
  */
 
-export type GranularityName = 'MINUTE' | 'HOUR' | 'DAY';
+/** MINUTE, HOUR, DAY, or the duration of another declared size (5m, 15m, 6h, 7d). */
+export type GranularityName = string;
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const NAMED_MS: Record<string, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
+
+/** A granularity's window length, ms (services/metrics/definitions.ts states the sizes). */
+export function windowMsOf(g: GranularityName): number {
+  const named = NAMED_MS[g];
+  if (named !== undefined) return named;
+  const m = /^(\d+)(s|m|h|d)$/.exec(g);
+  return m ? Number(m[1]) * UNIT_MS[m[2]!]! : 60_000;
+}
+
+/** Where its windows are aligned: the epoch, or Monday 1970-01-05 for whole weeks (windowStart.ts). */
+export function windowOriginOf(g: GranularityName): number {
+  return windowMsOf(g) % (7 * 86_400_000) === 0 ? 4 * 86_400_000 : 0;
+}
+
+/** The label of a granularity in the controls: minute, hour, day, 5m ... */
+export function granularityLabel(g: GranularityName): string {
+  return NAMED_MS[g] !== undefined ? g.toLowerCase() : g;
+}
 export type Source = 'BATCH' | 'SPEED';
 
 export interface MetricDefinition {

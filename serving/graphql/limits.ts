@@ -39,7 +39,8 @@ import {
   type SelectionSetNode,
   type ValueNode,
 } from 'graphql/index.js';
-import { GRANULARITIES, GRANULARITY_MS, type Granularity } from '../../services/metrics/definitions.ts';
+import { granularityMs, type Granularity } from '../../services/metrics/definitions.ts';
+import { maxRangeMsOf, parseGranularityArgument } from './granularityScalar.ts';
 import type { ServeConfig } from '../config.ts';
 import { ErrorCode, requestError } from './errors.ts';
 
@@ -214,8 +215,8 @@ export function queryDepth(
 
 /** Windows of a granularity whose start is in [from, to) (at most the range cap), from a field's arguments. */
 function windowsOf(field: FieldNode, g: Granularity, config: LimitsOptions['config'], variables: Variables): number {
-  const size = GRANULARITY_MS[g];
-  const cap = Math.ceil(config.maxRangeMs[g] / size);
+  const size = granularityMs(g);
+  const cap = Math.ceil(maxRangeMsOf(config.maxRangeMs, g) / size);
   const from = Date.parse(String(arg(field, 'from', variables)));
   const to = Date.parse(String(arg(field, 'to', variables)));
   if (Number.isNaN(from) || Number.isNaN(to) || to < from) return cap;
@@ -223,15 +224,15 @@ function windowsOf(field: FieldNode, g: Granularity, config: LimitsOptions['conf
 }
 
 function granularityArg(field: FieldNode, variables: Variables): Granularity | undefined {
-  const g = String(arg(field, 'granularity', variables) ?? '').toLowerCase();
-  return (GRANULARITIES as readonly string[]).includes(g) ? (g as Granularity) : undefined;
+  const g = arg(field, 'granularity', variables);
+  return g === undefined || g === null ? undefined : parseGranularityArgument(String(g));
 }
 
 /** `total` without granularity rolls up the coarsest windows that tile [from, to). */
 function tilingGranularity(field: FieldNode, variables: Variables): Granularity {
   const from = Date.parse(String(arg(field, 'from', variables)));
   const to = Date.parse(String(arg(field, 'to', variables)));
-  for (const g of ['day', 'hour'] as const) if (from % GRANULARITY_MS[g] === 0 && to % GRANULARITY_MS[g] === 0) return g;
+  for (const g of ['day', 'hour'] as const) if (from % granularityMs(g) === 0 && to % granularityMs(g) === 0) return g;
   return 'minute';
 }
 

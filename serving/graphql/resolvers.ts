@@ -14,9 +14,11 @@ import {
   totalSteps,
   totalGranularity,
   type Deadline,
+  granularityName,
   type GranularityName,
   type WindowValue,
 } from '../queries.ts';
+import { maxRangeMsOf, parseGranularityArgument } from './granularityScalar.ts';
 import { reconcileSteps } from '../reconciliation.ts';
 import { readSpeedStatuses, speedPartitions } from '../../services/status/speedStatus.ts';
 import { readBatchStatus } from '../../services/status/batchStatus.ts';
@@ -30,6 +32,7 @@ import { ErrorCode, userError } from './errors.ts';
 import type { ExecutionBudget } from './executionBudget.ts';
 
 export type { GranularityName } from '../queries.ts';
+export { granularityName } from '../queries.ts';
 
 /** Who sent a request, and the key of the rate-limit bucket it is charged to. */
 export interface Caller {
@@ -68,12 +71,9 @@ export interface ServeContext {
   deadLetters: () => DeadLetterStatus;
 }
 
+/** The canonical granularity of an API name (MINUTE, 5m; arguments come canonical from the Granularity scalar already). */
 export function granularityOf(name: GranularityName): Granularity {
-  return name.toLowerCase() as Granularity;
-}
-
-export function granularityName(g: Granularity): GranularityName {
-  return g.toUpperCase() as GranularityName;
+  return parseGranularityArgument(name) ?? name;
 }
 
 /** The metric definitions of the version a query names (else of the request's default version). */
@@ -106,7 +106,7 @@ export function checkRange(config: ServeConfig, g: Granularity, from: number, to
       `\`from\` (${new Date(from).toISOString()}) is after \`to\` (${new Date(to).toISOString()}); the range is [from, to)`,
     );
   }
-  const cap = config.maxRangeMs[g];
+  const cap = maxRangeMsOf(config.maxRangeMs, g);
   if (to - from > cap) {
     throw userError(
       ErrorCode.RANGE_TOO_LARGE,

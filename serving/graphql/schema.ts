@@ -10,6 +10,7 @@ import {
 import { assert } from '../../services/errors.ts';
 import type { WindowSubscriptions } from '../subscriptions.ts';
 import { dateTimeScalar } from './dateTime.ts';
+import { granularityScalar } from './granularityScalar.ts';
 import {
   granularityOf,
   queryResolvers,
@@ -82,6 +83,11 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   dateTime.serialize = dateTimeScalar.serialize;
   dateTime.parseValue = dateTimeScalar.parseValue;
   dateTime.parseLiteral = dateTimeScalar.parseLiteral;
+  const granularity = schema.getType('Granularity');
+  assert(granularity instanceof GraphQLScalarType, 'Granularity is a scalar');
+  granularity.serialize = granularityScalar.serialize;
+  granularity.parseValue = granularityScalar.parseValue;
+  granularity.parseLiteral = granularityScalar.parseLiteral;
   for (const name of COLUMN_SCALARS) {
     const scalar = schema.getType(name);
     assert(scalar instanceof GraphQLScalarType, `${name} is a scalar`);

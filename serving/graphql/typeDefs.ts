@@ -28,11 +28,13 @@ export const typeDefs = /* GraphQL */ `
   """
   scalar SourceColumn
 
-  enum Granularity {
-    MINUTE
-    HOUR
-    DAY
-  }
+  """
+  A tumbling window size: MINUTE, HOUR, DAY (written bare, as the enum it once was, or as a
+  string), or the duration of any size a metric declares, as a string: "5m", "15m", "6h", "7d"
+  ("60m" is HOUR). Windows align to the UTC epoch; whole weeks start on Monday 00:00 UTC.
+  Answers name MINUTE, HOUR and DAY so, other sizes by their duration.
+  """
+  scalar Granularity
 
   """
   Which view a merged answer came from (see docs/serving-layer.md, the merge rule).

@@ -8,14 +8,12 @@
  */
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
-import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
+import { isGranularity, type Granularity } from '../../services/metrics/definitions.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 import type { PartialRows } from './partialRows.ts';
 import { BatchViewBuilder, type BatchView, type VersionView } from './versionView.ts';
-
-const GRANULARITY_SET = new Set<string>(GRANULARITIES);
 
 let duck: Promise<DuckDBInstance> | undefined;
 
@@ -48,7 +46,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
     );
     const sides: PartialRows[] = [];
     for (const [metric, granularity, key, n] of series.getRows() as [string, string, string, number][]) {
-      if (!GRANULARITY_SET.has(granularity))
+      if (!isGranularity(granularity))
         throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: unknown granularity "${granularity}"`);
       sides.push(builder.seriesRows(metric, granularity as Granularity, key, n));
       expectedRows += n;

@@ -17,14 +17,13 @@
 import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../../services/errors.ts';
 import { classifyLogError } from '../../services/log/outages.ts';
-import { GRANULARITIES, type Granularity } from '../../services/metrics/definitions.ts';
+import { isGranularity, type Granularity } from '../../services/metrics/definitions.ts';
 import type { EventLog, LogConsumer, LogRecord } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import { viewRowSchema } from '../../services/views/viewRow.ts';
 import type { VersionView } from './versionView.ts';
 
 const KEY_SEP = '\u001f';
-const GRANULARITY_SET = new Set<string>(GRANULARITIES);
 
 export interface PartitionPosition {
   partition: number;
@@ -129,7 +128,7 @@ export class SpeedMaterializer {
     if (record.value === null) {
       // Tombstone: the key names the row to forget (services/views/viewRow.ts viewRowKey).
       const parts = record.key?.toString('utf8').split(KEY_SEP);
-      if (!parts || parts.length < 5 || !GRANULARITY_SET.has(parts[1]!)) return this.reject(record, 'tombstone with an unreadable key');
+      if (!parts || parts.length < 5 || !isGranularity(parts[1]!)) return this.reject(record, 'tombstone with an unreadable key');
       view.removeSpeedRow(parts[0]!, parts[1] as Granularity, parts.slice(4).join(KEY_SEP), Number(parts[2]), Number(parts[3]));
       return;
     }

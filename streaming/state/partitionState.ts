@@ -22,11 +22,11 @@ import type { LogRecord } from '../../services/log/eventLog.ts';
 import { idHash, isMisplaced } from '../../services/log/partitioner.ts';
 import type { CompiledMetric } from '../../services/metrics/compile.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
+import { type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { eventMappingOf } from '../../services/metrics/definitions.ts';
 import type { FieldValues } from '../../services/metrics/fieldSemantics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
-import { windowStartOf } from '../../services/metrics/windowStart.ts';
+import { windowShape, windowStartOf } from '../../services/metrics/windowStart.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
 import { DedupSet } from './dedupSet.ts';
 import { NO_EVENT_TIME, partitionWatermark } from './watermarks.ts';
@@ -57,6 +57,8 @@ export interface Slot {
   readonly metric: string;
   readonly granularity: Granularity;
   readonly sizeMs: number;
+  /** Where the windows are aligned (windowStart.ts: the epoch, or a Monday for whole weeks). */
+  readonly originMs: number;
   readonly latenessMs: number;
   readonly hasValue: boolean;
   readonly hasDistinct: boolean;
@@ -119,7 +121,7 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
         id: slotId(def.name, g),
         metric: def.name,
         granularity: g,
-        sizeMs: GRANULARITY_MS[g],
+        ...windowShape(g),
         latenessMs: def.allowedLatenessMs,
         hasValue: def.value !== undefined,
         hasDistinct: def.distinct !== undefined,
@@ -268,7 +270,7 @@ export class PartitionState {
       const reg = distinct === undefined ? -1 : registerOf(distinct);
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
-        const start = windowStartOf(ts, slot.sizeMs);
+        const start = windowStartOf(ts, slot.sizeMs, slot.originMs);
         const closing = windowClosesAt(start, slot.sizeMs, slot.latenessMs);
         if (isWindowClosed(closing, watermark)) {
           this.counters.droppedLate[slot.id]!++;

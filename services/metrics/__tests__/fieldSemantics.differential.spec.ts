@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventScanner, LOGGED_EVENT_SCAN_LIMITS } from '../../events/eventScanner.ts';
 import { decodeWithValidator } from '../../events/fastDecode.ts';
 import { seededRandom } from '../../ingest/generator.ts';
-import { GRANULARITY_MS } from '../definitions.ts';
+import { GRANULARITY_MS, parseGranularity } from '../definitions.ts';
 import {
   canonicalNumberText,
   compileFilter,
@@ -39,7 +39,7 @@ import {
   type FilterValue,
 } from '../fieldSemantics.ts';
 import { hllHash, hllRegisterSql } from '../hll.ts';
-import { windowStartOf, windowStartSql } from '../windowStart.ts';
+import { MONDAY_ORIGIN_MS, windowShape, windowStartOf, windowStartSql } from '../windowStart.ts';
 import { createEventDecoder } from '../../events/decoders/eventDecoder.ts';
 import type { JsonEventDecoder } from '../../events/decoders/jsonDecoder.ts';
 import { LOGGED_RECORD_LIMITS, decodeLoggedEvent, readableObject, validateMappedRecord } from '../../events/event.ts';
@@ -354,7 +354,7 @@ describe('one definition, two engines: field semantics', () => {
     expect(matched).toBeLessThan(values.length);
   });
 
-  it('the window start is the same in both engines for every granularity, before 1970 and near the largest event time', async () => {
+  it('the window start is the same in both engines for every granularity and generated sizes (weeks on Monday), before 1970 and near the largest event time', async () => {
     const r = seededRandom(SEED + 3);
     const times: number[] = [
       0,
@@ -369,6 +369,22 @@ describe('one definition, two engines: field semantics', () => {
       8.64e15 - 1,
       Date.UTC(1969, 11, 31, 23, 59, 59, 999),
     ];
+    // Generated window sizes, as a metric file writes them: the named ones, the issue's, and
+    // random durations in every unit (whole weeks among them, aligned on Monday).
+    const declared = ['minute', 'hour', 'day', '5m', '15m', '6h', '7d', '14d', '2d', '90m', '30s', '366d'];
+    for (let i = 0; i < 12; i++) declared.push(`${1 + Math.floor(r() * 90)}${pick(r, ['s', 'm', 'h', 'd'])}`);
+    for (let i = 0; i < 4; i++) declared.push(`${7 * (1 + Math.floor(r() * 8))}d`);
+    const shapes = declared.flatMap((text) => {
+      const parsed = parseGranularity(text);
+      return parsed.ok ? [windowShape(parsed.granularity)] : [];
+    });
+    expect(shapes.filter((w) => w.originMs === MONDAY_ORIGIN_MS).length).toBeGreaterThanOrEqual(6);
+    // Times at every window boundary of every size and one ms either side, then random times.
+    for (const w of shapes)
+      for (let k = -3; k <= 3; k++) {
+        const b = w.originMs + Math.round((r() - 0.5) * 2e6) * w.sizeMs;
+        if (Math.abs(b) < 8.6e15) times.push(b + k, b - k);
+      }
     for (let i = 0; i < 20_000; i++) times.push(Math.round((r() - 0.5) * 2 * 8.64e15));
     await conn.run('CREATE OR REPLACE TABLE w (i INTEGER, ts BIGINT)');
     const appender = await conn.createAppender('w');
@@ -378,20 +394,24 @@ describe('one definition, two engines: field semantics', () => {
       appender.endRow();
     });
     appender.closeSync();
-    const sizes = Object.values(GRANULARITY_MS);
+    const sizes = [...Object.values(GRANULARITY_MS).map((sizeMs) => ({ sizeMs, originMs: 0 })), ...shapes];
     const rows = (
-      await conn.runAndReadAll(`SELECT i, ${sizes.map((s) => `${windowStartSql('ts', s)}::DOUBLE`).join(', ')} FROM w ORDER BY i`)
+      await conn.runAndReadAll(
+        `SELECT i, ${sizes.map((s) => `${windowStartSql('ts', s.sizeMs, s.originMs)}::DOUBLE`).join(', ')} FROM w ORDER BY i`,
+      )
     ).getRows() as number[][];
     for (const [i, ...starts] of rows) {
       const ts = times[i!]!;
-      sizes.forEach((size, g) => {
-        const js = windowStartOf(ts, size);
-        expect(starts[g], `ts ${ts}, size ${size}`).toBe(js);
-        // An independent oracle: the largest multiple of size not after ts, in BigInt arithmetic.
-        const big = BigInt(ts);
+      sizes.forEach(({ sizeMs: size, originMs: origin }, g) => {
+        const js = windowStartOf(ts, size, origin);
+        if (starts[g] !== js) expect(starts[g], `ts ${ts}, size ${size}, origin ${origin}\n${rerun}`).toBe(js);
+        // An independent oracle: the largest origin + k x size not after ts, in BigInt arithmetic.
+        const big = BigInt(ts) - BigInt(origin);
         const s = BigInt(size);
-        const floor = big >= 0n ? (big / s) * s : -((-big + s - 1n) / s) * s;
-        expect(js, `ts ${ts}`).toBe(Number(floor));
+        const floor = (big >= 0n ? (big / s) * s : -((-big + s - 1n) / s) * s) + BigInt(origin);
+        if (js !== Number(floor)) expect(js, `ts ${ts}, size ${size}, origin ${origin}\n${rerun}`).toBe(Number(floor));
+        // Weekly windows start on a Monday at 00:00 UTC.
+        if (origin === MONDAY_ORIGIN_MS && Math.abs(js) < 8.64e15) expect(new Date(js).getUTCDay()).toBe(1);
       });
     }
   });

@@ -1,0 +1,284 @@
+/**
+ * Tumbling windows of any size, in both engines, against an independent oracle: generated metric
+ * files declare generated window sizes (the named minute, hour and day beside 5m, 15m, 6h, 7d,
+ * 14d, 2d, 45m, 90m, 30s ...), generated events sit at window boundaries of those sizes (one ms
+ * either side included, Mondays for weeks), with duplicates in other partitions. The events go
+ * through the real broker; the speed layer's partition state reads each partition's records and
+ * the batch layer recomputes from the lake. Every speed row must equal the oracle with dedup per
+ * partition, every batch row the oracle with dedup over the whole log (first copy by partition,
+ * then offset): count, sum, min, max and distinct registers. The oracle restates the alignment
+ * by hand (BigInt floor; weeks from Monday 1970-01-05) and never calls windowStart.ts.
+ * A failure prints the command that reruns its seed.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventLog, LogRecord } from '../services/log/eventLog.ts';
+import { seededRandom } from '../services/ingest/generator.ts';
+import { parseMetricDefinitions, type MetricDefinitions } from '../services/metrics/definitions.ts';
+import { HyperLogLog } from '../services/metrics/hll.ts';
+import { logger } from '../services/observability/logger.ts';
+import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
+import type { ViewRow } from '../services/views/viewRow.ts';
+import { PartitionState } from '../streaming/state/partitionState.ts';
+import { tempDir, uniqueName } from './helpers.ts';
+import { runBatchCycle } from '../batch/batchCycle.ts';
+import { closeTo, createTopic, kafkaLog, readSnapshotRows, readTopic, sketchRegisters } from '../batch/__tests__/batchTestKit.ts';
+
+const SEED = Number(process.env.LK_TEST_SEED ?? 20261207);
+const rerun = `rerun: LK_TEST_SEED=${SEED} npx vitest run test/windowSizes.exactness.spec.ts`;
+const quiet = logger.child({}, { level: 'warn' });
+const PARTITIONS = 3;
+const EVENTS = 2500;
+
+/** Declared sizes and their length, restated by hand (the oracle's own table). */
+const SIZES: Record<string, { canonical: string; ms: number }> = {
+  minute: { canonical: 'minute', ms: 60_000 },
+  hour: { canonical: 'hour', ms: 3_600_000 },
+  day: { canonical: 'day', ms: 86_400_000 },
+  '60m': { canonical: 'hour', ms: 3_600_000 },
+  '5m': { canonical: '5m', ms: 300_000 },
+  '15m': { canonical: '15m', ms: 900_000 },
+  '45m': { canonical: '45m', ms: 2_700_000 },
+  '90m': { canonical: '90m', ms: 5_400_000 },
+  '6h': { canonical: '6h', ms: 21_600_000 },
+  '2d': { canonical: '2d', ms: 172_800_000 },
+  '7d': { canonical: '7d', ms: 604_800_000 },
+  '14d': { canonical: '14d', ms: 1_209_600_000 },
+  '30s': { canonical: '30s', ms: 30_000 },
+};
+const MONDAY = Date.UTC(1970, 0, 5);
+
+/** The oracle's window start: weeks from the first Monday, every other size from the epoch. */
+function oracleStart(ts: number, size: number): number {
+  const origin = size % (7 * 86_400_000) === 0 ? MONDAY : 0;
+  const t = BigInt(ts - origin);
+  const s = BigInt(size);
+  const floor = t >= 0n ? (t / s) * s : -((-t + s - 1n) / s) * s;
+  return Number(floor) + origin;
+}
+
+interface GenMetric {
+  name: string;
+  types: string[];
+  sizes: string[];
+  value: boolean;
+  distinct: boolean;
+}
+
+function generateMetrics(r: () => number): GenMetric[] {
+  const names = Object.keys(SIZES);
+  return Array.from({ length: 4 }, (_, i) => {
+    const chosen = new Map<string, string>();
+    // Always one of the issue's sizes, then a few more (one declaration per canonical size).
+    for (const d of [
+      ['5m', '15m', '6h', '7d'][i]!,
+      ...Array.from({ length: 1 + Math.floor(r() * 3) }, () => names[Math.floor(r() * names.length)]!),
+    ])
+      if (!chosen.has(SIZES[d]!.canonical)) chosen.set(SIZES[d]!.canonical, d);
+    return {
+      name: `w${i}`,
+      types: i % 2 === 0 ? ['click'] : ['click', 'view'],
+      sizes: [...chosen.values()],
+      value: r() < 0.7,
+      distinct: i !== 1,
+    };
+  });
+}
+
+function metricFile(metrics: GenMetric[]): string {
+  return [
+    'metrics:',
+    ...metrics.flatMap((m) => [
+      `  - name: ${m.name}`,
+      `    filter: { type: [${m.types.join(', ')}] }`,
+      '    key: k',
+      ...(m.value ? ['    value: v'] : []),
+      ...(m.distinct ? ['    distinct: u'] : []),
+      `    granularities: [${m.sizes.join(', ')}]`,
+      '    allowedLateness: 400d',
+    ]),
+  ].join('\n');
+}
+
+interface Event {
+  id: string;
+  type: string;
+  ts: number;
+  k: string;
+  v?: number;
+  u?: string;
+}
+
+/** Events at the boundaries of the declared sizes (and one ms either side), Mondays included. */
+function generateEvents(r: () => number, metrics: GenMetric[]): Event[] {
+  const base = Date.UTC(2026, 0, 7, 13, 0);
+  const sizes = [...new Set(metrics.flatMap((m) => m.sizes.map((s) => SIZES[s]!.ms)))];
+  return Array.from({ length: EVENTS }, (_, i) => {
+    const size = sizes[Math.floor(r() * sizes.length)]!;
+    const boundary = oracleStart(base + Math.floor((r() - 0.5) * 40) * size, size);
+    const ts = boundary + [-1, 0, 1, Math.floor(r() * size) - Math.floor(size / 2)][Math.floor(r() * 4)]!;
+    const e: Event = { id: `e${i}`, type: r() < 0.6 ? 'click' : r() < 0.8 ? 'view' : 'other', ts, k: `k${Math.floor(r() * 4)}` };
+    if (r() < 0.9) e.v = Math.round((r() - 0.3) * 1000) / 8;
+    if (r() < 0.8) e.u = `u${Math.floor(r() * 40)}`;
+    return e;
+  });
+}
+
+interface OracleRow {
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  users: Set<string>;
+}
+
+/** Expected rows `metric|granularity|key|windowStart|partition`; `scope` says where a copy is a duplicate. */
+function oracle(records: LogRecord[][], metrics: GenMetric[], scope: 'partition' | 'log'): Map<string, OracleRow> {
+  const rows = new Map<string, OracleRow>();
+  const seenInLog = new Set<string>();
+  for (const rs of records) {
+    const seen = scope === 'log' ? seenInLog : new Set<string>();
+    for (const rec of rs) {
+      const e = JSON.parse(rec.value!.toString()) as Event;
+      if (seen.has(e.id)) continue;
+      seen.add(e.id);
+      for (const m of metrics) {
+        if (!m.types.includes(e.type)) continue;
+        for (const declared of m.sizes) {
+          const { canonical, ms } = SIZES[declared]!;
+          const key = `${m.name}|${canonical}|${e.k}|${oracleStart(e.ts, ms)}|${rec.partition}`;
+          let row = rows.get(key);
+          if (!row) rows.set(key, (row = { count: 0, sum: null, min: null, max: null, users: new Set() }));
+          row.count++;
+          if (m.value && e.v !== undefined) {
+            row.sum = (row.sum ?? 0) + e.v;
+            row.min = row.min === null ? e.v : Math.min(row.min, e.v);
+            row.max = row.max === null ? e.v : Math.max(row.max, e.v);
+          }
+          if (m.distinct && e.u !== undefined) row.users.add(e.u);
+        }
+      }
+    }
+  }
+  return rows;
+}
+
+interface Got {
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  sketch: string | null;
+}
+
+function compare(side: string, got: Map<string, Got>, want: Map<string, OracleRow>, metrics: GenMetric[]): string[] {
+  const problems: string[] = [];
+  const keys = new Set([...got.keys(), ...want.keys()]);
+  for (const key of keys) {
+    const g = got.get(key);
+    const w = want.get(key);
+    if (!g || !w) {
+      problems.push(`${side}: row ${key} ${g ? 'not in the oracle' : 'missing'}`);
+      continue;
+    }
+    const distinct = metrics.find((m) => m.name === key.split('|')[0])!.distinct;
+    const expectedSketch = new HyperLogLog();
+    for (const u of w.users) expectedSketch.add(u);
+    const sameSketch = !distinct || Buffer.from(sketchRegisters(g.sketch!)).equals(Buffer.from(sketchRegisters(expectedSketch.toBase64())));
+    if (g.count !== w.count || !closeTo(g.sum, w.sum) || g.min !== w.min || g.max !== w.max || !sameSketch)
+      problems.push(
+        `${side}: row ${key} is ${JSON.stringify({ ...g, sketch: undefined })}, the oracle ${JSON.stringify({ ...w, users: w.users.size })}`,
+      );
+    if (problems.length > 5) break;
+  }
+  return problems;
+}
+
+describe('tumbling windows of any size: speed and batch rows equal the oracle', () => {
+  const dir = tempDir('lk-window-sizes-');
+  const topic = uniqueName('window-sizes');
+  const lakeRoot = join(dir.path, 'lake', topic);
+  const viewsRoot = join(dir.path, 'views');
+  const r = seededRandom(SEED);
+  const metrics = generateMetrics(r);
+  const text = metricFile(metrics);
+  let defs: MetricDefinitions;
+  let log: EventLog;
+  let records: LogRecord[][];
+
+  beforeAll(async () => {
+    defs = parseMetricDefinitions(text, 'generated.yaml');
+    log = kafkaLog();
+    await createTopic(log, topic, PARTITIONS);
+    const events = generateEvents(r, metrics);
+    const producer = await log.producer();
+    // Each event keyed by its id; 15 % also sent again under another key (often another partition).
+    const out = events.flatMap((e) => {
+      const line = JSON.stringify(e);
+      return [{ key: e.id, value: line }, ...(r() < 0.15 ? [{ key: `${e.id}/copy`, value: line }] : [])];
+    });
+    await producer.send(topic, out);
+    await producer.close();
+    await runBatchCycle({
+      log,
+      topic,
+      groupId: `${topic}-batch`,
+      dataDir: dir.path,
+      lakeRoot,
+      viewsRoot,
+      version: 'v1',
+      metrics: defs,
+      rollBytes: 1 << 20,
+      rollIntervalMs: 60_000,
+      logger: quiet,
+    });
+    records = await readTopic(log, topic);
+  }, 120_000);
+
+  afterAll(async () => {
+    await log?.deleteTopics([topic, `${topic}.dlq`]).catch(() => undefined);
+    await log?.close();
+    dir.remove();
+  });
+
+  it('the metric file names every size canonically (60m is hour) and declares the issue sizes', () => {
+    for (const [i, m] of defs.metrics.entries()) expect(m.granularities, text).toEqual(metrics[i]!.sizes.map((s) => SIZES[s]!.canonical));
+    const all = new Set(defs.metrics.flatMap((m) => m.granularities));
+    for (const g of ['5m', '15m', '6h', '7d']) expect(all.has(g), text).toBe(true);
+  });
+
+  it('speed rows (dedup per partition) equal the oracle for every size', () => {
+    const got = new Map<string, Got>();
+    for (const [p, rs] of records.entries()) {
+      const state = new PartitionState(p, defs.metrics, { outOfOrdernessMs: 1e13, dedupHorizonMs: 1e13 }, { homePartitions: PARTITIONS });
+      for (const rec of rs) state.apply(rec);
+      for (const row of state.captureChanges().rows as ViewRow[])
+        got.set(`${row.metric}|${row.granularity}|${row.key}|${row.windowStart}|${row.partition}`, {
+          count: row.count,
+          sum: row.sum,
+          min: row.min,
+          max: row.max,
+          sketch: row.distinctSketch,
+        });
+    }
+    const want = oracle(records, metrics, 'partition');
+    expect(want.size).toBeGreaterThan(500);
+    expect(compare('speed', got, want, metrics), `${text}\n${rerun}`).toEqual([]);
+  });
+
+  it('batch rows (dedup over the log, roll-ups between sizes that tile) equal the oracle for every size', async () => {
+    const current = readCurrentBatchRun(viewsRoot, 'v1')!;
+    const rows = await readSnapshotRows(current.rowsPath);
+    const got = new Map<string, Got>(
+      rows.map((row) => [
+        `${row.metric}|${row.granularity}|${row.key}|${row.window_start}|${row.partition}`,
+        { count: row.count, sum: row.sum, min: row.min, max: row.max, sketch: row.distinct_sketch },
+      ]),
+    );
+    const want = oracle(records, metrics, 'log');
+    // Duplicates in other partitions: the log-wide dedup counts fewer than the per-partition one.
+    const total = (m: Map<string, OracleRow>) => [...m.values()].reduce((n, x) => n + x.count, 0);
+    expect(total(want)).toBeLessThan(total(oracle(records, metrics, 'partition')));
+    expect(compare('batch', got, want, metrics), `${text}\n${rerun}`).toEqual([]);
+  });
+});
