@@ -9,6 +9,9 @@
  *        LK_BENCH_SECONDS (default 20): requests/s, p50, p99; then the same for `seriesColumns`,
  *        the same windows as columns, twice: with the same five fields as `series`, and with what
  *        the dashboard's chart reads (window starts as small integers, count, source, provisional);
+ *        Then the hopping windows (docs/metrics.md): `hopping` of a 1 h size every 5 minutes over
+ *        24 h (288 windows per answer, each merging twelve 5-minute windows of a metric the bench
+ *        declares beside the repo's), beside `series` of the same 288 five-minute windows;
  *      - every core (`--workers` = the available parallelism, rate limit off): the chart again,
  *        beside the single-core figure of the same run;
  *      - every core with lk serve's default limits: 32 well-behaved clients asking the chart at a
@@ -36,7 +39,7 @@ import { commitBatchRun, readCurrentBatchRun, stageBatchRun } from '../services/
 import { seededRandom } from '../services/ingest/generator.ts';
 import { loadBatchView } from '../serving/views/batchLoader.ts';
 import { VersionView } from '../serving/views/versionView.ts';
-import { seriesColumns, seriesWindows } from '../serving/queries.ts';
+import { hoppingWindows, seriesColumns, seriesWindows } from '../serving/queries.ts';
 import { machineLine, printTable, trackPeakRss } from './lib.ts';
 
 const KEYS = Number(process.env.LK_BENCH_KEYS ?? 10_000);
@@ -74,10 +77,33 @@ const QUERY_ABUSE = `{ topKeys(metric: "clicks_by_ad", granularity: MINUTE, from
 /** The issue's flood: 5,000 aliases of a one-window series (refused by --max-aliases before validation). */
 const QUERY_ALIASES = `{ ${Array.from({ length: 5000 }, (_, i) => `a${i}: series(metric: "clicks_by_ad", key: "ad-1", granularity: MINUTE, from: "${FROM}", to: "${new Date(DAY_START + 60_000).toISOString()}") { count }`).join(' ')} }`;
 
+/** Hopping windows: 1 h every 5 minutes over 24 h, from the 5-minute windows of clicks_by_ad_5m. */
+const HOPS = 288;
+const QUERY_HOPPING = `query($k: String!) { hopping(metric: "clicks_by_ad_5m", key: $k, size: "1h", advance: "5m", from: "${FROM}", to: "${TO}") { windowStart count sum avg } }`;
+const QUERY_5M = `query($k: String!) { series(metric: "clicks_by_ad_5m", key: $k, granularity: "5m", from: "${FROM}", to: "${TO}") { windowStart count sum avg } }`;
+/** The bench's metric file: the repo's, plus the 5-minute metric the hopping windows read. */
+function writeMetrics(dataDir: string): string {
+  const file = join(dataDir, 'metrics.yaml');
+  writeFileSync(
+    file,
+    `${readFileSync('metrics.yaml', 'utf8')}
+  - name: clicks_by_ad_5m
+    filter: { type: click }
+    key: ad_id
+    value: cost
+    granularities: [5m]
+    allowedLateness: 10m
+`,
+  );
+  return file;
+}
+let metricsFile = 'metrics.yaml';
+
 /** The window counts of an answer, to check it against the baseline. */
 type CountsOf = (data: Record<string, unknown>) => number[];
 const seriesCounts: CountsOf = (d) => (d.series as { count: number }[]).map((w) => w.count);
 const columnCounts: CountsOf = (d) => (d.seriesColumns as { count: number[] }).count;
+const hoppingCounts: CountsOf = (d) => (d.hopping as { count: number }[]).map((w) => w.count);
 
 function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -96,6 +122,12 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
              CAST(NULL AS VARCHAR) AS distinct_sketch, CAST(1 + (k * 7 + w) % 13 AS BIGINT) AS raw_count, CAST(0 AS BIGINT) AS misplaced,
              CAST(1000000 AS BIGINT) AS through_offset, CAST(${DAY_START + 86_400_000} AS BIGINT) AS processing_time
       FROM range(${KEYS}) t(k), range(${WINDOWS}) u(w)
+      UNION ALL
+      SELECT 'clicks_by_ad_5m', '5m', 'ad-' || k, CAST(${DAY_START} + w * 300000 AS BIGINT), CAST(k % 6 AS INTEGER),
+             CAST(1 + (k * 7 + w) % 13 AS BIGINT), (1 + (k * 7 + w) % 13) * 0.5, 0.5, 0.5,
+             CAST(NULL AS VARCHAR), CAST(1 + (k * 7 + w) % 13 AS BIGINT), CAST(0 AS BIGINT),
+             CAST(1000000 AS BIGINT), CAST(${DAY_START + 86_400_000} AS BIGINT)
+      FROM range(${KEYS}) t(k), range(${HOPS}) u(w)
     ) TO '${join(dir, 'rows.parquet')}' (FORMAT parquet)`);
   conn.closeSync();
   db.closeSync();
@@ -108,7 +140,7 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
     startedAt: now,
     finishedAt: now,
     durationMs: 0,
-    rows: KEYS * WINDOWS,
+    rows: KEYS * (WINDOWS + HOPS),
     rawEvents: 0,
     uniqueEvents: 0,
     misplacedEvents: 0,
@@ -141,7 +173,7 @@ function startServer(dataDir: string, args: string[]): Promise<Server> {
   const profile = process.env.LK_BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LK_BENCH_PROFILE_DIR}`] : [];
   const child = spawn(
     process.execPath,
-    [...profile, 'bin/lk.js', 'serve', '--data-dir', dataDir, '--port', '0', '--version', VERSION, '--metrics', 'metrics.yaml', ...args],
+    [...profile, 'bin/lk.js', 'serve', '--data-dir', dataDir, '--port', '0', '--version', VERSION, '--metrics', metricsFile, ...args],
     {
       env: { ...process.env, KAFKA_BROKERS: '', LK_LOG_LEVEL: process.env.LK_LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -348,6 +380,7 @@ async function main(): Promise<void> {
   try {
     let t = Date.now();
     await writeSnapshot(join(dataDir, 'views'));
+    metricsFile = writeMetrics(dataDir);
     say(`snapshot: ${KEYS} keys x ${WINDOWS} minute windows written in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
     const { file: tokensFile, tokens } = writeTokens(dataDir, CLIENTS + 2);
@@ -385,6 +418,25 @@ async function main(): Promise<void> {
     );
     const columns = await loadPhase(url, QUERY_COLUMNS, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
     const chart = await loadPhase(url, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
+    // Hopping windows beside a plain series of as many windows, same fields.
+    const fiveMinutes = await loadPhase(
+      url,
+      QUERY_5M,
+      SECONDS,
+      HOPS,
+      (key) => seriesWindows(snapshot, 'clicks_by_ad_5m', '5m', key, from, to).map((w) => w.count),
+      seriesCounts,
+      tokens,
+    );
+    const hopping = await loadPhase(
+      url,
+      QUERY_HOPPING,
+      SECONDS,
+      HOPS,
+      (key) => hoppingWindows(snapshot, 'clicks_by_ad_5m', '5m', 3_600_000, key, from, to).map((w) => w.count),
+      hoppingCounts,
+      tokens,
+    );
     await server.stop();
     server = undefined;
 
@@ -427,7 +479,16 @@ async function main(): Promise<void> {
     await server.stop();
     server = undefined;
 
-    const errors = http.errors + oneHour.errors + columns.errors + chart.errors + chartAll.errors + calm.errors + flooded.errors;
+    const errors =
+      http.errors +
+      oneHour.errors +
+      columns.errors +
+      chart.errors +
+      fiveMinutes.errors +
+      hopping.errors +
+      chartAll.errors +
+      calm.errors +
+      flooded.errors;
     const checked = http.checked;
 
     // Baselines: the same answers straight from memory, one at a time (one core).
@@ -485,6 +546,14 @@ async function main(): Promise<void> {
         `${CLIENTS} clients, ${CHART_SELECTION}: ${Math.round(chart.rps).toLocaleString('en-US')} requests/s, p50 ${chart.p50.toFixed(2)} ms, p99 ${chart.p99.toFixed(2)} ms, server CPU ${chart.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${chart.requests} requests, ${chart.checked} answers checked)`,
       ],
       [
+        'hopping 1h/5m, 24 h',
+        `${CLIENTS} clients, hopping(size 1h, advance 5m) { windowStart count sum avg }, ${HOPS} windows of 12 merged: ${Math.round(hopping.rps).toLocaleString('en-US')} requests/s, p50 ${hopping.p50.toFixed(2)} ms, p99 ${hopping.p99.toFixed(2)} ms, server CPU ${hopping.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${hopping.requests} requests, ${hopping.checked} answers checked)`,
+      ],
+      [
+        'series 5m, 24 h',
+        `${CLIENTS} clients, the same ${HOPS} five-minute windows as series, same fields: ${Math.round(fiveMinutes.rps).toLocaleString('en-US')} requests/s, p50 ${fiveMinutes.p50.toFixed(2)} ms, p99 ${fiveMinutes.p99.toFixed(2)} ms, server CPU ${fiveMinutes.serverCpuMsPerAnswer.toFixed(2)} ms/answer; hopping costs ${(hopping.serverCpuMsPerAnswer / fiveMinutes.serverCpuMsPerAnswer).toFixed(2)}x its server CPU per answer`,
+      ],
+      [
         'in-memory',
         `1 thread: series ${Math.round(baseline.rps).toLocaleString('en-US')} answers/s, p50 ${baseline.p50.toFixed(3)} ms, p99 ${baseline.p99.toFixed(3)} ms; seriesColumns ${Math.round(columnsBaseline.rps).toLocaleString('en-US')} answers/s, p50 ${columnsBaseline.p50.toFixed(3)} ms, p99 ${columnsBaseline.p99.toFixed(3)} ms`,
       ],
@@ -529,6 +598,8 @@ async function main(): Promise<void> {
         oneHour,
         columns,
         chart,
+        fiveMinutes,
+        hopping,
         chartAll,
         cores: CORES,
         memory: { single: singleMemory, allCores: allCoresMemory },

@@ -1,5 +1,6 @@
 /**
- * Tumbling windows of any size, in both engines, against an independent oracle: generated metric
+ * Tumbling windows of any size, composite keys and the filter tests beside equality (in, not,
+ * numeric bounds, exists), in both engines, against an independent oracle: generated metric
  * files declare generated window sizes (the named minute, hour and day beside 5m, 15m, 6h, 7d,
  * 14d, 2d, 45m, 90m, 30s ...), generated events sit at window boundaries of those sizes (one ms
  * either side included, Mondays for weeks), with duplicates in other partitions. The events go
@@ -63,6 +64,12 @@ interface GenMetric {
   sizes: string[];
   value: boolean;
   distinct: boolean;
+  /** A composite key [k, type] instead of k. */
+  composite: boolean;
+  /** Filter tests beside equality, restated by the oracle: bounds on v, `not` and `exists` on u. */
+  vBounds: { op: 'gt' | 'gte' | 'lt' | 'lte'; bound: number }[];
+  uNot: string[];
+  uExists: boolean | null;
 }
 
 function generateMetrics(r: () => number): GenMetric[] {
@@ -75,12 +82,18 @@ function generateMetrics(r: () => number): GenMetric[] {
       ...Array.from({ length: 1 + Math.floor(r() * 3) }, () => names[Math.floor(r() * names.length)]!),
     ])
       if (!chosen.has(SIZES[d]!.canonical)) chosen.set(SIZES[d]!.canonical, d);
+    const bounds = (['gt', 'gte', 'lt', 'lte'] as const).filter(() => r() < 0.4);
     return {
       name: `w${i}`,
       types: i % 2 === 0 ? ['click'] : ['click', 'view'],
       sizes: [...chosen.values()],
       value: r() < 0.7,
       distinct: i !== 1,
+      composite: i >= 2,
+      // Bounds at values events carry (multiples of 1/8), so that equality at the bound occurs.
+      vBounds: bounds.map((op) => ({ op, bound: (op.startsWith('g') ? -20 : 40) + Math.floor(r() * 20) / 8 })),
+      uNot: i % 2 === 1 ? ['u1', 'u2', 'u3'] : [],
+      uExists: i === 0 ? null : i === 1 ? true : i === 2 ? false : null,
     };
   });
 }
@@ -90,8 +103,15 @@ function metricFile(metrics: GenMetric[]): string {
     'metrics:',
     ...metrics.flatMap((m) => [
       `  - name: ${m.name}`,
-      `    filter: { type: [${m.types.join(', ')}] }`,
-      '    key: k',
+      '    filter:',
+      `      type: { in: [${m.types.join(', ')}] }`,
+      ...(m.vBounds.length > 0 ? [`      v: { ${m.vBounds.map((b) => `${b.op}: ${b.bound}`).join(', ')} }`] : []),
+      ...(m.uNot.length > 0 || m.uExists !== null
+        ? [
+            `      u: { ${[...(m.uNot.length > 0 ? [`not: [${m.uNot.join(', ')}]`] : []), ...(m.uExists !== null ? [`exists: ${m.uExists}`] : [])].join(', ')} }`,
+          ]
+        : []),
+      `    key: ${m.composite ? '[k, type]' : 'k'}`,
       ...(m.value ? ['    value: v'] : []),
       ...(m.distinct ? ['    distinct: u'] : []),
       `    granularities: [${m.sizes.join(', ')}]`,
@@ -119,7 +139,7 @@ function generateEvents(r: () => number, metrics: GenMetric[]): Event[] {
     const ts = boundary + [-1, 0, 1, Math.floor(r() * size) - Math.floor(size / 2)][Math.floor(r() * 4)]!;
     const e: Event = { id: `e${i}`, type: r() < 0.6 ? 'click' : r() < 0.8 ? 'view' : 'other', ts, k: `k${Math.floor(r() * 4)}` };
     if (r() < 0.9) e.v = Math.round((r() - 0.3) * 1000) / 8;
-    if (r() < 0.8) e.u = `u${Math.floor(r() * 40)}`;
+    if (r() < 0.8) e.u = `u${Math.floor(r() * 8)}`;
     return e;
   });
 }
@@ -144,9 +164,19 @@ function oracle(records: LogRecord[][], metrics: GenMetric[], scope: 'partition'
       seen.add(e.id);
       for (const m of metrics) {
         if (!m.types.includes(e.type)) continue;
+        const cmp = {
+          gt: (a: number, b: number) => a > b,
+          gte: (a: number, b: number) => a >= b,
+          lt: (a: number, b: number) => a < b,
+          lte: (a: number, b: number) => a <= b,
+        };
+        if (m.vBounds.some((b) => e.v === undefined || !cmp[b.op](e.v, b.bound))) continue;
+        if (e.u !== undefined && m.uNot.includes(e.u)) continue;
+        if (m.uExists !== null && (e.u !== undefined) !== m.uExists) continue;
+        const k = m.composite ? `${e.k}|${e.type}` : e.k;
         for (const declared of m.sizes) {
           const { canonical, ms } = SIZES[declared]!;
-          const key = `${m.name}|${canonical}|${e.k}|${oracleStart(e.ts, ms)}|${rec.partition}`;
+          const key = `${m.name}|${canonical}|${k}|${oracleStart(e.ts, ms)}|${rec.partition}`;
           let row = rows.get(key);
           if (!row) rows.set(key, (row = { count: 0, sum: null, min: null, max: null, users: new Set() }));
           row.count++;
@@ -241,10 +271,14 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
     dir.remove();
   });
 
-  it('the metric file names every size canonically (60m is hour) and declares the issue sizes', () => {
+  it('the metric file names every size canonically (60m is hour), declares the issue sizes, filter tests and a composite key', () => {
     for (const [i, m] of defs.metrics.entries()) expect(m.granularities, text).toEqual(metrics[i]!.sizes.map((s) => SIZES[s]!.canonical));
     const all = new Set(defs.metrics.flatMap((m) => m.granularities));
     for (const g of ['5m', '15m', '6h', '7d']) expect(all.has(g), text).toBe(true);
+    // The generated file exercises in, not, a bound, exists and a composite key.
+    for (const form of [/type: \{ in: /, /not: \[/, /v: \{ (gt|gte|lt|lte): /, /exists: (true|false)/, /key: \[k, type\]/])
+      expect(text).toMatch(form);
+    expect(defs.metrics[2]!.keyParts).toEqual(['k', 'type']);
   });
 
   it('speed rows (dedup per partition) equal the oracle for every size', () => {

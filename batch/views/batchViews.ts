@@ -27,7 +27,14 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { eventMappingOf, type Granularity, type MetricDefinition, type MetricDefinitions } from '../../services/metrics/definitions.ts';
+import {
+  eventMappingOf,
+  keyFieldsOf,
+  metricFieldsOf,
+  type Granularity,
+  type MetricDefinition,
+  type MetricDefinitions,
+} from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
 import { windowShape } from '../../services/metrics/windowStart.ts';
 import {
@@ -197,12 +204,7 @@ const TYPE_FIELD = 'type';
  */
 export function referencedFields(defs: readonly MetricDefinition[]): string[] {
   const fields = new Set<string>();
-  for (const d of defs) {
-    for (const f of Object.keys(d.filter)) fields.add(f);
-    fields.add(d.key);
-    if (d.value !== undefined) fields.add(d.value);
-    if (d.distinct !== undefined) fields.add(d.distinct);
-  }
+  for (const d of defs) for (const f of metricFieldsOf(d)) fields.add(f);
   if (eventMappingOf(defs).flat) fields.delete(TYPE_FIELD);
   return [...fields];
 }
@@ -216,7 +218,9 @@ function textFields(defs: readonly MetricDefinition[]): Set<string> {
   const fields = new Set<string>();
   for (const d of defs) {
     for (const f of Object.keys(d.filter)) fields.add(f);
-    fields.add(d.key);
+    // `not` compares numbers by their text; bounds and exists need only the value.
+    for (const [f, c] of Object.entries(d.conditions ?? {})) if (c.not !== undefined) fields.add(f);
+    for (const f of keyFieldsOf(d)) fields.add(f);
     if (d.distinct !== undefined) fields.add(d.distinct);
   }
   return fields;
@@ -256,7 +260,7 @@ async function computeMetric(
 ): Promise<void> {
   // The rules read the rebuilt document (docOf), whose members are the fields' columns.
   const sql = compileMetricSql(def, 'doc', fieldColumn);
-  const matchFields = [...new Set([...Object.keys(def.filter), def.key])];
+  const matchFields = [...new Set([...Object.keys(def.filter), ...Object.keys(def.conditions ?? {}), ...keyFieldsOf(def)])];
   const same = (fields: readonly string[], t: string) =>
     fields.map((f) => `${t}.${fieldColumn(f)} IS NOT DISTINCT FROM ev.${fieldColumn(f)}`).join(' AND ');
   const cols = (fields: readonly string[]) => fields.map(fieldColumn).join(', ');

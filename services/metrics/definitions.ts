@@ -20,6 +20,7 @@ import {
   formatFieldPath,
   parseFieldPath,
   type EventMapping,
+  type FieldCondition,
   type FilterValue,
 } from './fieldSemantics.ts';
 
@@ -82,12 +83,49 @@ const FLAT_FIELD_MESSAGE = 'must be an event field name (letters, digits, _ . -)
 const FIELD = z.string();
 const SCALAR = z.union([z.string(), z.number().refine(Number.isFinite, 'must be a finite number'), z.boolean()]);
 
+const VALUES = z.union([SCALAR, z.array(SCALAR).min(1, 'must list at least one value')]);
+const BOUND = z.number().refine(Number.isFinite, 'must be a finite number');
+/** A field's tests beside equality: `{ in: [...] }`, `{ not: ... }`, `{ gte: 5, lt: 10 }`, `{ exists: true }`. */
+const conditionSchema = z
+  .object({
+    in: VALUES.optional(),
+    not: VALUES.optional(),
+    gt: BOUND.optional(),
+    gte: BOUND.optional(),
+    lt: BOUND.optional(),
+    lte: BOUND.optional(),
+    exists: z.boolean().optional(),
+  })
+  .strict()
+  .refine((c) => Object.keys(c).length > 0, 'must hold at least one of in, not, gt, gte, lt, lte, exists');
+/** At most this many fields in a composite key. */
+export const MAX_KEY_PARTS = 8;
+const COMPOSITE_KEY = z
+  .array(FIELD)
+  .min(2, 'a composite key lists at least two fields (one field is written without brackets)')
+  .max(MAX_KEY_PARTS, `a composite key lists at most ${MAX_KEY_PARTS} fields`)
+  .refine((k) => new Set(k).size === k.length, 'must not repeat a field');
+
+/**
+ * One of two schemas chosen by the value's shape, so that an error is the chosen schema's own
+ * (a plain union would say only "Invalid input").
+ */
+function byShape<A extends z.ZodType, B extends z.ZodType>(isA: (v: unknown) => boolean, a: A, b: B) {
+  return z.unknown().transform((v, ctx): z.infer<A> | z.infer<B> => {
+    const r = isA(v) ? a.safeParse(v) : b.safeParse(v);
+    if (r.success) return r.data as z.infer<A> | z.infer<B>;
+    for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    return z.NEVER;
+  });
+}
+const isPlainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 const metricSchema = z
   .object({
     name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lower_snake_case, start with a letter, at most 63 characters'),
     description: z.string().optional(),
-    filter: z.record(FIELD, z.union([SCALAR, z.array(SCALAR).min(1, 'must list at least one accepted value')])).default({}),
-    key: FIELD,
+    filter: z.record(FIELD, byShape(isPlainObject, conditionSchema, VALUES)).default({}),
+    key: byShape(Array.isArray, COMPOSITE_KEY, FIELD),
     value: FIELD.optional(),
     distinct: FIELD.optional(),
     granularities: z
@@ -150,7 +188,7 @@ const eventSchema = z
 function metricFields(m: z.infer<typeof metricSchema>): { field: string; path: (string | number)[] }[] {
   return [
     ...Object.keys(m.filter).map((f) => ({ field: f, path: ['filter', f] })),
-    { field: m.key, path: ['key'] },
+    ...(typeof m.key === 'string' ? [{ field: m.key, path: ['key'] }] : m.key.map((k, i) => ({ field: k, path: ['key', i] }))),
     ...(m.value !== undefined ? [{ field: m.value, path: ['value'] }] : []),
     ...(m.distinct !== undefined ? [{ field: m.distinct, path: ['distinct'] }] : []),
   ];
@@ -196,7 +234,16 @@ export interface MetricDefinition {
    * numbers by their canonical text, taken from the file's own digits (fieldSemantics.ts).
    */
   readonly filter: Readonly<Record<string, readonly FilterValue[]>>;
+  /** field -> tests beside equality (not, numeric bounds, exists); absent when the file writes none. */
+  readonly conditions?: Readonly<Record<string, FieldCondition>>;
+  /**
+   * The key field; for a composite key (`key: [payload.city, payload.vehicle]`), the parts as the
+   * file writes them, bracketed (`[payload.city, payload.vehicle]`): read the fields with
+   * `keyFieldsOf`, never from this text.
+   */
   readonly key: string;
+  /** A composite key's fields (two or more), in order; absent for a one-field key. */
+  readonly keyParts?: readonly string[];
   readonly value?: string;
   readonly distinct?: string;
   readonly granularities: readonly Granularity[];
@@ -221,6 +268,24 @@ export interface MetricDefinitions {
   readonly metrics: readonly MetricDefinition[];
 }
 
+/** The fields a metric's key reads: its one key field, or a composite key's parts in order. */
+export function keyFieldsOf(def: Pick<MetricDefinition, 'key' | 'keyParts'>): readonly string[] {
+  return def.keyParts ?? [def.key];
+}
+
+/** Every field a metric reads (filters, conditions, key parts, value, distinct), without repeats. */
+export function metricFieldsOf(def: MetricDefinition): string[] {
+  return [
+    ...new Set([
+      ...Object.keys(def.filter),
+      ...Object.keys(def.conditions ?? {}),
+      ...keyFieldsOf(def),
+      ...(def.value === undefined ? [] : [def.value]),
+      ...(def.distinct === undefined ? [] : [def.distinct]),
+    ]),
+  ];
+}
+
 /** The event mapping the metrics read with (they share the file's). */
 export function eventMappingOf(defs: readonly MetricDefinition[]): EventMapping {
   return defs[0]?.event ?? FLAT_EVENT_MAPPING;
@@ -235,8 +300,9 @@ function filterValues(
   metric: number,
   field: string,
   value: z.infer<typeof SCALAR> | z.infer<typeof SCALAR>[],
+  under: string[] = [],
 ): FilterValue[] {
-  const node = doc.getIn(['metrics', metric, 'filter', field], true);
+  const node = doc.getIn(['metrics', metric, 'filter', field, ...under], true);
   const nodes = isSeq(node) ? node.items : [node];
   return (Array.isArray(value) ? value : [value]).map((v, i) => {
     if (typeof v !== 'number') return v;
@@ -265,6 +331,22 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
           ...(e.type !== undefined ? { type: canonicalPath(e.type) } : {}),
         };
   const field = (f: string) => (event === undefined ? f : canonicalPath(f));
+  /** A metric's filter: equality (a value, a list, `in`) per field, and the other tests. */
+  const filters = (m: z.infer<typeof metricSchema>, i: number) => {
+    const equal: Record<string, FilterValue[]> = {};
+    const conditions: Record<string, FieldCondition> = {};
+    for (const [f, v] of Object.entries(m.filter)) {
+      if (typeof v !== 'object' || Array.isArray(v)) {
+        equal[field(f)] = filterValues(doc, i, f, v);
+        continue;
+      }
+      if (v.in !== undefined) equal[field(f)] = filterValues(doc, i, f, v.in, ['in']);
+      const { in: _in, not, ...rest } = v;
+      if (not !== undefined || Object.keys(rest).length > 0)
+        conditions[field(f)] = { ...(not !== undefined ? { not: filterValues(doc, i, f, not, ['not']) } : {}), ...rest };
+    }
+    return { filter: equal, ...(Object.keys(conditions).length > 0 ? { conditions } : {}) };
+  };
   return {
     source,
     text,
@@ -273,8 +355,8 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
     metrics: raw.metrics.map((m, i) => ({
       name: m.name,
       ...(m.description !== undefined ? { description: m.description } : {}),
-      filter: Object.fromEntries(Object.entries(m.filter).map(([f, v]) => [field(f), filterValues(doc, i, f, v)])),
-      key: field(m.key),
+      ...filters(m, i),
+      ...(typeof m.key === 'string' ? { key: field(m.key) } : { key: `[${m.key.map(field).join(', ')}]`, keyParts: m.key.map(field) }),
       ...(m.value !== undefined ? { value: field(m.value) } : {}),
       ...(m.distinct !== undefined ? { distinct: field(m.distinct) } : {}),
       granularities: m.granularities.map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),

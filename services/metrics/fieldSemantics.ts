@@ -206,6 +206,86 @@ export function filterAccepts(f: CompiledFilter, v: FieldValue | undefined): boo
   return f.numbers.size > 0 && f.numbers.has(v.text);
 }
 
+/**
+ * The tests a filter writes beside equality (`in` is equality): `not` (the field equals none of
+ * the values: a missing field matches), numeric bounds (the field is a finite JSON number, its
+ * nearest double compared with the bound's), `exists` (the field is present with a scalar value,
+ * as a key must be). A field's tests all hold for the event to match.
+ */
+export interface FieldCondition {
+  readonly not?: readonly FilterValue[];
+  readonly gt?: number;
+  readonly gte?: number;
+  readonly lt?: number;
+  readonly lte?: number;
+  readonly exists?: boolean;
+}
+
+export interface CompiledCondition {
+  readonly field: string;
+  readonly not: CompiledFilter | null;
+  readonly gt: number;
+  readonly gte: number;
+  readonly lt: number;
+  readonly lte: number;
+  readonly ranged: boolean;
+  readonly exists: boolean | null;
+}
+
+export function compileCondition(field: string, c: FieldCondition): CompiledCondition {
+  return {
+    field,
+    not: c.not === undefined ? null : compileFilter(field, c.not),
+    gt: c.gt ?? -Infinity,
+    gte: c.gte ?? -Infinity,
+    lt: c.lt ?? Infinity,
+    lte: c.lte ?? Infinity,
+    ranged: c.gt !== undefined || c.gte !== undefined || c.lt !== undefined || c.lte !== undefined,
+    exists: c.exists ?? null,
+  };
+}
+
+export function conditionAccepts(c: CompiledCondition, v: FieldValue | undefined): boolean {
+  if (c.exists !== null && (v !== undefined) !== c.exists) return false;
+  if (c.not !== null && filterAccepts(c.not, v)) return false;
+  if (c.ranged) {
+    const n = numericValue(v);
+    if (n === undefined || !(n > c.gt && n >= c.gte && n < c.lt && n <= c.lte)) return false;
+  }
+  return true;
+}
+
+/**
+ * A composite key's text: each part's text (`fieldText`) with `\` written `\\` and `|` written
+ * `\|`, joined by `|`: `Paris|van`, `a\|b|c` for the parts `a|b` and `c`. One-to-one with the
+ * parts (`splitCompositeKey` reads them back), readable where parts hold no `|`.
+ */
+export function compositeKeyText(parts: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (i > 0) out += '|';
+    out += p.includes('\\') || p.includes('|') ? p.replaceAll('\\', '\\\\').replaceAll('|', '\\|') : p;
+  }
+  return out;
+}
+
+/** The parts of a composite key's text (the inverse of compositeKeyText). */
+export function splitCompositeKey(text: string): string[] {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (ch === '\\' && i + 1 < text.length) cur += text[++i]!;
+    else if (ch === '|') {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  return parts;
+}
+
 /** A number written in a metric file (YAML or JSON) as a filter value, from its source text. */
 export function filterNumber(sourceText: string | undefined, value: number): { number: string } {
   const text = sourceText?.trim().replace(/^\+/, '');
@@ -638,6 +718,27 @@ export function fieldsStructureSql(fields: readonly (readonly string[])[], colum
 export function fieldsDocumentSql(fields: readonly string[], jsonOf: (field: string) => string): string {
   const members = fields.map((f) => `CASE WHEN ${jsonOf(f)} IS NOT NULL THEN ${sqlQuote(`${JSON.stringify(f)}:`)} || ${jsonOf(f)} END`);
   return `('{' || concat_ws(',', ${members.join(', ')}) || '}')`;
+}
+
+/** SQL for `conditionAccepts` (the bound as the same double: its shortest text, which DuckDB reads exactly). */
+export function conditionSql(doc: string, field: SqlField, c: FieldCondition): string {
+  const parts: string[] = [];
+  // json_type of a missing path is NULL: coalesce, or NOT would keep it NULL.
+  if (c.exists !== undefined) parts.push(`${c.exists ? '' : 'NOT '}coalesce(${hasScalarSql(doc, field)}, FALSE)`);
+  // A missing field equals none of the values: NOT over the equality test (which is never NULL).
+  if (c.not !== undefined) parts.push(`NOT coalesce(${filterSql(doc, field, c.not)}, FALSE)`);
+  const bounds = (['gt', 'gte', 'lt', 'lte'] as const).filter((b) => c[b] !== undefined);
+  if (bounds.length > 0) {
+    const n = numericValueSql(doc, field);
+    const op = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+    parts.push(`coalesce(${bounds.map((b) => `${n} ${op[b]} CAST('${String(c[b])}' AS DOUBLE)`).join(' AND ')}, FALSE)`);
+  }
+  return parts.length === 0 ? 'TRUE' : `(${parts.join(' AND ')})`;
+}
+
+/** SQL for `compositeKeyText` over the parts' text expressions (NULL when a part is). */
+export function compositeKeyTextSql(parts: readonly string[]): string {
+  return parts.map((p) => `replace(replace(${p}, '\\', '\\\\'), '|', '\\|')`).join(` || '|' || `);
 }
 
 /** SQL: the field is present with a scalar value (a key or distinct field then has a text). */

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { granularityMs, parseMetricDefinitions, type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
+import { splitCompositeKey } from '../../services/metrics/fieldSemantics.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import {
   batchRows,
@@ -54,6 +55,12 @@ const DEFS = parseMetricDefinitions(
     distinct: user_id
     granularities: [5m, 15m, 6h, 2d, 7d]
     allowedLateness: 10m
+  - name: spend_by_campaign_and_ad
+    filter: { type: { in: [click, conversion] }, cost: { gte: 0.5 }, user_id: { exists: true } }
+    key: [campaign_id, ad_id]
+    value: cost
+    granularities: [hour]
+    allowedLateness: 10m
 `,
 );
 
@@ -63,7 +70,11 @@ function keysOf(log: PartitionedLog, def: MetricDefinition): string[] {
 }
 
 const WINDOW_FIELDS =
-  'key windowStart windowEnd count sum min max distinct source processingTime partitions { partition source processingTime }';
+  'key keyParts windowStart windowEnd count sum avg min max distinct source processingTime partitions { partition source processingTime }';
+
+/** How a query names a key: by its parts for a composite key (as a client does), else by its text. */
+const keyArg = (def: MetricDefinition, k: string) =>
+  def.keyParts ? `keyParts: ${JSON.stringify(splitCompositeKey(k))}` : `key: ${JSON.stringify(k)}`;
 
 interface Scenario {
   name: string;
@@ -80,7 +91,7 @@ async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenari
       const events = expectedEvents(log, def, g, s.cut, s.speedThrough);
       const keys = keysOf(log, def);
       // series: every key in one request (aliases), compared window by window.
-      const query = `query { ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: ${JSON.stringify(k)}, granularity: ${G_LITERAL(g)}, from: "${FROM}", to: "${TO}", version: "${s.version}") { ${WINDOW_FIELDS} }`).join('\n')} }`;
+      const query = `query { ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", ${keyArg(def, k)}, granularity: ${G_LITERAL(g)}, from: "${FROM}", to: "${TO}", version: "${s.version}") { ${WINDOW_FIELDS} }`).join('\n')} }`;
       const data = await gqlData<Record<string, any[]>>(server.url, query);
       keys.forEach((key, i) => {
         const oracle = oracleWindows(events, def, g, key);
@@ -95,8 +106,12 @@ async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenari
           expect(w.count, `${where} ${w.windowStart} count`).toBe(o.count);
           expect(w.min, where).toBe(o.min);
           expect(w.max, where).toBe(o.max);
-          if (o.sum === null) expect(w.sum, where).toBeNull();
-          else expect(w.sum, where).toBeCloseTo(o.sum, 6);
+          if (o.sum === null) expect([w.sum, w.avg], where).toEqual([null, null]);
+          else {
+            expect(w.sum, where).toBeCloseTo(o.sum, 6);
+            expect(w.avg, where).toBeCloseTo(o.sum / o.count, 9);
+          }
+          expect(w.keyParts, where).toEqual(def.keyParts ? splitCompositeKey(key) : [key]);
           expect(w.distinct, where).toBe(o.distinct);
           expect(Date.parse(w.windowEnd) - Date.parse(w.windowStart)).toBe(granularityMs(g));
           // The reported source and stamp follow from the chosen partition rows.
@@ -129,7 +144,7 @@ async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenari
       const t = await gqlData<{ all: any; one: any }>(
         server.url,
         `query($m: String!, $g: Granularity!, $v: String, $k: String) {
-           all: total(metric: $m, from: "${FROM}", to: "${TO}", granularity: $g, version: $v) { count sum min max distinct windows granularity }
+           all: total(metric: $m, from: "${FROM}", to: "${TO}", granularity: $g, version: $v) { count sum avg min max distinct windows granularity }
            one: total(metric: $m, key: $k, from: "${FROM}", to: "${TO}", granularity: $g, version: $v) { count distinct } }`,
         { m: def.name, g: G_NAME(g), v: s.version, k: oneKey },
       );
@@ -145,6 +160,7 @@ async function checkScenario(server: TestServer, log: PartitionedLog, s: Scenari
           values.reduce((a, w) => a + w.sum!, 0),
           6,
         );
+        expect(t.all.avg).toBeCloseTo(t.all.sum / t.all.count, 9);
         expect(t.all.min).toBe(Math.min(...values.map((w) => w.min!)));
         expect(t.all.max).toBe(Math.max(...values.map((w) => w.max!)));
       }
@@ -286,5 +302,108 @@ describe('merged answers over HTTP equal the oracle', () => {
       `{ series(metric: "clicks_by_ad", key: "c1-a1", granularity: WEEK, from: "${FROM}", to: "${TO}") { count } }`,
     );
     expect(literal.errors?.[0]?.message).toMatch(/Granularity/);
+  });
+
+  it('a composite key is named by its parts (topKeys answers them); a wrong number of parts or key and keyParts together are refused', async () => {
+    const { FROM, TO } = rangeOf('hour');
+    const top = await gqlData<{ topKeys: any[] }>(
+      server.url,
+      `{ topKeys(metric: "spend_by_campaign_and_ad", granularity: HOUR, from: "${FROM}", to: "${TO}", limit: 3) { key keyParts count sum avg } }`,
+    );
+    expect(top.topKeys.length).toBe(3);
+    for (const t of top.topKeys) {
+      expect(t.keyParts).toEqual(splitCompositeKey(t.key));
+      expect(t.key).toBe(t.keyParts.join('|'));
+      expect(t.avg).toBeCloseTo(t.sum / t.count, 9);
+    }
+    const ask = (args: string) =>
+      gql(server.url, `{ series(metric: "spend_by_campaign_and_ad", ${args}, granularity: HOUR, from: "${FROM}", to: "${TO}") { count } }`);
+    const byParts = await ask(`keyParts: ${JSON.stringify(top.topKeys[0].keyParts)}`);
+    const byText = await ask(`key: ${JSON.stringify(top.topKeys[0].key)}`);
+    expect(byParts.data).toEqual(byText.data);
+    expect(byParts.data!.series.reduce((n: number, w: any) => n + w.count, 0)).toBe(top.topKeys[0].count);
+    for (const [args, message] of [
+      ['keyParts: ["c1"]', 'has a key of 2 parts (campaign_id, ad_id); keyParts has 1'],
+      ['key: "c1|c1-a1", keyParts: ["c1", "c1-a1"]', 'give key or keyParts, not both'],
+    ] as const) {
+      const r = await ask(args);
+      expect(r.errors?.[0]?.extensions?.code, args).toBe('INVALID_KEY');
+      expect(r.errors?.[0]?.message).toContain(message);
+    }
+    const none = await gql(
+      server.url,
+      `{ series(metric: "spend_by_campaign_and_ad", granularity: HOUR, from: "${FROM}", to: "${TO}") { count } }`,
+    );
+    expect(none.errors?.[0]?.message).toBe('give key or keyParts (campaign_id, ad_id)');
+  });
+
+  it('hopping windows (1 h every 5 minutes, 30 minutes every 15) equal the oracle over the events of each hopping window, in every view', async () => {
+    // After the second test: versions.fresh has its batch run (cut = ends) by now.
+    const def = DEFS.metrics.find((m) => m.name === 'clicks_by_ad_sized')!;
+    const keys = keysOf(log, def);
+    for (const [version, cut, through] of [
+      [versions.fresh, ends, ends],
+      [versions.ahead, sixty, ends],
+    ] as const) {
+      for (const [size, advance, sizeMs] of [
+        ['1h', '5m', 3_600_000],
+        ['30m', '15m', 1_800_000],
+      ] as const) {
+        const { FROM, TO } = rangeOf(advance);
+        const events = expectedEvents(log, def, advance, cut, through);
+        const data = await gqlData<Record<string, any[]>>(
+          server.url,
+          `query { ${keys.map((k, i) => `k${i}: hopping(metric: "${def.name}", key: ${JSON.stringify(k)}, size: "${size}", advance: "${advance}", from: "${FROM}", to: "${TO}", version: "${version}") { windowStart windowEnd count sum avg min max distinct windows }`).join('\n')} }`,
+        );
+        let compared = 0;
+        keys.forEach((key, i) => {
+          // The oracle: every advance boundary in range whose hopping window holds events, from the events themselves.
+          const tumbling = oracleWindows(events, def, advance, key);
+          const starts = new Set<number>();
+          for (const t of tumbling.keys())
+            for (let s = t - sizeMs + granularityMs(advance); s <= t; s += granularityMs(advance)) starts.add(s);
+          const from = Date.parse(FROM);
+          const to = Date.parse(TO);
+          const expected = [...starts].filter((s) => s >= from && s < to).sort((a, b) => a - b);
+          const got = data[`k${i}`]!;
+          const where = `${version} ${size}/${advance} ${key}`;
+          expect(
+            got.map((w) => Date.parse(w.windowStart)),
+            where,
+          ).toEqual(expected);
+          for (const w of got) {
+            const s = Date.parse(w.windowStart);
+            expect(Date.parse(w.windowEnd) - s).toBe(sizeMs);
+            const inside = events.filter((e) => e.ts >= s && e.ts < s + sizeMs);
+            const o = oracleWindows(inside, def, advance, key);
+            const all = [...o.values()];
+            const users = new Set<string>();
+            for (const x of all) for (const u of x.users) users.add(u);
+            const count = all.reduce((n, x) => n + x.count, 0);
+            const sums = all.filter((x) => x.sum !== null);
+            expect(w.count, where).toBe(count);
+            expect(w.windows, where).toBe(all.length);
+            if (sums.length === 0) expect([w.sum, w.avg, w.min, w.max]).toEqual([null, null, null, null]);
+            else {
+              const sum = sums.reduce((n, x) => n + x.sum!, 0);
+              expect(w.sum, where).toBeCloseTo(sum, 6);
+              expect(w.avg, where).toBeCloseTo(sum / count, 9);
+              expect(w.min, where).toBe(Math.min(...sums.map((x) => x.min!)));
+              expect(w.max, where).toBe(Math.max(...sums.map((x) => x.max!)));
+            }
+            expect(w.distinct, where).toBe(hllOf(users));
+            compared++;
+          }
+        });
+        expect(compared).toBeGreaterThan(100);
+      }
+    }
+    const bad = await gql(
+      server.url,
+      `{ hopping(metric: "clicks_by_ad_sized", key: "c1-a1", size: "7m", advance: "5m", from: "2026-01-01T00:00:00Z", to: "2026-01-01T01:00:00Z") { count } }`,
+    );
+    expect(bad.errors?.[0]?.message).toBe(
+      "a hopping window's size must be a multiple of its advance, at most 1000 times it: size 7m, advance 5m",
+    );
   });
 });

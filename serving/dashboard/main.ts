@@ -263,7 +263,11 @@ class Dashboard {
   }
 
   private measures(def: MetricDefinition): Measure[] {
-    return ['count', ...(def.value ? (['sum', 'min', 'max'] as Measure[]) : []), ...(def.distinct ? (['distinct'] as Measure[]) : [])];
+    return [
+      'count',
+      ...(def.value ? (['sum', 'avg', 'min', 'max'] as Measure[]) : []),
+      ...(def.distinct ? (['distinct'] as Measure[]) : []),
+    ];
   }
 
   private get def(): MetricDefinition {
@@ -569,8 +573,8 @@ class Dashboard {
         ? [`Σ ${measure}`, d.total]
         : measure === 'min'
           ? ['lowest min', d.lowest]
-          : measure === 'max'
-            ? ['highest max', d.highest]
+          : measure === 'max' || measure === 'avg'
+            ? [`highest ${measure}`, d.highest]
             : ['peak distinct / window', d.highest];
     fill(
       byId('chart-summary'),

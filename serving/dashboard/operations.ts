@@ -75,7 +75,7 @@ export interface TopKeysAnswer {
   topKeys: KeyTotal[];
 }
 
-export type Measure = 'count' | 'sum' | 'min' | 'max' | 'distinct';
+export type Measure = 'count' | 'sum' | 'avg' | 'min' | 'max' | 'distinct';
 
 /**
  * The chart's query: the window starts as small integers (windowIndex from windowBase), the count,
@@ -100,6 +100,7 @@ export interface SeriesColumnsAnswer {
   windowIndex: number[];
   count: number[];
   sum?: (number | null)[];
+  avg?: (number | null)[];
   min?: (number | null)[];
   max?: (number | null)[];
   distinct?: (number | null)[];
@@ -119,6 +120,7 @@ export const WINDOW_UPDATED = /* GraphQL */ `
       windowStart
       count
       sum
+      avg
       min
       max
       distinct
@@ -134,6 +136,7 @@ export interface WindowValue {
   windowStart: string;
   count: number;
   sum: number | null;
+  avg: number | null;
   min: number | null;
   max: number | null;
   distinct: number | null;

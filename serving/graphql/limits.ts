@@ -223,8 +223,8 @@ function windowsOf(field: FieldNode, g: Granularity, config: LimitsOptions['conf
   return Math.max(1, Math.min(cap, Math.ceil((to - from) / size)));
 }
 
-function granularityArg(field: FieldNode, variables: Variables): Granularity | undefined {
-  const g = arg(field, 'granularity', variables);
+function granularityArg(field: FieldNode, variables: Variables, name = 'granularity'): Granularity | undefined {
+  const g = arg(field, name, variables);
   return g === undefined || g === null ? undefined : parseGranularityArgument(String(g));
 }
 
@@ -242,6 +242,8 @@ function listFactor(field: FieldNode, config: LimitsOptions['config'], variables
   // each column costs its number of windows, as each field of series does.
   if (name === 'series' || name === 'seriesColumns')
     return windowsOf(field, granularityArg(field, variables) ?? 'minute', config, variables);
+  // One hopping window per advance in the range (each reads size / advance tumbling windows).
+  if (name === 'hopping') return windowsOf(field, granularityArg(field, variables, 'advance') ?? 'minute', config, variables);
   if (name === 'windowUpdated') return 1;
   if (name === 'topKeys') {
     const limit = Number(arg(field, 'limit', variables) ?? 10);
@@ -255,7 +257,7 @@ function listFactor(field: FieldNode, config: LimitsOptions['config'], variables
 function scannedWindows(field: FieldNode, options: LimitsOptions, variables: Variables): number {
   const name = field.name.value;
   if (!SCANNING_FIELDS.has(name)) return 0;
-  if (name === 'total' && arg(field, 'key', variables) != null) return 0;
+  if (name === 'total' && (arg(field, 'key', variables) != null || arg(field, 'keyParts', variables) != null)) return 0;
   const metric = String(arg(field, 'metric', variables) ?? '');
   const g = granularityArg(field, variables) ?? tilingGranularity(field, variables);
   const windows = windowsOf(field, g, options.config, variables);

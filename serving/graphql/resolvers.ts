@@ -2,12 +2,20 @@
  * Resolvers: validate arguments (each failure a coded GraphQLError with a message that says what
  * to change), take the request's view snapshot, and answer with serving/queries.ts.
  */
-import type { Granularity, MetricDefinition, MetricDefinitions } from '../../services/metrics/definitions.ts';
+import {
+  granularityMs,
+  keyFieldsOf,
+  type Granularity,
+  type MetricDefinition,
+  type MetricDefinitions,
+} from '../../services/metrics/definitions.ts';
+import { compositeKeyText, splitCompositeKey } from '../../services/metrics/fieldSemantics.ts';
 import type { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import type { ServeConfig } from '../config.ts';
 import { formatDuration } from '../../services/config/durations.ts';
 import type { DeadLetterStatus } from '../views/deadLetterCounts.ts';
 import {
+  hoppingWindows,
   seriesColumns,
   seriesWindows,
   topKeysSteps,
@@ -115,6 +123,37 @@ export function checkRange(config: ServeConfig, g: Granularity, from: number, to
   }
 }
 
+/**
+ * The key a query names: `key` (the key's text), or `keyParts` for a composite key, which become
+ * its text (services/metrics/fieldSemantics.ts compositeKeyText). One of the two; `required`
+ * says whether a query must name a key at all.
+ */
+export function keyArgument(
+  def: MetricDefinition,
+  args: { key?: string | null; keyParts?: readonly string[] | null },
+  required: boolean,
+): string | null {
+  const parts = keyFieldsOf(def);
+  if (args.key != null && args.keyParts != null) throw userError(ErrorCode.INVALID_KEY, 'give key or keyParts, not both');
+  if (args.keyParts != null) {
+    if (args.keyParts.length !== parts.length)
+      throw userError(
+        ErrorCode.INVALID_KEY,
+        `metric "${def.name}" has a key of ${parts.length} part${parts.length === 1 ? '' : 's'} (${parts.join(', ')}); keyParts has ${args.keyParts.length}`,
+      );
+    return parts.length === 1 ? args.keyParts[0]! : compositeKeyText(args.keyParts);
+  }
+  if (args.key != null) return args.key;
+  if (required) throw userError(ErrorCode.INVALID_KEY, `give key or keyParts${parts.length > 1 ? ` (${parts.join(', ')})` : ''}`);
+  return null;
+}
+
+/** A key's parts as the API reports them: the key itself for a one-field key. */
+export function keyPartsOf(ctx: ServeContext, version: string, metric: string, key: string): string[] {
+  const def = ctx.registry.open(version).definitions.metrics.find((m) => m.name === metric);
+  return def?.keyParts !== undefined ? splitCompositeKey(key) : [key];
+}
+
 export async function snapshotFor(ctx: ServeContext, version: string | null | undefined): Promise<ViewSnapshot> {
   const v = version ?? ctx.defaultVersion;
   const cached = ctx.snapshots.get(v);
@@ -157,15 +196,21 @@ interface RangeArgs {
   version?: string | null;
 }
 
-/** What series and seriesColumns check alike: the metric, its granularity, the range; then the request's snapshot. */
-async function seriesRequest(ctx: ServeContext, args: RangeArgs) {
+interface KeyArgs {
+  key?: string | null;
+  keyParts?: string[] | null;
+}
+
+/** What series and seriesColumns check alike: the metric, its key, its granularity, the range; then the request's snapshot. */
+async function seriesRequest(ctx: ServeContext, args: RangeArgs & KeyArgs) {
   const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+  const key = keyArgument(def, args, true)!;
   const g = granularityOf(args.granularity);
   checkGranularity(def, g);
   checkRange(ctx.config, g, args.from, args.to);
   const snapshot = await snapshotFor(ctx, args.version);
   ctx.deadline.check();
-  return { def, g, snapshot };
+  return { def, g, snapshot, key };
 }
 
 export const queryResolvers = {
@@ -174,21 +219,38 @@ export const queryResolvers = {
       name: m.name,
       description: m.description ?? null,
       key: m.key,
+      keyParts: m.keyParts ?? null,
       value: m.value ?? null,
       distinct: m.distinct ?? null,
       granularities: m.granularities.map(granularityName),
       allowedLatenessMs: m.allowedLatenessMs,
     })),
 
-  async series(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext): Promise<WindowValue[]> {
-    const { def, g, snapshot } = await seriesRequest(ctx, args);
-    return seriesWindows(snapshot, def.name, g, args.key, args.from, args.to);
+  async series(_: unknown, args: RangeArgs & KeyArgs, ctx: ServeContext): Promise<WindowValue[]> {
+    const { def, g, snapshot, key } = await seriesRequest(ctx, args);
+    return seriesWindows(snapshot, def.name, g, key, args.from, args.to);
   },
 
   /** series as columns: the same validation and the same windows (serving/queries.ts seriesColumns). */
-  async seriesColumns(_: unknown, args: RangeArgs & { key: string }, ctx: ServeContext) {
-    const { def, g, snapshot } = await seriesRequest(ctx, args);
-    return seriesColumns(snapshot, def.name, g, args.key, args.from, args.to);
+  async seriesColumns(_: unknown, args: RangeArgs & KeyArgs, ctx: ServeContext) {
+    const { def, g, snapshot, key } = await seriesRequest(ctx, args);
+    return seriesColumns(snapshot, def.name, g, key, args.from, args.to);
+  },
+
+  async hopping(
+    _: unknown,
+    args: Omit<RangeArgs, 'granularity'> & KeyArgs & { size: GranularityName; advance: GranularityName },
+    ctx: ServeContext,
+  ) {
+    const { def, g, snapshot, key } = await seriesRequest(ctx, { ...args, granularity: args.advance });
+    const size = granularityMs(granularityOf(args.size));
+    const step = granularityMs(g);
+    if (size % step !== 0 || size / step > MAX_HOPS)
+      throw userError(
+        ErrorCode.UNSUPPORTED_GRANULARITY,
+        `a hopping window's size must be a multiple of its advance, at most ${MAX_HOPS} times it: size ${args.size}, advance ${granularityName(g)}`,
+      );
+    return hoppingWindows(snapshot, def.name, g, size, key, args.from, args.to);
   },
 
   async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {
@@ -201,15 +263,12 @@ export const queryResolvers = {
     }
     const snapshot = await snapshotFor(ctx, args.version);
     const top = await ctx.work.steps(topKeysSteps(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline));
-    return top.map((t) => ({ ...t, version: snapshot.version }));
+    return top.map((t) => ({ ...t, version: snapshot.version, metric: def.name }));
   },
 
-  async total(
-    _: unknown,
-    args: Omit<RangeArgs, 'granularity'> & { key?: string | null; granularity?: GranularityName | null },
-    ctx: ServeContext,
-  ) {
+  async total(_: unknown, args: Omit<RangeArgs, 'granularity'> & KeyArgs & { granularity?: GranularityName | null }, ctx: ServeContext) {
     const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const key = keyArgument(def, args, false);
     let g: Granularity;
     if (args.granularity) {
       g = granularityOf(args.granularity);
@@ -219,7 +278,7 @@ export const queryResolvers = {
     }
     checkRange(ctx.config, g, args.from, args.to);
     const snapshot = await snapshotFor(ctx, args.version);
-    const t = await ctx.work.steps(totalSteps(snapshot, def, args.key ?? null, args.from, args.to, g, ctx.deadline));
+    const t = await ctx.work.steps(totalSteps(snapshot, def, key, args.from, args.to, g, ctx.deadline));
     return { ...t, version: snapshot.version, granularity: granularityName(t.granularity) };
   },
 
@@ -336,7 +395,17 @@ export const queryResolvers = {
   },
 };
 
+/** At most this many tumbling windows merged into one hopping window (bounds a query's work). */
+export const MAX_HOPS = 1000;
+
+/** A KeyTotal's parts (topKeys keeps the metric on each answer for this). */
+export const keyTotalResolvers = {
+  keyParts: (parent: { version: string; metric: string; key: string }, _: unknown, ctx: ServeContext) =>
+    keyPartsOf(ctx, parent.version, parent.metric, parent.key),
+};
+
 export const windowValueResolvers = {
+  keyParts: (parent: WindowValue, _: unknown, ctx: ServeContext) => keyPartsOf(ctx, parent.version, parent.metric, parent.key),
   /** Reads the snapshot the window came from (series) or the current one (subscriptions). */
   partitions(parent: WindowValue, _: unknown, ctx: ServeContext) {
     const g = granularityOf(parent.granularity);

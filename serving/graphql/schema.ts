@@ -16,6 +16,8 @@ import {
   queryResolvers,
   snapshotFor,
   windowValueResolvers,
+  keyTotalResolvers,
+  keyArgument,
   metricDef,
   definitionsFor,
   checkGranularity,
@@ -97,13 +99,21 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   attach(schema, 'Query', { ...queryResolvers, ...versionQueryResolvers } as unknown as Record<string, Resolver>);
   attach(schema, 'Mutation', mutationResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'KeyTotal', keyTotalResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'HoppingWindow', keyTotalResolvers as unknown as Record<string, Resolver>);
 
   const subscription = schema.getSubscriptionType();
   assert(subscription, 'the schema has a Subscription type');
   const windowUpdated = subscription.getFields().windowUpdated!;
   windowUpdated.subscribe = async (
     _: unknown,
-    args: { metric: string; key?: string | null; granularity?: GranularityName | null; version?: string | null },
+    args: {
+      metric: string;
+      key?: string | null;
+      keyParts?: string[] | null;
+      granularity?: GranularityName | null;
+      version?: string | null;
+    },
     ctx: ServeContext,
   ) => {
     const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
@@ -111,7 +121,8 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
     if (g) checkGranularity(def, g);
     const version = args.version ?? ctx.defaultVersion;
     await snapshotFor(ctx, version);
-    return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key: args.key ?? null }, ctx.beforeEvent);
+    const key = keyArgument(def, args, false);
+    return subscriptions.iterate(ctx.registry.get(version)!, { metric: def.name, granularity: g, key }, ctx.beforeEvent);
   };
   windowUpdated.resolve = gated((payload: unknown) => payload);
   return schema;

@@ -52,12 +52,52 @@ export const typeDefs = /* GraphQL */ `
     """
     Merged windows of one key whose start is in [from, to), oldest first.
     """
-    series(metric: String!, key: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, version: String): [WindowValue!]!
+    series(
+      metric: String!
+      """
+      The key's text. For a composite key, give keyParts instead (or the parts' text joined by |,
+      each | and \\ in a part written \\| and \\\\).
+      """
+      key: String
+      """
+      A composite key's parts, in the order the metric's key lists its fields.
+      """
+      keyParts: [String!]
+      granularity: Granularity!
+      from: DateTime!
+      to: DateTime!
+      version: String
+    ): [WindowValue!]!
     """
     The same merged windows as series, as columns (one array per field, index i = window i): the
     compact form for charts and bulk reads. Same arguments, same validation.
     """
-    seriesColumns(metric: String!, key: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, version: String): SeriesColumns!
+    seriesColumns(
+      metric: String!
+      key: String
+      keyParts: [String!]
+      granularity: Granularity!
+      from: DateTime!
+      to: DateTime!
+      version: String
+    ): SeriesColumns!
+    """
+    Hopping windows of one key: [start, start + size) for every start in [from, to) on the
+    boundaries of advance, a granularity of the metric whose size divides size (1 h windows every
+    5 minutes: size "1h", advance "5m"). Computed at query time from the advance's tumbling
+    windows: exact for every measure (counts and sums add, min and max take the extremes, distinct
+    merges sketches). Windows without events are left out.
+    """
+    hopping(
+      metric: String!
+      key: String
+      keyParts: [String!]
+      size: Granularity!
+      advance: Granularity!
+      from: DateTime!
+      to: DateTime!
+      version: String
+    ): [HoppingWindow!]!
     """
     Keys ranked by count over the windows whose start is in [from, to); ties by key.
     """
@@ -66,7 +106,15 @@ export const typeDefs = /* GraphQL */ `
     Roll-up of the windows in [from, to) of one key (or all keys): counts and sums add, distinct
     merges sketches. granularity defaults to the coarsest one whose windows tile [from, to).
     """
-    total(metric: String!, key: String, from: DateTime!, to: DateTime!, version: String, granularity: Granularity): Total!
+    total(
+      metric: String!
+      key: String
+      keyParts: [String!]
+      from: DateTime!
+      to: DateTime!
+      version: String
+      granularity: Granularity
+    ): Total!
     pipeline(version: String): PipelineStatus!
     """
     Batch count vs speed count per key over closed windows, and duplicate rates.
@@ -284,13 +332,20 @@ export const typeDefs = /* GraphQL */ `
     """
     Merged window values, pushed as the speed view changes them (latest value per window).
     """
-    windowUpdated(metric: String!, key: String, granularity: Granularity, version: String): WindowValue!
+    windowUpdated(metric: String!, key: String, keyParts: [String!], granularity: Granularity, version: String): WindowValue!
   }
 
   type MetricDefinition {
     name: String!
     description: String
+    """
+    The key field, or a composite key's fields as the file lists them: [payload.city, payload.vehicle].
+    """
     key: String!
+    """
+    A composite key's fields, in order (null for a one-field key).
+    """
+    keyParts: [String!]
     value: String
     distinct: String
     granularities: [Granularity!]!
@@ -303,10 +358,19 @@ export const typeDefs = /* GraphQL */ `
     """
     version: String!
     key: String!
+    """
+    The key's parts: one for a one-field key, each field's text for a composite key.
+    """
+    keyParts: [String!]!
     windowStart: DateTime!
     windowEnd: DateTime!
     count: Int!
     sum: Float
+    """
+    sum / count: the mean per event counted (null without a sum). Events without a numeric value
+    count but add nothing; filter on exists for the mean of the values only.
+    """
+    avg: Float
     min: Float
     max: Float
     """
@@ -381,6 +445,10 @@ export const typeDefs = /* GraphQL */ `
     windowIndex: IntColumn!
     count: IntColumn!
     sum: FloatColumn!
+    """
+    sum / count per window (null where sum is).
+    """
+    avg: FloatColumn!
     min: FloatColumn!
     max: FloatColumn!
     """
@@ -397,6 +465,33 @@ export const typeDefs = /* GraphQL */ `
     The latest of processingTime (null without windows).
     """
     latestProcessingTime: DateTime
+  }
+
+  type HoppingWindow {
+    version: String!
+    key: String!
+    keyParts: [String!]!
+    windowStart: DateTime!
+    windowEnd: DateTime!
+    count: Int!
+    sum: Float
+    avg: Float
+    min: Float
+    max: Float
+    """
+    Approximate distinct count of the window: the merge of its tumbling windows' sketches.
+    """
+    distinct: Int
+    """
+    Tumbling windows of the advance size merged into this one (those with events).
+    """
+    windows: Int!
+    """
+    SPEED when one of the merged windows is SPEED, else BATCH.
+    """
+    source: ViewSource!
+    provisional: Boolean!
+    processingTime: DateTime!
   }
 
   type PartitionSource {
@@ -417,8 +512,13 @@ export const typeDefs = /* GraphQL */ `
     """
     version: String!
     key: String!
+    keyParts: [String!]!
     count: Int!
     sum: Float
+    """
+    sum / count over the range.
+    """
+    avg: Float
     windows: Int!
     """
     Windows of the key in the range whose answer is provisional (see WindowValue.provisional).
@@ -438,6 +538,10 @@ export const typeDefs = /* GraphQL */ `
     to: DateTime!
     count: Int!
     sum: Float
+    """
+    sum / count over the range (sums and counts add, so the mean of merged windows is exact).
+    """
+    avg: Float
     min: Float
     max: Float
     """

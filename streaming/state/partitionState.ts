@@ -23,7 +23,7 @@ import { idHash, isMisplaced } from '../../services/log/partitioner.ts';
 import type { CompiledMetric } from '../../services/metrics/compile.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
-import { eventMappingOf } from '../../services/metrics/definitions.ts';
+import { eventMappingOf, metricFieldsOf } from '../../services/metrics/definitions.ts';
 import type { FieldValues } from '../../services/metrics/fieldSemantics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowShape, windowStartOf } from '../../services/metrics/windowStart.ts';
@@ -183,14 +183,7 @@ export class PartitionState {
     let next = 0;
     this.plans = defs.map((def) => ({ compiled: compileMetric(def), slots: def.granularities.map(() => next++) }));
     const mapping = eventMappingOf(defs);
-    const referenced = new Set(
-      defs.flatMap((d) => [
-        ...Object.keys(d.filter),
-        d.key,
-        ...(d.value === undefined ? [] : [d.value]),
-        ...(d.distinct === undefined ? [] : [d.distinct]),
-      ]),
-    );
+    const referenced = new Set(defs.flatMap(metricFieldsOf));
     this.decoder = createEventDecoder(mapping, [...referenced]);
     this.windows = this.slots.map(() => new Map());
     this.lastStart = new Float64Array(this.slots.length).fill(NaN);

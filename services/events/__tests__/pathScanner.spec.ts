@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../ingest/generator.ts';
 import { fieldNames, scaledFloor, type EventMapping, type FieldValue } from '../../metrics/fieldSemantics.ts';
 import { generateRecord, generateShape } from '../../metrics/__tests__/shapeGenerators.ts';
+import { metricFieldsOf } from '../../metrics/definitions.ts';
 import { JsonEventDecoder } from '../decoders/jsonDecoder.ts';
 import { LOGGED_RECORD_LIMITS, validateMappedRecord } from '../event.ts';
 import { epochMillisAt } from '../pathScanner.ts';
@@ -57,16 +58,7 @@ describe(`path scanner agrees with the mapped validator (seed ${SEED})`, () => {
     for (let s = 0; s < 42; s++) {
       const shape = generateShape(r, s);
       if (shape.mapping.flat) continue;
-      const fields = [
-        ...new Set(
-          shape.metrics.flatMap((m) => [
-            ...Object.keys(m.filter),
-            m.key,
-            ...(m.value ? [m.value] : []),
-            ...(m.distinct ? [m.distinct] : []),
-          ]),
-        ),
-      ];
+      const fields = [...new Set(shape.metrics.flatMap(metricFieldsOf))];
       for (let i = 0; i < 120; i++) {
         const rec = generateRecord(r, shape);
         const via = agree(shape.mapping, fields, rec.value, rec.key, rec.timestamp);

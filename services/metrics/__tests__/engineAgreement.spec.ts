@@ -6,8 +6,9 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileMetric, compileMetricSql } from '../compile.ts';
-import { fieldValuesOf } from '../fieldSemantics.ts';
-import { parseMetricDefinitions } from '../definitions.ts';
+import { fieldNames, fieldText, fieldValuesOf, splitCompositeKey, type FieldValues } from '../fieldSemantics.ts';
+import { keyFieldsOf, metricFieldsOf, parseMetricDefinitions } from '../definitions.ts';
+import { LOGGED_RECORD_LIMITS, validateMappedRecord } from '../../events/event.ts';
 import { HLL_M, HLL_STANDARD_ERROR, HyperLogLog, hllHash, hllRegisterSql } from '../hll.ts';
 import type { DuckDBConnection } from '@duckdb/node-api';
 
@@ -74,6 +75,108 @@ describe('compiled metric: JavaScript and DuckDB SQL agree', () => {
     // The test must exercise both outcomes.
     expect(rows.filter((r) => r.m).length).toBeGreaterThan(4);
     expect(rows.filter((r) => !r.m).length).toBeGreaterThan(3);
+  });
+});
+
+describe('composite keys and filter conditions: the metric file, JavaScript and DuckDB SQL agree', () => {
+  const file = parseMetricDefinitions(`
+event: { id: meta.id, time: meta.ts }
+metrics:
+  - name: fares
+    filter:
+      meta.kind: { in: [trip, "1"], not: [test] }
+      payload.fare: { gte: 2.5, lt: 1e3 }
+      payload.flag: { exists: false }
+      payload.zone: { not: [9007199254740993, "x"] }
+    key: [payload.city, 'payload."the van"', payload.n]
+    value: payload.fare
+    granularities: [5m]
+    allowedLateness: 1m
+`);
+  const def = file.metrics[0]!;
+
+  it('reads in, not, bounds, exists and the composite key from the file', () => {
+    expect(def.filter).toEqual({ 'meta.kind': ['trip', '1'] });
+    expect(def.conditions).toEqual({
+      'meta.kind': { not: ['test'] },
+      'payload.fare': { gte: 2.5, lt: 1000 },
+      'payload.flag': { exists: false },
+      'payload.zone': { not: [{ number: '9007199254740993' }, 'x'] },
+    });
+    expect(def.keyParts).toEqual(['payload.city', 'payload."the van"', 'payload.n']);
+    expect(keyFieldsOf(def)).toEqual(def.keyParts);
+  });
+
+  it('refuses what a filter or key cannot mean, naming the place', () => {
+    const bad = (metric: string) => () =>
+      parseMetricDefinitions(`metrics:\n  - { name: m, granularities: [minute], allowedLateness: 1m, ${metric} }`, 'm.yaml');
+    expect(bad('key: k, filter: { a: { gt: x } }')).toThrow(/metrics\[0\]\.filter\.a\.gt: .*expected number, received string/);
+    expect(bad('key: k, filter: { a: { between: 1 } }')).toThrow(/filter\.a/);
+    expect(bad('key: k, filter: { a: {} }')).toThrow(/at least one of in, not, gt, gte, lt, lte, exists/);
+    expect(bad('key: [k]')).toThrow(/a composite key lists at least two fields/);
+    expect(bad('key: [k, k]')).toThrow(/must not repeat a field/);
+  });
+
+  it('agree event by event, parts holding | and \\ included; the key text splits back into the parts', async () => {
+    const events: unknown[] = [];
+    const cities = ['Paris', 'a|b', 'a\\', '\\|', '', 'é|\\x', 7, true, 1e2];
+    for (const [i, city] of cities.entries())
+      for (const fare of [2.5, 2.4999, 999.99, 1000, '5', null, 3])
+        events.push({
+          meta: { id: `e${i}`, ts: 1, kind: i % 4 === 0 ? 'test' : i % 4 === 1 ? 1 : 'trip' },
+          payload: {
+            city,
+            'the van': i % 3 === 0 ? 'van' : 'a|b',
+            n: i,
+            fare,
+            ...(i % 5 === 0 ? { flag: false } : {}),
+            zone: i % 6 === 0 ? 9007199254740992 : 'x' + i,
+          },
+        });
+    events.push({ meta: { id: 'z', ts: 1, kind: 'trip' }, payload: { city: 'P', 'the van': 'v', n: 1, fare: 3, zone: 'x' } });
+    events.push({ meta: { id: 'y', ts: 1, kind: 'trip' }, payload: { city: 'P', n: 1, fare: 3 } });
+    const js = compileMetric(def);
+    const sql = compileMetricSql(def, 'raw');
+    await conn.run('CREATE OR REPLACE TABLE ck (i INTEGER, raw VARCHAR)');
+    const appender = await conn.createAppender('ck');
+    events.forEach((e, i) => {
+      appender.appendInteger(i);
+      appender.appendVarchar(JSON.stringify(e));
+      appender.endRow();
+    });
+    appender.closeSync();
+    const rows = (
+      await conn.runAndReadAll(`SELECT i, (${sql.where}) AS m, ${sql.key} AS k, ${sql.value} AS v FROM ck ORDER BY i`)
+    ).getRowObjectsJS() as {
+      i: number;
+      m: boolean | null;
+      k: string | null;
+      v: number | null;
+    }[];
+    let matched = 0;
+    for (const row of rows) {
+      const e = events[row.i] as { payload: Record<string, unknown> };
+      const validated = validateMappedRecord(
+        Buffer.from(JSON.stringify(e)),
+        null,
+        0,
+        file.event,
+        LOGGED_RECORD_LIMITS,
+        metricFieldsOf(def).map((f) => ({ field: f, names: fieldNames(f, false) })),
+      );
+      if (!validated.ok) throw new Error(`${JSON.stringify(e)}: ${validated.rejection.message}`);
+      const values = (validated.event as { values: FieldValues }).values;
+      const m = js.matches(values);
+      expect(Boolean(row.m), JSON.stringify(e)).toBe(m);
+      if (!m) continue;
+      matched++;
+      expect(row.k, JSON.stringify(e)).toBe(js.keyOf(values));
+      expect(row.v ?? undefined).toBe(js.valueOf(values));
+      const parts = keyFieldsOf(def).map((f) => fieldText(values[f]!));
+      expect(splitCompositeKey(row.k!)).toEqual(parts);
+    }
+    expect(matched).toBeGreaterThan(5);
+    expect(matched).toBeLessThan(rows.length / 2);
   });
 });
 

@@ -46,7 +46,7 @@ import { LOGGED_RECORD_LIMITS, decodeLoggedEvent, readableObject, validateMapped
 import { idHash } from '../../log/partitioner.ts';
 import { compileMetric, compileMetricSql } from '../compile.ts';
 import { fieldNames, fieldsStructureSql, idText, mappedEventSql, sqlField } from '../fieldSemantics.ts';
-import type { MetricDefinition } from '../definitions.ts';
+import { keyFieldsOf, metricFieldsOf, type MetricDefinition } from '../definitions.ts';
 import { generateRecord, generateShape, type GeneratedRecord } from './shapeGenerators.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 20261202);
@@ -432,14 +432,7 @@ interface JsVerdict {
 
 /** The fields of a metric definition. */
 function fieldsOf(defs: readonly MetricDefinition[]): string[] {
-  const out = new Set<string>();
-  for (const d of defs) {
-    for (const f of Object.keys(d.filter)) out.add(f);
-    out.add(d.key);
-    if (d.value !== undefined) out.add(d.value);
-    if (d.distinct !== undefined) out.add(d.distinct);
-  }
-  return [...out];
+  return [...new Set(defs.flatMap(metricFieldsOf))];
 }
 
 const fromHex = (h: string | null) => (h === null ? null : Buffer.from(h, 'hex').toString('utf8'));
@@ -529,6 +522,8 @@ describe('one definition, two engines: event shapes, mappings and metric definit
               seen.add('nested number with digits beyond integers');
           for (const m of compiled) {
             const matches = m.matches(values);
+            if (m.def.conditions !== undefined) seen.add(matches ? 'conditions: a match' : 'conditions: no match');
+            if (m.def.keyParts !== undefined && matches) seen.add('composite key');
             metrics.push({
               matches,
               key: matches ? (m.keyOf(values) ?? null) : null,
@@ -562,7 +557,12 @@ describe('one definition, two engines: event shapes, mappings and metric definit
       );
       const column = (f: string) => `f${fields.indexOf(f)}`;
       const texts = new Set(
-        shape.metrics.flatMap((d) => [...Object.keys(d.filter), d.key, ...(d.distinct !== undefined ? [d.distinct] : [])]),
+        shape.metrics.flatMap((d) => [
+          ...Object.keys(d.filter),
+          ...Object.entries(d.conditions ?? {}).flatMap(([f, c]) => (c.not !== undefined ? [f] : [])),
+          ...keyFieldsOf(d),
+          ...(d.distinct !== undefined ? [d.distinct] : []),
+        ]),
       );
       const cut = fields.map((f, k) => `${fieldJsonSql(sqlField(f, shape.mapping), texts.has(f), valueOf[k]!)} AS f${k}`).join(', ');
       const doc = fieldsDocumentSql(fields.map(column), (c) => c);
@@ -647,6 +647,9 @@ describe('one definition, two engines: event shapes, mappings and metric definit
         '$key',
         '$timestamp',
         'auto',
+        'composite key',
+        'conditions: a match',
+        'conditions: no match',
         'epoch-ms',
         'epoch-s',
         'epoch-us',

@@ -15,6 +15,7 @@ import {
   canonicalNumberText,
   formatFieldPath,
   type EventMapping,
+  type FieldCondition,
   type FilterValue,
   type TimeFormat,
 } from '../fieldSemantics.ts';
@@ -217,18 +218,38 @@ export function generateShape(r: Rand, index: number): GeneratedShape {
   const count = 1 + Math.floor(r() * 2);
   for (let m = 0; m < count; m++) {
     const filter: Record<string, FilterValue[]> = {};
-    const filters = Math.floor(r() * 3);
+    // Some metrics test only their key (so that composite keys and conditions meet matching events).
+    const bare = r() < 0.3;
+    const filters = bare ? 0 : Math.floor(r() * 3);
     for (let f = 0; f < filters; f++) {
       const field = r() < 0.3 && paths.length > 0 ? pick(r, paths).text : path('field');
       filter[field] = Array.from({ length: 1 + Math.floor(r() * 3) }, () => filterValue(r));
     }
+    // Tests beside equality: not, numeric bounds, exists (also on fields with an equality test).
+    const conditions: Record<string, FieldCondition> = {};
+    const conditioned = bare ? 0 : Math.floor(r() * 3);
+    for (let f = 0; f < conditioned; f++) {
+      const field = r() < 0.3 && Object.keys(filter).length > 0 ? pick(r, Object.keys(filter)) : path('field');
+      const c: { -readonly [K in keyof FieldCondition]: FieldCondition[K] } = {};
+      if (r() < 0.4) c.not = Array.from({ length: 1 + Math.floor(r() * 2) }, () => filterValue(r));
+      if (r() < 0.4) c[pick(r, ['gt', 'gte'] as const)] = boundValue(r);
+      if (r() < 0.4) c[pick(r, ['lt', 'lte'] as const)] = boundValue(r);
+      if (r() < 0.3 || Object.keys(c).length === 0) c.exists = r() < 0.7;
+      conditions[field] = c;
+    }
     const key = r() < 0.2 && paths.length > 0 ? pick(r, paths).text : path('field');
+    // A composite key of two or three parts, sometimes.
+    const keyParts = r() < (bare ? 0.6 : 0.2) ? [key, ...Array.from({ length: 1 + Math.floor(r() * 2) }, () => path('field'))] : undefined;
+    const distinctParts = keyParts === undefined ? undefined : [...new Set(keyParts)];
     const value = r() < 0.6 ? path('field') : undefined;
     const distinct = r() < 0.5 ? path('field') : undefined;
     metrics.push({
       name: `m${index}_${m}`,
       filter,
-      key,
+      ...(Object.keys(conditions).length > 0 ? { conditions } : {}),
+      ...(distinctParts !== undefined && distinctParts.length > 1
+        ? { key: `[${distinctParts.join(', ')}]`, keyParts: distinctParts }
+        : { key }),
       ...(value !== undefined ? { value } : {}),
       ...(distinct !== undefined ? { distinct } : {}),
       granularities: ['minute'],
@@ -237,6 +258,11 @@ export function generateShape(r: Rand, index: number): GeneratedShape {
     });
   }
   return { mapping, metrics, paths };
+}
+
+/** A numeric bound of a generated condition: values records carry, and their neighbours. */
+function boundValue(r: Rand): number {
+  return pick(r, [0, 1, -1, 100, 1.5, -7, 0.1, 1e300, -1e-300, 9007199254740992, Math.round((r() - 0.5) * 2000) / 8]);
 }
 
 /** A filter's accepted value, of the kinds records carry (so that some match). */
