@@ -18,12 +18,15 @@
  *   6. (a') and (b') the same events in a nested shape (bench/lib.ts: ids and types under meta,
  *      epoch-s times) in a topic of their own, read by (b)'s metrics written as paths under an
  *      event: section: what paths and time formats cost (aim: (b') within 15 % of (b)).
+ *   7. (b'') the same topic as (b), read by (b)'s metrics plus one 5-minute tumbling metric (the
+ *      clicks of (b) per ad and 5 minutes): what the windows of issue 20 add (aim: within 25 % of
+ *      (b)). The issue's session metric is not in this run: session windows are not built yet.
  * Both rates are measured from the first record delivered to the end (group join excluded).
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
  * window-keys, run (c)), state bytes per live window-key, SASL_SSL over PLAINTEXT for (d), and
  * nested over flat for (b'), in wall time and in events per CPU second.
  * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c), LK_BENCH_SKIP_SECURED=1
- * (d), LK_BENCH_SKIP_NESTED=1 (a') and (b'); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each
+ * (d), LK_BENCH_SKIP_NESTED=1 (a') and (b'), LK_BENCH_SKIP_WINDOWS=1 (b''); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each
  * speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -73,6 +76,15 @@ metrics:
     key: campaign_id
     value: cost
     granularities: [minute, hour]
+    allowedLateness: 10m
+`;
+
+/** (b''): (b)'s metrics plus a 5-minute tumbling metric. */
+const WINDOWS_METRICS = `${THROUGHPUT_METRICS}  - name: clicks_by_ad_5m
+    filter: { type: click }
+    key: ad_id
+    value: cost
+    granularities: [5m]
     allowedLateness: 10m
 `;
 
@@ -156,7 +168,13 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
       ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
       dataDir,
       definitions: parseMetricDefinitions(
-        profile === 'memory' ? MEMORY_METRICS : profile === 'nested' ? nestedMetrics(THROUGHPUT_METRICS) : THROUGHPUT_METRICS,
+        profile === 'memory'
+          ? MEMORY_METRICS
+          : profile === 'nested'
+            ? nestedMetrics(THROUGHPUT_METRICS)
+            : profile === 'windows'
+              ? WINDOWS_METRICS
+              : THROUGHPUT_METRICS,
         `bench-${profile}.yaml`,
       ),
     }),
@@ -205,7 +223,7 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-type Profile = 'throughput' | 'memory' | 'nested';
+type Profile = 'throughput' | 'memory' | 'nested' | 'windows';
 
 const cpuPerEvent = (r: WorkerResult) =>
   `${((r.cpuSeconds / r.records) * 1e6).toFixed(2)} us (${r.cpuSeconds.toFixed(1)} CPU s over ${r.seconds.toFixed(1)} s)`;
@@ -296,6 +314,8 @@ async function main(): Promise<void> {
     }
   };
   const speed = await run('throughput');
+  // (b''): the same topic, the issue's windows added.
+  const windows = process.env.LK_BENCH_SKIP_WINDOWS ? undefined : await run('windows');
   // (a'), (b'): the same events, nested, in a topic of their own (pre-filled through ingest under the mapping).
   let nested: { raw: { seconds: number; records: number }; speed: WorkerResult } | undefined;
   if (!process.env.LK_BENCH_SKIP_NESTED) {
@@ -339,6 +359,18 @@ async function main(): Promise<void> {
     ['(a) raw consume (kafka adapter)', fmtRate(rawRate)],
     ['(b) speed layer', fmtRate(speedRate)],
     ['ratio (b)/(a)', `${(speedRate / rawRate).toFixed(2)}  (aim >= 0.7)`],
+    ...(windows
+      ? ([
+          [
+            `(b'') speed layer, + a 5m tumbling metric`,
+            `${fmtRate(windows.records / windows.seconds)}; CPU per event ${cpuPerEvent(windows)}`,
+          ],
+          [
+            `ratio (b'')/(b)`,
+            `wall ${(windows.records / windows.seconds / speedRate).toFixed(2)}, events per CPU second ${(windows.records / windows.cpuSeconds / (speed.records / speed.cpuSeconds)).toFixed(2)}  (aim >= 0.75; the session metric is not built yet)`,
+          ],
+        ] as [string, string][])
+      : []),
     ...line(speed, '(b)'),
     ...(nested
       ? ([
