@@ -23,7 +23,7 @@ import type { ViewRow } from '../services/views/viewRow.ts';
 import { PartitionState } from '../streaming/state/partitionState.ts';
 import { tempDir, uniqueName } from './helpers.ts';
 import { runBatchCycle } from '../batch/batchCycle.ts';
-import { closeTo, createTopic, kafkaLog, readSnapshotRows, readTopic, sketchRegisters } from '../batch/__tests__/batchTestKit.ts';
+import { closeTo, createTopic, kafkaLog, readSnapshotRows, readTopic, sketchRegisters, testLake } from '../batch/__tests__/batchTestKit.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 20261207);
 const rerun = `rerun: LK_TEST_SEED=${SEED} npx vitest run test/windowSizes.exactness.spec.ts`;
@@ -227,7 +227,6 @@ function compare(side: string, got: Map<string, Got>, want: Map<string, OracleRo
 describe('tumbling windows of any size: speed and batch rows equal the oracle', () => {
   const dir = tempDir('lk-window-sizes-');
   const topic = uniqueName('window-sizes');
-  const lakeRoot = join(dir.path, 'lake', topic);
   const viewsRoot = join(dir.path, 'views');
   const r = seededRandom(SEED);
   const metrics = generateMetrics(r);
@@ -239,6 +238,7 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
   beforeAll(async () => {
     defs = parseMetricDefinitions(text, 'generated.yaml');
     log = kafkaLog();
+    const lake = await testLake(dir.path, topic);
     await createTopic(log, topic, PARTITIONS);
     const events = generateEvents(r, metrics);
     const producer = await log.producer();
@@ -254,7 +254,7 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
       topic,
       groupId: `${topic}-batch`,
       dataDir: dir.path,
-      lakeRoot,
+      lake,
       viewsRoot,
       version: 'v1',
       metrics: defs,
