@@ -51,6 +51,18 @@ export interface TopicPartition {
 export interface PartitionOffset extends TopicPartition {
   /** The offset of the next record to read (Kafka's committed-offset convention). */
   offset: number;
+  /**
+   * Committed with the offset, atomically (Kafka's offset commit metadata, at most 4096 bytes by
+   * default): what the committer wants a later reader of the offset to know, such as the name of
+   * the checkpoint that holds the state at this offset.
+   */
+  metadata?: string;
+}
+
+/** A committed offset with the metadata committed with it ('' when none was). */
+export interface CommittedOffset {
+  offset: number;
+  metadata: string;
 }
 
 export interface RecordBatch {
@@ -196,6 +208,8 @@ export interface EventLog {
   offsetsForTimestamp(topic: string, timestamp: number): Promise<number[]>;
   /** Committed offsets of a consumer group (null when the group never committed one). */
   committedOffsets(groupId: string, topic: string): Promise<(number | null)[]>;
+  /** The same with the metadata each offset was committed with, read in the same request. */
+  committedOffsetsWithMetadata(groupId: string, topic: string): Promise<(CommittedOffset | null)[]>;
   /**
    * Deletes consumer groups and their committed offsets (groups that do not exist are skipped).
    * A group with active members cannot be deleted: stop its consumers first.

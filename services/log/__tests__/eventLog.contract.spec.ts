@@ -202,6 +202,37 @@ describe.each(adapters)('event log contract: $name', (adapter) => {
     );
   });
 
+  it("commits an offset's metadata with it in a transaction; an aborted one leaves the previous pair", async () => {
+    const input = uniqueName('contract-meta-in');
+    const output = uniqueName('contract-meta-out');
+    await log.createTopics([
+      { name: input, partitions: 2 },
+      { name: output, partitions: 1 },
+    ]);
+    const group = uniqueName('g');
+    const producer = await log.producer({ transactionalId: uniqueName('tx') });
+    // Each with a record, as a checkpoint has: Kafka answers a transaction of offsets alone that
+    // follows another at once with CONCURRENT_TRANSACTIONS while it writes the first one's markers.
+    const first = await producer.transaction();
+    await first.send(output, [{ key: 'a', value: '1' }]);
+    await first.sendOffsets(group, [{ topic: input, partition: 1, offset: 7, metadata: 'snapshot 7-f' }]);
+    await first.commit();
+    const aborted = await producer.transaction();
+    await aborted.send(output, [{ key: 'a', value: '2' }]);
+    await aborted.sendOffsets(group, [{ topic: input, partition: 1, offset: 9, metadata: 'snapshot 9-d' }]);
+    await aborted.abort();
+    const plain = await producer.transaction();
+    await plain.send(output, [{ key: 'a', value: '3' }]);
+    await plain.sendOffsets(group, [{ topic: input, partition: 0, offset: 3 }]);
+    await plain.commit();
+    await producer.close();
+    expect(await log.committedOffsetsWithMetadata(group, input)).toEqual([
+      { offset: 3, metadata: '' },
+      { offset: 7, metadata: 'snapshot 7-f' },
+    ]);
+    expect(await log.committedOffsets(group, input)).toEqual([3, 7]);
+  });
+
   it('refuses transactions on a producer without a transactional id', async () => {
     const producer = await log.producer();
     await expect(producer.transaction()).rejects.toThrow(/transactionalId/);

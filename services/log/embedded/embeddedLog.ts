@@ -6,7 +6,8 @@
  * Layout:
  *   <root>/<topic>/topic.json                     partitions and configs
  *   <root>/<topic>/<partition>/<base>.seg, hw     see partitionStore.ts
- *   <root>/__groups/<group>.json                  committed offsets per topic and partition
+ *   <root>/__groups/<group>.json                  committed offsets per topic and partition (a
+ *                                                 number, or {o, m} with the commit's metadata)
  *   <root>/__groups/<group>.member                pid of the group's single member
  *   <root>/__txn/<id>.epoch, *.redo               transactions (see transactions below)
  *
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, IllegalStateError, InfrastructureError } from '../../errors.ts';
 import type {
+  CommittedOffset,
   ConsumerOptions,
   EventLog,
   LogConsumer,
@@ -61,6 +63,9 @@ function readJson<T>(path: string, fallback: T): T {
     throw err;
   }
 }
+
+/** A group's committed offsets by topic and partition; the metadata, when a commit had some, beside the offset. */
+type GroupOffsets = Record<string, Record<string, number | { o: number; m: string }>>;
 
 interface RedoLog {
   id: string;
@@ -196,10 +201,18 @@ export class EmbeddedLog implements EventLog {
   }
 
   async committedOffsets(groupId: string, topic: string): Promise<(number | null)[]> {
+    return (await this.committedOffsetsWithMetadata(groupId, topic)).map((c) => c?.offset ?? null);
+  }
+
+  async committedOffsetsWithMetadata(groupId: string, topic: string): Promise<(CommittedOffset | null)[]> {
     await this.recoverTransactions();
     const count = await this.partitionCount(topic);
-    const all = readJson<Record<string, Record<string, number>>>(this.groupPath(groupId), {});
-    return Array.from({ length: count }, (_, p) => all[topic]?.[p] ?? null);
+    const all = readJson<GroupOffsets>(this.groupPath(groupId), {});
+    return Array.from({ length: count }, (_, p) => {
+      const v = all[topic]?.[p];
+      if (v === undefined) return null;
+      return typeof v === 'number' ? { offset: v, metadata: '' } : { offset: v.o, metadata: v.m };
+    });
   }
 
   async deleteGroups(groupIds: string[]): Promise<void> {
@@ -208,8 +221,8 @@ export class EmbeddedLog implements EventLog {
 
   commitOffsets(groupId: string, offsets: PartitionOffset[]): void {
     const path = this.groupPath(groupId);
-    const all = readJson<Record<string, Record<string, number>>>(path, {});
-    for (const o of offsets) (all[o.topic] ??= {})[o.partition] = o.offset;
+    const all = readJson<GroupOffsets>(path, {});
+    for (const o of offsets) (all[o.topic] ??= {})[o.partition] = o.metadata ? { o: o.offset, m: o.metadata } : o.offset;
     writeJsonAtomic(path, all);
   }
 

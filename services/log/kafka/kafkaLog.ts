@@ -39,6 +39,7 @@ import {
 } from '../outages.ts';
 import type {
   AssignmentContext,
+  CommittedOffset,
   ConsumerOptions,
   EventLog,
   Headers,
@@ -379,13 +380,17 @@ export class KafkaLog implements EventLog {
   }
 
   async committedOffsets(groupId: string, topic: string): Promise<(number | null)[]> {
+    return (await this.committedOffsetsWithMetadata(groupId, topic)).map((c) => c?.offset ?? null);
+  }
+
+  async committedOffsetsWithMetadata(groupId: string, topic: string): Promise<(CommittedOffset | null)[]> {
     const count = await this.partitionCount(topic);
     const admin = await this.adminClient();
     const res = await admin.fetchOffsets({ groupId, topics: [topic] }).catch((e) => Promise.reject(this.wrap('fetch group offsets', e)));
-    const out: (number | null)[] = new Array(count).fill(null);
+    const out: (CommittedOffset | null)[] = new Array(count).fill(null);
     for (const p of res[0]?.partitions ?? []) {
       const n = Number(p.offset);
-      out[p.partition] = n >= 0 ? n : null;
+      out[p.partition] = n >= 0 ? { offset: n, metadata: p.metadata ?? '' } : null;
     }
     return out;
   }
@@ -530,10 +535,10 @@ class KafkaProducerAdapter implements LogProducer {
         }
       },
       async sendOffsets(groupId, offsets) {
-        const byTopic = new Map<string, { partition: number; offset: string }[]>();
+        const byTopic = new Map<string, { partition: number; offset: string; metadata?: string }[]>();
         for (const o of offsets) {
           const list = byTopic.get(o.topic) ?? [];
-          list.push({ partition: o.partition, offset: String(o.offset) });
+          list.push({ partition: o.partition, offset: String(o.offset), ...(o.metadata !== undefined ? { metadata: o.metadata } : {}) });
           byTopic.set(o.topic, list);
         }
         await tx
