@@ -8,6 +8,7 @@ import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import type { EventMapping } from '../services/metrics/fieldSemantics.ts';
 import type { LakeHandle } from '../services/lake/lakeLocation.ts';
 import type { Logger } from '../services/observability/logger.ts';
+import type { ObjectStore } from '../services/storage/objectStore.ts';
 import { progress } from '../services/observability/progress.ts';
 import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
 import { LakeWriter, type LakeWriterStats } from './lake/lakeWriter.ts';
@@ -18,11 +19,13 @@ export interface BatchJobOptions {
   log: EventLog;
   topic: string;
   groupId: string;
-  /** The data dir root: where the version record is (services/versions/versionRecord.ts). */
-  dataDir: string;
+  /** The shared state (`--state-uri`): version records, batch views, status. */
+  state: ObjectStore;
+  /** This host's scratch and cache folders (services/config/dataDir.ts): runs are built in the first. */
+  scratchDir: string;
+  cacheDir: string;
   /** The topic's lake table (`--lake-uri`). */
   lake: LakeHandle;
-  viewsRoot: string;
   version: string;
   metrics: MetricDefinitions;
   rollBytes: number;
@@ -36,7 +39,7 @@ export interface BatchCycleOptions extends BatchJobOptions {
 }
 
 export async function catchUpLake(
-  options: Omit<BatchCycleOptions, 'viewsRoot' | 'version' | 'metrics' | 'dataDir'> & { mapping?: EventMapping },
+  options: Omit<BatchCycleOptions, 'state' | 'scratchDir' | 'cacheDir' | 'version' | 'metrics'> & { mapping?: EventMapping },
 ): Promise<{ records: number; stats: LakeWriterStats }> {
   const ends = await options.log.endOffsets(options.topic);
   const writer = await LakeWriter.open({
@@ -73,23 +76,25 @@ export async function catchUpLake(
 /** The version's home partition count, creating its record from the topic when it has none. */
 export async function homePartitionsOf(
   log: EventLog,
-  dataDir: string,
+  state: ObjectStore,
   version: string,
   topic: string,
   metrics: MetricDefinitions,
 ): Promise<number> {
-  return ensureVersionRecord(dataDir, { version, topic, homePartitions: await log.partitionCount(topic), metrics }).homePartitions;
+  return (await ensureVersionRecord(state, { version, topic, homePartitions: await log.partitionCount(topic), metrics })).homePartitions;
 }
 
 export async function runBatchCycle(options: BatchCycleOptions): Promise<RecomputeResult | undefined> {
-  const homePartitions = await homePartitionsOf(options.log, options.dataDir, options.version, options.topic, options.metrics);
+  const homePartitions = await homePartitionsOf(options.log, options.state, options.version, options.topic, options.metrics);
   await catchUpLake({ ...options, mapping: options.metrics.event });
   if (options.signal?.aborted) return undefined;
   const bar = progress('recompute', undefined, 'phases');
   try {
     return await recomputeBatchViews({
       lake: options.lake,
-      viewsRoot: options.viewsRoot,
+      state: options.state,
+      scratchDir: options.scratchDir,
+      cacheDir: options.cacheDir,
       version: options.version,
       metrics: options.metrics,
       homePartitions,

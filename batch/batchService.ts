@@ -1,8 +1,8 @@
 /**
  * `lk batch` in service mode: the lake writer runs continuously; the views are recomputed on a
  * schedule (first as soon as the lake has caught up with the log's end at startup); the lake is
- * compacted and vacuumed after each recompute. Status goes to `<data>/batch/status.json` (the
- * contract is services/status/batchStatus.ts), to /healthz, /readyz and Prometheus /metrics.
+ * compacted and vacuumed after each recompute. Status goes to `batch/status.json` in the shared
+ * state (the contract is services/status/batchStatus.ts), to /healthz, /readyz and Prometheus /metrics.
  *
  * SIGTERM: stop consuming, commit what is buffered, let a running recompute finish, exit 0.
  *
@@ -14,9 +14,8 @@
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../services/errors.ts';
-import { writeFileAtomicSync } from '../services/storage/atomicFile.ts';
-import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
-import type { BatchStatus } from '../services/status/batchStatus.ts';
+import { readCurrentBatchRun, type BatchRunManifest } from '../services/views/batchSnapshots.ts';
+import { BATCH_STATUS_KEY, type BatchStatus } from '../services/status/batchStatus.ts';
 import { lakeFiles, lakePositions } from '../services/lake/lakeTable.ts';
 import type { DeltaSnapshot } from '../services/lake/delta/deltaLog.ts';
 import { compactLake } from './lake/compaction.ts';
@@ -30,8 +29,9 @@ import { registerLogHealthMetrics } from '../services/log/outages.ts';
 export interface BatchServiceOptions extends BatchJobOptions {
   intervalMs: number;
   targetFileSize: number;
-  statusPath: string;
   statusPort: number;
+  /** Where in the shared state the status is written (default `batch/status.json`, which serving reads). */
+  statusKey?: string;
   /** Vacuum deletes removed and unlisted files older than this (default: the table's retention). */
   vacuumRetentionMs?: number;
 }
@@ -48,6 +48,10 @@ export class BatchService {
   private boundPort: number | undefined;
   private homePartitions = 1;
   private lastError: string | undefined;
+  /** The service version's current run, as last read (the status reports it every second). */
+  private lastRun: BatchRunManifest | undefined;
+  /** A status write in flight (one at a time: a slow store skips a beat rather than queue writes). */
+  private statusWrite: Promise<void> | undefined;
   private readonly registry = new Registry();
 
   constructor(private readonly options: BatchServiceOptions) {}
@@ -60,7 +64,8 @@ export class BatchService {
   /** Starts everything; resolves once the HTTP port is bound and the writer consumes. */
   async start(): Promise<{ port: number }> {
     const o = this.options;
-    this.homePartitions = await homePartitionsOf(o.log, o.dataDir, o.version, o.topic, o.metrics);
+    this.homePartitions = await homePartitionsOf(o.log, o.state, o.version, o.topic, o.metrics);
+    this.lastRun = (await readCurrentBatchRun(o.state, o.version))?.manifest;
     // Reachable at the start (a wrong address shows at once); from here on an outage is waited through.
     o.log.health.watch();
     this.writer = await LakeWriter.open({
@@ -78,8 +83,8 @@ export class BatchService {
     this.boundPort = port;
     const ends = await o.log.endOffsets(o.topic);
     await this.writer.start();
-    this.writeStatus();
-    this.statusTimer = setInterval(() => this.writeStatus(), 1000);
+    void this.writeStatus();
+    this.statusTimer = setInterval(() => void this.writeStatus(), 1000);
     // The first views as soon as the lake holds what the log held at startup.
     this.running = this.writer
       .catchUp(ends)
@@ -117,10 +122,18 @@ export class BatchService {
     this.nextRunAt = null;
     try {
       const failures: string[] = [];
-      for (const job of this.versionsToRecompute()) {
+      for (const job of await this.versionsToRecompute()) {
         if (this.stopping && job.version !== o.version) break;
         try {
-          await recomputeBatchViews({ lake: o.lake, viewsRoot: o.viewsRoot, logger: o.logger, ...job });
+          const result = await recomputeBatchViews({
+            lake: o.lake,
+            state: o.state,
+            scratchDir: o.scratchDir,
+            cacheDir: o.cacheDir,
+            logger: o.logger,
+            ...job,
+          });
+          if (job.version === o.version) this.lastRun = (await readCurrentBatchRun(o.state, o.version))?.manifest ?? result.manifest;
         } catch (err) {
           // One version's failure (its stored file unreadable, say) must not hold back the others.
           failures.push(`${job.version}: ${errorMessage(err)}`);
@@ -134,7 +147,7 @@ export class BatchService {
         await table.vacuum(o.vacuumRetentionMs !== undefined ? { retentionMs: o.vacuumRetentionMs } : {});
       }
     } finally {
-      this.writeStatus();
+      void this.writeStatus();
       this.schedule();
     }
   }
@@ -144,13 +157,13 @@ export class BatchService {
    * each with its own stored metric file and home partition count: the one shared lake gives
    * every version its batch view, so the merge works per version (Kappa reprocessing).
    */
-  private versionsToRecompute(): { version: string; metrics: MetricDefinitions; homePartitions: number }[] {
+  private async versionsToRecompute(): Promise<{ version: string; metrics: MetricDefinitions; homePartitions: number }[]> {
     const o = this.options;
     const jobs = [{ version: o.version, metrics: o.metrics, homePartitions: this.homePartitions }];
-    for (const record of listVersionRecords(o.dataDir)) {
+    for (const record of await listVersionRecords(o.state)) {
       if (record.version === o.version || record.topic !== o.topic || record.retiredAt !== null) continue;
       try {
-        const metrics = readVersionDefinitions(o.dataDir, record.version);
+        const metrics = await readVersionDefinitions(o.state, record.version);
         if (metrics) jobs.push({ version: record.version, metrics, homePartitions: record.homePartitions });
       } catch (err) {
         o.logger.error(
@@ -165,10 +178,9 @@ export class BatchService {
   status(): BatchStatus {
     const snap = this.snapshot();
     const files = lakeFiles(snap);
-    const current = readCurrentBatchRun(this.options.viewsRoot, this.options.version);
     let lastRun: BatchStatus['lastRun'] = null;
-    if (current) {
-      const { metricsSource: _source, ...summary } = current.manifest;
+    if (this.lastRun) {
+      const { metricsSource: _source, ...summary } = this.lastRun;
       lastRun = summary;
     }
     return {
@@ -188,12 +200,13 @@ export class BatchService {
     };
   }
 
-  private writeStatus(): void {
-    try {
-      writeFileAtomicSync(this.options.statusPath, JSON.stringify(this.status(), null, 2));
-    } catch (err) {
-      this.options.logger.warn({ err: errorMessage(err) }, 'could not write the status file');
-    }
+  private writeStatus(): Promise<void> {
+    this.statusWrite ??= this.options.state
+      .put(this.options.statusKey ?? BATCH_STATUS_KEY, JSON.stringify(this.status(), null, 2))
+      .then(() => undefined)
+      .catch((err: unknown) => this.options.logger.warn({ err: errorMessage(err) }, 'could not write the status file'))
+      .finally(() => (this.statusWrite = undefined));
+    return this.statusWrite;
   }
 
   private registerMetrics(): void {
@@ -261,15 +274,14 @@ export class BatchService {
         for (const [p, pos] of lakePositions(snapshot(), topic)) this.set({ partition: String(p) }, pos.nextOffset);
       },
     });
-    const viewsRoot = this.options.viewsRoot;
-    const version = this.options.version;
+    const lastRun = () => this.lastRun;
     new Gauge({
       name: 'lk_batch_last_run_duration_seconds',
       help: 'Duration of the latest published batch run',
       registers: [r],
       collect() {
-        const run = readCurrentBatchRun(viewsRoot, version);
-        if (run) this.set(run.manifest.durationMs / 1000);
+        const run = lastRun();
+        if (run) this.set(run.durationMs / 1000);
       },
     });
     new Gauge({
@@ -277,8 +289,8 @@ export class BatchService {
       help: 'Unix time the latest published batch run finished',
       registers: [r],
       collect() {
-        const run = readCurrentBatchRun(viewsRoot, version);
-        if (run) this.set(run.manifest.finishedAt / 1000);
+        const run = lastRun();
+        if (run) this.set(run.finishedAt / 1000);
       },
     });
   }
@@ -336,7 +348,8 @@ export class BatchService {
     await this.writer?.close({ commitPending: true });
     await this.running;
     if (this.statusTimer) clearInterval(this.statusTimer);
-    this.writeStatus();
+    await this.statusWrite;
+    await this.writeStatus();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }

@@ -12,7 +12,6 @@ import { aborted, context, onShutdownSignal, type Context } from '../services/co
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import { addBatchOptions, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
-import { batchStatusPath } from '../services/status/batchStatus.ts';
 import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, lakePositions, openLakeForReading, openLakeForWriting } from '../services/lake/lakeTable.ts';
 // The service, the cycle and compaction load DuckDB: imported when a command runs, so that
@@ -27,7 +26,7 @@ async function cycleOptions(opts: BatchOptions, clientId: string) {
   validateBatchOptions(opts);
   const ctx = context(opts);
   // The metric file first: a bad one is refused before anything is opened.
-  const metrics = ctx.loadMetrics(opts.version);
+  const metrics = await ctx.loadMetrics(opts.version);
   const lake = await lakeOf(opts, ctx);
   return {
     ctx,
@@ -35,9 +34,10 @@ async function cycleOptions(opts: BatchOptions, clientId: string) {
       log: ctx.openLog(clientId),
       topic: opts.topic,
       groupId: opts.group ?? lakeWriterGroup(opts.topic),
-      dataDir: ctx.layout.root,
+      state: await ctx.state(),
+      scratchDir: ctx.layout.scratch,
+      cacheDir: ctx.layout.cache,
       lake,
-      viewsRoot: ctx.layout.views,
       version: opts.version,
       metrics,
       rollBytes: opts.rollSize,
@@ -48,7 +48,7 @@ async function cycleOptions(opts: BatchOptions, clientId: string) {
 }
 
 async function serve(opts: BatchOptions): Promise<void> {
-  const { ctx, common } = await cycleOptions(opts, 'lk-batch');
+  const { common } = await cycleOptions(opts, 'lk-batch');
   const log = common.log;
   const signal = onShutdownSignal((sig) => logger.info({ signal: sig }, 'stopping: committing what is pending'));
   const { BatchService } = await import('./batchService.ts');
@@ -56,7 +56,6 @@ async function serve(opts: BatchOptions): Promise<void> {
     ...common,
     intervalMs: opts.interval,
     targetFileSize: opts.targetFileSize,
-    statusPath: batchStatusPath(ctx.layout.root),
     statusPort: opts.statusPort,
     ...(opts.vacuumRetention !== undefined ? { vacuumRetentionMs: opts.vacuumRetention } : {}),
   });
@@ -82,9 +81,12 @@ async function runOnce(opts: BatchOptions): Promise<void> {
       return;
     }
     const m = result.manifest;
-    console.log(
-      `batch run ${m.runId}: ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
-    );
+    if (!result.published)
+      console.log(`batch run ${m.runId} not published: another batch process published a run of a newer lake snapshot first`);
+    else
+      console.log(
+        `batch run ${m.runId}: ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
+      );
   } finally {
     await log.close();
   }
@@ -126,7 +128,7 @@ async function status(opts: BatchOptions): Promise<void> {
     for (const [partition, pos] of lakePositions(snap, opts.topic))
       console.log(`  partition ${partition}: committed through offset ${pos.nextOffset}`);
   }
-  const run = readCurrentBatchRun(ctx.layout.views, opts.version);
+  const run = await readCurrentBatchRun(await ctx.state(), opts.version);
   if (run) {
     const m = run.manifest;
     console.log(

@@ -18,6 +18,7 @@
  * recompute (steps 1-3 skipped, no broker needed), LK_BENCH_RECOMPUTES times (default 2), so
  * variants are compared on the same lake, back to back.
  */
+import { LocalObjectStore } from '../services/storage/localObjectStore.ts';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,7 +87,9 @@ async function timeRecomputes(
     // keepRuns 1 and no grace: repeated runs on a kept lake do not pile up snapshots.
     const run = await recomputeBatchViews({
       lake,
-      viewsRoot,
+      state: new LocalObjectStore(viewsRoot),
+      scratchDir: join(viewsRoot, 'scratch'),
+      cacheDir: join(viewsRoot, 'cache'),
       version: 'bench',
       metrics,
       homePartitions: PARTITIONS,

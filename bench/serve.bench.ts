@@ -36,6 +36,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { commitBatchRun, readCurrentBatchRun, stageBatchRun } from '../services/views/batchSnapshots.ts';
+import { LocalObjectStore } from '../services/storage/localObjectStore.ts';
 import { seededRandom } from '../services/ingest/generator.ts';
 import { loadBatchView } from '../serving/views/batchLoader.ts';
 import { VersionView } from '../serving/views/versionView.ts';
@@ -109,9 +110,9 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-async function writeSnapshot(viewsRoot: string): Promise<void> {
+async function writeSnapshot(dataDir: string): Promise<void> {
   const runId = 'bench-run';
-  const dir = stageBatchRun(viewsRoot, VERSION, runId);
+  const dir = stageBatchRun(join(dataDir, 'scratch'), VERSION, runId);
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   // Deterministic values: count 1..13, sum = count * 0.5; six partitions by key.
@@ -132,7 +133,7 @@ async function writeSnapshot(viewsRoot: string): Promise<void> {
   conn.closeSync();
   db.closeSync();
   const now = Date.now();
-  commitBatchRun(viewsRoot, {
+  await commitBatchRun(new LocalObjectStore(dataDir), dir, {
     runId,
     version: VERSION,
     cut: [1e6, 1e6, 1e6, 1e6, 1e6, 1e6],
@@ -379,7 +380,7 @@ async function main(): Promise<void> {
   let server: Server | undefined;
   try {
     let t = Date.now();
-    await writeSnapshot(join(dataDir, 'views'));
+    await writeSnapshot(dataDir);
     metricsFile = writeMetrics(dataDir);
     say(`snapshot: ${KEYS} keys x ${WINDOWS} minute windows written in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
@@ -398,7 +399,8 @@ async function main(): Promise<void> {
     // Baseline view in this process, loaded the same way.
     t = Date.now();
     const view = new VersionView(VERSION);
-    view.installBatch(await loadBatchView(readCurrentBatchRun(join(dataDir, 'views'), VERSION)!));
+    const run = (await readCurrentBatchRun(new LocalObjectStore(dataDir), VERSION))!;
+    view.installBatch(await loadBatchView(run, run.rowsPath!));
     say(`baseline view loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     const snapshot = view.snapshot();
     const from = Date.parse(FROM);

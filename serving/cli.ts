@@ -287,10 +287,10 @@ function introspectionOf(opts: ServeOptions, cmd: Command): boolean {
 }
 
 /** --topic, else the topic the default version was created for (its version record), else `events`. */
-function eventsTopicOf(opts: ServeOptions, ctx: Context): string {
+async function eventsTopicOf(opts: ServeOptions, ctx: Context): Promise<string> {
   if (opts.topic !== undefined) return opts.topic;
   try {
-    return readVersionRecord(ctx.layout.root, opts.version)?.topic ?? DEFAULT_EVENTS_TOPIC;
+    return (await readVersionRecord(await ctx.state(), opts.version))?.topic ?? DEFAULT_EVENTS_TOPIC;
   } catch {
     // An unreadable version record is reported where versions are listed; the default topic will do here.
     return DEFAULT_EVENTS_TOPIC;
@@ -327,13 +327,13 @@ function httpUrl(value: string): string {
   return value;
 }
 
-function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeConfig {
+async function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): Promise<ServeConfig> {
   return parseServeConfig(
     {
       host: opts.host,
       port: opts.port,
       defaultVersion: opts.version,
-      eventsTopic: eventsTopicOf(opts, ctx),
+      eventsTopic: await eventsTopicOf(opts, ctx),
       authToken: opts.authToken ?? null,
       tokensFile: opts.tokensFile ?? null,
       jwt: jwtConfigOf(opts),
@@ -359,15 +359,15 @@ function serveConfigOf(opts: ServeOptions, cmd: Command, ctx: Context): ServeCon
       promoteMaxLag: opts.promoteMaxLag,
       promoteMaxWatermarkLagMs: opts.promoteMaxWatermarkLag,
       dataDir: ctx.layout.root,
-      viewsRoot: ctx.layout.views,
+      ...(opts.stateUri !== undefined ? { stateUri: opts.stateUri } : {}),
     },
-    ctx.loadMetrics(opts.version),
+    await ctx.loadMetrics(opts.version),
   );
 }
 
 async function serve(opts: ServeOptions, cmd: Command): Promise<void> {
   const ctx = context(opts);
-  const config = serveConfigOf(opts, cmd, ctx);
+  const config = await serveConfigOf(opts, cmd, ctx);
   // graphql-js checks every `instanceof` the slow way unless NODE_ENV is production (about a
   // tenth of a large answer's execution time); it reads NODE_ENV once, when first loaded, so
   // the server code is loaded only now.

@@ -13,7 +13,7 @@ export const serveConfigSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(4000),
-    /** Version served when a query names none (`views.speed.<v>` and `<dataDir>/views/<v>`). */
+    /** Version served when a query names none (`views.speed.<v>` and the state's `views/<v>`). */
     defaultVersion: versionNameSchema.default('v1'),
     /**
      * The events topic: serving reads its dead-letter topic (`<topic>.dlq`) for the pipeline's
@@ -97,8 +97,10 @@ export const serveConfigSchema = z
     promoteMaxWatermarkLagMs: z.number().int().nonnegative().default(60_000),
     /** Versions that may be open at once (each holds its views in memory). */
     maxVersions: z.number().int().positive().default(4),
+    /** This host's data dir: copies of batch views read from S3 are cached in its cache/. */
     dataDir: z.string().min(1),
-    viewsRoot: z.string().min(1),
+    /** The shared state (services/config/dataDir.ts): versions, DEFAULT, batch views, status; default the data dir. */
+    stateUri: z.string().min(1).optional(),
   })
   .strict()
   .refine((c) => (c.tlsCert === null) === (c.tlsKey === null), {

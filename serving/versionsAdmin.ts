@@ -8,7 +8,7 @@
  * worker poll it, and waits until all have answered: when `promote` returns, no worker answers
  * with the old default any more.
  */
-import { dataDirLayout } from '../services/config/dataDir.ts';
+import type { ObjectStore } from '../services/storage/objectStore.ts';
 import type { EventLog } from '../services/log/eventLog.ts';
 import { retireVersion, type RetireReport } from '../services/versions/retirement.ts';
 import type { ServeConfig } from './config.ts';
@@ -38,14 +38,14 @@ export function followHere(defaults: DefaultVersionFollower): Propagator {
   };
 }
 
-export function versionsAdmin(options: { config: ServeConfig; log: EventLog; propagate: Propagator }): VersionsAdmin {
-  const { config, log } = options;
+export function versionsAdmin(options: { config: ServeConfig; state: ObjectStore; log: EventLog; propagate: Propagator }): VersionsAdmin {
+  const { config, state, log } = options;
   return {
     async retire(version, groupId) {
       // The version's runtime, if open, is closed by the propagation that follows (closeRetired).
       return retireVersion({
         log,
-        layout: { ...dataDirLayout(config.dataDir), views: config.viewsRoot },
+        state,
         version,
         groupId: groupId ?? `lk-speed-${version}`,
         fallbackDefault: config.defaultVersion,

@@ -7,7 +7,6 @@
  *   lk speed savepoints delete N  delete savepoint N
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../services/errors.ts';
@@ -28,9 +27,11 @@ import {
 } from '../services/config/cliOptions.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { LAKE_URI_OPTION } from '../services/lake/lakeLocation.ts';
-import { dataDirLayout } from '../services/config/dataDir.ts';
+import { checkpointsPrefix, dataDirLayout } from '../services/config/dataDir.ts';
+import { LocalObjectStore } from '../services/storage/localObjectStore.ts';
+import { CheckpointStore } from './checkpoints/checkpointStore.ts';
 import { logger } from '../services/observability/logger.ts';
-import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, takeSavepoint } from './checkpoints/savepoints.ts';
+import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, savepointLocation, takeSavepoint } from './checkpoints/savepoints.ts';
 import type { SpeedJobConfig } from './job/speedJob.ts';
 
 export interface JobOptions extends CommonOptions {
@@ -71,7 +72,7 @@ export const JOB_OPTIONS: OptionSpec[] = [
   { flags: '--topic <name>', description: 'events topic', env: 'LK_SPEED_TOPIC', default: DEFAULT_EVENTS_TOPIC, parse: topicName },
   {
     flags: '--version <name>',
-    description: 'job version: names the view topic views.speed.<version> and the checkpoint dir',
+    description: 'job version: names the view topic views.speed.<version> and its checkpoints in the shared state',
     env: 'LK_SPEED_VERSION',
     default: 'v1',
     parse: versionName,
@@ -143,7 +144,7 @@ export const RUN_OPTIONS: OptionSpec[] = [
 export const groupOf = (o: JobOptions): string => o.group ?? `lk-speed-${o.version}`;
 
 /** The job's configuration from the command's options. */
-export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
+export async function speedJobConfig(opts: RunOptions, ctx: Context): Promise<SpeedJobConfig> {
   return {
     topic: opts.topic,
     version: opts.version,
@@ -157,9 +158,8 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
     ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     dataDir: ctx.layout.root,
-    checkpointsRoot: ctx.layout.checkpoints,
-    savepointsRoot: ctx.layout.savepoints,
-    definitions: ctx.loadMetrics(opts.version),
+    state: await ctx.state(),
+    definitions: await ctx.loadMetrics(opts.version),
     // A version replayed --from lake reads it until it has handed over to the log, also when
     // restarted by lk speed.
     ...(opts.lakeUri !== undefined ? { lakeUri: opts.lakeUri } : {}),
@@ -168,7 +168,8 @@ export function speedJobConfig(opts: RunOptions, ctx: Context): SpeedJobConfig {
 
 /**
  * A job as `lk speed` runs it with its defaults, for the code that runs jobs in its own process
- * (the demo, its tour, the benchmarks): one place for the defaults and the data dir's layout.
+ * (the demo, its tour, the benchmarks): one place for the defaults and the data dir's layout
+ * (the shared state is the data dir unless `state` says otherwise).
  */
 export function defaultSpeedJobConfig(
   o: Pick<SpeedJobConfig, 'topic' | 'version' | 'instanceId' | 'definitions' | 'dataDir'> & Partial<SpeedJobConfig>,
@@ -180,8 +181,7 @@ export function defaultSpeedJobConfig(
     outOfOrdernessMs: DEFAULT_OUT_OF_ORDERNESS_MS,
     idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
     statusPort: 0,
-    checkpointsRoot: layout.checkpoints,
-    savepointsRoot: layout.savepoints,
+    state: new LocalObjectStore(layout.root),
     ...o,
     dataDir: layout.root,
   };
@@ -190,7 +190,7 @@ export function defaultSpeedJobConfig(
 /** Runs a speed job until SIGTERM/SIGINT (then a final checkpoint) or until it fails. */
 async function runSpeed(opts: RunOptions): Promise<void> {
   const ctx = context(opts);
-  const config = speedJobConfig(opts, ctx);
+  const config = await speedJobConfig(opts, ctx);
   const log = ctx.openLog(`lk-speed-${opts.instanceId}`);
   // Imported when the job runs: `lk --help` and the other commands start without it.
   const { SpeedJob } = await import('./job/speedJob.ts');
@@ -210,16 +210,17 @@ async function takeSavepointCommand(opts: { name: string }, cmd: Command): Promi
   const ctx = context(o);
   const log = ctx.openLog('lk-speed-savepoint');
   try {
+    const state = await ctx.state();
     const manifest = await takeSavepoint({
       log,
       name: opts.name,
       version: o.version,
       topic: o.topic,
       groupId: groupOf(o),
-      checkpointRoot: join(ctx.layout.checkpoints, o.version),
-      savepointsRoot: ctx.layout.savepoints,
+      state,
+      checkpoints: new CheckpointStore(state.child(checkpointsPrefix(o.version))),
     });
-    console.log(`savepoint ${manifest.name} of version ${manifest.version}: ${join(ctx.layout.savepoints, manifest.name)}`);
+    console.log(`savepoint ${manifest.name} of version ${manifest.version}: ${savepointLocation(state, manifest.name)}`);
     for (const p of manifest.partitions)
       console.log(`  partition ${p.partition}: offset ${p.offset ?? '(none: starts from the beginning)'} ${p.bytes} bytes`);
   } finally {
@@ -227,20 +228,20 @@ async function takeSavepointCommand(opts: { name: string }, cmd: Command): Promi
   }
 }
 
-function listSavepointsCommand(_opts: unknown, cmd: Command): void {
+async function listSavepointsCommand(_opts: unknown, cmd: Command): Promise<void> {
   const ctx = context(cmd.optsWithGlobals<JobOptions>());
-  const list = listSavepoints(ctx.layout.savepoints);
-  if (list.length === 0) console.log(`no savepoints in ${ctx.layout.savepoints}`);
+  const list = await listSavepoints(await ctx.state());
+  if (list.length === 0) console.log(`no savepoints in ${ctx.stateLocation}`);
   for (const s of list) {
     const offsets = s.partitions.map((p) => p.offset ?? '-').join(',');
     console.log(`${s.name}\tversion=${s.version}\ttopic=${s.topic}\tcreated=${s.createdAt}\toffsets=${offsets}`);
   }
 }
 
-function deleteSavepointCommand(name: string, _opts: unknown, cmd: Command): void {
+async function deleteSavepointCommand(name: string, _opts: unknown, cmd: Command): Promise<void> {
   const ctx = context(cmd.optsWithGlobals<JobOptions>());
   if (!SAVEPOINT_NAME.test(name)) throw new ConfigError(`savepoint name "${name}" must match ${SAVEPOINT_NAME.source}`);
-  deleteSavepoint(ctx.layout.savepoints, name);
+  await deleteSavepoint(await ctx.state(), name);
   console.log(`deleted savepoint ${name}`);
 }
 

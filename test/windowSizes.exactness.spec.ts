@@ -11,17 +11,16 @@
  * by hand (BigInt floor; weeks from Monday 1970-01-05) and never calls windowStart.ts.
  * A failure prints the command that reruns its seed.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventLog, LogRecord } from '../services/log/eventLog.ts';
 import { seededRandom } from '../services/ingest/generator.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../services/metrics/definitions.ts';
 import { HyperLogLog } from '../services/metrics/hll.ts';
 import { logger } from '../services/observability/logger.ts';
-import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
 import type { ViewRow } from '../services/views/viewRow.ts';
 import { PartitionState } from '../streaming/state/partitionState.ts';
 import { tempDir, uniqueName } from './helpers.ts';
+import { currentBatchRun, localStateOptions } from './sharedState.ts';
 import { runBatchCycle } from '../batch/batchCycle.ts';
 import { closeTo, createTopic, kafkaLog, readSnapshotRows, readTopic, sketchRegisters, testLake } from '../batch/__tests__/batchTestKit.ts';
 
@@ -227,7 +226,6 @@ function compare(side: string, got: Map<string, Got>, want: Map<string, OracleRo
 describe('tumbling windows of any size: speed and batch rows equal the oracle', () => {
   const dir = tempDir('lk-window-sizes-');
   const topic = uniqueName('window-sizes');
-  const viewsRoot = join(dir.path, 'views');
   const r = seededRandom(SEED);
   const metrics = generateMetrics(r);
   const text = metricFile(metrics);
@@ -253,9 +251,8 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
       log,
       topic,
       groupId: `${topic}-batch`,
-      dataDir: dir.path,
+      ...localStateOptions(dir.path),
       lake,
-      viewsRoot,
       version: 'v1',
       metrics: defs,
       rollBytes: 1 << 20,
@@ -301,8 +298,8 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
   });
 
   it('batch rows (dedup over the log, roll-ups between sizes that tile) equal the oracle for every size', async () => {
-    const current = readCurrentBatchRun(viewsRoot, 'v1')!;
-    const rows = await readSnapshotRows(current.rowsPath);
+    const current = (await currentBatchRun(dir.path, 'v1'))!;
+    const rows = await readSnapshotRows(current.rowsPath!);
     const got = new Map<string, Got>(
       rows.map((row) => [
         `${row.metric}|${row.granularity}|${row.key}|${row.window_start}|${row.partition}`,

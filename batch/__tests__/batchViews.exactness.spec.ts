@@ -16,7 +16,7 @@ import { deadLetterTopic } from '../../services/log/topics.ts';
 import { loadMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { logger } from '../../services/observability/logger.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun, localStateOptions } from '../../test/sharedState.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { runBatchCycle } from '../batchCycle.ts';
 import {
@@ -85,16 +85,14 @@ describe('batch views are exact against an independent oracle', () => {
   let records: LogRecord[][];
   let firstRunId: string;
   let lake: LakeHandle;
-  const viewsRoot = join(dir.path, 'views');
   const metrics = loadMetricDefinitions(join(REPO_ROOT, 'metrics.yaml'));
   const cycle = () =>
     runBatchCycle({
       log,
       topic,
       groupId: `${topic}-batch`,
-      dataDir: dir.path,
+      ...localStateOptions(dir.path),
       lake,
-      viewsRoot,
       version: 'v1',
       metrics,
       rollBytes: 256 * 1024,
@@ -127,7 +125,7 @@ describe('batch views are exact against an independent oracle', () => {
     );
     await producer.close();
     await cycle();
-    firstRunId = readCurrentBatchRun(viewsRoot, 'v1')!.manifest.runId;
+    firstRunId = (await currentBatchRun(dir.path, 'v1'))!.manifest.runId;
     records = await readTopic(log, topic);
   });
 
@@ -179,13 +177,13 @@ describe('batch views are exact against an independent oracle', () => {
   });
 
   it('every view row equals the oracle (count, sum, min, max, raw count, distinct registers, cut stamps)', async () => {
-    const current = readCurrentBatchRun(viewsRoot, 'v1')!;
+    const current = (await currentBatchRun(dir.path, 'v1'))!;
     const m = current.manifest;
     const ends = records.map((rs) => (rs.length === 0 ? 0 : rs[rs.length - 1]!.offset + 1));
     expect(m.cut).toEqual(ends);
     expect(m.processingTimes).toEqual(records.map((rs) => (rs.length === 0 ? 0 : rs[rs.length - 1]!.timestamp)));
     const oracle = oracleViews(validInputs());
-    const rows = await readSnapshotRows(current.rowsPath);
+    const rows = await readSnapshotRows(current.rowsPath!);
     expect(rows.length).toBe(m.rows);
     const actual = new Map(rows.map((r) => [`${r.metric}|${r.granularity}|${r.key}|${r.window_start}|${r.partition}`, r]));
     expect([...actual.keys()].sort()).toEqual([...oracle.keys()].sort());
@@ -235,7 +233,7 @@ describe('batch views are exact against an independent oracle', () => {
     const reader = (async () => {
       let reads = 0;
       while (running || reads < 3) {
-        const current = readCurrentBatchRun(viewsRoot, 'v1')!;
+        const current = (await currentBatchRun(dir.path, 'v1'))!;
         const r = await conn.runAndReadAll(`SELECT count(*)::DOUBLE, sum(count)::DOUBLE FROM read_parquet('${current.rowsPath}')`);
         const [n, total] = r.getRows()[0] as [number, number];
         expect(n).toBe(current.manifest.rows);
@@ -253,7 +251,7 @@ describe('batch views are exact against an independent oracle', () => {
       conn.closeSync();
       db.closeSync();
     }
-    const latest = readCurrentBatchRun(viewsRoot, 'v1')!.manifest.runId;
+    const latest = (await currentBatchRun(dir.path, 'v1'))!.manifest.runId;
     expect(latest).not.toBe(firstRunId);
     // every run observed was read with one stable total: never a mix, never a partial file
     for (const totals of seen.values()) expect(totals.size).toBe(1);

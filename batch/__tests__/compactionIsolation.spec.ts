@@ -6,6 +6,7 @@
  * vacuum deletes the old files only afterwards, and the batch views computed before and after are
  * identical.
  */
+import { localStateOptions } from '../../test/sharedState.ts';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,7 +64,7 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
     expect(before.files.length).toBeGreaterThan(50);
     const viewsBefore = await recomputeBatchViews({
       lake,
-      viewsRoot: join(dir.path, 'views-before'),
+      ...localStateOptions(join(dir.path, 'views-before')),
       version: 'v1',
       metrics,
       homePartitions: 3,
@@ -107,7 +108,7 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
 
     const viewsAfter = await recomputeBatchViews({
       lake,
-      viewsRoot: join(dir.path, 'views-after'),
+      ...localStateOptions(join(dir.path, 'views-after')),
       version: 'v1',
       metrics,
       homePartitions: 3,
@@ -116,6 +117,6 @@ describe('compaction is atomic for readers (compaction isolation)', () => {
     // Sums are compared to 1e-9 (floating-point addition order may differ with the file layout).
     const norm = (rows: Awaited<ReturnType<typeof readSnapshotRows>>) =>
       rows.map((r) => JSON.stringify({ ...r, sum: r.sum === null ? null : Number(r.sum.toPrecision(12)) })).sort();
-    expect(norm(await readSnapshotRows(viewsAfter.rowsPath))).toEqual(norm(await readSnapshotRows(viewsBefore.rowsPath)));
+    expect(norm(await readSnapshotRows(viewsAfter.rowsPath!))).toEqual(norm(await readSnapshotRows(viewsBefore.rowsPath!)));
   });
 });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines, seededRandom } from '../../services/ingest/generator.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../../test/sharedState.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
 import { openLakeForReading } from '../../services/lake/lakeTable.ts';
@@ -116,7 +116,7 @@ describe('lake commits survive SIGKILL (crash recovery)', () => {
     const { rows, committed } = await checkLake();
     expect(rows).toBe(produced);
     expect(committed.reduce((a, b) => a + b, 0)).toBe(produced);
-    expect(readCurrentBatchRun(join(dir.path, 'views'), 'v1')!.manifest.cut).toEqual(committed);
+    expect((await currentBatchRun(dir.path, 'v1'))!.manifest.cut).toEqual(committed);
     // Files the crashes left unlisted are vacuum's (past the retention; here at once): afterwards
     // every data file stored is one the log lists, and the writer's scratch folder holds nothing
     // of a dead process.

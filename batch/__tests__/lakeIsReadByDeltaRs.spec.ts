@@ -24,6 +24,7 @@ import { openLakeForWriting } from '../../services/lake/lakeTable.ts';
 import { DeltaLog } from '../../services/lake/delta/deltaLog.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { startTestS3, type TestS3 } from '../../test/s3.ts';
+import { localStateOptions } from '../../test/sharedState.ts';
 import { deltaRsAppend, deltaRsCheckpoint, deltaRsOptimize, deltaRsRead, type AppendRow } from '../../test/deltaRs.ts';
 import { runBatchCycle } from '../batchCycle.ts';
 import { compactLake } from '../lake/compaction.ts';
@@ -67,9 +68,8 @@ describe.each([
       log,
       topic,
       groupId: `${topic}-g`,
-      dataDir,
+      ...localStateOptions(dataDir),
       lake,
-      viewsRoot: join(dataDir, 'views'),
       version: 'v1',
       metrics,
       rollBytes: 32 * 1024,

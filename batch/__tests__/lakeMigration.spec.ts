@@ -15,10 +15,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import type { EventLog, LogRecord } from '../../services/log/eventLog.ts';
 import { idHash } from '../../services/log/partitioner.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 import { tempDir, uniqueName } from '../../test/helpers.ts';
 import { deltaRsRead } from '../../test/deltaRs.ts';
+import { currentBatchRun } from '../../test/sharedState.ts';
 import {
   closeTo,
   createTopic,
@@ -223,7 +223,7 @@ describe('a lake of the former format becomes a Delta table (lk batch migrate-la
     }
     const oracle = oracleViews(all.map((x) => ({ partition: x.partition, offset: x.offset, line: x.value!.toString() })));
     const check = async () => {
-      const got = await readSnapshotRows(readCurrentBatchRun(join(dir.path, 'views'), 'v1')!.rowsPath);
+      const got = await readSnapshotRows((await currentBatchRun(dir.path, 'v1'))!.rowsPath!);
       expect(got.length).toBe(oracle.size);
       for (const g of got) {
         const want = oracle.get(`${g.metric}|${g.granularity}|${g.key}|${g.window_start}|${g.partition}`)!;

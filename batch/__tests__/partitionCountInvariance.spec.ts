@@ -3,6 +3,7 @@
  * once partitions are combined (what serving does): counts and raw counts add, min/max, sums
  * (to 1e-12: addition order differs), and distinct sketches merge to identical registers.
  */
+import { localStateOptions } from '../../test/sharedState.ts';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
@@ -52,9 +53,8 @@ describe('batch views do not depend on the partition count (partition count inva
       log,
       topic,
       groupId: `${topic}-g`,
-      dataDir: join(dir.path, topic),
+      ...localStateOptions(join(dir.path, topic)),
       lake: await testLake(join(dir.path, topic), topic),
-      viewsRoot: join(dir.path, topic, 'views'),
       version: 'v1',
       metrics,
       rollBytes: 64 * 1024,
@@ -63,7 +63,7 @@ describe('batch views do not depend on the partition count (partition count inva
     });
     expect(result!.manifest.cut.length).toBe(partitions);
     const out = new Map<string, Combined>();
-    for (const r of await readSnapshotRows(result!.rowsPath)) {
+    for (const r of await readSnapshotRows(result!.rowsPath!)) {
       const key = `${r.metric}|${r.granularity}|${r.key}|${r.window_start}`;
       const c = out.get(key) ?? { count: 0, rawCount: 0, sum: null, min: null, max: null, sketch: null };
       c.count += r.count;

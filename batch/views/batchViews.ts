@@ -51,10 +51,13 @@ import type { Logger } from '../../services/observability/logger.ts';
 import {
   SNAPSHOT_COLUMNS,
   commitBatchRun,
+  keepStagedRows,
+  runKey,
   pruneBatchRuns,
   stageBatchRun,
   type BatchRunManifest,
 } from '../../services/views/batchSnapshots.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { LakeFileAccess } from '../../services/lake/lakeFileCache.ts';
 import { FLAT_MAPPING_NAME, lakeMappingName, lakeRowsSql } from '../../services/lake/lakeLayout.ts';
 import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
@@ -66,7 +69,11 @@ const EMPTY_SKETCH = new HyperLogLog().toBase64();
 export interface RecomputeOptions {
   /** The topic's lake table. */
   lake: LakeHandle;
-  viewsRoot: string;
+  /** The shared state, where runs are published (services/views/batchSnapshots.ts). */
+  state: ObjectStore;
+  /** This host's scratch folder (runs are built there) and cache folder (their rows kept there). */
+  scratchDir: string;
+  cacheDir: string;
   version: string;
   metrics: MetricDefinitions;
   /** The version's home partition count (services/versions/versionRecord.ts): which events are misplaced. */
@@ -358,7 +365,10 @@ async function computeMetric(
 
 export interface RecomputeResult {
   manifest: BatchRunManifest;
-  rowsPath: string;
+  /** False when another batch process had already published a run of a newer lake snapshot (CURRENT only moves forward). */
+  published: boolean;
+  /** The published rows as a file on this host (undefined when not published). */
+  rowsPath: string | undefined;
 }
 
 /** Counts of the events read (duplicates included, first copies, misplaced records). */
@@ -503,7 +513,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
   const snapshot = table?.current;
   const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
   const files = filesOf(snapshot);
-  const staged = stageBatchRun(options.viewsRoot, options.version, runId);
+  const staged = stageBatchRun(options.scratchDir, options.version, runId);
   const phase = options.onPhase ?? (() => undefined);
   const defs = options.metrics.metrics;
   const totalPhases = defs.length + 2;
@@ -559,10 +569,23 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     db.closeSync();
   }
   rmSync(join(staged, '.spill'), { recursive: true, force: true });
-  commitBatchRun(options.viewsRoot, manifest);
-  pruneBatchRuns(options.viewsRoot, options.version, options.keepRuns ?? 3, options.runGraceMs ?? 10 * 60_000);
+  const { state } = options;
+  const committed = await commitBatchRun(state, staged, manifest);
+  // The rows stay readable here: in place on a local state, else as this host's cached copy.
+  const rowsPath = committed.published
+    ? (state.localPath(runKey(options.version, runId, 'rows.parquet')) ?? keepStagedRows(staged, options.cacheDir, manifest))
+    : undefined;
+  rmSync(staged, { recursive: true, force: true });
+  await pruneBatchRuns(state, options.version, options.scratchDir, options.keepRuns ?? 3, options.runGraceMs ?? 10 * 60_000);
   phase('done', totalPhases, totalPhases);
   const { rows, rawEvents, uniqueEvents, lakeFiles, durationMs } = manifest;
+  if (!committed.published) {
+    options.logger.warn(
+      { runId, current: committed.current.runId, cut: manifest.cut, currentCut: committed.current.cut },
+      'batch run not published: another batch process published a run of a newer lake snapshot first',
+    );
+    return { manifest, published: false, rowsPath: undefined };
+  }
   options.logger.info({ runId, rows, rawEvents, uniqueEvents, lakeFiles, ms: durationMs }, 'batch views published');
-  return { manifest, rowsPath: join(options.viewsRoot, options.version, 'runs', runId, 'rows.parquet') };
+  return { manifest, published: true, rowsPath };
 }

@@ -27,6 +27,7 @@ import {
 } from '../../services/config/cliOptions.ts';
 import { parseGranularity, type Granularity, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
+import { PromotionConflictError } from '../../services/versions/defaultVersion.ts';
 import { PromotionRefusedError, promoteVersion } from '../../services/versions/promotion.ts';
 import { retireVersion } from '../../services/versions/retirement.ts';
 import { readVersionDefinitions } from '../../services/versions/versionRecord.ts';
@@ -47,11 +48,9 @@ const DEFAULT_VERSION_OPTION: OptionSpec = {
 };
 const JSON_OPTION: OptionSpec = { flags: '--json', description: 'print JSON instead of a table' };
 
-function versionsInput(opts: VersionsOptions): VersionsInput {
-  const { layout } = context(opts);
+async function versionsInput(opts: VersionsOptions): Promise<VersionsInput> {
   return {
-    dataDir: layout.root,
-    viewsRoot: layout.views,
+    state: await context(opts).state(),
     fallbackDefault: opts.defaultVersion,
     thresholds: { maxLag: opts.promoteMaxLag, maxWatermarkLagMs: opts.promoteMaxWatermarkLag },
   };
@@ -68,8 +67,8 @@ const eta = (s: number | null) =>
         ? `${Math.ceil(s)}s`
         : `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
 
-function printVersions(opts: VersionsOptions): void {
-  const report = versionsReport(versionsInput(opts));
+async function printVersions(opts: VersionsOptions): Promise<void> {
+  const report = await versionsReport(await versionsInput(opts));
   if (opts.json) return void console.log(JSON.stringify(report, null, 2));
   const p = report.pointer;
   console.log(
@@ -115,9 +114,9 @@ function batchRunText(v: VersionSummary): string {
 async function promote(version: string, opts: VersionsOptions & { force?: boolean }): Promise<void> {
   let result;
   try {
-    result = await promoteVersion({ ...versionsInput(opts), version, force: opts.force === true });
+    result = await promoteVersion({ ...(await versionsInput(opts)), version, force: opts.force === true });
   } catch (err) {
-    if (err instanceof PromotionRefusedError) throw new ConfigError(err.message);
+    if (err instanceof PromotionRefusedError || err instanceof PromotionConflictError) throw new ConfigError(err.message);
     throw err;
   }
   const { pointer } = result;
@@ -134,7 +133,7 @@ async function retire(version: string, opts: VersionsOptions & { group?: string 
   try {
     const report = await retireVersion({
       log,
-      layout: ctx.layout,
+      state: await ctx.state(),
       version,
       groupId: opts.group ?? `lk-speed-${version}`,
       fallbackDefault: opts.defaultVersion,
@@ -156,9 +155,10 @@ interface DiffOptions extends VersionsOptions {
 /** Opens both versions' views (speed topic caught up, current batch run loaded) and compares them. */
 async function diff(a: string, b: string, opts: DiffOptions): Promise<void> {
   const ctx = context(opts);
-  const definitions = (v: string): MetricDefinitions | undefined => readVersionDefinitions(ctx.layout.root, v);
-  const defsA = definitions(a) ?? ctx.loadMetrics();
-  const defsB = definitions(b) ?? ctx.loadMetrics();
+  const state = await ctx.state();
+  const definitions = (v: string): Promise<MetricDefinitions | undefined> => readVersionDefinitions(state, v);
+  const defsA = (await definitions(a)) ?? (await ctx.loadMetrics());
+  const defsB = (await definitions(b)) ?? (await ctx.loadMetrics());
   let granularity: Granularity | undefined;
   if (opts.granularity !== undefined) {
     const parsed = parseGranularity(opts.granularity.toLowerCase());
@@ -176,9 +176,9 @@ async function diff(a: string, b: string, opts: DiffOptions): Promise<void> {
   const log = ctx.openLog('lk-versions-diff');
   const registry = new VersionRegistry({
     log,
-    dataDir: ctx.layout.root,
+    state,
+    cacheDir: ctx.layout.cache,
     fallbackMetrics: defsA,
-    viewsRoot: ctx.layout.views,
     batchPollMs: 1000,
     maxVersions: 2,
     logger,

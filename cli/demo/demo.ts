@@ -22,9 +22,9 @@ import type { DemoOptions } from './demoCommand.ts';
 import { errorMessage } from '../../services/errors.ts';
 import { resolveLake, type LakeHandle } from '../../services/lake/lakeLocation.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { DEFAULT_EVENTS_PARTITIONS, DEFAULT_EVENTS_TOPIC, eventTopicSpecs } from '../../services/log/topics.ts';
 import { logger } from '../../services/observability/logger.ts';
-import { batchStatusPath } from '../../services/status/batchStatus.ts';
 import { parseServeConfig } from '../../serving/config.ts';
 import { startServe, type ServeHandle } from '../../serving/http/server.ts';
 import { SpeedJob } from '../../streaming/job/speedJob.ts';
@@ -40,6 +40,8 @@ const TOPIC = DEFAULT_EVENTS_TOPIC;
 
 export interface DemoRuntime {
   dataDir: string;
+  /** The shared state (the data dir unless --state-uri). */
+  state: ObjectStore;
   topic: string;
   lake: LakeHandle;
   openLog(clientId: string): EventLog;
@@ -54,7 +56,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   // A calm console: the status line and the narration; warnings and errors still show.
   if (process.env.LK_LOG_LEVEL === undefined) logger.level = 'warn';
   const ctx = context(opts);
-  const metrics = ctx.loadMetrics(DEMO_VERSION);
+  const metrics = await ctx.loadMetrics(DEMO_VERSION);
+  const state = await ctx.state();
   const logs: EventLog[] = [];
   const openLog = (clientId: string) => {
     const log = ctx.openLog(clientId);
@@ -86,6 +89,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         version: DEMO_VERSION,
         instanceId: 'demo',
         dataDir: ctx.layout.root,
+        state,
         definitions: metrics,
         ...(opts.lakeUri !== undefined ? { lakeUri: opts.lakeUri } : {}),
       }),
@@ -97,9 +101,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       log: openLog('lk-demo-batch'),
       topic: TOPIC,
       groupId: lakeWriterGroup(TOPIC),
-      dataDir: ctx.layout.root,
+      state,
+      scratchDir: ctx.layout.scratch,
+      cacheDir: ctx.layout.cache,
       lake,
-      viewsRoot: ctx.layout.views,
       version: DEMO_VERSION,
       metrics,
       rollBytes: 32 * 1024 ** 2,
@@ -107,7 +112,6 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       logger,
       intervalMs: opts.batchInterval,
       targetFileSize: 64 * 1024 ** 2,
-      statusPath: batchStatusPath(ctx.layout.root),
       statusPort: 0,
     });
     await batch.start();
@@ -119,7 +123,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
           port: opts.port,
           host: opts.host,
           dataDir: ctx.layout.root,
-          viewsRoot: ctx.layout.views,
+          ...(opts.stateUri !== undefined ? { stateUri: opts.stateUri } : {}),
           defaultVersion: DEMO_VERSION,
           eventsTopic: TOPIC,
         },
@@ -152,7 +156,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     status = new StatusLine({ speed, batch, stream: live, serve, dataDir: ctx.layout.root });
     status.start();
     // The rides start once the main pipeline runs: they do not delay its first answers.
-    const rides = startRides(openLog, ctx.layout, seed, Math.max(1, Math.round(opts.rate / 10)), opts.batchInterval, opts.lakeUri);
+    const rides = startRides(openLog, ctx.layout, state, seed, Math.max(1, Math.round(opts.rate / 10)), opts.batchInterval, opts.lakeUri);
     parts.push({ name: 'rides', stop: async () => (await rides).stop() });
     // Broker outages are waited through by every part; only what retrying cannot fix ends the demo.
     const failed = Promise.race([
@@ -166,6 +170,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     failed.catch(() => undefined);
     const runtime: DemoRuntime = {
       dataDir: ctx.layout.root,
+      state,
       topic: TOPIC,
       lake,
       openLog,

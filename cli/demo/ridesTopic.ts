@@ -6,7 +6,6 @@
  * layer (lake writer and recompute), served by the same GraphQL endpoint. Now and then a ride
  * misses its id or carries a time that is no epoch-s: the dead-letter topic says which path.
  */
-import { join } from 'node:path';
 import { BatchService } from '../../batch/batchService.ts';
 import { lakeWriterGroup } from '../../batch/batchConfig.ts';
 import type { DataDirLayout } from '../../services/config/dataDir.ts';
@@ -15,6 +14,7 @@ import { ingestLines } from '../../services/ingest/ingest.ts';
 import type { RawLine } from '../../services/ingest/lineReader.ts';
 import { resolveLake } from '../../services/lake/lakeLocation.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
@@ -94,13 +94,15 @@ export interface Rides {
 export async function startRides(
   openLog: (clientId: string) => EventLog,
   layout: DataDirLayout,
+  /** The shared state (the data dir unless --state-uri). */
+  state: ObjectStore,
   seed: number,
   rate: number,
   batchIntervalMs: number,
   /** The demo's --lake-uri (the rides' table sits beside the events' one); undefined: `<data-dir>/lake`. */
   lakeUri: string | undefined,
 ): Promise<Rides> {
-  const definitions = readVersionDefinitions(layout.root, RIDES_VERSION) ?? parseMetricDefinitions(RIDES_METRICS, 'rides.metrics.yaml');
+  const definitions = (await readVersionDefinitions(state, RIDES_VERSION)) ?? parseMetricDefinitions(RIDES_METRICS, 'rides.metrics.yaml');
   const log = openLog('lk-demo-rides');
   const { created } = await log.createTopics(eventTopicSpecs(RIDES_TOPIC, PARTITIONS));
   const counter = { accepted: 0, rejected: 0 };
@@ -138,6 +140,7 @@ export async function startRides(
       version: RIDES_VERSION,
       instanceId: 'demo',
       dataDir: layout.root,
+      state,
       definitions,
       ...(lakeUri !== undefined ? { lakeUri } : {}),
     }),
@@ -147,9 +150,10 @@ export async function startRides(
     log: openLog('lk-demo-rides-batch'),
     topic: RIDES_TOPIC,
     groupId: lakeWriterGroup(RIDES_TOPIC),
-    dataDir: layout.root,
+    state,
+    scratchDir: layout.scratch,
+    cacheDir: layout.cache,
     lake: await resolveLake(lakeUri, layout, RIDES_TOPIC),
-    viewsRoot: layout.views,
     version: RIDES_VERSION,
     metrics: definitions,
     rollBytes: 16 * 1024 ** 2,
@@ -157,7 +161,8 @@ export async function startRides(
     logger,
     intervalMs: batchIntervalMs,
     targetFileSize: 64 * 1024 ** 2,
-    statusPath: join(layout.root, 'batch', `status-${RIDES_TOPIC}.json`),
+    // Beside the events' batch status (batch/status.json, which serving reads).
+    statusKey: `batch/status-${RIDES_TOPIC}.json`,
     statusPort: 0,
   });
   await batch.start();

@@ -4,12 +4,10 @@
  * redrawn in place every second (narration is printed above it); elsewhere (a log, CI) a plain
  * line every 15 s.
  */
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import type { BatchService } from '../../batch/batchService.ts';
 import type { ServeHandle } from '../../serving/http/server.ts';
 import type { SpeedJob } from '../../streaming/job/speedJob.ts';
 import type { LiveStream } from './demoEvents.ts';
-import { join } from 'node:path';
 
 const PLAIN_EVERY_MS = 15_000;
 
@@ -60,7 +58,7 @@ export class StatusLine {
 
   /** The status as one line (also what the tests read from a non-TTY run). */
   line(now = Date.now()): string {
-    const { speed, batch, stream, serve, dataDir } = this.s;
+    const { speed, batch, stream, serve } = this.s;
     const lines = stream.counter.lines;
     const rate = ((lines - this.lastLines) * 1000) / Math.max(1, now - this.lastAt);
     this.lastLines = lines;
@@ -68,7 +66,8 @@ export class StatusLine {
     const st = speed.snapshotStatus();
     const lag = st.partitions.reduce((n, p) => n + p.lag, 0);
     const b = batch.status();
-    const run = readCurrentBatchRun(join(dataDir, 'views'), st.version)?.manifest;
+    // The batch service's own view of the runs it published (it runs in this process).
+    const run = b.lastRun;
     const batchText = run ? `batch run ${ago(now - run.finishedAt)} ago` : 'batch: first run pending';
     const next = b.nextRunAt === null ? (run ? ', running' : '') : `, next in ${ago(b.nextRunAt - now)}`;
     return (

@@ -15,12 +15,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../services/errors.ts';
-import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { promoteVersion } from '../../services/versions/promotion.ts';
 import { readVersionDefinitions, readVersionRecord } from '../../services/versions/versionRecord.ts';
 import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { diffVersions } from '../../serving/versionDiff.ts';
 import { SpeedJob } from '../../streaming/job/speedJob.ts';
 import { defaultSpeedJobConfig } from '../../streaming/cli.ts';
@@ -48,8 +48,8 @@ export function changedMetrics(current: MetricDefinitions): MetricDefinitions {
   return parseMetricDefinitions(text, 'metrics-tour.yaml');
 }
 
-function freeVersion(dataDir: string): string {
-  for (let n = 2; ; n++) if (!readVersionRecord(dataDir, `v${n}`)) return `v${n}`;
+async function freeVersion(state: ObjectStore): Promise<string> {
+  for (let n = 2; ; n++) if (!(await readVersionRecord(state, `v${n}`))) return `v${n}`;
 }
 
 async function graphql(url: string, query: string): Promise<unknown> {
@@ -72,11 +72,10 @@ async function until(rt: DemoRuntime, check: () => boolean | Promise<boolean>): 
 /** Runs the tour; the parts it starts (the new version's job) are added to `parts` to be stopped with the demo. */
 export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name: string; stop: () => Promise<unknown> }[]): Promise<void> {
   const say = (text: string) => status.print(`\n[tour] ${text}`);
-  const layout = dataDirLayout(rt.dataDir);
   try {
-    if (!(await until(rt, () => readCurrentBatchRun(layout.views, DEMO_VERSION) !== undefined && rt.serve.ready()))) return;
-    const v1 = readVersionDefinitions(rt.dataDir, DEMO_VERSION)!;
-    const v2 = freeVersion(rt.dataDir);
+    if (!(await until(rt, async () => (await readCurrentBatchRun(rt.state, DEMO_VERSION)) !== undefined && rt.serve.ready()))) return;
+    const v1 = (await readVersionDefinitions(rt.state, DEMO_VERSION))!;
+    const v2 = await freeVersion(rt.state);
     const changed = changedMetrics(v1);
     const file = join(rt.dataDir, 'demo', `metrics-${v2}.yaml`);
     writeFileSync(file, changed.text);
@@ -98,6 +97,7 @@ export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name
         version: v2,
         instanceId: 'demo-tour',
         dataDir: rt.dataDir,
+        state: rt.state,
         definitions: changed,
         origin: start.origin,
         maxRate: TOUR_REPLAY_RATE,
@@ -125,7 +125,7 @@ export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name
 
     say(`3/5 ${v2}'s batch view: from the one lake, with ${v2}'s own metric file (lk batch run --version ${v2}).`);
     await rt.batch.recomputeNow();
-    if (!(await until(rt, () => readCurrentBatchRun(layout.views, v2) !== undefined))) return;
+    if (!(await until(rt, async () => (await readCurrentBatchRun(rt.state, v2)) !== undefined))) return;
 
     say(`4/5 ${DEMO_VERSION} and ${v2} side by side, window by window (lk versions diff ${DEMO_VERSION} ${v2}):`);
     const [ra, rb] = await Promise.all([rt.serve.registry.whenReady(DEMO_VERSION), rt.serve.registry.whenReady(v2)]);
@@ -147,12 +147,12 @@ export async function runTour(rt: DemoRuntime, status: StatusLine, parts: { name
     }
 
     say(`5/5 Promote ${v2} (lk promote ${v2}): serving switches atomically once ${v2}'s views are open.`);
-    await promoteVersion({ dataDir: rt.dataDir, viewsRoot: layout.views, fallbackDefault: DEMO_VERSION, version: v2 });
+    await promoteVersion({ state: rt.state, fallbackDefault: DEMO_VERSION, version: v2 });
     await rt.serve.defaults.poll();
     const question = `{ metrics { name } total(metric: "impressions_by_campaign", from: "${new Date(Date.now() - 86_400_000).toISOString()}", to: "${new Date(Date.now() + 3_600_000).toISOString()}") { version count } }`;
     status.print(`[tour]     GraphQL now: ${JSON.stringify(await graphql(rt.serve.url, question))}`);
     say(`   Roll back (lk promote ${DEMO_VERSION}):`);
-    await promoteVersion({ dataDir: rt.dataDir, viewsRoot: layout.views, fallbackDefault: DEMO_VERSION, version: DEMO_VERSION });
+    await promoteVersion({ state: rt.state, fallbackDefault: DEMO_VERSION, version: DEMO_VERSION });
     await rt.serve.defaults.poll();
     status.print(`[tour]     GraphQL now: ${JSON.stringify(await graphql(rt.serve.url, question))}`);
     say(

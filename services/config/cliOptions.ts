@@ -4,11 +4,12 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import { dataDirLayout, type DataDirLayout } from './dataDir.ts';
+import { dataDirLayout, describeState, openSharedState, type DataDirLayout } from './dataDir.ts';
 import { parseDuration } from './durations.ts';
 import type { EventLog } from '../log/eventLog.ts';
 import { openLog } from '../log/openLog.ts';
 import { loadMetricDefinitions, type MetricDefinitions } from '../metrics/definitions.ts';
+import type { ObjectStore } from '../storage/objectStore.ts';
 import { VERSION_NAME_RULE, isVersionName } from '../versions/versionName.ts';
 import { readVersionDefinitions } from '../versions/versionRecord.ts';
 
@@ -19,6 +20,8 @@ export interface CommonOptions {
   /** Undefined: the job version's own copy when it has one, else ./metrics.yaml. */
   metrics?: string;
   dataDir: string;
+  /** Where instances share state (services/config/dataDir.ts); undefined: the data dir. */
+  stateUri?: string;
 }
 
 const DEFAULT_METRICS_FILE = './metrics.yaml';
@@ -42,34 +45,54 @@ export function addCommonOptions(cmd: Command): Command {
         .default(undefined, `the job version's own copy, else ${DEFAULT_METRICS_FILE}`),
     )
     .addOption(
-      new Option('--data-dir <dir>', 'where the platform keeps its files (embedded log, checkpoints, lake, views)')
+      new Option(
+        '--data-dir <dir>',
+        "this host's own files: the embedded log, scratch files, caches; and the shared state and the lake unless --state-uri and --lake-uri say otherwise",
+      )
         .env('LK_DATA_DIR')
         .default('./data'),
+    )
+    .addOption(
+      new Option(
+        '--state-uri <uri>',
+        'where instances on every host share state (checkpoints, savepoints, versions, batch views, status): a local folder or s3://bucket/prefix (S3 settings: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)',
+      )
+        .env('LK_STATE_URI')
+        .default(undefined, 'the data dir'),
     );
 }
 
 export interface Context {
   options: CommonOptions;
   layout: DataDirLayout;
+  /** The shared state (`--state-uri`, else the data dir), opened once. */
+  state(): Promise<ObjectStore>;
+  /** Where the shared state is, for messages. */
+  stateLocation: string;
   openLog(clientId?: string): EventLog;
   /**
    * The metric definitions: --metrics when given (a job version then refuses a file that is not
    * its own, services/versions/versionRecord.ts); else the version's own copy, kept since it was
    * created; else ./metrics.yaml.
    */
-  loadMetrics(version?: string): MetricDefinitions;
+  loadMetrics(version?: string): Promise<MetricDefinitions>;
 }
 
 export function context(options: CommonOptions): Context {
   const layout = dataDirLayout(options.dataDir);
+  const stateLocation = describeState(options.stateUri, layout);
+  let state: Promise<ObjectStore> | undefined;
+  const openState = () => (state ??= openSharedState(options.stateUri, layout));
   return {
     options,
     layout,
+    state: openState,
+    stateLocation,
     openLog: (clientId) =>
       openLog({ brokers: options.brokers, kafkaConfig: options.kafkaConfig, embeddedDir: layout.log, ...(clientId ? { clientId } : {}) }),
-    loadMetrics: (version) => {
+    loadMetrics: async (version) => {
       if (options.metrics !== undefined) return loadMetricDefinitions(options.metrics);
-      const own = version === undefined ? undefined : readVersionDefinitions(layout.root, version);
+      const own = version === undefined ? undefined : await readVersionDefinitions(await openState(), version);
       return own ?? loadMetricDefinitions(DEFAULT_METRICS_FILE);
     },
   };

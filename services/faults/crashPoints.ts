@@ -25,9 +25,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Every crash point, with the step it stops before or after. */
 export const CRASH_POINTS = {
-  // Speed layer checkpoint: two-phase commit with the Kafka transaction as commit point (partitionTask.ts).
-  'speed.checkpoint.before-snapshot-rename': 'the snapshot is durable under a temporary name, not yet renamed into place',
-  'speed.checkpoint.snapshot-written': 'the snapshot is in place; the transaction is not begun',
+  // Speed layer checkpoint: two-phase commit with the Kafka transaction as commit point (partitionTask.ts), the snapshot on the shared store.
+  'speed.checkpoint.before-snapshot-put': 'the capture is taken (its rows left the state); its snapshot is not created in the store',
+  'speed.checkpoint.snapshot-written': 'the snapshot is created in the store (create-only); the transaction is not begun',
   'speed.checkpoint.rows-sent': 'the view rows are sent in the open transaction; the offsets are not',
   'speed.checkpoint.offsets-sent': 'rows and offsets are in the transaction; it is not committed',
   'speed.checkpoint.committed': 'the transaction is committed; old snapshots are not pruned',
@@ -44,19 +44,19 @@ export const CRASH_POINTS = {
   'lake.vacuum.deleted': 'expired and orphaned files are deleted; the VACUUM END commit is not written',
   // Migration of a _lake_log lake: the Delta log's version 0 written, then its checkpoint and a marker in the old log.
   'lake.migration.converted': "the Delta log's version 0 lists the old files; its checkpoint and the old log's marker are not written",
-  // Batch views: a run directory renamed into runs/, then the CURRENT pointer swapped (batchSnapshots.ts).
-  'batch.run.rows-written': 'rows.parquet is written in the staging directory; run.json is not',
-  'batch.run.renamed': 'the run is in runs/; CURRENT still names the previous run',
-  'batch.run.before-current-rename': 'the new CURRENT is durable under a temporary name',
+  // Batch views: a run's objects created in the shared state, then CURRENT moved forward by compare-and-swap (batchSnapshots.ts).
+  'batch.run.rows-written': 'rows.parquet is written in the local staging folder; nothing is in the shared state',
+  'batch.run.placed': "the run's rows.parquet and run.json are in runs/; CURRENT still names the previous run",
+  'batch.run.before-current-swap': 'CURRENT was read and the new run covers it; the compare-and-swap is not sent',
   'batch.run.current-swapped': 'CURRENT names the new run; old runs are not pruned',
   // Embedded log transactions: a redo log renamed into place is the commit point (embeddedLog.ts).
   'embedded.txn.before-redo-rename': 'the redo log is durable under a temporary name: not committed',
   'embedded.txn.redo-committed': 'the redo log is in place (committed), nothing applied',
   'embedded.txn.partly-applied': 'the first partition of the transaction is appended, the rest are not',
   'embedded.txn.records-applied': 'every record is appended; the group offsets are not committed',
-  // Promotion: the default-version pointer replaced by rename (services/versions/defaultVersion.ts).
-  'versions.promote.before-rename': 'the new DEFAULT pointer is durable under a temporary name; the old one is in place',
-  'versions.promote.renamed': 'the new DEFAULT pointer is in place; nothing else has seen it yet',
+  // Promotion: the default-version pointer replaced by compare-and-swap (services/versions/defaultVersion.ts).
+  'versions.promote.before-swap': 'the pointer was read and the checks passed; the compare-and-swap is not sent',
+  'versions.promote.swapped': 'the new DEFAULT pointer is in place; nothing else has seen it yet',
   // Replay from the lake (streaming/replay/lakeReplay.ts): lake events checkpointed, then Kafka from the same offset.
   'replay.lake.checkpointed': 'a checkpoint of lake events is committed; the lake is not finished',
   'replay.lake.handed-over': 'every partition is checkpointed at the end of the lake; Kafka is not read yet',

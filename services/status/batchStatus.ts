@@ -1,12 +1,13 @@
 /**
  * The batch service's status file, a contract between the batch layer (which writes it about once
- * a second, atomically) and serving: `<data-dir>/batch/status.json`. Every instant is epoch
- * milliseconds.
+ * a second, whole) and serving: `batch/status.json` in the shared state (`--state-uri`). Every
+ * instant is epoch milliseconds.
  */
-import { join } from 'node:path';
 import { z } from 'zod';
+import { STATE_KEYS } from '../config/dataDir.ts';
+import type { ObjectStore } from '../storage/objectStore.ts';
 import { batchRunManifestSchema } from '../views/batchSnapshots.ts';
-import { readStatusFile, type StatusRead } from './speedStatus.ts';
+import { readStatusObject, type StatusRead } from './speedStatus.ts';
 
 export const batchStatusSchema = z.object({
   version: z.string(),
@@ -25,13 +26,9 @@ export const batchStatusSchema = z.object({
 });
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
 
-export function batchStatusPath(dataDir: string): string {
-  return join(dataDir, 'batch', 'status.json');
-}
+export const BATCH_STATUS_KEY = STATE_KEYS.batchStatus;
 
 /** The batch service's status, undefined when no service has written one. */
-export function readBatchStatus(dataDir: string): StatusRead<BatchStatus> | undefined {
-  const read = readStatusFile(batchStatusPath(dataDir), batchStatusSchema);
-  if (read.error?.includes('ENOENT')) return undefined;
-  return read;
+export async function readBatchStatus(state: ObjectStore): Promise<StatusRead<BatchStatus> | undefined> {
+  return readStatusObject(state, BATCH_STATUS_KEY, batchStatusSchema);
 }

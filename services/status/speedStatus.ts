@@ -1,16 +1,18 @@
 /**
  * The speed layer's status file, a contract between the speed layer (which writes it about once a
- * second, atomically) and serving (whose `pipeline` query and reconciliation read it):
- * `<data-dir>/speed/status/<version>-<instanceId>.json`, one per speed instance.
+ * second, whole) and serving, `lk versions` and promotion (which read it):
+ * `speed/status/<version>-<instanceId>.json` in the shared state (`--state-uri`), one per speed
+ * instance, so that instances on every host are seen wherever the state is read.
  *
  * Every instant is epoch milliseconds: wall-clock stamps (`updatedAt`, `lastCheckpoint.at`) and
  * event-time watermarks alike. Readers validate with `speedStatusSchema` and report a file they
  * cannot read with its path and reason, never ignore it.
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
+import { STATE_KEYS } from '../config/dataDir.ts';
 import { errorMessage } from '../errors.ts';
+import { parseJsonText } from '../storage/jsonFile.ts';
+import { listAll, type ObjectStore } from '../storage/objectStore.ts';
 
 const count = z.number().finite().nonnegative();
 const instant = z.number().finite();
@@ -57,47 +59,38 @@ export const speedStatusSchema = z.object({
 });
 export type SpeedStatus = z.infer<typeof speedStatusSchema>;
 
-export function speedStatusDir(dataDir: string): string {
-  return join(dataDir, 'speed', 'status');
-}
-
-export function speedStatusPath(dataDir: string, version: string, instanceId: string): string {
-  return join(speedStatusDir(dataDir), `${version}-${instanceId}.json`);
+export function speedStatusKey(version: string, instanceId: string): string {
+  return `${STATE_KEYS.speedStatus}/${version}-${instanceId}.json`;
 }
 
 export interface StatusRead<T> {
+  /** The object's key in the shared state. */
+  key: string;
+  /** Where it is, for messages (`s3://bucket/prefix/speed/status/v1-a.json` or a path). */
   path: string;
   status?: T;
   error?: string;
 }
 
-/** Reads one status file against its schema: the status, or why it could not be read. */
-export function readStatusFile<T>(path: string, schema: z.ZodType<T>): StatusRead<T> {
+/** Reads one status object against its schema: the status, or why it could not be read (undefined: there is none). */
+export async function readStatusObject<T>(state: ObjectStore, key: string, schema: z.ZodType<T>): Promise<StatusRead<T> | undefined> {
+  const path = `${state.location}/${key}`;
   try {
-    const parsed = schema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return { path, error: `${issue.path.join('.') || '(root)'}: ${issue.message}` };
-    }
-    return { path, status: parsed.data };
+    const object = await state.get(key);
+    if (!object) return undefined;
+    return { key, path, status: parseJsonText(object.bytes.toString('utf8'), schema, 'a status', path) };
   } catch (err) {
-    return { path, error: errorMessage(err) };
+    return { key, path, error: errorMessage(err) };
   }
 }
 
-/** The status of every speed instance of `version` (files named `<version>-<instanceId>.json`). */
-export function readSpeedStatuses(dataDir: string, version: string): StatusRead<SpeedStatus>[] {
-  const dir = speedStatusDir(dataDir);
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
-    .filter((n) => n.startsWith(`${version}-`) && n.endsWith('.json'))
-    .map((n) => readStatusFile(join(dir, n), speedStatusSchema))
-    .filter((r) => r.status === undefined || r.status.version === version);
+/** The status of every speed instance of `version` (objects named `<version>-<instanceId>.json`). */
+export async function readSpeedStatuses(state: ObjectStore, version: string): Promise<StatusRead<SpeedStatus>[]> {
+  const listed = await listAll(state, `${STATE_KEYS.speedStatus}/${version}-`);
+  const reads = await Promise.all(
+    listed.filter((o) => o.key.endsWith('.json')).map((o) => readStatusObject(state, o.key, speedStatusSchema)),
+  );
+  return reads.filter((r): r is StatusRead<SpeedStatus> => r !== undefined && (r.status === undefined || r.status.version === version));
 }
 
 /** What readers (serving, `lk versions`, promotion) make of one version's status files: one entry per input partition. */

@@ -1,15 +1,15 @@
 /**
  * Promotion: make a job version the default, after the checks of versionStates.ts, or without
- * them when forced (each skipped check is recorded in the pointer). One promotion at a time:
- * `<data-dir>/versions/promote.lock` serialises the CLI and every serving process, so that two
- * promotions never both read generation n and both write n + 1.
+ * them when forced (each skipped check is recorded in the pointer). The pointer is read first,
+ * with its ETag; the checks are made against it; the new pointer is written only if it is still
+ * the one read (defaultVersion.ts). So two promotions at once, from the CLI and any serving
+ * process on any host, never both read generation n and both write n + 1: one wins, the other
+ * fails with PromotionConflictError and changes nothing. No lock is held, so a promotion killed
+ * half-way blocks no one.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { acquireLock, releaseLock } from '../storage/fileLock.ts';
-import { currentDefaultVersion, writeDefaultVersion, type DefaultVersion } from './defaultVersion.ts';
-import { readVersionRecord, versionsRoot } from './versionRecord.ts';
+import { readDefaultVersionObject, swapDefaultVersion, type DefaultVersion } from './defaultVersion.ts';
+import { readVersionRecord } from './versionRecord.ts';
 import { promotionRefusals, type VersionsInput } from './versionStates.ts';
 
 export class PromotionRefusedError extends ConfigError {
@@ -38,19 +38,15 @@ export interface PromoteResult {
 }
 
 export async function promoteVersion(request: PromoteRequest): Promise<PromoteResult> {
-  const record = readVersionRecord(request.dataDir, request.version);
+  const { state } = request;
+  const record = await readVersionRecord(state, request.version);
   if (record?.retiredAt) throw new PromotionRefusedError(request.version, [`it was retired at ${record.retiredAt}`]);
-  mkdirSync(versionsRoot(request.dataDir), { recursive: true });
-  const lock = join(versionsRoot(request.dataDir), 'promote.lock');
-  await acquireLock(lock, 10_000);
-  try {
-    const reasons = promotionRefusals(request, request.version);
-    if (!record) throw new PromotionRefusedError(request.version, reasons);
-    if (reasons.length > 0 && !request.force) throw new PromotionRefusedError(request.version, reasons);
-    const before = currentDefaultVersion(request.dataDir, request.fallbackDefault);
-    const pointer = writeDefaultVersion(request.dataDir, request.version, request.fallbackDefault, reasons);
-    return { pointer, skipped: reasons, changed: before !== request.version };
-  } finally {
-    releaseLock(lock);
-  }
+  // The pointer the checks and the swap are made against.
+  const seen = await readDefaultVersionObject(state);
+  const reasons = await promotionRefusals(request, request.version, seen?.value);
+  if (!record) throw new PromotionRefusedError(request.version, reasons);
+  if (reasons.length > 0 && !request.force) throw new PromotionRefusedError(request.version, reasons);
+  const before = seen?.value.version ?? request.fallbackDefault;
+  const pointer = await swapDefaultVersion(state, seen, request.version, request.fallbackDefault, reasons);
+  return { pointer, skipped: reasons, changed: before !== request.version };
 }

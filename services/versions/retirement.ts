@@ -9,20 +9,21 @@
  * is marked retired before anything is deleted, so a retirement interrupted half-way leaves a
  * retired version with leftovers, and running the command again deletes the rest.
  */
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import type { DataDirLayout } from '../config/dataDir.ts';
 import type { EventLog } from '../log/eventLog.ts';
+import { listAll, type ObjectStore } from '../storage/objectStore.ts';
 import { readSpeedStatuses } from '../status/speedStatus.ts';
+import { batchViewsPrefix } from '../views/batchSnapshots.ts';
 import { speedViewTopic } from '../views/viewRow.ts';
+import { checkpointsPrefix } from '../config/dataDir.ts';
 import { currentDefaultVersion } from './defaultVersion.ts';
-import { markRetired, readVersionRecord, versionsRoot } from './versionRecord.ts';
+import { markRetired, readVersionRecord, versionsLocation } from './versionRecord.ts';
 import { STATUS_STALE_MS } from './versionStates.ts';
 
 export interface RetireRequest {
   log: EventLog;
-  layout: DataDirLayout;
+  /** The shared state (`--state-uri`). */
+  state: ObjectStore;
   version: string;
   /** The speed job's consumer group (lk-speed-<version> unless it ran with --group). */
   groupId: string;
@@ -38,22 +39,22 @@ export interface RetireReport {
 }
 
 export async function retireVersion(r: RetireRequest): Promise<RetireReport> {
-  const { log, layout, version } = r;
-  const record = readVersionRecord(layout.root, version);
-  if (!record) throw new ConfigError(`no job version "${version}" in ${versionsRoot(layout.root)}`);
-  const live = currentDefaultVersion(layout.root, r.fallbackDefault);
+  const { log, state, version } = r;
+  const record = await readVersionRecord(state, version);
+  if (!record) throw new ConfigError(`no job version "${version}" in ${versionsLocation(state)}`);
+  const live = await currentDefaultVersion(state, r.fallbackDefault);
   if (live === version) {
     throw new ConfigError(`"${version}" is the default version: promote another version first (lk promote <version>), then retire it`);
   }
   const now = r.now ?? Date.now();
-  const running = readSpeedStatuses(layout.root, version).filter(
+  const running = (await readSpeedStatuses(state, version)).filter(
     (s) => s.status && s.status.ready && now - s.status.updatedAt <= STATUS_STALE_MS,
   );
   if (running.length > 0) {
     const ids = running.map((s) => `${s.status!.instanceId} (pid ${s.status!.pid})`).join(', ');
     throw new ConfigError(`speed instances of "${version}" are still running: ${ids}; stop them first (SIGTERM), then retire it`);
   }
-  const retired = record.retiredAt === null ? markRetired(layout.root, version) : record;
+  const retired = record.retiredAt === null ? await markRetired(state, version) : record;
   const deleted: string[] = [];
   const topic = speedViewTopic(version);
   if ((await log.listTopics()).includes(topic)) {
@@ -62,16 +63,17 @@ export async function retireVersion(r: RetireRequest): Promise<RetireReport> {
   }
   await log.deleteGroups([r.groupId]);
   deleted.push(`consumer group ${r.groupId}`);
-  for (const [what, dir] of [
-    ['checkpoints', join(layout.checkpoints, version)],
-    ['batch views', join(layout.views, version)],
+  for (const [what, prefix] of [
+    ['checkpoints', checkpointsPrefix(version)],
+    ['batch views', batchViewsPrefix(version)],
   ] as const) {
-    if (existsSync(dir)) {
-      rmSync(dir, { recursive: true, force: true });
-      deleted.push(`${what} ${dir}`);
+    const objects = await listAll(state, `${prefix}/`);
+    if (objects.length > 0) {
+      for (const o of objects) await state.delete(o.key);
+      deleted.push(`${what} ${state.location}/${prefix} (${objects.length} objects)`);
     }
   }
   // Only files that say they are this version's ("v2-" also begins the files of "v2-b").
-  for (const s of readSpeedStatuses(layout.root, version)) if (s.status?.version === version) rmSync(s.path, { force: true });
+  for (const s of await readSpeedStatuses(state, version)) if (s.status?.version === version) await state.delete(s.key);
   return { version, retiredAt: retired.retiredAt!, deleted };
 }

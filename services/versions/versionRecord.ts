@@ -1,28 +1,33 @@
 /**
  * Job versions (Kappa reprocessing: a changed metric file is replayed into a new version, checked,
- * then promoted). The record of a version, `<data-dir>/versions/<version>/version.json`, holds what
- * every layer working for the version must agree on; it is created once, exclusively, by whichever
- * layer starts the version first (`lk replay`, `lk speed`, `lk batch`), and read by the others:
+ * then promoted). The record of a version, `versions/<version>/version.json` in the shared state
+ * (`--state-uri`: a local folder or an S3 bucket), holds what every layer working for the version
+ * must agree on; it is created once, create-only, by whichever layer starts the version first
+ * (`lk replay`, `lk speed`, `lk batch`), on whichever host, and read by the others:
  *
  * - `metrics`: the SHA-256 of the version's metric file, whose exact text is kept beside the record
- *   (`metrics.yaml`). Every later command for the version (a speed restart, a batch run, serving)
- *   uses these definitions; a command given a different file is refused with the reason: a
- *   version's definitions never change (replay a changed file into a new version);
+ *   under a name that holds its hash (`metrics-<sha256>.yaml`; `metrics.yaml` in versions created
+ *   before the state could be shared). Every later command for the version (a speed restart, a
+ *   batch run, serving) uses these definitions; a command given a different file is refused with
+ *   the reason: a version's definitions never change (replay a changed file into a new version);
  * - `homePartitions`: the events topic's partition count when the version was created. An event's
  *   home partition is its id's partition among them (services/log/partitioner.ts); the speed and
  *   batch layers both mark events found elsewhere as misplaced, with the same count even after the
  *   topic's partitions were raised;
  * - `origin`: where the version's speed job started reading (a replay's `--from`), for progress;
  * - `retiredAt`: set by `lk versions retire` (its topic, checkpoints, group and views are gone).
+ *
+ * Two hosts creating one version at once: each writes its metric file under its own hash (the
+ * same name holds the same text, so a second write changes nothing), then creates the record
+ * create-only (If-None-Match). Exactly one record wins; the loser reads it and is refused if its
+ * file is not the winner's. A record is never replaced except by a compare-and-swap (retirement),
+ * so a version's record, once read, names a metric file that exists.
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, InfrastructureError } from '../errors.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../metrics/definitions.ts';
-import { readJsonFile } from '../storage/jsonFile.ts';
-import { createFileExclusiveSync, writeFileAtomicSync } from '../storage/atomicFile.ts';
-
+import { readStoredJson, type StoredJson } from '../storage/jsonFile.ts';
+import { getText, listAll, type ObjectStore } from '../storage/objectStore.ts';
 import { metricDifferences, metricsFingerprint } from './metricChanges.ts';
 import { isVersionName, versionNameSchema } from './versionName.ts';
 
@@ -60,50 +65,60 @@ export const versionRecordSchema = z.object({
 });
 export type VersionRecord = z.infer<typeof versionRecordSchema>;
 
-export function versionsRoot(dataDir: string): string {
-  return join(dataDir, 'versions');
+/** Where the versions are in the shared state. */
+export const VERSIONS_PREFIX = 'versions';
+
+export function versionRecordKey(version: string): string {
+  return `${VERSIONS_PREFIX}/${version}/version.json`;
 }
 
-export function versionDir(dataDir: string, version: string): string {
-  return join(versionsRoot(dataDir), version);
+/** The version's own copy of its metric file, named by its hash (undefined hash: the name of older versions). */
+export function versionMetricsKey(version: string, sha256?: string): string {
+  return `${VERSIONS_PREFIX}/${version}/${sha256 === undefined ? 'metrics.yaml' : `metrics-${sha256}.yaml`}`;
 }
 
-export function versionRecordPath(dataDir: string, version: string): string {
-  return join(versionDir(dataDir, version), 'version.json');
+/** Where `lk` says the versions are, in messages. */
+export function versionsLocation(state: ObjectStore): string {
+  return `${state.location}/${VERSIONS_PREFIX}`;
 }
 
-/** The version's own copy of its metric file. */
-export function versionMetricsPath(dataDir: string, version: string): string {
-  return join(versionDir(dataDir, version), 'metrics.yaml');
+async function readRecordObject(state: ObjectStore, version: string): Promise<StoredJson<VersionRecord> | undefined> {
+  return readStoredJson(state, versionRecordKey(version), versionRecordSchema, 'a version record');
 }
 
-export function readVersionRecord(dataDir: string, version: string): VersionRecord | undefined {
-  return readJsonFile(versionRecordPath(dataDir, version), versionRecordSchema, 'a version record');
+export async function readVersionRecord(state: ObjectStore, version: string): Promise<VersionRecord | undefined> {
+  return (await readRecordObject(state, version))?.value;
 }
 
 /** Every version with a record, oldest first. */
-export function listVersionRecords(dataDir: string): VersionRecord[] {
-  let names: string[];
-  try {
-    names = readdirSync(versionsRoot(dataDir));
-  } catch {
-    return [];
-  }
-  return names
-    .filter(isVersionName)
-    .flatMap((n) => {
-      const r = readVersionRecord(dataDir, n);
-      return r ? [r] : [];
-    })
+export async function listVersionRecords(state: ObjectStore): Promise<VersionRecord[]> {
+  const names = (await listAll(state, `${VERSIONS_PREFIX}/`))
+    .map((o) => /^versions\/([^/]+)\/version\.json$/.exec(o.key)?.[1])
+    .filter((n): n is string => n !== undefined && isVersionName(n));
+  const records = await Promise.all(names.map((n) => readVersionRecord(state, n)));
+  return records
+    .filter((r): r is VersionRecord => r !== undefined)
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.version.localeCompare(b.version));
 }
 
+/** The text of the version's metric file copy, with where it was read. */
+async function readStoredMetrics(state: ObjectStore, record: VersionRecord): Promise<{ text: string; where: string }> {
+  // The hash-named copy; versions created before it have metrics.yaml.
+  for (const key of [versionMetricsKey(record.version, record.metricsSha256), versionMetricsKey(record.version)]) {
+    const text = await getText(state, key);
+    if (text !== undefined) return { text, where: `${state.location}/${key}` };
+  }
+  throw new InfrastructureError(
+    `the metric file of version "${record.version}" is missing from ${versionsLocation(state)}/${record.version} (its record names sha256 ${record.metricsSha256})`,
+  );
+}
+
 /** The definitions a version was created with (undefined for a version of before the copies were kept). */
-export function readVersionDefinitions(dataDir: string, version: string): MetricDefinitions | undefined {
-  const record = readVersionRecord(dataDir, version);
+export async function readVersionDefinitions(state: ObjectStore, version: string): Promise<MetricDefinitions | undefined> {
+  const record = await readVersionRecord(state, version);
   if (!record?.metricsSha256) return undefined;
-  const path = versionMetricsPath(dataDir, version);
-  return parseMetricDefinitions(readFileSync(path, 'utf8'), path);
+  const { text, where } = await readStoredMetrics(state, record);
+  return parseMetricDefinitions(text, where);
 }
 
 export interface NewVersion {
@@ -114,22 +129,15 @@ export interface NewVersion {
   origin?: VersionOrigin;
 }
 
-function writeRecord(dataDir: string, record: VersionRecord, exclusive: boolean): boolean {
-  const text = `${JSON.stringify(record, null, 2)}\n`;
-  if (exclusive) return createFileExclusiveSync(versionRecordPath(dataDir, record.version), text);
-  writeFileAtomicSync(versionRecordPath(dataDir, record.version), text);
-  return true;
-}
-
 /**
  * The version's record, created now when it has none (its metric file copied first, then the
- * record created exclusively: a record always has its copy). An existing record must be for the
+ * record created create-only: a record always has its copy). An existing record must be for the
  * same topic and the same metric file, else the command is refused with the reason.
  */
-export function ensureVersionRecord(dataDir: string, init: NewVersion): VersionRecord {
-  let record = readVersionRecord(dataDir, init.version);
+export async function ensureVersionRecord(state: ObjectStore, init: NewVersion): Promise<VersionRecord> {
+  let record = await readVersionRecord(state, init.version);
   if (!record) {
-    writeFileAtomicSync(versionMetricsPath(dataDir, init.version), init.metrics.text);
+    await state.put(versionMetricsKey(init.version, init.metrics.sha256), init.metrics.text, { ifAbsent: true });
     const fresh: VersionRecord = {
       version: init.version,
       topic: init.topic,
@@ -139,16 +147,17 @@ export function ensureVersionRecord(dataDir: string, init: NewVersion): VersionR
       origin: init.origin ?? LIVE_ORIGIN,
       retiredAt: null,
     };
-    writeRecord(dataDir, fresh, true);
-    // Lost the race to another layer: its record is the version's.
-    record = readVersionRecord(dataDir, init.version)!;
+    const created = await state.put(versionRecordKey(init.version), `${JSON.stringify(fresh, null, 2)}\n`, { ifAbsent: true });
+    // Lost the race to another layer or host: its record is the version's.
+    record = created.ok ? fresh : await readVersionRecord(state, init.version);
+    if (!record) throw new InfrastructureError(`the record of version "${init.version}" vanished right after it was created`);
   }
-  checkVersionMatches(dataDir, record, init);
+  await checkVersionMatches(state, record, init);
   return record;
 }
 
 /** Refuses a record of another topic, a retired version, or a metric file that is not the version's. */
-export function checkVersionMatches(dataDir: string, record: VersionRecord, init: NewVersion): void {
+export async function checkVersionMatches(state: ObjectStore, record: VersionRecord, init: NewVersion): Promise<void> {
   if (record.topic !== init.topic) {
     throw new ConfigError(
       `job version "${init.version}" was created for topic "${record.topic}", not "${init.topic}"; use another --version for another topic`,
@@ -160,22 +169,28 @@ export function checkVersionMatches(dataDir: string, record: VersionRecord, init
     );
   }
   if (record.metricsSha256 === undefined || record.metricsSha256 === init.metrics.sha256) return;
-  const stored = versionMetricsPath(dataDir, record.version);
-  const theirs = parseMetricDefinitions(readFileSync(stored, 'utf8'), stored);
+  const { text, where } = await readStoredMetrics(state, record);
+  const theirs = parseMetricDefinitions(text, where);
   // Comments, layout and descriptions may differ: what is computed may not.
   if (metricsFingerprint(theirs.metrics) === metricsFingerprint(init.metrics.metrics)) return;
   const why = metricDifferences(theirs.metrics, init.metrics.metrics);
   throw new ConfigError(
-    `${init.metrics.source} is not the metric file of version "${record.version}" (${stored}, sha256 ${record.metricsSha256.slice(0, 12)})` +
+    `${init.metrics.source} is not the metric file of version "${record.version}" (${where}, sha256 ${record.metricsSha256.slice(0, 12)})` +
       `${why.length > 0 ? `: ${why.join('; ')}` : ''}. A version's metric definitions never change: replay the new file into a new version (lk replay --version <new> --metrics ${init.metrics.source} --from earliest), or leave out --metrics to use the version's own copy`,
   );
 }
 
-/** Marks a version retired (its record stays, so that `lk versions` lists it). */
-export function markRetired(dataDir: string, version: string): VersionRecord {
-  const record = readVersionRecord(dataDir, version);
-  if (!record) throw new ConfigError(`no job version "${version}" in ${versionsRoot(dataDir)}`);
-  const retired = { ...record, retiredAt: new Date().toISOString() };
-  writeRecord(dataDir, retired, false);
-  return retired;
+/**
+ * Marks a version retired (its record stays, so that `lk versions` lists it): a compare-and-swap
+ * on the record, so that a retirement never undoes anything written meanwhile.
+ */
+export async function markRetired(state: ObjectStore, version: string): Promise<VersionRecord> {
+  for (;;) {
+    const current = await readRecordObject(state, version);
+    if (!current) throw new ConfigError(`no job version "${version}" in ${versionsLocation(state)}`);
+    if (current.value.retiredAt !== null) return current.value;
+    const retired = { ...current.value, retiredAt: new Date().toISOString() };
+    const put = await state.put(versionRecordKey(version), `${JSON.stringify(retired, null, 2)}\n`, { ifMatch: current.etag });
+    if (put.ok) return retired;
+  }
 }

@@ -13,8 +13,9 @@
  * Progress of a replay is by offsets: done = position - start offset, summed over partitions,
  * against end offset - start offset; the ETA divides what is left by the instances' event rate.
  */
+import type { ObjectStore } from '../storage/objectStore.ts';
 import { readCurrentBatchRun, type BatchRunManifest } from '../views/batchSnapshots.ts';
-import { readSpeedStatuses, speedPartitions, type SpeedPartitionStatus } from '../status/speedStatus.ts';
+import { readSpeedStatuses, speedPartitions, type SpeedPartitionStatus, type SpeedStatus, type StatusRead } from '../status/speedStatus.ts';
 import { readDefaultVersion, type DefaultVersion } from './defaultVersion.ts';
 import { listVersionRecords, readVersionRecord, type VersionRecord } from './versionRecord.ts';
 
@@ -74,17 +75,20 @@ export interface VersionsReport {
 }
 
 export interface VersionsInput {
-  dataDir: string;
-  viewsRoot: string;
+  /** The shared state (`--state-uri`): records, pointer, status files, batch views. */
+  state: ObjectStore;
   /** The default when no version was ever promoted (serving's --version, v1). */
   fallbackDefault: string;
   thresholds?: PromotionThresholds;
   now?: number;
 }
 
-function summarize(record: VersionRecord, input: VersionsInput, defaultVersion: string, now: number): VersionSummary {
+async function summarize(record: VersionRecord, input: VersionsInput, defaultVersion: string, now: number): Promise<VersionSummary> {
   const thresholds = input.thresholds ?? DEFAULT_PROMOTION_THRESHOLDS;
-  const statuses = readSpeedStatuses(input.dataDir, record.version);
+  const [statuses, batchRun] = await Promise.all([
+    readSpeedStatuses(input.state, record.version),
+    readCurrentBatchRun(input.state, record.version),
+  ]);
   const fresh = statuses.filter((s) => s.status !== undefined && s.status.ready && now - s.status.updatedAt <= STATUS_STALE_MS);
   const partitions = speedPartitions(fresh).map((p) => toPartition(p, fresh));
   const eventsPerSecond = fresh.reduce((n, s) => n + (s.status?.eventsPerSecond ?? 0), 0);
@@ -128,11 +132,11 @@ function summarize(record: VersionRecord, input: VersionsInput, defaultVersion: 
     total,
     percent,
     etaSeconds,
-    lastBatchRun: readCurrentBatchRun(input.viewsRoot, record.version)?.manifest ?? null,
+    lastBatchRun: batchRun?.manifest ?? null,
   };
 }
 
-function toPartition(p: SpeedPartitionStatus, fresh: ReturnType<typeof readSpeedStatuses>): VersionPartition {
+function toPartition(p: SpeedPartitionStatus, fresh: StatusRead<SpeedStatus>[]): VersionPartition {
   const owner = fresh.find((s) => s.status?.instanceId === p.instanceId)?.status;
   const detail = owner?.partitions.find((x) => x.partition === p.partition);
   return {
@@ -144,12 +148,19 @@ function toPartition(p: SpeedPartitionStatus, fresh: ReturnType<typeof readSpeed
   };
 }
 
-/** Every version with a record, oldest first, with its state and progress. */
-export function versionsReport(input: VersionsInput): VersionsReport {
-  const pointer = readDefaultVersion(input.dataDir);
-  const defaultVersion = pointer?.version ?? input.fallbackDefault;
+/** Every version with a record, oldest first, with its state and progress (`pointer`: as already read). */
+export async function versionsReport(input: VersionsInput, pointer?: DefaultVersion): Promise<VersionsReport> {
+  const [records, read] = await Promise.all([
+    listVersionRecords(input.state),
+    pointer === undefined ? readDefaultVersion(input.state) : Promise.resolve(pointer),
+  ]);
+  const defaultVersion = read?.version ?? input.fallbackDefault;
   const now = input.now ?? Date.now();
-  return { defaultVersion, pointer, versions: listVersionRecords(input.dataDir).map((r) => summarize(r, input, defaultVersion, now)) };
+  return {
+    defaultVersion,
+    pointer: read,
+    versions: await Promise.all(records.map((r) => summarize(r, input, defaultVersion, now))),
+  };
 }
 
 /**
@@ -158,9 +169,9 @@ export function versionsReport(input: VersionsInput): VersionsReport {
  * threshold; no partition's watermark trails the live version's by more than the threshold; its
  * batch layer has published a view computed from its own metric file.
  */
-export function promotionRefusals(input: VersionsInput, version: string): string[] {
+export async function promotionRefusals(input: VersionsInput, version: string, pointer?: DefaultVersion): Promise<string[]> {
   const thresholds = input.thresholds ?? DEFAULT_PROMOTION_THRESHOLDS;
-  const report = versionsReport(input);
+  const report = await versionsReport(input, pointer);
   const target = report.versions.find((v) => v.version === version);
   if (!target) {
     const known = report.versions.map((v) => v.version).join(', ') || 'none';
@@ -169,7 +180,7 @@ export function promotionRefusals(input: VersionsInput, version: string): string
   if (target.state === 'RETIRED') return [`version "${version}" was retired at ${target.retiredAt}; its views are gone`];
   if (target.isDefault) return [];
   const why: string[] = [];
-  const homePartitions = readVersionRecord(input.dataDir, version)?.homePartitions ?? 0;
+  const homePartitions = (await readVersionRecord(input.state, version))?.homePartitions ?? 0;
   if (target.runningInstances === 0)
     why.push(`no speed instance of "${version}" has reported in the last ${STATUS_STALE_MS / 1000} s (is lk speed / lk replay running?)`);
   else {

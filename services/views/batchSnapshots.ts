@@ -1,22 +1,29 @@
 /**
- * How the batch layer hands its views to serving: immutable per-run snapshots, swapped
- * atomically. DuckDB allows one writer process per database file, and serving is another
- * process, so serving never opens the batch layer's database: it reads finished snapshots.
+ * How the batch layer hands its views to serving: immutable per-run snapshots in the shared state
+ * (`--state-uri`: a local folder or an S3 bucket), and a pointer that only moves forward. DuckDB
+ * allows one writer process per database file, and serving is another process, often on another
+ * host, so serving never opens the batch layer's database: it reads finished snapshots.
  *
- *   <views>/<version>/runs/<runId>/rows.parquet   the view rows (columns: SNAPSHOT_COLUMNS)
- *   <views>/<version>/runs/<runId>/run.json       the run manifest (BatchRunManifest)
- *   <views>/<version>/CURRENT                     {"runId": ...}: the latest complete run
+ *   views/<version>/runs/<runId>/rows.parquet   the view rows (columns: SNAPSHOT_COLUMNS)
+ *   views/<version>/runs/<runId>/run.json       the run manifest (BatchRunManifest): the run is complete
+ *   views/<version>/CURRENT                     {"runId": ...}: the newest complete run
  *
- * A run writes its directory under a temporary name, renames it into `runs/` once complete,
- * then replaces CURRENT by rename: readers see the old run or the new one, never a partial one.
- * Old runs are kept for a grace period so that a reader that has just resolved CURRENT can still
- * open the files it points to.
+ * A run is built in the host's scratch folder, then its objects are created (create-only: a run
+ * id is new), rows first and run.json last, then CURRENT is swapped by a compare-and-swap on the
+ * version read (If-Match), and only forward: a run replaces CURRENT only if its cut covers the
+ * current run's cut in every partition. Two batch processes on two hosts finishing out of order
+ * therefore never move the views back to an older lake snapshot, and readers see the old run or
+ * the new one, never a partial one. Old runs are kept for a grace period so that a reader that
+ * has just resolved CURRENT can still read the files it points to.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { STATE_KEYS } from '../config/dataDir.ts';
+import { InfrastructureError } from '../errors.ts';
 import { crashPoint } from '../faults/crashPoints.ts';
-import { fsyncDir, fsyncFile, writeFileAtomicSync } from '../storage/atomicFile.ts';
+import { readStoredJson } from '../storage/jsonFile.ts';
+import { listAll, type ObjectStore } from '../storage/objectStore.ts';
 
 /** Columns of rows.parquet, in order (snake_case, DuckDB types). */
 export const SNAPSHOT_COLUMNS = {
@@ -66,77 +73,170 @@ export const batchRunManifestSchema = z.object({
 });
 export type BatchRunManifest = z.infer<typeof batchRunManifestSchema>;
 
-export function versionDir(viewsRoot: string, version: string): string {
-  return join(viewsRoot, version);
+const currentSchema = z.object({ runId: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be a run id') });
+
+/** A version's batch views, relative to the state location. */
+export function batchViewsPrefix(version: string): string {
+  return `${STATE_KEYS.views}/${version}`;
 }
 
-/** A fresh directory to build a run in; `commitBatchRun` publishes it. */
-export function stageBatchRun(viewsRoot: string, version: string, runId: string): string {
-  const dir = join(versionDir(viewsRoot, version), 'staging', runId);
+export function runKey(version: string, runId: string, file: 'rows.parquet' | 'run.json'): string {
+  return `${batchViewsPrefix(version)}/runs/${runId}/${file}`;
+}
+
+function currentKey(version: string): string {
+  return `${batchViewsPrefix(version)}/CURRENT`;
+}
+
+/** A fresh local folder (under the host's scratch folder) to build a run in; `commitBatchRun` publishes it. */
+export function stageBatchRun(scratchDir: string, version: string, runId: string): string {
+  const dir = join(scratchDir, 'views', version, runId);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return dir;
 }
 
+/** Whether a run with cut `a` covers at least what one with cut `b` covers, in every partition. */
+export function cutCovers(a: readonly number[], b: readonly number[]): boolean {
+  for (let p = 0; p < Math.max(a.length, b.length); p++) if ((a[p] ?? 0) < (b[p] ?? 0)) return false;
+  return true;
+}
+
+export interface CommitResult {
+  /** False when CURRENT already named a run that covers more: this run was not published (and is deleted). */
+  published: boolean;
+  /** The run CURRENT names after the commit. */
+  current: BatchRunManifest;
+}
+
 /**
- * Publishes a staged run: rename into runs/, then swap CURRENT. Both renames are atomic, and
- * durable (run.json and CURRENT through services/storage/atomicFile.ts, the directories fsynced):
- * after a crash CURRENT names a complete run, the previous one or the new one.
+ * Publishes a run staged in `staged`: rows.parquet and run.json created in the shared state, then
+ * CURRENT moved forward to it by compare-and-swap. A crash at any step leaves CURRENT naming a
+ * complete run, the previous one or the new one (a run's objects without CURRENT are an
+ * unpublished run, deleted after the grace period by pruneBatchRuns).
  */
-export function commitBatchRun(viewsRoot: string, manifest: BatchRunManifest): void {
-  const base = versionDir(viewsRoot, manifest.version);
-  const staged = join(base, 'staging', manifest.runId);
-  if (!existsSync(join(staged, 'rows.parquet'))) throw new Error(`staged run ${manifest.runId} has no rows.parquet`);
-  fsyncFile(join(staged, 'rows.parquet'));
-  writeFileAtomicSync(join(staged, 'run.json'), JSON.stringify(manifest, null, 2));
-  mkdirSync(join(base, 'runs'), { recursive: true });
-  renameSync(staged, join(base, 'runs', manifest.runId));
-  fsyncDir(join(base, 'runs'));
-  crashPoint('batch.run.renamed');
-  writeFileAtomicSync(join(base, 'CURRENT'), JSON.stringify({ runId: manifest.runId }), 'batch.run.before-current-rename');
-  crashPoint('batch.run.current-swapped');
+export async function commitBatchRun(state: ObjectStore, staged: string, manifest: BatchRunManifest): Promise<CommitResult> {
+  const { version, runId } = manifest;
+  const rows = join(staged, 'rows.parquet');
+  if (!existsSync(rows)) throw new InfrastructureError(`staged run ${runId} has no rows.parquet`);
+  for (const [key, put] of [
+    [runKey(version, runId, 'rows.parquet'), () => state.putFile(runKey(version, runId, 'rows.parquet'), rows, { ifAbsent: true })],
+    [
+      runKey(version, runId, 'run.json'),
+      () => state.put(runKey(version, runId, 'run.json'), JSON.stringify(manifest, null, 2), { ifAbsent: true }),
+    ],
+  ] as const) {
+    if (!(await put()).ok) throw new InfrastructureError(`batch run ${runId} already exists at ${state.location}/${key}`);
+  }
+  crashPoint('batch.run.placed');
+  for (;;) {
+    const current = await readStoredJson(state, currentKey(version), currentSchema, 'a batch CURRENT pointer');
+    const currentManifest = current ? await readRunManifest(state, version, current.value.runId) : undefined;
+    if (currentManifest && currentManifest.runId !== runId && !cutCovers(manifest.cut, currentManifest.cut)) {
+      // Another batch process published a run of a newer lake snapshot first: never go back.
+      for (const file of ['rows.parquet', 'run.json'] as const) await state.delete(runKey(version, runId, file));
+      return { published: false, current: currentManifest };
+    }
+    crashPoint('batch.run.before-current-swap');
+    const body = JSON.stringify({ runId });
+    const swapped = await state.put(currentKey(version), body, current ? { ifMatch: current.etag } : { ifAbsent: true });
+    if (swapped.ok) {
+      crashPoint('batch.run.current-swapped');
+      return { published: true, current: manifest };
+    }
+    // CURRENT moved meanwhile: look again at what it names now.
+  }
+}
+
+async function readRunManifest(state: ObjectStore, version: string, runId: string): Promise<BatchRunManifest> {
+  const read = await readStoredJson(state, runKey(version, runId, 'run.json'), batchRunManifestSchema, 'a batch run manifest');
+  if (!read)
+    throw new InfrastructureError(`CURRENT of version ${version} names run ${runId}, whose run.json is missing in ${state.location}`);
+  return read.value;
 }
 
 export interface CurrentBatchRun {
   manifest: BatchRunManifest;
-  rowsPath: string;
+  /** The rows' key in the shared state. */
+  rowsKey: string;
+  /** The rows' file on this machine when the state is a local folder (else read it with `localRowsFile`). */
+  rowsPath: string | undefined;
 }
 
-/** The latest complete run of a version, or undefined when none was published yet. */
-export function readCurrentBatchRun(viewsRoot: string, version: string): CurrentBatchRun | undefined {
-  const base = versionDir(viewsRoot, version);
-  let runId: string;
-  try {
-    runId = (JSON.parse(readFileSync(join(base, 'CURRENT'), 'utf8')) as { runId: string }).runId;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const dir = join(base, 'runs', runId);
-  const manifest = batchRunManifestSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
-  return { manifest, rowsPath: join(dir, 'rows.parquet') };
+/** The newest complete run of a version, or undefined when none was published yet. */
+export async function readCurrentBatchRun(state: ObjectStore, version: string): Promise<CurrentBatchRun | undefined> {
+  const current = await readStoredJson(state, currentKey(version), currentSchema, 'a batch CURRENT pointer');
+  if (!current) return undefined;
+  const manifest = await readRunManifest(state, version, current.value.runId);
+  const rowsKey = runKey(version, manifest.runId, 'rows.parquet');
+  return { manifest, rowsKey, rowsPath: state.localPath(rowsKey) };
 }
 
-/** Deletes runs other than the current one that are older than `graceMs`, keeping the newest `keep`. */
-export function pruneBatchRuns(viewsRoot: string, version: string, keep = 3, graceMs = 10 * 60_000): string[] {
-  const base = versionDir(viewsRoot, version);
-  const current = readCurrentBatchRun(viewsRoot, version)?.manifest.runId;
-  // Runs a crash interrupted before they were published: nobody reads a staging directory.
-  const stagingDir = join(base, 'staging');
-  for (const name of existsSync(stagingDir) ? readdirSync(stagingDir) : []) {
-    if (Date.now() - statSync(join(stagingDir, name)).mtimeMs > graceMs) rmSync(join(stagingDir, name), { recursive: true, force: true });
+/**
+ * The run's rows as a file on this machine: in place when the state is a local folder, else a
+ * copy downloaded once into `cacheDir` (runs never change, so a copy stays valid; copies of other
+ * runs of the version older than `graceMs` are removed).
+ */
+export async function localRowsFile(state: ObjectStore, run: CurrentBatchRun, cacheDir: string, graceMs = 10 * 60_000): Promise<string> {
+  if (run.rowsPath !== undefined) return run.rowsPath;
+  const { version, runId } = run.manifest;
+  const file = join(cacheDir, 'views', version, runId, 'rows.parquet');
+  if (!existsSync(file) && !(await state.download(run.rowsKey, file)))
+    throw new InfrastructureError(`batch run ${runId} of version ${version} is gone from ${state.location} (pruned before it was read)`);
+  removeOlderThan(dirname(dirname(file)), runId, graceMs);
+  return file;
+}
+
+/** Removes the folders in `dir` other than `keep` that were last changed more than `graceMs` ago. */
+function removeOlderThan(dir: string, keep: string, graceMs: number): void {
+  for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+    const path = join(dir, name);
+    if (name !== keep && Date.now() - statSync(path).mtimeMs > graceMs) rmSync(path, { recursive: true, force: true });
   }
-  const runsDir = join(base, 'runs');
-  if (!existsSync(runsDir)) return [];
-  const runs = readdirSync(runsDir)
-    .map((name) => ({ name, mtime: statSync(join(runsDir, name)).mtimeMs }))
-    .sort((a, b) => b.mtime - a.mtime);
+}
+
+/**
+ * Keeps a run's rows on this machine after it was published (the batch layer's own tests and
+ * tools read them): moves the staged file into `cacheDir` when the state is on S3.
+ */
+export function keepStagedRows(staged: string, cacheDir: string, manifest: BatchRunManifest): string {
+  const file = join(cacheDir, 'views', manifest.version, manifest.runId, 'rows.parquet');
+  mkdirSync(dirname(file), { recursive: true });
+  renameSync(join(staged, 'rows.parquet'), file);
+  return file;
+}
+
+/**
+ * Deletes runs other than the current one that are older than `graceMs`, keeping the newest
+ * `keep`, and this host's staged runs that a crash left behind. Returns the runs deleted.
+ */
+export async function pruneBatchRuns(
+  state: ObjectStore,
+  version: string,
+  scratchDir: string,
+  keep = 3,
+  graceMs = 10 * 60_000,
+): Promise<string[]> {
+  // Runs a crash interrupted before they were published: nobody reads a staging folder.
+  removeOlderThan(join(scratchDir, 'views', version), '', graceMs);
+  const current = (await readStoredJson(state, currentKey(version), currentSchema, 'a batch CURRENT pointer'))?.value.runId;
+  const runs = new Map<string, { keys: string[]; lastModified: number }>();
+  const prefix = `${batchViewsPrefix(version)}/runs/`;
+  for (const o of await listAll(state, prefix)) {
+    const runId = o.key.slice(prefix.length).split('/')[0]!;
+    const run = runs.get(runId) ?? { keys: [], lastModified: 0 };
+    run.keys.push(o.key);
+    run.lastModified = Math.max(run.lastModified, o.lastModified);
+    runs.set(runId, run);
+  }
   const removed: string[] = [];
-  runs.slice(keep).forEach((r) => {
-    if (r.name !== current && Date.now() - r.mtime > graceMs) {
-      rmSync(join(runsDir, r.name), { recursive: true, force: true });
-      removed.push(r.name);
-    }
-  });
+  const now = Date.now();
+  // Newest first; S3 stamps whole seconds, so ties go by run id (newRunId: time first).
+  const newestFirst = [...runs].sort((a, b) => b[1].lastModified - a[1].lastModified || b[0].localeCompare(a[0]));
+  for (const [runId, run] of newestFirst.slice(keep)) {
+    if (runId === current || now - run.lastModified <= graceMs) continue;
+    for (const key of run.keys) await state.delete(key);
+    removed.push(runId);
+  }
   return removed;
 }

@@ -56,7 +56,7 @@ describe('a flood from one client does not stall the others', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    await publishSyntheticBatchRun(join(dir.path, 'views'), version, { keys: KEYS, windows: WINDOWS, start: START });
+    await publishSyntheticBatchRun(dir.path, version, { keys: KEYS, windows: WINDOWS, start: START });
     const tokens = join(dir.path, 'tokens.yaml');
     writeFileSync(
       tokens,

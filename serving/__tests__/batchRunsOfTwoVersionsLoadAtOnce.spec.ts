@@ -5,9 +5,8 @@
  * answered as if its batch run were empty. Loads run concurrently here and each is compared with
  * the same run loaded alone.
  */
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../../test/sharedState.ts';
 import { tempDir } from '../../test/helpers.ts';
 import { loadBatchView } from '../views/batchLoader.ts';
 import type { BatchView } from '../views/versionView.ts';
@@ -47,20 +46,19 @@ describe('batch runs of two versions loading at once', () => {
   afterAll(() => dir.remove());
 
   it('each load holds its whole run, equal to the run loaded alone', async () => {
-    const viewsRoot = join(dir.path, 'views');
     const log: PartitionedLog = { partitions: 2, events: [], byPartition: [[], []], ends: [5000, 5000] };
     const runs = [];
     for (const v of [1, 2]) {
-      await publishBatchRun(viewsRoot, `v${v}`, `r${v}`, log, rows(v), [5000, 5000]);
-      runs.push(readCurrentBatchRun(viewsRoot, `v${v}`)!);
+      await publishBatchRun(dir.path, `v${v}`, `r${v}`, log, rows(v), [5000, 5000]);
+      runs.push((await currentBatchRun(dir.path, `v${v}`))!);
     }
     const alone: BatchView[] = [];
-    for (const run of runs) alone.push(await loadBatchView(run));
+    for (const run of runs) alone.push(await loadBatchView(run, run.rowsPath!));
     expect(alone.map((b) => b.rows)).toEqual([7500, 7500]);
     const describe = (b: BatchView) =>
       [...b.series.entries()].map(([key, side]) => `${key}:${Array.from(side.counts.subarray(0, side.length)).join(',')}`).join(' ');
     for (let round = 0; round < 3; round++) {
-      const together = await Promise.all([...runs, ...runs].map((run) => loadBatchView(run)));
+      const together = await Promise.all([...runs, ...runs].map((run) => loadBatchView(run, run.rowsPath!)));
       together.forEach((b, i) => {
         expect(b.rows, `load ${i} of round ${round}`).toBe(7500);
         expect(describe(b)).toBe(describe(alone[i % 2]!));

@@ -52,7 +52,7 @@ describe('batch swap during queries', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    await publishBatchRun(`${dir.path}/views`, version, 'run-1', EMPTY_LOG, runRows(1), [1000, 1000]);
+    await publishBatchRun(dir.path, version, 'run-1', EMPTY_LOG, runRows(1), [1000, 1000]);
     server = await startTestServer(dir.path, { defaultVersion: version, batchPollMs: 20, maxCost: 10_000_000 });
     await eventually(() => (server.handle.ready() ? true : undefined), 'ready');
   });
@@ -98,7 +98,7 @@ describe('batch swap during queries', () => {
     try {
       for (let i = 2; i <= RUNS; i++) {
         const t0 = Date.now();
-        await publishBatchRun(`${dir.path}/views`, version, `run-${i}`, EMPTY_LOG, runRows(i), [1000 * i, 1000 * i]);
+        await publishBatchRun(dir.path, version, `run-${i}`, EMPTY_LOG, runRows(i), [1000 * i, 1000 * i]);
         // Let some queries see this run before the next one lands.
         const before = answers;
         const t1 = Date.now();

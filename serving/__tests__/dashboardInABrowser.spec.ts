@@ -19,7 +19,7 @@ import type { Page, Request, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../../test/sharedState.ts';
 import { Pipeline, killAll, testVersion, type LkProcess } from '../../test/e2e/pipeline.ts';
 import { eventually, tempDir, uniqueName } from '../../test/helpers.ts';
 import { sha256Entry } from '../auth/tokensFile.ts';
@@ -133,7 +133,7 @@ describe('the dashboard in a real browser', () => {
     await produce(events(11, 1200, now - 21 * 60_000, 1), 'first.jsonl');
     await settled();
     await pipeline.batchRun();
-    const runId = readCurrentBatchRun(join(dir.path, 'views'), version)!.manifest.runId;
+    const runId = (await currentBatchRun(dir.path, version))!.manifest.runId;
     await pipeline.batchInstalled(url, runId);
 
     page = await browser.context.newPage();

@@ -17,7 +17,7 @@ import { eventTopicSpecs } from '../../services/log/topics.ts';
 import type { Granularity } from '../../services/metrics/definitions.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../../test/sharedState.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
 import { startTestS3, type TestS3 } from '../../test/s3.ts';
@@ -189,7 +189,7 @@ describe('end to end: lk speed and lk batch run into lk serve', () => {
     await lkRun(['produce', '--topic', topic, '--file', join(dir.path, 'second.jsonl'), ...common]);
     await lkRun(['batch', 'run', '--topic', topic, '--version', version, '--lake-uri', 's3://e2e-lake/lakes', ...common], s3.env);
     expect(existsSync(join(s3.server.dataDir, 'e2e-lake', 'lakes', topic, '_delta_log')), 'the lake is on the S3 server').toBe(true);
-    const runId = readCurrentBatchRun(join(dir.path, 'views'), version)?.manifest.runId;
+    const runId = (await currentBatchRun(dir.path, version))?.manifest.runId;
     expect(runId).toBeDefined();
     await eventually(async () => {
       const d = await gqlData(server.url, '{ pipeline { serving { batchView { runId } } } }');

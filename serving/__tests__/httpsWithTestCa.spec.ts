@@ -135,7 +135,7 @@ describe('HTTPS with a CA made by the test', () => {
     makeCa(dir.path);
     makeServerCert(dir.path, 'server', '0x1001');
     ca = readFileSync(join(dir.path, 'ca.crt'));
-    await publishSyntheticBatchRun(join(dir.path, 'views'), version, { keys: 3, windows: 10, start: START });
+    await publishSyntheticBatchRun(dir.path, version, { keys: 3, windows: 10, start: START });
     server = await startTestServer(dir.path, {
       defaultVersion: version,
       tlsCert: join(dir.path, 'server.crt'),

@@ -10,6 +10,7 @@
  * real `lk serve` (real Kafka for its speed view), whose version registry the in-process
  * executions share.
  */
+import { localState } from '../../test/sharedState.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execute, parse, getOperationAST } from 'graphql/index.js';
 import { pino } from 'pino';
@@ -186,11 +187,11 @@ describe('the graphql-jit executor answers as graphql-js does', () => {
   const version = uniqueName('jit').toLowerCase().slice(-24);
   let server: TestServer;
   const layout = dataDirLayout(dir.path);
-  const config = parseServeConfig({ port: 0, dataDir: layout.root, viewsRoot: layout.views, defaultVersion: version }, METRICS);
+  const config = parseServeConfig({ port: 0, dataDir: layout.root, defaultVersion: version }, METRICS);
   const schema = buildServeSchema(new WindowSubscriptions());
 
   beforeAll(async () => {
-    await publishBatchRun(layout.views, version, 'run-1', EMPTY_LOG, rows(), [1000, 1000]);
+    await publishBatchRun(layout.root, version, 'run-1', EMPTY_LOG, rows(), [1000, 1000]);
     server = await startTestServer(dir.path, { defaultVersion: version });
     await eventually(() => (server.handle.ready() ? true : undefined), 'ready');
   });
@@ -204,6 +205,7 @@ describe('the graphql-jit executor answers as graphql-js does', () => {
     const work = new ExecutionBudget({ budgetMs: config.executionBudgetMs, sliceMs: config.executionSliceMs });
     return {
       config,
+      state: localState(dir.path),
       caller: { principal: ANONYMOUS, client: 'address:test' },
       work,
       versionsAdmin: {

@@ -214,8 +214,8 @@ describe('merged answers over HTTP equal the oracle', () => {
       await publishSpeedRows(publisher, versions.fresh, full.rows, `${prefix}-tx-a`);
       await publishSpeedRows(publisher, versions.paused, speedRows(log, DEFS.metrics, half).rows, `${prefix}-tx-b`);
       await publishSpeedRows(publisher, versions.ahead, full.rows, `${prefix}-tx-c`);
-      await publishBatchRun(`${dir.path}/views`, versions.paused, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
-      await publishBatchRun(`${dir.path}/views`, versions.ahead, 'run-1', log, batchRows(log, DEFS.metrics, sixty), sixty);
+      await publishBatchRun(dir.path, versions.paused, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
+      await publishBatchRun(dir.path, versions.ahead, 'run-1', log, batchRows(log, DEFS.metrics, sixty), sixty);
     } finally {
       await publisher.close();
     }
@@ -243,7 +243,7 @@ describe('merged answers over HTTP equal the oracle', () => {
   });
 
   it('after the batch run: batch rows win ties and hold the late events the speed job dropped', async () => {
-    await publishBatchRun(`${dir.path}/views`, versions.fresh, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
+    await publishBatchRun(dir.path, versions.fresh, 'run-1', log, batchRows(log, DEFS.metrics, ends), ends);
     await eventually(async () => {
       const d = await gqlData(server.url, '{ pipeline { serving { batchView { runId } } } }');
       return d.pipeline.serving.batchView?.runId === 'run-1' ? true : undefined;

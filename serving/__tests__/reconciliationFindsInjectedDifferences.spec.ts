@@ -89,7 +89,7 @@ describe('reconciliation', () => {
         const run = speedRows(s.log, METRICS.metrics, s.log.ends);
         dropped.set(s.version, run.dropped.length);
         await publishSpeedRows(publisher, s.version, run.rows, `${prefix}-tx-${i}`);
-        await publishBatchRun(`${dir.path}/views`, s.version, 'run-1', s.log, batchRows(s.log, METRICS.metrics, s.log.ends), s.log.ends);
+        await publishBatchRun(dir.path, s.version, 'run-1', s.log, batchRows(s.log, METRICS.metrics, s.log.ends), s.log.ends);
         writeSpeedStatus(dir.path, s.version, run, s.log.ends, { impressions_by_campaign: 3 });
       }
     } finally {

@@ -11,6 +11,7 @@
  * - the tokens file reloaded without a restart: a token added works, a token removed stops
  *   working, a broken file keeps the previous tokens (and says why).
  */
+import { localState } from '../../test/sharedState.ts';
 import { createServer, type Server } from 'node:http';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -115,8 +116,8 @@ describe('roles guard every operation', () => {
   let adminScrypt: string;
   beforeAll(async () => {
     for (const v of [va, vb, vc]) {
-      ensureVersionRecord(layout.root, { version: v, topic: 'events', homePartitions: 2, metrics: METRICS });
-      await publishSyntheticBatchRun(layout.views, v, { keys: 3, windows: 10, start: START });
+      await ensureVersionRecord(localState(layout.root), { version: v, topic: 'events', homePartitions: 2, metrics: METRICS });
+      await publishSyntheticBatchRun(layout.root, v, { keys: 3, windows: 10, start: START });
     }
     adminScrypt = await scryptEntry(SECRETS.admin, Buffer.from('0123456789abcdef'));
     writeTokens([

@@ -57,7 +57,7 @@ describe('seriesColumns equals series, element by element', () => {
       });
       await publishSpeedRows(publisher, version, speed, `${version}-tx`);
       const cut = log.ends.map((e) => Math.floor(e * 0.6));
-      await publishBatchRun(`${dir.path}/views`, version, 'run-1', log, batchRows(log, METRICS.metrics, cut), cut);
+      await publishBatchRun(dir.path, version, 'run-1', log, batchRows(log, METRICS.metrics, cut), cut);
     } finally {
       await publisher.close();
     }

@@ -100,7 +100,7 @@ describe('lk serve lifecycle and readiness', () => {
       const res = await fetch(`${server.url}/readyz`);
       expect(res.status).toBe(503);
       expect(await res.json()).toMatchObject({ status: 'not ready', batchPublished: true, batchView: null });
-      await publishBatchRun(join(dir.path, 'views'), version, 'good', log, batchRows(log, METRICS.metrics, log.ends), log.ends);
+      await publishBatchRun(dir.path, version, 'good', log, batchRows(log, METRICS.metrics, log.ends), log.ends);
       await eventually(
         async () => ((await fetch(`${server.url}/readyz`)).status === 200 ? true : undefined),
         'ready once the good run is loaded',

@@ -10,6 +10,7 @@
  * - SIGTERM stops every worker gracefully (exit 0, no worker left).
  * The resident memory of each process is printed (each worker holds its own copy of the views).
  */
+import { localState } from '../../test/sharedState.ts';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -114,8 +115,8 @@ describe('serving on every core: lk serve --workers 2', () => {
 
   beforeAll(async () => {
     for (const v of [va, vb]) {
-      ensureVersionRecord(layout.root, { version: v, topic: 'events', homePartitions: 2, metrics: METRICS });
-      await publishSyntheticBatchRun(layout.views, v, { keys: 50, windows: 1440, start: START });
+      await ensureVersionRecord(localState(layout.root), { version: v, topic: 'events', homePartitions: 2, metrics: METRICS });
+      await publishSyntheticBatchRun(layout.root, v, { keys: 50, windows: 1440, start: START });
     }
     const tokens = join(dir.path, 'tokens.yaml');
     writeFileSync(

@@ -46,7 +46,7 @@ describe('windowUpdated subscription', () => {
   let client: Client;
 
   beforeAll(async () => {
-    await publishBatchRun(`${dir.path}/views`, version, 'run-1', log, batchRows(log, METRICS.metrics, cut), cut);
+    await publishBatchRun(dir.path, version, 'run-1', log, batchRows(log, METRICS.metrics, cut), cut);
     server = await startTestServer(dir.path, { defaultVersion: version });
     await eventually(() => (server.handle.ready() ? true : undefined), 'ready');
     client = createClient({ url: `${server.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });

@@ -59,7 +59,7 @@ describe('limits on the work of a request', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    await publishSyntheticBatchRun(join(dir.path, 'views'), version, { keys: KEYS, windows: WINDOWS, start: START });
+    await publishSyntheticBatchRun(dir.path, version, { keys: KEYS, windows: WINDOWS, start: START });
     server = await startTestServer(dir.path, { defaultVersion: version, maxCost: 250_000 });
     await eventually(() => (server.handle.ready() ? true : undefined), 'ready');
   });
@@ -169,7 +169,7 @@ describe('rate limits per client', () => {
   const clients: Client[] = [];
 
   beforeAll(async () => {
-    await publishSyntheticBatchRun(join(dir.path, 'views'), version, { keys: 10, windows: WINDOWS, start: START });
+    await publishSyntheticBatchRun(dir.path, version, { keys: 10, windows: WINDOWS, start: START });
     const tokens = join(dir.path, 'tokens.yaml');
     writeFileSync(
       tokens,

@@ -30,6 +30,7 @@ import { maxRangeMsOf, parseGranularityArgument } from './granularityScalar.ts';
 import { reconcileSteps } from '../reconciliation.ts';
 import { readSpeedStatuses, speedPartitions } from '../../services/status/speedStatus.ts';
 import { readBatchStatus } from '../../services/status/batchStatus.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { SOURCE_SPEED, windowPartitionSources } from '../views/mergeRule.ts';
 import type { VersionRegistry } from '../views/versionRegistry.ts';
 import type { ViewSnapshot } from '../views/versionView.ts';
@@ -62,6 +63,8 @@ export interface ServeContext {
   rootField: string;
   /** Subscriptions: called before each event is delivered (its rate-limit charge, a new execution budget). */
   beforeEvent?: () => Promise<void>;
+  /** The shared state (services/config/dataDir.ts): versions, status, batch views. */
+  state: ObjectStore;
   registry: VersionRegistry;
   /** The default version, read once when the request started: one answer, one version. */
   defaultVersion: string;
@@ -85,8 +88,8 @@ export function granularityOf(name: GranularityName): Granularity {
 }
 
 /** The metric definitions of the version a query names (else of the request's default version). */
-export function definitionsFor(ctx: ServeContext, version: string | null | undefined): MetricDefinitions {
-  return ctx.registry.open(version ?? ctx.defaultVersion).definitions;
+export async function definitionsFor(ctx: ServeContext, version: string | null | undefined): Promise<MetricDefinitions> {
+  return (await ctx.registry.open(version ?? ctx.defaultVersion)).definitions;
 }
 
 export function metricDef(definitions: MetricDefinitions, name: string, version?: string): MetricDefinition {
@@ -150,7 +153,8 @@ export function keyArgument(
 
 /** A key's parts as the API reports them: the key itself for a one-field key. */
 export function keyPartsOf(ctx: ServeContext, version: string, metric: string, key: string): string[] {
-  const def = ctx.registry.open(version).definitions.metrics.find((m) => m.name === metric);
+  // The version's runtime is open: the answer this key belongs to came from it.
+  const def = ctx.registry.get(version)?.definitions.metrics.find((m) => m.name === metric);
   return def?.keyParts !== undefined ? splitCompositeKey(key) : [key];
 }
 
@@ -158,7 +162,7 @@ export async function snapshotFor(ctx: ServeContext, version: string | null | un
   const v = version ?? ctx.defaultVersion;
   const cached = ctx.snapshots.get(v);
   if (cached) return cached;
-  const runtime = ctx.registry.open(v);
+  const runtime = await ctx.registry.open(v);
   if (!ctx.registry.isReady(v)) {
     // A version opened just now catches up first; the request's time budget bounds the wait.
     let timer: NodeJS.Timeout | undefined;
@@ -203,7 +207,7 @@ interface KeyArgs {
 
 /** What series and seriesColumns check alike: the metric, its key, its granularity, the range; then the request's snapshot. */
 async function seriesRequest(ctx: ServeContext, args: RangeArgs & KeyArgs) {
-  const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+  const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
   const key = keyArgument(def, args, true)!;
   const g = granularityOf(args.granularity);
   checkGranularity(def, g);
@@ -214,8 +218,8 @@ async function seriesRequest(ctx: ServeContext, args: RangeArgs & KeyArgs) {
 }
 
 export const queryResolvers = {
-  metrics: (_: unknown, args: { version?: string | null }, ctx: ServeContext) =>
-    definitionsFor(ctx, args.version).metrics.map((m) => ({
+  metrics: async (_: unknown, args: { version?: string | null }, ctx: ServeContext) =>
+    (await definitionsFor(ctx, args.version)).metrics.map((m) => ({
       name: m.name,
       description: m.description ?? null,
       key: m.key,
@@ -254,7 +258,7 @@ export const queryResolvers = {
   },
 
   async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = granularityOf(args.granularity);
     checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
@@ -267,7 +271,7 @@ export const queryResolvers = {
   },
 
   async total(_: unknown, args: Omit<RangeArgs, 'granularity'> & KeyArgs & { granularity?: GranularityName | null }, ctx: ServeContext) {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const key = keyArgument(def, args, false);
     let g: Granularity;
     if (args.granularity) {
@@ -283,13 +287,13 @@ export const queryResolvers = {
   },
 
   async reconciliation(_: unknown, args: RangeArgs & { onlyDisagreeing: boolean }, ctx: ServeContext) {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = granularityOf(args.granularity);
     checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
     const version = args.version ?? ctx.defaultVersion;
     const snapshot = await snapshotFor(ctx, version);
-    const statuses = readSpeedStatuses(ctx.config.dataDir, version);
+    const statuses = await readSpeedStatuses(ctx.state, version);
     const partitions = speedPartitions(statuses);
     const batchPartitions = snapshot.batch?.manifest.cut.length ?? 0;
     const partitionCount = Math.max(batchPartitions, partitions.length > 0 ? partitions[partitions.length - 1]!.partition + 1 : 0);
@@ -319,10 +323,11 @@ export const queryResolvers = {
 
   async pipeline(_: unknown, args: { version?: string | null }, ctx: ServeContext) {
     const version = args.version ?? ctx.defaultVersion;
+    // The request's snapshot: the status reads below may let a newer run be installed meanwhile.
     const snapshot = await snapshotFor(ctx, version);
     const runtime = ctx.registry.get(version)!;
     const now = Date.now();
-    const statuses = readSpeedStatuses(ctx.config.dataDir, version);
+    const [statuses, batchStatus] = await Promise.all([readSpeedStatuses(ctx.state, version), readBatchStatus(ctx.state)]);
     const droppedLate = new Map<string, number>();
     let eps: number | null = null;
     let duplicates: number | null = null;
@@ -337,7 +342,6 @@ export const queryResolvers = {
       const cp = status.lastCheckpoint;
       if (cp && (!lastCheckpoint || cp.at > lastCheckpoint.at)) lastCheckpoint = { at: cp.at, bytes: cp.bytes, durationMs: cp.durationMs };
     }
-    const batchStatus = readBatchStatus(ctx.config.dataDir);
     // The request's snapshot, not the view's batch now: a request may yield between its fields
     // (serving/graphql/executionBudget.ts) while a newer batch run is installed.
     const installed = snapshot.batch;

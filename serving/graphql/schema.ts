@@ -116,7 +116,7 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
     },
     ctx: ServeContext,
   ) => {
-    const def = metricDef(definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
     const g = args.granularity ? granularityOf(args.granularity) : null;
     if (g) checkGranularity(def, g);
     const version = args.version ?? ctx.defaultVersion;

@@ -6,7 +6,7 @@
  */
 import { ConfigError, errorMessage } from '../../services/errors.ts';
 import type { Granularity } from '../../services/metrics/definitions.ts';
-import { readDefaultVersion } from '../../services/versions/defaultVersion.ts';
+import { PromotionConflictError, readDefaultVersion } from '../../services/versions/defaultVersion.ts';
 import { PromotionRefusedError, promoteVersion } from '../../services/versions/promotion.ts';
 import { isVersionName, VERSION_NAME_RULE } from '../../services/versions/versionName.ts';
 import { versionsReport, type VersionSummary } from '../../services/versions/versionStates.ts';
@@ -30,17 +30,16 @@ function thresholdsOf(ctx: ServeContext) {
 
 function versionInput(ctx: ServeContext) {
   return {
-    dataDir: ctx.config.dataDir,
-    viewsRoot: ctx.config.viewsRoot,
+    state: ctx.state,
     fallbackDefault: ctx.config.defaultVersion,
     thresholds: thresholdsOf(ctx),
   };
 }
 
-function jobVersion(v: VersionSummary, ctx: ServeContext) {
+async function jobVersion(v: VersionSummary, ctx: ServeContext) {
   let metrics: string[] = [];
   try {
-    metrics = v.state === 'RETIRED' ? [] : definitionsFor(ctx, v.version).metrics.map((m) => m.name);
+    metrics = v.state === 'RETIRED' ? [] : (await definitionsFor(ctx, v.version)).metrics.map((m) => m.name);
   } catch {
     // Too many versions open (--max-versions): the names are optional detail.
   }
@@ -95,15 +94,15 @@ export const versionQueryResolvers = {
     };
   },
 
-  versions(_: unknown, __: unknown, ctx: ServeContext) {
-    const report = versionsReport(versionInput(ctx));
+  async versions(_: unknown, __: unknown, ctx: ServeContext) {
+    const report = await versionsReport(versionInput(ctx));
     return {
       // What this server answers with (it adopts a new pointer once that version can answer).
       default: ctx.defaultVersion,
       previous: report.pointer?.previous ?? null,
       promotion: ctx.defaultGeneration,
       promotedAt: report.pointer?.promotedAt ?? null,
-      versions: report.versions.map((v) => jobVersion(v, ctx)),
+      versions: await Promise.all(report.versions.map((v) => jobVersion(v, ctx))),
     };
   },
 
@@ -117,7 +116,7 @@ export const versionQueryResolvers = {
     if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > ctx.config.maxTopKeys)
       throw userError(ErrorCode.LIMIT_OUT_OF_BOUNDS, `limit must be between 1 and ${ctx.config.maxTopKeys}, got ${args.limit}`);
     // The metric may be new in one version (or dropped): it must exist in at least one.
-    const defs = [definitionsFor(ctx, args.a), definitionsFor(ctx, args.b)];
+    const defs = await Promise.all([definitionsFor(ctx, args.a), definitionsFor(ctx, args.b)]);
     const def = defs.flatMap((d) => d.metrics).find((m) => m.name === args.metric);
     if (!def) {
       const known = [...new Set(defs.flatMap((d) => d.metrics.map((m) => m.name)))].join(', ');
@@ -147,7 +146,7 @@ export const versionQueryResolvers = {
  */
 async function promoteAudited(ctx: ServeContext, version: string, force: boolean, action: AuditAction) {
   checkVersionName(version);
-  const pointer = readDefaultVersion(ctx.config.dataDir);
+  const pointer = await readDefaultVersion(ctx.state);
   const from = pointer?.version ?? ctx.config.defaultVersion;
   const who = ctx.caller.principal;
   let result;
@@ -155,7 +154,8 @@ async function promoteAudited(ctx: ServeContext, version: string, force: boolean
     result = await ctx.work.waiting(promoteVersion({ ...versionInput(ctx), version, force }));
   } catch (err) {
     audit(ctx.logger, { action, who, from, to: version, outcome: 'refused', reason: errorMessage(err) });
-    if (err instanceof PromotionRefusedError) throw userError(ErrorCode.PROMOTION_REFUSED, err.message);
+    if (err instanceof PromotionRefusedError || err instanceof PromotionConflictError)
+      throw userError(ErrorCode.PROMOTION_REFUSED, err.message);
     throw err;
   }
   audit(ctx.logger, {
@@ -194,7 +194,7 @@ export const mutationResolvers = {
 
   async rollback(_: unknown, args: { force: boolean }, ctx: ServeContext) {
     requireRole(ctx, 'rollback');
-    const previous = readDefaultVersion(ctx.config.dataDir)?.previous ?? null;
+    const previous = (await readDefaultVersion(ctx.state))?.previous ?? null;
     if (previous === null) {
       const reason = 'no version was promoted before the current default: there is nothing to roll back to';
       audit(ctx.logger, { action: 'rollback', who: ctx.caller.principal, from: ctx.defaultVersion, to: null, outcome: 'refused', reason });

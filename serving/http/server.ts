@@ -15,6 +15,7 @@
  * port; `StartServeOptions.cluster` then provides the primary's readiness of all workers, the
  * propagation of version changes, the shared rate limits and the metrics of all workers.
  */
+import { dataDirLayout, openSharedState } from '../../services/config/dataDir.ts';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApolloServer } from '@apollo/server';
@@ -223,11 +224,13 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
   const failed = new Promise<never>((_, reject) => (failWith = reject));
   failed.catch(() => undefined);
   let currentDefault = (): string => config.defaultVersion;
+  const layout = dataDirLayout(config.dataDir);
+  const state = await openSharedState(config.stateUri, layout);
   const registry = new VersionRegistry({
     log,
-    dataDir: config.dataDir,
+    state,
+    cacheDir: layout.cache,
     fallbackMetrics: config.metrics,
-    viewsRoot: config.viewsRoot,
     batchPollMs: config.batchPollMs,
     maxVersions: config.maxVersions,
     logger,
@@ -246,7 +249,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
   const schema = buildServeSchema(subscriptions);
   const jitQueries = new JitQueryCache(schema, { onExecuted: (by) => m.executions.inc({ executor: by }) });
   const defaults = new DefaultVersionFollower({
-    dataDir: config.dataDir,
+    state,
     fallback: config.defaultVersion,
     registry,
     pollMs: config.batchPollMs,
@@ -255,7 +258,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
   currentDefault = () => defaults.current.version;
   // Several workers share the primary's buckets; with the rate limit off, nobody asks it.
   const limiter = config.rateLimit === 0 ? NO_RATE_LIMIT : (cluster?.limiter ?? new TokenBuckets(config.rateLimit, config.rateBurst));
-  const admin = versionsAdmin({ config, log, propagate: cluster?.propagate ?? followHere(defaults) });
+  const admin = versionsAdmin({ config, state, log, propagate: cluster?.propagate ?? followHere(defaults) });
   cluster?.attach({ registry: m.registry, follow: followHere(defaults) });
   const limits: LimitsOptions = {
     schema,
@@ -279,6 +282,7 @@ export async function startServe({ config, log, logger, cluster }: StartServeOpt
     });
     return {
       config,
+      state,
       caller,
       work,
       versionsAdmin: admin,

@@ -10,7 +10,8 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { isGranularity, type Granularity } from '../../services/metrics/definitions.ts';
 import type { Logger } from '../../services/observability/logger.ts';
-import { readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
+import { localRowsFile, readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 import type { PartialRows } from './partialRows.ts';
 import { BatchViewBuilder, type BatchView, type VersionView } from './versionView.ts';
@@ -34,12 +35,12 @@ async function connect(): Promise<DuckDBConnection> {
  * size; then the rows, sorted, written straight into the arrays from DuckDB's vectors (no
  * per-row objects, no per-row strings except sketches).
  */
-export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
+export async function loadBatchView(run: CurrentBatchRun, rowsFile: string): Promise<BatchView> {
   const conn = await connect();
   const builder = new BatchViewBuilder();
   let expectedRows = 0;
   let loadedRows = 0;
-  const file = sqlQuote(run.rowsPath);
+  const file = sqlQuote(rowsFile);
   try {
     const series = await conn.runAndReadAll(
       `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) GROUP BY ALL ORDER BY metric, granularity, key`,
@@ -90,7 +91,7 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
       throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: read ${loadedRows} of its ${expectedRows} rows`);
   } catch (err) {
     if (err instanceof InfrastructureError) throw err;
-    throw new InfrastructureError(`cannot read batch snapshot ${run.rowsPath}: ${errorMessage(err)}`, { cause: err });
+    throw new InfrastructureError(`cannot read batch snapshot ${rowsFile}: ${errorMessage(err)}`, { cause: err });
   } finally {
     conn.closeSync();
   }
@@ -98,7 +99,10 @@ export async function loadBatchView(run: CurrentBatchRun): Promise<BatchView> {
 }
 
 export interface BatchFollowerOptions {
-  viewsRoot: string;
+  /** The shared state, where the batch layer publishes runs. */
+  state: ObjectStore;
+  /** Where runs read from S3 are copied on this host. */
+  cacheDir: string;
   view: VersionView;
   pollMs: number;
   logger: Logger;
@@ -140,13 +144,13 @@ export class BatchFollower {
   }
 
   private async checkOnce(): Promise<void> {
-    const { view, viewsRoot, logger } = this.options;
+    const { view, state, cacheDir, logger } = this.options;
     try {
-      const run = readCurrentBatchRun(viewsRoot, view.version);
+      const run = await readCurrentBatchRun(state, view.version);
       this.published = run !== undefined;
       if (run && run.manifest.runId !== view.batch?.manifest.runId) {
         const started = Date.now();
-        const batch = await loadBatchView(run);
+        const batch = await loadBatchView(run, await localRowsFile(state, run, cacheDir));
         if (this.stopped) return;
         view.installBatch(batch);
         logger.info(

@@ -1,6 +1,6 @@
 /**
  * Which job version serving answers with when a query names none: the promoted one
- * (`<data-dir>/versions/DEFAULT`, services/versions/defaultVersion.ts), else `--version`.
+ * (`versions/DEFAULT` in the shared state, services/versions/defaultVersion.ts), else `--version`.
  *
  * The pointer is polled. A new one is adopted only once its version can answer (views open and
  * caught up), and then in one assignment: a request reads the default once, at its start, so
@@ -9,6 +9,7 @@
  */
 import { errorMessage } from '../../services/errors.ts';
 import type { Logger } from '../../services/observability/logger.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { readDefaultVersion, type DefaultVersion } from '../../services/versions/defaultVersion.ts';
 import type { VersionRegistry } from './versionRegistry.ts';
 
@@ -27,7 +28,9 @@ export class DefaultVersionFollower {
   /** Why the pointer could not be followed last time (null when it could). */
   lastError: string | null = null;
 
-  constructor(private readonly options: { dataDir: string; fallback: string; registry: VersionRegistry; pollMs: number; logger: Logger }) {
+  constructor(
+    private readonly options: { state: ObjectStore; fallback: string; registry: VersionRegistry; pollMs: number; logger: Logger },
+  ) {
     this.currentDefault = { version: options.fallback, generation: 0 };
   }
 
@@ -37,9 +40,11 @@ export class DefaultVersionFollower {
 
   /** Reads the pointer and opens its version (serving's start waits for this). */
   async start(): Promise<void> {
-    const pointer = this.read();
+    const pointer = await this.read();
     if (pointer) this.currentDefault = { version: pointer.version, generation: pointer.generation };
-    await this.options.registry.open(this.currentDefault.version).started;
+    await (
+      await this.options.registry.open(this.currentDefault.version)
+    ).started;
     // A poll still adopting (opening a promoted version) is not queued behind again.
     this.timer = setInterval(() => {
       if (this.polls === 0) void this.poll();
@@ -65,7 +70,7 @@ export class DefaultVersionFollower {
 
   private async pollOnce(): Promise<void> {
     await this.closeRetired();
-    const pointer = this.read();
+    const pointer = await this.read();
     if (!pointer || pointer.generation === this.currentDefault.generation) return;
     // A promoted version cannot be opened during a broker outage: it is adopted once it is back.
     if (!this.options.registry.logReachable) return;
@@ -82,9 +87,9 @@ export class DefaultVersionFollower {
     }
   }
 
-  private read(): DefaultVersion | undefined {
+  private async read(): Promise<DefaultVersion | undefined> {
     try {
-      const pointer = readDefaultVersion(this.options.dataDir);
+      const pointer = await readDefaultVersion(this.options.state);
       this.lastError = null;
       return pointer;
     } catch (err) {

@@ -12,6 +12,7 @@ import { InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { classifyLogError } from '../../services/log/outages.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { VERSION_NAME_RULE, isVersionName } from '../../services/versions/versionName.ts';
 import { readVersionDefinitions, readVersionRecord } from '../../services/versions/versionRecord.ts';
@@ -35,10 +36,12 @@ export interface VersionRuntime {
 
 export interface VersionRegistryOptions {
   log: EventLog;
-  dataDir: string;
+  /** The shared state: version records, metric files, batch views. */
+  state: ObjectStore;
+  /** Where batch view files read from S3 are kept on this host. */
+  cacheDir: string;
   /** For versions that have no stored metric file (never started, or created before copies were kept). */
   fallbackMetrics: MetricDefinitions;
-  viewsRoot: string;
   batchPollMs: number;
   maxVersions: number;
   logger: Logger;
@@ -49,13 +52,24 @@ export interface VersionRegistryOptions {
 
 export class VersionRegistry {
   private readonly runtimes = new Map<string, VersionRuntime>();
+  /** Versions whose record is being read (two queries naming a new version open it once). */
+  private readonly opening = new Map<string, Promise<VersionRuntime>>();
 
   constructor(private readonly options: VersionRegistryOptions) {}
 
-  /** The runtime of a version, opening it if needed (throws a client error for bad names). */
-  open(version: string): VersionRuntime {
+  /** The runtime of a version, opening it if needed (rejects with a client error for bad names). */
+  async open(version: string): Promise<VersionRuntime> {
     const existing = this.runtimes.get(version);
     if (existing) return existing;
+    let opening = this.opening.get(version);
+    if (!opening) {
+      opening = this.openNew(version).finally(() => this.opening.delete(version));
+      this.opening.set(version, opening);
+    }
+    return opening;
+  }
+
+  private async openNew(version: string): Promise<VersionRuntime> {
     if (!isVersionName(version)) {
       throw userError(ErrorCode.INVALID_VERSION, `version "${version}" is not ${VERSION_NAME_RULE}`);
     }
@@ -65,12 +79,12 @@ export class VersionRegistry {
         `serving already holds ${this.runtimes.size} versions (${[...this.runtimes.keys()].join(', ')}); the limit is --max-versions`,
       );
     }
-    const { log, viewsRoot, batchPollMs, logger } = this.options;
-    const record = readVersionRecord(this.options.dataDir, version);
+    const { log, state, cacheDir, batchPollMs, logger } = this.options;
+    const record = await readVersionRecord(state, version);
     if (record?.retiredAt) {
       throw userError(ErrorCode.INVALID_VERSION, `version "${version}" was retired at ${record.retiredAt}: its views are deleted`);
     }
-    const definitions = readVersionDefinitions(this.options.dataDir, version) ?? this.options.fallbackMetrics;
+    const definitions = (await readVersionDefinitions(state, version)) ?? this.options.fallbackMetrics;
     const view = new VersionView(version);
     const topic = speedViewTopic(version);
     const materializer = new SpeedMaterializer({
@@ -82,7 +96,8 @@ export class VersionRegistry {
       onFatal: (err) => void this.fatal(version, err),
     });
     const follower = new BatchFollower({
-      viewsRoot,
+      state,
+      cacheDir,
       view,
       pollMs: batchPollMs,
       logger,
@@ -103,7 +118,7 @@ export class VersionRegistry {
 
   /** Resolves when the version can answer: speed view caught up, batch view loaded if published. */
   async whenReady(version: string): Promise<VersionRuntime> {
-    const runtime = this.open(version);
+    const runtime = await this.open(version);
     try {
       await runtime.started;
     } catch (err) {
@@ -119,7 +134,7 @@ export class VersionRegistry {
   }
 
   private async fatal(version: string, err: unknown): Promise<void> {
-    const retired = readVersionRecord(this.options.dataDir, version)?.retiredAt;
+    const retired = (await readVersionRecord(this.options.state, version).catch(() => undefined))?.retiredAt;
     await this.close(version);
     if (retired) return;
     this.options.logger.error({ version, err: errorMessage(err) }, 'version closed: its view cannot go on');
@@ -147,9 +162,9 @@ export class VersionRegistry {
 
   /** Closes the runtimes of versions retired since they were opened (their topic and views are gone). */
   async closeRetired(): Promise<string[]> {
-    const retired = this.all()
-      .map((r) => r.version)
-      .filter((v) => readVersionRecord(this.options.dataDir, v)?.retiredAt);
+    const open = this.all().map((r) => r.version);
+    const records = await Promise.all(open.map((v) => readVersionRecord(this.options.state, v)));
+    const retired = open.filter((_, i) => records[i]?.retiredAt);
     await Promise.all(retired.map((v) => this.close(v)));
     return retired;
   }

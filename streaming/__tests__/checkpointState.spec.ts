@@ -9,7 +9,8 @@ import { generateEventLines } from '../../services/ingest/generator.ts';
 import type { LogRecord } from '../../services/log/eventLog.ts';
 import { parseMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { tempDir } from '../../test/helpers.ts';
-import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
+import { CheckpointStore, restoreState, snapshotName } from '../checkpoints/checkpointStore.ts';
+import { LocalObjectStore } from '../../services/storage/localObjectStore.ts';
 import { compareDefinitions } from '../../services/versions/metricChanges.ts';
 import { PartitionState } from '../state/partitionState.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
@@ -53,25 +54,27 @@ describe('snapshot chain', () => {
 
   it('full + deltas restore the same state as the live one, and the restored state continues identically', async () => {
     const input = records(30_000, 7);
-    const store = new CheckpointStore(dir.path);
+    const store = new CheckpointStore(new LocalObjectStore(dir.path));
     const live = new PartitionState(0, defs, semantics, { homePartitions: 1 });
-    let base: number | null = null;
-    let previous: number | null = null;
+    let previous: { position: number; name: string } | null = null;
     for (let i = 0; i < 20_000; i++) {
       live.apply(input[i]!);
       if ((i + 1) % 4000 === 0) {
         const { changedWindows } = live.captureChanges();
         const added = live.dedup.takeAdded();
-        const full = base === null;
-        const bytes = full
-          ? encodeSnapshot({ header: header(live, 'full', null), windows: live.allWindows(), dedup: live.dedup.entries() })
-          : encodeSnapshot({ header: header(live, 'delta', previous), windows: changedWindows, dedup: added });
-        await store.write(0, live.position, bytes);
-        if (full) base = live.position;
-        previous = live.position;
+        const h = previous === null ? header(live, 'full', null) : { ...header(live, 'delta', previous.position), baseName: previous.name };
+        const bytes =
+          previous === null
+            ? encodeSnapshot({ header: h, windows: live.allWindows(), dedup: live.dedup.entries() })
+            : encodeSnapshot({ header: h, windows: changedWindows, dedup: added });
+        const name = snapshotName(live.position, h);
+        expect(await store.write(0, name, bytes)).toBe(true);
+        // A second create of the name changes nothing (the same state over the same chain).
+        expect(await store.write(0, name, bytes)).toBe(false);
+        previous = { position: live.position, name };
       }
     }
-    const chain = store.readChain(0, previous!);
+    const chain = await store.readDecodedChain(0, { offset: previous!.position, name: previous!.name });
     expect(chain.map((s) => s.header.kind)).toEqual(['full', 'delta', 'delta', 'delta', 'delta']);
     const restored = restoreState(0, defs, semantics, { homePartitions: 1 }, chain);
     expect(restored.meta()).toEqual(live.meta());

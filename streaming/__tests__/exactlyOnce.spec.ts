@@ -6,6 +6,7 @@
  *   arrive, restarted each time, and stopped once with SIGTERM (which must checkpoint
  *   everything it read and exit 0).
  */
+import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,7 @@ import {
   spawnSpeed,
   writeTestMetrics,
 } from './support/harness.ts';
-import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
+import { speedStatusKey, type SpeedStatus } from '../../services/status/speedStatus.ts';
 
 /** A port nobody listens on right now (the child binds it a moment later). */
 function freePort(): Promise<number> {
@@ -180,7 +181,7 @@ describe(`speed view is exact (seed ${SEED})`, () => {
       if (graceful) {
         expect(exit.code, proc.output()).toBe(0);
         // Its last status (written after the final checkpoint): everything read is committed.
-        const status = JSON.parse(readFileSync(speedStatusPath(dir.path, version, 'sigterm'), 'utf8')) as SpeedStatus;
+        const status = JSON.parse(readFileSync(join(dir.path, speedStatusKey(version, 'sigterm')), 'utf8')) as SpeedStatus;
         // (It may own only some partitions: the member killed before it can still hold the rest.)
         expect(status.partitions.length).toBeGreaterThan(0);
         for (const p of status.partitions) expect(p.committedOffset, `partition ${p.partition}`).toBe(p.position);
@@ -198,7 +199,7 @@ describe(`speed view is exact (seed ${SEED})`, () => {
       // The group may already be at the end: wait for the process to run (its status file)
       // before the SIGTERM, which must then find its handler installed.
       await eventually(
-        () => (existsSync(speedStatusPath(dir.path, version, 'final')) ? true : undefined),
+        () => (existsSync(join(dir.path, speedStatusKey(version, 'final'))) ? true : undefined),
         'the final run to start',
         60_000,
       );

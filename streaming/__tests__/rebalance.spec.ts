@@ -3,12 +3,13 @@
  * partitions move to the survivor with their state (restored from the shared checkpoint store)
  * and the final view still equals the oracle.
  */
+import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../../test/helpers.ts';
-import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
+import { speedStatusKey, type SpeedStatus } from '../../services/status/speedStatus.ts';
 import { computeOracle } from './support/oracle.ts';
 import {
   killAllSpeed,
@@ -72,7 +73,7 @@ describe(`rebalance (seed ${SEED})`, () => {
     ];
     const env = { KAFKA_BROKERS: brokers };
     const status = (id: string): SpeedStatus | undefined => {
-      const path = speedStatusPath(dir.path, version, id);
+      const path = join(dir.path, speedStatusKey(version, id));
       return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SpeedStatus) : undefined;
     };
     const committedTotal = async () => (await log.committedOffsets(group, topic)).reduce<number>((a, b) => a + (b ?? 0), 0);

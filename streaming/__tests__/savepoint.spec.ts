@@ -3,7 +3,7 @@
  * refused with a precise message when the metric file changed incompatibly; listed and deleted.
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { speedStatusPath } from '../../services/status/speedStatus.ts';
+import { speedStatusKey } from '../../services/status/speedStatus.ts';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
@@ -108,7 +108,7 @@ describe(`savepoints (seed ${SEED})`, () => {
       try {
         // The group's offsets still point at the end until the savepoint rewinds them: wait for the start first.
         await eventually(
-          () => (existsSync(speedStatusPath(dir.path, version, 'restored')) ? true : undefined),
+          () => (existsSync(join(dir.path, speedStatusKey(version, 'restored'))) ? true : undefined),
           'the restored job to start',
           60_000,
         );

@@ -1,13 +1,17 @@
 /**
- * `<checkpoints>/<version>/job.json`: what the checkpointed state of a job version was built
- * with (metric definitions, watermark and dedup settings) and which savepoints were applied to
- * it. Checked at every start, so that a changed metric file can never meet old state silently.
+ * `speed/checkpoints/<version>/job.json` in the shared state: what the checkpointed state of a
+ * job version was built with (metric definitions, watermark and dedup settings) and which
+ * savepoints were applied to it. Checked at every start, so that a changed metric file can never
+ * meet old state silently.
+ *
+ * Instances of one version start on several hosts at once, so the object is only ever replaced
+ * by a compare-and-swap on the version read (created create-only): an update computed from a
+ * stale read is refused and made again from the new one, and no applied savepoint is forgotten.
  */
-import { join } from 'node:path';
 import { z } from 'zod';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
-import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
-import { readJsonFile } from '../../services/storage/jsonFile.ts';
+import { readStoredJson, type StoredJson } from '../../services/storage/jsonFile.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 
 export interface JobMetadata {
   version: string;
@@ -33,15 +37,30 @@ const jobMetadataSchema = z.object({
   updatedAt: z.string(),
 });
 
-export function jobMetadataPath(checkpointRoot: string): string {
-  return join(checkpointRoot, 'job.json');
+export const JOB_METADATA_KEY = 'job.json';
+
+/** The job metadata in `store` (a version's checkpoints) with its ETag, undefined before the first start. */
+export async function readJobMetadataObject(store: ObjectStore): Promise<StoredJson<JobMetadata> | undefined> {
+  const read = await readStoredJson(store, JOB_METADATA_KEY, jobMetadataSchema, 'job metadata');
+  return (
+    read && { etag: read.etag, value: { ...read.value, homePartitions: read.value.homePartitions ?? read.value.partitions } as JobMetadata }
+  );
 }
 
-export function readJobMetadata(checkpointRoot: string): JobMetadata | undefined {
-  const meta = readJsonFile(jobMetadataPath(checkpointRoot), jobMetadataSchema, 'job metadata');
-  return meta && ({ ...meta, homePartitions: meta.homePartitions ?? meta.partitions } as JobMetadata);
+export async function readJobMetadata(store: ObjectStore): Promise<JobMetadata | undefined> {
+  return (await readJobMetadataObject(store))?.value;
 }
 
-export function writeJobMetadata(checkpointRoot: string, meta: JobMetadata): void {
-  writeFileAtomicSync(jobMetadataPath(checkpointRoot), `${JSON.stringify(meta, null, 2)}\n`);
+/**
+ * Replaces the job metadata with `next(current)` by compare-and-swap, reading again and
+ * recomputing when another instance changed it meanwhile. Returns what was written.
+ */
+export async function updateJobMetadata(store: ObjectStore, next: (current: JobMetadata | undefined) => JobMetadata): Promise<JobMetadata> {
+  for (;;) {
+    const current = await readJobMetadataObject(store);
+    const value = next(current?.value);
+    const body = `${JSON.stringify(value, null, 2)}\n`;
+    const put = await store.put(JOB_METADATA_KEY, body, current ? { ifMatch: current.etag } : { ifAbsent: true });
+    if (put.ok) return value;
+  }
 }

@@ -1,28 +1,34 @@
 /**
- * Savepoints: `<savepoints>/<name>/{savepoint.json, p<k>.arrow}`, named and kept until deleted.
+ * Savepoints: `speed/savepoints/<name>/savepoint.json` in the shared state, with the partitions'
+ * snapshots beside it (`<name>/<take>/p<k>.arrow`), named and kept until deleted. Any host can
+ * take one and any other restore it.
  *
  * A savepoint is taken from the checkpoint store, not from a running process: for each
- * partition, the group's committed offset N and the snapshot chain ending at N form a committed,
+ * partition, the group's committed offset N and the snapshot chain it names form a committed,
  * consistent state (the 2PC guarantees it), which is materialised as one full snapshot. So
  * `lk speed savepoint` works whether the job runs or not, needs no coordination with running
  * instances, and can never capture uncommitted state. If a running job prunes the chain while it
- * is read, the committed offsets are read again.
+ * is read, the committed offsets are read again. The partitions are written under a folder of
+ * their own take, and the manifest is created last, create-only: of two takes of one name at
+ * once, exactly one is published, with its own partitions; the other fails and removes its own.
  *
  * Starting from a savepoint (`lk speed --from-savepoint NAME`) checks the metric definitions
  * (services/versions/metricChanges.ts), then for each partition writes the savepoint's state as the checkpoint at
- * its offset and commits that offset for the group in a transaction of the partition's producer
- * (which fences any running owner). The job then starts normally and restores exactly that. The
- * savepoint's name is recorded in job.json, so that a restart of a process started with the same
- * flag resumes from its latest checkpoint instead of rewinding again.
+ * its offset and commits that offset, naming that snapshot, for the group in a transaction of the
+ * partition's producer (which fences any running owner). The job then starts normally and
+ * restores exactly that. The savepoint's name is recorded in job.json, so that a restart of a
+ * process started with the same flag resumes from its latest checkpoint instead of rewinding again.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { STATE_KEYS } from '../../services/config/dataDir.ts';
 import { ConfigError, InfrastructureError } from '../../services/errors.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
-import { fsyncDir, writeFileAtomic, writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
-import { CheckpointStore, MissingCheckpointError, restoreState } from './checkpointStore.ts';
+import { readStoredJson } from '../../services/storage/jsonFile.ts';
+import { listAll, type ObjectStore } from '../../services/storage/objectStore.ts';
+import type { CheckpointStore } from './checkpointStore.ts';
+import { MissingCheckpointError, committedCheckpoint, restoreState, restoredSnapshotName } from './checkpointStore.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
 import { PartitionState, type Placement, type SpeedSemantics } from '../state/partitionState.ts';
 import { logger } from '../../services/observability/logger.ts';
@@ -42,6 +48,8 @@ export interface SavepointManifest {
   metrics: MetricDefinition[];
   semantics: { outOfOrdernessMs: number; dedupHorizonMs: number };
   createdAt: string;
+  /** The folder of this take's partition snapshots under the savepoint's (absent: beside the manifest, as older savepoints have them). */
+  files?: string;
 }
 
 const manifestSchema = z.object({
@@ -56,42 +64,57 @@ const manifestSchema = z.object({
   metrics: z.array(z.any()),
   semantics: z.object({ outOfOrdernessMs: z.number(), dedupHorizonMs: z.number() }),
   createdAt: z.string(),
+  files: z
+    .string()
+    .regex(/^[a-z0-9-]+$/)
+    .optional(),
 });
 
-export function savepointDir(savepointsRoot: string, name: string): string {
-  return join(savepointsRoot, name);
+function manifestKey(name: string): string {
+  return `${STATE_KEYS.savepoints}/${name}/savepoint.json`;
 }
 
-export function readSavepoint(savepointsRoot: string, name: string): SavepointManifest {
-  const path = join(savepointDir(savepointsRoot, name), 'savepoint.json');
-  if (!existsSync(path)) {
-    const known = listSavepoints(savepointsRoot).map((s) => s.name);
+function partitionKey(name: string, files: string | undefined, partition: number): string {
+  return `${STATE_KEYS.savepoints}/${name}/${files ? `${files}/` : ''}p${partition}.arrow`;
+}
+
+/** Where a savepoint is, for messages. */
+export function savepointLocation(state: ObjectStore, name: string): string {
+  return `${state.location}/${STATE_KEYS.savepoints}/${name}`;
+}
+
+export async function readSavepoint(state: ObjectStore, name: string): Promise<SavepointManifest> {
+  let read;
+  try {
+    read = await readStoredJson(state, manifestKey(name), manifestSchema, 'a savepoint manifest');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  if (!read) {
+    const known = (await listSavepoints(state)).map((s) => s.name);
     throw new ConfigError(
-      `savepoint "${name}" not found in ${savepointsRoot}${known.length ? ` (known: ${known.join(', ')})` : ' (there are none)'}`,
+      `savepoint "${name}" not found in ${state.location}/${STATE_KEYS.savepoints}${known.length ? ` (known: ${known.join(', ')})` : ' (there are none)'}`,
     );
   }
-  const parsed = manifestSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-  if (!parsed.success) throw new ConfigError(`${path} is not a valid savepoint manifest: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-  return parsed.data as SavepointManifest;
+  return read.value as SavepointManifest;
 }
 
-export function readSavepointPartition(savepointsRoot: string, name: string, partition: number): SnapshotContent {
-  const path = join(savepointDir(savepointsRoot, name), `p${partition}.arrow`);
-  return decodeSnapshot(readFileSync(path), path);
+export async function readSavepointPartition(state: ObjectStore, sp: SavepointManifest, partition: number): Promise<SnapshotContent> {
+  const key = partitionKey(sp.name, sp.files, partition);
+  const object = await state.get(key);
+  if (!object) throw new InfrastructureError(`savepoint "${sp.name}" lacks ${state.location}/${key}`);
+  return decodeSnapshot(object.bytes, `${state.location}/${key}`);
 }
 
-export function listSavepoints(savepointsRoot: string): SavepointManifest[] {
-  let names: string[] = [];
-  try {
-    names = readdirSync(savepointsRoot);
-  } catch {
-    return [];
-  }
+export async function listSavepoints(state: ObjectStore): Promise<SavepointManifest[]> {
+  const names = (await listAll(state, `${STATE_KEYS.savepoints}/`))
+    .map((o) => o.key.slice(STATE_KEYS.savepoints.length + 1).split('/'))
+    .filter((parts) => parts.length === 2 && parts[1] === 'savepoint.json')
+    .map((parts) => parts[0]!);
   const out: SavepointManifest[] = [];
   for (const n of names) {
-    if (!existsSync(join(savepointsRoot, n, 'savepoint.json'))) continue;
     try {
-      out.push(readSavepoint(savepointsRoot, n));
+      out.push(await readSavepoint(state, n));
     } catch {
       // an unreadable savepoint is listed by `delete` errors, not here
     }
@@ -99,10 +122,12 @@ export function listSavepoints(savepointsRoot: string): SavepointManifest[] {
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
-export function deleteSavepoint(savepointsRoot: string, name: string): void {
-  const dir = savepointDir(savepointsRoot, name);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`savepoint "${name}" not found in ${savepointsRoot}`);
-  rmSync(dir, { recursive: true, force: true });
+/** Deletes a savepoint: its manifest first (then it no longer exists for anyone), then its snapshots. */
+export async function deleteSavepoint(state: ObjectStore, name: string): Promise<void> {
+  const objects = await listAll(state, `${STATE_KEYS.savepoints}/${name}/`);
+  if (objects.length === 0) throw new ConfigError(`savepoint "${name}" not found in ${state.location}/${STATE_KEYS.savepoints}`);
+  await state.delete(manifestKey(name));
+  for (const o of objects) if (o.key !== manifestKey(name)) await state.delete(o.key);
 }
 
 export interface TakeSavepointOptions {
@@ -111,74 +136,83 @@ export interface TakeSavepointOptions {
   version: string;
   topic: string;
   groupId: string;
-  checkpointRoot: string;
-  savepointsRoot: string;
+  /** The shared state (savepoints are kept there). */
+  state: ObjectStore;
+  /** The version's checkpoints. */
+  checkpoints: CheckpointStore;
 }
 
 /** Materialises the committed state of every partition into a new savepoint. */
 export async function takeSavepoint(o: TakeSavepointOptions): Promise<SavepointManifest> {
   if (!SAVEPOINT_NAME.test(o.name)) throw new ConfigError(`savepoint name "${o.name}" must match ${SAVEPOINT_NAME.source}`);
-  const finalDir = savepointDir(o.savepointsRoot, o.name);
-  if (existsSync(finalDir))
-    throw new ConfigError(`savepoint "${o.name}" already exists in ${o.savepointsRoot}; delete it first or choose another name`);
-  const job = readJobMetadata(o.checkpointRoot);
+  const { state } = o;
+  if (await state.head(manifestKey(o.name)))
+    throw new ConfigError(
+      `savepoint "${o.name}" already exists in ${savepointLocation(state, o.name)}; delete it first or choose another name`,
+    );
+  const job = await readJobMetadata(o.checkpoints.store);
   if (!job)
     throw new ConfigError(
-      `no checkpoints for job version "${o.version}" in ${o.checkpointRoot}: has \`lk speed --version ${o.version}\` run with this data dir?`,
+      `no checkpoints for job version "${o.version}" in ${o.checkpoints.location}: has \`lk speed --version ${o.version}\` run with this --state-uri?`,
     );
-  const store = new CheckpointStore(o.checkpointRoot);
   const partitions = await o.log.partitionCount(o.topic);
-  const tmpDir = `${finalDir}.tmp-${process.pid}`;
-  rmSync(tmpDir, { recursive: true, force: true });
-  mkdirSync(tmpDir, { recursive: true });
+  // This take's own folder: a concurrent take of the same name never mixes its partitions with ours.
+  const files = `take-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const written: string[] = [];
   const semantics = job.semantics;
   const entries: SavepointManifest['partitions'] = [];
-  for (let p = 0; p < partitions; p++) {
-    for (let attempt = 1; ; attempt++) {
-      const committed = (await o.log.committedOffsets(o.groupId, o.topic))[p] ?? null;
-      if (committed === null) {
-        entries.push({ partition: p, offset: null, bytes: 0 });
-        break;
-      }
-      try {
-        const state = restoreState(p, job.metrics, semantics, { homePartitions: job.homePartitions }, store.readChain(p, committed));
-        const bytes = encodeFullSnapshot(state, metricsFingerprint(job.metrics), semantics);
-        await writeFileAtomic(join(tmpDir, `p${p}.arrow`), bytes);
-        entries.push({ partition: p, offset: committed, bytes: bytes.length });
-        break;
-      } catch (err) {
-        // A running job pruned the chain between our two reads: read the newer commit.
-        if (err instanceof MissingCheckpointError && attempt < 10) continue;
-        rmSync(tmpDir, { recursive: true, force: true });
-        throw err;
+  try {
+    for (let p = 0; p < partitions; p++) {
+      for (let attempt = 1; ; attempt++) {
+        const committed = committedCheckpoint((await o.log.committedOffsetsWithMetadata(o.groupId, o.topic))[p] ?? null);
+        if (committed === null) {
+          entries.push({ partition: p, offset: null, bytes: 0 });
+          break;
+        }
+        try {
+          const chain = await o.checkpoints.readDecodedChain(p, committed);
+          const restored = restoreState(p, job.metrics, semantics, { homePartitions: job.homePartitions }, chain);
+          const bytes = encodeFullSnapshot(restored, metricsFingerprint(job.metrics), semantics);
+          const key = partitionKey(o.name, files, p);
+          await state.put(key, bytes);
+          written.push(key);
+          entries.push({ partition: p, offset: committed.offset, bytes: bytes.length });
+          break;
+        } catch (err) {
+          // A running job pruned the chain between our two reads: read the newer commit.
+          if (err instanceof MissingCheckpointError && attempt < 10) continue;
+          throw err;
+        }
       }
     }
-  }
-  const manifest: SavepointManifest = {
-    name: o.name,
-    version: o.version,
-    topic: o.topic,
-    groupId: o.groupId,
-    partitions: entries,
-    homePartitions: job.homePartitions,
-    metrics: job.metrics,
-    semantics,
-    createdAt: new Date().toISOString(),
-  };
-  writeFileAtomicSync(join(tmpDir, 'savepoint.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  try {
-    renameSync(tmpDir, finalDir);
-    fsyncDir(o.savepointsRoot);
+    const manifest: SavepointManifest = {
+      name: o.name,
+      version: o.version,
+      topic: o.topic,
+      groupId: o.groupId,
+      partitions: entries,
+      homePartitions: job.homePartitions,
+      metrics: job.metrics,
+      semantics,
+      createdAt: new Date().toISOString(),
+      files,
+    };
+    const published = await state.put(manifestKey(o.name), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
+    if (!published.ok)
+      throw new ConfigError(
+        `savepoint "${o.name}" was created meanwhile by another process (${savepointLocation(state, o.name)}); choose another name`,
+      );
+    return manifest;
   } catch (err) {
-    rmSync(tmpDir, { recursive: true, force: true });
-    throw new InfrastructureError(`cannot publish savepoint ${finalDir}: ${(err as Error).message}`);
+    for (const key of written) await state.delete(key).catch(() => undefined);
+    throw err;
   }
-  return manifest;
 }
 
 export interface RestoreSavepointOptions {
   name: string;
-  savepointsRoot: string;
+  /** The shared state (where the savepoint is). */
+  state: ObjectStore;
   topic: string;
   version: string;
   /** The topic's partition count now. */
@@ -190,8 +224,8 @@ export interface RestoreSavepointOptions {
   /** The topic's first offsets now (a partition the savepoint has no offset for starts there). */
   beginnings: readonly number[];
   store: CheckpointStore;
-  /** Commits the group's offset for a partition (in the partition's transactional producer, which fences its owner). */
-  commitOffset(partition: number, offset: number): Promise<void>;
+  /** Commits the group's offset for a partition, naming its snapshot (in the partition's transactional producer, which fences its owner). */
+  commitOffset(partition: number, offset: number, snapshot: string): Promise<void>;
 }
 
 /**
@@ -202,7 +236,7 @@ export interface RestoreSavepointOptions {
  * offsets set, per partition of the savepoint.
  */
 export async function restoreFromSavepoint(o: RestoreSavepointOptions): Promise<(number | null)[]> {
-  const sp = readSavepoint(o.savepointsRoot, o.name);
+  const sp = await readSavepoint(o.state, o.name);
   if (sp.topic !== o.topic) throw new ConfigError(`savepoint "${o.name}" was taken on topic "${sp.topic}", not "${o.topic}"`);
   if (sp.partitions.length > o.partitionCount) {
     throw new ConfigError(
@@ -229,11 +263,14 @@ export async function restoreFromSavepoint(o: RestoreSavepointOptions): Promise<
       state.position = position;
     } else {
       // Re-encoded under the current definitions: dropped metrics and granularities go away here.
-      state = restoreState(p, o.definitions, o.semantics, o.placement, [readSavepointPartition(o.savepointsRoot, o.name, p)]);
+      state = restoreState(p, o.definitions, o.semantics, o.placement, [await readSavepointPartition(o.state, sp, p)]);
       position = entry.offset;
     }
-    await o.store.write(p, position, encodeFullSnapshot(state, o.metricsFingerprint, o.semantics));
-    await o.commitOffset(p, position);
+    // A name of its own, which the owners' sweeps never delete (checkpointStore.ts); written
+    // again by a second restore of the same savepoint, it holds the same state.
+    const name = restoredSnapshotName(position, o.name);
+    await o.store.write(p, name, encodeFullSnapshot(state, o.metricsFingerprint, o.semantics));
+    await o.commitOffset(p, position, name);
   }
   return sp.partitions.map((e) => e.offset);
 }

@@ -32,6 +32,11 @@ export interface SnapshotHeader extends StateMeta {
   kind: 'full' | 'delta';
   /** Position of the snapshot this delta applies to (null for full snapshots). */
   base: number | null;
+  /**
+   * Name of that snapshot in the checkpoint store (streaming/checkpoints/checkpointStore.ts);
+   * absent in snapshots written before names carried their chain (the base is then named by its position).
+   */
+  baseName?: string | null;
   /** Snapshots in the chain up to and including this one (1 for a full snapshot). */
   chainLength: number;
   /** Rows in the deltas since the full base (0 for a full snapshot): a new full snapshot is written when they outgrow the live state. */
@@ -197,6 +202,23 @@ function u32(n: number): Buffer {
 
 export class CorruptSnapshotError extends Error {
   override name = 'CorruptSnapshotError';
+}
+
+/**
+ * The header alone (the first part of the file), without the checksum over the rest: enough to
+ * follow a chain of deltas to its base before the whole chain is decoded (decodeSnapshot checks
+ * every byte then).
+ */
+export function readSnapshotHeader(buf: Buffer, source: string): SnapshotHeader {
+  if (buf.length < MAGIC.length + 16 || !buf.subarray(0, MAGIC.length).equals(MAGIC))
+    throw new CorruptSnapshotError(`${source}: not a speed-layer snapshot`);
+  const len = buf.readUInt32BE(MAGIC.length);
+  if (MAGIC.length + 4 + len > buf.length) throw new CorruptSnapshotError(`${source}: truncated header`);
+  try {
+    return JSON.parse(buf.toString('utf8', MAGIC.length + 4, MAGIC.length + 4 + len)) as SnapshotHeader;
+  } catch {
+    throw new CorruptSnapshotError(`${source}: unreadable header`);
+  }
 }
 
 export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {

@@ -4,14 +4,18 @@
  *
  *   capture   (by the thread holding the state, between two batches: stateHost.ts) the changed
  *             rows stamped with position N, and a full or delta snapshot of the state at N;
- *   pre-commit  write the snapshot to <checkpoints>/<version>/p<k>/<N>.arrow (atomic, durable);
+ *   pre-commit  create the snapshot in the shared checkpoint store under a name that fixes its
+ *             chain (checkpointStore.ts: p<k>/<N>-f or <N>-d<hash of its base's name>),
+ *             create-only, whole or not at all;
  *   commit    one transaction: the rows to the view topic + the group's offset N for the
- *             partition; read_committed readers see both or neither;
- *   clean-up  prune snapshots no longer needed by the last two committed checkpoints.
+ *             partition, with the snapshot's name as the offset's metadata; read_committed
+ *             readers see both or neither;
+ *   clean-up  in the background: delete the snapshots the previous chain held and the new one
+ *             does not; now and then sweep orphans (checkpointStore.ts says when that is safe).
  *
  * A crash before the commit leaves the previous committed offset, whose snapshot still exists;
- * a crash after it leaves N and its snapshot. Restore always takes the snapshot whose position
- * equals the group's committed offset: the state and the published rows cannot diverge.
+ * a crash after it leaves N and its snapshot. Restore always takes the snapshot the group's
+ * committed offset names: the state and the published rows cannot diverge, on any host.
  * The producer's transactional id is per partition (`lk-speed-<version>-p<k>`): a new owner
  * fences the old one before reading the committed offset, so a zombie cannot commit after it.
  *
@@ -37,7 +41,7 @@ import {
   retryWhileUnavailable,
 } from '../../services/log/outages.ts';
 import { logger } from '../../services/observability/logger.ts';
-import type { CheckpointStore } from '../checkpoints/checkpointStore.ts';
+import { checkpointMetadata, committedCheckpoint, snapshotName, type CheckpointStore } from '../checkpoints/checkpointStore.ts';
 import type { StateHost } from '../threads/stateHost.ts';
 import type { Capture } from '../threads/stateRegistry.ts';
 
@@ -48,6 +52,8 @@ const SEND_SLICE_ROWS = 5000;
  * heartbeats of the consumer): only then is a fence with the partition still ours fatal.
  */
 const FENCE_SETTLE_MS = 3_000;
+/** How often an owner sweeps its partition's orphaned snapshots (one listing each time). */
+const SWEEP_INTERVAL_MS = 30_000;
 
 export interface TaskContext {
   log: EventLog;
@@ -109,10 +115,14 @@ export class PartitionTask {
   /** The group's committed offset for the partition as this task knows it (null: none yet). */
   committedPosition: number | null;
   private inFlight: Promise<void> | undefined;
-  /** Snapshot positions of the committed checkpoint's chain (base first), and of the one before. */
-  private chain: number[];
-  private previousChain: number[] = [];
+  /** Snapshot names of the committed checkpoint's chain (base first), and of the one before. */
+  private chain: string[];
+  private previousChain: string[] = [];
   private chainRows: number;
+  private chainLast: number | null;
+  /** Clean-up after the last commit, running in the background (one at a time). */
+  private cleanup: Promise<void> | undefined;
+  private lastSweepAt = Date.now();
 
   constructor(
     readonly partition: number,
@@ -120,10 +130,11 @@ export class PartitionTask {
     /** Replaced after a transaction whose outcome a broker outage left unknown. */
     private producer: LogProducer,
     private readonly ctx: TaskContext,
-    restoredChain: { positions: number[]; rows: number },
+    restoredChain: { names: string[]; positions: number[]; rows: number },
   ) {
-    this.chain = restoredChain.positions;
+    this.chain = restoredChain.names;
     this.committedPosition = restoredChain.positions.at(-1) ?? null;
+    this.chainLast = this.committedPosition;
     this.chainRows = restoredChain.rows;
   }
 
@@ -172,7 +183,8 @@ export class PartitionTask {
     const capture = await this.host.capture(this.partition, {
       length: this.chain.length,
       rows: this.chainRows,
-      last: this.chain.at(-1) ?? null,
+      last: this.chainLast,
+      lastName: this.chain.at(-1) ?? null,
     });
     if (capture) await this.commit(capture, started);
   }
@@ -184,13 +196,16 @@ export class PartitionTask {
   private async commit(capture: Capture, started: number): Promise<void> {
     const { store } = this.ctx;
     const { position, header, snapshot, rowKeys } = capture;
-    await store.write(this.partition, position, snapshot);
+    const name = snapshotName(position, header);
+    crashPoint('speed.checkpoint.before-snapshot-put');
+    // A name already taken holds this very state over this very chain (checkpointStore.ts).
+    await store.write(this.partition, name, snapshot);
     crashPoint('speed.checkpoint.snapshot-written');
     const backoff = new Backoff();
     for (;;) {
       const begunAt = Date.now();
       try {
-        await this.commitTransaction(capture);
+        await this.commitTransaction(capture, name);
         break;
       } catch (err) {
         // Revoked or stopping: the next owner restores the last committed checkpoint.
@@ -207,10 +222,11 @@ export class PartitionTask {
         if ((await this.outcomeAfterFailure(position)) === 'committed') break;
       }
     }
-    const newChain = header.kind === 'full' ? [position] : [...this.chain, position];
+    const newChain = header.kind === 'full' ? [name] : [...this.chain, name];
     this.previousChain = this.chain;
     this.chain = newChain;
     this.chainRows = header.chainRows;
+    this.chainLast = position;
     this.committedPosition = position;
     this.lastCheckpoint = {
       at: Date.now(),
@@ -220,15 +236,36 @@ export class PartitionTask {
       rows: rowKeys.length,
       kind: header.kind,
     };
-    try {
-      store.prune(this.partition, new Set([...this.chain, ...this.previousChain]), position);
-    } catch (err) {
-      logger.warn({ partition: this.partition, err }, 'could not prune old checkpoints');
-    }
+    this.cleanUp(position, name);
   }
 
-  /** One transaction: the capture's rows to the view topic and its position as the group's offset. */
-  private async commitTransaction(capture: Capture): Promise<void> {
+  /**
+   * Deletes what the chain before this commit held and the new one does not, and now and then
+   * sweeps orphans, in the background: the next checkpoint does not wait for it. Skipped while
+   * the previous clean-up runs (the next one catches up).
+   */
+  private cleanUp(position: number, name: string): void {
+    if (this.cleanup) return;
+    const chain = new Set(this.chain);
+    const dead = this.previousChain.filter((n) => !chain.has(n));
+    const sweep = Date.now() - this.lastSweepAt >= SWEEP_INTERVAL_MS;
+    if (sweep) this.lastSweepAt = Date.now();
+    const { store, log, groupId, topic } = this.ctx;
+    this.cleanup = (async () => {
+      await store.deleteSnapshots(this.partition, dead);
+      if (!sweep) return;
+      // Only while the group's offset, read afresh, is still this commit (checkpointStore.ts).
+      const committed = committedCheckpoint((await log.committedOffsetsWithMetadata(groupId, topic))[this.partition] ?? null);
+      if (committed?.offset !== position || committed.name !== name) return;
+      const deleted = await store.sweep(this.partition, committed, new Set([...this.chain, ...this.previousChain]));
+      if (deleted.length > 0) logger.debug({ partition: this.partition, deleted }, 'swept orphaned checkpoints');
+    })()
+      .catch((err: unknown) => logger.warn({ partition: this.partition, err: errorMessage(err) }, 'could not prune old checkpoints'))
+      .finally(() => (this.cleanup = undefined));
+  }
+
+  /** One transaction: the capture's rows to the view topic and its position as the group's offset, naming its snapshot. */
+  private async commitTransaction(capture: Capture, name: string): Promise<void> {
     const { topic, viewTopic, groupId } = this.ctx;
     const { position, rowKeys, rowValues, rowValueEnds } = capture;
     const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
@@ -244,7 +281,7 @@ export class PartitionTask {
         await tx.send(viewTopic, records);
       }
       crashPoint('speed.checkpoint.rows-sent');
-      await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position }]);
+      await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position, metadata: checkpointMetadata(name) }]);
       crashPoint('speed.checkpoint.offsets-sent');
       await pausePoint('speed.checkpoint.commit');
       await tx.commit();
@@ -304,6 +341,7 @@ export class PartitionTask {
   /** Waits for the checkpoint in flight, releases the state and closes the producer. */
   async close(): Promise<void> {
     await this.settle();
+    await this.cleanup;
     await this.host.drop(this.partition).catch(() => undefined);
     await this.producer.close();
   }

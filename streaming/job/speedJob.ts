@@ -2,21 +2,23 @@
  * The speed job: consumes the events topic in a consumer group, keeps one PartitionTask per
  * assigned partition, checkpoints each on a timer (and after batches once the interval passed),
  * and reports its status. The partitions' states live in state threads (stateHost.ts) so that
- * consuming and processing use two cores. Instances of one job version share partitions through
- * the group and share the checkpoint store, so a partition's state moves with the partition on a
- * rebalance.
+ * consuming and processing use two cores. Instances of one job version, on one host or many,
+ * share partitions through the group (Kafka decides who owns which) and share the checkpoint
+ * store in the shared state (`--state-uri`), so a partition's state moves with the partition on
+ * a rebalance or a takeover: the new owner restores exactly the snapshot the group's committed
+ * offset names.
  *
  * Broker outages of any length are waited through (services/log/outages.ts; the argument is in
  * docs/speed-layer.md, "Broker outages"): a checkpoint retries its transaction, an assignment
  * retries opening its partitions, the consumer rejoins its group. The job fails only on what
  * retrying cannot fix: refused credentials, a deleted topic, a fence by a newer owner.
  */
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, InfrastructureError, errorMessage } from '../../services/errors.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import type {
   AssignmentContext,
+  CommittedOffset,
   EventLog,
   LogConsumer,
   PartitionOffset,
@@ -38,20 +40,22 @@ import {
   type VersionOrigin,
   type VersionRecord,
 } from '../../services/versions/versionRecord.ts';
-import { acquireLock, releaseLock } from '../../services/storage/fileLock.ts';
+import { checkpointsPrefix } from '../../services/config/dataDir.ts';
+import { acquireLease } from '../../services/storage/lease.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { replayFromLake } from '../replay/lakeReplay.ts';
 import { planWarmUp, type WarmUpPart } from '../replay/warmUpSource.ts';
 import { RateLimiter, sliceBatch } from './rateLimiter.ts';
-import { CheckpointStore, MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
+import { CheckpointStore, MissingCheckpointError, checkpointMetadata, committedCheckpoint } from '../checkpoints/checkpointStore.ts';
 import { createStateHost, defaultStateThreads, lakeReplayStateThreads, type StateHost } from '../threads/stateHost.ts';
 import { compareDefinitions, compareSemantics, metricsFingerprint } from '../../services/versions/metricChanges.ts';
-import { readJobMetadata, writeJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
+import { readJobMetadata, updateJobMetadata, type JobMetadata } from '../checkpoints/jobMetadata.ts';
 import type { Placement, SpeedSemantics } from '../state/partitionState.ts';
 import { PartitionTask, openFencingProducer } from './partitionTask.ts';
 import { restoreFromSavepoint } from '../checkpoints/savepoints.ts';
 import { combinedWatermark, isIdle } from '../state/watermarks.ts';
 import { StatusReporter } from './statusReporter.ts';
-import { speedStatusPath, type SpeedStatus } from '../../services/status/speedStatus.ts';
+import { speedStatusKey, type SpeedStatus } from '../../services/status/speedStatus.ts';
 
 /**
  * Largest fetch per partition. Batches queue between the consumer and the state threads, and a
@@ -61,6 +65,8 @@ import { speedStatusPath, type SpeedStatus } from '../../services/status/speedSt
 const FETCH_BYTES_PER_PARTITION = 1024 * 1024;
 /** Rows a checkpoint may publish before processing of the partition waits for it. */
 const MAX_ROWS_PER_CHECKPOINT = 20_000;
+/** The lease that lets one instance at a time replay the lake, in the version's checkpoints. */
+const LAKE_REPLAY_LEASE = 'lake-replay.lease';
 
 export interface SpeedJobConfig {
   topic: string;
@@ -74,11 +80,12 @@ export interface SpeedJobConfig {
   statusPort: number;
   instanceId: string;
   fromSavepoint?: string;
+  /** This host's data dir. */
   dataDir: string;
+  /** The shared state (`--state-uri`): checkpoints, savepoints, the version record, status. */
+  state: ObjectStore;
   /** State threads (0: states in the main thread); undefined: one per spare core, at most one per partition. */
   threads?: number;
-  checkpointsRoot: string;
-  savepointsRoot: string;
   definitions: MetricDefinitions;
   /**
    * Where a new version starts reading (`lk replay --from`): kept in its record when the version
@@ -136,10 +143,10 @@ export class SpeedJob {
       );
     }
     this.semantics = { outOfOrdernessMs: cfg.outOfOrdernessMs, dedupHorizonMs: horizon };
-    this.store = new CheckpointStore(join(cfg.checkpointsRoot, cfg.version));
+    this.store = new CheckpointStore(cfg.state.child(checkpointsPrefix(cfg.version)));
     this.viewTopic = speedViewTopic(cfg.version);
     this.fingerprint = metricsFingerprint(cfg.definitions.metrics);
-    this.status = new StatusReporter(speedStatusPath(cfg.dataDir, cfg.version, cfg.instanceId), log.health);
+    this.status = new StatusReporter(cfg.state, speedStatusKey(cfg.version, cfg.instanceId), log.health);
     this.limiter = cfg.maxRate !== undefined ? new RateLimiter(cfg.maxRate) : undefined;
     this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
     this.failed.catch(() => undefined);
@@ -165,13 +172,14 @@ export class SpeedJob {
     };
     // Checked against the version's record (when it has one) before anything else, and created
     // only once the checkpoints and the savepoint have agreed: a refused start leaves no version.
-    const existing = readVersionRecord(this.cfg.dataDir, this.cfg.version);
-    if (existing) checkVersionMatches(this.cfg.dataDir, existing, newVersion);
+    const { state } = this.cfg;
+    const existing = await readVersionRecord(state, this.cfg.version);
+    if (existing) await checkVersionMatches(state, existing, newVersion);
     this.placement = { homePartitions: existing?.homePartitions ?? this.partitionCount };
     // State from a savepoint replaces the checkpointed state, so only the savepoint's
     // definitions must be compatible; otherwise the checkpoints' ones.
     const savepoint = this.cfg.fromSavepoint;
-    if (savepoint !== undefined && !readJobMetadata(this.store.root)?.appliedSavepoints.includes(savepoint))
+    if (savepoint !== undefined && !(await readJobMetadata(this.store.store))?.appliedSavepoints.includes(savepoint))
       await this.applySavepoint(savepoint);
     else {
       if (savepoint !== undefined)
@@ -179,9 +187,9 @@ export class SpeedJob {
           { savepoint },
           'savepoint already applied to this job version; resuming from the latest checkpoint instead of rewinding again',
         );
-      this.checkJobMetadata();
+      await this.checkJobMetadata();
     }
-    this.record = ensureVersionRecord(this.cfg.dataDir, newVersion);
+    this.record = await ensureVersionRecord(state, newVersion);
     await this.log.createTopics([viewTopicSpec(this.viewTopic)]);
     // The lake half of a replay leaves the main thread nearly idle (DuckDB decodes on threads of
     // its own): every core gets a state thread then, partitions are replayed side by side.
@@ -191,7 +199,6 @@ export class SpeedJob {
       definitions: this.cfg.definitions.metrics,
       semantics: this.semantics,
       placement: this.placement,
-      storeRoot: this.store.root,
       metricsFingerprint: this.fingerprint,
     });
     this.host = host;
@@ -315,7 +322,10 @@ export class SpeedJob {
     await Promise.allSettled(tasks.map((t) => t.close()));
     await this.host?.close();
     this.ready = false;
+    // The final status (not ready) is written whatever write was in flight.
+    await this.status.flush();
     this.publishStatus();
+    await this.status.flush();
     await this.status.close();
     logger.info({ partitions: tasks.map((t) => t.partition) }, 'speed job stopped after a final checkpoint');
   }
@@ -347,11 +357,10 @@ export class SpeedJob {
   }
 
   /** Refuses to meet checkpointed state with incompatible definitions; records compatible changes. */
-  private checkJobMetadata(): void {
-    const root = this.store.root;
-    const existing = readJobMetadata(root);
+  private async checkJobMetadata(): Promise<void> {
+    const existing = await readJobMetadata(this.store.store);
     if (!existing) {
-      writeJobMetadata(root, this.jobMetadata([]));
+      await updateJobMetadata(this.store.store, (current) => this.jobMetadata(current?.appliedSavepoints ?? []));
       return;
     }
     if (existing.topic !== this.cfg.topic) {
@@ -377,14 +386,14 @@ export class SpeedJob {
     const problems = [...compat.problems, ...compareSemantics(existing.semantics, this.semantics, label)];
     if (problems.length > 0) throw new ConfigError(`cannot resume: ${problems.join('; ')}`);
     for (const note of compat.notes) logger.warn({ note }, 'metric definitions changed compatibly');
-    writeJobMetadata(root, this.jobMetadata(existing.appliedSavepoints));
+    await updateJobMetadata(this.store.store, (current) => this.jobMetadata(current?.appliedSavepoints ?? existing.appliedSavepoints));
   }
 
   private async applySavepoint(name: string): Promise<void> {
     const { cfg } = this;
     const offsets = await restoreFromSavepoint({
       name,
-      savepointsRoot: cfg.savepointsRoot,
+      state: cfg.state,
       topic: cfg.topic,
       version: cfg.version,
       partitionCount: this.partitionCount,
@@ -394,20 +403,19 @@ export class SpeedJob {
       metricsFingerprint: this.fingerprint,
       beginnings: await this.log.beginningOffsets(cfg.topic),
       store: this.store,
-      commitOffset: async (partition, offset) => {
+      commitOffset: async (partition, offset, snapshot) => {
         // The partition's own transactional producer: this also fences a running owner.
         const producer = await openFencingProducer(this.log, cfg.version, partition);
         try {
           const tx = await producer.transaction();
-          await tx.sendOffsets(cfg.groupId, [{ topic: cfg.topic, partition, offset }]);
+          await tx.sendOffsets(cfg.groupId, [{ topic: cfg.topic, partition, offset, metadata: checkpointMetadata(snapshot) }]);
           await tx.commit();
         } finally {
           await producer.close();
         }
       },
     });
-    const current = readJobMetadata(this.store.root);
-    writeJobMetadata(this.store.root, this.jobMetadata([...(current?.appliedSavepoints ?? []), name]));
+    await updateJobMetadata(this.store.store, (current) => this.jobMetadata([...(current?.appliedSavepoints ?? []), name]));
     logger.info({ savepoint: name, offsets }, 'job state set from savepoint');
   }
 
@@ -470,10 +478,10 @@ export class SpeedJob {
     await this.closing.get(partition);
     // Fence first, then read the committed offset: after the fence no older owner can commit.
     const producer = await openFencingProducer(log, cfg.version, partition);
-    let committedOffsets: (number | null)[], beginnings: number[], ends: number[];
+    let committedOffsets: (CommittedOffset | null)[], beginnings: number[], ends: number[];
     try {
       [committedOffsets, beginnings, ends] = await Promise.all([
-        log.committedOffsets(cfg.groupId, cfg.topic),
+        log.committedOffsetsWithMetadata(cfg.groupId, cfg.topic),
         log.beginningOffsets(cfg.topic),
         log.endOffsets(cfg.topic),
       ]);
@@ -481,7 +489,9 @@ export class SpeedJob {
       await producer.close();
       throw err;
     }
-    const committed = committedOffsets[partition] ?? null;
+    // The committed offset names its snapshot: the takeover reads exactly that, nothing listed.
+    const head = committedCheckpoint(committedOffsets[partition] ?? null);
+    const committed = head?.offset ?? null;
     const ctx = {
       log,
       topic: cfg.topic,
@@ -505,12 +515,18 @@ export class SpeedJob {
     }
     let opened;
     try {
-      opened = await this.host!.open(partition, committed, beginning, warm?.start ?? null);
+      const chain = head ? await this.store.readChain(partition, head) : undefined;
+      opened = await this.host!.open(
+        partition,
+        head && chain ? { offset: head.offset, names: chain.names, buffers: chain.buffers, location: this.store.location } : null,
+        beginning,
+        warm?.start ?? null,
+      );
     } catch (err) {
       await producer.close();
       if (err instanceof MissingCheckpointError) {
         throw new InfrastructureError(
-          `group "${cfg.groupId}" committed offset ${committed} for partition ${partition} but its checkpoint is missing: ${err.message}. All instances of version "${cfg.version}" must share the data dir (--data-dir); to rebuild the state, start a new --version`,
+          `group "${cfg.groupId}" committed offset ${committed} for partition ${partition} but its checkpoint is missing: ${err.message}. All instances of version "${cfg.version}" must share the state (--state-uri); to rebuild the state, start a new --version`,
         );
       }
       throw new InfrastructureError(`cannot restore partition ${partition}: ${errorMessage(err)}`, { cause: err });
@@ -579,9 +595,11 @@ export class SpeedJob {
   /**
    * The lake half of a version replayed `--from lake` (streaming/replay/lakeReplay.ts), before
    * the log consumer starts: every partition whose committed offset is below its hand-over
-   * offset reads the lake up to it. One instance does this at a time (a lock in the version's
-   * checkpoint dir); an instance that waited finds the partitions handed over. False when the job
-   * stopped meanwhile.
+   * offset reads the lake up to it. One instance at a time, on any host, does this: it holds a
+   * lease in the version's checkpoints (services/storage/lease.ts), renewed while it reads; an
+   * instance that waited finds the partitions handed over, and one whose holder died takes the
+   * lease over once it was not renewed for its time to live. Each partition's commits stay fenced
+   * by its transactional producer whatever the lease says. False when the job stopped meanwhile.
    */
   private async replayLake(origin: VersionOrigin): Promise<boolean> {
     const { cfg, log } = this;
@@ -589,14 +607,11 @@ export class SpeedJob {
     // version was created; a warm-up's lake part at its end (still warming when the lake ends
     // before the start: the log then warms up the rest).
     const lakeEnds = Array.from({ length: this.partitionCount }, (_, p) => origin.lakeEnds?.[p] ?? this.warmPlan[p]?.lakeEnd ?? 0);
-    const lock = join(this.store.root, 'lake-replay.lock');
-    while (
-      !(await acquireLock(lock, 5_000).then(
-        () => true,
-        () => false,
-      ))
-    )
-      if (this.stopping || this.failedAlready) return false;
+    const lease = await acquireLease(this.store.store, LAKE_REPLAY_LEASE, {
+      holder: cfg.instanceId,
+      stopped: () => this.stopping || this.failedAlready,
+    });
+    if (!lease) return false;
     try {
       const committed = await this.retry('committed offsets', () => log.committedOffsets(cfg.groupId, cfg.topic));
       const partitions = lakeEnds
@@ -654,15 +669,18 @@ export class SpeedJob {
             this.tasks.delete(task.partition);
             await task.close();
           },
-          stopped: () => this.stopping || this.failedAlready,
+          // A lease lost (this instance paused past its time to live) stops the lake half at the next range.
+          stopped: () => this.stopping || this.failedAlready || lease.lost.aborted,
         });
+        if (lease.lost.aborted)
+          throw new InfrastructureError('another instance took over the lake replay while this one paused; restarting it');
         if (done) logger.info({ handOver: lakeEnds }, 'lake replayed: the log takes over at the lake end of every partition');
         return done;
       } finally {
         source.close();
       }
     } finally {
-      releaseLock(lock);
+      await lease.release();
     }
   }
 

@@ -1,17 +1,17 @@
 /**
- * Operational view of a speed instance: the status file that serving reads (the contract is
- * services/status/speedStatus.ts; rewritten atomically every second), Prometheus metrics, and an
- * HTTP endpoint with /healthz, /readyz, /metrics and /status. /readyz is false while the job is
- * not assigned and running, and while the log is unreachable (a broker outage: the job waits for
- * it, keeping its state; `lk_kafka_reachable` says so too).
+ * Operational view of a speed instance: the status object that serving, `lk versions` and
+ * promotion read on any host (the contract is services/status/speedStatus.ts; replaced whole every
+ * second in the shared state), Prometheus metrics, and an HTTP endpoint with /healthz, /readyz,
+ * /metrics and /status. /readyz is false while the job is not assigned and running, and while the
+ * log is unreachable (a broker outage: the job waits for it, keeping its state;
+ * `lk_kafka_reachable` says so too).
  */
 import { createServer, type Server } from 'node:http';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { errorMessage } from '../../services/errors.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { registerLogHealthMetrics, type LogHealth } from '../../services/log/outages.ts';
-import { writeFileAtomicSync } from '../../services/storage/atomicFile.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import type { SpeedStatus } from '../../services/status/speedStatus.ts';
 
 export class StatusReporter {
@@ -19,9 +19,12 @@ export class StatusReporter {
   private server: Server | undefined;
   private latest: SpeedStatus | undefined;
   private readonly g: Record<string, Gauge>;
+  /** The status write in flight: one at a time (a slow store skips a beat rather than queue writes). */
+  private writing: Promise<void> | undefined;
 
   constructor(
-    private readonly filePath: string,
+    private readonly state: ObjectStore,
+    private readonly key: string,
     private readonly health: LogHealth,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'lk_speed_process_' });
@@ -48,7 +51,6 @@ export class StatusReporter {
       bytes: gauge('lk_speed_state_bytes', 'Approximate bytes of state held in memory'),
       dedup: gauge('lk_speed_dedup_entries', 'Event ids held in the dedup sets'),
     };
-    mkdirSync(dirname(filePath), { recursive: true });
   }
 
   publish(status: SpeedStatus): void {
@@ -79,11 +81,16 @@ export class StatusReporter {
     g.windows!.set(status.stateWindows);
     g.bytes!.set(status.stateBytes);
     g.dedup!.set(status.dedupEntries);
-    try {
-      writeFileAtomicSync(this.filePath, `${JSON.stringify(status)}\n`);
-    } catch (err) {
-      logger.warn({ err, path: this.filePath }, 'could not write the status file');
-    }
+    this.writing ??= this.state
+      .put(this.key, `${JSON.stringify(status)}\n`)
+      .then(() => undefined)
+      .catch((err: unknown) => logger.warn({ err: errorMessage(err), key: this.key }, 'could not write the status file'))
+      .finally(() => (this.writing = undefined));
+  }
+
+  /** Waits for the status write in flight (the final status of a stopping job). */
+  async flush(): Promise<void> {
+    await this.writing;
   }
 
   /** Serves /healthz, /readyz, /metrics, /status on `port` (0 = off). Resolves with the bound port. */

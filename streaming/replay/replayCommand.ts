@@ -128,8 +128,8 @@ async function replay(opts: ReplayOptions): Promise<void> {
   const log = ctx.openLog(`lk-replay-${opts.instanceId}`);
   try {
     // The metric file first: a bad one is refused before anything is resolved or created.
-    const config = speedJobConfig({ ...opts, fromSavepoint: undefined }, ctx);
-    const record = readVersionRecord(ctx.layout.root, opts.version);
+    const config = await speedJobConfig({ ...opts, fromSavepoint: undefined }, ctx);
+    const record = await readVersionRecord(config.state, opts.version);
     let origin: VersionOrigin | undefined;
     if (record) {
       checkResume(record, opts);

@@ -22,13 +22,21 @@ import { RECORD_KEY } from '../../services/metrics/fieldSemantics.ts';
 import type { RecordBatch } from '../../services/log/eventLog.ts';
 import { MissingCheckpointError } from '../checkpoints/checkpointStore.ts';
 import { packBatch, transferablesOf, type PackedBatch } from './recordPack.ts';
-import { StateRegistry, type Capture, type ChainInfo, type Opened, type PartitionStats, type RegistryConfig } from './stateRegistry.ts';
+import {
+  StateRegistry,
+  type Capture,
+  type ChainInfo,
+  type ChainToRestore,
+  type Opened,
+  type PartitionStats,
+  type RegistryConfig,
+} from './stateRegistry.ts';
 
 /** Batches handed to one thread and not yet applied, before `apply` makes the caller wait. */
 const MAX_QUEUED_BATCHES = 4;
 
 export type StateRequest =
-  | { id: number; op: 'open'; partition: number; committed: number | null; beginning: number; warmUntil: number | null }
+  | { id: number; op: 'open'; partition: number; committed: ChainToRestore | null; beginning: number; warmUntil: number | null }
   | { id: number; op: 'apply'; batch: PackedBatch }
   | { id: number; op: 'capture'; partition: number; chain: ChainInfo }
   | { id: number; op: 'drop'; partition: number }
@@ -40,10 +48,11 @@ export interface StateHost {
   /** Worker threads holding states (0: inline). */
   readonly threads: number;
   /**
-   * `warmUntil`: a new state (none committed) of a version that starts there mid-log is warmed up
-   * from `beginning` (streaming/replay/warmUpSource.ts).
+   * Restores a partition from its committed chain (read from the checkpoint store by the caller),
+   * else starts it at `beginning`. `warmUntil`: a new state (none committed) of a version that
+   * starts there mid-log is warmed up from `beginning` (streaming/replay/warmUpSource.ts).
    */
-  open(partition: number, committed: number | null, beginning: number, warmUntil?: number | null): Promise<Opened>;
+  open(partition: number, committed: ChainToRestore | null, beginning: number, warmUntil?: number | null): Promise<Opened>;
   /** Hands a batch to its partition's state. Resolves when the thread's backlog allows more, not when applied. */
   apply(batch: RecordBatch): Promise<void>;
   /** The same for a batch already packed (the lake's records come packed: streaming/replay/lakeSource.ts). */
@@ -95,7 +104,7 @@ class InlineStateHost implements StateHost {
     if (stats) this.latest.set(stats.partition, stats);
   }
 
-  async open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
+  async open(partition: number, committed: ChainToRestore | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
     const opened = this.registry.open(partition, committed, beginning, warmUntil);
     this.keep(opened.stats);
     return opened;
@@ -216,15 +225,16 @@ class WorkerStateHost implements StateHost {
     if (stats) this.latest.set(stats.partition, stats);
   }
 
-  async open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
-    const opened = await this.request<Opened>(this.threadOf(partition), {
-      id: this.nextId++,
-      op: 'open',
-      partition,
-      committed,
-      beginning,
-      warmUntil,
-    });
+  async open(partition: number, committed: ChainToRestore | null, beginning: number, warmUntil: number | null = null): Promise<Opened> {
+    // The snapshots cross as transferred memory when they own their buffers.
+    const transfer = (committed?.buffers ?? []).flatMap((b) =>
+      b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? [b.buffer as ArrayBuffer] : [],
+    );
+    const opened = await this.request<Opened>(
+      this.threadOf(partition),
+      { id: this.nextId++, op: 'open', partition, committed, beginning, warmUntil },
+      [...new Set(transfer)],
+    );
     this.keep(opened.stats);
     return opened;
   }

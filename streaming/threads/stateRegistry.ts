@@ -12,11 +12,11 @@
 import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 import type { LogRecord } from '../../services/log/eventLog.ts';
 import { viewRowKey } from '../../services/views/viewRow.ts';
-import { CheckpointStore, restoreState } from '../checkpoints/checkpointStore.ts';
+import { restoreState } from '../checkpoints/checkpointStore.ts';
 import { PartitionState, type Placement, type SpeedSemantics, type StateCounters } from '../state/partitionState.ts';
 import { NO_EVENT_TIME } from '../state/watermarks.ts';
 import { NARROW_RECORD, type PackedBatch } from './recordPack.ts';
-import { SNAPSHOT_FORMAT, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
+import { SNAPSHOT_FORMAT, decodeSnapshot, encodeSnapshot, type SnapshotHeader } from '../checkpoints/snapshotCodec.ts';
 
 /** A new full snapshot is written when the delta chain gets this long... */
 const MAX_CHAIN_LENGTH = 200;
@@ -27,8 +27,6 @@ export interface RegistryConfig {
   definitions: readonly MetricDefinition[];
   semantics: SpeedSemantics;
   placement: Placement;
-  /** The job version's checkpoint directory. */
-  storeRoot: string;
   metricsFingerprint: string;
 }
 
@@ -57,11 +55,23 @@ export interface ChainInfo {
   rows: number;
   /** Position of the chain's last snapshot (the base of a delta), null for none. */
   last: number | null;
+  /** Its name in the checkpoint store (streaming/checkpoints/checkpointStore.ts). */
+  lastName: string | null;
+}
+
+/** The committed checkpoint to restore: its snapshots' names and bytes, the full base first (read by the main thread). */
+export interface ChainToRestore {
+  offset: number;
+  names: string[];
+  buffers: Uint8Array[];
+  /** Where they were read, for messages. */
+  location: string;
 }
 
 export interface Opened {
   stats: PartitionStats;
-  chain: { positions: number[]; rows: number };
+  /** The restored chain: its snapshots' names (base first) and positions, and its delta rows. */
+  chain: { names: string[]; positions: number[]; rows: number };
 }
 
 export interface Capture {
@@ -78,32 +88,34 @@ export interface Capture {
 
 export class StateRegistry {
   private readonly states = new Map<number, PartitionState>();
-  private readonly store: CheckpointStore;
 
-  constructor(private readonly cfg: RegistryConfig) {
-    this.store = new CheckpointStore(cfg.storeRoot);
-  }
+  constructor(private readonly cfg: RegistryConfig) {}
 
   /**
-   * Restores `partition` at the group's committed offset (null: none yet, start at `beginning`),
-   * and returns the restored chain's snapshot positions (base first) and delta rows.
-   * Throws MissingCheckpointError when the checkpoint of that offset is not in the store.
+   * Restores `partition` from the snapshots of the group's committed offset (null: none yet,
+   * start at `beginning`), and returns the restored chain's snapshot names and positions (base
+   * first) and delta rows.
    */
-  open(partition: number, committed: number | null, beginning: number, warmUntil: number | null = null): Opened {
+  open(partition: number, committed: ChainToRestore | null, beginning: number, warmUntil: number | null = null): Opened {
     const { definitions, semantics, placement } = this.cfg;
     let state: PartitionState;
-    let chain: Opened['chain'] = { positions: [], rows: 0 };
+    let chain: Opened['chain'] = { names: [], positions: [], rows: 0 };
     if (committed === null) {
       state = new PartitionState(partition, definitions, semantics, placement);
       state.position = beginning;
       // A version that starts mid-log: built from the history first, published from its start on.
       if (warmUntil !== null && warmUntil > beginning) state.beginWarmUp(warmUntil);
     } else {
-      const snapshots = this.store.readChain(partition, committed);
+      const where = (i: number) => `${committed.location}/p${partition}/${committed.names[i]}.arrow`;
+      const snapshots = committed.buffers.map((b, i) => decodeSnapshot(Buffer.from(b.buffer, b.byteOffset, b.byteLength), where(i)));
       state = restoreState(partition, definitions, semantics, placement, snapshots);
-      if (state.position !== committed)
-        throw new Error(`checkpoint ${this.store.pathOf(partition, committed)} holds position ${state.position}, expected ${committed}`);
-      chain = { positions: snapshots.map((s) => s.header.position), rows: snapshots.at(-1)!.header.chainRows };
+      if (state.position !== committed.offset)
+        throw new Error(`checkpoint ${where(snapshots.length - 1)} holds position ${state.position}, expected ${committed.offset}`);
+      chain = {
+        names: committed.names,
+        positions: snapshots.map((s) => s.header.position),
+        rows: snapshots.at(-1)!.header.chainRows,
+      };
     }
     this.states.set(partition, state);
     return { stats: this.stats(partition)!, chain };
@@ -175,6 +187,7 @@ export class StateRegistry {
       format: SNAPSHOT_FORMAT,
       kind: full ? 'full' : 'delta',
       base: full ? null : chain.last,
+      baseName: full ? null : chain.lastName,
       chainLength: full ? 1 : chain.length + 1,
       chainRows: full ? 0 : chain.rows + deltaRows,
       metricsFingerprint: this.cfg.metricsFingerprint,

@@ -5,7 +5,7 @@
 import { crashVisit, type CrashPoint } from '../../services/faults/crashPoints.ts';
 
 /** test/e2e/replayAndPromote.spec.ts: `lk promote` killed at each step, serving all-old or all-new. */
-export const PROMOTION_POINTS: CrashPoint[] = ['versions.promote.before-rename', 'versions.promote.renamed'];
+export const PROMOTION_POINTS: CrashPoint[] = ['versions.promote.before-swap', 'versions.promote.swapped'];
 
 /** test/e2e/replayFromLake.spec.ts: a lake replay killed mid-lake and at the hand-over, restarted, exact. */
 export const LAKE_REPLAY_POINTS: CrashPoint[] = ['replay.lake.checkpointed', 'replay.lake.handed-over'];

@@ -21,7 +21,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchRunManifestSchema, readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { batchRunManifestSchema } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { CRASH_POINTS, type CrashPoint } from '../../services/faults/crashPoints.ts';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { EmbeddedLog } from '../../services/log/embedded/embeddedLog.ts';
@@ -63,7 +64,7 @@ const PARTITIONS = 3;
 const OUT_OF_ORDERNESS = '2s';
 
 const SPEED_POINTS: CrashPoint[] = [
-  'speed.checkpoint.before-snapshot-rename',
+  'speed.checkpoint.before-snapshot-put',
   'speed.checkpoint.snapshot-written',
   'speed.checkpoint.rows-sent',
   'speed.checkpoint.offsets-sent',
@@ -82,8 +83,8 @@ const BATCH_POINTS: CrashPoint[] = [
   'lake.commit.written',
   'lake.checkpoint.written',
   'batch.run.rows-written',
-  'batch.run.renamed',
-  'batch.run.before-current-rename',
+  'batch.run.placed',
+  'batch.run.before-current-swap',
   'batch.run.current-swapped',
 ];
 const COMPACTION_POINTS: CrashPoint[] = ['lake.compaction.file-uploaded', 'lake.compaction.committed', 'lake.vacuum.deleted'];
@@ -253,8 +254,8 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
         .filter((r) => !INVALID.includes(r.value!.toString('utf8')))
         .map<OracleInput>((r) => ({ partition: r.partition, offset: r.offset, line: r.value!.toString('utf8') })),
     );
-    const run = readCurrentBatchRun(join(p.dataDir, 'views'), p.version)!;
-    const got = await readSnapshotRows(run.rowsPath);
+    const run = (await currentBatchRun(p.dataDir, p.version))!;
+    const got = await readSnapshotRows(run.rowsPath!);
     const problems: string[] = [];
     const seen = new Set<string>();
     for (const r of got) {

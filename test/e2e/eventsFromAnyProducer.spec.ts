@@ -22,7 +22,7 @@ import { generateEventLines } from '../../services/ingest/generator.ts';
 import { idHash } from '../../services/log/partitioner.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
 import { eventually, tempDir, uniqueName } from '../helpers.ts';
 import { consoleProduce, raisePartitions } from '../kafkaTools.ts';
@@ -244,7 +244,7 @@ describe('events from any producer: unkeyed, duplicated across partitions, parti
 
   it('after lk batch run: every window equals the oracle, none provisional', async () => {
     await p.batchRun();
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p.version)!;
+    const run = (await currentBatchRun(dir.path, p.version))!;
     await p.batchInstalled(serving.url, run.manifest.runId);
     const placement = await misplacedInTopic();
     expect(run.manifest.misplacedEvents).toBe(placement.misplaced);

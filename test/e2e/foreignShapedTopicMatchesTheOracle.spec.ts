@@ -26,11 +26,11 @@ import type { LogRecord } from '../../services/log/eventLog.ts';
 import { idHash } from '../../services/log/partitioner.ts';
 import { deadLetterTopic, eventTopicSpecs } from '../../services/log/topics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
 import { gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
 import { eventually, tempDir, uniqueName } from '../helpers.ts';
 import { consoleProduce } from '../kafkaTools.ts';
 import { readTopic } from '../logReader.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { Pipeline, killAll, startServing, testVersion, type LkProcess, type Serving } from './pipeline.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 1717);
@@ -307,7 +307,7 @@ describe(`a foreign-shaped topic from Kafka's console producer, end to end (seed
     await p1.speedCaughtUp(`speed caught up (${speed.output().slice(-500)})`);
     await p1.servingCaughtUp(serving.url);
     await p1.batchRun();
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p1.version)!;
+    const run = (await currentBatchRun(dir.path, p1.version))!;
     await p1.batchInstalled(serving.url, run.manifest.runId);
     const counts = runCounts('v1');
     expect({ unique: run.manifest.uniqueEvents, misplaced: run.manifest.misplacedEvents, raw: run.manifest.rawEvents }, rerun).toEqual(
@@ -353,7 +353,7 @@ describe(`a foreign-shaped topic from Kafka's console producer, end to end (seed
       rerun,
     ).toBe(runCounts('v2').misplaced);
     await p2.batchRun();
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p2.version)!;
+    const run = (await currentBatchRun(dir.path, p2.version))!;
     await eventually(async () => {
       const d = await gqlData<any>(serving.url, `{ pipeline(version: "${p2.version}") { serving { batchView { runId } } } }`);
       return d.pipeline.serving.batchView?.runId === run.manifest.runId ? true : undefined;
@@ -392,7 +392,7 @@ describe(`a foreign-shaped topic from Kafka's console producer, end to end (seed
       rerun,
     ).toBe(runCounts('v3').misplaced);
     await p3.batchRun();
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p3.version)!;
+    const run = (await currentBatchRun(dir.path, p3.version))!;
     await eventually(async () => {
       const d = await gqlData<any>(serving.url, `{ pipeline(version: "${p3.version}") { serving { batchView { runId } } } }`);
       return d.pipeline.serving.batchView?.runId === run.manifest.runId ? true : undefined;

@@ -36,6 +36,7 @@ import { ORACLE_METRICS, rowId } from '../../streaming/__tests__/support/oracle.
 import { caughtUp, createEventsTopic, produceLines, readView, writeTestMetrics } from '../../streaming/__tests__/support/harness.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { kafkaTool } from '../kafkaTools.ts';
+import { localState } from '../sharedState.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { resolveLake } from '../../services/lake/lakeLocation.ts';
@@ -283,7 +284,7 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
         `${v} caught up`,
         120_000,
       );
-      const starts = readVersionRecord(dir.path, v)!.origin.startOffsets!;
+      const starts = (await readVersionRecord(localState(dir.path), v))!.origin.startOffsets!;
       // A start in the middle of every partition, or the test proves nothing.
       starts.forEach((s, k) => expect(s > 0 && s < logEnds[k]!, `${v}: start ${s} of partition ${k} (log end ${logEnds[k]})`).toBe(true));
       const problems = differences(await readView(p.log, speedViewTopic(v)), starts);
@@ -351,6 +352,6 @@ describe(`a version that starts mid-log is exact (seed ${SEED})`, () => {
     expect(refused.output()).toContain(
       'partition 0 starts at 100, and its history now starts at offset 50 (the log starts at 50, there is no lake)',
     );
-    expect(readVersionRecord(dir.path, `gone-${suffix}`)).toBeFalsy();
+    expect(await readVersionRecord(localState(dir.path), `gone-${suffix}`)).toBeFalsy();
   });
 });

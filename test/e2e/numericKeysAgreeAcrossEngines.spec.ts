@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
 import { seededRandom } from '../../services/ingest/generator.ts';
 import { tempDir, uniqueName } from '../helpers.ts';
@@ -177,7 +177,7 @@ describe('numeric keys, distinct values and filters agree in both engines, end t
   it('after lk batch run: the same map, the same totals, every window from the batch view', async () => {
     await p.stop(speed);
     await p.batchRun();
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p.version)!;
+    const run = (await currentBatchRun(dir.path, p.version))!;
     expect(run.manifest.uniqueEvents).toBe(EVENTS);
     await p.batchInstalled(serving.url, run.manifest.runId);
     const afterBatch = await byNumberKeys();

@@ -183,7 +183,6 @@ export async function startServing(p: Pipeline, overrides: Partial<ServeConfigIn
     {
       port: 0,
       dataDir: layout.root,
-      viewsRoot: layout.views,
       batchPollMs: 100,
       defaultVersion: p.version,
       // The tests compare whole answers with oracles from one address: no per-client limits on work.

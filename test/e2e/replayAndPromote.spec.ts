@@ -21,8 +21,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { speedViewTopic, type ViewRow } from '../../services/views/viewRow.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
-import { readVersionRecord } from '../../services/versions/versionRecord.ts';
+import { currentBatchRun, localState } from '../sharedState.ts';
+import { readVersionDefinitions, readVersionRecord } from '../../services/versions/versionRecord.ts';
+import { listAll } from '../../services/storage/objectStore.ts';
 import { ORACLE_METRICS, TEST_METRICS_YAML, computeOracle, rowId, type OracleMetric } from '../../streaming/__tests__/support/oracle.ts';
 import { compareWithOracle, createEventsTopic, produceLines, readView } from '../../streaming/__tests__/support/harness.ts';
 import { gql, gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
@@ -252,7 +253,7 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
     expect(compareWithOracle(await readView(p1.log, speedViewTopic(V1)), computeOracle(lines, PARTITIONS, 2000)).slice(0, 10)).toEqual([]);
 
     // The version keeps its own copy of its file: the batch layer uses it without --metrics, and refuses another.
-    expect(readFileSync(join(dir.path, 'versions', V3, 'metrics.yaml'), 'utf8')).toBe(CHANGED_METRICS_YAML);
+    expect((await readVersionDefinitions(localState(dir.path), V3))!.text).toBe(CHANGED_METRICS_YAML);
     const refused = await lkResult(['batch', 'run', '--topic', topic, '--version', V3, ...common(v1File)]);
     expect(refused.code).toBe(2);
     expect(refused.out).toMatch(
@@ -299,7 +300,7 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
     const retired = await lkResult(['versions', 'retire', V4, '--default-version', V1, ...common()]);
     expect(retired.code, retired.out).toBe(0);
     expect(await p1.log.listTopics()).not.toContain(speedViewTopic(V4));
-    expect(existsSync(join(dir.path, 'speed', 'checkpoints', V4))).toBe(false);
+    expect(await listAll(localState(dir.path), `speed/checkpoints/${V4}/`)).toEqual([]);
     expect((await p1.log.committedOffsets(`lk-speed-${V4}`, topic)).every((o) => o === null)).toBe(true);
     const listed = await lkResult(['versions', '--json', '--default-version', V1, ...common()]);
     expect(JSON.parse(listed.out).versions.find((v: any) => v.version === V4).state).toBe('RETIRED');
@@ -378,12 +379,18 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
   });
 
   it("the batch service recomputes every version's views from the one lake, each with its own metric file", async () => {
-    const before = new Map([V1, V2, V3].map((v) => [v, readCurrentBatchRun(join(dir.path, 'views'), v)!.manifest.runId]));
+    const before = new Map(
+      await Promise.all([V1, V2, V3].map(async (v) => [v, (await currentBatchRun(dir.path, v))!.manifest.runId] as const)),
+    );
     const service = lk(['batch', '--topic', topic, '--version', V1, '--interval', '1s', '--status-port', '0', ...common(v1File)]);
     try {
       await eventually(
-        () =>
-          [V1, V2, V3].every((v) => readCurrentBatchRun(join(dir.path, 'views'), v)?.manifest.runId !== before.get(v)) ? true : undefined,
+        async () =>
+          (await Promise.all([V1, V2, V3].map(async (v) => (await currentBatchRun(dir.path, v))?.manifest.runId !== before.get(v)))).every(
+            Boolean,
+          )
+            ? true
+            : undefined,
         `a new batch run of every version (${service.output().slice(-800)})`,
         90_000,
       );
@@ -391,13 +398,13 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
       await p1.stop(service);
     }
     for (const v of [V1, V2, V3]) {
-      const run = readCurrentBatchRun(join(dir.path, 'views'), v)!.manifest;
-      expect(run.metricsSha256, v).toBe(readVersionRecord(dir.path, v)!.metricsSha256);
+      const run = (await currentBatchRun(dir.path, v))!.manifest;
+      expect(run.metricsSha256, v).toBe((await readVersionRecord(localState(dir.path), v))!.metricsSha256);
     }
-    expect(existsSync(join(dir.path, 'views', V4))).toBe(false); // retired: not recomputed
+    expect(await listAll(localState(dir.path), `views/${V4}/`)).toEqual([]); // retired: not recomputed
     await eventually(async () => {
       const d = await gqlData<any>(serving.url, `{ pipeline(version: "${V3}") { serving { batchView { runId } } } }`);
-      return d.pipeline.serving.batchView?.runId === readCurrentBatchRun(join(dir.path, 'views'), V3)!.manifest.runId ? true : undefined;
+      return d.pipeline.serving.batchView?.runId === (await currentBatchRun(dir.path, V3))!.manifest.runId ? true : undefined;
     }, 'the new run of v3 installed');
     await expectBatchTotals(V3, CHANGED_ORACLE_METRICS);
     await expectBatchTotals(V1, ORACLE_METRICS);
@@ -411,7 +418,7 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
       const exit = await proc.exited;
       expect(exit.signal, `${point}: ${proc.output()}`).toBe('SIGKILL');
       expect(proc.output()).toContain(`crash point ${point} reached`);
-      const expectNow = point === 'versions.promote.before-rename' ? before : target;
+      const expectNow = point === 'versions.promote.before-swap' ? before : target;
       // The pointer is whole (never torn): the old one before the rename, the new one after it.
       const pointer = JSON.parse(readFileSync(join(dir.path, 'versions', 'DEFAULT'), 'utf8'));
       expect(pointer.version, point).toBe(expectNow);

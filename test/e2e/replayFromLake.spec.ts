@@ -35,6 +35,7 @@ import { kafkaTool } from '../kafkaTools.ts';
 import { startTestS3 } from '../s3.ts';
 import { tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { LAKE_REPLAY_POINTS } from './crashPointScenarios.ts';
+import { localState } from '../sharedState.ts';
 import { Pipeline, killAll, type LkProcess } from './pipeline.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 8086);
@@ -130,7 +131,7 @@ describe(`replay from the lake, then the log (seed ${SEED})`, () => {
     lakeEnds.forEach((end, k) => expect(dry).toContain(`partition ${k}: start offset 0  (lake 0..${end}, then log ${end}..`));
     const proc2 = replay(fromLake, ['--from', 'lake', '--lake-chunk', '500']);
     await untilCaughtUp(fromLake, proc2);
-    expect(readVersionRecord(dir.path, fromLake)?.origin).toMatchObject({ from: 'lake', lakeEnds });
+    expect((await readVersionRecord(localState(dir.path), fromLake))?.origin).toMatchObject({ from: 'lake', lakeEnds });
     const a = await expectExact(fromLog, 'replay from the log');
     const b = await expectExact(fromLake, 'replay from the lake, then the log');
     expect([...b].sort()).toEqual([...a].sort());
@@ -150,7 +151,7 @@ describe(`replay from the lake, then the log (seed ${SEED})`, () => {
       const v = version('s3');
       const proc = replay(v, ['--from', 'lake', '--lake-chunk', '700', '--lake-uri', 's3://lk-replay/lakes'], s3.env);
       await untilCaughtUp(v, proc);
-      expect(readVersionRecord(dir.path, v)?.origin).toMatchObject({ from: 'lake', lakeEnds });
+      expect((await readVersionRecord(localState(dir.path), v))?.origin).toMatchObject({ from: 'lake', lakeEnds });
       await expectExact(v, 'replay from the lake on S3, then the log');
       await p.stop(proc);
       expectNoOverlap(v, 'replay from the lake on S3, then the log');

@@ -31,7 +31,7 @@ import { generateEventLines } from '../../services/ingest/generator.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { loadKafkaClientConfig } from '../../services/log/kafka/kafkaClientConfig.ts';
 import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { gqlData } from '../../serving/__tests__/fixtures/testServer.ts';
 import { LK_BIN } from '../cli.ts';
 import { eventually, freePort, tempDir, uniqueName } from '../helpers.ts';
@@ -216,7 +216,7 @@ describe('a secured cluster: SASL_SSL, mutual TLS, and every misconfiguration na
     );
     await p.speedCaughtUp();
     await p.servingCaughtUp(url);
-    const run = readCurrentBatchRun(join(dir.path, 'views'), p.version)!;
+    const run = (await currentBatchRun(dir.path, p.version))!;
     await p.batchInstalled(url, run.manifest.runId);
 
     // Every window of both granularities equals the oracle.

@@ -27,7 +27,7 @@ import { KafkaLog } from '../../services/log/kafka/kafkaLog.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { loadMetricDefinitions, type Granularity } from '../../services/metrics/definitions.ts';
 import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
-import { readCurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { currentBatchRun } from '../sharedState.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { computeOracle } from '../../streaming/__tests__/support/oracle.ts';
 import { compareWithOracle, createEventsTopic, readView, writeTestMetrics } from '../../streaming/__tests__/support/harness.ts';
@@ -245,8 +245,8 @@ describe(`lk speed, lk batch serve and lk serve ride out broker outages (seed ${
         // Batch: a run whose cut covers the whole log, installed by serving.
         const ends = await p.log.endOffsets(TOPIC);
         const runId = await eventually(
-          () => {
-            const run = readCurrentBatchRun(join(p.dataDir, 'views'), VERSION);
+          async () => {
+            const run = await currentBatchRun(p.dataDir, VERSION);
             return run && ends.every((end, k) => (run.manifest.cut[k] ?? 0) >= end) ? run.manifest.runId : undefined;
           },
           said('a batch run covering the whole log'),
