@@ -46,6 +46,7 @@ export interface RunOptions extends JobOptions {
   idleTimeout: number;
   dedupHorizon?: number;
   statusPort: number;
+  statusHost?: string;
   instanceId: string;
   fromSavepoint?: string;
   threads?: number;
@@ -120,6 +121,11 @@ export const RUN_OPTIONS: OptionSpec[] = [
     parse: port,
   },
   {
+    flags: '--status-host <address>',
+    description: 'the address the status port listens on (default: every address)',
+    env: 'LK_SPEED_STATUS_HOST',
+  },
+  {
     flags: '--instance-id <id>',
     description: 'names this instance in status files',
     env: 'LK_SPEED_INSTANCE_ID',
@@ -154,6 +160,7 @@ export async function speedJobConfig(opts: RunOptions, ctx: Context): Promise<Sp
     idleTimeoutMs: opts.idleTimeout,
     ...(opts.dedupHorizon !== undefined ? { dedupHorizonMs: opts.dedupHorizon } : {}),
     statusPort: opts.statusPort,
+    ...(opts.statusHost !== undefined ? { statusHost: opts.statusHost } : {}),
     instanceId: opts.instanceId,
     ...(opts.fromSavepoint !== undefined ? { fromSavepoint: opts.fromSavepoint } : {}),
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),

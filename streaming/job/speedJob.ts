@@ -78,6 +78,8 @@ export interface SpeedJobConfig {
   /** Undefined: the largest window plus allowed lateness of the metric definitions. */
   dedupHorizonMs?: number;
   statusPort: number;
+  /** The address the status port listens on (default every address). */
+  statusHost?: string;
   instanceId: string;
   fromSavepoint?: string;
   /** This host's data dir. */
@@ -203,7 +205,7 @@ export class SpeedJob {
     });
     this.host = host;
     host.failure().catch((err: unknown) => this.fail(err));
-    this.statusPort = await this.status.listen(this.cfg.statusPort);
+    this.statusPort = await this.status.listen(this.cfg.statusPort, this.cfg.statusHost);
     this.timers.push(setInterval(() => this.checkpointAll(), this.cfg.checkpointIntervalMs));
     this.timers.push(setInterval(() => this.publishStatus(), 1000));
     logger.info(

@@ -3,8 +3,9 @@
  * visited. The real `lk` process is SIGKILLed at the protocol step itself (LK_CRASH_AT=<point>@<n>,
  * n drawn from the seed), restarted without it, and the result is compared with an independent
  * oracle computed from the input alone:
- * - speed checkpoint points (Kafka) and embedded-log transaction points (the embedded log):
- *   `lk speed` dies, restarts, and its view equals the speed oracle (streaming/__tests__/support);
+ * - speed checkpoint points (Kafka, the checkpoints on a real S3 server: --state-uri s3://...) and
+ *   embedded-log transaction points (the embedded log, the state in the data dir): `lk speed`
+ *   dies, restarts, and its view equals the speed oracle (streaming/__tests__/support);
  * - lake roll, Delta commit and checkpoint, and batch-run points: `lk batch run` dies; the lake
  *   and the views are consistent right after the crash (every listed file exists, delta-rs reads
  *   exactly the valid records below the committed positions, CURRENT names a complete run); a
@@ -132,7 +133,8 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
   let s3: TestS3;
 
   beforeAll(async () => {
-    s3 = await startTestS3(['lk-crash']);
+    // One S3 server: the lakes of the lake points (lk-crash), the speed points' shared state (state).
+    s3 = await startTestS3(['lk-crash', 'state']);
     Object.assign(process.env, s3.env);
     metricsFile = writeTestMetrics(dir.path);
     speedOracle = computeOracle(lines, PARTITIONS, 2000);
@@ -197,10 +199,12 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
     { timeout: 400_000 },
     async () => {
       // In parallel (one job version each): a killed member's partitions wait for its session to time out.
+      // The state on S3: the snapshot's create-only put is the step the first two points surround.
       await Promise.all(
         selected(SPEED_POINTS).map((point, i) => {
-          const p = new Pipeline(join(dir.path, `speed-${i}`), metricsFile, speedTopic, `crash-${i}-${Date.now().toString(36)}`);
-          return speedScenario(point, kafka.log, { KAFKA_BROKERS: testBrokers() }, p).finally(() => p.close());
+          const env = { KAFKA_BROKERS: testBrokers(), LK_STATE_URI: `s3://state/crash-${i}`, ...s3.env };
+          const p = new Pipeline(join(dir.path, `speed-${i}`), metricsFile, speedTopic, `crash-${i}-${Date.now().toString(36)}`, env);
+          return speedScenario(point, kafka.log, env, p).finally(() => p.close());
         }),
       );
     },
@@ -231,8 +235,8 @@ describe(`every crash point, restart, exact result (seed ${SEED})`, () => {
     try {
       const ends = await log.endOffsets('events');
       await eventually(
-        () => {
-          const { partitions } = p.speedStatus();
+        async () => {
+          const { partitions } = await p.speedStatus();
           return ends.every((end, k) => partitions.get(k)?.committedOffset === end) ? true : undefined;
         },
         `${point}: the restarted job to catch up (${again.output().slice(-500)})`,

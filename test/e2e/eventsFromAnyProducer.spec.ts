@@ -224,7 +224,7 @@ describe('events from any producer: unkeyed, duplicated across partitions, parti
     await consoleProduce(topic, unkeyedAfter);
     // The running job takes the new partitions on its own (a rebalance after a metadata refresh).
     await eventually(
-      () => (p.speedStatus().partitions.size === RAISED_PARTITIONS ? true : undefined),
+      async () => ((await p.speedStatus()).partitions.size === RAISED_PARTITIONS ? true : undefined),
       `speed job owns the new partitions (output: ${speed.output().slice(-500)})`,
     );
     await p.speedCaughtUp('speed caught up after the raise');

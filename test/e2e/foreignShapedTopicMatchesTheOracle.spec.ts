@@ -349,7 +349,7 @@ describe(`a foreign-shaped topic from Kafka's console producer, end to end (seed
     await p2.speedCaughtUp(`v2 caught up (${replay.output().slice(-800)})`);
     // The speed layer under v2's mapping: its misplaced records are the oracle's.
     expect(
-      [...p2.speedStatus().partitions.values()].reduce((n, s) => n + s.misplaced, 0),
+      [...(await p2.speedStatus()).partitions.values()].reduce((n, s) => n + s.misplaced, 0),
       rerun,
     ).toBe(runCounts('v2').misplaced);
     await p2.batchRun();
@@ -388,7 +388,7 @@ describe(`a foreign-shaped topic from Kafka's console producer, end to end (seed
     });
     // The speed layer read the keys from the lake: its misplaced records are the oracle's.
     expect(
-      [...p3.speedStatus().partitions.values()].reduce((n, s) => n + s.misplaced, 0),
+      [...(await p3.speedStatus()).partitions.values()].reduce((n, s) => n + s.misplaced, 0),
       rerun,
     ).toBe(runCounts('v3').misplaced);
     await p3.batchRun();

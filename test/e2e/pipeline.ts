@@ -6,12 +6,14 @@
  * assertions: a deadline only bounds the wait).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { KafkaLog, type KafkaLogOptions } from '../../services/log/kafka/kafkaLog.ts';
 import { parseBrokers } from '../../services/log/openLog.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
+import { LocalObjectStore } from '../../services/storage/localObjectStore.ts';
+import type { ObjectStore } from '../../services/storage/objectStore.ts';
+import { openObjectStore } from '../../services/storage/storageLocation.ts';
+import { readSpeedStatuses } from '../../services/status/speedStatus.ts';
 import { dataDirLayout } from '../../services/config/dataDir.ts';
 import { loadMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { parseServeConfig, type ServeConfigInput } from '../../serving/config.ts';
@@ -39,6 +41,7 @@ export class Pipeline {
   readonly log: EventLog;
   /** The brokers the `lk` commands are given (KAFKA_BROKERS): the test's reader's. */
   readonly brokers: string;
+  private stateStore: Promise<ObjectStore> | undefined;
 
   constructor(
     readonly dataDir: string,
@@ -113,14 +116,18 @@ export class Pipeline {
     return this.run(['batch', 'run', '--topic', this.topic, '--version', this.version, ...this.common()], env);
   }
 
+  /** The shared state the commands use: LK_STATE_URI of the pipeline's environment (with its S3 settings), else the data dir. */
+  state(): Promise<ObjectStore> {
+    const uri = this.env.LK_STATE_URI;
+    this.stateStore ??= uri
+      ? openObjectStore(uri, 'LK_STATE_URI', { ...process.env, ...this.env })
+      : Promise.resolve(new LocalObjectStore(this.dataDir));
+    return this.stateStore;
+  }
+
   /** The speed instances' status files, merged per partition (the most recent file speaks). */
-  speedStatus(): { partitions: Map<number, any>; files: any[] } {
-    const dir = join(this.dataDir, 'speed', 'status');
-    const files = existsSync(dir)
-      ? readdirSync(dir)
-          .filter((n) => n.startsWith(`${this.version}-`) && n.endsWith('.json'))
-          .map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')))
-      : [];
+  async speedStatus(): Promise<{ partitions: Map<number, any>; files: any[] }> {
+    const files = (await readSpeedStatuses(await this.state(), this.version)).flatMap((r) => (r.status ? [r.status as any] : []));
     const partitions = new Map<number, any>();
     const at = (f: any) => (typeof f.updatedAt === 'number' ? f.updatedAt : Date.parse(f.updatedAt));
     for (const f of files.sort((a, b) => at(a) - at(b))) for (const p of f.partitions) partitions.set(p.partition, p);
@@ -131,8 +138,8 @@ export class Pipeline {
   async speedCaughtUp(what = 'speed job caught up', timeoutMs = 120_000): Promise<void> {
     const ends = await this.log.endOffsets(this.topic);
     await eventually(
-      () => {
-        const { partitions } = this.speedStatus();
+      async () => {
+        const { partitions } = await this.speedStatus();
         return ends.every((end, p) => end === 0 || partitions.get(p)?.committedOffset === end) ? true : undefined;
       },
       what,
