@@ -17,17 +17,21 @@
  *      (a) and (b) over each listener: what TLS and SASL cost the raw consume and the speed layer;
  *   6. (a') and (b') the same events in a nested shape (bench/lib.ts: ids and types under meta,
  *      epoch-s times) in a topic of their own, read by (b)'s metrics written as paths under an
- *      event: section: what paths and time formats cost (aim: (b') within 15 % of (b)).
+ *      event: section: what paths and time formats cost (aim: (b') within 15 % of (b));
  *   7. (b'') the same topic as (b), read by (b)'s metrics plus one 5-minute tumbling metric (the
  *      clicks of (b) per ad and 5 minutes): what the windows of issue 20 add (aim: within 25 % of
- *      (b)). The issue's session metric is not in this run: session windows are not built yet.
+ *      (b)). The issue's session metric is not in this run: session windows are not built yet;
+ *   8. (e) (b) again with its checkpoints on an S3 server (versitygw on 127.0.0.1, started by the
+ *      bench: --state-uri s3://...) and (b) once more on the local disk, alternating, so that both
+ *      sides see the same machine: the rate on S3 against the local disk (aim: within 10 %).
  * Both rates are measured from the first record delivered to the end (group join excluded).
  * Prints events/s, the ratio (b)/(a) (aim >= 0.7), peak RSS (aim < 1 GiB with 1,000,000 live
  * window-keys, run (c)), state bytes per live window-key, SASL_SSL over PLAINTEXT for (d), and
  * nested over flat for (b'), in wall time and in events per CPU second.
  * Sizes: LK_BENCH_EVENTS (default 2000000); LK_BENCH_SKIP_MEMORY=1 skips (c), LK_BENCH_SKIP_SECURED=1
- * (d), LK_BENCH_SKIP_NESTED=1 (a') and (b'), LK_BENCH_SKIP_WINDOWS=1 (b''); LK_BENCH_CPU_PROF=DIR writes a CPU profile of each
- * speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
+ * (d), LK_BENCH_SKIP_NESTED=1 (a') and (b'), LK_BENCH_SKIP_WINDOWS=1 (b''), LK_BENCH_SKIP_S3=1 (e),
+ * LK_BENCH_S3_ROUNDS (default 2) sets (e)'s local/S3 pairs; LK_BENCH_CPU_PROF=DIR writes a CPU
+ * profile of each speed worker; LK_BENCH_THREADS=N sets the speed job's state threads.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +43,9 @@ import { KafkaLog } from '../services/log/kafka/kafkaLog.ts';
 import { eventTopicSpecs } from '../services/log/topics.ts';
 import { parseMetricDefinitions } from '../services/metrics/definitions.ts';
 import { speedViewTopic } from '../services/views/viewRow.ts';
+import { openObjectStore } from '../services/storage/storageLocation.ts';
+import { startS3Server, s3Env } from '../scripts/s3server.mjs';
+import { freePort } from '../test/ports.ts';
 import { SpeedJob } from '../streaming/job/speedJob.ts';
 import { defaultSpeedJobConfig } from '../streaming/cli.ts';
 import { startSecuredKafka } from '../test/securedKafka.ts';
@@ -122,6 +129,8 @@ interface WorkerResult {
   duplicates: number;
   droppedLate: Record<string, number>;
   lastCheckpointBytes: number;
+  /** Mean wall time of a checkpoint (snapshot + transaction) as the last status reported it. */
+  lastCheckpointMs: number;
   memoryAtEnd: NodeJS.MemoryUsage;
 }
 
@@ -167,6 +176,8 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
       // LK_BENCH_THREADS: state threads (default: the job's own default, one per spare core).
       ...(process.env.LK_BENCH_THREADS ? { threads: Number(process.env.LK_BENCH_THREADS) } : {}),
       dataDir,
+      // (e): the checkpoints (and status) on the S3 server the bench started.
+      ...(process.env.LK_BENCH_STATE_URI ? { state: await openObjectStore(process.env.LK_BENCH_STATE_URI, 'LK_BENCH_STATE_URI') } : {}),
       definitions: parseMetricDefinitions(
         profile === 'memory'
           ? MEMORY_METRICS
@@ -215,6 +226,7 @@ async function worker(brokers: string, topic: string, dataDir: string, profile: 
     duplicates: status.duplicates,
     droppedLate: status.droppedLate,
     lastCheckpointBytes: status.lastCheckpoint?.bytes ?? 0,
+    lastCheckpointMs: status.lastCheckpoint?.durationMs ?? 0,
     memoryAtEnd: process.memoryUsage(),
   };
   await job.stop();
@@ -333,6 +345,7 @@ async function main(): Promise<void> {
     await log.deleteTopics([nestedTopic, `${nestedTopic}.dlq`]);
   }
   const memory = process.env.LK_BENCH_SKIP_MEMORY ? undefined : await run('memory');
+  const onS3 = process.env.LK_BENCH_SKIP_S3 ? undefined : await s3Runs(run);
   await log.deleteTopics([topic, `${topic}.dlq`]);
   await log.close();
   const secured = process.env.LK_BENCH_SKIP_SECURED ? undefined : await securedRuns();
@@ -399,7 +412,58 @@ async function main(): Promise<void> {
         ] as [string, string][])
       : []),
     ...(secured ? securedRows(secured) : []),
+    ...(onS3 ? s3Rows(onS3) : []),
   ]);
+}
+
+interface S3Result {
+  local: WorkerResult[];
+  s3: WorkerResult[];
+}
+
+/** (e): (b) on the local disk and with its state on an S3 server, alternating, LK_BENCH_S3_ROUNDS pairs. */
+async function s3Runs(run: (profile: 'throughput') => Promise<WorkerResult>): Promise<S3Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'lk-bench-s3-'));
+  const server = await startS3Server({ port: await freePort(), dir, buckets: ['state'], quiet: true });
+  const saved = { ...process.env };
+  const out: S3Result = { local: [], s3: [] };
+  try {
+    for (let round = 0; round < Number(process.env.LK_BENCH_S3_ROUNDS ?? 2); round++) {
+      out.local.push(await run('throughput'));
+      Object.assign(process.env, s3Env(server), { LK_BENCH_STATE_URI: `s3://state/bench-${round}` });
+      try {
+        out.s3.push(await run('throughput'));
+      } finally {
+        for (const k of ['LK_BENCH_STATE_URI', ...Object.keys(s3Env(server))]) {
+          if (saved[k] === undefined) delete process.env[k];
+          else process.env[k] = saved[k];
+        }
+      }
+    }
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function s3Rows(r: S3Result): [string, string][] {
+  const rates = (xs: WorkerResult[]) => xs.map((x) => x.records / x.seconds);
+  const local = rates(r.local);
+  const s3 = rates(r.s3);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return [
+    ['(e) speed layer, checkpoints on local disk', local.map(fmtRate).join(', ')],
+    ['(e) speed layer, checkpoints on S3 (versitygw)', s3.map(fmtRate).join(', ')],
+    [
+      '(e) S3 / local disk, per pair',
+      s3.map((x, i) => (x / local[i]!).toFixed(2)).join(', ') + `  (mean ${(mean(s3) / mean(local)).toFixed(2)}; aim >= 0.90)`,
+    ],
+    [
+      '(e) last checkpoint local / S3',
+      `${r.local.map((x) => `${fmtMiB(x.lastCheckpointBytes)} in ${x.lastCheckpointMs} ms`).join(', ')} / ${r.s3.map((x) => `${fmtMiB(x.lastCheckpointBytes)} in ${x.lastCheckpointMs} ms`).join(', ')}`,
+    ],
+  ];
 }
 
 function securedRows(r: SecuredResult): [string, string][] {
