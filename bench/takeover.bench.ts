@@ -84,7 +84,8 @@ interface Proc {
 
 function lk(args: string[], env: Record<string, string>): Proc {
   const child = spawn(process.execPath, [LK_BIN, ...args], {
-    env: { ...process.env, LK_LOG_LEVEL: 'warn', LK_NO_PROGRESS: '1', ...env },
+    // The sources under test (not an older dist/ build).
+    env: { ...process.env, LK_LOG_LEVEL: 'warn', LK_NO_PROGRESS: '1', LK_FROM_SOURCE: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

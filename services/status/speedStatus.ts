@@ -84,11 +84,28 @@ export async function readStatusObject<T>(state: ObjectStore, key: string, schem
   }
 }
 
-/** The status of every speed instance of `version` (objects named `<version>-<instanceId>.json`). */
-export async function readSpeedStatuses(state: ObjectStore, version: string): Promise<StatusRead<SpeedStatus>[]> {
+/**
+ * Status files not written for this long are of instances long gone (an instance restarted under
+ * a new id leaves its old file): they are not read, so that readers on S3 do not fetch a growing
+ * pile of them on every request. `lk versions retire` deletes a version's files.
+ */
+export const STATUS_FORGOTTEN_MS = 24 * 3_600_000;
+
+/**
+ * The status of every speed instance of `version` (objects named `<version>-<instanceId>.json`)
+ * written within STATUS_FORGOTTEN_MS (`all`: however old).
+ */
+export async function readSpeedStatuses(
+  state: ObjectStore,
+  version: string,
+  options: { all?: boolean } = {},
+): Promise<StatusRead<SpeedStatus>[]> {
   const listed = await listAll(state, `${STATE_KEYS.speedStatus}/${version}-`);
+  const now = Date.now();
   const reads = await Promise.all(
-    listed.filter((o) => o.key.endsWith('.json')).map((o) => readStatusObject(state, o.key, speedStatusSchema)),
+    listed
+      .filter((o) => o.key.endsWith('.json') && (options.all === true || now - o.lastModified <= STATUS_FORGOTTEN_MS))
+      .map((o) => readStatusObject(state, o.key, speedStatusSchema)),
   );
   return reads.filter((r): r is StatusRead<SpeedStatus> => r !== undefined && (r.status === undefined || r.status.version === version));
 }

@@ -9,6 +9,7 @@
  * is marked retired before anything is deleted, so a retirement interrupted half-way leaves a
  * retired version with leftovers, and running the command again deletes the rest.
  */
+import { rmSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
 import type { EventLog } from '../log/eventLog.ts';
 import { listAll, type ObjectStore } from '../storage/objectStore.ts';
@@ -72,8 +73,11 @@ export async function retireVersion(r: RetireRequest): Promise<RetireReport> {
       for (const o of objects) await state.delete(o.key);
       deleted.push(`${what} ${state.location}/${prefix} (${objects.length} objects)`);
     }
+    // On a local folder, its empty directories too (nothing writes under a retired version).
+    const folder = state.localPath(prefix);
+    if (folder !== undefined) rmSync(folder, { recursive: true, force: true });
   }
   // Only files that say they are this version's ("v2-" also begins the files of "v2-b").
-  for (const s of await readSpeedStatuses(state, version)) if (s.status?.version === version) await state.delete(s.key);
+  for (const s of await readSpeedStatuses(state, version, { all: true })) if (s.status?.version === version) await state.delete(s.key);
   return { version, retiredAt: retired.retiredAt!, deleted };
 }

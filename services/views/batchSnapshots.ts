@@ -236,6 +236,9 @@ export async function pruneBatchRuns(
   for (const [runId, run] of newestFirst.slice(keep)) {
     if (runId === current || now - run.lastModified <= graceMs) continue;
     for (const key of run.keys) await state.delete(key);
+    // A local folder keeps the run's empty directory otherwise (run ids are never written again).
+    const folder = state.localPath(`${prefix}${runId}`);
+    if (folder !== undefined) rmSync(folder, { recursive: true, force: true });
     removed.push(runId);
   }
   return removed;

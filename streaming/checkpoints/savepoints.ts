@@ -20,6 +20,7 @@
  * process started with the same flag resumes from its latest checkpoint instead of rewinding again.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { z } from 'zod';
 import { STATE_KEYS } from '../../services/config/dataDir.ts';
 import { ConfigError, InfrastructureError } from '../../services/errors.ts';
@@ -128,6 +129,9 @@ export async function deleteSavepoint(state: ObjectStore, name: string): Promise
   if (objects.length === 0) throw new ConfigError(`savepoint "${name}" not found in ${state.location}/${STATE_KEYS.savepoints}`);
   await state.delete(manifestKey(name));
   for (const o of objects) if (o.key !== manifestKey(name)) await state.delete(o.key);
+  // On a local folder, the savepoint's empty directories too.
+  const folder = state.localPath(`${STATE_KEYS.savepoints}/${name}`);
+  if (folder !== undefined) rmSync(folder, { recursive: true, force: true });
 }
 
 export interface TakeSavepointOptions {
