@@ -51,7 +51,7 @@ const stores: [string, () => Promise<ObjectStore>][] = [
 const semantics = { outOfOrdernessMs: 0, dedupHorizonMs: 60_000 };
 
 /** A snapshot of no windows at `position` (the store never looks inside but for the header). */
-function snapshot(position: number, base: { position: number; name: string } | null): { name: string; bytes: Buffer } {
+function snapshot(position: number, base: { position: number; name: string } | null, chain?: string[]): { name: string; bytes: Buffer } {
   const header: SnapshotHeader = {
     partition: 0,
     position,
@@ -62,6 +62,7 @@ function snapshot(position: number, base: { position: number; name: string } | n
     kind: base ? 'delta' : 'full',
     base: base?.position ?? null,
     baseName: base?.name ?? null,
+    ...(chain ? { chain } : {}),
     chainLength: 1,
     chainRows: 0,
     metricsFingerprint: 'x',
@@ -99,6 +100,15 @@ describe.each(stores)('checkpoint store on shared state: %s', (_name, open) => {
     for (const s of [full, d1, d2]) await store.write(1, s.name, s.bytes);
     const head = committedCheckpoint({ offset: 300, metadata: checkpointMetadata(d2.name) })!;
     expect((await store.readChain(1, head)).names).toEqual([full.name, d1.name, d2.name]);
+    // A head that lists its whole chain: read side by side, checked link by link.
+    const d3 = snapshot(400, { position: 300, name: d2.name }, [full.name, d1.name, d2.name]);
+    await store.write(1, d3.name, d3.bytes);
+    const chain = await store.readChain(1, { offset: 400, name: d3.name });
+    expect(chain.names).toEqual([full.name, d1.name, d2.name, d3.name]);
+    expect(chain.buffers[1]!.equals(d1.bytes)).toBe(true);
+    const lying = snapshot(500, { position: 400, name: d3.name }, [full.name, d2.name, d3.name]);
+    await store.write(1, lying.name, lying.bytes);
+    await expect(store.readChain(1, { offset: 500, name: lying.name })).rejects.toThrow(/inconsistent/);
     // Committed without metadata (an older release): the snapshot is named by the offset, a delta's base by its position.
     const legacyFull = snapshot(100, null);
     const legacyDelta = snapshot(200, { position: 100, name: '100' });

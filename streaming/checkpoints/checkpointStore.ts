@@ -37,6 +37,22 @@ import { decodeSnapshot, readSnapshotHeader, type SnapshotContent, type Snapshot
 
 /** A snapshot's name: its position, then f (full), d<hash of its base's name> (delta), s<hash> (restored from a savepoint). */
 const SNAPSHOT_NAME = /^(\d+)(?:-(f|d[0-9a-f]{16}|s[0-9a-f]{16}))?$/;
+/** Snapshots of one chain read at once by a restore. */
+const CHAIN_READS_AT_ONCE = 8;
+
+/** `fn` over `items`, at most `limit` at a time, results in order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
 const METADATA_PREFIX = 'snapshot=';
 
 export class MissingCheckpointError extends InfrastructureError {
@@ -130,11 +146,27 @@ export class CheckpointStore {
     return object.bytes;
   }
 
-  /** The snapshots that describe the committed offset, read by name (the full base first). */
+  /**
+   * The snapshots that describe the committed offset, read by name (the full base first): the
+   * head, then every base its header lists, read side by side (older snapshots name only their
+   * base: then one after another).
+   */
   async readChain(partition: number, head: CommittedCheckpoint): Promise<StoredChain> {
-    const names: string[] = [];
-    const buffers: Buffer[] = [];
-    let name: string | null = head.name;
+    const headBytes = await this.readBytes(partition, head.name);
+    const header = readSnapshotHeader(headBytes, `${this.location}/${this.keyOf(partition, head.name)}`);
+    if (header.kind === 'delta' && header.chain !== undefined && header.chain.length > 0 && header.chain.at(-1) === header.baseName) {
+      const bases = await mapLimited(header.chain, CHAIN_READS_AT_ONCE, (name) => this.readBytes(partition, name));
+      // Each base must stand on the one before it, as its name says (a name fixes its chain).
+      bases.forEach((bytes, i) => {
+        const h = readSnapshotHeader(bytes, `${this.location}/${this.keyOf(partition, header.chain![i]!)}`);
+        if ((i === 0 ? null : header.chain![i - 1]!) !== baseNameOf(h))
+          throw new InfrastructureError(`checkpoint chain of ${head.name} (partition ${partition}) is inconsistent at ${header.chain![i]}`);
+      });
+      return { names: [...header.chain, head.name], buffers: [...bases, headBytes] };
+    }
+    const names: string[] = [head.name];
+    const buffers: Buffer[] = [headBytes];
+    let name: string | null = baseNameOf(header);
     while (name !== null) {
       const bytes = await this.readBytes(partition, name);
       names.unshift(name);

@@ -37,6 +37,11 @@ export interface SnapshotHeader extends StateMeta {
    * absent in snapshots written before names carried their chain (the base is then named by its position).
    */
   baseName?: string | null;
+  /**
+   * The names of every snapshot this delta stands on, the full base first (absent in older
+   * snapshots): a restore then reads them all at once instead of one header after another.
+   */
+  chain?: string[];
   /** Snapshots in the chain up to and including this one (1 for a full snapshot). */
   chainLength: number;
   /** Rows in the deltas since the full base (0 for a full snapshot): a new full snapshot is written when they outgrow the live state. */

@@ -185,6 +185,7 @@ export class PartitionTask {
       rows: this.chainRows,
       last: this.chainLast,
       lastName: this.chain.at(-1) ?? null,
+      names: this.chain,
     });
     if (capture) await this.commit(capture, started);
   }

@@ -57,6 +57,8 @@ export interface ChainInfo {
   last: number | null;
   /** Its name in the checkpoint store (streaming/checkpoints/checkpointStore.ts). */
   lastName: string | null;
+  /** Every snapshot name of the chain, the full base first (written into a delta's header). */
+  names: string[];
 }
 
 /** The committed checkpoint to restore: its snapshots' names and bytes, the full base first (read by the main thread). */
@@ -188,6 +190,7 @@ export class StateRegistry {
       kind: full ? 'full' : 'delta',
       base: full ? null : chain.last,
       baseName: full ? null : chain.lastName,
+      chain: full ? [] : chain.names,
       chainLength: full ? 1 : chain.length + 1,
       chainRows: full ? 0 : chain.rows + deltaRows,
       metricsFingerprint: this.cfg.metricsFingerprint,
