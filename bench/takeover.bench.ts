@@ -21,7 +21,7 @@
  * and quote ranges. LK_BENCH_SKIP_SCALING=1 skips (b); LK_BENCH_SKIP_RECOVERY=1 skips (a).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,16 @@ async function* perKeyEvents(keysPerPartition: number): AsyncGenerator<RawLine> 
   }
 }
 
+/** Resident memory of a process, from /proc (0 where there is none). */
+function rssOf(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** An event id of partition `p` among `partitions` that no event has. */
 function idIn(p: number, partitions: number, tag: string): string {
   for (let i = 0; ; i++) if (partitionForKey(`${tag}-${i}`, partitions) === p) return `${tag}-${i}`;
@@ -128,6 +138,9 @@ interface RecoveryResult {
   windowKeys: number;
   dedupIds: number;
   recoverySeconds: number;
+  /** The dead instance's state bytes (its status, measured by the state thread) and its own RSS just before the kill. */
+  victimStateBytes: number;
+  victimRssBytes: number;
   chainBytes: number;
   chainSnapshots: number;
   restoreS3Seconds: number;
@@ -183,6 +196,7 @@ async function recovery(
       return own.size === 2 && new Set(own.values()).size === 2 ? own : undefined;
     }, 'each instance to own one partition');
     const victim = owners.get(0)!;
+    const victimStatus = (await readSpeedStatuses(state, version)).find((s) => s.status?.instanceId === victim)!.status!;
     const survivor = procs[victim === 'a' ? 1 : 0]!;
     const viewTopic = speedViewTopic(version);
     const viewEnds = await log.endOffsets(viewTopic);
@@ -201,6 +215,7 @@ async function recovery(
       },
     });
     const victimProc = procs[victim === 'a' ? 0 : 1]!;
+    const victimRssBytes = rssOf(victimProc.child.pid!);
     const killedAt = performance.now();
     victimProc.child.kill('SIGKILL');
     await victimProc.exited;
@@ -244,6 +259,8 @@ async function recovery(
       windowKeys: s3.restored.windowCount,
       dedupIds: s3.restored.dedup.size,
       recoverySeconds,
+      victimStateBytes: victimStatus.stateBytes,
+      victimRssBytes,
       chainBytes: s3.chain.buffers.reduce((n, b) => n + b.length, 0),
       chainSnapshots: s3.chain.names.length,
       restoreS3Seconds: s3.seconds,
@@ -349,6 +366,10 @@ async function main(): Promise<void> {
         [
           `(a) ${r.keys.toLocaleString('en-US')} keys/partition: restore of the chain`,
           `${r.restoreS3Seconds.toFixed(2)} s from S3, ${r.restoreLocalSeconds.toFixed(2)} s from local disk (${r.chainSnapshots} snapshot(s))`,
+        ],
+        [
+          `(a) ${r.keys.toLocaleString('en-US')} keys/partition: memory of the dead instance`,
+          `state ${fmtMiB(r.victimStateBytes)} (its one partition), RSS ${fmtMiB(r.victimRssBytes)}`,
         ],
         [
           `(a) ${r.keys.toLocaleString('en-US')} keys/partition: state`,
