@@ -373,6 +373,15 @@ describe('docker-compose stack (host networking, local images)', () => {
         180_000,
         () => LK_SERVICES.map((svc) => `${svc}: ${s.state(svc)?.health ?? '?'}`).join(', '),
       );
+      // The services share nothing but Kafka and the S3 server (issue 19): no writable mount is
+      // in two of them, so a takeover below goes through the state bucket alone.
+      const owners = new Map<string, string>();
+      for (const svc of LK_SERVICES) {
+        for (const mount of s.writableMounts(svc)) {
+          expect(owners.get(mount), `${mount} is mounted in ${owners.get(mount)} and ${svc}`).toBeUndefined();
+          owners.set(mount, svc);
+        }
+      }
       for (const svc of ['topics', 'generator']) {
         const st = s.state(svc);
         expect(st?.status, `${svc} should have finished`).toBe('exited');

@@ -188,6 +188,15 @@ export class Stack {
     return id ? id : undefined;
   }
 
+  /** The container's mounts that can be written: volume names or host paths. */
+  writableMounts(service: string): string[] {
+    const id = this.containerId(service);
+    if (!id) return [];
+    const r = run([this.docker, 'inspect', '--format', '{{json .Mounts}}', id]);
+    const mounts = JSON.parse(r.stdout.trim()) as { Type: string; Name?: string; Source: string; RW: boolean }[];
+    return mounts.filter((m) => m.RW).map((m) => (m.Type === 'volume' ? `volume ${m.Name}` : `${m.Type} ${m.Source}`));
+  }
+
   state(service: string): ContainerState | undefined {
     const id = this.containerId(service);
     if (!id) return undefined;
