@@ -23,6 +23,7 @@ import {
   type FieldCondition,
   type FilterValue,
 } from './fieldSemantics.ts';
+import { resolveRetention, retentionMsOf, retentionProblem, retentionSchema, type RetentionPolicy } from './retention.ts';
 
 /** The named tumbling windows; any other size is written as a duration (`5m`, `15m`, `6h`, `7d`). */
 export const GRANULARITIES = ['minute', 'hour', 'day'] as const;
@@ -141,6 +142,8 @@ const metricSchema = z
         'must not repeat a window size (60m is hour)',
       ),
     allowedLateness: z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration like 30s, 5m, 2h or 1d'),
+    /** How long this metric's windows are kept, per size, over the file's `retention:` (retention.ts). */
+    retention: retentionSchema.optional(),
   })
   .strict();
 
@@ -198,6 +201,8 @@ const fileSchema = z
   .object({
     version: z.literal(1).default(1),
     event: eventSchema.optional(),
+    /** How long windows are kept, per size, for every metric (retention.ts). */
+    retention: retentionSchema.optional(),
     metrics: z.array(metricSchema).min(1, 'must define at least one metric'),
   })
   .strict()
@@ -214,6 +219,19 @@ const fileSchema = z
           if (!parsed.ok) message = `must be a dotted path: ${parsed.error}`;
         }
         if (message !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, ...path], message });
+      }
+    });
+    // A window must close before it expires: each size's retention exceeds the metric's lateness.
+    file.metrics.forEach((m, i) => {
+      const lateness = parseDuration(m.allowedLateness);
+      if (lateness === undefined) return;
+      const policy = resolveRetention(file.retention, m.retention);
+      for (const text of m.granularities) {
+        const parsed = parseGranularity(text);
+        if (!parsed.ok) continue; // refused above
+        const g = parsed.granularity;
+        const problem = retentionProblem(g, retentionMsOf(policy, g, parsed.sizeMs), lateness);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'retention'], message: problem });
       }
     });
     const seen = new Set<string>();
@@ -248,6 +266,11 @@ export interface MetricDefinition {
   readonly distinct?: string;
   readonly granularities: readonly Granularity[];
   readonly allowedLatenessMs: number;
+  /**
+   * How long windows are kept, per size (services/metrics/retention.ts `retentionMsOf`). Every
+   * parsed file has one; absent (definitions stored before retention existed): the defaults.
+   */
+  readonly retention?: RetentionPolicy;
   /**
    * The file's `event:` section, when it has one: then fields are dotted paths (their canonical
    * text, fieldSemantics.ts `formatFieldPath`). Absent: flat events, fields are top-level names.
@@ -361,6 +384,7 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
       ...(m.distinct !== undefined ? { distinct: field(m.distinct) } : {}),
       granularities: m.granularities.map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),
       allowedLatenessMs: parseDuration(m.allowedLateness)!,
+      retention: resolveRetention(raw.retention, m.retention),
       ...(event !== undefined ? { event } : {}),
     })),
   };

@@ -84,6 +84,21 @@ export function compareDefinitions(
     for (const g of old.granularities) {
       if (!def.granularities.includes(g)) notes.push(`metric "${def.name}": granularity ${g} removed, its state is dropped`);
     }
+    // State written before retention existed has none to compare (its definitions carry no policy).
+    if (old.retention !== undefined) {
+      for (const g of def.granularities) {
+        const [a, b] = [old.retention[g], def.retention?.[g]];
+        if (a === undefined || b === undefined || a === b) continue;
+        if (b > a)
+          problems.push(
+            `metric "${def.name}": ${g} retention grew from ${formatDuration(a)} to ${formatDuration(b)}; windows the ${stateLabel} already expired and deleted cannot come back; start a new --version`,
+          );
+        else
+          notes.push(
+            `metric "${def.name}": ${g} retention shrank from ${formatDuration(a)} to ${formatDuration(b)}; windows expire sooner`,
+          );
+      }
+    }
     if (def.allowedLatenessMs > old.allowedLatenessMs) {
       problems.push(
         `metric "${def.name}": allowedLateness grew from ${formatDuration(old.allowedLatenessMs)} to ${formatDuration(def.allowedLatenessMs)}; windows the ${stateLabel} already closed cannot reopen; start a new --version`,
@@ -122,6 +137,11 @@ export function metricDifferences(version: readonly MetricDefinition[], file: re
       out.push(
         `metric "${def.name}": granularities [${def.granularities.join(', ')}] in the file, [${old.granularities.join(', ')}] in the version`,
       );
+    for (const g of def.granularities) {
+      const [a, b] = [def.retention?.[g], old.retention?.[g]];
+      if (a !== undefined && b !== undefined && a !== b)
+        out.push(`metric "${def.name}": ${g} retention ${formatDuration(a)} in the file, ${formatDuration(b)} in the version`);
+    }
     if (def.allowedLatenessMs !== old.allowedLatenessMs)
       out.push(
         `metric "${def.name}": allowedLateness ${formatDuration(def.allowedLatenessMs)} in the file, ${formatDuration(old.allowedLatenessMs)} in the version`,

@@ -12,6 +12,8 @@ export const ErrorCode = {
   INVALID_KEY: 'INVALID_KEY',
   INVALID_RANGE: 'INVALID_RANGE',
   RANGE_TOO_LARGE: 'RANGE_TOO_LARGE',
+  /** The range holds windows older than the metric's retention (services/metrics/retention.ts). */
+  OUTSIDE_RETENTION: 'OUTSIDE_RETENTION',
   LIMIT_OUT_OF_BOUNDS: 'LIMIT_OUT_OF_BOUNDS',
   INVALID_VERSION: 'INVALID_VERSION',
   TOO_MANY_VERSIONS: 'TOO_MANY_VERSIONS',

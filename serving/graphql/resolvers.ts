@@ -158,6 +158,16 @@ export function keyPartsOf(ctx: ServeContext, version: string, metric: string, k
   return def?.keyParts !== undefined ? splitCompositeKey(key) : [key];
 }
 
+/**
+ * Refuses a range that holds windows past the metric's retention in this snapshot's version (the
+ * view's event-time watermark, serving/views/viewRetention.ts): their rows are deleted or evicted,
+ * and an answer without them would be wrong, not empty.
+ */
+export function checkRetention(snapshot: ViewSnapshot, metric: string, g: Granularity, from: number, to: number): void {
+  const refusal = snapshot.retentionRefusal(metric, g, from, to);
+  if (refusal !== undefined) throw userError(ErrorCode.OUTSIDE_RETENTION, refusal);
+}
+
 export async function snapshotFor(ctx: ServeContext, version: string | null | undefined): Promise<ViewSnapshot> {
   const v = version ?? ctx.defaultVersion;
   const cached = ctx.snapshots.get(v);
@@ -213,6 +223,7 @@ async function seriesRequest(ctx: ServeContext, args: RangeArgs & KeyArgs) {
   checkGranularity(def, g);
   checkRange(ctx.config, g, args.from, args.to);
   const snapshot = await snapshotFor(ctx, args.version);
+  checkRetention(snapshot, def.name, g, args.from, args.to);
   ctx.deadline.check();
   return { def, g, snapshot, key };
 }
@@ -266,6 +277,7 @@ export const queryResolvers = {
       throw userError(ErrorCode.LIMIT_OUT_OF_BOUNDS, `limit must be between 1 and ${ctx.config.maxTopKeys}, got ${args.limit}`);
     }
     const snapshot = await snapshotFor(ctx, args.version);
+    checkRetention(snapshot, def.name, g, args.from, args.to);
     const top = await ctx.work.steps(topKeysSteps(snapshot, def.name, g, args.from, args.to, args.limit, ctx.deadline));
     return top.map((t) => ({ ...t, version: snapshot.version, metric: def.name }));
   },
@@ -282,6 +294,7 @@ export const queryResolvers = {
     }
     checkRange(ctx.config, g, args.from, args.to);
     const snapshot = await snapshotFor(ctx, args.version);
+    checkRetention(snapshot, def.name, g, args.from, args.to);
     const t = await ctx.work.steps(totalSteps(snapshot, def, key, args.from, args.to, g, ctx.deadline));
     return { ...t, version: snapshot.version, granularity: granularityName(t.granularity) };
   },
@@ -293,6 +306,7 @@ export const queryResolvers = {
     checkRange(ctx.config, g, args.from, args.to);
     const version = args.version ?? ctx.defaultVersion;
     const snapshot = await snapshotFor(ctx, version);
+    checkRetention(snapshot, def.name, g, args.from, args.to);
     const statuses = await readSpeedStatuses(ctx.state, version);
     const partitions = speedPartitions(statuses);
     const batchPartitions = snapshot.batch?.manifest.cut.length ?? 0;

@@ -17,6 +17,7 @@ import { ErrorCode, requestError, userError } from './errors.ts';
 import {
   checkGranularity,
   checkRange,
+  checkRetention,
   definitionsFor,
   granularityOf,
   snapshotFor,
@@ -126,6 +127,7 @@ export const versionQueryResolvers = {
     if (!defs.some((d) => d.metrics.some((m) => m.name === def.name && m.granularities.includes(g)))) checkGranularity(def, g);
     checkRange(ctx.config, g, args.from, args.to);
     const [a, b] = await Promise.all([snapshotFor(ctx, args.a), snapshotFor(ctx, args.b)]);
+    for (const snapshot of [a, b]) checkRetention(snapshot, def.name, g, args.from, args.to);
     const d = await ctx.work.steps(
       diffVersionsSteps(a!, b!, {
         metric: def.name,

@@ -35,7 +35,12 @@ async function connect(): Promise<DuckDBConnection> {
  * size; then the rows, sorted, written straight into the arrays from DuckDB's vectors (no
  * per-row objects, no per-row strings except sketches).
  */
-export async function loadBatchView(run: CurrentBatchRun, rowsFile: string): Promise<BatchView> {
+export async function loadBatchView(
+  run: CurrentBatchRun,
+  rowsFile: string,
+  /** Retention (serving/views/viewRetention.ts): rows of windows before it are not loaded. */
+  oldestKept: (metric: string, granularity: Granularity) => number = () => -Infinity,
+): Promise<BatchView> {
   const conn = await connect();
   const builder = new BatchViewBuilder();
   let expectedRows = 0;
@@ -46,10 +51,12 @@ export async function loadBatchView(run: CurrentBatchRun, rowsFile: string): Pro
       `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) GROUP BY ALL ORDER BY metric, granularity, key`,
     );
     const sides: PartialRows[] = [];
+    const keepFrom: number[] = [];
     for (const [metric, granularity, key, n] of series.getRows() as [string, string, string, number][]) {
       if (!isGranularity(granularity))
         throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: unknown granularity "${granularity}"`);
       sides.push(builder.seriesRows(metric, granularity as Granularity, key, n));
+      keepFrom.push(oldestKept(metric, granularity as Granularity));
       expectedRows += n;
     }
     // Snapshots written before misplaced events were counted have no such column: none counted.
@@ -70,7 +77,9 @@ export async function loadBatchView(run: CurrentBatchRun, rowsFile: string): Pro
       const num = (c: number, r: number) => (v[c]!.getItem(r) as number | null) ?? NaN;
       loadedRows += chunk.rowCount;
       for (let r = 0; r < chunk.rowCount; r++) {
-        const side = sides[v[0]!.getItem(r) as number]!;
+        const sid = v[0]!.getItem(r) as number;
+        if (num(1, r) < keepFrom[sid]!) continue;
+        const side = sides[sid]!;
         side.appendSorted(
           num(1, r),
           num(2, r),
@@ -150,7 +159,9 @@ export class BatchFollower {
       this.published = run !== undefined;
       if (run && run.manifest.runId !== view.batch?.manifest.runId) {
         const started = Date.now();
-        const batch = await loadBatchView(run, await localRowsFile(state, run, cacheDir));
+        const batch = await loadBatchView(run, await localRowsFile(state, run, cacheDir), (metric, granularity) =>
+          view.retention.oldestKept(metric, granularity),
+        );
         if (this.stopped) return;
         view.installBatch(batch);
         logger.info(

@@ -157,6 +157,31 @@ export class PartialRows {
     return true;
   }
 
+  /** Removes the rows of windows before `start` (retention); returns how many. */
+  dropBefore(start: number): number {
+    const n = this.lowerBound(start);
+    if (n === 0) return 0;
+    for (const a of this.columns()) a.copyWithin(0, n, this.length);
+    if (this.sketches) this.sketches.splice(0, n);
+    this.length -= n;
+    return n;
+  }
+
+  /** A compact copy of the rows of windows from `start` on (the original stays as it is). */
+  copyFrom(start: number): PartialRows {
+    const lo = this.lowerBound(start);
+    const n = this.length - lo;
+    const copy = new PartialRows(Math.max(n, 1));
+    const pairs: [Float64Array | Int32Array, Float64Array | Int32Array][] = [];
+    const mine = this.columns();
+    const theirs = copy.columns();
+    for (let c = 0; c < mine.length; c++) pairs.push([mine[c]!, theirs[c]!]);
+    for (const [from, to] of pairs) to.set(from.subarray(lo, this.length));
+    if (this.sketches) copy.sketches = this.sketches.slice(lo, this.length);
+    copy.length = n;
+    return copy;
+  }
+
   sketchAt(i: number): string | null {
     return this.sketches ? (this.sketches[i] ?? null) : null;
   }

@@ -100,6 +100,8 @@ export class SpeedMaterializer {
       onAssignment: async (assigned) => assigned.map((tp) => ({ ...tp, offset: this.positions.get(tp.partition)?.nextOffset ?? 0 })),
       eachBatch: async (batch) => {
         for (const record of batch.records) this.apply(record);
+        // Tombstones and status move the retention watermark: forget what it expired.
+        this.options.view.evictExpired();
         this.advance(batch.partition, batch.nextOffset, batch.highWatermark);
       },
       onProgress: (p) => this.advance(p.partition, p.nextOffset, p.highWatermark),
@@ -124,23 +126,8 @@ export class SpeedMaterializer {
   }
 
   private apply(record: LogRecord): void {
-    const { view } = this.options;
-    if (record.value === null) {
-      // Tombstone: the key names the row to forget (services/views/viewRow.ts viewRowKey).
-      const parts = record.key?.toString('utf8').split(KEY_SEP);
-      if (!parts || parts.length < 5 || !isGranularity(parts[1]!)) return this.reject(record, 'tombstone with an unreadable key');
-      view.removeSpeedRow(parts[0]!, parts[1] as Granularity, parts.slice(4).join(KEY_SEP), Number(parts[2]), Number(parts[3]));
-      return;
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(record.value.toString('utf8'));
-    } catch {
-      return this.reject(record, 'value is not JSON');
-    }
-    const row = viewRowSchema.safeParse(parsed);
-    if (!row.success) return this.reject(record, row.error.issues[0]?.message ?? 'invalid row');
-    view.applySpeedRow(row.data);
+    const why = applySpeedViewRecord(this.options.view, record.key, record.value);
+    if (why !== undefined) this.reject(record, why);
   }
 
   private reject(record: LogRecord, why: string): void {
@@ -190,4 +177,28 @@ export class SpeedMaterializer {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.consumer?.stop();
   }
+}
+
+/**
+ * Applies one record of a speed view topic to the view: a row (upsert) or a tombstone (the
+ * speed layer deleted an expired window's row, services/views/viewRow.ts viewRowKey). Returns
+ * why the record cannot be read, or undefined.
+ */
+export function applySpeedViewRecord(view: VersionView, key: Buffer | null, value: Buffer | null): string | undefined {
+  if (value === null) {
+    const parts = key?.toString('utf8').split(KEY_SEP);
+    if (!parts || parts.length < 5 || !isGranularity(parts[1]!)) return 'tombstone with an unreadable key';
+    view.removeSpeedRow(parts[0]!, parts[1] as Granularity, parts.slice(4).join(KEY_SEP), Number(parts[2]), Number(parts[3]));
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value.toString('utf8'));
+  } catch {
+    return 'value is not JSON';
+  }
+  const row = viewRowSchema.safeParse(parsed);
+  if (!row.success) return row.error.issues[0]?.message ?? 'invalid row';
+  view.applySpeedRow(row.data);
+  return undefined;
 }

@@ -21,6 +21,8 @@ import { ErrorCode, userError } from '../graphql/errors.ts';
 import { BatchFollower } from './batchLoader.ts';
 import { SpeedMaterializer } from './speedMaterializer.ts';
 import { VersionView, type BatchView } from './versionView.ts';
+import { ViewRetention } from './viewRetention.ts';
+import { readSpeedStatuses } from '../../services/status/speedStatus.ts';
 
 export interface VersionRuntime {
   version: string;
@@ -32,6 +34,8 @@ export interface VersionRuntime {
   definitions: MetricDefinitions;
   /** Resolves once the consumer runs and the first batch check is done (rejects on failure). */
   started: Promise<void>;
+  /** Reads the speed layer's status watermarks into the view's retention (viewRetention.ts). */
+  retentionTimer: NodeJS.Timeout;
 }
 
 export interface VersionRegistryOptions {
@@ -85,7 +89,7 @@ export class VersionRegistry {
       throw userError(ErrorCode.INVALID_VERSION, `version "${version}" was retired at ${record.retiredAt}: its views are deleted`);
     }
     const definitions = (await readVersionDefinitions(state, version)) ?? this.options.fallbackMetrics;
-    const view = new VersionView(version);
+    const view = new VersionView(version, new ViewRetention(definitions.metrics));
     const topic = speedViewTopic(version);
     const materializer = new SpeedMaterializer({
       log,
@@ -104,12 +108,16 @@ export class VersionRegistry {
       onInstalled: (batch) => this.options.onBatchInstalled?.(version, batch),
     });
     const started = Promise.all([materializer.start(), follower.start()]).then(() => undefined);
-    const runtime: VersionRuntime = { version, topic, view, materializer, follower, started, definitions };
+    const retentionTimer = setInterval(() => this.followStatusWatermark(view), batchPollMs);
+    retentionTimer.unref();
+    this.followStatusWatermark(view);
+    const runtime: VersionRuntime = { version, topic, view, materializer, follower, started, definitions, retentionTimer };
     this.runtimes.set(version, runtime);
     started.catch((err) => {
       logger[classifyLogError(err) === 'retry' ? 'debug' : 'error']({ version, err: errorMessage(err) }, 'cannot open version');
       // Forget it so that the next query tries again.
       if (this.runtimes.get(version) === runtime) this.runtimes.delete(version);
+      clearInterval(retentionTimer);
       void materializer.stop();
       void follower.stop();
     });
@@ -126,6 +134,24 @@ export class VersionRegistry {
     }
     await runtime.materializer.whenCaughtUp();
     return runtime;
+  }
+
+  /**
+   * The retention watermark from the speed layer's status files (the largest partition
+   * watermark): it survives a restart of serving after compaction removed the tombstones that
+   * carried it. Files serving cannot read are reported by the pipeline query, not here.
+   */
+  private followStatusWatermark(view: VersionView): void {
+    readSpeedStatuses(this.options.state, view.version)
+      .then((statuses) => {
+        let max = -Infinity;
+        for (const { status } of statuses)
+          for (const p of status?.partitions ?? []) if (p.watermark !== null && p.watermark > max) max = p.watermark;
+        if (max === -Infinity) return;
+        view.retention.observeWatermark(max);
+        view.evictExpired();
+      })
+      .catch(() => undefined);
   }
 
   /** Whether the log answers now (a broker outage: nothing is ready, every view answers from memory). */
@@ -157,6 +183,7 @@ export class VersionRegistry {
     const r = this.runtimes.get(version);
     if (!r) return;
     this.runtimes.delete(version);
+    clearInterval(r.retentionTimer);
     await Promise.allSettled([r.materializer.stop(), r.follower.stop()]);
   }
 
@@ -174,6 +201,7 @@ export class VersionRegistry {
   }
 
   async stop(): Promise<void> {
+    for (const r of this.runtimes.values()) clearInterval(r.retentionTimer);
     await Promise.allSettled(this.all().flatMap((r) => [r.materializer.stop(), r.follower.stop()]));
     this.runtimes.clear();
   }

@@ -15,6 +15,7 @@ import type { BatchRunManifest } from '../../services/views/batchSnapshots.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
 import { mergeSeries, mergeWindow, type MergedWindows } from './mergeRule.ts';
 import { PartialRows, partialFromViewRow } from './partialRows.ts';
+import { ViewRetention } from './viewRetention.ts';
 
 const SEP = '\u001f';
 
@@ -93,6 +94,8 @@ export interface WindowUpdate {
 export interface SpeedSideStats {
   rows: number;
   tombstones: number;
+  /** Rows dropped because their window had expired (retention), on arrival or by eviction. */
+  expired: number;
   lastRowAt: number | null;
   maxProcessingTime: number | null;
 }
@@ -102,13 +105,21 @@ export class VersionView {
   private readonly speed = new Map<string, PartialRows>();
   private readonly speedKeys = new Map<string, Set<string>>();
   private readonly updateListeners = new Set<(u: WindowUpdate) => void>();
-  readonly speedStats: SpeedSideStats = { rows: 0, tombstones: 0, lastRowAt: null, maxProcessingTime: null };
+  readonly speedStats: SpeedSideStats = { rows: 0, tombstones: 0, expired: 0, lastRowAt: null, maxProcessingTime: null };
+  /** Per (metric, granularity): the oldest window start kept by the last eviction. */
+  private readonly evictedBelow = new Map<string, number>();
+  /** The watermark of the batch side's last trim. */
+  private batchTrimmedAt = -Infinity;
 
-  constructor(readonly version: string) {}
+  constructor(
+    readonly version: string,
+    /** What is kept (services/metrics/retention.ts); without definitions, everything. */
+    readonly retention: ViewRetention = new ViewRetention([]),
+  ) {}
 
   /** The view a query answers from, fixed for the whole query. */
   snapshot(): ViewSnapshot {
-    return new ViewSnapshot(this.version, this.state, this.speed, this.speedKeys);
+    return new ViewSnapshot(this.version, this.state, this.speed, this.speedKeys, this.retention);
   }
 
   get batch(): BatchView | undefined {
@@ -121,6 +132,11 @@ export class VersionView {
   }
 
   applySpeedRow(row: ViewRow): void {
+    // A row of an expired window (another partition's, behind in event time) is not kept.
+    if (row.windowStart < this.retention.oldestKept(row.metric, row.granularity)) {
+      this.speedStats.expired++;
+      return;
+    }
     const sk = seriesKey(row.metric, row.granularity, row.key);
     let side = this.speed.get(sk);
     if (!side) {
@@ -143,12 +159,54 @@ export class VersionView {
 
   /** A compaction tombstone: the speed layer retracted a row. */
   removeSpeedRow(metric: string, granularity: Granularity, key: string, windowStart: number, partition: number): void {
+    // Retention is the only reason the speed layer deletes rows: the window has expired.
+    this.retention.observeExpired(metric, granularity, windowStart);
     const sk = seriesKey(metric, granularity, key);
     const side = this.speed.get(sk);
     if (!side || !side.remove(windowStart, partition)) return;
     this.speedStats.tombstones++;
     this.refreshMerged(sk, windowStart);
     this.notify({ metric, granularity, key, windowStart });
+  }
+
+  /**
+   * Evicts the rows of windows that have expired under the retention watermark: speed rows in
+   * place (cheap: a prefix of each series), batch rows by installing a trimmed copy of the batch
+   * view (a query that started before keeps the old one), which is done once the watermark has
+   * moved by an eighth of the shortest retention since the last trim, so that the copying stays
+   * a small fraction of the work and expired batch rows stay a small fraction of memory.
+   * Queries never see an expired window either way: they are refused (ViewRetention.refusal).
+   */
+  evictExpired(): void {
+    const watermark = this.retention.watermark;
+    if (watermark === -Infinity) return;
+    let shortest = Infinity;
+    for (const { metric, granularity, oldest } of this.retention.horizons(watermark)) {
+      shortest = Math.min(shortest, this.retention.retentionMs(metric, granularity)!);
+      const mg = metricGranKey(metric, granularity);
+      if ((this.evictedBelow.get(mg) ?? -Infinity) >= oldest) continue;
+      this.evictedBelow.set(mg, oldest);
+      const keys = this.speedKeys.get(mg);
+      if (!keys) continue;
+      for (const key of keys) {
+        const sk = seriesKey(metric, granularity, key);
+        const side = this.speed.get(sk)!;
+        const dropped = side.dropBefore(oldest);
+        if (dropped === 0) continue;
+        this.speedStats.expired += dropped;
+        this.state.merged.delete(sk);
+        if (side.length === 0) {
+          this.speed.delete(sk);
+          keys.delete(key);
+        }
+      }
+    }
+    const batch = this.state.batch;
+    if (batch && watermark - this.batchTrimmedAt >= shortest / 8) {
+      this.batchTrimmedAt = watermark;
+      const trimmed = trimBatchView(batch, (metric, granularity) => this.retention.oldestKept(metric, granularity, watermark));
+      if (trimmed !== batch) this.state = { batch: trimmed, merged: new Map() };
+    }
   }
 
   onWindowUpdated(listener: (u: WindowUpdate) => void): () => void {
@@ -172,13 +230,40 @@ export class VersionView {
   }
 }
 
+/**
+ * The batch view without the rows of windows before `oldestKept(metric, granularity)`: the same
+ * object when nothing is expired, else a new one (the old one stays intact for queries holding it).
+ */
+export function trimBatchView(batch: BatchView, oldestKept: (metric: string, granularity: Granularity) => number): BatchView {
+  let changed = false;
+  const series = new Map<string, PartialRows>();
+  let rows = 0;
+  for (const [sk, side] of batch.series) {
+    const [metric, granularity] = sk.split(SEP) as [string, Granularity];
+    const oldest = oldestKept(metric, granularity);
+    const kept = side.length > 0 && side.starts[0]! < oldest ? side.copyFrom(oldest) : side;
+    if (kept !== side) changed = true;
+    series.set(sk, kept);
+    rows += kept.length;
+  }
+  return changed ? { ...batch, series, rows } : batch;
+}
+
 export class ViewSnapshot {
   constructor(
     readonly version: string,
     private readonly state: ViewState,
     private readonly speed: Map<string, PartialRows>,
     private readonly speedKeys: Map<string, Set<string>>,
+    private readonly retention: ViewRetention = new ViewRetention([]),
+    /** The retention watermark when the query started (ViewRetention): one answer, one horizon. */
+    readonly retentionWatermark: number = retention.watermark,
   ) {}
+
+  /** Why [from, to) of (metric, granularity) is past retention, or undefined (ViewRetention.refusal). */
+  retentionRefusal(metric: string, granularity: Granularity, from: number, to: number): string | undefined {
+    return this.retention.refusal(metric, granularity, from, to, this.retentionWatermark);
+  }
 
   get batch(): BatchView | undefined {
     return this.state.batch;

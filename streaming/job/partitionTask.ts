@@ -7,7 +7,8 @@
  *   pre-commit  create the snapshot in the shared checkpoint store under a name that fixes its
  *             chain (checkpointStore.ts: p<k>/<N>-f or <N>-d<hash of its base's name>),
  *             create-only, whole or not at all;
- *   commit    one transaction: the rows to the view topic + the group's offset N for the
+ *   commit    one transaction: the rows to the view topic, then the tombstones of the rows of
+ *             windows that expired (services/metrics/retention.ts), + the group's offset N for the
  *             partition, with the snapshot's name as the offset's metadata; read_committed
  *             readers see both or neither;
  *   clean-up  in the background: delete the snapshots the previous chain held and the new one
@@ -268,7 +269,7 @@ export class PartitionTask {
   /** One transaction: the capture's rows to the view topic and its position as the group's offset, naming its snapshot. */
   private async commitTransaction(capture: Capture, name: string): Promise<void> {
     const { topic, viewTopic, groupId } = this.ctx;
-    const { position, rowKeys, rowValues, rowValueEnds } = capture;
+    const { position, rowKeys, rowValues, rowValueEnds, tombstoneKeys } = capture;
     const values = Buffer.from(rowValues.buffer, rowValues.byteOffset, rowValues.byteLength);
     const tx = await this.producer.transaction();
     try {
@@ -281,6 +282,13 @@ export class PartitionTask {
           records[k - i] = { key: rowKeys[k]!, value: values.subarray(k === 0 ? 0 : rowValueEnds[k - 1]!, rowValueEnds[k]!) };
         await tx.send(viewTopic, records);
       }
+      // After the rows: a window that closed and expired within this checkpoint has its final
+      // row and then its tombstone, and compaction keeps the tombstone.
+      for (let i = 0; i < tombstoneKeys.length; i += SEND_SLICE_ROWS)
+        await tx.send(
+          viewTopic,
+          tombstoneKeys.slice(i, i + SEND_SLICE_ROWS).map((key) => ({ key, value: null })),
+        );
       crashPoint('speed.checkpoint.rows-sent');
       await tx.sendOffsets(groupId, [{ topic, partition: this.partition, offset: position, metadata: checkpointMetadata(name) }]);
       crashPoint('speed.checkpoint.offsets-sent');

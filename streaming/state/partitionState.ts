@@ -15,7 +15,11 @@
  *    is applied (and counted in the window's `misplaced` when the record is not in its home
  *    partition, partitioner.ts: serving then marks the window provisional).
  * 4. the largest event time is updated; windows that the new watermark closes are final: their
- *    last row is stamped with this record (throughOffset = offset + 1) and they leave the state.
+ *    last row is stamped with this record (throughOffset = offset + 1) and they leave the open
+ *    state; their keys are held (heldWindows.ts) until they expire.
+ * 5. held windows that the new watermark expires (services/metrics/retention.ts: watermark >
+ *    start + size + retention) are forgotten, and the next checkpoint deletes their rows from the
+ *    view topic with one tombstone per row key, in its transaction.
  */
 import { assert } from '../../services/errors.ts';
 import type { LogRecord } from '../../services/log/eventLog.ts';
@@ -23,7 +27,7 @@ import { idHash, isMisplaced } from '../../services/log/partitioner.ts';
 import type { CompiledMetric } from '../../services/metrics/compile.ts';
 import { compileMetric } from '../../services/metrics/compile.ts';
 import { type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
-import { eventMappingOf, metricFieldsOf } from '../../services/metrics/definitions.ts';
+import { eventMappingOf, granularityMs, metricFieldsOf } from '../../services/metrics/definitions.ts';
 import type { FieldValues } from '../../services/metrics/fieldSemantics.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowShape, windowStartOf } from '../../services/metrics/windowStart.ts';
@@ -36,6 +40,9 @@ import { LOGGED_RECORD_LIMITS } from '../../services/events/event.ts';
 import { registerOf } from './hllCache.ts';
 import { fingerprintBytes } from './idFingerprint.ts';
 import { DIRTY, HAS_VALUE, LIVE, WindowTable } from './windowTable.ts';
+import { HeldWindows } from './heldWindows.ts';
+import { isWindowExpired, retentionMsOf, windowExpiresAt } from '../../services/metrics/retention.ts';
+import { viewRowKey } from '../../services/views/viewRow.ts';
 
 /** The id fingerprint of the record being applied. */
 const fingerprint = new Int32Array(4);
@@ -60,6 +67,8 @@ export interface Slot {
   /** Where the windows are aligned (windowStart.ts: the epoch, or a Monday for whole weeks). */
   readonly originMs: number;
   readonly latenessMs: number;
+  /** How long closed windows are kept (services/metrics/retention.ts). */
+  readonly retentionMs: number;
   readonly hasValue: boolean;
   readonly hasDistinct: boolean;
 }
@@ -123,6 +132,7 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
         granularity: g,
         ...windowShape(g),
         latenessMs: def.allowedLatenessMs,
+        retentionMs: retentionMsOf(def.retention, g, granularityMs(g)),
         hasValue: def.value !== undefined,
         hasDistinct: def.distinct !== undefined,
       });
@@ -153,6 +163,14 @@ export class PartitionState {
   private closedRows: ViewRow[] = [];
   /** Smallest `start + size + lateness` over open windows: the watermark that closes the next one. */
   private nextCloseAt = Infinity;
+  /** Per slot: closed windows whose rows are still published, until they expire. */
+  private readonly held: HeldWindows[];
+  /** Smallest `start + size + retention` over held windows: the watermark that expires the next one. */
+  private nextExpireAt = Infinity;
+  /** Snapshot rows of windows closed with unsnapshotted changes since the last capture (for the delta). */
+  private closedChanges: WindowSnapshotRow[] = [];
+  /** Row keys of expired windows since the last checkpoint: its tombstones. */
+  private tombstones: string[] = [];
 
   position = 0;
   lastTimestamp = 0;
@@ -186,6 +204,7 @@ export class PartitionState {
     const referenced = new Set(defs.flatMap(metricFieldsOf));
     this.decoder = createEventDecoder(mapping, [...referenced]);
     this.windows = this.slots.map(() => new Map());
+    this.held = this.slots.map(() => new HeldWindows());
     this.lastStart = new Float64Array(this.slots.length).fill(NaN);
     this.lastWindow = this.slots.map(() => undefined);
     this.dedup = new DedupSet(semantics.dedupHorizonMs);
@@ -204,11 +223,19 @@ export class PartitionState {
 
   /** Rows the next checkpoint would publish (changed windows plus final rows of closed ones). */
   get pendingRows(): number {
-    return this.warmUntil !== null ? 0 : this.dirty.length + this.closedRows.length;
+    return this.warmUntil !== null ? 0 : this.dirty.length + this.closedRows.length + this.tombstones.length;
   }
 
+  /** Open windows. */
   get windowCount(): number {
     return this.table.live;
+  }
+
+  /** Closed windows whose rows are still in the view (they leave at expiry). */
+  get heldWindowCount(): number {
+    let n = 0;
+    for (const h of this.held) n += h.size;
+    return n;
   }
 
   /** Applies one record of this partition (records must come in offset order). */
@@ -293,7 +320,9 @@ export class PartitionState {
     }
     if (ts > this.maxTs) {
       this.maxTs = ts;
-      if (partitionWatermark(ts, this.semantics.outOfOrdernessMs) > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+      const wm = partitionWatermark(ts, this.semantics.outOfOrdernessMs);
+      if (wm > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+      if (wm > this.nextExpireAt) this.expireWindows(true);
     }
   }
 
@@ -354,7 +383,7 @@ export class PartitionState {
     // Offsets left below the start held no record (transaction markers).
     this.position = start;
     this.warmUntil = null;
-    this.closeWindows();
+    this.closeWindows(undefined, undefined, false);
     this.closedRows = [];
     const t = this.table;
     this.dirty = [];
@@ -399,13 +428,15 @@ export class PartitionState {
    * Removes the windows the current watermark closes. With `stamp`, a closed window with
    * unpublished updates gets its final row stamped at the closing record; without (restore),
    * windows are dropped silently: their final row was published with the checkpoint that
-   * closed them.
+   * closed them. With `hold`, the closed windows' keys are held until they expire (their rows
+   * are in the view); a warm-up's are not (it published none).
    */
-  private closeWindows(throughOffset?: number, processingTime?: number): void {
+  private closeWindows(throughOffset?: number, processingTime?: number, hold = this.warmUntil === null): void {
     const watermark = this.watermark();
     let next = Infinity;
     for (let s = 0; s < this.windows.length; s++) {
       const slot = this.slots[s]!;
+      let closed: { start: number; keys: string[] }[] | undefined;
       for (const [start, byKey] of this.windows[s]!) {
         const closing = windowClosesAt(start, slot.sizeMs, slot.latenessMs);
         if (!isWindowClosed(closing, watermark)) {
@@ -413,19 +444,62 @@ export class PartitionState {
           continue;
         }
         const t = this.table;
+        const keys: string[] = [];
         for (const w of byKey.values()) {
           // A warm-up publishes no final row: the window may lack records the warm-up skipped.
-          if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined && this.warmUntil === null)
+          if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined && this.warmUntil === null) {
             this.closedRows.push(this.row(w, throughOffset, processingTime!));
+            // The delta snapshot must know the window too: a restore holds it until it expires.
+            this.closedChanges.push(this.snapshotRow(w));
+          }
+          keys.push(t.keys[w]!);
           t.release(w);
         }
+        (closed ??= []).push({ start, keys });
         this.windows[s]!.delete(start);
         if (this.lastStart[s] === start) this.lastStart[s] = NaN;
+      }
+      // Held until they expire only when their rows were published: not the windows a warm-up closes.
+      if (closed && hold) {
+        closed.sort((a, b) => a.start - b.start);
+        for (const c of closed) this.held[s]!.push(c.start, c.keys);
+        const oldest = this.held[s]!.oldest()!;
+        const expires = windowExpiresAt(oldest, slot.sizeMs, slot.retentionMs);
+        if (expires < this.nextExpireAt) this.nextExpireAt = expires;
       }
     }
     this.nextCloseAt = next;
     this.dedup.expire(watermark);
     if (this.warmUntil !== null && this.dirty.length > 4096 && this.dirty.length > 2 * this.table.live) this.compactWarmUp();
+  }
+
+  /**
+   * Forgets the held windows the current watermark expires (the one rule:
+   * services/metrics/retention.ts). With `stamp`, each of their rows gets a tombstone in the next
+   * checkpoint; without (restore), they are dropped silently: the checkpoint that expired them
+   * published their tombstones.
+   */
+  private expireWindows(stamp: boolean): void {
+    const watermark = this.watermark();
+    let next = Infinity;
+    for (let s = 0; s < this.held.length; s++) {
+      const slot = this.slots[s]!;
+      const held = this.held[s]!;
+      for (let start = held.oldest(); start !== undefined; start = held.oldest()) {
+        const expires = windowExpiresAt(start, slot.sizeMs, slot.retentionMs);
+        if (!isWindowExpired(expires, watermark)) {
+          if (expires < next) next = expires;
+          break;
+        }
+        const { keys } = held.shift();
+        if (!stamp) continue;
+        for (const key of keys)
+          this.tombstones.push(
+            viewRowKey({ metric: slot.metric, granularity: slot.granularity, windowStart: start, partition: this.partition, key }),
+          );
+      }
+    }
+    this.nextExpireAt = next;
   }
 
   row(w: number, throughOffset: number, processingTime: number): ViewRow {
@@ -455,7 +529,7 @@ export class PartitionState {
    * stamped with the current position, plus the final rows of windows closed meanwhile.
    * Also returns the changed windows for a delta snapshot.
    */
-  captureChanges(): { rows: ViewRow[]; changedWindows: WindowSnapshotRow[] } {
+  captureChanges(): { rows: ViewRow[]; changedWindows: WindowSnapshotRow[]; tombstones: string[] } {
     // Invariants serving relies on (docs/merge-rule.md): a row key's stamp never goes back, and
     // neither does the watermark that closes windows.
     assert(
@@ -470,7 +544,8 @@ export class PartitionState {
     this.capturedPosition = this.position;
     this.capturedWatermark = watermark;
     const rows = this.closedRows;
-    const changedWindows: WindowSnapshotRow[] = [];
+    const changedWindows: WindowSnapshotRow[] = this.closedChanges;
+    const tombstones = this.tombstones;
     const t = this.table;
     for (const w of this.dirty) {
       // Closed since (released: flags 0) or listed twice: nothing to publish for this entry.
@@ -481,10 +556,12 @@ export class PartitionState {
     }
     this.dirty = [];
     this.closedRows = [];
+    this.closedChanges = [];
+    this.tombstones = [];
     this.pendingRecords = 0;
     // No index in a dirty list any more: released rows may be reused now.
     t.recycle();
-    return { rows, changedWindows };
+    return { rows, changedWindows, tombstones };
   }
 
   snapshotRow(w: number): WindowSnapshotRow {
@@ -503,9 +580,19 @@ export class PartitionState {
     };
   }
 
+  /**
+   * Every window of a full snapshot: the open ones, and the held ones as key-only rows (count 0,
+   * which no open window has: a restore holds them again without a sketch, and closes them).
+   */
   allWindows(): WindowSnapshotRow[] {
     const out: WindowSnapshotRow[] = [];
     for (const bySlot of this.windows) for (const byKey of bySlot.values()) for (const w of byKey.values()) out.push(this.snapshotRow(w));
+    this.held.forEach((held, s) => {
+      const slot = this.slots[s]!.id;
+      for (const { start, keys } of held.entries())
+        for (const key of keys)
+          out.push({ slot, windowStart: start, key, count: 0, sum: null, min: null, max: null, sketch: null, misplaced: 0 });
+    });
     return out;
   }
 
@@ -552,7 +639,8 @@ export class PartitionState {
     if (s === undefined) return;
     const slot = this.slots[s]!;
     const byKey = this.windowMap(s, row.windowStart);
-    const sketch = slot.hasDistinct ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
+    // A held (closed) window's row has count 0 and needs no sketch: finishRestore closes it.
+    const sketch = slot.hasDistinct && row.count > 0 ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
     const t = this.table;
     let w = byKey.get(row.key);
     if (w === undefined) {
@@ -584,6 +672,7 @@ export class PartitionState {
     this.capturedWatermark = this.watermark();
     this.dedup.clearAdded();
     this.closeWindows();
+    this.expireWindows(false);
     this.pendingRecords = 0;
   }
 
@@ -607,6 +696,12 @@ export class PartitionState {
         bytes += 64;
         // Map entry, and the key string (shared by the granularities of one event).
         for (const w of byKey.values()) bytes += 40 + t.keys[w]!.length + (t.sketches[w] ? t.sketches[w]!.byteSize() : 0);
+      }
+    }
+    for (const held of this.held) {
+      for (const { keys } of held.entries()) {
+        bytes += 48;
+        for (const key of keys) bytes += 24 + key.length;
       }
     }
     return bytes;

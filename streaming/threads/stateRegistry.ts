@@ -85,6 +85,8 @@ export interface Capture {
   rowValues: Uint8Array;
   /** End of row i's value in `rowValues` (its start is the previous end). */
   rowValueEnds: Int32Array;
+  /** Row keys of windows expired since the last capture: tombstones, sent after the rows. */
+  tombstoneKeys: string[];
   stats: PartitionStats;
 }
 
@@ -176,9 +178,9 @@ export class StateRegistry {
     // changes are not tracked for a delta then).
     const warming = state.warmUntil !== null;
     if (warming) state.captureWarmUp();
-    const { rows, changedWindows } = warming ? { rows: [], changedWindows: [] } : state.captureChanges();
+    const { rows, changedWindows, tombstones } = warming ? { rows: [], changedWindows: [], tombstones: [] } : state.captureChanges();
     const added = state.dedup.takeAdded();
-    const liveRows = state.windowCount + state.dedup.size;
+    const liveRows = state.windowCount + state.heldWindowCount + state.dedup.size;
     const deltaRows = changedWindows.length + added.length;
     // chain.rows counts the rows of the deltas since the base: once they outgrow the live state,
     // a restore would read more than a full snapshot holds, so write a full one.
@@ -216,7 +218,7 @@ export class StateRegistry {
       at += rowValues.write(texts[i]!, at, 'utf8');
       rowValueEnds[i] = at;
     }
-    return { position, header, snapshot, rowKeys, rowValues, rowValueEnds, stats: this.stats(partition)! };
+    return { position, header, snapshot, rowKeys, rowValues, rowValueEnds, tombstoneKeys: tombstones, stats: this.stats(partition)! };
   }
 
   drop(partition: number): void {
