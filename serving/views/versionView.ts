@@ -157,6 +157,13 @@ export class VersionView {
     this.notify({ metric: row.metric, granularity: row.granularity, key: row.key, windowStart: row.windowStart });
   }
 
+  /** Speed rows held now (the bench's and the operator's measure of serving's memory). */
+  speedRowCount(): number {
+    let n = 0;
+    for (const side of this.speed.values()) n += side.length;
+    return n;
+  }
+
   /** A compaction tombstone: the speed layer retracted a row. */
   removeSpeedRow(metric: string, granularity: Granularity, key: string, windowStart: number, partition: number): void {
     // Retention is the only reason the speed layer deletes rows: the window has expired.

@@ -221,6 +221,11 @@ export class StateRegistry {
     return { position, header, snapshot, rowKeys, rowValues, rowValueEnds, tombstoneKeys: tombstones, stats: this.stats(partition)! };
   }
 
+  /** Closed windows of `partition` held until they expire (0 when it is not here). */
+  heldWindows(partition: number): number {
+    return this.states.get(partition)?.heldWindowCount ?? 0;
+  }
+
   drop(partition: number): void {
     this.states.delete(partition);
   }
