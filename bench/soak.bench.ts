@@ -9,8 +9,9 @@
  * a VersionView with the version's retention, evicting after each batch as the materializer does).
  * Events: the demo's metric file (3 metrics on minute, hour and day windows), 10 events per
  * simulated minute over 2 partitions (20 campaigns, 200 ads, 5,000 users), a checkpoint every
- * simulated hour; resident memory is read after a full GC at the end of each simulated month
- * (30 days).
+ * simulated hour. Resident memory per simulated month (30 days): its peak (sampled after every
+ * checkpoint: the periodic full snapshots are the spikes) and, after a full GC at the month's end,
+ * RSS and the heap plus array buffers (serving's typed arrays live outside the heap).
  *
  *   (a) retention as the metric file's defaults (minute 7d, hour 90d, day 1825d);
  *   (b) the baseline, measured in the same run: nothing expires (every size kept 36500d), over
@@ -50,8 +51,12 @@ interface MonthRow {
   events: number;
   speedWindows: number;
   servingRows: number;
+  /** Largest RSS seen during the month (sampled after every checkpoint). */
+  peakRssBytes: number;
+  /** RSS, heap and array buffers after a full GC at the month's end. */
   rssBytes: number;
   heapBytes: number;
+  arrayBufferBytes: number;
   seconds: number;
 }
 
@@ -86,6 +91,7 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
   const began = Date.now();
   let events = 0;
   let seq = 0;
+  let peakRss = 0;
   for (let hour = 0; hour < days * 24; hour++) {
     const batches: LogRecord[][] = Array.from({ length: PARTITIONS }, () => []);
     for (let m = 0; m < 60; m++) {
@@ -125,6 +131,7 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
       );
       for (const key of capture.tombstoneKeys) applySpeedViewRecord(view, Buffer.from(key), null);
       view.evictExpired();
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
     }
     if ((hour + 1) % (MONTH_DAYS * 24) === 0 || hour + 1 === days * 24) {
       forceGc();
@@ -137,13 +144,16 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
         events,
         speedWindows,
         servingRows: view.speedRowCount(),
+        peakRssBytes: Math.max(peakRss, mem.rss),
         rssBytes: mem.rss,
         heapBytes: mem.heapUsed,
+        arrayBufferBytes: mem.arrayBuffers,
         seconds: (Date.now() - began) / 1000,
       };
       rows.push(row);
+      peakRss = 0;
       process.stderr.write(
-        `  [${mode}] month ${row.month}: ${row.speedWindows} speed windows, ${row.servingRows} serving rows, ${fmtMiB(row.rssBytes)} RSS\n`,
+        `  [${mode}] month ${row.month}: ${row.speedWindows} speed windows, ${row.servingRows} serving rows, peak RSS ${fmtMiB(row.peakRssBytes)}, after GC ${fmtMiB(row.rssBytes)}\n`,
       );
     }
   }
@@ -167,20 +177,25 @@ async function main(): Promise<void> {
   const kept = await runBenchWorker<MonthRow[]>(self, ['retention'], 'soak (retention)');
   const base = await runBenchWorker<MonthRow[]>(self, ['baseline'], 'soak (baseline)');
   const line = (r: MonthRow, b: MonthRow | undefined) =>
-    `| ${r.month} | ${r.days} | ${r.events.toLocaleString('en-US')} | ${r.speedWindows.toLocaleString('en-US')} | ${r.servingRows.toLocaleString('en-US')} | ${fmtMiB(r.rssBytes)} | ${fmtMiB(r.heapBytes)} | ${b ? `${b.servingRows.toLocaleString('en-US')} / ${fmtMiB(b.rssBytes)}` : '-'} |`;
+    `| ${r.month} | ${r.days} | ${r.events.toLocaleString('en-US')} | ${r.speedWindows.toLocaleString('en-US')} | ${r.servingRows.toLocaleString('en-US')} | ${fmtMiB(r.peakRssBytes)} | ${fmtMiB(r.rssBytes)} | ${fmtMiB(r.heapBytes + r.arrayBufferBytes)} | ${b ? `${b.servingRows.toLocaleString('en-US')} / ${fmtMiB(b.peakRssBytes)}` : '-'} |`;
   console.log('');
-  console.log('| month | days | events | speed windows held | serving rows held | RSS | heap | baseline (no expiry): serving rows / RSS |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log(
+    '| month | days | events | speed windows held | serving rows held | peak RSS | RSS after GC | heap + array buffers after GC | baseline (no expiry): serving rows / peak RSS |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
   kept.forEach((r, i) => console.log(line(r, base[i])));
   const third = kept[2];
   const last = kept.at(-1)!;
   console.log('');
   if (third)
-    console.log(`last month's RSS over the third month's: ${(last.rssBytes / third.rssBytes).toFixed(3)} (aim: within 0.90..1.10)`);
+    console.log(
+      `last month over the third: peak RSS ${(last.peakRssBytes / third.peakRssBytes).toFixed(3)} (aim: within 0.90..1.10), ` +
+        `RSS after GC ${(last.rssBytes / third.rssBytes).toFixed(3)}, heap + array buffers ${((last.heapBytes + last.arrayBufferBytes) / (third.heapBytes + third.arrayBufferBytes)).toFixed(3)}, serving rows ${(last.servingRows / third.servingRows).toFixed(3)}`,
+    );
   const b = base.at(-1)!;
   const same = kept[b.month - 1]!;
   console.log(
-    `with retention over the baseline at month ${b.month} (day ${b.days}): RSS ${(same.rssBytes / b.rssBytes).toFixed(2)}, serving rows ${(same.servingRows / b.servingRows).toFixed(2)}`,
+    `with retention over the baseline at month ${b.month} (day ${b.days}): peak RSS ${(same.peakRssBytes / b.peakRssBytes).toFixed(2)}, serving rows ${(same.servingRows / b.servingRows).toFixed(2)}`,
   );
   console.log(`wall time: ${last.seconds.toFixed(0)} s with retention (${days} days), ${b.seconds.toFixed(0)} s baseline (${b.days} days)`);
 }

@@ -10,6 +10,7 @@ import {
   type MetricDefinitions,
 } from '../../services/metrics/definitions.ts';
 import { compositeKeyText, splitCompositeKey } from '../../services/metrics/fieldSemantics.ts';
+import { retentionMsOf } from '../../services/metrics/retention.ts';
 import type { DefaultVersionFollower } from '../views/defaultVersionFollower.ts';
 import type { ServeConfig } from '../config.ts';
 import { formatDuration } from '../../services/config/durations.ts';
@@ -239,6 +240,15 @@ export const queryResolvers = {
       distinct: m.distinct ?? null,
       granularities: m.granularities.map(granularityName),
       allowedLatenessMs: m.allowedLatenessMs,
+      retention: m.granularities.map((g) => {
+        const retention = ctx.registry.get(args.version ?? ctx.defaultVersion)?.view.retention;
+        const oldest = retention?.oldestKept(m.name, g) ?? -Infinity;
+        return {
+          granularity: granularityName(g),
+          retentionMs: retentionMsOf(m.retention, g, granularityMs(g)),
+          oldestWindowStart: oldest === -Infinity ? null : oldest,
+        };
+      }),
     })),
 
   async series(_: unknown, args: RangeArgs & KeyArgs, ctx: ServeContext): Promise<WindowValue[]> {

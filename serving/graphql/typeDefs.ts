@@ -350,6 +350,21 @@ export const typeDefs = /* GraphQL */ `
     distinct: String
     granularities: [Granularity!]!
     allowedLatenessMs: Float!
+    """
+    How long the windows of each granularity are kept, and the oldest one answered now (a range
+    that holds an older window is refused with OUTSIDE_RETENTION; docs/metrics.md, "Retention").
+    """
+    retention: [WindowRetention!]!
+  }
+
+  type WindowRetention {
+    granularity: Granularity!
+    retentionMs: Float!
+    """
+    Start of the oldest window still answered, under the view's event-time watermark (null before
+    the view has one: nothing has expired).
+    """
+    oldestWindowStart: DateTime
   }
 
   type WindowValue {

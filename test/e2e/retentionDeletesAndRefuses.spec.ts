@@ -212,6 +212,12 @@ describe('retention: tombstones at the boundary, across a restart, and refusals 
       expect(answered.errors).toBeUndefined();
       // p1: one event per minute in each partition, and each partition's T0 + 10m event.
       expect(answered.data.series).toEqual([7, 8, 9, 10].map((k) => ({ windowStart: iso(T0 + k * MIN), count: 2 })));
+      // The API says what is kept and the oldest window answered.
+      const metrics = await gql<any>(serving.url, '{ metrics { name retention { granularity retentionMs oldestWindowStart } } }');
+      expect(metrics.data.metrics[0].retention).toEqual([
+        { granularity: 'MINUTE', retentionMs: RETENTION_MS, oldestWindowStart: iso(T0 + 7 * MIN) },
+        { granularity: 'HOUR', retentionMs: 90 * 86_400_000, oldestWindowStart: iso(T0 - 90 * 86_400_000) },
+      ]);
       // Hour windows keep the default (90d): the hour is answered, with every event.
       const hour = await gql<any>(
         serving.url,
