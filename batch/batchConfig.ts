@@ -42,6 +42,7 @@ export const batchConfigSchema = z.object({
   statusPort: z.number().int().min(0).max(65535),
   lakeUri: z.string().min(1, 'must not be empty').optional(),
   vacuumRetention: z.number().int().nonnegative().optional(),
+  lakeRetention: z.number().int().positive().optional(),
 });
 
 export interface BatchOptions extends CommonOptions {
@@ -58,6 +59,8 @@ export interface BatchOptions extends CommonOptions {
   lakeUri?: string;
   /** Undefined: the table's `delta.deletedFileRetentionDuration`. */
   vacuumRetention?: number;
+  /** Undefined: the lake keeps everything (batch/lake/lakeRetention.ts). */
+  lakeRetention?: number;
 }
 
 export function addBatchOptions(cmd: Command): Command {
@@ -109,6 +112,14 @@ export function addBatchOptions(cmd: Command): Command {
         "vacuum deletes removed and unlisted lake files older than this (default: the table's delta.deletedFileRetentionDuration, 1 day)",
       )
         .env('LK_BATCH_VACUUM_RETENTION')
+        .argParser(duration),
+    )
+    .addOption(
+      new Option(
+        '--lake-retention <duration>',
+        "remove lake files whose events are all older than this, in event time, through the lake's commit protocol (default: off, the lake keeps everything); at least the metrics' longest window plus its retention",
+      )
+        .env('LK_BATCH_LAKE_RETENTION')
         .argParser(duration),
     )
     .addOption(

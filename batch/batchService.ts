@@ -19,6 +19,7 @@ import { BATCH_STATUS_KEY, type BatchStatus } from '../services/status/batchStat
 import { lakeFiles, lakePositions } from '../services/lake/lakeTable.ts';
 import type { DeltaSnapshot } from '../services/lake/delta/deltaLog.ts';
 import { compactLake } from './lake/compaction.ts';
+import { expireLake } from './lake/lakeRetention.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
 import { recomputeBatchViews } from './views/batchViews.ts';
 import { homePartitionsOf, type BatchJobOptions } from './batchCycle.ts';
@@ -34,6 +35,8 @@ export interface BatchServiceOptions extends BatchJobOptions {
   statusKey?: string;
   /** Vacuum deletes removed and unlisted files older than this (default: the table's retention). */
   vacuumRetentionMs?: number;
+  /** Lake retention (batch/lake/lakeRetention.ts); undefined: the lake keeps everything. */
+  lakeRetentionMs?: number;
 }
 
 export class BatchService {
@@ -143,6 +146,8 @@ export class BatchService {
       this.lastError = failures.length > 0 ? failures.join('; ') : undefined;
       if (!this.stopping) {
         const table = this.writer!.table;
+        if (o.lakeRetentionMs !== undefined)
+          await expireLake({ table, topic: o.lake.topic, retentionMs: o.lakeRetentionMs, logger: o.logger });
         await compactLake({ table, lake: o.lake, targetFileSize: o.targetFileSize, logger: o.logger });
         await table.vacuum(o.vacuumRetentionMs !== undefined ? { retentionMs: o.vacuumRetentionMs } : {});
       }

@@ -7,7 +7,10 @@
  *   lk batch migrate-lake convert a lake of the former format (_lake_log/) into a Delta table
  */
 import type { Command } from 'commander';
-import { InfrastructureError } from '../services/errors.ts';
+import { ConfigError, InfrastructureError } from '../services/errors.ts';
+import { formatDuration } from '../services/config/durations.ts';
+import { GRANULARITY_MS, type MetricDefinitions } from '../services/metrics/definitions.ts';
+import { retentionMsOf } from '../services/metrics/retention.ts';
 import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
@@ -58,6 +61,7 @@ async function serve(opts: BatchOptions): Promise<void> {
     targetFileSize: opts.targetFileSize,
     statusPort: opts.statusPort,
     ...(opts.vacuumRetention !== undefined ? { vacuumRetentionMs: opts.vacuumRetention } : {}),
+    ...(opts.lakeRetention !== undefined ? { lakeRetentionMs: checkLakeRetention(opts.lakeRetention, common.metrics) } : {}),
   });
   try {
     const { port } = await service.start();
@@ -97,6 +101,22 @@ async function runOnce(opts: BatchOptions): Promise<void> {
  * `lk batch` (its appends do not conflict; a compaction that loses an input to a concurrent one
  * is given up, services/lake/delta/deltaLog.ts).
  */
+/**
+ * `--lake-retention`, refused when shorter than a metric window's size plus its retention: the
+ * batch view of a window still answered must be computed from all of its events.
+ */
+function checkLakeRetention(lakeRetentionMs: number, metrics: MetricDefinitions): number {
+  for (const m of metrics.metrics)
+    for (const g of m.granularities) {
+      const needed = GRANULARITY_MS[g] + retentionMsOf(m.retention, g, GRANULARITY_MS[g]);
+      if (lakeRetentionMs < needed)
+        throw new ConfigError(
+          `--lake-retention ${formatDuration(lakeRetentionMs)} is shorter than ${g} windows of metric "${m.name}" need (${formatDuration(needed)}: the window and its retention); the batch view of a window still answered needs all its events`,
+        );
+    }
+  return lakeRetentionMs;
+}
+
 async function compact(opts: BatchOptions): Promise<void> {
   validateBatchOptions(opts);
   const lake = await lakeOf(opts, context(opts));
@@ -104,6 +124,16 @@ async function compact(opts: BatchOptions): Promise<void> {
     throw new InfrastructureError(`no lake at ${lake.uri}; run \`lk batch run\` first`);
   const table = await openLakeForWriting(lake, logger);
   const { compactLake } = await import('./lake/compaction.ts');
+  if (opts.lakeRetention !== undefined) {
+    checkLakeRetention(opts.lakeRetention, context(opts).loadMetrics(opts.version));
+    const { expireLake } = await import('./lake/lakeRetention.ts');
+    const e = await expireLake({ table, topic: lake.topic, retentionMs: opts.lakeRetention, logger });
+    console.log(
+      e.horizon === undefined
+        ? 'lake retention: nothing to remove'
+        : `lake retention removed ${e.filesRemoved} file(s) with events before ${new Date(e.horizon).toISOString()}`,
+    );
+  }
   const r = await compactLake({ table, lake, targetFileSize: opts.targetFileSize, logger });
   const vacuumed = await table.vacuum(opts.vacuumRetention !== undefined ? { retentionMs: opts.vacuumRetention } : {});
   console.log(

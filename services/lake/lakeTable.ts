@@ -94,6 +94,35 @@ export function logTimeAppId(topic: string, partition: number): string {
   return `lk-lake-writer:${topic}:${partition}:log-time`;
 }
 
+/**
+ * Where the lake of a partition starts once retention removed files (`lk batch --lake-retention`,
+ * batch/lake/lakeRetention.ts): the table holds every valid record of the partition from this
+ * offset on, and maybe some before it, but not all. Absent: the partition's history is whole.
+ */
+export function lakeStartAppId(topic: string, partition: number): string {
+  return `lk-lake-start:${topic}:${partition}`;
+}
+
+/** The topic's retention starts per partition (none: nothing was ever removed). */
+export function lakeStarts(snapshot: DeltaSnapshot | undefined, topic: string): Map<number, number> {
+  const out = new Map<number, number>();
+  if (!snapshot) return out;
+  const prefix = `lk-lake-start:${topic}:`;
+  for (const [appId, txn] of snapshot.txns)
+    if (appId.startsWith(prefix) && /^\d+$/.test(appId.slice(prefix.length))) out.set(Number(appId.slice(prefix.length)), txn.version);
+  return out;
+}
+
+/** The event time below which retention removed the lake's files, as a txn version (atomic with the removal). */
+export function lakeHorizonAppId(topic: string): string {
+  return `lk-lake-start:${topic}:horizon`;
+}
+
+/** The latest log-append time of a record retention removed, as a txn version (a replay --from-time must start after it). */
+export function lakeRemovedLogTimeAppId(topic: string): string {
+  return `lk-lake-start:${topic}:log-time`;
+}
+
 export interface PartitionPosition {
   /** Next offset to read: the lake holds every valid record of the partition below it. */
   nextOffset: number;

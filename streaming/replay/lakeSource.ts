@@ -30,7 +30,15 @@ import type { DeltaLog } from '../../services/lake/delta/deltaLog.ts';
 import { LakeFileAccess } from '../../services/lake/lakeFileCache.ts';
 import { lakeRowsSql } from '../../services/lake/lakeLayout.ts';
 import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
-import { lakeFiles, lakePositions, openLakeForReading, type LakeFile } from '../../services/lake/lakeTable.ts';
+import {
+  lakeFiles,
+  lakeHorizonAppId,
+  lakePositions,
+  lakeRemovedLogTimeAppId,
+  lakeStarts,
+  openLakeForReading,
+  type LakeFile,
+} from '../../services/lake/lakeTable.ts';
 import { emptyPack, type PackedBatch } from '../threads/recordPack.ts';
 
 export const DEFAULT_CHUNK_OFFSETS = 50_000;
@@ -71,6 +79,18 @@ export class LakeSource {
       lake.topic,
       options.withKeys ?? false,
     );
+  }
+
+  /**
+   * Where lake retention (`lk batch --lake-retention`) left the lake: per partition, the offset
+   * from which it holds every record (partitions it never touched are whole), and the event time
+   * below which it removed files. Undefined: nothing was ever removed.
+   */
+  async retention(): Promise<{ starts: Map<number, number>; horizon: number; removedLogTime: number } | undefined> {
+    const snap = await this.table.refresh();
+    const horizon = snap?.txnVersion(lakeHorizonAppId(this.topic));
+    if (horizon === undefined) return undefined;
+    return { starts: lakeStarts(snap, this.topic), horizon, removedLogTime: snap!.txnVersion(lakeRemovedLogTimeAppId(this.topic)) ?? 0 };
   }
 
   /** Per partition, the offset below which the lake holds every valid record (0: nothing yet). */

@@ -156,6 +156,16 @@ export async function resolveReplayStart(
         }
         const firsts = from.fromTime === null ? await lake.starts() : await lake.offsetsForTime(from.fromTime);
         const startOffsets = lakeEnds.map((end, p) => Math.min(firsts.get(p) ?? end, end));
+        // Lake retention removed history: a start that needs it is refused, never shortened.
+        // From the lake's beginning it needs every partition whole; from a time, every record logged
+        // since, and retention removed records logged up to kept.removedLogTime.
+        const kept = await lake.retention();
+        if (kept && (from.fromTime === null || from.fromTime <= kept.removedLogTime))
+          throw new ConfigError(
+            `the lake of topic "${topic}" no longer holds the history this replay needs: lk batch --lake-retention removed the files of events before ${iso(kept.horizon)} ` +
+              `(records logged up to ${iso(kept.removedLogTime)}); the lake now starts at ${[...kept.starts].map(([p, s]) => `partition ${p} offset ${s}`).join(', ')}. ` +
+              `Replay from a later time: --from lake --from-time ${iso(kept.removedLogTime + 1)} or later`,
+          );
         return { ...base, origin: { from: 'lake', startOffsets, fromTime: from.fromTime, lakeEnds } };
       } finally {
         lake.close();

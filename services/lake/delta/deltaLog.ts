@@ -234,7 +234,20 @@ export type CommitIntent =
    */
   | { kind: 'metadata'; metaData: MetaDataAction; basedOn: string }
   /** Files of expired tombstones and orphans deleted: a commitInfo only, for the table's history. */
-  | { kind: 'vacuum'; deletedFiles: number; deletedBytes: number; retentionMs: number };
+  | { kind: 'vacuum'; deletedFiles: number; deletedBytes: number; retentionMs: number }
+  /** Table properties set (`metaData.configuration`), on the latest metadata of each attempt. */
+  | { kind: 'properties'; set: Record<string, string> }
+  /**
+   * Data removed for good (retention): files whose rows are all past the horizon, with the txns
+   * that record where the table now starts; `horizon` names the event time it removed below.
+   */
+  | {
+      kind: 'expire';
+      remove: string[];
+      txns: { appId: string; version: number }[];
+      horizon: number;
+      compatible: (snapshot: DeltaSnapshot) => string | undefined;
+    };
 
 export type CommitKind = CommitIntent['kind'];
 
@@ -324,6 +337,21 @@ export const COMMIT_KINDS: {
     actions: 'commitInfo only',
     rule: 'never conflicts: retried at the next version',
   },
+  properties: {
+    operation: 'SET TBLPROPERTIES',
+    actions: 'metaData (the latest one, with the properties set)',
+    rule: 'built on the latest metadata at every attempt, so a concurrent metadata change is kept, never undone; retried at the next version',
+  },
+  expire: {
+    operation: 'DELETE',
+    actions: 'remove (dataChange true) of whole files, txn (where the table now starts)',
+    rule:
+      'refused on an append-only table ("Append-only Tables": no remove with dataChange true; set delta.appendOnly false first, a ' +
+      'properties commit); every file it removes must still be live: if a concurrent commit removed one (a compaction that merged it), ' +
+      'it aborts (ConcurrentDeleteRead) and the caller plans again from the new table; concurrent appends do not conflict (they add ' +
+      'newer rows); a protocol or metadata change aborts unless compatible. The files stay stored until vacuum deletes them after ' +
+      'delta.deletedFileRetentionDuration, so a reader of an older version is never cut short',
+  },
 };
 
 function commitInfo(kind: CommitKind, parameters: Record<string, unknown>, extra: Partial<CommitInfoAction>, now: number): Action {
@@ -371,6 +399,17 @@ function plan(intent: CommitIntent, latest: DeltaSnapshot | undefined, now: numb
     if (intent.metaData.id !== latest.metadata.id) throw new IllegalStateError('a schema change keeps the table id');
     return { actions: [commitInfo('metadata', {}, {}, now), { metaData: intent.metaData }], ...empty };
   }
+  if (intent.kind === 'properties') {
+    const metaData = latest.metadata;
+    if (!metaData) throw new IllegalStateError('a properties commit needs the table metadata');
+    return {
+      actions: [
+        commitInfo('properties', { properties: JSON.stringify(intent.set) }, {}, now),
+        { metaData: { ...metaData, configuration: { ...metaData.configuration, ...intent.set } } },
+      ],
+      ...empty,
+    };
+  }
   if (intent.kind === 'vacuum')
     return {
       actions: [
@@ -385,6 +424,41 @@ function plan(intent: CommitIntent, latest: DeltaSnapshot | undefined, now: numb
     };
   const incompatible = intent.compatible(latest);
   if (incompatible) throw new DeltaConflictError('MetadataChanged', `the table changed under this commit: ${incompatible}`);
+  if (intent.kind === 'expire') {
+    if (latest.configuration['delta.appendOnly'] === 'true')
+      throw new IllegalStateError('the table is append-only (delta.appendOnly): set it to false before removing data');
+    const gone = intent.remove.filter((p) => !latest.files.has(p));
+    if (gone.length > 0)
+      throw new DeltaConflictError(
+        'ConcurrentDeleteRead',
+        `${gone.length} file(s) this expiry removes are no longer in the table (removed by a concurrent commit), e.g. ${gone[0]}`,
+      );
+    return {
+      actions: [
+        commitInfo(
+          'expire',
+          { predicate: JSON.stringify([`event_time < ${new Date(intent.horizon).toISOString()}`]) },
+          { isBlindAppend: false },
+          now,
+        ),
+        ...intent.remove.map((path) => {
+          const add = latest.files.get(path)!;
+          return {
+            remove: {
+              path,
+              deletionTimestamp: now,
+              dataChange: true,
+              extendedFileMetadata: true,
+              partitionValues: add.partitionValues,
+              size: add.size,
+            },
+          };
+        }),
+        ...intent.txns.map((t) => ({ txn: { appId: t.appId, version: t.version, lastUpdated: now } })),
+      ],
+      ...empty,
+    };
+  }
   if (intent.kind === 'compact') {
     const gone = intent.remove.filter((p) => !latest.files.has(p));
     if (gone.length > 0)
