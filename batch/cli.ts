@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import { ConfigError, InfrastructureError } from '../services/errors.ts';
 import { formatDuration } from '../services/config/durations.ts';
-import { GRANULARITY_MS, type MetricDefinitions } from '../services/metrics/definitions.ts';
+import { granularityMs, type MetricDefinitions } from '../services/metrics/definitions.ts';
 import { retentionMsOf } from '../services/metrics/retention.ts';
 import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
@@ -108,7 +108,7 @@ async function runOnce(opts: BatchOptions): Promise<void> {
 function checkLakeRetention(lakeRetentionMs: number, metrics: MetricDefinitions): number {
   for (const m of metrics.metrics)
     for (const g of m.granularities) {
-      const needed = GRANULARITY_MS[g] + retentionMsOf(m.retention, g, GRANULARITY_MS[g]);
+      const needed = granularityMs(g) + retentionMsOf(m.retention, g, granularityMs(g));
       if (lakeRetentionMs < needed)
         throw new ConfigError(
           `--lake-retention ${formatDuration(lakeRetentionMs)} is shorter than ${g} windows of metric "${m.name}" need (${formatDuration(needed)}: the window and its retention); the batch view of a window still answered needs all its events`,
