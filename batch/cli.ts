@@ -125,7 +125,7 @@ async function compact(opts: BatchOptions): Promise<void> {
   const table = await openLakeForWriting(lake, logger);
   const { compactLake } = await import('./lake/compaction.ts');
   if (opts.lakeRetention !== undefined) {
-    checkLakeRetention(opts.lakeRetention, context(opts).loadMetrics(opts.version));
+    checkLakeRetention(opts.lakeRetention, await context(opts).loadMetrics(opts.version));
     const { expireLake } = await import('./lake/lakeRetention.ts');
     const e = await expireLake({ table, topic: lake.topic, retentionMs: opts.lakeRetention, logger });
     console.log(

@@ -74,7 +74,6 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
     definitions: defs.metrics,
     semantics: { outOfOrdernessMs: 5000, dedupHorizonMs: DAY + 2 * 3_600_000 },
     placement: { homePartitions: PARTITIONS },
-    storeRoot: store,
     metricsFingerprint: metricsFingerprint(defs.metrics),
   });
   const view = new VersionView('soak', new ViewRetention(defs.metrics));
@@ -82,7 +81,7 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
   const offsets: number[] = [];
   for (let p = 0; p < PARTITIONS; p++) {
     registry.open(p, null, 0);
-    chains.push({ length: 0, rows: 0, last: null });
+    chains.push({ length: 0, rows: 0, last: null, lastName: null, names: [] });
     offsets.push(0);
   }
   const rand = seededRandom(16_180);
@@ -121,10 +120,18 @@ async function worker(mode: 'retention' | 'baseline', days: number, perMinute: n
       registry.applyRecords(p, batches[p]!, offsets[p]!);
       const capture = registry.capture(p, chains[p]!);
       if (!capture) continue;
+      // The chain as the checkpoint's task keeps it (snapshot names as the store would give them).
+      const name = `${capture.position}-${capture.header.kind === 'full' ? 'f' : 'd'}`;
       chains[p] =
         capture.header.kind === 'full'
-          ? { length: 1, rows: 0, last: capture.position }
-          : { length: chains[p]!.length + 1, rows: capture.header.chainRows, last: capture.position };
+          ? { length: 1, rows: 0, last: capture.position, lastName: name, names: [name] }
+          : {
+              length: chains[p]!.length + 1,
+              rows: capture.header.chainRows,
+              last: capture.position,
+              lastName: name,
+              names: [...chains[p]!.names, name],
+            };
       const values = Buffer.from(capture.rowValues.buffer, capture.rowValues.byteOffset, capture.rowValues.byteLength);
       capture.rowKeys.forEach((key, i) =>
         applySpeedViewRecord(view, Buffer.from(key), values.subarray(i === 0 ? 0 : capture.rowValueEnds[i - 1]!, capture.rowValueEnds[i]!)),
