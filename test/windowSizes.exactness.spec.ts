@@ -7,7 +7,9 @@
  * through the real broker; the speed layer's partition state reads each partition's records and
  * the batch layer recomputes from the lake. Every speed row must equal the oracle with dedup per
  * partition, every batch row the oracle with dedup over the whole log (first copy by partition,
- * then offset): count, sum, min, max and distinct registers. The oracle restates the alignment
+ * then offset): count, sum, min, max, distinct registers and percentile sketches (the buckets
+ * of services/metrics/ddsketch.ts, whose rule its differential test binds; here the sketches'
+ * counts per bucket, by both engines, and their survival through a checkpoint). The oracle restates the alignment
  * by hand (BigInt floor; weeks from Monday 1970-01-05) and never calls windowStart.ts.
  * A failure prints the command that reruns its seed.
  */
@@ -15,9 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventLog, LogRecord } from '../services/log/eventLog.ts';
 import { seededRandom } from '../services/ingest/generator.ts';
 import { parseMetricDefinitions, type MetricDefinitions } from '../services/metrics/definitions.ts';
+import { bucketBoundaries, bucketOf } from '../services/metrics/ddsketch.ts';
 import { HyperLogLog } from '../services/metrics/hll.ts';
 import { logger } from '../services/observability/logger.ts';
 import type { ViewRow } from '../services/views/viewRow.ts';
+import { decodeSnapshot, encodeFullSnapshot } from '../streaming/checkpoints/snapshotCodec.ts';
 import { PartitionState } from '../streaming/state/partitionState.ts';
 import { tempDir, uniqueName } from './helpers.ts';
 import { currentBatchRun, localStateOptions } from './sharedState.ts';
@@ -63,6 +67,8 @@ interface GenMetric {
   sizes: string[];
   value: boolean;
   distinct: boolean;
+  /** `percentiles:` on the value: true (1 %), a relative accuracy, or none. */
+  percentiles: true | number | null;
   /** A composite key [k, type] instead of k. */
   composite: boolean;
   /** Filter tests beside equality, restated by the oracle: bounds on v, `not` and `exists` on u. */
@@ -82,12 +88,14 @@ function generateMetrics(r: () => number): GenMetric[] {
     ])
       if (!chosen.has(SIZES[d]!.canonical)) chosen.set(SIZES[d]!.canonical, d);
     const bounds = (['gt', 'gte', 'lt', 'lte'] as const).filter(() => r() < 0.4);
+    const hasValue = r() < 0.7 || i === 0;
     return {
       name: `w${i}`,
       types: i % 2 === 0 ? ['click'] : ['click', 'view'],
       sizes: [...chosen.values()],
-      value: r() < 0.7,
+      value: hasValue,
       distinct: i !== 1,
+      percentiles: !hasValue ? null : i === 0 ? true : i === 3 ? 0.02 : null,
       composite: i >= 2,
       // Bounds at values events carry (multiples of 1/8), so that equality at the bound occurs.
       vBounds: bounds.map((op) => ({ op, bound: (op.startsWith('g') ? -20 : 40) + Math.floor(r() * 20) / 8 })),
@@ -112,6 +120,11 @@ function metricFile(metrics: GenMetric[]): string {
         : []),
       `    key: ${m.composite ? '[k, type]' : 'k'}`,
       ...(m.value ? ['    value: v'] : []),
+      ...(m.percentiles === true
+        ? ['    percentiles: true']
+        : m.percentiles !== null
+          ? [`    percentiles: { relativeAccuracy: ${m.percentiles} }`]
+          : []),
       ...(m.distinct ? ['    distinct: u'] : []),
       `    granularities: [${m.sizes.join(', ')}]`,
       '    allowedLateness: 400d',
@@ -149,6 +162,7 @@ interface OracleRow {
   min: number | null;
   max: number | null;
   users: Set<string>;
+  values: number[];
 }
 
 /** Expected rows `metric|granularity|key|windowStart|partition`; `scope` says where a copy is a duplicate. */
@@ -177,12 +191,13 @@ function oracle(records: LogRecord[][], metrics: GenMetric[], scope: 'partition'
           const { canonical, ms } = SIZES[declared]!;
           const key = `${m.name}|${canonical}|${k}|${oracleStart(e.ts, ms)}|${rec.partition}`;
           let row = rows.get(key);
-          if (!row) rows.set(key, (row = { count: 0, sum: null, min: null, max: null, users: new Set() }));
+          if (!row) rows.set(key, (row = { count: 0, sum: null, min: null, max: null, users: new Set(), values: [] }));
           row.count++;
           if (m.value && e.v !== undefined) {
             row.sum = (row.sum ?? 0) + e.v;
             row.min = row.min === null ? e.v : Math.min(row.min, e.v);
             row.max = row.max === null ? e.v : Math.max(row.max, e.v);
+            row.values.push(e.v);
           }
           if (m.distinct && e.u !== undefined) row.users.add(e.u);
         }
@@ -198,6 +213,19 @@ interface Got {
   min: number | null;
   max: number | null;
   sketch: string | null;
+  valueSketch: string | null;
+}
+
+/** The oracle's sketch text: each value's bucket counted, "bucket:count" in ascending bucket order. */
+function oracleSketch(values: number[], percentiles: true | number | null): string | null {
+  if (percentiles === null) return null;
+  const table = bucketBoundaries(percentiles === true ? 0.01 : percentiles);
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(bucketOf(v, table), (counts.get(bucketOf(v, table)) ?? 0) + 1);
+  return [...counts.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([b, n]) => `${b}:${n}`)
+    .join(',');
 }
 
 function compare(side: string, got: Map<string, Got>, want: Map<string, OracleRow>, metrics: GenMetric[]): string[] {
@@ -210,13 +238,15 @@ function compare(side: string, got: Map<string, Got>, want: Map<string, OracleRo
       problems.push(`${side}: row ${key} ${g ? 'not in the oracle' : 'missing'}`);
       continue;
     }
-    const distinct = metrics.find((m) => m.name === key.split('|')[0])!.distinct;
+    const metric = metrics.find((m) => m.name === key.split('|')[0])!;
+    const distinct = metric.distinct;
+    const wantSketch = oracleSketch(w.values, metric.percentiles);
     const expectedSketch = new HyperLogLog();
     for (const u of w.users) expectedSketch.add(u);
     const sameSketch = !distinct || Buffer.from(sketchRegisters(g.sketch!)).equals(Buffer.from(sketchRegisters(expectedSketch.toBase64())));
-    if (g.count !== w.count || !closeTo(g.sum, w.sum) || g.min !== w.min || g.max !== w.max || !sameSketch)
+    if (g.count !== w.count || !closeTo(g.sum, w.sum) || g.min !== w.min || g.max !== w.max || !sameSketch || g.valueSketch !== wantSketch)
       problems.push(
-        `${side}: row ${key} is ${JSON.stringify({ ...g, sketch: undefined })}, the oracle ${JSON.stringify({ ...w, users: w.users.size })}`,
+        `${side}: row ${key} is ${JSON.stringify({ ...g, sketch: undefined })}, the oracle ${JSON.stringify({ ...w, users: w.users.size, values: undefined, valueSketch: wantSketch })}`,
       );
     if (problems.length > 5) break;
   }
@@ -290,7 +320,13 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
           min: row.min,
           max: row.max,
           sketch: row.distinctSketch,
+          valueSketch: row.valueSketch ?? null,
         });
+      // The sketches survive a checkpoint: decoded from the snapshot's bytes, as they were taken.
+      const windows = state.allWindows();
+      const decoded = decodeSnapshot(encodeFullSnapshot(state, 'f', { outOfOrdernessMs: 1e13, dedupHorizonMs: 1e13 }), 'test');
+      expect(decoded.windows.map((x) => x.valueSketch)).toEqual(windows.map((x) => x.valueSketch));
+      expect(windows.some((x) => x.valueSketch !== null && x.valueSketch.includes(','))).toBe(true);
     }
     const want = oracle(records, metrics, 'partition');
     expect(want.size).toBeGreaterThan(500);
@@ -303,7 +339,7 @@ describe('tumbling windows of any size: speed and batch rows equal the oracle', 
     const got = new Map<string, Got>(
       rows.map((row) => [
         `${row.metric}|${row.granularity}|${row.key}|${row.window_start}|${row.partition}`,
-        { count: row.count, sum: row.sum, min: row.min, max: row.max, sketch: row.distinct_sketch },
+        { count: row.count, sum: row.sum, min: row.min, max: row.max, sketch: row.distinct_sketch, valueSketch: row.value_sketch },
       ]),
     );
     const want = oracle(records, metrics, 'log');

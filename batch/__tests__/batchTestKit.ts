@@ -218,6 +218,7 @@ export interface SnapshotRow {
   min: number | null;
   max: number | null;
   distinct_sketch: string | null;
+  value_sketch: string | null;
   raw_count: number;
   through_offset: number;
   processing_time: number;
@@ -229,7 +230,7 @@ export async function readSnapshotRows(rowsPath: string): Promise<SnapshotRow[]>
   const conn = await db.connect();
   try {
     const reader = await conn.runAndReadAll(
-      `SELECT metric, granularity, key, window_start::DOUBLE AS window_start, partition, count::DOUBLE AS count, sum, min, max, distinct_sketch,
+      `SELECT metric, granularity, key, window_start::DOUBLE AS window_start, partition, count::DOUBLE AS count, sum, min, max, distinct_sketch, value_sketch,
               raw_count::DOUBLE AS raw_count, through_offset::DOUBLE AS through_offset, processing_time::DOUBLE AS processing_time
        FROM read_parquet('${rowsPath}')`,
     );
@@ -244,6 +245,7 @@ export async function readSnapshotRows(rowsPath: string): Promise<SnapshotRow[]>
       min: r.min as number | null,
       max: r.max as number | null,
       distinct_sketch: r.distinct_sketch as string | null,
+      value_sketch: r.value_sketch as string | null,
       raw_count: r.raw_count as number,
       through_offset: r.through_offset as number,
       processing_time: r.processing_time as number,

@@ -46,6 +46,7 @@ import {
   sqlField,
 } from '../../services/metrics/fieldSemantics.ts';
 import { crashPoint } from '../../services/faults/crashPoints.ts';
+import { bucketBoundaries, bucketSelectSql, sketchTextSql } from '../../services/metrics/ddsketch.ts';
 import { HLL_M, HyperLogLog, hllRegisterSql } from '../../services/metrics/hll.ts';
 import type { Logger } from '../../services/observability/logger.ts';
 import {
@@ -289,6 +290,17 @@ async function computeMetric(
     );
     joins.push(`LEFT JOIN mv_${index} mv ON mv.${c} IS NOT DISTINCT FROM ev.${c}`);
     columns.push('mv.v');
+    if (def.percentiles !== undefined) {
+      // The percentile bucket of each distinct value, by the boundary table both engines read
+      // (services/metrics/ddsketch.ts): an ASOF join, no logarithm.
+      const table = bucketBoundaries(def.percentiles.relativeAccuracy);
+      await exec(
+        conn,
+        `CREATE TEMP TABLE mb_${index} AS ${bucketSelectSql(`(SELECT rowid AS rid, v FROM mv_${index} WHERE v IS NOT NULL)`, 'rid', 'v', table)}`,
+      );
+      joins.push(`LEFT JOIN mb_${index} mb ON mb.id = mv.rowid`);
+      columns.push('mb.bucket AS vb');
+    }
   }
   if (def.distinct !== undefined) {
     const c = fieldColumn(def.distinct);
@@ -309,6 +321,7 @@ async function computeMetric(
 
   const hasValue = def.value !== undefined;
   const hasDistinct = def.distinct !== undefined;
+  const hasPercentiles = def.percentiles !== undefined;
   const grans = finestFirst(def.granularities);
   const none = 'CAST(NULL AS DOUBLE)';
   const tables = new Map<Granularity, string>();
@@ -353,13 +366,30 @@ async function computeMetric(
     } else {
       await exec(conn, `CREATE TEMP TABLE ${table} AS SELECT *, CAST(NULL AS VARCHAR) AS sketch FROM (${grouped})`);
     }
+    // Percentile buckets: (window, bucket) -> count, rolled up like the counts; each window's
+    // sketch text is written by sketchTextSql, in the form the speed layer writes (sketchText).
+    let valueSketch = 'CAST(NULL AS VARCHAR)';
+    if (hasPercentiles) {
+      const bucketsFrom =
+        finer === undefined
+          ? `SELECT kid, ${w} AS w, p, vb, count(*) AS n FROM ${events} WHERE first AND vb IS NOT NULL GROUP BY ALL`
+          : `SELECT kid, ${w} AS w, p, vb, sum(n)::BIGINT AS n FROM vb_${finer} GROUP BY ALL`;
+      await exec(conn, `CREATE TEMP TABLE vb_${table} AS ${bucketsFrom}`);
+      await exec(
+        conn,
+        `CREATE TEMP TABLE vs_${table} AS SELECT kid, w, p, ${sketchTextSql('vb', 'n')} AS value_sketch FROM vb_${table} GROUP BY kid, w, p`,
+      );
+      valueSketch = `coalesce(s.value_sketch, '')`;
+    }
     await exec(
       conn,
-      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch FROM ${table} WHERE count > 0`,
+      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch, ${valueSketch}
+       FROM ${table} t${hasPercentiles ? ` LEFT JOIN vs_${table} s USING (kid, w, p)` : ''} WHERE count > 0`,
     );
     tables.set(g, table);
   }
-  for (const t of ['mk', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
+  for (const table of tables.values()) for (const t of [`vb_${table}`, `vs_${table}`]) await exec(conn, `DROP TABLE IF EXISTS ${t}`);
+  for (const t of ['mk', 'mb', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
   for (const table of tables.values()) await exec(conn, `DROP TABLE ${table}`);
 }
 
@@ -463,7 +493,7 @@ async function aggregateMetrics(
   await exec(
     conn,
     `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
-       count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR)`,
+       count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR, value_sketch VARCHAR)`,
   );
   await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
   await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
@@ -488,7 +518,7 @@ async function writeViewRows(
   await exec(
     conn,
     `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
-       a.sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
+       a.sketch, a.value_sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
      FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
   );
   const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);

@@ -137,3 +137,68 @@ export function bucketSelectSql(source: string, id: string, value: string, table
     FROM (SELECT *, abs(${value}) AS lk_m FROM ${source}) s
     ASOF LEFT JOIN ${boundaryTableSql(table)} t ON s.lk_m <= t.b`;
 }
+
+// ---------------------------------------------------------------- the sketch of a window
+
+/**
+ * A window's sketch: bucket (bucketOf) -> count. Its text, the form view rows, checkpoints and
+ * batch snapshots carry, is `bucket:count` pairs in ascending bucket order joined by commas
+ * ("-3:1,0:2,17:5"), written the same by both engines (`sketchText`, `sketchTextSql`) so that
+ * equal sketches are equal strings. Signed buckets ascend with the values they stand for
+ * (negatives are -key, growing in magnitude with key), so the text's order is the values' order.
+ */
+export type ValueSketch = Map<number, number>;
+
+export function sketchText(sketch: ValueSketch): string {
+  return [...sketch.keys()]
+    .sort((a, b) => a - b)
+    .map((b) => `${b}:${sketch.get(b)!}`)
+    .join(',');
+}
+
+const PAIR = /^(-?\d+):(\d+)$/;
+
+/** Parses a sketch's text (throws on anything else: it is read back from storage and topics). */
+export function parseSketch(text: string): ValueSketch {
+  const out: ValueSketch = new Map();
+  if (text === '') return out;
+  for (const pair of text.split(',')) {
+    const m = PAIR.exec(pair);
+    if (!m) throw new Error(`not a percentile sketch pair: ${JSON.stringify(pair.slice(0, 40))}`);
+    const b = Number(m[1]);
+    out.set(b, (out.get(b) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** Adds `from`'s counts into `into` (the merge of two windows' or two partitions' sketches). */
+export function mergeSketch(into: ValueSketch, from: ValueSketch): ValueSketch {
+  for (const [b, c] of from) into.set(b, (into.get(b) ?? 0) + c);
+  return into;
+}
+
+/**
+ * The p-quantile (0 <= p <= 1) of the sketched values: the value of the bucket holding the value
+ * of rank floor(p * (n - 1)) in ascending order (0-based), so within the relative accuracy of
+ * that exact value (for magnitudes in [MIN_INDEXED, MAX_INDEXED]). Null for an empty sketch.
+ */
+export function sketchQuantile(sketch: ValueSketch, p: number, table: BucketTable): number | null {
+  let n = 0;
+  for (const c of sketch.values()) n += c;
+  if (n === 0) return null;
+  const rank = Math.floor(p * (n - 1));
+  let seen = 0;
+  for (const b of [...sketch.keys()].sort((x, y) => x - y)) {
+    seen += sketch.get(b)!;
+    if (seen > rank) return bucketValue(b, table);
+  }
+  return null;
+}
+
+/**
+ * SQL: the aggregate writing `sketchText` of a group of (bucket, count) rows, one row per bucket
+ * (the INTEGER column `bucket`, the BIGINT column `count`), in ascending bucket order.
+ */
+export function sketchTextSql(bucket: string, count: string): string {
+  return `string_agg(${bucket}::VARCHAR || ':' || ${count}::VARCHAR, ',' ORDER BY ${bucket})`;
+}

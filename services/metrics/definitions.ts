@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { DEFAULT_RELATIVE_ACCURACY } from './ddsketch.ts';
 import { formatDuration, parseDuration } from '../config/durations.ts';
 import {
   FLAT_EVENT_MAPPING,
@@ -129,6 +130,23 @@ const metricSchema = z
     key: byShape(Array.isArray, COMPOSITE_KEY, FIELD),
     value: FIELD.optional(),
     distinct: FIELD.optional(),
+    /**
+     * A percentile sketch of `value` per window (services/metrics/ddsketch.ts): `true` for 1 %
+     * relative accuracy, or `{ relativeAccuracy: 0.02 }`.
+     */
+    percentiles: z
+      .union([
+        z.literal(true),
+        z
+          .object({
+            relativeAccuracy: z
+              .number()
+              .min(0.001, 'must be at least 0.001 (0.1 %): finer sketches cost more memory than they are worth')
+              .lt(0.5, 'must be below 0.5'),
+          })
+          .strict(),
+      ])
+      .optional(),
     granularities: z
       .array(
         z.string().superRefine((g, ctx) => {
@@ -234,6 +252,10 @@ const fileSchema = z
         if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'retention'], message: problem });
       }
     });
+    file.metrics.forEach((m, i) => {
+      if (m.percentiles !== undefined && m.value === undefined)
+        ctx.addIssue({ code: 'custom', path: ['metrics', i, 'percentiles'], message: 'needs a value field: percentiles are of the value' });
+    });
     const seen = new Set<string>();
     file.metrics.forEach((m, i) => {
       if (seen.has(m.name)) {
@@ -264,6 +286,8 @@ export interface MetricDefinition {
   readonly keyParts?: readonly string[];
   readonly value?: string;
   readonly distinct?: string;
+  /** A percentile sketch of the value per window, with its relative accuracy (ddsketch.ts). */
+  readonly percentiles?: { readonly relativeAccuracy: number };
   readonly granularities: readonly Granularity[];
   readonly allowedLatenessMs: number;
   /**
@@ -382,6 +406,9 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
       ...(typeof m.key === 'string' ? { key: field(m.key) } : { key: `[${m.key.map(field).join(', ')}]`, keyParts: m.key.map(field) }),
       ...(m.value !== undefined ? { value: field(m.value) } : {}),
       ...(m.distinct !== undefined ? { distinct: field(m.distinct) } : {}),
+      ...(m.percentiles !== undefined
+        ? { percentiles: { relativeAccuracy: m.percentiles === true ? DEFAULT_RELATIVE_ACCURACY : m.percentiles.relativeAccuracy } }
+        : {}),
       granularities: m.granularities.map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),
       allowedLatenessMs: parseDuration(m.allowedLateness)!,
       retention: resolveRetention(raw.retention, m.retention),

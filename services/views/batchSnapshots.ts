@@ -37,6 +37,8 @@ export const SNAPSHOT_COLUMNS = {
   min: 'DOUBLE',
   max: 'DOUBLE',
   distinct_sketch: 'VARCHAR',
+  /** Percentile sketch text (services/metrics/ddsketch.ts `sketchText`); NULL without `percentiles`. */
+  value_sketch: 'VARCHAR',
   /** Events in the row before deduplication by id (for duplicate rates). */
   raw_count: 'BIGINT',
   /** Events counted in the row that are not in their home partition (serving marks mixed windows provisional). */

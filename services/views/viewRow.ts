@@ -38,6 +38,11 @@ export interface ViewRow {
   /** HyperLogLog sketch (services/metrics/hll.ts), base64; null when the metric has no `distinct`. */
   distinctSketch: string | null;
   /**
+   * Percentile sketch of the value (services/metrics/ddsketch.ts `sketchText`: "bucket:count,...");
+   * null when the metric has no `percentiles`. Optional: rows of older writers have none.
+   */
+  valueSketch?: string | null;
+  /**
    * Events counted in the row that are not in their home partition (services/log/partitioner.ts):
    * another partition may hold a copy, which this row's dedup cannot see. Serving marks a window
    * provisional when a row with misplaced events meets a speed row (docs/merge-rule.md).
@@ -61,6 +66,11 @@ export const viewRowSchema = z
     min: z.number().nullable(),
     max: z.number().nullable(),
     distinctSketch: z.string().nullable(),
+    valueSketch: z
+      .string()
+      .regex(/^(-?\d+:\d+(,-?\d+:\d+)*)?$/, 'must be a percentile sketch: bucket:count pairs joined by commas')
+      .nullable()
+      .optional(),
     // Rows written before misplaced events were counted have none.
     misplaced: z.number().int().nonnegative().default(0),
     throughOffset: z.number().int().nonnegative(),

@@ -184,6 +184,8 @@ export function encodeSnapshot(content: SnapshotContent): Buffer {
     min: float64Vector(w.map((r) => r.min)),
     max: float64Vector(w.map((r) => r.max)),
     sketch: binaryVector(w.map((r) => r.sketch)),
+    // Nullable text, stored as its UTF-8 bytes (binaryVector takes nulls; utf8Vector does not).
+    value_sketch: binaryVector(w.map((r) => (r.valueSketch === null ? null : Buffer.from(r.valueSketch, 'utf8')))),
     misplaced: float64Vector(w.map((r) => r.misplaced)),
   });
   const d = content.dedup;
@@ -252,6 +254,8 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
   const maxs = readFloats(windowsTable.getChild('max'), n);
   const sketchCol = windowsTable.getChild('sketch');
   const misplacedCol = windowsTable.getChild('misplaced');
+  // Snapshots written before percentiles have no such column.
+  const valueSketchCol = windowsTable.getChild('value_sketch');
   const windows: WindowSnapshotRow[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const sketch = sketchCol?.get(i) as Uint8Array | null;
@@ -264,10 +268,16 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
       min: mins[i]!,
       max: maxs[i]!,
       sketch: sketch ? new Uint8Array(sketch) : null,
+      valueSketch: sketchTextAt(valueSketchCol, i),
       misplaced: misplacedCol ? ((misplacedCol.get(i) as number | null) ?? 0) : 0,
     };
   }
   return { header, windows, dedup: readDedup(dedupTable, source) };
+}
+
+function sketchTextAt(col: Vector | null, i: number): string | null {
+  const bytes = col ? (col.get(i) as Uint8Array | null) : null;
+  return bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8') : null;
 }
 
 /** A full snapshot of one partition's live state (checkpoints and savepoints both write these). */

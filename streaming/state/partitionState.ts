@@ -29,6 +29,7 @@ import { compileMetric } from '../../services/metrics/compile.ts';
 import { type Granularity, type MetricDefinition } from '../../services/metrics/definitions.ts';
 import { eventMappingOf, granularityMs, metricFieldsOf } from '../../services/metrics/definitions.ts';
 import type { FieldValues } from '../../services/metrics/fieldSemantics.ts';
+import { bucketBoundaries, bucketOf, parseSketch, sketchText, type BucketTable } from '../../services/metrics/ddsketch.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import { windowShape, windowStartOf } from '../../services/metrics/windowStart.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
@@ -71,6 +72,8 @@ export interface Slot {
   readonly retentionMs: number;
   readonly hasValue: boolean;
   readonly hasDistinct: boolean;
+  /** The percentile bucket table (services/metrics/ddsketch.ts), null without `percentiles`. */
+  readonly percentiles: BucketTable | null;
 }
 
 export function slotId(metric: string, granularity: Granularity): string {
@@ -80,6 +83,7 @@ export function slotId(metric: string, granularity: Granularity): string {
 interface MetricPlan {
   readonly compiled: CompiledMetric;
   readonly slots: number[];
+  readonly percentiles: BucketTable | null;
 }
 
 export interface WindowSnapshotRow {
@@ -91,6 +95,8 @@ export interface WindowSnapshotRow {
   min: number | null;
   max: number | null;
   sketch: Uint8Array | null;
+  /** Percentile sketch text (ddsketch.ts `sketchText`), null without `percentiles`. */
+  valueSketch: string | null;
   /** Events counted in the window that are not in their home partition. */
   misplaced: number;
 }
@@ -135,6 +141,7 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
         retentionMs: retentionMsOf(def.retention, g, granularityMs(g)),
         hasValue: def.value !== undefined,
         hasDistinct: def.distinct !== undefined,
+        percentiles: def.percentiles ? bucketBoundaries(def.percentiles.relativeAccuracy) : null,
       });
     }
   }
@@ -199,7 +206,11 @@ export class PartitionState {
   ) {
     this.slots = buildSlots(defs);
     let next = 0;
-    this.plans = defs.map((def) => ({ compiled: compileMetric(def), slots: def.granularities.map(() => next++) }));
+    this.plans = defs.map((def) => ({
+      compiled: compileMetric(def),
+      slots: def.granularities.map(() => next++),
+      percentiles: def.percentiles ? bucketBoundaries(def.percentiles.relativeAccuracy) : null,
+    }));
     const mapping = eventMappingOf(defs);
     const referenced = new Set(defs.flatMap(metricFieldsOf));
     this.decoder = createEventDecoder(mapping, [...referenced]);
@@ -288,6 +299,9 @@ export class PartitionState {
       const value = m.valueOf(fields);
       const distinct = m.distinctOf(fields);
       const reg = distinct === undefined ? -1 : registerOf(distinct);
+      // All slots of a metric share its bucket table: the bucket is found once per event.
+      const pt = plan.percentiles;
+      const bucket = pt === null || value === undefined ? undefined : bucketOf(value, pt);
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
         const start = windowStartOf(ts, slot.sizeMs, slot.originMs);
@@ -299,7 +313,7 @@ export class PartitionState {
         const byKey = this.windowMap(s, start);
         let w = byKey.get(key);
         if (w === undefined) {
-          w = t.alloc(s, start, key, slot.hasDistinct ? new HyperLogLog() : null);
+          w = t.alloc(s, start, key, slot.hasDistinct ? new HyperLogLog() : null, slot.percentiles ? new Map() : null);
           byKey.set(key, w);
           if (closing < this.nextCloseAt) this.nextCloseAt = closing;
         }
@@ -312,6 +326,10 @@ export class PartitionState {
           t.flags[w]! |= HAS_VALUE;
         }
         if (reg !== -1) t.sketches[w]!.setRegister(reg >>> 8, reg & 0xff);
+        if (bucket !== undefined) {
+          const vs = t.valueSketches[w]!;
+          vs.set(bucket, (vs.get(bucket) ?? 0) + 1);
+        }
         if ((t.flags[w]! & DIRTY) === 0) {
           t.flags[w]! |= DIRTY;
           this.dirty.push(w);
@@ -518,6 +536,7 @@ export class PartitionState {
       min: withValue ? t.mins[w]! : null,
       max: withValue ? t.maxs[w]! : null,
       distinctSketch: sketch ? sketch.toBase64() : null,
+      valueSketch: this.valueSketchText(w),
       misplaced: t.misplaced[w]!,
       throughOffset,
       processingTime,
@@ -576,8 +595,14 @@ export class PartitionState {
       min: hasValue ? t.mins[w]! : null,
       max: hasValue ? t.maxs[w]! : null,
       sketch: t.sketches[w] ? t.sketches[w]!.serialize() : null,
+      valueSketch: this.valueSketchText(w),
       misplaced: t.misplaced[w]!,
     };
+  }
+
+  private valueSketchText(w: number): string | null {
+    const vs = this.table.valueSketches[w];
+    return vs ? sketchText(vs) : null;
   }
 
   /**
@@ -591,7 +616,18 @@ export class PartitionState {
       const slot = this.slots[s]!.id;
       for (const { start, keys } of held.entries())
         for (const key of keys)
-          out.push({ slot, windowStart: start, key, count: 0, sum: null, min: null, max: null, sketch: null, misplaced: 0 });
+          out.push({
+            slot,
+            windowStart: start,
+            key,
+            count: 0,
+            sum: null,
+            min: null,
+            max: null,
+            sketch: null,
+            valueSketch: null,
+            misplaced: 0,
+          });
     });
     return out;
   }
@@ -641,12 +677,17 @@ export class PartitionState {
     const byKey = this.windowMap(s, row.windowStart);
     // A held (closed) window's row has count 0 and needs no sketch: finishRestore closes it.
     const sketch = slot.hasDistinct && row.count > 0 ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
+    // A snapshot from before the metric kept percentiles has none: the window's sketch starts empty.
+    const valueSketch = slot.percentiles && row.count > 0 ? parseSketch(row.valueSketch ?? '') : null;
     const t = this.table;
     let w = byKey.get(row.key);
     if (w === undefined) {
-      w = t.alloc(s, row.windowStart, row.key, sketch);
+      w = t.alloc(s, row.windowStart, row.key, sketch, valueSketch);
       byKey.set(row.key, w);
-    } else t.sketches[w] = sketch;
+    } else {
+      t.sketches[w] = sketch;
+      t.valueSketches[w] = valueSketch;
+    }
     t.counts[w] = row.count;
     t.misplaced[w] = row.misplaced;
     if (row.sum !== null) {
@@ -695,7 +736,12 @@ export class PartitionState {
       for (const byKey of bySlot.values()) {
         bytes += 64;
         // Map entry, and the key string (shared by the granularities of one event).
-        for (const w of byKey.values()) bytes += 40 + t.keys[w]!.length + (t.sketches[w] ? t.sketches[w]!.byteSize() : 0);
+        for (const w of byKey.values())
+          bytes +=
+            40 +
+            t.keys[w]!.length +
+            (t.sketches[w] ? t.sketches[w]!.byteSize() : 0) +
+            (t.valueSketches[w] ? 64 + 40 * t.valueSketches[w]!.size : 0);
       }
     }
     for (const held of this.held) {

@@ -9,6 +9,7 @@
  * Indexes of released windows are reused only after `recycle()` (called at each checkpoint
  * capture): until then a stale index in the dirty list cannot point at another window.
  */
+import type { ValueSketch } from '../../services/metrics/ddsketch.ts';
 import type { HyperLogLog } from '../../services/metrics/hll.ts';
 
 export const HAS_VALUE = 1;
@@ -30,6 +31,8 @@ export class WindowTable {
   flags = new Uint8Array(INITIAL_CAPACITY);
   readonly keys: (string | undefined)[] = [];
   readonly sketches: (HyperLogLog | null)[] = [];
+  /** Percentile sketches (services/metrics/ddsketch.ts), null for metrics without `percentiles`. */
+  readonly valueSketches: (ValueSketch | null)[] = [];
   /** Indexes never used so far start here. */
   private high = 0;
   private readonly free: number[] = [];
@@ -37,7 +40,7 @@ export class WindowTable {
   live = 0;
 
   /** A new live window; its aggregates start empty (count 0, no value, not dirty). */
-  alloc(slot: number, start: number, key: string, sketch: HyperLogLog | null): number {
+  alloc(slot: number, start: number, key: string, sketch: HyperLogLog | null, valueSketch: ValueSketch | null = null): number {
     let i = this.free.pop();
     if (i === undefined) {
       if (this.high === this.capacity) this.grow();
@@ -53,6 +56,7 @@ export class WindowTable {
     this.flags[i] = LIVE;
     this.keys[i] = key;
     this.sketches[i] = sketch;
+    this.valueSketches[i] = valueSketch;
     this.live++;
     return i;
   }
@@ -62,6 +66,7 @@ export class WindowTable {
     this.flags[i] = 0;
     this.keys[i] = undefined;
     this.sketches[i] = null;
+    this.valueSketches[i] = null;
     this.released.push(i);
     this.live--;
   }
@@ -93,6 +98,6 @@ export class WindowTable {
 
   /** Bytes of the columns (typed arrays exactly, plain arrays at 8 bytes a slot). */
   columnBytes(): number {
-    return this.capacity * (4 + 8 * 6 + 1) + (this.keys.length + this.sketches.length) * 8;
+    return this.capacity * (4 + 8 * 6 + 1) + (this.keys.length + this.sketches.length + this.valueSketches.length) * 8;
   }
 }

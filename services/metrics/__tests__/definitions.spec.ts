@@ -57,6 +57,15 @@ describe('metric definitions', () => {
     expect(errorOf(valid.replace('name: clicks', 'name: Clicks!'))).toMatch(/metrics\[0\]\.name: must be lower_snake_case/);
   });
 
+  it('percentiles: true is 1 %, an accuracy is checked, and they need a value', () => {
+    const at = (p: string) => valid.replace('value: cost', `value: cost\n    percentiles: ${p}`);
+    expect(parseMetricDefinitions(at('true')).metrics[0]!.percentiles).toEqual({ relativeAccuracy: 0.01 });
+    expect(parseMetricDefinitions(at('{ relativeAccuracy: 0.02 }')).metrics[0]!.percentiles).toEqual({ relativeAccuracy: 0.02 });
+    expect(errorOf(at('{ relativeAccuracy: 0.7 }'))).toMatch(/metrics\[0\]\.percentiles\.relativeAccuracy: must be below 0\.5/);
+    expect(errorOf(at('{ relativeAccuracy: 0 }'))).toMatch(/percentiles\.relativeAccuracy: must be at least 0\.001/);
+    expect(errorOf(at('true').replace('    value: cost\n', ''))).toMatch(/metrics\[0\]\.percentiles: needs a value field/);
+  });
+
   it('reports YAML syntax errors with their position', () => {
     expect(errorOf('metrics:\n  - name: [unclosed\n')).toMatch(/^m\.yaml:\d+:\d+ /);
   });
