@@ -4,6 +4,7 @@
  *
  * Ranges are half-open: a window belongs to [from, to) when its start is in it.
  */
+import { mergeSketch, type ValueSketch } from '../services/metrics/ddsketch.ts';
 import { GRANULARITIES, granularityMs, type Granularity, type MetricDefinition } from '../services/metrics/definitions.ts';
 import { windowShape, windowStartAtOrAfter } from '../services/metrics/windowStart.ts';
 import { HyperLogLog } from '../services/metrics/hll.ts';
@@ -58,6 +59,8 @@ export interface WindowValue {
   min: number | null;
   max: number | null;
   distinct: number | null;
+  /** The window's percentile sketch (GraphQL's p50 ... percentile(p) read it); null without `percentiles`. */
+  valueSketch: ValueSketch | null;
   source: 'BATCH' | 'SPEED';
   provisional: boolean;
   processingTime: number;
@@ -93,6 +96,7 @@ export function windowValueAt(
     min: nullable(m.mins[i]!),
     max: nullable(m.maxs[i]!),
     distinct: nullable(m.distincts[i]!),
+    valueSketch: m.valueSketches ? (m.valueSketches[i] ?? null) : null,
     source: m.sources[i] === SOURCE_SPEED ? 'SPEED' : 'BATCH',
     provisional: m.provisional[i] === 1,
     processingTime: m.procs[i]!,
@@ -393,6 +397,8 @@ export interface TotalValue {
   min: number | null;
   max: number | null;
   distinct: number | null;
+  /** The range's percentile sketch: the windows' bucket counts added; null without `percentiles`. */
+  valueSketch: ValueSketch | null;
   windows: number;
   batchWindows: number;
   speedWindows: number;
@@ -434,6 +440,7 @@ export function* totalSteps(
     min: null,
     max: null,
     distinct: null,
+    valueSketch: null,
     windows: 0,
     batchWindows: 0,
     speedWindows: 0,
@@ -448,6 +455,9 @@ export function* totalSteps(
   // Distinct over a range is a sketch merge: adding per-window estimates would count a user
   // seen in two windows twice.
   const sketch = def.distinct !== undefined ? new HyperLogLog() : null;
+  // Percentiles over a range: the windows' sketches added bucket by bucket (exactly the sketch
+  // one window over the whole range would hold), never an average of per-window percentiles.
+  const valueSketch: ValueSketch | null = def.percentiles !== undefined ? new Map() : null;
   const keys = key === null ? view.keys(def.name, granularity) : [key];
   let n = 0;
   for (const k of keys) {
@@ -474,6 +484,8 @@ export function* totalSteps(
       out.provisionalWindows += m.provisional[i]!;
       const h = m.sketches?.[i];
       if (sketch && h) sketch.merge(h);
+      const vs = m.valueSketches?.[i];
+      if (valueSketch && vs) mergeSketch(valueSketch, vs);
     }
     out.windows += hi - lo;
   }
@@ -482,6 +494,7 @@ export function* totalSteps(
   out.min = Number.isNaN(min) ? null : min;
   out.max = Number.isNaN(max) ? null : max;
   out.distinct = sketch ? sketch.estimate() : null;
+  out.valueSketch = valueSketch;
   out.latestProcessingTime = proc === -Infinity ? null : proc;
   return out;
 }

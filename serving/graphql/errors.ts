@@ -11,6 +11,7 @@ export const ErrorCode = {
   UNSUPPORTED_GRANULARITY: 'UNSUPPORTED_GRANULARITY',
   INVALID_KEY: 'INVALID_KEY',
   INVALID_RANGE: 'INVALID_RANGE',
+  INVALID_PERCENTILE: 'INVALID_PERCENTILE',
   RANGE_TOO_LARGE: 'RANGE_TOO_LARGE',
   /** The range holds windows older than the metric's retention (services/metrics/retention.ts). */
   OUTSIDE_RETENTION: 'OUTSIDE_RETENTION',

@@ -2,6 +2,7 @@
  * Resolvers: validate arguments (each failure a coded GraphQLError with a message that says what
  * to change), take the request's view snapshot, and answer with serving/queries.ts.
  */
+import { bucketBoundaries, sketchQuantile, type ValueSketch } from '../../services/metrics/ddsketch.ts';
 import {
   granularityMs,
   keyFieldsOf,
@@ -238,6 +239,7 @@ export const queryResolvers = {
       keyParts: m.keyParts ?? null,
       value: m.value ?? null,
       distinct: m.distinct ?? null,
+      percentileAccuracy: m.percentiles?.relativeAccuracy ?? null,
       granularities: m.granularities.map(granularityName),
       allowedLatenessMs: m.allowedLatenessMs,
       retention: m.granularities.map((g) => {
@@ -432,7 +434,34 @@ export const keyTotalResolvers = {
     keyPartsOf(ctx, parent.version, parent.metric, parent.key),
 };
 
+/** What the percentile fields read: the answer's metric and version, and its merged sketch. */
+interface WithValueSketch {
+  version: string;
+  metric: string;
+  valueSketch: ValueSketch | null;
+}
+
+/** The p-quantile of an answer's sketch, by its metric's bucket table; null without percentiles. */
+async function percentileOf(parent: WithValueSketch, p: number, ctx: ServeContext): Promise<number | null> {
+  if (!(p >= 0 && p <= 1))
+    throw userError(ErrorCode.INVALID_PERCENTILE, `percentile p must be in [0, 1] (0.5 is the median, 0.99 the 99th), got ${p}`);
+  if (parent.valueSketch === null) return null;
+  const def = metricDef(await definitionsFor(ctx, parent.version), parent.metric, parent.version);
+  if (def.percentiles === undefined) return null;
+  return sketchQuantile(parent.valueSketch, p, bucketBoundaries(def.percentiles.relativeAccuracy));
+}
+
+/** p50 ... p99 and percentile(p) on WindowValue and Total. */
+export const percentileResolvers = {
+  p50: (parent: WithValueSketch, _: unknown, ctx: ServeContext) => percentileOf(parent, 0.5, ctx),
+  p90: (parent: WithValueSketch, _: unknown, ctx: ServeContext) => percentileOf(parent, 0.9, ctx),
+  p95: (parent: WithValueSketch, _: unknown, ctx: ServeContext) => percentileOf(parent, 0.95, ctx),
+  p99: (parent: WithValueSketch, _: unknown, ctx: ServeContext) => percentileOf(parent, 0.99, ctx),
+  percentile: (parent: WithValueSketch, args: { p: number }, ctx: ServeContext) => percentileOf(parent, args.p, ctx),
+};
+
 export const windowValueResolvers = {
+  ...percentileResolvers,
   keyParts: (parent: WindowValue, _: unknown, ctx: ServeContext) => keyPartsOf(ctx, parent.version, parent.metric, parent.key),
   /** Reads the snapshot the window came from (series) or the current one (subscriptions). */
   partitions(parent: WindowValue, _: unknown, ctx: ServeContext) {

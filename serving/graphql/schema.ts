@@ -17,6 +17,7 @@ import {
   snapshotFor,
   windowValueResolvers,
   keyTotalResolvers,
+  percentileResolvers,
   keyArgument,
   metricDef,
   definitionsFor,
@@ -100,6 +101,7 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   attach(schema, 'Mutation', mutationResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'KeyTotal', keyTotalResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'Total', percentileResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'HoppingWindow', keyTotalResolvers as unknown as Record<string, Resolver>);
 
   const subscription = schema.getSubscriptionType();

@@ -348,6 +348,10 @@ export const typeDefs = /* GraphQL */ `
     keyParts: [String!]
     value: String
     distinct: String
+    """
+    The relative accuracy of the metric's percentiles (0.01 is 1 %); null when it keeps none.
+    """
+    percentileAccuracy: Float
     granularities: [Granularity!]!
     allowedLatenessMs: Float!
     """
@@ -392,6 +396,20 @@ export const typeDefs = /* GraphQL */ `
     Approximate distinct count (HyperLogLog, standard error 1.625 %).
     """
     distinct: Int
+    """
+    Percentiles of the value (metrics declaring percentiles): each within the metric's relative
+    accuracy (percentileAccuracy, 1 % by default) of the exact value of rank floor(p (n - 1)) among
+    the n values, for magnitudes in [1e-9, 1e15]. Null for a metric without percentiles or a window
+    without values.
+    """
+    p50: Float
+    p90: Float
+    p95: Float
+    p99: Float
+    """
+    Any percentile, p in [0, 1] (0.5 is the median); another p is refused with INVALID_PERCENTILE.
+    """
+    percentile(p: Float!): Float
     """
     SPEED when at least one partition's chosen row is a speed row, else BATCH.
     """
@@ -563,6 +581,21 @@ export const typeDefs = /* GraphQL */ `
     Distinct over the whole range: the merge of the windows' sketches, never a sum of estimates.
     """
     distinct: Int
+    """
+    Percentiles of the value over the whole range (the windows' sketches added bucket by bucket;
+    metrics declaring percentiles): each within the metric's relative
+    accuracy (percentileAccuracy, 1 % by default) of the exact value of rank floor(p (n - 1)) among
+    the n values, for magnitudes in [1e-9, 1e15]. Null for a metric without percentiles or a window
+    without values.
+    """
+    p50: Float
+    p90: Float
+    p95: Float
+    p99: Float
+    """
+    Any percentile, p in [0, 1] (0.5 is the median); another p is refused with INVALID_PERCENTILE.
+    """
+    percentile(p: Float!): Float
     windows: Int!
     batchWindows: Int!
     speedWindows: Int!

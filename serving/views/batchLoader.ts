@@ -62,10 +62,13 @@ export async function loadBatchView(
     // Snapshots written before misplaced events were counted have no such column: none counted.
     const columns = await conn.runAndReadAll(`SELECT name FROM parquet_schema(${file})`);
     const hasMisplaced = columns.getRows().some(([name]) => name === 'misplaced');
+    // Nor have snapshots written before percentile sketches a value_sketch column.
+    const hasValueSketch = columns.getRows().some(([name]) => name === 'value_sketch');
     // Numbers come back as doubles: exact for offsets, counts and epoch-ms below 2^53.
     const result =
       await conn.stream(`SELECT s.sid, r.window_start::DOUBLE, r.partition::INTEGER, r.count::DOUBLE, r.sum::DOUBLE, r.min::DOUBLE, r.max::DOUBLE,
-        r.distinct_sketch, r.raw_count::DOUBLE, r.through_offset::DOUBLE, r.processing_time::DOUBLE, ${hasMisplaced ? 'r.misplaced::DOUBLE' : '0::DOUBLE'}
+        r.distinct_sketch, r.raw_count::DOUBLE, r.through_offset::DOUBLE, r.processing_time::DOUBLE, ${hasMisplaced ? 'r.misplaced::DOUBLE' : '0::DOUBLE'},
+        ${hasValueSketch ? 'r.value_sketch' : 'CAST(NULL AS VARCHAR)'}
       FROM read_parquet(${file}) r
       JOIN (SELECT metric, granularity, key, (row_number() OVER (ORDER BY metric, granularity, key) - 1)::INTEGER AS sid
             FROM (SELECT DISTINCT metric, granularity, key FROM read_parquet(${file}))) s USING (metric, granularity, key)
@@ -73,7 +76,7 @@ export async function loadBatchView(
     for (;;) {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
-      const v = Array.from({ length: 12 }, (_, i) => chunk.getColumnVector(i));
+      const v = Array.from({ length: 13 }, (_, i) => chunk.getColumnVector(i));
       const num = (c: number, r: number) => (v[c]!.getItem(r) as number | null) ?? NaN;
       loadedRows += chunk.rowCount;
       for (let r = 0; r < chunk.rowCount; r++) {
@@ -92,6 +95,7 @@ export async function loadBatchView(
           num(8, r),
           num(11, r),
           v[7]!.getItem(r) as string | null,
+          v[12]!.getItem(r) as string | null,
         );
       }
     }

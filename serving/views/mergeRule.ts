@@ -23,6 +23,7 @@
  * - `processingTime` = the latest processing time among the chosen rows.
  * The per-partition detail is available as WindowValue.partitions.
  */
+import { mergeSketch, parseSketch, type ValueSketch } from '../../services/metrics/ddsketch.ts';
 import { HyperLogLog } from '../../services/metrics/hll.ts';
 import type { PartialRows } from './partialRows.ts';
 
@@ -88,6 +89,8 @@ export interface MergedWindow {
   max: number | null;
   sketch: HyperLogLog | null;
   distinct: number | null;
+  /** The window's percentile sketch (its partitions' bucket counts added); null without `percentiles`. */
+  valueSketch: ValueSketch | null;
   source: typeof SOURCE_BATCH | typeof SOURCE_SPEED;
   /** A speed row meets a row that counted misplaced events: the answer may change at the next batch run. */
   provisional: boolean;
@@ -108,6 +111,7 @@ export class MergedWindows {
   /** 1 where the window is provisional (MergedWindow.provisional). */
   provisional: Uint8Array;
   sketches: (HyperLogLog | null)[] | null = null;
+  valueSketches: (ValueSketch | null)[] | null = null;
 
   constructor(capacity: number) {
     this.starts = new Float64Array(capacity);
@@ -151,6 +155,10 @@ export class MergedWindows {
       if (!this.sketches) this.sketches = new Array<HyperLogLog | null>(this.starts.length).fill(null);
       this.sketches[i] = w.sketch;
     } else if (this.sketches) this.sketches[i] = null;
+    if (w.valueSketch) {
+      if (!this.valueSketches) this.valueSketches = new Array<ValueSketch | null>(this.starts.length).fill(null);
+      this.valueSketches[i] = w.valueSketch;
+    } else if (this.valueSketches) this.valueSketches[i] = null;
   }
 
   window(i: number): MergedWindow {
@@ -162,6 +170,7 @@ export class MergedWindows {
       max: nullable(this.maxs[i]!),
       distinct: nullable(this.distincts[i]!),
       sketch: this.sketches ? (this.sketches[i] ?? null) : null,
+      valueSketch: this.valueSketches ? (this.valueSketches[i] ?? null) : null,
       source: this.sources[i] === SOURCE_SPEED ? SOURCE_SPEED : SOURCE_BATCH,
       provisional: this.provisional[i] === 1,
       processingTime: this.procs[i]!,
@@ -180,6 +189,7 @@ class WindowAccumulator {
   anySpeed = false;
   anyMisplaced = false;
   sketch: HyperLogLog | null = null;
+  valueSketch: ValueSketch | null = null;
 
   reset(start: number): void {
     this.start = start;
@@ -191,6 +201,7 @@ class WindowAccumulator {
     this.anySpeed = false;
     this.anyMisplaced = false;
     this.sketch = null;
+    this.valueSketch = null;
   }
 
   add(side: PartialRows, i: number, isSpeed: boolean): void {
@@ -209,6 +220,9 @@ class WindowAccumulator {
       const h = HyperLogLog.fromBase64(sk);
       this.sketch = this.sketch ? this.sketch.merge(h) : h;
     }
+    // Percentile sketches add like counts: only the chosen rows (one per partition) take part.
+    const vs = side.valueSketchAt(i);
+    if (vs !== null) this.valueSketch = mergeSketch(this.valueSketch ?? new Map(), parseSketch(vs));
   }
 
   result(): MergedWindow {
@@ -220,6 +234,7 @@ class WindowAccumulator {
       max: nullable(this.max),
       sketch: this.sketch,
       distinct: this.sketch ? this.sketch.estimate() : null,
+      valueSketch: this.valueSketch,
       source: this.anySpeed ? SOURCE_SPEED : SOURCE_BATCH,
       provisional: this.anySpeed && this.anyMisplaced,
       processingTime: this.proc,

@@ -20,6 +20,8 @@ export interface PartialRowValues {
   min: number | null;
   max: number | null;
   distinctSketch: string | null;
+  /** Percentile sketch text (services/metrics/ddsketch.ts); null without `percentiles`. */
+  valueSketch?: string | null;
   throughOffset: number;
   processingTime: number;
   /** Events before dedup by id (batch rows only; null for speed rows). */
@@ -44,6 +46,8 @@ export class PartialRows {
   misplaced: Float64Array;
   /** Base64 HLL sketches; allocated only once a row carries one. */
   sketches: (string | null)[] | null = null;
+  /** Percentile sketch texts; allocated only once a row carries one. */
+  valueSketches: (string | null)[] | null = null;
 
   constructor(capacity = INITIAL_CAPACITY) {
     this.starts = new Float64Array(capacity);
@@ -111,6 +115,7 @@ export class PartialRows {
     rawCount: number,
     misplaced: number,
     sketch: string | null,
+    valueSketch: string | null = null,
   ): void {
     const n = this.length;
     if (n > 0 && (this.starts[n - 1]! > windowStart || (this.starts[n - 1] === windowStart && this.partitions[n - 1]! >= partition))) {
@@ -126,6 +131,7 @@ export class PartialRows {
         rawCount: Number.isNaN(rawCount) ? null : rawCount,
         misplaced,
         distinctSketch: sketch,
+        valueSketch,
       });
       return;
     }
@@ -144,6 +150,10 @@ export class PartialRows {
       if (!this.sketches) this.sketches = new Array<string | null>(this.starts.length).fill(null);
       this.sketches[n] = sketch;
     }
+    if (valueSketch !== null || this.valueSketches) {
+      if (!this.valueSketches) this.valueSketches = new Array<string | null>(this.starts.length).fill(null);
+      this.valueSketches[n] = valueSketch;
+    }
     this.length = n + 1;
   }
 
@@ -153,6 +163,7 @@ export class PartialRows {
     if (i >= this.length || this.starts[i] !== windowStart || this.partitions[i] !== partition) return false;
     for (const a of this.columns()) a.copyWithin(i, i + 1, this.length);
     if (this.sketches) this.sketches.splice(i, 1);
+    if (this.valueSketches) this.valueSketches.splice(i, 1);
     this.length--;
     return true;
   }
@@ -186,6 +197,10 @@ export class PartialRows {
     return this.sketches ? (this.sketches[i] ?? null) : null;
   }
 
+  valueSketchAt(i: number): string | null {
+    return this.valueSketches ? (this.valueSketches[i] ?? null) : null;
+  }
+
   private write(i: number, row: PartialRowValues): void {
     this.starts[i] = row.windowStart;
     this.partitions[i] = row.partition;
@@ -200,6 +215,11 @@ export class PartialRows {
     if (row.distinctSketch !== null || this.sketches) {
       if (!this.sketches) this.sketches = new Array<string | null>(this.starts.length).fill(null);
       this.sketches[i] = row.distinctSketch;
+    }
+    const vs = row.valueSketch ?? null;
+    if (vs !== null || this.valueSketches) {
+      if (!this.valueSketches) this.valueSketches = new Array<string | null>(this.starts.length).fill(null);
+      this.valueSketches[i] = vs;
     }
   }
 
@@ -221,6 +241,7 @@ export class PartialRows {
   private shift(i: number): void {
     for (const a of this.columns()) a.copyWithin(i + 1, i, this.length);
     if (this.sketches) this.sketches.splice(i, 0, null);
+    if (this.valueSketches) this.valueSketches.splice(i, 0, null);
   }
 
   private grow(capacity: number): void {
@@ -241,6 +262,7 @@ export class PartialRows {
     this.rawCounts = grow(this.rawCounts, f64);
     this.misplaced = grow(this.misplaced, f64);
     if (this.sketches) this.sketches.length = capacity;
+    if (this.valueSketches) this.valueSketches.length = capacity;
   }
 
   /** Trims spare capacity (batch snapshots never grow after loading). */
@@ -258,6 +280,7 @@ export class PartialRows {
     this.rawCounts = this.rawCounts.slice(0, n);
     this.misplaced = this.misplaced.slice(0, n);
     if (this.sketches) this.sketches.length = n;
+    if (this.valueSketches) this.valueSketches.length = n;
   }
 }
 
@@ -270,6 +293,7 @@ export function partialFromViewRow(row: ViewRow): PartialRowValues {
     min: row.min,
     max: row.max,
     distinctSketch: row.distinctSketch,
+    valueSketch: row.valueSketch ?? null,
     throughOffset: row.throughOffset,
     processingTime: row.processingTime,
     rawCount: null,
