@@ -107,6 +107,9 @@ function generateMetrics(r: () => number): GenMetric[] {
 
 function metricFile(metrics: GenMetric[]): string {
   return [
+    // The lateness below keeps every window open; a retention must outlast it (retention.ts), and
+    // sizes without an entry take the next coarser named size's.
+    'retention: { minute: 3650d, hour: 3650d, day: 3650d }',
     'metrics:',
     ...metrics.flatMap((m) => [
       `  - name: ${m.name}`,
