@@ -8,6 +8,7 @@ import { addCommonOptions, addOptions, duration, port, topicName, versionName, t
 import { LAKE_URI_OPTION } from '../services/lake/lakeLocation.ts';
 import { DEFAULT_EVENTS_TOPIC } from '../services/log/topics.ts';
 import { versionNameSchema } from '../services/versions/versionName.ts';
+import { BATCH_ENGINES, DEFAULT_SPARK_MASTER, sparkMaster, type BatchEngine, type BatchEngineName } from './engines/engineChoice.ts';
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
 const UNITS: Record<string, number> = {
@@ -43,6 +44,8 @@ export const batchConfigSchema = z.object({
   lakeUri: z.string().min(1, 'must not be empty').optional(),
   vacuumRetention: z.number().int().nonnegative().optional(),
   lakeRetention: z.number().int().positive().optional(),
+  engine: z.enum(BATCH_ENGINES),
+  sparkMaster: z.string().min(1),
 });
 
 export interface BatchOptions extends CommonOptions {
@@ -61,6 +64,10 @@ export interface BatchOptions extends CommonOptions {
   vacuumRetention?: number;
   /** Undefined: the lake keeps everything (batch/lake/lakeRetention.ts). */
   lakeRetention?: number;
+  /** The engine that recomputes the views. */
+  engine: BatchEngineName;
+  /** Spark's master URL when the engine is spark. */
+  sparkMaster: string;
 }
 
 export function addBatchOptions(cmd: Command): Command {
@@ -123,6 +130,24 @@ export function addBatchOptions(cmd: Command): Command {
         .argParser(duration),
     )
     .addOption(
+      new Option('--engine <name>', 'the engine that recomputes the batch views: duckdb (this machine) or spark (docs/spark.md)')
+        .env('LK_BATCH_ENGINE')
+        .choices(BATCH_ENGINES)
+        .default('duckdb'),
+    )
+    .addOption(
+      new Option('--spark-master <url>', 'with --engine spark: local[*], local[N] or a cluster URL (spark://host:7077, yarn, k8s://...)')
+        .env('LK_SPARK_MASTER')
+        .default(DEFAULT_SPARK_MASTER)
+        .argParser((v: string) => {
+          try {
+            return sparkMaster(v);
+          } catch (e) {
+            throw new InvalidArgumentError(`${(e as Error).message}.`);
+          }
+        }),
+    )
+    .addOption(
       new Option('--status-port <port>', 'service mode: HTTP port for /healthz, /readyz, /metrics (0 = any free port)')
         .env('LK_BATCH_STATUS_PORT')
         .default(9403)
@@ -133,6 +158,11 @@ export function addBatchOptions(cmd: Command): Command {
 export function validateBatchOptions(opts: BatchOptions): BatchOptions {
   batchConfigSchema.parse(opts);
   return opts;
+}
+
+/** The engine the options choose, with its settings. */
+export function batchEngineOf(opts: BatchOptions): BatchEngine {
+  return opts.engine === 'spark' ? { name: 'spark', spark: { master: opts.sparkMaster } } : { name: 'duckdb' };
 }
 
 /**

@@ -12,7 +12,9 @@ import type { ObjectStore } from '../services/storage/objectStore.ts';
 import { progress } from '../services/observability/progress.ts';
 import { ensureVersionRecord } from '../services/versions/versionRecord.ts';
 import { LakeWriter, type LakeWriterStats } from './lake/lakeWriter.ts';
-import { recomputeBatchViews, type RecomputeResult } from './views/batchViews.ts';
+import type { RecomputeResult } from './views/batchViews.ts';
+import { recomputeViews } from './engines/batchEngine.ts';
+import type { BatchEngine } from './engines/engineChoice.ts';
 
 /** What the batch service and a single cycle are both given: the log, the lake, the views, the metrics. */
 export interface BatchJobOptions {
@@ -31,6 +33,8 @@ export interface BatchJobOptions {
   rollBytes: number;
   rollIntervalMs: number;
   logger: Logger;
+  /** The engine that recomputes the views (`--engine`; DuckDB when absent). */
+  engine?: BatchEngine;
 }
 
 export interface BatchCycleOptions extends BatchJobOptions {
@@ -90,7 +94,7 @@ export async function runBatchCycle(options: BatchCycleOptions): Promise<Recompu
   if (options.signal?.aborted) return undefined;
   const bar = progress('recompute', undefined, 'phases');
   try {
-    return await recomputeBatchViews({
+    return await recomputeViews({
       lake: options.lake,
       state: options.state,
       scratchDir: options.scratchDir,
@@ -99,6 +103,7 @@ export async function runBatchCycle(options: BatchCycleOptions): Promise<Recompu
       metrics: options.metrics,
       homePartitions,
       logger: options.logger,
+      ...(options.engine ? { engine: options.engine } : {}),
       onPhase: (phase, done) => bar.update(done, phase),
     });
   } finally {

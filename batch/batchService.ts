@@ -21,7 +21,7 @@ import type { DeltaSnapshot } from '../services/lake/delta/deltaLog.ts';
 import { compactLake } from './lake/compaction.ts';
 import { expireLake } from './lake/lakeRetention.ts';
 import { LakeWriter } from './lake/lakeWriter.ts';
-import { recomputeBatchViews } from './views/batchViews.ts';
+import { recomputeViews } from './engines/batchEngine.ts';
 import { homePartitionsOf, type BatchJobOptions } from './batchCycle.ts';
 import type { MetricDefinitions } from '../services/metrics/definitions.ts';
 import { listVersionRecords, readVersionDefinitions } from '../services/versions/versionRecord.ts';
@@ -128,12 +128,13 @@ export class BatchService {
       for (const job of await this.versionsToRecompute()) {
         if (this.stopping && job.version !== o.version) break;
         try {
-          const result = await recomputeBatchViews({
+          const result = await recomputeViews({
             lake: o.lake,
             state: o.state,
             scratchDir: o.scratchDir,
             cacheDir: o.cacheDir,
             logger: o.logger,
+            ...(o.engine ? { engine: o.engine } : {}),
             ...job,
           });
           if (job.version === o.version) this.lastRun = (await readCurrentBatchRun(o.state, o.version))?.manifest ?? result.manifest;

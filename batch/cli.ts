@@ -14,7 +14,7 @@ import { retentionMsOf } from '../services/metrics/retention.ts';
 import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
-import { addBatchOptions, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
+import { addBatchOptions, batchEngineOf, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
 import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, lakePositions, openLakeForReading, openLakeForWriting } from '../services/lake/lakeTable.ts';
 // The service, the cycle and compaction load DuckDB: imported when a command runs, so that
@@ -46,6 +46,7 @@ async function cycleOptions(opts: BatchOptions, clientId: string) {
       rollBytes: opts.rollSize,
       rollIntervalMs: opts.rollInterval,
       logger,
+      engine: batchEngineOf(opts),
     },
   };
 }
@@ -86,10 +87,12 @@ async function runOnce(opts: BatchOptions): Promise<void> {
     }
     const m = result.manifest;
     if (!result.published)
-      console.log(`batch run ${m.runId} not published: another batch process published a run of a newer lake snapshot first`);
+      console.log(
+        `batch run ${m.runId} (${m.engine ?? 'duckdb'}) not published: another batch process published a run of a newer lake snapshot first`,
+      );
     else
       console.log(
-        `batch run ${m.runId}: ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
+        `batch run ${m.runId} (${m.engine ?? 'duckdb'}): ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
       );
   } finally {
     await log.close();

@@ -9,7 +9,13 @@
  *   4. full recompute of the batch views from each lake (seconds): local in place; on S3 with a
  *      cold file cache (every data file downloaded) and a warm one
  *
- * LK_BENCH_STORES=local or s3 measures one store only.
+ *   5. engines: the same local lake recomputed by DuckDB (step 4) and by Apache Spark, local[2]
+ *      (`--engine spark`, batch/engines/spark/): seconds, events/s, peak memory (resident, the
+ *      process and every process it started: the Spark job's Python and JVM), CPU seconds, and the
+ *      measured cost per 100M events in core-hours (CPU seconds scaled linearly)
+ *
+ * LK_BENCH_STORES=local or s3 measures one store only. LK_BENCH_ENGINES=duckdb skips Spark;
+ * LK_BENCH_SPARK_MASTER (default local[2]) runs it elsewhere.
  * Needs KAFKA_BROKERS (e.g. 127.0.0.1:9092, see `npm run kafka -- start`). Prints one JSON line
  * with every figure at the end. The topic and the data dir are deleted afterwards.
  *
@@ -33,6 +39,7 @@ import { dataDirLayout } from '../services/config/dataDir.ts';
 import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, openLakeForReading } from '../services/lake/lakeTable.ts';
 import { recomputeBatchViews } from '../batch/views/batchViews.ts';
+import { recomputeWithSpark } from '../batch/engines/spark/sparkViews.ts';
 import { s3Env, startS3Server } from '../scripts/s3server.mjs';
 import { createServer } from 'node:net';
 
@@ -63,6 +70,101 @@ function freePort(): Promise<number> {
     });
   });
 }
+/** This process and every process it started, from /proc: pid -> [ppid, rss bytes, cpu seconds]. */
+function processTree(): Map<number, { rss: number; cpu: number }> {
+  const all = new Map<number, { ppid: number; rss: number; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const fields = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      all.set(Number(name), {
+        ppid: Number(fields[1]),
+        cpu: (Number(fields[11]) + Number(fields[12])) / 100,
+        rss: Number(fields[21]) * 4096,
+      });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = new Map<number, { rss: number; cpu: number }>();
+  const add = (pid: number) => {
+    const p = all.get(pid);
+    if (!p || tree.has(pid)) return;
+    tree.set(pid, { rss: p.rss, cpu: p.cpu });
+    for (const [child, c] of all) if (c.ppid === pid) add(child);
+  };
+  add(process.pid);
+  return tree;
+}
+
+/**
+ * Samples the process tree every 200 ms while `work` runs: the peak resident memory of the tree,
+ * and its CPU seconds (each process's last sample; this process's own CPU from cpuUsage).
+ */
+async function measured<T>(work: () => Promise<T>): Promise<{ result: T; seconds: number; peakRssBytes: number; cpuSeconds: number }> {
+  const own = process.cpuUsage();
+  const cpu = new Map<number, number>();
+  const before = processTree();
+  let peak = 0;
+  const sample = () => {
+    let rss = 0;
+    for (const [pid, p] of processTree()) {
+      rss += p.rss;
+      if (pid !== process.pid && !before.has(pid)) cpu.set(pid, p.cpu);
+    }
+    peak = Math.max(peak, rss);
+  };
+  const timer = setInterval(sample, 200);
+  const t = performance.now();
+  try {
+    const result = await work();
+    sample();
+    const used = process.cpuUsage(own);
+    const children = [...cpu.values()].reduce((a, b) => a + b, 0);
+    return { result, seconds: (performance.now() - t) / 1000, peakRssBytes: peak, cpuSeconds: (used.user + used.system) / 1e6 + children };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** A shared state in the local folder `dir`, with this host's scratch and cache folders in it. */
+function localStateOf(dir: string): { state: LocalObjectStore; scratchDir: string; cacheDir: string } {
+  return { state: new LocalObjectStore(dir), scratchDir: join(dir, 'scratch'), cacheDir: join(dir, 'cache') };
+}
+
+/** The same lake recomputed by DuckDB and by Spark, one after the other. */
+async function compareEngines(lake: LakeHandle, viewsRoot: string, events: number): Promise<Record<string, unknown>> {
+  const metrics = loadMetricDefinitions(join(import.meta.dirname, '..', 'metrics.yaml'));
+  const common = { lake, version: 'bench-engines', metrics, homePartitions: PARTITIONS, logger: quiet, runGraceMs: 0, keepRuns: 1 };
+  const out: Record<string, unknown> = {};
+  const engines = (process.env.LK_BENCH_ENGINES ?? 'duckdb,spark').split(',');
+  for (const engine of engines) {
+    say(`engines: full recompute with ${engine}...`);
+    const m = await measured(() =>
+      engine === 'spark'
+        ? recomputeWithSpark({
+            ...common,
+            ...localStateOf(join(viewsRoot, 'spark')),
+            spark: { master: process.env.LK_BENCH_SPARK_MASTER ?? 'local[2]' },
+          })
+        : recomputeBatchViews({ ...common, ...localStateOf(join(viewsRoot, 'duckdb')) }),
+    );
+    const coreHoursPer100M = (m.cpuSeconds / 3600) * (1e8 / events);
+    out[engine] = {
+      seconds: Number(m.seconds.toFixed(2)),
+      eventsPerSec: Math.round(events / m.seconds),
+      peakRssMB: Math.round(m.peakRssBytes / 1024 ** 2),
+      cpuSeconds: Number(m.cpuSeconds.toFixed(1)),
+      coreHoursPer100MEvents: Number(coreHoursPer100M.toFixed(3)),
+      viewRows: m.result.manifest.rows,
+    };
+    say(`  ${JSON.stringify(out[engine])}`);
+  }
+  const secs = (e: string) => (out[e] as { seconds: number } | undefined)?.seconds ?? NaN;
+  out.sparkOverDuckDbSeconds = Number((secs('spark') / secs('duckdb')).toFixed(2));
+  return out;
+}
+
 const quiet = logger.child({}, { level: process.env.LK_LOG_LEVEL ?? 'warn' });
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -114,10 +216,12 @@ if (keptDir !== undefined && keptLakes.length === 1) {
   const rows = lakeFiles((await openLakeForReading(lake))!.current).reduce((n, f) => n + (f.rows ?? 0), 0);
   say(`recompute only, on the kept lake ${lake.uri} (${rows.toLocaleString()} rows)`);
   const r = await timeRecomputes(lake, join(keptDir, 'views'));
+  const engines = await compareEngines(lake, join(keptDir, 'views-engines'), rows);
   const cpus = (await import('node:os')).availableParallelism();
   console.log(
     JSON.stringify({
       lakeRows: rows,
+      engines,
       recomputeSeconds: r.seconds,
       recomputeCpuSeconds: r.cpuSeconds,
       viewRows: r.rows,
@@ -238,7 +342,10 @@ try {
         `  ${Math.round(lakeRate).toLocaleString()} events/s (${(lakeRate / rawRate).toFixed(2)} of raw consume), ${files.length} files, ${(lakeBytes / lakeRows).toFixed(1)} bytes/event, ${commits.length} commits p50 ${pct(0.5)} ms p99 ${pct(0.99)} ms; CPU ${writerCpu.toFixed(1)} s${s3Pid ? ` + S3 server ${serverCpu.toFixed(1)} s` : ''}`,
       );
       const recompute = await timeRecomputes(lake, join(dataDir, store, 'views'));
+      // The engine comparison on the local lake (Spark reads a lake on S3 through Hadoop's S3A, not bundled).
+      const engines = store === 'local' ? await compareEngines(lake, join(dataDir, store, 'views-engines'), lakeRows) : undefined;
       perStore[store] = {
+        ...(engines ? { engines } : {}),
         lakeWriteEventsPerSec: Math.round(lakeRate),
         lakeWriteShareOfRawConsume: Number((lakeRate / rawRate).toFixed(3)),
         lakeWriteCpuSeconds: Number(writerCpu.toFixed(2)),

@@ -574,6 +574,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     manifest = {
       runId,
       version: options.version,
+      engine: 'duckdb',
       cut,
       processingTimes,
       startedAt,
@@ -599,7 +600,25 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     db.closeSync();
   }
   rmSync(join(staged, '.spill'), { recursive: true, force: true });
+  const result = await publishStagedRun(options, staged, manifest);
+  phase('done', totalPhases, totalPhases);
+  return result;
+}
+
+/**
+ * Step 4 of every engine's run (DuckDB's above, Spark's in batch/engines/spark/sparkViews.ts):
+ * the run built in `staged` (rows.parquet) committed to the shared state (commitBatchRun: the
+ * same crash points, CURRENT moved forward only), its rows kept readable on this host, the
+ * staging folder removed and old runs pruned. One function, so that the engines cannot publish
+ * differently.
+ */
+export async function publishStagedRun(
+  options: Pick<RecomputeOptions, 'state' | 'scratchDir' | 'cacheDir' | 'version' | 'logger' | 'keepRuns' | 'runGraceMs'>,
+  staged: string,
+  manifest: BatchRunManifest,
+): Promise<RecomputeResult> {
   const { state } = options;
+  const { runId, engine } = manifest;
   const committed = await commitBatchRun(state, staged, manifest);
   // The rows stay readable here: in place on a local state, else as this host's cached copy.
   const rowsPath = committed.published
@@ -607,15 +626,14 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     : undefined;
   rmSync(staged, { recursive: true, force: true });
   await pruneBatchRuns(state, options.version, options.scratchDir, options.keepRuns ?? 3, options.runGraceMs ?? 10 * 60_000);
-  phase('done', totalPhases, totalPhases);
   const { rows, rawEvents, uniqueEvents, lakeFiles, durationMs } = manifest;
   if (!committed.published) {
     options.logger.warn(
-      { runId, current: committed.current.runId, cut: manifest.cut, currentCut: committed.current.cut },
+      { runId, engine, current: committed.current.runId, cut: manifest.cut, currentCut: committed.current.cut },
       'batch run not published: another batch process published a run of a newer lake snapshot first',
     );
     return { manifest, published: false, rowsPath: undefined };
   }
-  options.logger.info({ runId, rows, rawEvents, uniqueEvents, lakeFiles, ms: durationMs }, 'batch views published');
+  options.logger.info({ runId, engine, rows, rawEvents, uniqueEvents, lakeFiles, ms: durationMs }, 'batch views published');
   return { manifest, published: true, rowsPath };
 }

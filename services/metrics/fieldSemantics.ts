@@ -549,7 +549,12 @@ const NUMBER_TYPES = `('BIGINT', 'UBIGINT', 'DOUBLE')`;
  * literally or as its \u escape, which is how JSON lets a producer spell a name.
  */
 export function memberNumberPattern(field: string): string {
-  const name = [...field]
+  return `[{,]\\s*"${memberNamePattern(field)}"\\s*:\\s*(-?[0-9][0-9.eE+-]*)`;
+}
+
+/** The name of member `field` as a pattern: each character literally or as its \u escape. */
+function memberNamePattern(field: string): string {
+  return [...field]
     .map((ch) => {
       const hex = ch
         .charCodeAt(0)
@@ -560,7 +565,6 @@ export function memberNumberPattern(field: string): string {
       return `(?:${literal}|\\\\u${hex})`;
     })
     .join('');
-  return `[{,]\\s*"${name}"\\s*:\\s*(-?[0-9][0-9.eE+-]*)`;
 }
 
 /** A JSON string token (its content captured) or a JSON number token, in JSON text read from its start. */
@@ -701,8 +705,12 @@ export function fieldsStructureSql(fields: readonly (readonly string[])[], colum
     let node = root;
     for (let i = 0; i < names.length; i++) {
       if (node.leaf) return `json_extract(${expr}, ${jsonPathSql({ names: names.slice(i) })})`;
+      // By position: DuckDB looks struct fields up by name without regard to case, so j['k2']
+      // would read the member "K2" of a structure that has both (the position is the key's in
+      // the structure's JSON, Object.keys order, as JSON.stringify writes it).
+      const position = Object.keys(spec(node) as object).indexOf(names[i]!) + 1;
       node = node.children.get(names[i]!)!;
-      expr = `${expr}[${sqlQuote(names[i]!)}]`;
+      expr = `struct_extract_at(${expr}, ${position})`;
     }
     return expr;
   });
@@ -911,3 +919,37 @@ export function mappedEventSql(mapping: EventMapping, r: RecordSql): string {
   return `(list_transform([struct_pack(s := ${idString}, k := ${idKey}, ts := ${ts}, type := ${type})], lk_e ->
     CASE WHEN ${checks.join(' AND ')} THEN struct_pack(id := ${id}, ts := lk_e.ts::BIGINT, type := lk_e.type, hash := ${hash}) END)[1])`;
 }
+
+// ---------------------------------------------------------------- the member's kind from the event text
+
+/**
+ * The same rules for an engine whose JSON functions cannot tell a field's JSON type (Spark's
+ * `from_json` and `get_json_object` give the text `1` for the string "1" and for the number 1,
+ * and re-print numbers, `150.0` for `1.50e2`): the kind of member `field`, and a number's source
+ * digits, are read from the event text by one pattern anchored on the member's name, as
+ * `memberNumberPattern` reads the digits. The capture is `"` (a string: its decoded text comes
+ * from the engine's JSON reader), `true` or `false`, or a number's digits; no match (absent,
+ * null, an object, an array) is no scalar. Valid for the same reason: events are flat objects
+ * whose names and strings were validated, so no match starts inside a string.
+ */
+export function memberValuePattern(field: string): string {
+  return `[{,]\\s*"${memberNamePattern(field)}"\\s*:\\s*("|true|false|-?[0-9][0-9.eE+-]*)`;
+}
+
+/** The scalar kinds of the rules above: string, boolean, number. */
+export type MemberKind = 's' | 'b' | 'n';
+
+/** The kind of a `memberValuePattern` capture ('' when it did not match): the rule in JavaScript. */
+export function memberKindOf(capture: string): MemberKind | undefined {
+  if (capture === '"') return 's';
+  if (capture === 'true' || capture === 'false') return 'b';
+  return capture === '' ? undefined : 'n';
+}
+
+/**
+ * The first characters with which a JSON reader's text of a non-string value can begin (digits,
+ * `-`, `t`rue, `f`alse, `{`, `[`, and Jackson's `Infinity`, `NaN` and quoted `"Infinity"` for
+ * numbers beyond a double): a decoded string beginning otherwise is a string, without the
+ * pattern. An engine may skip the pattern for such texts; the answer is the same.
+ */
+export const NON_STRING_TEXT_STARTS = ['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f', '{', '[', 'I', 'N', '"'] as const;

@@ -50,6 +50,8 @@ export const SNAPSHOT_COLUMNS = {
 export const batchRunManifestSchema = z.object({
   runId: z.string(),
   version: z.string(),
+  /** The engine that computed the rows (`lk batch run --engine`); runs from before it was recorded are DuckDB's. */
+  engine: z.enum(['duckdb', 'spark']).optional(),
   /** Next offset per input partition covered by the run (the cut). */
   cut: z.array(z.number().int().nonnegative()),
   /** Log-append time of record cut[p] - 1 per partition (0 when the partition is empty). */

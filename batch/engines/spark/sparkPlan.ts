@@ -1,0 +1,140 @@
+/**
+ * The Spark job's plan: every statement the batch views need, in Spark SQL, compiled from the
+ * version's metric definitions (services/metrics/sparkSql.ts). The job (viewsJob.py) only runs
+ * it: it reads the Delta table at the run's version as the view `lake`, runs `statements`, writes
+ * the rows of `rowsQuery` as Parquet and the one row of `countsQuery` as JSON.
+ *
+ * The same steps as the DuckDB recompute (batch/views/batchViews.ts), in the form Spark runs well:
+ * - `lk_ev`: one row per lake record with its partition, event time, misplaced flag, first-copy
+ *   flag (deduplication by id over the whole lake: the first occurrence, lowest partition then
+ *   offset, is counted; a record without an id is its own first copy, as in DuckDB, where a NULL
+ *   id is never among the repeated ones), and each field's kind and text, read once per record.
+ *   It is cached: every metric reads it.
+ * - one GROUP BY per metric and granularity over `lk_ev`, straight from the events (Spark has the
+ *   cores for it; DuckDB rolls coarser windows up from finer ones, which gives the same rows), with
+ *   the distinct registers as a set per window, serialized in SQL (sparkSketchSql).
+ */
+import type { MetricDefinition } from '../../../services/metrics/definitions.ts';
+import {
+  compileMetricSpark,
+  sparkFieldsStructType,
+  sparkIdent,
+  sparkMemberCaptureSql,
+  sparkMemberKindSql,
+  sparkMemberTextSql,
+  sparkQuote,
+  sparkSketchSql,
+  type SparkField,
+} from '../../../services/metrics/sparkSql.ts';
+import { HyperLogLog } from '../../../services/metrics/hll.ts';
+
+/** The event field the lake also stores as the typed column `type` (always a non-empty string). */
+const TYPE_FIELD = 'type';
+
+/**
+ * Columns the job adds as NULL when the table's schema lacks them, so that one SQL text reads
+ * every layout (a converted lake of the former format has `ts_ms` and no `event_time`; a table
+ * written since has the reverse): services/lake/lakeLayout.ts, Spark's types.
+ */
+export const SPARK_LAKE_COLUMNS: Readonly<Record<string, string>> = {
+  id: 'STRING',
+  type: 'STRING',
+  event_time: 'TIMESTAMP',
+  ts_ms: 'BIGINT',
+  kafka_partition: 'INT',
+  kafka_offset: 'BIGINT',
+  raw: 'STRING',
+  id_hash: 'INT',
+};
+
+/** Columns of the job's row output, with their Parquet (DuckDB) types: checked when read back. */
+export const SPARK_ROW_COLUMNS = {
+  mi: 'INTEGER',
+  granularity: 'VARCHAR',
+  key: 'VARCHAR',
+  window_start: 'BIGINT',
+  partition: 'INTEGER',
+  count: 'BIGINT',
+  sum: 'DOUBLE',
+  min: 'DOUBLE',
+  max: 'DOUBLE',
+  distinct_sketch: 'VARCHAR',
+  raw_count: 'BIGINT',
+  misplaced: 'BIGINT',
+} as const;
+
+export interface SparkPlan {
+  /** Lake columns with their types: the job adds those the table lacks, as NULL. */
+  lakeColumns: Record<string, string>;
+  statements: string[];
+  rowsQuery: string;
+  /** One row: raw, unique and misplaced record counts. */
+  countsQuery: string;
+}
+
+/** Fields read by any metric, in a fixed order, except `type` (the typed column). */
+export function sparkReferencedFields(defs: readonly MetricDefinition[]): string[] {
+  const fields = new Set<string>();
+  for (const d of defs) {
+    for (const f of Object.keys(d.filter)) fields.add(f);
+    fields.add(d.key);
+    if (d.value !== undefined) fields.add(d.value);
+    if (d.distinct !== undefined) fields.add(d.distinct);
+  }
+  fields.delete(TYPE_FIELD);
+  return [...fields];
+}
+
+export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions: number): SparkPlan {
+  if (!Number.isInteger(homePartitions) || homePartitions < 1)
+    throw new Error(`homePartitions must be a positive integer, got ${homePartitions}`);
+  const fields = sparkReferencedFields(defs);
+  const fieldOf = (f: string): SparkField =>
+    f === TYPE_FIELD
+      ? { kind: `(CASE WHEN type IS NOT NULL THEN 's' END)`, text: 'type' }
+      : { kind: `k${fields.indexOf(f)}`, text: `t${fields.indexOf(f)}` };
+  const decoded = (i: number) => `j.${sparkIdent(fields[i]!)}`;
+  const statements = [
+    `CREATE OR REPLACE TEMP VIEW lk_src AS
+     SELECT kafka_partition AS p, kafka_offset AS o, id, coalesce(unix_millis(event_time), ts_ms) AS ts_ms, type,
+       coalesce(id_hash % ${homePartitions} <> kafka_partition, TRUE) AS mis, raw
+       ${fields.length > 0 ? `, from_json(raw, ${sparkQuote(sparkFieldsStructType(fields))}) AS j` : ''}
+     FROM lake`,
+    `CREATE OR REPLACE TEMP VIEW lk_cap AS
+     SELECT p, o, id, ts_ms, type, mis${fields.map((f, i) => `, ${decoded(i)} AS s${i}, ${sparkMemberCaptureSql(decoded(i), 'raw', f)} AS c${i}`).join('')}
+     FROM lk_src`,
+    `CREATE OR REPLACE TEMP VIEW lk_ev AS
+     SELECT p, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields
+       .map((_, i) => `, ${sparkMemberKindSql(`c${i}`)} AS k${i}, ${sparkMemberTextSql(`c${i}`, `s${i}`)} AS t${i}`)
+       .join('')}
+     FROM lk_cap`,
+    `CACHE TABLE lk_ev`,
+  ];
+  const empty = new HyperLogLog().toBase64();
+  const parts: string[] = [];
+  defs.forEach((def, mi) => {
+    const m = compileMetricSpark(def, fieldOf);
+    for (const g of def.granularities) {
+      const events = `SELECT p, first, mis, ${m.key} AS key, ${m.windowStart(g, 'ts_ms')} AS window_start, ${m.value} AS v, ${m.register} AS reg
+        FROM lk_ev WHERE ${m.where}`;
+      const grouped = `SELECT key, window_start, p AS partition,
+          count(*) FILTER (WHERE first) AS count, sum(v) FILTER (WHERE first) AS sum,
+          min(v) FILTER (WHERE first) AS min, max(v) FILTER (WHERE first) AS max,
+          count(*) AS raw_count, count(*) FILTER (WHERE first AND mis) AS misplaced,
+          collect_set(reg) FILTER (WHERE first) AS regs
+        FROM (${events}) GROUP BY key, window_start, p`;
+      const sketch = def.distinct === undefined ? 'CAST(NULL AS STRING)' : sparkSketchSql('regs', empty);
+      parts.push(
+        `SELECT CAST(${mi} AS INT) AS mi, ${sparkQuote(g)} AS granularity, key, window_start, partition, count, sum, min, max,
+           ${sketch} AS distinct_sketch, raw_count, misplaced
+         FROM (${grouped}) WHERE count > 0`,
+      );
+    }
+  });
+  return {
+    lakeColumns: { ...SPARK_LAKE_COLUMNS },
+    statements,
+    rowsQuery: parts.join('\nUNION ALL\n'),
+    countsQuery: `SELECT count(*) AS raw, count(*) FILTER (WHERE first) AS unique, count(*) FILTER (WHERE mis) AS misplaced FROM lk_ev`,
+  };
+}
