@@ -10,9 +10,10 @@
  *   offset, is counted; a record without an id is its own first copy, as in DuckDB, where a NULL
  *   id is never among the repeated ones), and each field's kind and text, read once per record.
  *   It is cached: every metric reads it.
- * - one GROUP BY per metric and granularity over `lk_ev`, straight from the events (Spark has the
- *   cores for it; DuckDB rolls coarser windows up from finer ones, which gives the same rows), with
- *   the distinct registers as a set per window, serialized in SQL (sparkSketchSql).
+ * - one GROUP BY over `lk_ev` for every metric and granularity at once (each record exploded
+ *   into one entry per metric and granularity it counts in), straight from the events (DuckDB
+ *   rolls coarser windows up from finer ones, which gives the same rows), with the distinct
+ *   registers as a set per window, serialized in SQL (sparkSketchSql).
  */
 import type { MetricDefinition } from '../../../services/metrics/definitions.ts';
 import {
@@ -111,30 +112,38 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
     `CACHE TABLE lk_ev`,
   ];
   const empty = new HyperLogLog().toBase64();
-  const parts: string[] = [];
-  defs.forEach((def, mi) => {
-    const m = compileMetricSpark(def, fieldOf);
-    for (const g of def.granularities) {
-      const events = `SELECT p, first, mis, ${m.key} AS key, ${m.windowStart(g, 'ts_ms')} AS window_start, ${m.value} AS v, ${m.register} AS reg
-        FROM lk_ev WHERE ${m.where}`;
-      const grouped = `SELECT key, window_start, p AS partition,
-          count(*) FILTER (WHERE first) AS count, sum(v) FILTER (WHERE first) AS sum,
-          min(v) FILTER (WHERE first) AS min, max(v) FILTER (WHERE first) AS max,
-          count(*) AS raw_count, count(*) FILTER (WHERE first AND mis) AS misplaced,
-          collect_set(reg) FILTER (WHERE first) AS regs
-        FROM (${events}) GROUP BY key, window_start, p`;
-      const sketch = def.distinct === undefined ? 'CAST(NULL AS STRING)' : sparkSketchSql('regs', empty);
-      parts.push(
-        `SELECT CAST(${mi} AS INT) AS mi, ${sparkQuote(g)} AS granularity, key, window_start, partition, count, sum, min, max,
-           ${sketch} AS distinct_sketch, raw_count, misplaced
-         FROM (${grouped}) WHERE count > 0`,
-      );
-    }
-  });
+  // Each metric's rules once per record (ok, key, value, register), then one entry per matching
+  // metric and granularity (explode), then one GROUP BY for all of them: one shuffle whatever the
+  // number of metrics and granularities (a GROUP BY each costs a stage each, mostly overhead).
+  const compiled = defs.map((def) => compileMetricSpark(def, fieldOf));
+  const perRecord = compiled.map((m, mi) => `${m.where} AS ok${mi}, ${m.key} AS key${mi}, ${m.value} AS v${mi}, ${m.register} AS reg${mi}`);
+  const entries = defs.flatMap((def, mi) =>
+    def.granularities.map(
+      (g) =>
+        `IF(ok${mi}, named_struct('mi', CAST(${mi} AS INT), 'g', ${sparkQuote(g)}, 'key', key${mi}, 'w', CAST(${compiled[mi]!.windowStart(g, 'ts_ms')} AS BIGINT), 'v', CAST(v${mi} AS DOUBLE), 'reg', CAST(reg${mi} AS INT)), NULL)`,
+    ),
+  );
+  const withDistinct = defs.flatMap((def, mi) => (def.distinct === undefined ? [] : [mi]));
+  const sketch =
+    withDistinct.length === 0
+      ? 'CAST(NULL AS STRING)'
+      : `CASE WHEN mi IN (${withDistinct.join(', ')}) THEN ${sparkSketchSql('regs', empty)} END`;
+  const rowsQuery = `SELECT mi, granularity, key, window_start, partition, count, sum, min, max, ${sketch} AS distinct_sketch, raw_count, misplaced
+    FROM (
+      SELECT x.mi AS mi, x.g AS granularity, x.key AS key, x.w AS window_start, p AS partition,
+        count(*) FILTER (WHERE first) AS count, sum(x.v) FILTER (WHERE first) AS sum,
+        min(x.v) FILTER (WHERE first) AS min, max(x.v) FILTER (WHERE first) AS max,
+        count(*) AS raw_count, count(*) FILTER (WHERE first AND mis) AS misplaced,
+        collect_set(x.reg) FILTER (WHERE first) AS regs
+      FROM (
+        SELECT p, first, mis, explode(filter(array(${entries.join(',\n          ')}), s -> s IS NOT NULL)) AS x
+        FROM (SELECT p, ts_ms, first, mis, ${perRecord.join(',\n          ')} FROM lk_ev))
+      GROUP BY x.mi, x.g, x.key, x.w, p)
+    WHERE count > 0`;
   return {
     lakeColumns: { ...SPARK_LAKE_COLUMNS },
     statements,
-    rowsQuery: parts.join('\nUNION ALL\n'),
+    rowsQuery,
     countsQuery: `SELECT count(*) AS raw, count(*) FILTER (WHERE first) AS unique, count(*) FILTER (WHERE mis) AS misplaced FROM lk_ev`,
   };
 }

@@ -176,8 +176,15 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
           'spark.local.dir': join(work, 'local'),
           'spark.sql.warehouse.dir': join(work, 'warehouse'),
           'spark.driver.memory': options.spark.driverMemory ?? process.env.LK_SPARK_DRIVER_MEMORY ?? '2g',
+          // A local master has few cores: few shuffle partitions, and Delta's snapshot state (the
+          // table's file list, built by a Spark job of 50 tasks by default) in two.
           ...(local
-            ? { 'spark.driver.host': '127.0.0.1', 'spark.driver.bindAddress': '127.0.0.1', 'spark.sql.shuffle.partitions': '8' }
+            ? {
+                'spark.driver.host': '127.0.0.1',
+                'spark.driver.bindAddress': '127.0.0.1',
+                'spark.sql.shuffle.partitions': '8',
+                'spark.databricks.delta.snapshotPartitions': '2',
+              }
             : {}),
         },
       };
