@@ -5,8 +5,11 @@
  * the rows of `rowsQuery` as Parquet and the one row of `countsQuery` as JSON.
  *
  * The same steps as the DuckDB recompute (batch/views/batchViews.ts), in the form Spark runs well:
- * - `lk_ev`: one row per lake record with its partition, event time, misplaced flag, first-copy
- *   flag (deduplication by id over the whole lake: the first occurrence, lowest partition then
+ * - `lk_ev`: one row per event of the flat model the lake writer typed (a record of another event
+ *   mapping is counted as `foreign`, and the run refuses to publish: its events would have to be
+ *   derived from the raw text, which the Spark engine does not do yet; a readable record that is
+ *   no event has no time and is left out, as DuckDB leaves it out), with its partition, event
+ *   time, misplaced flag, first-copy flag (deduplication by id over the whole lake: the first occurrence, lowest partition then
  *   offset, is counted; a record without an id is its own first copy, as in DuckDB, where a NULL
  *   id is never among the repeated ones), and each field's kind and text, read once per record.
  *   It is cached: every metric reads it.
@@ -28,6 +31,7 @@ import {
   type SparkField,
 } from '../../../services/metrics/sparkSql.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
+import { FLAT_MAPPING_NAME } from '../../../services/lake/lakeLayout.ts';
 
 /** The event field the lake also stores as the typed column `type` (always a non-empty string). */
 const TYPE_FIELD = 'type';
@@ -46,6 +50,7 @@ export const SPARK_LAKE_COLUMNS: Readonly<Record<string, string>> = {
   kafka_offset: 'BIGINT',
   raw: 'STRING',
   id_hash: 'INT',
+  event_mapping: 'STRING',
 };
 
 /** Columns of the job's row output, with their Parquet (DuckDB) types: checked when read back. */
@@ -100,7 +105,8 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
      SELECT kafka_partition AS p, kafka_offset AS o, id, coalesce(unix_millis(event_time), ts_ms) AS ts_ms, type,
        coalesce(id_hash % ${homePartitions} <> kafka_partition, TRUE) AS mis, raw
        ${fields.length > 0 ? `, from_json(raw, ${sparkQuote(sparkFieldsStructType(fields))}) AS j` : ''}
-     FROM lake`,
+     FROM lake
+     WHERE coalesce(event_mapping, ${sparkQuote(FLAT_MAPPING_NAME)}) = ${sparkQuote(FLAT_MAPPING_NAME)} AND coalesce(unix_millis(event_time), ts_ms) IS NOT NULL`,
     `CREATE OR REPLACE TEMP VIEW lk_cap AS
      SELECT p, o, id, ts_ms, type, mis${fields.map((f, i) => `, ${decoded(i)} AS s${i}, ${sparkMemberCaptureSql(decoded(i), 'raw', f)} AS c${i}`).join('')}
      FROM lk_src`,
@@ -144,6 +150,8 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
     lakeColumns: { ...SPARK_LAKE_COLUMNS },
     statements,
     rowsQuery,
-    countsQuery: `SELECT count(*) AS raw, count(*) FILTER (WHERE first) AS unique, count(*) FILTER (WHERE mis) AS misplaced FROM lk_ev`,
+    countsQuery: `SELECT count(*) AS raw, count(*) FILTER (WHERE first) AS unique, count(*) FILTER (WHERE mis) AS misplaced,
+      (SELECT count(*) FROM lake WHERE coalesce(event_mapping, ${sparkQuote(FLAT_MAPPING_NAME)}) <> ${sparkQuote(FLAT_MAPPING_NAME)}) AS foreign
+      FROM lk_ev`,
   };
 }

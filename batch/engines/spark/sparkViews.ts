@@ -21,7 +21,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
-import { InfrastructureError } from '../../../services/errors.ts';
+import { ConfigError, InfrastructureError } from '../../../services/errors.ts';
+import { eventMappingOf } from '../../../services/metrics/definitions.ts';
 import { crashPoint } from '../../../services/faults/crashPoints.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
 import { lakeFiles as filesOf, lakePositions, openLakeForReading } from '../../../services/lake/lakeTable.ts';
@@ -56,6 +57,8 @@ const countsSchema = z.object({
   raw: z.number().int().nonnegative(),
   unique: z.number().int().nonnegative(),
   misplaced: z.number().int().nonnegative(),
+  /** Lake records written under another event mapping (a version with an event: section). */
+  foreign: z.number().int().nonnegative(),
 });
 
 /** Runs the job; resolves when it exited 0, rejects with the job's own error otherwise. */
@@ -141,6 +144,10 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
   const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
   const files = filesOf(snapshot);
   const defs = options.metrics.metrics;
+  if (!eventMappingOf(defs).flat)
+    throw new ConfigError(
+      `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
+    );
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;
   const staged = stageBatchRun(options.scratchDir, options.version, runId);
@@ -149,7 +156,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
   const conn = await db.connect();
   let manifest: BatchRunManifest;
   try {
-    let counts = { raw: 0, unique: 0, misplaced: 0 };
+    let counts = { raw: 0, unique: 0, misplaced: 0, foreign: 0 };
     let rowsGlob: string | undefined;
     if (snapshot !== undefined && files.length > 0) {
       phase('install spark', 0, totalPhases);
@@ -193,6 +200,10 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       phase('spark job', 1, totalPhases);
       await runJob(install.python, install.javaHome, planPath, (p) => phase(`spark: ${p}`, 2, totalPhases));
       counts = countsSchema.parse(JSON.parse(readFileSync(join(output, 'counts.json'), 'utf8')));
+      if (counts.foreign > 0)
+        throw new InfrastructureError(
+          `the lake holds ${counts.foreign} record(s) written under another event mapping, which the Spark engine does not derive yet; use --engine duckdb (docs/spark.md)`,
+        );
       const parts = existsSync(join(output, 'rows')) ? readdirSync(join(output, 'rows')).filter((f) => f.endsWith('.parquet')) : [];
       if (parts.length > 0) rowsGlob = join(output, 'rows', '*.parquet');
     }
