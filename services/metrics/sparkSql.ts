@@ -18,10 +18,10 @@
  * the DuckDB compiler gains (window sizes, sessions, composite keys, avg, percentiles) get their
  * Spark twin beside it.
  */
-import { GRANULARITY_MS, type Granularity, type MetricDefinition } from './definitions.ts';
+import type { Granularity, MetricDefinition } from './definitions.ts';
 import { memberValuePattern, NON_STRING_TEXT_STARTS, type FilterValue } from './fieldSemantics.ts';
 import { HLL_M, HLL_P } from './hll.ts';
-import { windowStartSql } from './windowStart.ts';
+import { windowShape, windowStartSql } from './windowStart.ts';
 
 // ---------------------------------------------------------------- literals
 
@@ -190,6 +190,9 @@ export function compileMetricSpark(def: MetricDefinition, fieldOf: (field: strin
     value: def.value === undefined ? 'CAST(NULL AS DOUBLE)' : sparkNumericValueSql(fieldOf(def.value)),
     register:
       distinct === undefined ? 'CAST(NULL AS INT)' : `(CASE WHEN ${distinct} IS NOT NULL THEN ${sparkHllRegisterSql(distinct)} END)`,
-    windowStart: (g, ts) => windowStartSql(ts, GRANULARITY_MS[g]),
+    windowStart: (g, ts) => {
+      const w = windowShape(g);
+      return windowStartSql(ts, w.sizeMs, w.originMs);
+    },
   };
 }

@@ -148,6 +148,11 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
     throw new ConfigError(
       `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
     );
+  const unsupported = defs.find((d) => d.keyParts !== undefined || (d.conditions !== undefined && Object.keys(d.conditions).length > 0));
+  if (unsupported)
+    throw new ConfigError(
+      `${options.metrics.source}: metric ${unsupported.name} uses ${unsupported.keyParts ? 'a composite key' : 'conditions (not, bounds, exists)'}, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
+    );
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;
   const staged = stageBatchRun(options.scratchDir, options.version, runId);

@@ -89,15 +89,28 @@ export async function currentRows(
   }
 }
 
-/** The first difference between two row lists (exact: Object.is per column), or undefined. */
-export function firstDifference(a: readonly Record<string, unknown>[], b: readonly Record<string, unknown>[]): string | undefined {
+/**
+ * The first difference between two row lists (exact: Object.is per column), or undefined. The
+ * sums of the metrics in `roundedSums` are compared up to rounding (a relative 1e-12): their
+ * values are any doubles, which the engines add in different orders.
+ */
+export function firstDifference(
+  a: readonly Record<string, unknown>[],
+  b: readonly Record<string, unknown>[],
+  roundedSums: ReadonlySet<string> = new Set(),
+): string | undefined {
   const n = Math.max(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a[i];
     const y = b[i];
     if (!x || !y) return `row ${i}: only one side has it: ${JSON.stringify(x ?? y)}`;
     for (const col of new Set([...Object.keys(x), ...Object.keys(y)])) {
-      if (!Object.is(x[col], y[col]))
+      const u = x[col];
+      const v = y[col];
+      if (col === 'sum' && roundedSums.has(String(x.metric)) && typeof u === 'number' && typeof v === 'number') {
+        if (Math.abs(u - v) <= 1e-12 * Math.max(1, Math.abs(u), Math.abs(v))) continue;
+      }
+      if (!Object.is(u, v))
         return `row ${i} (${String(x.metric)} ${String(x.granularity)} key ${JSON.stringify(x.key)} window ${String(x.window_start)} partition ${String(x.partition)}): ${col} ${JSON.stringify(x[col])} vs ${JSON.stringify(y[col])}`;
     }
   }
