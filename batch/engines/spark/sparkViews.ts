@@ -148,10 +148,12 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
     throw new ConfigError(
       `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
     );
-  const unsupported = defs.find((d) => d.keyParts !== undefined || (d.conditions !== undefined && Object.keys(d.conditions).length > 0));
+  const unsupported = defs.find(
+    (d) => d.keyParts !== undefined || (d.conditions !== undefined && Object.keys(d.conditions).length > 0) || d.percentiles !== undefined,
+  );
   if (unsupported)
     throw new ConfigError(
-      `${options.metrics.source}: metric ${unsupported.name} uses ${unsupported.keyParts ? 'a composite key' : 'conditions (not, bounds, exists)'}, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
+      `${options.metrics.source}: metric ${unsupported.name} uses ${unsupported.keyParts ? 'a composite key' : unsupported.percentiles ? 'percentiles' : 'conditions (not, bounds, exists)'}, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
     );
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;
@@ -232,7 +234,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       const empty = sqlQuote(new HyperLogLog().toBase64());
       await conn.run(
         `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
-           r.distinct_sketch, r.raw_count, r.misplaced, c.through_offset, c.processing_time
+           r.distinct_sketch, CAST(NULL AS VARCHAR), r.raw_count, r.misplaced, c.through_offset, c.processing_time
          FROM read_parquet(${sqlQuote(rowsGlob)}) r JOIN cuts c ON c.p = r.partition JOIN metric_names n ON n.mi = r.mi`,
       );
       const badSketches = (
