@@ -570,27 +570,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
     await aggregateMetrics(conn, defs, fieldColumn, (name) => phase(`metric ${name}`, done++, totalPhases));
     phase('write snapshot', done, totalPhases);
     const rows = await writeViewRows(conn, cut, processingTimes, staged);
-    const finishedAt = Date.now();
-    manifest = {
-      runId,
-      version: options.version,
-      engine: 'duckdb',
-      cut,
-      processingTimes,
-      startedAt,
-      finishedAt,
-      durationMs: finishedAt - startedAt,
-      rows,
-      rawEvents: counts.raw,
-      uniqueEvents: counts.unique,
-      misplacedEvents: counts.misplaced,
-      homePartitions: options.homePartitions,
-      lakeFiles: files.length,
-      lakeBytes: files.reduce((n, f) => n + f.size, 0),
-      full: true,
-      metricsSource: options.metrics.source,
-      metricsSha256: options.metrics.sha256,
-    };
+    manifest = runManifest(options, { engine: 'duckdb', runId, cut, processingTimes, startedAt, rows, counts, files });
   } catch (err) {
     // A failed run publishes nothing: CURRENT still names the previous complete run.
     rmSync(staged, { recursive: true, force: true });
@@ -612,6 +592,46 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
  * staging folder removed and old runs pruned. One function, so that the engines cannot publish
  * differently.
  */
+/**
+ * The run record of a finished recompute, as every engine writes it: what it read (cut, lake
+ * files), what it found (events) and what it wrote (rows), stamped with the engine that ran.
+ */
+export function runManifest(
+  options: RecomputeOptions,
+  run: {
+    engine: BatchRunManifest['engine'];
+    runId: string;
+    cut: BatchRunManifest['cut'];
+    processingTimes: BatchRunManifest['processingTimes'];
+    startedAt: number;
+    rows: number;
+    counts: EventCounts;
+    files: readonly { size: number }[];
+  },
+): BatchRunManifest {
+  const finishedAt = Date.now();
+  return {
+    runId: run.runId,
+    version: options.version,
+    engine: run.engine,
+    cut: run.cut,
+    processingTimes: run.processingTimes,
+    startedAt: run.startedAt,
+    finishedAt,
+    durationMs: finishedAt - run.startedAt,
+    rows: run.rows,
+    rawEvents: run.counts.raw,
+    uniqueEvents: run.counts.unique,
+    misplacedEvents: run.counts.misplaced,
+    homePartitions: options.homePartitions,
+    lakeFiles: run.files.length,
+    lakeBytes: run.files.reduce((n, f) => n + f.size, 0),
+    full: true,
+    metricsSource: options.metrics.source,
+    metricsSha256: options.metrics.sha256,
+  };
+}
+
 export async function publishStagedRun(
   options: Pick<RecomputeOptions, 'state' | 'scratchDir' | 'cacheDir' | 'version' | 'logger' | 'keepRuns' | 'runGraceMs'>,
   staged: string,

@@ -29,7 +29,7 @@ import { lakeFiles as filesOf, lakePositions, openLakeForReading } from '../../.
 import type { LakeHandle } from '../../../services/lake/lakeLocation.ts';
 import { sqlQuote } from '../../../services/storage/sql.ts';
 import { SNAPSHOT_COLUMNS, stageBatchRun, type BatchRunManifest } from '../../../services/views/batchSnapshots.ts';
-import { cutOf, newRunId, publishStagedRun, type RecomputeOptions, type RecomputeResult } from '../../views/batchViews.ts';
+import { cutOf, newRunId, publishStagedRun, runManifest, type RecomputeOptions, type RecomputeResult } from '../../views/batchViews.ts';
 import { ensureSpark } from './sparkInstall.ts';
 import { SPARK_ROW_COLUMNS, sparkViewsPlan } from './sparkPlan.ts';
 import type { SparkSettings } from '../engineChoice.ts';
@@ -253,27 +253,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
        TO ${sqlQuote(join(staged, 'rows.parquet'))} (FORMAT parquet, COMPRESSION snappy)`,
     );
     crashPoint('batch.run.rows-written');
-    const finishedAt = Date.now();
-    manifest = {
-      runId,
-      version: options.version,
-      engine: 'spark',
-      cut,
-      processingTimes,
-      startedAt,
-      finishedAt,
-      durationMs: finishedAt - startedAt,
-      rows,
-      rawEvents: counts.raw,
-      uniqueEvents: counts.unique,
-      misplacedEvents: counts.misplaced,
-      homePartitions: options.homePartitions,
-      lakeFiles: files.length,
-      lakeBytes: files.reduce((n, f) => n + f.size, 0),
-      full: true,
-      metricsSource: options.metrics.source,
-      metricsSha256: options.metrics.sha256,
-    };
+    manifest = runManifest(options, { engine: 'spark', runId, cut, processingTimes, startedAt, rows, counts, files });
   } catch (err) {
     // A failed run publishes nothing: CURRENT still names the previous complete run.
     rmSync(staged, { recursive: true, force: true });
