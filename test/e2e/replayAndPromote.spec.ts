@@ -180,7 +180,7 @@ describe(`replay into new versions, compare, promote, roll back (seed ${SEED})`,
 
   async function batchRun(version: string, file?: string): Promise<string> {
     const out = await p1.run(['batch', 'run', '--topic', topic, '--version', version, ...common(file)]);
-    const runId = /batch run (\S+):/.exec(out)?.[1];
+    const runId = /batch run (\S+) \(\w+\):/.exec(out)?.[1];
     expect(runId, out).toBeDefined();
     await eventually(async () => {
       const d = await gqlData<any>(serving.url, `{ pipeline(version: "${version}") { serving { batchView { runId } } } }`);
