@@ -383,7 +383,7 @@ async function computeMetric(
     }
     await exec(
       conn,
-      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch, ${valueSketch}
+      `INSERT INTO agg SELECT ${index}, ${sqlQuote(g)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch, ${valueSketch}, NULL
        FROM ${table} t${hasPercentiles ? ` LEFT JOIN vs_${table} s USING (kid, w, p)` : ''} WHERE count > 0`,
     );
     tables.set(g, table);
@@ -493,7 +493,8 @@ async function aggregateMetrics(
   await exec(
     conn,
     `CREATE TEMP TABLE agg (mi INTEGER, granularity VARCHAR, kid INTEGER, window_start BIGINT, partition INTEGER,
-       count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR, value_sketch VARCHAR)`,
+       count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE, raw_count BIGINT, misplaced BIGINT, sketch VARCHAR, value_sketch VARCHAR,
+       window_end BIGINT)`,
   );
   await exec(conn, `CREATE TEMP TABLE keys (mi INTEGER, kid INTEGER, key VARCHAR)`);
   await exec(conn, `CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
@@ -518,7 +519,7 @@ async function writeViewRows(
   await exec(
     conn,
     `INSERT INTO view_rows SELECT n.metric, a.granularity, k.key, a.window_start, a.partition, a.count, a.sum, a.min, a.max,
-       a.sketch, a.value_sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time
+       a.sketch, a.value_sketch, a.raw_count, a.misplaced, c.through_offset, c.processing_time, a.window_end
      FROM agg a JOIN cuts c ON c.p = a.partition JOIN metric_names n ON n.mi = a.mi JOIN keys k ON k.mi = a.mi AND k.kid = a.kid`,
   );
   const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);

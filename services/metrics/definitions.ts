@@ -79,6 +79,15 @@ export function granularityMs(g: Granularity): number {
   return ms;
 }
 
+/** Why `text` is no session gap (a duration from 1 ms to 366 days), or undefined. */
+function sessionGapProblem(text: string): string | undefined {
+  const ms = parseDuration(text);
+  if (ms === undefined) return `must be a duration like 30s, 30m or 2h, got ${JSON.stringify(text)}`;
+  if (ms <= 0) return `must be a positive duration (a gap of ${JSON.stringify(text)} would put every event in a session of its own)`;
+  if (ms > MAX_WINDOW_MS) return `must be at most 366d, got ${JSON.stringify(text)}`;
+  return undefined;
+}
+
 /** A flat event's field name (no `event:` section); with one, fields are dotted paths (checked in fileSchema). */
 const FLAT_FIELD = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const FLAT_FIELD_MESSAGE = 'must be an event field name (letters, digits, _ . -)';
@@ -158,7 +167,21 @@ const metricSchema = z
       .refine(
         (g) => new Set(g.map((x) => (parseGranularity(x) as { granularity?: string }).granularity ?? x)).size === g.length,
         'must not repeat a window size (60m is hour)',
-      ),
+      )
+      .optional(),
+    /**
+     * Session windows in place of `granularities` (services/metrics/sessionRule.ts): a key's
+     * events whose times differ by less than `gap` along a chain are one session.
+     */
+    session: z
+      .object({
+        gap: z.string().superRefine((g, ctx) => {
+          const problem = sessionGapProblem(g);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        }),
+      })
+      .strict()
+      .optional(),
     allowedLateness: z.string().refine((s) => parseDuration(s) !== undefined, 'must be a duration like 30s, 5m, 2h or 1d'),
     /** How long this metric's windows are kept, per size, over the file's `retention:` (retention.ts). */
     retention: retentionSchema.optional(),
@@ -239,12 +262,40 @@ const fileSchema = z
         if (message !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, ...path], message });
       }
     });
+    // Tumbling windows or sessions: one of the two, never both (a metric's rows are of one kind).
+    file.metrics.forEach((m, i) => {
+      if (m.granularities !== undefined && m.session !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metrics', i, 'session'],
+          message: 'a metric has either granularities (tumbling windows) or session (session windows), not both; define two metrics',
+        });
+      else if (m.granularities === undefined && m.session === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metrics', i],
+          message: 'must list granularities (minute, hour, day or a duration such as 5m) or declare session: { gap: 30m }',
+        });
+      if (m.session !== undefined && m.percentiles !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metrics', i, 'percentiles'],
+          message: 'percentiles are not computed for session metrics; keep them on a metric with granularities',
+        });
+    });
     // A window must close before it expires: each size's retention exceeds the metric's lateness.
     file.metrics.forEach((m, i) => {
       const lateness = parseDuration(m.allowedLateness);
       if (lateness === undefined) return;
       const policy = resolveRetention(file.retention, m.retention);
-      for (const text of m.granularities) {
+      const gapMs = m.session === undefined || sessionGapProblem(m.session.gap) !== undefined ? undefined : parseDuration(m.session.gap)!;
+      if (gapMs !== undefined) {
+        // A session is kept as long as the windows of its gap's size (sessionRetentionMs).
+        const name = granularityNameOf(gapMs);
+        const problem = retentionProblem(name, retentionMsOf(policy, name, gapMs), lateness);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'retention'], message: problem });
+      }
+      for (const text of m.granularities ?? []) {
         const parsed = parseGranularity(text);
         if (!parsed.ok) continue; // refused above
         const g = parsed.granularity;
@@ -288,7 +339,13 @@ export interface MetricDefinition {
   readonly distinct?: string;
   /** A percentile sketch of the value per window, with its relative accuracy (ddsketch.ts). */
   readonly percentiles?: { readonly relativeAccuracy: number };
+  /** The tumbling window sizes; empty for a session metric. */
   readonly granularities: readonly Granularity[];
+  /**
+   * Session windows (services/metrics/sessionRule.ts), in place of granularities: events of a key
+   * whose times differ by less than `gapMs` along a chain are one session. Absent: tumbling windows.
+   */
+  readonly session?: { readonly gapMs: number };
   readonly allowedLatenessMs: number;
   /**
    * How long windows are kept, per size (services/metrics/retention.ts `retentionMsOf`). Every
@@ -409,7 +466,8 @@ function normalize(raw: z.infer<typeof fileSchema>, source: string, doc: Documen
       ...(m.percentiles !== undefined
         ? { percentiles: { relativeAccuracy: m.percentiles === true ? DEFAULT_RELATIVE_ACCURACY : m.percentiles.relativeAccuracy } }
         : {}),
-      granularities: m.granularities.map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),
+      granularities: (m.granularities ?? []).map((g) => (parseGranularity(g) as { granularity: Granularity }).granularity),
+      ...(m.session !== undefined ? { session: { gapMs: parseDuration(m.session.gap)! } } : {}),
       allowedLatenessMs: parseDuration(m.allowedLateness)!,
       retention: resolveRetention(raw.retention, m.retention),
       ...(event !== undefined ? { event } : {}),
@@ -469,6 +527,9 @@ export function maxWindowPlusLatenessMs(defs: MetricDefinitions): number {
   let max = 0;
   for (const m of defs.metrics) {
     for (const g of m.granularities) max = Math.max(max, granularityMs(g) + m.allowedLatenessMs);
+    // A session's events lie at least this close to its end while it is open (sessionRule.ts); a
+    // longer session's first events may be older: docs/metrics.md, "Sessions", says to raise the horizon.
+    if (m.session !== undefined) max = Math.max(max, m.session.gapMs + m.allowedLatenessMs);
   }
   return max;
 }

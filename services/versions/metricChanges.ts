@@ -67,7 +67,7 @@ export function compareDefinitions(
       );
       continue;
     }
-    for (const field of ['filter', 'key', 'value', 'distinct'] as const) {
+    for (const field of ['filter', 'key', 'value', 'distinct', 'session'] as const) {
       const a = JSON.stringify(old[field] ?? null);
       const b = JSON.stringify(def[field] ?? null);
       if (a !== b)
@@ -128,7 +128,7 @@ export function metricDifferences(version: readonly MetricDefinition[], file: re
       out.push(`metric "${def.name}" is in the file, not in the version`);
       continue;
     }
-    for (const field of ['filter', 'key', 'value', 'distinct'] as const) {
+    for (const field of ['filter', 'key', 'value', 'distinct', 'session'] as const) {
       const a = JSON.stringify(def[field] ?? null);
       const b = JSON.stringify(old[field] ?? null);
       if (a !== b) out.push(`metric "${def.name}": ${field} is ${a} in the file, ${b} in the version`);

@@ -45,6 +45,11 @@ export const SNAPSHOT_COLUMNS = {
   misplaced: 'BIGINT',
   through_offset: 'BIGINT',
   processing_time: 'BIGINT',
+  /**
+   * Session rows (granularity `session`, services/views/viewRow.ts SessionRow): the last event
+   * time, `window_start` being the first. NULL in window rows; absent in runs written before sessions.
+   */
+  window_end: 'BIGINT',
 } as const;
 
 export const batchRunManifestSchema = z.object({

@@ -144,6 +144,11 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
   const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
   const files = filesOf(snapshot);
   const defs = options.metrics.metrics;
+  const sessions = defs.find((d) => d.session !== undefined);
+  if (sessions)
+    throw new ConfigError(
+      `${options.metrics.source}: metric ${sessions.name} uses session windows, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
+    );
   if (!eventMappingOf(defs).flat)
     throw new ConfigError(
       `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
@@ -234,7 +239,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       const empty = sqlQuote(new HyperLogLog().toBase64());
       await conn.run(
         `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
-           r.distinct_sketch, CAST(NULL AS VARCHAR), r.raw_count, r.misplaced, c.through_offset, c.processing_time
+           r.distinct_sketch, CAST(NULL AS VARCHAR), r.raw_count, r.misplaced, c.through_offset, c.processing_time, CAST(NULL AS BIGINT)
          FROM read_parquet(${sqlQuote(rowsGlob)}) r JOIN cuts c ON c.p = r.partition JOIN metric_names n ON n.mi = r.mi`,
       );
       const badSketches = (

@@ -156,3 +156,47 @@ metrics:
     expect(metricsFingerprint(a)).not.toBe(metricsFingerprint(b));
   });
 });
+
+describe('session metrics', () => {
+  const session = (extra: string) => `version: 1
+metrics:
+  - name: rides
+    key: rider
+    value: fare
+    distinct: driver
+    allowedLateness: 5m
+${extra}`;
+
+  it('declare session: { gap } in place of granularities', () => {
+    const [m] = parseMetricDefinitions(session('    session: { gap: 30m }\n')).metrics;
+    expect(m!.session).toEqual({ gapMs: 1_800_000 });
+    expect(m!.granularities).toEqual([]);
+    // The dedup horizon covers gap + lateness.
+    expect(maxWindowPlusLatenessMs(parseMetricDefinitions(session('    session: { gap: 30m }\n')))).toBe(35 * 60_000);
+  });
+
+  it('refuse both, neither, a gap that is no positive duration, and percentiles, each with a precise message', () => {
+    expect(errorOf(session('    session: { gap: 30m }\n    granularities: [minute]\n'))).toMatch(
+      /metrics\[0\]\.session: a metric has either granularities \(tumbling windows\) or session \(session windows\), not both/,
+    );
+    expect(errorOf(session(''))).toMatch(/metrics\[0\]: must list granularities .* or declare session: \{ gap: 30m \}/);
+    expect(errorOf(session('    session: { gap: 0s }\n'))).toMatch(/metrics\[0\]\.session\.gap: must be a positive duration/);
+    expect(errorOf(session('    session: { gap: soon }\n'))).toMatch(
+      /metrics\[0\]\.session\.gap: must be a duration like 30s, 30m or 2h, got "soon"/,
+    );
+    expect(errorOf(session('    session: { gap: 30m, size: 1h }\n'))).toMatch(/metrics\[0\]\.session: .*size/);
+    expect(errorOf(session('    session: { gap: 30m }\n    percentiles: true\n'))).toMatch(
+      /metrics\[0\]\.percentiles: percentiles are not computed for session metrics/,
+    );
+    expect(errorOf(session('    session: { gap: 30m }\n    retention: { hour: 1m }\n'))).toMatch(
+      /30m windows are kept for 1m, which must be longer than allowedLateness 5m/,
+    );
+  });
+
+  it('a changed gap is a changed metric for checkpoints and versions', () => {
+    const a = parseMetricDefinitions(session('    session: { gap: 30m }\n')).metrics;
+    const b = parseMetricDefinitions(session('    session: { gap: 10m }\n')).metrics;
+    expect(compareDefinitions(a, b, 'checkpoints').problems[0]).toMatch(/metric "rides": session changed/);
+    expect(metricDifferences(a, b)).toEqual(['metric "rides": session is {"gapMs":600000} in the file, {"gapMs":1800000} in the version']);
+  });
+});
