@@ -36,6 +36,8 @@ import {
   type MetricDefinitions,
 } from '../../services/metrics/definitions.ts';
 import { compileMetricSql } from '../../services/metrics/compile.ts';
+import { sessionNumberSql, startsSessionSql } from '../../services/metrics/sessionRule.ts';
+import { SESSION_GRANULARITY } from '../../services/views/viewRow.ts';
 import { windowShape } from '../../services/metrics/windowStart.ts';
 import {
   fieldJsonSql,
@@ -281,7 +283,7 @@ async function computeMetric(
   );
   await exec(conn, `INSERT INTO keys SELECT DISTINCT ${index}, kid, k FROM mk_${index}`);
   const joins = [`JOIN mk_${index} mk ON ${same(matchFields, 'mk')}`];
-  const columns = ['ev.p', 'ev.ts_ms', 'ev.first', 'ev.mis', 'mk.kid'];
+  const columns = ['ev.p', 'ev.o', 'ev.ts_ms', 'ev.first', 'ev.mis', 'mk.kid'];
   if (def.value !== undefined) {
     const c = fieldColumn(def.value);
     await exec(
@@ -319,6 +321,11 @@ async function computeMetric(
   // granularity reads them, straight from this join (it is not materialized).
   const events = `(SELECT ${columns.join(', ')} FROM ev ${joins.join(' ')} WHERE ${typePrefilter(def).replace(/^type/, 'ev.type')})`;
 
+  if (def.session !== undefined) {
+    await computeSessions(conn, def, index, events);
+    for (const t of ['mk', 'mb', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
+    return;
+  }
   const hasValue = def.value !== undefined;
   const hasDistinct = def.distinct !== undefined;
   const hasPercentiles = def.percentiles !== undefined;
@@ -391,6 +398,50 @@ async function computeMetric(
   for (const table of tables.values()) for (const t of [`vb_${table}`, `vs_${table}`]) await exec(conn, `DROP TABLE IF EXISTS ${t}`);
   for (const t of ['mk', 'mb', 'mv', 'md']) await exec(conn, `DROP TABLE IF EXISTS ${t}_${index}`);
   for (const table of tables.values()) await exec(conn, `DROP TABLE ${table}`);
+}
+
+/**
+ * The partial sessions of a session metric (services/metrics/sessionRule.ts), into `agg`: per
+ * (key, input partition), the first copies of the events (deduplicated over the whole lake, as
+ * for windows) ordered by time then offset; a new session where the time since the previous
+ * event is >= gap (`startsSessionSql`, the twin of the speed layer's `startsSession`), numbered
+ * by the running count of those flags (`sessionNumberSql`); one row per number, `window_start`
+ * = its first event time and `window_end` its last, measured as a window is (count, the
+ * compensated sum, min, max, misplaced, the HLL registers serialized in SQL). `raw_count` is the
+ * count: duplicates belong to no session (their first copy does).
+ */
+async function computeSessions(conn: DuckDBConnection, def: MetricDefinition, index: number, events: string): Promise<void> {
+  const gapMs = def.session!.gapMs;
+  const over = 'PARTITION BY kid, p ORDER BY ts_ms, o';
+  const hasValue = def.value !== undefined;
+  const hasDistinct = def.distinct !== undefined;
+  const none = 'CAST(NULL AS DOUBLE)';
+  const numbered = `SELECT *, ${sessionNumberSql('starts', over)} AS sid FROM (
+       SELECT *, ${startsSessionSql('ts_ms', over, gapMs)} AS starts FROM ${events} WHERE first)`;
+  const grouped = `SELECT kid, p, min(ts_ms) AS w, max(ts_ms) AS window_end, count(*) AS count,
+       ${hasValue ? 'fsum(v)' : none} AS sum, ${hasValue ? 'min(v)' : none} AS min, ${hasValue ? 'max(v)' : none} AS max,
+       count(*) AS raw_count, count(*) FILTER (mis) AS misplaced
+       ${hasDistinct ? ', list(reg) FILTER (reg IS NOT NULL) AS unsorted' : ''}
+     FROM (${numbered}) GROUP BY kid, p, sid`;
+  const table = `s_${index}`;
+  if (hasDistinct) {
+    const sketch = sketchSql('regs');
+    await exec(
+      conn,
+      `CREATE TEMP TABLE ${table} AS SELECT * EXCLUDE (sp, de), ${sketch.sketch} AS sketch FROM (
+         SELECT *, ${sketch.columns} FROM (
+           SELECT * EXCLUDE (sorted), ${registersSql('sorted')} AS regs FROM (
+             SELECT * EXCLUDE (unsorted), list_sort(unsorted) AS sorted FROM (${grouped}))))`,
+    );
+  } else {
+    await exec(conn, `CREATE TEMP TABLE ${table} AS SELECT *, CAST(NULL AS VARCHAR) AS sketch FROM (${grouped})`);
+  }
+  await exec(
+    conn,
+    `INSERT INTO agg SELECT ${index}, ${sqlQuote(SESSION_GRANULARITY)}, kid, w, p, count, sum, min, max, raw_count, misplaced, sketch,
+       CAST(NULL AS VARCHAR), window_end FROM ${table}`,
+  );
+  await exec(conn, `DROP TABLE ${table}`);
 }
 
 export interface RecomputeResult {

@@ -58,6 +58,11 @@ export function startsSession(previous: number | undefined, time: number, gapMs:
   return previous === undefined || time - previous >= gapMs;
 }
 
+/** Whether an event at `time` belongs with session `span` of its key: within gap of it (rule 1). */
+export function touchesSession(span: SessionSpan, time: number, gapMs: number): boolean {
+  return span.start - time < gapMs && time - span.end < gapMs;
+}
+
 /** Whether spans `a` and `b` (of one key) are one session: some event of one lies within `gap` of the other (rule 1). */
 export function sessionsTouch(a: SessionSpan, b: SessionSpan, gapMs: number): boolean {
   return a.start - b.end < gapMs && b.start - a.end < gapMs;

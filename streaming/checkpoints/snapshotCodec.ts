@@ -9,11 +9,12 @@
  * Columns are built directly from buffers (makeData) rather than through Arrow's per-value
  * builders: a full snapshot holds hundreds of thousands of dedup entries.
  *
- * Formats: 3 adds each window's count of misplaced events (`misplaced`, see partitionState.ts);
+ * Formats: 4 adds each session's last event time (`window_end`, null for windows; a row with
+ * count -1 removes a session, partitionState.ts REMOVED_SESSION); 3 adds each window's count of misplaced events (`misplaced`, see partitionState.ts);
  * 2 keeps the dedup set as 128-bit id fingerprints (`fp`, FixedSizeBinary(16), the lanes h1..h4
  * little-endian; see idFingerprint.ts); 1 kept the ids as text (`id`, Utf8). All are read (a
  * window of format 1 or 2 counted no misplaced event; a format-1 savepoint restores into
- * fingerprints); 3 is written.
+ * fingerprints); 4 is written.
  */
 import { crc32 } from 'node:zlib';
 import { Binary, FixedSizeBinary, Float64, Table, Utf8, makeData, makeVector, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow';
@@ -23,11 +24,11 @@ import type { PartitionState, SpeedSemantics, StateMeta, WindowSnapshotRow } fro
 
 const MAGIC = Buffer.from('LKSNAP01', 'latin1');
 
-export const SNAPSHOT_FORMAT = 3;
+export const SNAPSHOT_FORMAT = 4;
 
 export interface SnapshotHeader extends StateMeta {
-  /** 3: misplaced counts per window; 2: dedup fingerprints; 1: dedup ids as text (read only). */
-  format: 1 | 2 | 3;
+  /** 4: session ends; 3: misplaced counts per window; 2: dedup fingerprints; 1: dedup ids as text (read only). */
+  format: 1 | 2 | 3 | 4;
   /** 'full' holds all live state; 'delta' holds changes since the snapshot at `base`. */
   kind: 'full' | 'delta';
   /** Position of the snapshot this delta applies to (null for full snapshots). */
@@ -187,6 +188,7 @@ export function encodeSnapshot(content: SnapshotContent): Buffer {
     // Nullable text, stored as its UTF-8 bytes (binaryVector takes nulls; utf8Vector does not).
     value_sketch: binaryVector(w.map((r) => (r.valueSketch === null ? null : Buffer.from(r.valueSketch, 'utf8')))),
     misplaced: float64Vector(w.map((r) => r.misplaced)),
+    window_end: float64Vector(w.map((r) => r.windowEnd ?? null)),
   });
   const d = content.dedup;
   const dedup = new Table({
@@ -256,6 +258,8 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
   const misplacedCol = windowsTable.getChild('misplaced');
   // Snapshots written before percentiles have no such column.
   const valueSketchCol = windowsTable.getChild('value_sketch');
+  // Nor snapshots written before sessions a window_end column.
+  const windowEndCol = windowsTable.getChild('window_end');
   const windows: WindowSnapshotRow[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const sketch = sketchCol?.get(i) as Uint8Array | null;
@@ -271,6 +275,8 @@ export function decodeSnapshot(buf: Buffer, source: string): SnapshotContent {
       valueSketch: sketchTextAt(valueSketchCol, i),
       misplaced: misplacedCol ? ((misplacedCol.get(i) as number | null) ?? 0) : 0,
     };
+    const end = windowEndCol ? (windowEndCol.get(i) as number | null) : null;
+    if (end !== null) windows[i]!.windowEnd = end;
   }
   return { header, windows, dedup: readDedup(dedupTable, source) };
 }

@@ -37,6 +37,7 @@ import {
 } from './replayStart.ts';
 import { planWarmUp, type WarmUpPart } from './warmUpSource.ts';
 import type { LakeHandle } from '../../services/lake/lakeLocation.ts';
+import type { MetricDefinition } from '../../services/metrics/definitions.ts';
 
 interface ReplayOptions extends RunOptions {
   from?: string;
@@ -146,6 +147,7 @@ async function replay(opts: ReplayOptions): Promise<void> {
         return LakeSource.open(await resolveLake(opts.lakeUri, ctx.layout, opts.topic));
       });
       // A start mid-log is warmed up from the history before it: refused now when that is gone.
+      refuseMidLogSessions(config.definitions.metrics, start);
       const warmUp = await planReplayWarmUp(await resolveLake(opts.lakeUri, ctx.layout, opts.topic), opts.topic, start);
       if (opts.dryRun) {
         for (const line of describeStart(opts.topic, start, warmUp)) console.log(line);
@@ -162,6 +164,22 @@ async function replay(opts: ReplayOptions): Promise<void> {
   } finally {
     await log.close();
   }
+}
+
+/**
+ * Session metrics are replayed from the beginning only: a session open at the start may reach
+ * back further than the warm-up's horizon (its length has no bound), and the sessions the warm-up
+ * closes would decide which later events are late without a row in the view to say so
+ * (docs/metrics.md, "Sessions").
+ */
+function refuseMidLogSessions(metrics: readonly MetricDefinition[], start: ResolvedStart): void {
+  const { origin } = start;
+  if (origin.startOffsets === null || origin.from === 'earliest' || origin.startOffsets.every((s) => s === 0)) return;
+  const session = metrics.find((m) => m.session !== undefined);
+  if (session)
+    throw new ConfigError(
+      `metric "${session.name}" has session windows, which a version starting mid-log cannot warm up yet; replay it with --from earliest`,
+    );
 }
 
 /** The warm-up of each partition of a new version (warmUpSource.ts); throws ConfigError when history before the start is gone. */

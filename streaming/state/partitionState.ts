@@ -20,6 +20,13 @@
  * 5. held windows that the new watermark expires (services/metrics/retention.ts: watermark >
  *    start + size + retention) are forgotten, and the next checkpoint deletes their rows from the
  *    view topic with one tombstone per row key, in its transaction.
+ * Session metrics (services/metrics/sessionRule.ts) take step 3 per key instead of per window
+ * (`applySession`): an event within gap of a closed, still published session of its key is
+ * dropped as late (counted in droppedLate); otherwise it starts a session, extends the one it
+ * touches, or merges the ones it bridges. Step 4 closes sessions when the watermark passes
+ * end + gap + allowedLateness; step 5 expires them at end + gap + retention. A session whose
+ * start moved or that was merged into another has its published row deleted (tombstone) by the
+ * checkpoint that publishes its replacement.
  */
 import { assert } from '../../services/errors.ts';
 import type { LogRecord } from '../../services/log/eventLog.ts';
@@ -43,7 +50,16 @@ import { fingerprintBytes } from './idFingerprint.ts';
 import { DIRTY, HAS_VALUE, LIVE, WindowTable } from './windowTable.ts';
 import { HeldWindows } from './heldWindows.ts';
 import { isWindowExpired, retentionMsOf, windowExpiresAt } from '../../services/metrics/retention.ts';
-import { viewRowKey } from '../../services/views/viewRow.ts';
+import { SESSION_GRANULARITY, viewRowKey } from '../../services/views/viewRow.ts';
+import {
+  isSessionClosed,
+  isSessionExpired,
+  sessionClosesAt,
+  sessionExpiresAt,
+  sessionRetentionMs,
+  touchesSession,
+} from '../../services/metrics/sessionRule.ts';
+import { SessionSlot, type OpenSession } from './sessionSlot.ts';
 
 /** The id fingerprint of the record being applied. */
 const fingerprint = new Int32Array(4);
@@ -74,6 +90,11 @@ export interface Slot {
   readonly hasDistinct: boolean;
   /** The percentile bucket table (services/metrics/ddsketch.ts), null without `percentiles`. */
   readonly percentiles: BucketTable | null;
+  /**
+   * A session metric's one slot (granularity SESSION_GRANULARITY): `sizeMs` is the gap,
+   * `retentionMs` sessionRule.ts `sessionRetentionMs`. Its windows are partial sessions.
+   */
+  readonly session: boolean;
 }
 
 export function slotId(metric: string, granularity: Granularity): string {
@@ -83,6 +104,8 @@ export function slotId(metric: string, granularity: Granularity): string {
 interface MetricPlan {
   readonly compiled: CompiledMetric;
   readonly slots: number[];
+  /** The session slot of a session metric, -1 for a metric of tumbling windows. */
+  readonly session: number;
   readonly percentiles: BucketTable | null;
 }
 
@@ -99,7 +122,16 @@ export interface WindowSnapshotRow {
   valueSketch: string | null;
   /** Events counted in the window that are not in their home partition. */
   misplaced: number;
+  /**
+   * Session slots: the session's last event time (windowStart is its first). A row of a delta
+   * snapshot with count -1 removes the session (slot, windowStart, key): it moved its start or
+   * was merged into another since the snapshot before. Absent (null) in window rows.
+   */
+  windowEnd?: number | null;
 }
+
+/** The count of a delta snapshot row that removes a session (WindowSnapshotRow.windowEnd). */
+export const REMOVED_SESSION = -1;
 
 export interface StateCounters {
   events: number;
@@ -142,8 +174,23 @@ export function buildSlots(defs: readonly MetricDefinition[]): Slot[] {
         hasValue: def.value !== undefined,
         hasDistinct: def.distinct !== undefined,
         percentiles: def.percentiles ? bucketBoundaries(def.percentiles.relativeAccuracy) : null,
+        session: false,
       });
     }
+    if (def.session !== undefined)
+      slots.push({
+        id: slotId(def.name, SESSION_GRANULARITY),
+        metric: def.name,
+        granularity: SESSION_GRANULARITY,
+        sizeMs: def.session.gapMs,
+        originMs: 0,
+        latenessMs: def.allowedLatenessMs,
+        retentionMs: sessionRetentionMs(def),
+        hasValue: def.value !== undefined,
+        hasDistinct: def.distinct !== undefined,
+        percentiles: null,
+        session: true,
+      });
   }
   return slots;
 }
@@ -178,6 +225,12 @@ export class PartitionState {
   private closedChanges: WindowSnapshotRow[] = [];
   /** Row keys of expired windows since the last checkpoint: its tombstones. */
   private tombstones: string[] = [];
+  /** Per slot: a session slot's sessions, null for a slot of tumbling windows. */
+  private readonly sessions: (SessionSlot | null)[];
+  /** The open session of each table row that holds one (sparse). */
+  private readonly sessionAt: (OpenSession | undefined)[] = [];
+  /** Removal rows (REMOVED_SESSION) for the next delta snapshot. */
+  private removals: WindowSnapshotRow[] = [];
 
   position = 0;
   lastTimestamp = 0;
@@ -209,8 +262,10 @@ export class PartitionState {
     this.plans = defs.map((def) => ({
       compiled: compileMetric(def),
       slots: def.granularities.map(() => next++),
+      session: def.session !== undefined ? next++ : -1,
       percentiles: def.percentiles ? bucketBoundaries(def.percentiles.relativeAccuracy) : null,
     }));
+    this.sessions = this.slots.map((s) => (s.session ? new SessionSlot(s.sizeMs, s.latenessMs, s.retentionMs) : null));
     const mapping = eventMappingOf(defs);
     const referenced = new Set(defs.flatMap(metricFieldsOf));
     this.decoder = createEventDecoder(mapping, [...referenced]);
@@ -237,15 +292,16 @@ export class PartitionState {
     return this.warmUntil !== null ? 0 : this.dirty.length + this.closedRows.length + this.tombstones.length;
   }
 
-  /** Open windows. */
+  /** Open windows (open sessions included). */
   get windowCount(): number {
     return this.table.live;
   }
 
-  /** Closed windows whose rows are still in the view (they leave at expiry). */
+  /** Closed windows whose rows are still in the view (they leave at expiry), closed sessions included. */
   get heldWindowCount(): number {
     let n = 0;
     for (const h of this.held) n += h.size;
+    for (const ss of this.sessions) n += ss?.heldCount ?? 0;
     return n;
   }
 
@@ -302,6 +358,10 @@ export class PartitionState {
       // All slots of a metric share its bucket table: the bucket is found once per event.
       const pt = plan.percentiles;
       const bucket = pt === null || value === undefined ? undefined : bucketOf(value, pt);
+      if (plan.session >= 0) {
+        this.applySession(plan.session, key, ts, value, reg, misplaced, watermark, offset, timestamp);
+        continue;
+      }
       for (const s of plan.slots) {
         const slot = this.slots[s]!;
         const start = windowStartOf(ts, slot.sizeMs, slot.originMs);
@@ -342,6 +402,191 @@ export class PartitionState {
       if (wm > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
       if (wm > this.nextExpireAt) this.expireWindows(true);
     }
+  }
+
+  /**
+   * Step 3 for a session metric (services/metrics/sessionRule.ts): the event of `key` at `ts`
+   * joins the open sessions it touches (lies within gap of), merging them into the one that
+   * starts first, or starts a session of its own. Dropped as late when it touches a closed
+   * session whose row is still published (its final row is never changed), or when its own
+   * session would already have expired. A new session the watermark has already closed (a very
+   * late event touching nothing) is closed at once, with its final row stamped at this record:
+   * no open session is ever closable under the current watermark, so a restore closes exactly
+   * what an uninterrupted run had closed.
+   */
+  private applySession(
+    s: number,
+    key: string,
+    ts: number,
+    value: number | undefined,
+    reg: number,
+    misplaced: boolean,
+    watermark: number,
+    offset: number,
+    timestamp: number,
+  ): void {
+    const ss = this.sessions[s]!;
+    const slot = this.slots[s]!;
+    const gap = ss.gapMs;
+    if (ss.touchesHeld(key, ts) || isSessionExpired(sessionExpiresAt(ts, gap, slot.retentionMs), watermark)) {
+      this.counters.droppedLate[slot.id]!++;
+      return;
+    }
+    const t = this.table;
+    let session: OpenSession | undefined;
+    const list = ss.open.get(key);
+    if (list !== undefined) {
+      // The list is in order of start and its sessions do not touch each other: the ones this
+      // event touches are consecutive, and the first of them starts first.
+      for (let i = 0; i < list.length;) {
+        const o = list[i]!;
+        if (touchesSession(o, ts, gap)) {
+          if (session === undefined) {
+            session = o;
+            i++;
+          } else this.absorbSession(ss, session, o);
+        } else i++;
+      }
+    }
+    if (session === undefined) {
+      const w = t.alloc(s, ts, key, slot.hasDistinct ? new HyperLogLog() : null, null);
+      session = { key, start: ts, end: ts, w, publishedStart: NaN, gone: false };
+      ss.add(session);
+      this.sessionAt[w] = session;
+      ss.queue(session, sessionClosesAt(ts, gap, slot.latenessMs));
+    } else {
+      if (ts < session.start) {
+        session.start = ts;
+        t.starts[session.w] = ts;
+      }
+      if (ts > session.end) session.end = ts;
+    }
+    const w = session.w;
+    t.counts[w]!++;
+    if (misplaced) t.misplaced[w]!++;
+    if (value !== undefined) {
+      t.sums[w]! += value;
+      if (value < t.mins[w]!) t.mins[w] = value;
+      if (value > t.maxs[w]!) t.maxs[w] = value;
+      t.flags[w]! |= HAS_VALUE;
+    }
+    if (reg !== -1) t.sketches[w]!.setRegister(reg >>> 8, reg & 0xff);
+    if ((t.flags[w]! & DIRTY) === 0) {
+      t.flags[w]! |= DIRTY;
+      this.dirty.push(w);
+    }
+    const closesAt = sessionClosesAt(session.end, gap, slot.latenessMs);
+    if (isSessionClosed(closesAt, watermark)) this.closeSession(s, session, offset + 1, timestamp, this.warmUntil === null);
+    else if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
+  }
+
+  /** Merges open session `o` into `into` (a late event bridged them): aggregates combined, `o`'s published row deleted. */
+  private absorbSession(ss: SessionSlot, into: OpenSession, o: OpenSession): void {
+    const t = this.table;
+    const [a, b] = [into.w, o.w];
+    t.counts[a]! += t.counts[b]!;
+    t.misplaced[a]! += t.misplaced[b]!;
+    if ((t.flags[b]! & HAS_VALUE) !== 0) {
+      t.sums[a]! += t.sums[b]!;
+      if (t.mins[b]! < t.mins[a]!) t.mins[a] = t.mins[b]!;
+      if (t.maxs[b]! > t.maxs[a]!) t.maxs[a] = t.maxs[b]!;
+      t.flags[a]! |= HAS_VALUE;
+    }
+    if (t.sketches[b]) t.sketches[a]!.merge(t.sketches[b]);
+    if (o.end > into.end) into.end = o.end;
+    if (o.start < into.start) {
+      into.start = o.start;
+      t.starts[a] = o.start;
+    }
+    this.unpublishSession(ss, o, o.publishedStart);
+    ss.remove(o);
+    this.sessionAt[b] = undefined;
+    t.release(b);
+  }
+
+  /** Deletes the row a session was published under at `start` (NaN: none): a tombstone, and a removal for the next delta snapshot. */
+  private unpublishSession(ss: SessionSlot, session: OpenSession, start: number): void {
+    if (Number.isNaN(start)) return;
+    const slot = this.slots[this.table.slots[session.w]!]!;
+    this.tombstones.push(
+      viewRowKey({
+        metric: slot.metric,
+        granularity: SESSION_GRANULARITY,
+        windowStart: start,
+        partition: this.partition,
+        key: session.key,
+      }),
+    );
+    this.removals.push({
+      slot: slot.id,
+      windowStart: start,
+      key: session.key,
+      count: REMOVED_SESSION,
+      sum: null,
+      min: null,
+      max: null,
+      sketch: null,
+      valueSketch: null,
+      misplaced: 0,
+      windowEnd: null,
+    });
+    void ss;
+  }
+
+  /** Before a session's row is published: the row of its previous start, if it moved, is deleted. */
+  private republishSession(ss: SessionSlot, session: OpenSession): void {
+    if (session.publishedStart !== session.start) this.unpublishSession(ss, session, session.publishedStart);
+    session.publishedStart = session.start;
+  }
+
+  /**
+   * Closes an open session: with `throughOffset`, its final row (when it changed since the last
+   * capture) stamped at the closing record; without (restore), silently (its final row was
+   * published by the checkpoint that closed it). With `hold`, it is held until it expires.
+   */
+  private closeSession(
+    s: number,
+    session: OpenSession,
+    throughOffset: number | undefined,
+    processingTime: number | undefined,
+    hold: boolean,
+  ): void {
+    const ss = this.sessions[s]!;
+    const slot = this.slots[s]!;
+    const t = this.table;
+    const w = session.w;
+    if ((t.flags[w]! & DIRTY) !== 0 && throughOffset !== undefined && this.warmUntil === null) {
+      this.republishSession(ss, session);
+      this.closedRows.push(this.row(w, throughOffset, processingTime!));
+      this.closedChanges.push(this.snapshotRow(w));
+    }
+    ss.remove(session);
+    this.sessionAt[w] = undefined;
+    t.release(w);
+    if (hold) {
+      ss.hold(session.key, session.start, session.end);
+      const expires = sessionExpiresAt(ss.oldestEnd()!, ss.gapMs, slot.retentionMs);
+      if (expires < this.nextExpireAt) this.nextExpireAt = expires;
+    }
+  }
+
+  /** Closes the sessions the current watermark closes (closeWindows' part for session slots); returns the next closing watermark. */
+  private closeSessions(throughOffset: number | undefined, processingTime: number | undefined, hold: boolean): number {
+    const watermark = this.watermark();
+    let next = Infinity;
+    this.sessions.forEach((ss, s) => {
+      if (ss === null) return;
+      const slot = this.slots[s]!;
+      while (isSessionClosed(ss.nextCloseAt(), watermark)) {
+        const { session } = ss.dequeue();
+        if (session.gone) continue;
+        const closesAt = sessionClosesAt(session.end, ss.gapMs, slot.latenessMs);
+        if (isSessionClosed(closesAt, watermark)) this.closeSession(s, session, throughOffset, processingTime, hold);
+        else ss.queue(session, closesAt);
+      }
+      next = Math.min(next, ss.nextCloseAt());
+    });
+    return next;
   }
 
   /**
@@ -486,7 +731,7 @@ export class PartitionState {
         if (expires < this.nextExpireAt) this.nextExpireAt = expires;
       }
     }
-    this.nextCloseAt = next;
+    this.nextCloseAt = Math.min(next, this.closeSessions(throughOffset, processingTime, hold));
     this.dedup.expire(watermark);
     if (this.warmUntil !== null && this.dirty.length > 4096 && this.dirty.length > 2 * this.table.live) this.compactWarmUp();
   }
@@ -516,6 +761,26 @@ export class PartitionState {
             viewRowKey({ metric: slot.metric, granularity: slot.granularity, windowStart: start, partition: this.partition, key }),
           );
       }
+      const ss = this.sessions[s];
+      if (ss === null || ss === undefined) continue;
+      for (let end = ss.oldestEnd(); end !== undefined; end = ss.oldestEnd()) {
+        const expires = sessionExpiresAt(end, ss.gapMs, slot.retentionMs);
+        if (!isSessionExpired(expires, watermark)) {
+          if (expires < next) next = expires;
+          break;
+        }
+        const h = ss.shiftHeld();
+        if (stamp)
+          this.tombstones.push(
+            viewRowKey({
+              metric: slot.metric,
+              granularity: SESSION_GRANULARITY,
+              windowStart: h.start,
+              partition: this.partition,
+              key: h.key,
+            }),
+          );
+      }
     }
     this.nextExpireAt = next;
   }
@@ -540,6 +805,7 @@ export class PartitionState {
       misplaced: t.misplaced[w]!,
       throughOffset,
       processingTime,
+      ...(slot.session ? { windowEnd: this.sessionAt[w]!.end } : {}),
     };
   }
 
@@ -563,16 +829,20 @@ export class PartitionState {
     this.capturedPosition = this.position;
     this.capturedWatermark = watermark;
     const rows = this.closedRows;
-    const changedWindows: WindowSnapshotRow[] = this.closedChanges;
-    const tombstones = this.tombstones;
     const t = this.table;
     for (const w of this.dirty) {
       // Closed since (released: flags 0) or listed twice: nothing to publish for this entry.
       if ((t.flags[w]! & (LIVE | DIRTY)) !== (LIVE | DIRTY)) continue;
       t.flags[w]! &= ~DIRTY;
+      const session = this.sessionAt[w];
+      if (session !== undefined) this.republishSession(this.sessions[t.slots[w]!]!, session);
       rows.push(this.row(w, this.position, this.lastTimestamp));
-      changedWindows.push(this.snapshotRow(w));
+      this.closedChanges.push(this.snapshotRow(w));
     }
+    // Removals first: a delta is applied in order (a removed start is never a live one, anyway).
+    const changedWindows: WindowSnapshotRow[] = this.removals.length > 0 ? [...this.removals, ...this.closedChanges] : this.closedChanges;
+    const tombstones = this.tombstones;
+    this.removals = [];
     this.dirty = [];
     this.closedRows = [];
     this.closedChanges = [];
@@ -597,6 +867,7 @@ export class PartitionState {
       sketch: t.sketches[w] ? t.sketches[w]!.serialize() : null,
       valueSketch: this.valueSketchText(w),
       misplaced: t.misplaced[w]!,
+      ...(this.sessionAt[w] !== undefined ? { windowEnd: this.sessionAt[w].end } : {}),
     };
   }
 
@@ -628,6 +899,25 @@ export class PartitionState {
             valueSketch: null,
             misplaced: 0,
           });
+    });
+    this.sessions.forEach((ss, s) => {
+      if (ss === null) return;
+      const slot = this.slots[s]!.id;
+      for (const list of ss.open.values()) for (const session of list) out.push(this.snapshotRow(session.w));
+      for (const h of ss.heldSessions())
+        out.push({
+          slot,
+          windowStart: h.start,
+          key: h.key,
+          count: 0,
+          sum: null,
+          min: null,
+          max: null,
+          sketch: null,
+          valueSketch: null,
+          misplaced: 0,
+          windowEnd: h.end,
+        });
     });
     return out;
   }
@@ -674,6 +964,10 @@ export class PartitionState {
     const s = slotIndex.get(row.slot);
     if (s === undefined) return;
     const slot = this.slots[s]!;
+    if (slot.session) {
+      this.restoreSession(s, row);
+      return;
+    }
     const byKey = this.windowMap(s, row.windowStart);
     // A held (closed) window's row has count 0 and needs no sketch: finishRestore closes it.
     const sketch = slot.hasDistinct && row.count > 0 ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
@@ -688,6 +982,54 @@ export class PartitionState {
       t.sketches[w] = sketch;
       t.valueSketches[w] = valueSketch;
     }
+    t.counts[w] = row.count;
+    t.misplaced[w] = row.misplaced;
+    if (row.sum !== null) {
+      t.sums[w] = row.sum;
+      t.mins[w] = row.min!;
+      t.maxs[w] = row.max!;
+      t.flags[w]! |= HAS_VALUE;
+    } else {
+      t.sums[w] = 0;
+      t.mins[w] = Infinity;
+      t.maxs[w] = -Infinity;
+      t.flags[w]! &= ~HAS_VALUE;
+    }
+  }
+
+  /** restoreWindow for a session slot: an open session (upserted by start), a held one (count 0), or a removal. */
+  private restoreSession(s: number, row: WindowSnapshotRow): void {
+    const ss = this.sessions[s]!;
+    const slot = this.slots[s]!;
+    const t = this.table;
+    const existing = ss.open.get(row.key)?.find((o) => o.start === row.windowStart);
+    if (row.count === REMOVED_SESSION) {
+      if (existing !== undefined) {
+        ss.remove(existing);
+        this.sessionAt[existing.w] = undefined;
+        t.release(existing.w);
+      }
+      return;
+    }
+    const end = row.windowEnd ?? row.windowStart;
+    if (row.count === 0) {
+      ss.hold(row.key, row.windowStart, end);
+      return;
+    }
+    let session = existing;
+    const sketch = slot.hasDistinct ? (row.sketch ? HyperLogLog.deserialize(row.sketch) : new HyperLogLog()) : null;
+    if (session === undefined) {
+      const w = t.alloc(s, row.windowStart, row.key, sketch, null);
+      // Restored from a checkpoint: its row was published under this start.
+      session = { key: row.key, start: row.windowStart, end, w, publishedStart: row.windowStart, gone: false };
+      ss.add(session);
+      this.sessionAt[w] = session;
+    } else {
+      t.sketches[session.w] = sketch;
+      session.end = end;
+    }
+    ss.queue(session, sessionClosesAt(end, ss.gapMs, slot.latenessMs));
+    const w = session.w;
     t.counts[w] = row.count;
     t.misplaced[w] = row.misplaced;
     if (row.sum !== null) {
@@ -744,6 +1086,7 @@ export class PartitionState {
             (t.valueSketches[w] ? 64 + 40 * t.valueSketches[w]!.size : 0);
       }
     }
+    for (const ss of this.sessions) if (ss !== null) bytes += ss.approxBytes();
     for (const held of this.held) {
       for (const { keys } of held.entries()) {
         bytes += 48;
