@@ -11,6 +11,7 @@ import { ConfigError, InfrastructureError } from '../services/errors.ts';
 import { formatDuration } from '../services/config/durations.ts';
 import { granularityMs, type MetricDefinitions } from '../services/metrics/definitions.ts';
 import { retentionMsOf } from '../services/metrics/retention.ts';
+import { sessionRetentionMs } from '../services/metrics/sessionRule.ts';
 import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
@@ -117,6 +118,15 @@ function checkLakeRetention(lakeRetentionMs: number, metrics: MetricDefinitions)
           `--lake-retention ${formatDuration(lakeRetentionMs)} is shorter than ${g} windows of metric "${m.name}" need (${formatDuration(needed)}: the window and its retention); the batch view of a window still answered needs all its events`,
         );
     }
+  for (const m of metrics.metrics) {
+    if (m.session === undefined) continue;
+    // A session has no bound on its length: this is the least it needs (docs/metrics.md, "Sessions").
+    const needed = m.session.gapMs + sessionRetentionMs(m);
+    if (lakeRetentionMs < needed)
+      throw new ConfigError(
+        `--lake-retention ${formatDuration(lakeRetentionMs)} is shorter than the sessions of metric "${m.name}" need (${formatDuration(needed)}: the gap and the sessions' retention); the batch view of a session still answered needs all its events`,
+      );
+  }
   return lakeRetentionMs;
 }
 
