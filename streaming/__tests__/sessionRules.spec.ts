@@ -63,65 +63,59 @@ describe('serving merge of session rows (the docs/merge-rule.md table)', () => {
   const ev = (id: string, minutes: number) =>
     Buffer.from(JSON.stringify({ id, type: 'ride', ts: new Date(T0 + minutes * MIN).toISOString(), rider: 'r1' }));
 
-  it('a late event dropped by the speed layer is counted once a batch run passes it; before, the speed rows answer', () => {
-    // Partition 2 of the table: offsets 100.., out-of-orderness 0.
-    const state = new PartitionState(2, defs, { outOfOrdernessMs: 0, dedupHorizonMs: 1e12 }, { homePartitions: 1 });
+  it('the table: a late event dropped by the speed layer is counted once a batch run passes it; the cluster rule, not the set rule', () => {
+    const states = [0, 1].map((p) => new PartitionState(p, defs, { outOfOrdernessMs: 0, dedupHorizonMs: 1e12 }, { homePartitions: 2 }));
     const view = new Map<string, ViewRow>();
-    const checkpoint = () => {
-      const { rows, tombstones } = state.captureChanges();
+    const checkpoint = (p: number) => {
+      const { rows, tombstones } = states[p]!.captureChanges();
       for (const r of rows) view.set(viewRowKey(r), r);
       for (const k of tombstones) view.delete(k);
     };
-    const input: [number, string, number][] = [
-      [100, 'a', 0], // 12:00 a session starts
-      [101, 'b', 20], // 12:20 extends it
-      [102, 'c', 90], // 13:30 a new session; the watermark passes 12:55 (12:20 + 30m + 5m): the first closes, final row stamped 103
-      [103, 'd', 45], // 12:45 late: within 30m of 12:20, a closed session: dropped
-      [104, 'e', 95], // 13:35 extends the second
+    const input: [number, number, string, number][] = [
+      [0, 100, 'a', 0], // 12:00 session A starts
+      [0, 101, 'b', 20], // 12:20 A is 12:00-12:20
+      [1, 40, 'f', 65], // 13:05 in p1
+      [0, 102, 'c', 90], // 13:30 session B; the watermark passes 12:55: A closes, final row stamped 103
+      [0, 103, 'd', 45], // 12:45 late: within 30m of the closed A: dropped
+      [0, 104, 'e', 95], // 13:35 B is 13:30-13:35
     ];
-    for (const [offset, id, minutes] of input) {
-      state.apply({ offset, timestamp: T0 + offset, value: ev(id, minutes), key: null });
-      if (offset === 102 || offset === 104) checkpoint();
+    for (const [p, offset, id, minutes] of input) {
+      states[p]!.apply({ offset, timestamp: T0 + offset, value: ev(id, minutes), key: null });
+      if (offset === 102 || offset === 104 || offset === 40) checkpoint(p);
     }
-    expect(state.counters.droppedLate['rides/session']).toBe(1);
+    expect(states[0]!.counters.droppedLate['rides/session']).toBe(1);
     const speed: SourcedSessionRow[] = [...view.values()].map((r) => ({
       ...r,
       start: r.windowStart,
       end: r.windowEnd!,
       source: 'speed' as const,
     }));
-    expect(speed.map((r) => [r.start, r.end, r.count, r.throughOffset])).toEqual([
-      [T0, T0 + 20 * MIN, 2, 103],
-      [T0 + 90 * MIN, T0 + 95 * MIN, 2, 105],
+    expect(speed.map((r) => [r.partition, (r.start - T0) / MIN, (r.end - T0) / MIN, r.count, r.throughOffset]).sort()).toEqual([
+      [0, 0, 20, 2, 103],
+      [0, 90, 95, 2, 105],
+      [1, 65, 65, 1, 41],
     ]);
-    const batchRow = (start: number, end: number, count: number, cut: number): SourcedSessionRow => ({
+    const batchRow = (partition: number, start: number, end: number, count: number, cut: number): SourcedSessionRow => ({
       ...measures(count, T0 + start * MIN, T0 + end * MIN),
-      partition: 2,
+      partition,
       source: 'batch',
       throughOffset: cut,
       processingTime: 0,
     });
-    const answer = (rows: SourcedSessionRow[], cut: number) =>
-      combineSessionRows(rows, () => cut, 30 * MIN).map((s) => [(s.start - T0) / MIN, (s.end - T0) / MIN, s.count, s.source]);
+    const answer = (rows: SourcedSessionRow[], cut: number[]) =>
+      combineSessionRows(rows, (p) => cut[p] ?? 0, 30 * MIN).map((s) => [(s.start - T0) / MIN, (s.end - T0) / MIN, s.count, s.source]);
     // No batch run: the speed rows, without the dropped event.
-    expect(answer(speed, 0)).toEqual([
+    expect(answer(speed, [])).toEqual([
       [0, 20, 2, 'speed'],
-      [90, 95, 2, 'speed'],
+      [65, 95, 3, 'speed'],
     ]);
-    // A batch run with cut 103 (before the late event): the first session is answered by batch
-    // (the speed row's 103 is no more), the second by speed (105 > 103).
-    expect(answer([...speed, batchRow(0, 20, 2, 103), batchRow(90, 90, 1, 103)], 103)).toEqual([
-      [0, 20, 2, 'batch'],
-      [90, 95, 2, 'speed'],
-    ]);
-    // A batch run with cut 104 (after it): the batch run counts the late event in the first session.
-    expect(answer([...speed, batchRow(0, 45, 3, 104), batchRow(90, 90, 1, 104)], 104)).toEqual([
-      [0, 45, 3, 'batch'],
-      [90, 95, 2, 'speed'],
-    ]);
-    // The set rule (the whole partition's set by its largest stamp, 105) would have shown 2, not 3.
+    // A batch run with cut p0 = 104, p1 = 41: X = 12:00-12:45 (the late event), Y = 13:30, p1's 13:05.
+    const batch = [batchRow(0, 0, 45, 3, 104), batchRow(0, 90, 90, 1, 104), batchRow(1, 65, 65, 1, 41)];
+    expect(answer([...speed, ...batch], [104, 41])).toEqual([[0, 95, 6, 'mixed']]);
+    // The set rule (p0's speed set whole, by its largest stamp 105 > 104) would lose the late event.
+    const setRule = [...speed.filter((r) => r.partition === 0), ...batch.filter((r) => r.partition === 1)];
+    expect(chainSessions(setRule, 30 * MIN).map((s) => s.count)).toEqual([2, 3]);
   });
-
   it('a late event bridging two open sessions merges them: the later row is deleted in the checkpoint that publishes the merge', () => {
     const state = new PartitionState(0, defs, { outOfOrdernessMs: 3_600_000, dedupHorizonMs: 1e12 }, { homePartitions: 1 });
     const view = new Map<string, ViewRow>();
