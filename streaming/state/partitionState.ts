@@ -217,6 +217,8 @@ export class PartitionState {
   private closedRows: ViewRow[] = [];
   /** Smallest `start + size + lateness` over open windows: the watermark that closes the next one. */
   private nextCloseAt = Infinity;
+  /** A lower bound of the watermark that closes the next open session (SessionSlot's queue). */
+  private nextSessionCloseAt = Infinity;
   /** Per slot: closed windows whose rows are still published, until they expire. */
   private readonly held: HeldWindows[];
   /** Smallest `start + size + retention` over held windows: the watermark that expires the next one. */
@@ -400,6 +402,8 @@ export class PartitionState {
       this.maxTs = ts;
       const wm = partitionWatermark(ts, this.semantics.outOfOrdernessMs);
       if (wm > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+      // Sessions close as often as their keys go quiet: without the windows' scan and the dedup expiry.
+      else if (wm > this.nextSessionCloseAt) this.nextSessionCloseAt = this.closeSessions(offset + 1, timestamp, this.warmUntil === null);
       if (wm > this.nextExpireAt) this.expireWindows(true);
     }
   }
@@ -477,7 +481,7 @@ export class PartitionState {
     }
     const closesAt = sessionClosesAt(session.end, gap, slot.latenessMs);
     if (isSessionClosed(closesAt, watermark)) this.closeSession(s, session, offset + 1, timestamp, this.warmUntil === null);
-    else if (closesAt < this.nextCloseAt) this.nextCloseAt = closesAt;
+    else if (closesAt < this.nextSessionCloseAt) this.nextSessionCloseAt = closesAt;
   }
 
   /** Merges open session `o` into `into` (a late event bridged them): aggregates combined, `o`'s published row deleted. */
@@ -610,7 +614,8 @@ export class PartitionState {
     }
     if (ts > this.maxTs) {
       this.maxTs = ts;
-      if (partitionWatermark(ts, this.semantics.outOfOrdernessMs) > this.nextCloseAt) this.closeWindows(offset + 1, timestamp);
+      if (partitionWatermark(ts, this.semantics.outOfOrdernessMs) > Math.min(this.nextCloseAt, this.nextSessionCloseAt))
+        this.closeWindows(offset + 1, timestamp);
     }
   }
 
@@ -731,7 +736,8 @@ export class PartitionState {
         if (expires < this.nextExpireAt) this.nextExpireAt = expires;
       }
     }
-    this.nextCloseAt = Math.min(next, this.closeSessions(throughOffset, processingTime, hold));
+    this.nextCloseAt = next;
+    this.nextSessionCloseAt = this.closeSessions(throughOffset, processingTime, hold);
     this.dedup.expire(watermark);
     if (this.warmUntil !== null && this.dirty.length > 4096 && this.dirty.length > 2 * this.table.live) this.compactWarmUp();
   }

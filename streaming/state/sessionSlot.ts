@@ -68,14 +68,16 @@ export class SessionSlot {
 
   queue(session: OpenSession, at: number): void {
     const h = this.heap;
-    h.push({ at, session });
-    let i = h.length - 1;
+    const entry = { at, session };
+    let i = h.length;
+    h.push(entry);
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= h[i]!.at) break;
-      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      if (h[parent]!.at <= at) break;
+      h[i] = h[parent]!;
       i = parent;
     }
+    h[i] = entry;
   }
 
   /** Removes and returns the entry with the lowest closing watermark. */
@@ -84,18 +86,18 @@ export class SessionSlot {
     const top = h[0]!;
     const last = h.pop()!;
     if (h.length > 0) {
-      h[0] = last;
+      // Sift `last` down from the root (moving children up instead of swapping pairs).
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= h.length) break;
         const r = l + 1;
-        let m = i;
-        if (l < h.length && h[l]!.at < h[m]!.at) m = l;
-        if (r < h.length && h[r]!.at < h[m]!.at) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i]!, h[m]!];
-        i = m;
+        const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+        if (h[c]!.at >= last.at) break;
+        h[i] = h[c]!;
+        i = c;
       }
+      h[i] = last;
     }
     return top;
   }
@@ -134,11 +136,24 @@ export class SessionSlot {
     this.heldCount++;
   }
 
-  /** Whether an event at `ts` of `key` lies within gap of a held (closed) session: it would change a final row. */
+  /**
+   * Whether an event at `ts` of `key` lies within gap of a held (closed) session: it would change
+   * a final row. The spans are in order of start, disjoint and at least gap apart, so only the
+   * last one starting before ts + gap and the one before it can be within gap of ts (a binary
+   * search: a key may hold many closed sessions until they expire).
+   */
   touchesHeld(key: string, ts: number): boolean {
     const spans = this.held.get(key);
     if (spans === undefined) return false;
-    for (const s of spans) if (touchesSession(s, ts, this.gapMs)) return true;
+    let lo = 0;
+    let hi = spans.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (spans[mid]!.start - ts < this.gapMs) lo = mid + 1;
+      else hi = mid;
+    }
+    // spans[lo - 1] is the last one starting before ts + gap.
+    for (let i = lo - 1; i >= Math.max(0, lo - 2); i--) if (touchesSession(spans[i]!, ts, this.gapMs)) return true;
     return false;
   }
 
