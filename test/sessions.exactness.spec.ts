@@ -273,7 +273,7 @@ function merged(rows: ReturnType<typeof asGot>[], metrics: GenMetric[]): Map<str
   return out;
 }
 
-describe('session windows: speed and batch partials, merged sessions and serving equal the oracle', () => {
+describe(`session windows: speed and batch partials, merged sessions and serving equal the oracle (seed ${SEED})`, () => {
   const dir = tempDir('lk-sessions-');
   const topic = uniqueName('sessions');
   const r = seededRandom(SEED);
