@@ -142,3 +142,23 @@ describe('serving merge of session rows (the docs/merge-rule.md table)', () => {
     ]);
   });
 });
+
+describe('a version with session metrics replays from the beginning', () => {
+  it('a mid-log start is refused with a message naming --from earliest; a start at offset 0 is not', async () => {
+    const { refuseMidLogSessions } = await import('../replay/replayCommand.ts');
+    const defs = parseMetricDefinitions(
+      `metrics:\n  - { name: rides, key: rider, session: { gap: 30m }, allowedLateness: 5m }\n`,
+      's.yaml',
+    ).metrics;
+    const start = (startOffsets: number[], from: 'time' | 'earliest') => ({
+      origin: { from, startOffsets, fromTime: null, lakeEnds: null },
+      beginnings: startOffsets.map(() => 0),
+      ends: startOffsets.map(() => 100),
+    });
+    expect(() => refuseMidLogSessions(defs, start([40, 0], 'time'))).toThrow(
+      /metric "rides" has session windows, which a version starting mid-log cannot warm up yet; replay it with --from earliest/,
+    );
+    expect(() => refuseMidLogSessions(defs, start([0, 0], 'time'))).not.toThrow();
+    expect(() => refuseMidLogSessions(defs, start([0, 0], 'earliest'))).not.toThrow();
+  });
+});

@@ -172,7 +172,7 @@ async function replay(opts: ReplayOptions): Promise<void> {
  * closes would decide which later events are late without a row in the view to say so
  * (docs/metrics.md, "Sessions").
  */
-function refuseMidLogSessions(metrics: readonly MetricDefinition[], start: ResolvedStart): void {
+export function refuseMidLogSessions(metrics: readonly MetricDefinition[], start: ResolvedStart): void {
   const { origin } = start;
   if (origin.startOffsets === null || origin.from === 'earliest' || origin.startOffsets.every((s) => s === 0)) return;
   const session = metrics.find((m) => m.session !== undefined);
