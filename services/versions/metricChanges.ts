@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { formatDuration } from '../config/durations.ts';
 import { eventMappingOf, type MetricDefinition } from '../metrics/definitions.ts';
 import type { EventMapping } from '../metrics/fieldSemantics.ts';
+import { sessionRetentionMs } from '../metrics/sessionRule.ts';
 
 /** How two event mappings differ, in words (`event.id is meta.eventId in A, $key in B`); empty when equal. */
 export function mappingDifferences(a: EventMapping, b: EventMapping, aLabel: string, bLabel: string): string[] {
@@ -98,6 +99,18 @@ export function compareDefinitions(
             `metric "${def.name}": ${g} retention shrank from ${formatDuration(a)} to ${formatDuration(b)}; windows expire sooner`,
           );
       }
+    }
+    // Sessions are kept as the windows of their gap's size (sessionRule.ts): the same rule as a size's retention.
+    if (old.retention !== undefined && old.session !== undefined && def.session !== undefined) {
+      const [a, b] = [sessionRetentionMs(old), sessionRetentionMs(def)];
+      if (b > a)
+        problems.push(
+          `metric "${def.name}": session retention grew from ${formatDuration(a)} to ${formatDuration(b)}; sessions the ${stateLabel} already expired and deleted cannot come back; start a new --version`,
+        );
+      else if (b < a)
+        notes.push(
+          `metric "${def.name}": session retention shrank from ${formatDuration(a)} to ${formatDuration(b)}; sessions expire sooner`,
+        );
     }
     if (def.allowedLatenessMs > old.allowedLatenessMs) {
       problems.push(

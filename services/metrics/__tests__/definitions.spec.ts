@@ -198,5 +198,13 @@ ${extra}`;
     const b = parseMetricDefinitions(session('    session: { gap: 10m }\n')).metrics;
     expect(compareDefinitions(a, b, 'checkpoints').problems[0]).toMatch(/metric "rides": session changed/);
     expect(metricDifferences(a, b)).toEqual(['metric "rides": session is {"gapMs":600000} in the file, {"gapMs":1800000} in the version']);
+    // Sessions are kept as windows of the gap's size: a longer retention cannot bring expired ones back.
+    const kept = (r: string) => parseMetricDefinitions(session(`    session: { gap: 30m }\n    retention: { 30m: ${r} }\n`)).metrics;
+    expect(compareDefinitions(kept('7d'), kept('30d'), 'checkpoints').problems).toEqual([
+      'metric "rides": session retention grew from 7d to 30d; sessions the checkpoints already expired and deleted cannot come back; start a new --version',
+    ]);
+    expect(compareDefinitions(kept('30d'), kept('7d'), 'checkpoints').notes).toContain(
+      'metric "rides": session retention shrank from 30d to 7d; sessions expire sooner',
+    );
   });
 });
