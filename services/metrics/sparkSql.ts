@@ -18,8 +18,8 @@
  * the DuckDB compiler gains (window sizes, sessions, composite keys, avg, percentiles) get their
  * Spark twin beside it.
  */
-import type { Granularity, MetricDefinition } from './definitions.ts';
-import { memberValuePattern, NON_STRING_TEXT_STARTS, type FilterValue } from './fieldSemantics.ts';
+import { keyFieldsOf, type Granularity, type MetricDefinition } from './definitions.ts';
+import { memberValuePattern, NON_STRING_TEXT_STARTS, type FieldCondition, type FilterValue } from './fieldSemantics.ts';
 import { HLL_M, HLL_P } from './hll.ts';
 import { windowShape, windowStartSql } from './windowStart.ts';
 
@@ -130,6 +130,35 @@ export function sparkHasScalarSql(f: SparkField): string {
   return `(${f.kind} IS NOT NULL)`;
 }
 
+/**
+ * `conditionAccepts` (fieldSemantics.ts `conditionSql`'s twin): `exists` tests the kind, `not` is
+ * NOT over the equality test (a missing field equals none of the values), and a bound compares
+ * the numeric value with the bound's double, read from its shortest text (Java's parser, as
+ * DuckDB's, reads it back to the same double). coalesce: an unknown is no match, as in DuckDB.
+ */
+export function sparkConditionSql(f: SparkField, c: FieldCondition): string {
+  const parts: string[] = [];
+  if (c.exists !== undefined) parts.push(`(${f.kind} IS ${c.exists ? 'NOT ' : ''}NULL)`);
+  if (c.not !== undefined) parts.push(`NOT coalesce(${sparkFilterSql(f, c.not)}, FALSE)`);
+  const bounds = (['gt', 'gte', 'lt', 'lte'] as const).filter((b) => c[b] !== undefined);
+  if (bounds.length > 0) {
+    const n = sparkNumericValueSql(f);
+    const op = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+    parts.push(`coalesce(${bounds.map((b) => `${n} ${op[b]} CAST('${String(c[b])}' AS DOUBLE)`).join(' AND ')}, FALSE)`);
+  }
+  return parts.length === 0 ? 'TRUE' : `(${parts.join(' AND ')})`;
+}
+
+/**
+ * `compositeKeyText` of the parts' text expressions: `\` written `\\`, `|` written `\|`, joined
+ * by `|` (Spark's replace is literal, as DuckDB's). concat, not concat_ws: a missing part makes
+ * the key NULL, as in DuckDB (the metric's condition already requires every part).
+ */
+export function sparkCompositeKeyTextSql(parts: readonly string[]): string {
+  const escaped = parts.map((p) => `replace(replace(${p}, ${sparkQuote('\\')}, ${sparkQuote('\\\\')}), '|', ${sparkQuote('\\|')})`);
+  return `concat(${escaped.join(`, '|', `)})`;
+}
+
 // ---------------------------------------------------------------- HyperLogLog (hll.ts)
 
 /**
@@ -182,11 +211,16 @@ export interface CompiledMetricSpark {
 /** compile.ts `compileMetricSql`'s twin, over the fields' kind and text columns (`fieldOf`). */
 export function compileMetricSpark(def: MetricDefinition, fieldOf: (field: string) => SparkField): CompiledMetricSpark {
   const conditions = Object.entries(def.filter).map(([field, accepted]) => sparkFilterSql(fieldOf(field), accepted));
-  conditions.push(sparkHasScalarSql(fieldOf(def.key)));
+  for (const [field, c] of Object.entries(def.conditions ?? {})) conditions.push(sparkConditionSql(fieldOf(field), c));
+  const keyFields = keyFieldsOf(def);
+  for (const k of keyFields) conditions.push(sparkHasScalarSql(fieldOf(k)));
   const distinct = def.distinct === undefined ? undefined : sparkFieldTextSql(fieldOf(def.distinct));
   return {
     where: conditions.join(' AND '),
-    key: sparkFieldTextSql(fieldOf(def.key)),
+    key:
+      keyFields.length === 1
+        ? sparkFieldTextSql(fieldOf(keyFields[0]!))
+        : sparkCompositeKeyTextSql(keyFields.map((k) => sparkFieldTextSql(fieldOf(k)))),
     value: def.value === undefined ? 'CAST(NULL AS DOUBLE)' : sparkNumericValueSql(fieldOf(def.value)),
     register:
       distinct === undefined ? 'CAST(NULL AS INT)' : `(CASE WHEN ${distinct} IS NOT NULL THEN ${sparkHllRegisterSql(distinct)} END)`,

@@ -18,7 +18,7 @@
  *   rolls coarser windows up from finer ones, which gives the same rows), with the distinct
  *   registers as a set per window, serialized in SQL (sparkSketchSql).
  */
-import type { MetricDefinition } from '../../../services/metrics/definitions.ts';
+import { metricFieldsOf, type MetricDefinition } from '../../../services/metrics/definitions.ts';
 import {
   compileMetricSpark,
   sparkFieldsStructType,
@@ -81,12 +81,7 @@ export interface SparkPlan {
 /** Fields read by any metric, in a fixed order, except `type` (the typed column). */
 export function sparkReferencedFields(defs: readonly MetricDefinition[]): string[] {
   const fields = new Set<string>();
-  for (const d of defs) {
-    for (const f of Object.keys(d.filter)) fields.add(f);
-    fields.add(d.key);
-    if (d.value !== undefined) fields.add(d.value);
-    if (d.distinct !== undefined) fields.add(d.distinct);
-  }
+  for (const d of defs) for (const f of metricFieldsOf(d)) fields.add(f);
   fields.delete(TYPE_FIELD);
   return [...fields];
 }

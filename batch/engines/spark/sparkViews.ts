@@ -153,12 +153,10 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
     throw new ConfigError(
       `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
     );
-  const unsupported = defs.find(
-    (d) => d.keyParts !== undefined || (d.conditions !== undefined && Object.keys(d.conditions).length > 0) || d.percentiles !== undefined,
-  );
+  const unsupported = defs.find((d) => d.percentiles !== undefined);
   if (unsupported)
     throw new ConfigError(
-      `${options.metrics.source}: metric ${unsupported.name} uses ${unsupported.keyParts ? 'a composite key' : unsupported.percentiles ? 'percentiles' : 'conditions (not, bounds, exists)'}, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
+      `${options.metrics.source}: metric ${unsupported.name} uses percentiles, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
     );
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;

@@ -2,7 +2,8 @@
  * One definition, two batch engines: generated events (every JSON number form as keys and filter
  * values, strings with escapes and Unicode, booleans, the string "1" beside the number 1, field
  * names differing only in case, duplicates, misplaced records) and generated metric definitions
- * (filters of every type, keys, values and distinct fields on any field, any granularities) go
+ * (filters of every type, conditions (not, in, bounds, exists), one-field and composite keys,
+ * values and distinct fields on any field, any granularities) go
  * into one Delta table through the real lake writer; DuckDB and Spark recompute the views from
  * it, and every view row must be equal, column by column (Object.is: sums, sketches' bytes,
  * counts, stamps), and so must the run records' counts and cuts.
@@ -62,7 +63,7 @@ function numberText(r: Rand): string {
 }
 
 const ESCAPES = ['\\"', '\\\\', '\\/', '\\n', '\\t', '\\u00e9', '\\u0041', '\\u4e2d', '\\ud83d\\ude00'];
-const PIECES = ['a', 'b', 'user-', '1', '100', '0.5', 'true', ' ', "it's", '#', '-', 'é', '中', '😀', '{', '[', 'Infinity', 'NaN'];
+const PIECES = ['a', 'b', 'user-', '1', '100', '0.5', 'true', ' ', "it's", '#', '-', 'é', '中', '😀', '{', '[', 'Infinity', 'NaN', '|'];
 
 function stringText(r: Rand): string {
   const parts: string[] = [];
@@ -143,18 +144,35 @@ function metricFile(r: Rand, pools: Record<string, string[]>): string {
       filter.push(
         `"type": ${r() < 0.5 ? JSON.stringify(pick(r, TYPES)) : `[${JSON.stringify(pick(r, TYPES))}, ${JSON.stringify(pick(r, TYPES))}]`}`,
       );
+    const filtered = new Set<string>();
     for (const f of ['k1', 'flag', 'K2'] as const) {
       if (r() < 0.25) {
+        filtered.add(f);
         const accepted = Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(r, pools[f]!));
         filter.push(`${JSON.stringify(f)}: [${accepted.join(', ')}]`);
       }
     }
-    const key = pick(r, ['type', ...FIELDS]);
+    // Conditions beside equality on any field: not (values as the events write them), numeric
+    // bounds (from the values' own numbers, so that bounds fall among them), exists.
+    for (const f of ['k1', 'k2', 'flag', 'w-x', 'amount'] as const) {
+      if (filtered.has(f) || r() >= 0.2) continue;
+      const c: string[] = [];
+      const from = f === 'amount' ? Array.from({ length: 4 }, () => summableText(r)) : pools[f]!;
+      const numbers = from.filter((t) => /^-?[0-9]/.test(t) && Number.isFinite(Number(t)));
+      if (r() < 0.4) c.push(`"not": [${Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(r, from)).join(', ')}]`);
+      for (const b of ['gt', 'gte', 'lt', 'lte']) if (numbers.length > 0 && r() < 0.25) c.push(`"${b}": ${pick(r, numbers)}`);
+      if (r() < 0.25) c.push(`"exists": ${r() < 0.7}`);
+      if (c.length === 0 || r() < 0.2) c.push(`"in": [${Array.from({ length: 1 + Math.floor(r() * 3) }, () => pick(r, from)).join(', ')}]`);
+      filter.push(`${JSON.stringify(f)}: {${c.join(', ')}}`);
+    }
+    // One field, or a composite key of two or three (parts holding | and \ are in the pools).
+    const keyFields = [...new Set(Array.from({ length: r() < 0.35 ? 2 + Math.floor(r() * 2) : 1 }, () => pick(r, ['type', ...FIELDS])))];
+    const key = keyFields.length === 1 ? JSON.stringify(keyFields[0]) : JSON.stringify(keyFields);
     const value = r() < 0.7 ? 'amount' : r() < 0.5 ? pick(r, FIELDS) : undefined;
     const distinct = r() < 0.6 ? pick(r, ['type', ...FIELDS]) : undefined;
     const grans = ['minute', 'hour', 'day', '5m', '6h', '7d'].filter(() => r() < 0.4);
     metrics.push(
-      `{"name": "m${m}", "filter": {${filter.join(', ')}}, "key": ${JSON.stringify(key)}${value ? `, "value": ${JSON.stringify(value)}` : ''}${
+      `{"name": "m${m}", "filter": {${filter.join(', ')}}, "key": ${key}${value ? `, "value": ${JSON.stringify(value)}` : ''}${
         distinct ? `, "distinct": ${JSON.stringify(distinct)}` : ''
       }, "granularities": ${JSON.stringify(grans.length > 0 ? grans : ['hour'])}, "allowedLateness": "1h"}`,
     );

@@ -1,7 +1,7 @@
 /**
  * What the Spark engine does not compute yet is refused before anything runs (no Spark install,
  * no staged run, nothing published), with a message naming --engine duckdb: a metric file with
- * percentiles, a composite key, conditions or session windows. In `npm test`: no Spark is needed to refuse.
+ * percentiles or session windows. In `npm test`: no Spark is needed to refuse.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +22,6 @@ const FILES: [string, string][] = [
     'percentiles',
     `{"name": "m", "key": "type", "value": "amount", "percentiles": true, "granularities": ["hour"], "allowedLateness": "1h"}`,
   ],
-  ['a composite key', `{"name": "m", "key": ["type", "user"], "granularities": ["hour"], "allowedLateness": "1h"}`],
   ['session windows', `{"name": "m", "key": "user", "session": {"gap": "30m"}, "allowedLateness": "1h"}`],
 ];
 
