@@ -21,6 +21,7 @@
 import { keyFieldsOf, type Granularity, type MetricDefinition } from './definitions.ts';
 import { memberValuePattern, NON_STRING_TEXT_STARTS, type FieldCondition, type FilterValue } from './fieldSemantics.ts';
 import { HLL_M, HLL_P } from './hll.ts';
+import { ZERO_BUCKET, type BucketTable } from './ddsketch.ts';
 import { windowShape, windowStartSql } from './windowStart.ts';
 
 // ---------------------------------------------------------------- literals
@@ -85,13 +86,18 @@ export function sparkMemberTextSql(capture: string, decoded: string): string {
  * position n of the decimal point, then ECMAScript's layout). `transform(array(x), v -> ...)[0]`
  * binds an intermediate value once.
  */
+/** The number parts of JSON number text `t` (sign, integer and fraction digits, exponent), as fieldSemantics.ts NUMBER_PARTS. */
+const NUMBER_PARTS =
+  `named_struct('neg', startswith(t, '-'), 'ip', regexp_extract(t, '^-?([0-9]+)', 1), ` +
+  `'fp', regexp_extract(t, '^-?[0-9]+\\\\.([0-9]+)', 1), 'ex', coalesce(try_cast(regexp_extract(t, '[eE]([+-]?[0-9]+)$', 1) AS BIGINT), 0))`;
+const Z_DIGITS = `TRIM(LEADING '0' FROM concat(p.ip, p.fp))`;
+const D_DIGITS = `TRIM(TRAILING '0' FROM ${Z_DIGITS})`;
+/** From NUMBER_PARTS `p`: the digits without leading (z) and trailing zeros (d), the zeros cut (tz), the exponent less the fraction (e10). */
+const NUMBER_DIGITS = `named_struct('neg', p.neg, 'z', ${Z_DIGITS}, 'd', ${D_DIGITS}, 'tz', length(${Z_DIGITS}) - length(${D_DIGITS}), 'e10', p.ex - length(p.fp))`;
+
 export function sparkCanonicalNumberSql(text: string): string {
-  const parts =
-    `named_struct('neg', startswith(t, '-'), 'ip', regexp_extract(t, '^-?([0-9]+)', 1), ` +
-    `'fp', regexp_extract(t, '^-?[0-9]+\\\\.([0-9]+)', 1), 'ex', coalesce(try_cast(regexp_extract(t, '[eE]([+-]?[0-9]+)$', 1) AS BIGINT), 0))`;
-  const z = `TRIM(LEADING '0' FROM concat(p.ip, p.fp))`;
-  const d = `TRIM(TRAILING '0' FROM ${z})`;
-  const digits = `named_struct('neg', p.neg, 'z', ${z}, 'd', ${d}, 'tz', length(${z}) - length(${d}), 'e10', p.ex - length(p.fp))`;
+  const parts = NUMBER_PARTS;
+  const digits = NUMBER_DIGITS;
   const withN = `named_struct('neg', r.neg, 'z', r.z, 'd', r.d, 'n', length(r.d) + r.e10 + r.tz)`;
   const layout = `CASE WHEN q.z = '' THEN '0' ELSE concat(CASE WHEN q.neg THEN '-' ELSE '' END, CASE
       WHEN length(q.d) <= q.n AND q.n <= 21 THEN concat(q.d, repeat('0', CAST(q.n - length(q.d) AS INT)))
@@ -192,6 +198,56 @@ export function sparkSketchSql(regs: string, emptySketch: string): string {
   const dense = `concat('02', concat_ws('', transform(sequence(0, ${HLL_M - 1}), b -> lpad(hex(coalesce(try_element_at(rk, b), 0)), 2, '0'))))`;
   const body = `CASE WHEN size(m) = 0 THEN ${sparkQuote(emptySketch)} WHEN size(m) <= ${HLL_M / 4} THEN ${b64(sparse)} ELSE transform(array(${ranks}), rk -> ${b64(dense)})[0] END`;
   return `transform(array(${sorted}), s -> transform(array(${max}), m -> ${body})[0])[0]`;
+}
+
+// ---------------------------------------------------------------- percentile buckets (ddsketch.ts)
+
+/**
+ * ddsketch.ts's boundary tables (`bucketBoundaries`, one per relative accuracy `a`, the index in
+ * `tables`) as Spark rows `(a, k, lo, hi)`: bucket k >= 1 of the table holds the magnitudes in
+ * (lo, hi] = (boundaries[k - 1], boundaries[k]]. Each boundary is written in its shortest
+ * round-trip text, which Spark's cast (Java's correctly rounded parser) reads back to the same
+ * double, as DuckDB's does from `boundaryTableSql`.
+ */
+export function sparkBucketTableSql(tables: readonly BucketTable[]): string {
+  const rows: string[] = [];
+  tables.forEach((t, a) => {
+    for (let k = 1; k < t.boundaries.length; k++)
+      rows.push(`(${a}, ${k}, CAST('${String(t.boundaries[k - 1]!)}' AS DOUBLE), CAST('${String(t.boundaries[k]!)}' AS DOUBLE))`);
+  });
+  return `SELECT * FROM VALUES ${rows.join(', ')} AS lk_ddb(a, k, lo, hi)`;
+}
+
+/**
+ * `bucketOf` of the DOUBLE column `v` of `source` (columns `a`, the accuracy's index in `tables`,
+ * and `v`): `SELECT a, v, bucket`, zero as ZERO_BUCKET, magnitudes at or below the first boundary
+ * in bucket 1, above the last in the last, negative values as the negated bucket of their
+ * magnitude, as DuckDB's `bucketSelectSql`. The table decides: the bucket is the row with lo < |v|
+ * <= hi. Spark has no ASOF join and a range join would compare each value with every boundary, so
+ * the rows compared are narrowed to a few candidates around floor(ln|v| / ln gamma) (an equi-join
+ * on k); the logarithm only picks the candidates, four buckets wide where its error is far below
+ * one bucket, and never decides a bucket.
+ */
+export function sparkBucketSelectSql(source: string, tables: readonly BucketTable[]): string {
+  const at = (pick: (t: BucketTable) => string) => `CASE s.a ${tables.map((t, a) => `WHEN ${a} THEN ${pick(t)}`).join(' ')} END`;
+  const first = at((t) => `CAST('${String(t.boundaries[0]!)}' AS DOUBLE)`);
+  const top = at((t) => `CAST('${String(t.boundaries[t.boundaries.length - 1]!)}' AS DOUBLE)`);
+  const last = at((t) => String(t.boundaries.length - 1));
+  const estimate = `CAST(floor(ln(s.m) / ${at((t) => `CAST('${String(Math.log(t.gamma))}' AS DOUBLE)`)}) AS INT) - ${at((t) => String(t.firstIndex))}`;
+  const candidates = `(SELECT a, v, m, explode(sequence(${estimate} - 1, ${estimate} + 2)) AS c FROM (SELECT a, v, abs(v) AS m FROM ${source}) s WHERE s.m > ${first} AND s.m <= ${top})`;
+  const inTable = `SELECT c.a, c.v, CAST(sign(c.v) AS INT) * (t.k + 1) AS bucket FROM ${candidates} c JOIN (${sparkBucketTableSql(tables)}) t ON t.a = c.a AND t.k = c.c AND t.lo < c.m AND c.m <= t.hi`;
+  const ends = `SELECT s.a, s.v, CASE WHEN s.v = 0 THEN ${ZERO_BUCKET} ELSE CAST(sign(s.v) AS INT) * (CASE WHEN s.m <= ${first} THEN 1 ELSE ${last} + 1 END) END AS bucket
+    FROM (SELECT a, v, abs(v) AS m FROM ${source}) s WHERE s.m <= ${first} OR s.m > ${top}`;
+  return `${inTable} UNION ALL ${ends}`;
+}
+
+/**
+ * ddsketch.ts `sketchText` of a window from `pairs`, an array of `named_struct('b', bucket, 'n',
+ * count)` (collect_list of the window's buckets): `bucket:count` in ascending bucket order,
+ * joined by commas (array_sort orders the structs by their first field).
+ */
+export function sparkSketchTextSql(pairs: string): string {
+  return `concat_ws(',', transform(array_sort(${pairs}), x -> concat(CAST(x.b AS STRING), ':', CAST(x.n AS STRING))))`;
 }
 
 // ---------------------------------------------------------------- one metric

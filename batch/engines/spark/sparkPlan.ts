@@ -27,10 +27,13 @@ import {
   sparkMemberKindSql,
   sparkMemberTextSql,
   sparkQuote,
+  sparkBucketSelectSql,
   sparkSketchSql,
+  sparkSketchTextSql,
   type SparkField,
 } from '../../../services/metrics/sparkSql.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
+import { bucketBoundaries } from '../../../services/metrics/ddsketch.ts';
 import { FLAT_MAPPING_NAME } from '../../../services/lake/lakeLayout.ts';
 
 /** The event field the lake also stores as the typed column `type` (always a non-empty string). */
@@ -65,6 +68,7 @@ export const SPARK_ROW_COLUMNS = {
   min: 'DOUBLE',
   max: 'DOUBLE',
   distinct_sketch: 'VARCHAR',
+  value_sketch: 'VARCHAR',
   raw_count: 'BIGINT',
   misplaced: 'BIGINT',
 } as const;
@@ -129,18 +133,47 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
     withDistinct.length === 0
       ? 'CAST(NULL AS STRING)'
       : `CASE WHEN mi IN (${withDistinct.join(', ')}) THEN ${sparkSketchSql('regs', empty)} END`;
-  const rowsQuery = `SELECT mi, granularity, key, window_start, partition, count, sum, min, max, ${sketch} AS distinct_sketch, raw_count, misplaced
+  statements.push(
+    `CREATE OR REPLACE TEMP VIEW lk_x AS
+     SELECT p, first, mis, explode(filter(array(${entries.join(',\n          ')}), s -> s IS NOT NULL)) AS x
+     FROM (SELECT p, ts_ms, first, mis, ${perRecord.join(',\n          ')} FROM lk_ev)`,
+  );
+  const aggregated = `SELECT mi, granularity, key, window_start, partition, count, sum, min, max, ${sketch} AS distinct_sketch, raw_count, misplaced
     FROM (
       SELECT x.mi AS mi, x.g AS granularity, x.key AS key, x.w AS window_start, p AS partition,
         count(*) FILTER (WHERE first) AS count, sum(x.v) FILTER (WHERE first) AS sum,
         min(x.v) FILTER (WHERE first) AS min, max(x.v) FILTER (WHERE first) AS max,
         count(*) AS raw_count, count(*) FILTER (WHERE first AND mis) AS misplaced,
         collect_set(x.reg) FILTER (WHERE first) AS regs
-      FROM (
-        SELECT p, first, mis, explode(filter(array(${entries.join(',\n          ')}), s -> s IS NOT NULL)) AS x
-        FROM (SELECT p, ts_ms, first, mis, ${perRecord.join(',\n          ')} FROM lk_ev))
+      FROM lk_x
       GROUP BY x.mi, x.g, x.key, x.w, p)
     WHERE count > 0`;
+  // Percentiles: each distinct value's bucket (by the boundary table, sparkBucketSelectSql), then
+  // (window, bucket) -> count over the first copies, then each window's sketch text; a window
+  // whose events carried no value has the empty text, as in DuckDB.
+  const withPercentiles = defs.flatMap((def, mi) => (def.percentiles === undefined ? [] : [mi]));
+  let rowsQuery = `SELECT mi, granularity, key, window_start, partition, count, sum, min, max, distinct_sketch,
+      CAST(NULL AS STRING) AS value_sketch, raw_count, misplaced FROM (${aggregated})`;
+  if (withPercentiles.length > 0) {
+    const accuracies = [...new Set(withPercentiles.map((mi) => defs[mi]!.percentiles!.relativeAccuracy))];
+    const tables = accuracies.map((a) => bucketBoundaries(a));
+    const tableOf = `CASE x.mi ${withPercentiles.map((mi) => `WHEN ${mi} THEN ${accuracies.indexOf(defs[mi]!.percentiles!.relativeAccuracy)}`).join(' ')} END`;
+    const among = `x.mi IN (${withPercentiles.join(', ')})`;
+    statements.push(
+      `CREATE OR REPLACE TEMP VIEW lk_vb AS ${sparkBucketSelectSql(`(SELECT DISTINCT ${tableOf} AS a, x.v AS v FROM lk_x WHERE first AND x.v IS NOT NULL AND ${among})`, tables)}`,
+    );
+    const sketches = `SELECT mi, granularity, key, window_start, partition, ${sparkSketchTextSql(`collect_list(named_struct('b', b, 'n', n))`)} AS value_sketch
+      FROM (
+        SELECT x.mi AS mi, x.g AS granularity, x.key AS key, x.w AS window_start, p AS partition, vb.bucket AS b, count(*) AS n
+        FROM lk_x JOIN lk_vb vb ON vb.a = ${tableOf} AND vb.v = x.v
+        WHERE first AND ${among}
+        GROUP BY x.mi, x.g, x.key, x.w, p, vb.bucket)
+      GROUP BY mi, granularity, key, window_start, partition`;
+    rowsQuery = `SELECT r.mi, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max, r.distinct_sketch,
+        CASE WHEN r.mi IN (${withPercentiles.join(', ')}) THEN coalesce(vs.value_sketch, '') END AS value_sketch, r.raw_count, r.misplaced
+      FROM (${aggregated}) r LEFT JOIN (${sketches}) vs
+        ON vs.mi = r.mi AND vs.granularity = r.granularity AND vs.key = r.key AND vs.window_start = r.window_start AND vs.partition = r.partition`;
+  }
   return {
     lakeColumns: { ...SPARK_LAKE_COLUMNS },
     statements,

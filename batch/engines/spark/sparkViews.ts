@@ -153,11 +153,6 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
     throw new ConfigError(
       `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
     );
-  const unsupported = defs.find((d) => d.percentiles !== undefined);
-  if (unsupported)
-    throw new ConfigError(
-      `${options.metrics.source}: metric ${unsupported.name} uses percentiles, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
-    );
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;
   const staged = stageBatchRun(options.scratchDir, options.version, runId);
@@ -237,7 +232,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       const empty = sqlQuote(new HyperLogLog().toBase64());
       await conn.run(
         `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
-           r.distinct_sketch, CAST(NULL AS VARCHAR), r.raw_count, r.misplaced, c.through_offset, c.processing_time, CAST(NULL AS BIGINT)
+           r.distinct_sketch, r.value_sketch, r.raw_count, r.misplaced, c.through_offset, c.processing_time, CAST(NULL AS BIGINT)
          FROM read_parquet(${sqlQuote(rowsGlob)}) r JOIN cuts c ON c.p = r.partition JOIN metric_names n ON n.mi = r.mi`,
       );
       const badSketches = (
@@ -249,6 +244,17 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       ).getRows()[0]![0] as bigint;
       if (badSketches > 0n)
         throw new InfrastructureError(`the Spark job wrote ${badSketches} distinct sketch(es) that are not HyperLogLog sketches`);
+      // Value sketches in ddsketch.ts's text (parseSketch's pairs), on exactly the metrics with percentiles.
+      const withPercentiles = defs.flatMap((d) => (d.percentiles === undefined ? [] : [sqlQuote(d.name)]));
+      const badValueSketches = (
+        await conn.runAndReadAll(
+          `SELECT count(*)::BIGINT FROM view_rows WHERE CASE WHEN metric IN (${withPercentiles.length > 0 ? withPercentiles.join(', ') : 'NULL'})
+             THEN value_sketch IS NULL OR NOT regexp_full_match(value_sketch, '(-?[0-9]+:[0-9]+(,-?[0-9]+:[0-9]+)*)?')
+             ELSE value_sketch IS NOT NULL END`,
+        )
+      ).getRows()[0]![0] as bigint;
+      if (badValueSketches > 0n)
+        throw new InfrastructureError(`the Spark job wrote ${badValueSketches} value sketch(es) that are not percentile sketch texts`);
     }
     const rows = Number(((await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM view_rows`)).getRows()[0] as [bigint])[0]);
     await conn.run(

@@ -3,7 +3,8 @@
  * values, strings with escapes and Unicode, booleans, the string "1" beside the number 1, field
  * names differing only in case, duplicates, misplaced records) and generated metric definitions
  * (filters of every type, conditions (not, in, bounds, exists), one-field and composite keys,
- * values and distinct fields on any field, any granularities) go
+ * values, percentile sketches (values at every bucket boundary of the table and one ulp either
+ * side) and distinct fields on any field, any granularities) go
  * into one Delta table through the real lake writer; DuckDB and Spark recompute the views from
  * it, and every view row must be equal, column by column (Object.is: sums, sketches' bytes,
  * counts, stamps), and so must the run records' counts and cuts.
@@ -14,6 +15,7 @@
  * orders, and a sum is only defined up to rounding (docs/batch-layer.md).
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { bucketBoundaries } from '../../../../services/metrics/ddsketch.ts';
 import { parseMetricDefinitions } from '../../../../services/metrics/definitions.ts';
 import { logger } from '../../../../services/observability/logger.ts';
 import { tempDir } from '../../../../test/helpers.ts';
@@ -33,10 +35,27 @@ const digits = (r: Rand, n: number, noLeadingZero = false): string => {
   return s;
 };
 
+const bits = new DataView(new ArrayBuffer(8));
+/** The double one ulp away from the positive double x (towards +infinity with step 1, -infinity with -1). */
+function ulpStep(x: number, step: 1 | -1): number {
+  bits.setFloat64(0, x);
+  bits.setBigUint64(0, bits.getBigUint64(0) + BigInt(step));
+  return bits.getFloat64(0);
+}
+
+/** A percentile bucket boundary of the 1 % or 2 % table (ddsketch.ts), or one ulp either side. */
+function boundaryText(r: Rand): string {
+  const b = bucketBoundaries(pick(r, [0.01, 0.02])).boundaries;
+  const x = b[Math.floor(r() * b.length)]!;
+  return String(pick(r, [x, ulpStep(x, 1), ulpStep(x, -1)]));
+}
+
 /** JSON number texts of one value in several spellings, and others of any length and exponent. */
 function numberText(r: Rand): string {
   const sign = r() < 0.3 ? '-' : '';
-  switch (Math.floor(r() * 6)) {
+  switch (Math.floor(r() * 7)) {
+    case 6:
+      return sign + boundaryText(r);
     case 0:
       return sign + pick(r, ['100', '1e2', '1E+2', '100.0', '1e0002', '10.0e1', '0', '-0', '0.0', '1', '1.0', '2', '7']);
     case 1:
@@ -169,10 +188,14 @@ function metricFile(r: Rand, pools: Record<string, string[]>): string {
     const keyFields = [...new Set(Array.from({ length: r() < 0.35 ? 2 + Math.floor(r() * 2) : 1 }, () => pick(r, ['type', ...FIELDS])))];
     const key = keyFields.length === 1 ? JSON.stringify(keyFields[0]) : JSON.stringify(keyFields);
     const value = r() < 0.7 ? 'amount' : r() < 0.5 ? pick(r, FIELDS) : undefined;
+    // Percentile sketches of the value, at the default 1 % or another accuracy.
+    const percentiles = value !== undefined && r() < 0.4 ? pick(r, ['true', '{"relativeAccuracy": 0.02}']) : undefined;
     const distinct = r() < 0.6 ? pick(r, ['type', ...FIELDS]) : undefined;
     const grans = ['minute', 'hour', 'day', '5m', '6h', '7d'].filter(() => r() < 0.4);
     metrics.push(
       `{"name": "m${m}", "filter": {${filter.join(', ')}}, "key": ${key}${value ? `, "value": ${JSON.stringify(value)}` : ''}${
+        percentiles ? `, "percentiles": ${percentiles}` : ''
+      }${
         distinct ? `, "distinct": ${JSON.stringify(distinct)}` : ''
       }, "granularities": ${JSON.stringify(grans.length > 0 ? grans : ['hour'])}, "allowedLateness": "1h"}`,
     );

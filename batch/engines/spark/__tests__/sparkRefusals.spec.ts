@@ -1,7 +1,8 @@
 /**
  * What the Spark engine does not compute yet is refused before anything runs (no Spark install,
  * no staged run, nothing published), with a message naming --engine duckdb: a metric file with
- * percentiles or session windows. In `npm test`: no Spark is needed to refuse.
+ * an event: section (the Spark engine reads the flat events the lake writer typed) or session
+ * windows. In `npm test`: no Spark is needed to refuse.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,20 +18,26 @@ import { recomputeWithSpark } from '../sparkViews.ts';
 
 const quiet = logger.child({}, { level: 'warn' });
 
-const FILES: [string, string][] = [
+/** What is refused, the metric file, and what the message must say. */
+const FILES: [string, string, RegExp][] = [
   [
-    'percentiles',
-    `{"name": "m", "key": "type", "value": "amount", "percentiles": true, "granularities": ["hour"], "allowedLateness": "1h"}`,
+    'an event: section',
+    `{"version": 1, "event": {"id": "meta.id", "time": "meta.at"}, "metrics": [{"name": "m", "key": "payload.user", "granularities": ["hour"], "allowedLateness": "1h"}]}`,
+    /without an event: section.*--engine duckdb/,
   ],
-  ['session windows', `{"name": "m", "key": "user", "session": {"gap": "30m"}, "allowedLateness": "1h"}`],
+  [
+    'session windows',
+    `{"version": 1, "metrics": [{"name": "m", "key": "user", "session": {"gap": "30m"}, "allowedLateness": "1h"}]}`,
+    /uses session windows.*--engine duckdb/,
+  ],
 ];
 
 describe('the Spark engine refuses what it does not compute yet', () => {
   const dir = tempDir('lk-spark-refuse-');
   afterAll(() => dir.remove());
 
-  it.each(FILES)('a metric with %s: a message naming --engine duckdb, nothing staged or published', async (what, metric) => {
-    const metrics = parseMetricDefinitions(`{"version": 1, "metrics": [${metric}]}`, 'refused.json');
+  it.each(FILES)('a metric file with %s: a message naming --engine duckdb, nothing staged or published', async (_what, file, message) => {
+    const metrics = parseMetricDefinitions(file, 'refused.json');
     const lake = await resolveLake(undefined, dataDirLayout(dir.path), 'events');
     const state = localStateOptions(dir.path);
     const run = recomputeWithSpark({
@@ -43,7 +50,7 @@ describe('the Spark engine refuses what it does not compute yet', () => {
       spark: { master: 'local[1]' },
     });
     await expect(run).rejects.toThrow(ConfigError);
-    await expect(run).rejects.toThrow(new RegExp(`uses ${what}.*--engine duckdb`));
+    await expect(run).rejects.toThrow(message);
     expect(await currentBatchRun(dir.path, 'v1')).toBeUndefined();
     expect(existsSync(join(state.scratchDir, 'views', 'v1'))).toBe(false);
   });
