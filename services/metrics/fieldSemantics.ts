@@ -424,7 +424,7 @@ export function identifierText(v: FieldValue): string | undefined {
 }
 
 /** Milliseconds per unit of the epoch formats, as a power of ten. */
-const EPOCH_SHIFT: Record<'epoch-ms' | 'epoch-s' | 'epoch-us', number> = { 'epoch-ms': 0, 'epoch-s': 3, 'epoch-us': -3 };
+export const EPOCH_SHIFT: Record<'epoch-ms' | 'epoch-s' | 'epoch-us', number> = { 'epoch-ms': 0, 'epoch-s': 3, 'epoch-us': -3 };
 
 /** What a value read with `format` must be (for messages). */
 export function timeFormatExpected(format: TimeFormat): string {
@@ -570,6 +570,13 @@ function memberNamePattern(field: string): string {
 /** A JSON string token (its content captured) or a JSON number token, in JSON text read from its start. */
 const TOKEN_PATTERN = '"((?:[^"\\\\]|\\\\.)*)"|(-?[0-9][0-9.eE+-]*)';
 
+/** numberTokensSql's marks: a number token (group 2 of TOKEN_PATTERN) and a string token (group 1), between control characters. */
+export const MARKED_NUMBER_PATTERN = '\\x01\\x02([^\\x01-\\x03]+)\\x03';
+export const MARKED_STRING_PATTERN = '\\x01([^\\x01-\\x03]*)\\x02\\x03';
+/** What numberTokensSql puts before a number's source text and before a string's content (member names included). */
+export const NUMBER_TOKEN_PREFIX = 'n';
+export const STRING_TOKEN_PREFIX = 's';
+
 /**
  * SQL: the JSON document `doc` rewritten so that every number is a string holding its source
  * text, prefixed `n`, and every string (member names included) is prefixed `s`: `{"a":1.50}`
@@ -582,8 +589,8 @@ const TOKEN_PATTERN = '"((?:[^"\\\\]|\\\\.)*)"|(-?[0-9][0-9.eE+-]*)';
  */
 export function numberTokensSql(doc: string): string {
   const marked = `regexp_replace(${doc}, ${sqlQuote(TOKEN_PATTERN)}, chr(1) || '\\1' || chr(2) || '\\2' || chr(3), 'g')`;
-  const numbers = `regexp_replace(${marked}, '\\x01\\x02([^\\x01-\\x03]+)\\x03', '"n\\1"', 'g')`;
-  return `regexp_replace(${numbers}, '\\x01([^\\x01-\\x03]*)\\x02\\x03', '"s\\1"', 'g')`;
+  const numbers = `regexp_replace(${marked}, ${sqlQuote(MARKED_NUMBER_PATTERN)}, '"${NUMBER_TOKEN_PREFIX}\\1"', 'g')`;
+  return `regexp_replace(${numbers}, ${sqlQuote(MARKED_STRING_PATTERN)}, '"${STRING_TOKEN_PREFIX}\\1"', 'g')`;
 }
 
 /** The path of `names` in the rewritten document of numberTokensSql. */
@@ -757,7 +764,8 @@ export function hasScalarSql(doc: string, field: SqlField): string {
 // ---------------------------------------------------------------- the event's id, time and type in DuckDB SQL
 
 /** The characters JavaScript's String.prototype.trim removes, as an RE2 class: a string of only these is blank. */
-const BLANK_PATTERN = '[\\t\\n\\x0B\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}]*';
+export const BLANK_PATTERN =
+  '[\\t\\n\\x0B\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}]*';
 
 /** SQL: `identifierText` of the JSON value `v` at `field` of `doc` (a non-blank string, a number's canonical text), else NULL. */
 function identifierSql(doc: string, field: SqlField, stringsOnly: boolean): string {
@@ -778,8 +786,8 @@ export function idTextOfBytesSql(b: string): string {
   return `(CASE WHEN try(decode(${b})) IS NULL OR starts_with(try(decode(${b})), '\\x') THEN '\\x' || lower(hex(${b})) ELSE try(decode(${b})) END)`;
 }
 
-const MURMUR2_M = 0x5bd1e995;
-const MURMUR2_SEED = 0x9747b28c;
+export const MURMUR2_M = 0x5bd1e995;
+export const MURMUR2_SEED = 0x9747b28c;
 
 /** (a * M) mod 2^32 for 0 <= a < 2^32 (the product stays below 2^63 because M < 2^31). */
 function mul32(a: string): string {
@@ -835,7 +843,7 @@ export function isoTimeSql(s: string): string {
   return `(list_transform([${groups}], lk_m -> CASE WHEN lk_m.y <> '' THEN list_transform([${ints}], lk_t -> CASE WHEN ${valid} THEN ${ms} END)[1] END)[1])`;
 }
 
-const JSON_NUMBER_PATTERN = '-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?';
+export const JSON_NUMBER_PATTERN = '-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?';
 
 /**
  * SQL: `scaledFloor` of the VARCHAR `text` (epoch ms as BIGINT), NULL when `text` is not JSON
@@ -953,3 +961,48 @@ export function memberKindOf(capture: string): MemberKind | undefined {
  * pattern. An engine may skip the pattern for such texts; the answer is the same.
  */
 export const NON_STRING_TEXT_STARTS = ['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f', '{', '[', 'I', 'N', '"'] as const;
+
+// ---------------------------------------------------------------- nested events for an engine that cannot tell kinds
+
+/**
+ * The same rules along a path of a nested event (a metric file with an `event:` section), for an
+ * engine whose JSON functions cannot tell a value's JSON type (Spark, above): the document is
+ * rewritten as `numberTokensSql` rewrites it (every string, member names included, prefixed
+ * STRING_TOKEN_PREFIX, every number a string holding its source text prefixed NUMBER_TOKEN_PREFIX),
+ * and the path is walked by name with the engine's own JSON reader over the rewritten names
+ * (`tokenName`). The text found at the end of the walk, as the engine's reader gives it (a
+ * string's decoded content; true/false; an object's or array's JSON text; nothing for null or a
+ * missing member), tells the kind (`tokenKindOf`): the prefix `s` a string, `n` a number with its
+ * exact digits, `true`/`false` a boolean, anything else (`{`, `[`, nothing) no scalar. No member
+ * of another object can be met on the way, as a pattern anchored on a name could in a nested
+ * document.
+ *
+ * TOKEN_PATTERN_JAVA is TOKEN_PATTERN for Java's regular expressions: the same language, the
+ * string alternative unrolled with possessive quantifiers, because Java's matcher recurses once
+ * per repetition of an alternation and overflows its stack on a long string. The marks
+ * (MARKED_NUMBER_PATTERN, MARKED_STRING_PATTERN) read the same in both flavours.
+ */
+export const TOKEN_PATTERN_JAVA = '"([^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+)"|(-?[0-9][0-9.eE+-]*)';
+
+/** A member's name in the rewritten document. */
+export function tokenName(name: string): string {
+  return STRING_TOKEN_PREFIX + name;
+}
+
+/** The kind and text of what the walk over the rewritten document found (`found`: undefined for nothing). */
+export function tokenKindOf(found: string | undefined): { kind: MemberKind; text: string } | undefined {
+  if (found === undefined) return undefined;
+  if (found.startsWith(STRING_TOKEN_PREFIX)) return { kind: 's', text: found.slice(1) };
+  if (found.startsWith(NUMBER_TOKEN_PREFIX)) return { kind: 'n', text: found.slice(1) };
+  if (found === 'true' || found === 'false') return { kind: 'b', text: found };
+  return undefined;
+}
+
+/**
+ * A pattern of JavaScript's or RE2's flavour (`^...$` meaning the whole text) as a Java pattern
+ * for a whole-text match: Java's `$` also matches before a final line break, `\z` does not.
+ */
+export function wholeTextJavaPattern(pattern: string): string {
+  const body = pattern.startsWith('^') && pattern.endsWith('$') ? pattern.slice(1, -1) : pattern;
+  return `^(?:${body})\\z`;
+}

@@ -19,7 +19,28 @@
  * Spark twin beside it.
  */
 import { keyFieldsOf, type Granularity, type MetricDefinition } from './definitions.ts';
-import { memberValuePattern, NON_STRING_TEXT_STARTS, type FieldCondition, type FilterValue } from './fieldSemantics.ts';
+import {
+  BLANK_PATTERN,
+  EPOCH_SHIFT,
+  ISO_8601,
+  JSON_NUMBER_PATTERN,
+  MARKED_NUMBER_PATTERN,
+  MARKED_STRING_PATTERN,
+  MAX_EVENT_TIME_MS,
+  MAX_EXPONENT_DIGITS,
+  MURMUR2_M,
+  MURMUR2_SEED,
+  NUMBER_TOKEN_PREFIX,
+  STRING_TOKEN_PREFIX,
+  TOKEN_PATTERN_JAVA,
+  memberValuePattern,
+  NON_STRING_TEXT_STARTS,
+  tokenName,
+  wholeTextJavaPattern,
+  type FieldCondition,
+  type FilterValue,
+  type TimeFormat,
+} from './fieldSemantics.ts';
 import { HLL_M, HLL_P } from './hll.ts';
 import { ZERO_BUCKET, type BucketTable } from './ddsketch.ts';
 import { windowShape, windowStartSql } from './windowStart.ts';
@@ -163,6 +184,173 @@ export function sparkConditionSql(f: SparkField, c: FieldCondition): string {
 export function sparkCompositeKeyTextSql(parts: readonly string[]): string {
   const escaped = parts.map((p) => `replace(replace(${p}, ${sparkQuote('\\')}, ${sparkQuote('\\\\')}), '|', ${sparkQuote('\\|')})`);
   return `concat(${escaped.join(`, '|', `)})`;
+}
+
+// ---------------------------------------------------------------- nested events (an event: section)
+
+/** fieldSemantics.ts `numberTokensSql` in Spark: the document with every string prefixed `s` and every number a string `n<digits>`. */
+export function sparkNumberTokensSql(doc: string): string {
+  const marked = `regexp_replace(${doc}, ${sparkQuote(TOKEN_PATTERN_JAVA)}, concat(chr(1), '$1', chr(2), '$2', chr(3)))`;
+  const numbers = `regexp_replace(${marked}, ${sparkQuote(MARKED_NUMBER_PATTERN)}, ${sparkQuote(`"${NUMBER_TOKEN_PREFIX}$1"`)})`;
+  return `regexp_replace(${numbers}, ${sparkQuote(MARKED_STRING_PATTERN)}, ${sparkQuote(`"${STRING_TOKEN_PREFIX}$1"`)})`;
+}
+
+/**
+ * The walk of `paths` (lists of names) over the rewritten document column `doc`
+ * (fieldSemantics.ts `tokenName`, `tokenKindOf`): each object on the way is read once per record by
+ * `from_json` into a struct of STRING members (any JSON value reads as a STRING: a string's
+ * content, an object's JSON text), and an object is read further only when its text starts with
+ * `{`. Returns the SELECT list of each layer (layer d reads the objects at depth d from the
+ * previous layer's columns `lk_o<i>`) and, per path, the expression of what its walk found.
+ */
+export function sparkPathWalkSql(paths: readonly (readonly string[])[], doc: string): { layers: string[][]; found: string[] } {
+  interface Node {
+    id: number;
+    children: Map<string, Node>;
+  }
+  let next = 0;
+  const root: Node = { id: next++, children: new Map() };
+  for (const names of paths) {
+    let node = root;
+    for (const n of names) {
+      let child = node.children.get(n);
+      if (!child) node.children.set(n, (child = { id: next++, children: new Map() }));
+      node = child;
+    }
+  }
+  const structOf = (node: Node) =>
+    sparkQuote(`struct<${[...node.children.keys()].map((n) => `${sparkIdent(tokenName(n))}: STRING`).join(', ')}>`);
+  const member = (parent: Node, name: string) => `lk_o${parent.id}.${sparkIdent(tokenName(name))}`;
+  const layers: string[][] = [[`from_json(${doc}, ${structOf(root)}) AS lk_o${root.id}`]];
+  let level: Node[] = [root];
+  while (level.length > 0) {
+    const deeper: string[] = [];
+    const nextLevel: Node[] = [];
+    for (const parent of level)
+      for (const [name, child] of parent.children) {
+        if (child.children.size === 0) continue;
+        const text = member(parent, name);
+        deeper.push(`from_json(CASE WHEN startswith(${text}, '{') THEN ${text} END, ${structOf(child)}) AS lk_o${child.id}`);
+        nextLevel.push(child);
+      }
+    if (deeper.length > 0) layers.push(deeper);
+    level = nextLevel;
+  }
+  const found = paths.map((names) => {
+    let node = root;
+    for (const n of names.slice(0, -1)) node = node.children.get(n)!;
+    return member(node, names[names.length - 1]!);
+  });
+  return { layers, found };
+}
+
+/** fieldSemantics.ts `tokenKindOf` of what a walk found: the field's kind and text. */
+export function sparkTokenField(found: string): SparkField {
+  const s = sparkQuote(STRING_TOKEN_PREFIX);
+  const n = sparkQuote(NUMBER_TOKEN_PREFIX);
+  return {
+    kind: `(CASE WHEN startswith(${found}, ${s}) THEN 's' WHEN startswith(${found}, ${n}) THEN 'n' WHEN ${found} IN ('true', 'false') THEN 'b' END)`,
+    text: `(CASE WHEN startswith(${found}, ${s}) OR startswith(${found}, ${n}) THEN substr(${found}, 2) WHEN ${found} IN ('true', 'false') THEN ${found} END)`,
+  };
+}
+
+/** fieldSemantics.ts `identifierText` (the event id or type at a path): a non-blank string, a number's canonical text. */
+export function sparkIdentifierSql(f: SparkField): string {
+  return `(CASE ${f.kind} WHEN 's' THEN (CASE WHEN NOT ${f.text} rlike ${sparkQuote(wholeTextJavaPattern(BLANK_PATTERN))} THEN ${f.text} END) WHEN 'n' THEN ${sparkCanonicalNumberSql(f.text)} END)`;
+}
+
+/** fieldSemantics.ts `idTextOfString`. */
+export function sparkIdTextOfStringSql(s: string): string {
+  return `(CASE WHEN startswith(${s}, ${sparkQuote('\\x')}) THEN concat(${sparkQuote('\\x')}, lower(hex(encode(${s}, 'UTF-8')))) ELSE ${s} END)`;
+}
+
+/** fieldSemantics.ts `idText` of the BINARY `b` (a record key): its UTF-8 text, else `\x` and lowercase hex. */
+export function sparkIdTextOfBytesSql(b: string): string {
+  const text = `CAST(${b} AS STRING)`;
+  return `(CASE WHEN NOT is_valid_utf8(${text}) OR startswith(${text}, ${sparkQuote('\\x')}) THEN concat(${sparkQuote('\\x')}, lower(hex(${b}))) ELSE ${text} END)`;
+}
+
+/** (a * M) mod 2^32 for 0 <= a < 2^32 (fieldSemantics.ts `mul32`). */
+function mul32(a: string): string {
+  return `(((${a}) * ${MURMUR2_M}) & 4294967295)`;
+}
+
+/**
+ * fieldSemantics.ts `idHashSql` (Kafka's murmur2 of the id's bytes, made positive) of the BINARY
+ * `bytes`, in BIGINT arithmetic on unsigned 32-bit values, step by step as there: the bytes, the
+ * 4-byte words folded with `aggregate`, the tail and the final mix.
+ */
+export function sparkIdHashSql(bytes: string): string {
+  const x = `transform(sequence(0, octet_length(lk_b) - 1), lk_i -> CAST(conv(substr(hex(lk_b), 2 * lk_i + 1, 2), 16, 10) AS BIGINT))`;
+  const word = (i: string) =>
+    `(lk_s.x[4 * ${i}] | shiftleft(lk_s.x[4 * ${i} + 1], 8) | shiftleft(lk_s.x[4 * ${i} + 2], 16) | shiftleft(lk_s.x[4 * ${i} + 3], 24))`;
+  const k = mul32(word('lk_i'));
+  const words = `IF(lk_s.n >= 4, sequence(0, CAST(lk_s.n div 4 AS INT) - 1), CAST(array() AS ARRAY<INT>))`;
+  const body = `aggregate(${words}, CAST(${MURMUR2_SEED} ^ lk_s.n AS BIGINT), (lk_h, lk_i) -> ${mul32('lk_h')} ^ ${mul32(`${k} ^ shiftright(${k}, 24)`)})`;
+  const base = `lk_r.n - lk_r.n % 4`;
+  const at = (j: number) => `lk_r.x[CAST(${base} + ${j - 1} AS INT)]`;
+  const tail = `CASE lk_r.n % 4
+      WHEN 3 THEN ${mul32(`lk_r.h ^ shiftleft(${at(3)}, 16) ^ shiftleft(${at(2)}, 8) ^ ${at(1)}`)}
+      WHEN 2 THEN ${mul32(`lk_r.h ^ shiftleft(${at(2)}, 8) ^ ${at(1)}`)}
+      WHEN 1 THEN ${mul32(`lk_r.h ^ ${at(1)}`)}
+      ELSE lk_r.h END`;
+  const g = `(lk_g ^ shiftright(lk_g, 13))`;
+  const mix = `(${mul32(g)} ^ shiftright(${mul32(g)}, 15)) & 2147483647`;
+  return `(CAST(transform(array(${bytes}), lk_b -> transform(array(named_struct('n', CAST(octet_length(lk_b) AS BIGINT), 'x', ${x})), lk_s ->
+    transform(array(named_struct('n', lk_s.n, 'x', lk_s.x, 'h', ${body})), lk_r -> transform(array(${tail}), lk_g -> ${mix})[0])[0])[0])[0] AS INT))`;
+}
+
+/** fieldSemantics.ts `isoTimeSql` (`parseIsoTime`): epoch ms of the STRING `s`, NULL when it is no accepted date-time. */
+export function sparkIsoTimeSql(s: string): string {
+  const pattern = sparkQuote(wholeTextJavaPattern(ISO_8601.source));
+  const names = ['y', 'mo', 'd', 'h', 'mi', 'se', 'fr', 'z'];
+  const groups = `named_struct(${names.map((n, i) => `'${n}', regexp_extract(lk_s, ${pattern}, ${i + 1})`).join(', ')})`;
+  const int = (v: string) => `CAST(${v} AS BIGINT)`;
+  const ints =
+    `named_struct('y', ${int('lk_m.y')}, 'mo', ${int('lk_m.mo')}, 'd', ${int('lk_m.d')}, 'h', ${int('lk_m.h')}, 'mi', ${int('lk_m.mi')}, 'se', ${int('lk_m.se')}, ` +
+    `'fz', TRIM(LEADING '0' FROM substr(lk_m.fr, 2)) = '', 'ms', CASE WHEN lk_m.fr = '' THEN CAST(0 AS BIGINT) ELSE ${int(`rpad(substr(lk_m.fr, 2, 3), 3, '0')`)} END, ` +
+    `'zs', CASE WHEN lk_m.z = 'Z' THEN 0 WHEN startswith(lk_m.z, '-') THEN -1 ELSE 1 END, ` +
+    `'oh', CASE WHEN lk_m.z = 'Z' THEN CAST(0 AS BIGINT) ELSE ${int('substr(lk_m.z, 2, 2)')} END, 'om', CASE WHEN lk_m.z = 'Z' THEN CAST(0 AS BIGINT) ELSE ${int('right(lk_m.z, 2)')} END, ` +
+    // Date.UTC, which the JavaScript's calendar check calls, reads years 0-99 as 1900-1999.
+    `'py', CASE WHEN ${int('lk_m.y')} < 100 THEN 1900 + ${int('lk_m.y')} ELSE ${int('lk_m.y')} END)`;
+  const leap = `((lk_t.py % 4 = 0 AND lk_t.py % 100 <> 0) OR lk_t.py % 400 = 0)`;
+  const daysInMonth = `CASE WHEN lk_t.mo = 2 THEN (CASE WHEN ${leap} THEN 29 ELSE 28 END) WHEN lk_t.mo IN (4, 6, 9, 11) THEN 30 ELSE 31 END`;
+  const valid =
+    `lk_t.mo BETWEEN 1 AND 12 AND lk_t.d BETWEEN 1 AND ${daysInMonth} AND lk_t.mi <= 59 AND lk_t.se <= 59 AND lk_t.oh <= 23 AND lk_t.om <= 59 ` +
+    `AND (lk_t.h <= 23 OR (lk_t.h = 24 AND lk_t.mi = 0 AND lk_t.se = 0 AND lk_t.fz))`;
+  // Days since 1970-01-01 (days_from_civil); `div` truncates as DuckDB's `//` on integers.
+  const yy = `(lk_t.y - CASE WHEN lk_t.mo <= 2 THEN 1 ELSE 0 END)`;
+  const era = `((CASE WHEN ${yy} >= 0 THEN ${yy} ELSE ${yy} - 399 END) div 400)`;
+  const yoe = `(${yy} - ${era} * 400)`;
+  const doy = `((153 * (lk_t.mo + CASE WHEN lk_t.mo > 2 THEN -3 ELSE 9 END) + 2) div 5 + lk_t.d - 1)`;
+  const days = `(${era} * 146097 + ${yoe} * 365 + ${yoe} div 4 - ${yoe} div 100 + ${doy} - 719468)`;
+  const ms = `${days} * 86400000 + lk_t.h * 3600000 + lk_t.mi * 60000 + lk_t.se * 1000 + lk_t.ms - lk_t.zs * (lk_t.oh * 60 + lk_t.om) * 60000`;
+  return `(transform(array(${s}), lk_s -> transform(array(${groups}), lk_m -> CASE WHEN lk_m.y <> '' THEN transform(array(${ints}), lk_t -> CASE WHEN ${valid} THEN ${ms} END)[0] END)[0])[0])`;
+}
+
+/** fieldSemantics.ts `scaledFloorSql` (`scaledFloor`): floor(value of the number text `text` x 10^shift) as BIGINT, else NULL. */
+export function sparkScaledFloorSql(text: string, shift: number): string {
+  const ok = `t rlike ${sparkQuote(wholeTextJavaPattern(JSON_NUMBER_PATTERN))} AND length(regexp_extract(t, '[eE][+-]?0*([0-9]*)$', 1)) <= ${MAX_EXPONENT_DIGITS}`;
+  const withN = `named_struct('neg', r.neg, 'd', r.d, 'n', length(r.d) + r.e10 + r.tz + ${shift})`;
+  const int = `CAST(rpad(substr(q.d, 1, CAST(q.n AS INT)), CAST(q.n AS INT), '0') AS BIGINT)`;
+  const value = `CASE WHEN q.d = '' THEN CAST(0 AS BIGINT) WHEN q.n > 16 THEN NULL WHEN q.n <= 0 THEN CAST(CASE WHEN q.neg THEN -1 ELSE 0 END AS BIGINT)
+    WHEN q.neg THEN -(${int} + CASE WHEN length(q.d) > q.n THEN 1 ELSE 0 END) ELSE ${int} END`;
+  return `(transform(array(${text}), t -> CASE WHEN ${ok} THEN transform(array(${NUMBER_PARTS}), p -> transform(array(${NUMBER_DIGITS}), r -> transform(array(${withN}), q -> ${value})[0])[0])[0] END)[0])`;
+}
+
+/** fieldSemantics.ts `eventTimeSql` (`eventTimeOf` and the range check): epoch ms of the field `f` read in `format`, else NULL. */
+export function sparkEventTimeSql(f: SparkField, format: TimeFormat): string {
+  let ms: string;
+  if (format === 'auto') {
+    const d = `CAST(${f.text} AS DOUBLE)`;
+    const number = `(CASE WHEN abs(${d}) <= ${MAX_EVENT_TIME_MS} AND ${d} = floor(${d}) THEN CAST(${d} AS BIGINT) END)`;
+    ms = `(CASE ${f.kind} WHEN 's' THEN ${sparkIsoTimeSql(f.text)} WHEN 'n' THEN ${number} END)`;
+  } else if (format === 'iso') {
+    ms = `(CASE ${f.kind} WHEN 's' THEN ${sparkIsoTimeSql(f.text)} END)`;
+  } else {
+    ms = `(CASE WHEN ${f.kind} IN ('s', 'n') THEN ${sparkScaledFloorSql(f.text, EPOCH_SHIFT[format])} END)`;
+  }
+  return `(transform(array(${ms}), lk_x -> CASE WHEN lk_x BETWEEN ${-MAX_EVENT_TIME_MS} AND ${MAX_EVENT_TIME_MS} THEN lk_x END)[0])`;
 }
 
 // ---------------------------------------------------------------- HyperLogLog (hll.ts)

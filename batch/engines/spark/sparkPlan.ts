@@ -5,22 +5,44 @@
  * the rows of `rowsQuery` as Parquet and the one row of `countsQuery` as JSON.
  *
  * The same steps as the DuckDB recompute (batch/views/batchViews.ts), in the form Spark runs well:
- * - `lk_ev`: one row per event of the flat model the lake writer typed (a record of another event
- *   mapping is counted as `foreign`, and the run refuses to publish: its events would have to be
- *   derived from the raw text, which the Spark engine does not do yet; a readable record that is
- *   no event has no time and is left out, as DuckDB leaves it out), with its partition, event
- *   time, misplaced flag, first-copy flag (deduplication by id over the whole lake: the first occurrence, lowest partition then
- *   offset, is counted; a record without an id is its own first copy, as in DuckDB, where a NULL
- *   id is never among the repeated ones), and each field's kind and text, read once per record.
- *   It is cached: every metric reads it.
+ * - `lk_ev`: one row per event, with its partition, event time, misplaced flag, first-copy flag
+ *   (deduplication by id over the whole lake: the first occurrence, lowest partition then offset,
+ *   is counted; a record without an id is its own first copy, as in DuckDB, where a NULL id is
+ *   never among the repeated ones), and each field's kind and text, read once per record. It is
+ *   cached: every metric reads it. The event of a record is the version's mapping's, as in
+ *   DuckDB's `loadEvents`:
+ *   - flat events (no `event:` section): the lake writer's typed columns, each field's kind and
+ *     text read from the raw text by the member pattern (`sparkMemberCaptureSql`); a record
+ *     written under another mapping is counted as `foreign`, and the run refuses to publish
+ *     (DuckDB derives the flat model's event from its raw text; the Spark engine does not yet);
+ *   - an `event:` section: the typed columns where the lake writer wrote the record under the same
+ *     mapping, else the event derived from the raw text, the record key and the record timestamp
+ *     (`mappedEventSql`'s twin: `sparkMappedEventSql` below), and the fields walked along their
+ *     paths in the rewritten document (`sparkPathWalkSql`).
+ *   A readable record that is no event has no time and is left out, as DuckDB leaves it out.
  * - one GROUP BY over `lk_ev` for every metric and granularity at once (each record exploded
  *   into one entry per metric and granularity it counts in), straight from the events (DuckDB
  *   rolls coarser windows up from finer ones, which gives the same rows), with the distinct
  *   registers as a set per window, serialized in SQL (sparkSketchSql).
  */
-import { metricFieldsOf, type MetricDefinition } from '../../../services/metrics/definitions.ts';
+import { eventMappingOf, metricFieldsOf, type MetricDefinition } from '../../../services/metrics/definitions.ts';
+import {
+  MAX_EVENT_TIME_MS,
+  RECORD_KEY,
+  RECORD_TIMESTAMP,
+  fieldNames,
+  type EventMapping,
+} from '../../../services/metrics/fieldSemantics.ts';
 import {
   compileMetricSpark,
+  sparkEventTimeSql,
+  sparkIdHashSql,
+  sparkIdentifierSql,
+  sparkIdTextOfBytesSql,
+  sparkIdTextOfStringSql,
+  sparkNumberTokensSql,
+  sparkPathWalkSql,
+  sparkTokenField,
   sparkFieldsStructType,
   sparkIdent,
   sparkMemberCaptureSql,
@@ -34,7 +56,7 @@ import {
 } from '../../../services/metrics/sparkSql.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
 import { bucketBoundaries } from '../../../services/metrics/ddsketch.ts';
-import { FLAT_MAPPING_NAME } from '../../../services/lake/lakeLayout.ts';
+import { FLAT_MAPPING_NAME, lakeMappingName } from '../../../services/lake/lakeLayout.ts';
 
 /** The event field the lake also stores as the typed column `type` (always a non-empty string). */
 const TYPE_FIELD = 'type';
@@ -49,6 +71,9 @@ export const SPARK_LAKE_COLUMNS: Readonly<Record<string, string>> = {
   type: 'STRING',
   event_time: 'TIMESTAMP',
   ts_ms: 'BIGINT',
+  kafka_key: 'BINARY',
+  record_timestamp: 'TIMESTAMP',
+  kafka_timestamp: 'BIGINT',
   kafka_partition: 'INT',
   kafka_offset: 'BIGINT',
   raw: 'STRING',
@@ -82,24 +107,90 @@ export interface SparkPlan {
   countsQuery: string;
 }
 
-/** Fields read by any metric, in a fixed order, except `type` (the typed column). */
+/** Fields read by any metric, in a fixed order, except, for flat events, `type` (the typed column). */
 export function sparkReferencedFields(defs: readonly MetricDefinition[]): string[] {
   const fields = new Set<string>();
   for (const d of defs) for (const f of metricFieldsOf(d)) fields.add(f);
-  fields.delete(TYPE_FIELD);
+  if (eventMappingOf(defs).flat) fields.delete(TYPE_FIELD);
   return [...fields];
 }
 
-export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions: number): SparkPlan {
-  if (!Number.isInteger(homePartitions) || homePartitions < 1)
-    throw new Error(`homePartitions must be a positive integer, got ${homePartitions}`);
-  const fields = sparkReferencedFields(defs);
-  const fieldOf = (f: string): SparkField =>
-    f === TYPE_FIELD
-      ? { kind: `(CASE WHEN type IS NOT NULL THEN 's' END)`, text: 'type' }
-      : { kind: `k${fields.indexOf(f)}`, text: `t${fields.indexOf(f)}` };
-  const decoded = (i: number) => `j.${sparkIdent(fields[i]!)}`;
+/**
+ * fieldSemantics.ts `mappedEventSql`'s twin: the event of a record under the non-flat `mapping`
+ * as `named_struct(id, ts, type, hash)` (id as `idText`, hash as `idHash` of its bytes), or NULL
+ * when the record is no event under it. `leaf` gives the kind and text found at a path of the
+ * mapping; `key` and `timestamp` are the record's key (BINARY) and timestamp (epoch ms).
+ */
+function sparkMappedEventSql(mapping: EventMapping, leaf: (path: string) => SparkField, key: string, timestamp: string): string {
+  const byKey = mapping.id === RECORD_KEY;
+  const idString = byKey ? 'CAST(NULL AS STRING)' : sparkIdentifierSql(leaf(mapping.id));
+  const idKey = byKey ? `(CASE WHEN octet_length(${key}) > 0 THEN ${key} END)` : 'CAST(NULL AS BINARY)';
+  const ts =
+    mapping.time === RECORD_TIMESTAMP
+      ? `(CASE WHEN ${timestamp} BETWEEN 0 AND ${MAX_EVENT_TIME_MS} THEN ${timestamp} END)`
+      : sparkEventTimeSql(leaf(mapping.time), mapping.timeFormat);
+  const type = mapping.type === undefined ? 'CAST(NULL AS STRING)' : sparkIdentifierSql(leaf(mapping.type));
+  const checks = [byKey ? 'lk_e.k IS NOT NULL' : 'lk_e.s IS NOT NULL', 'lk_e.ts IS NOT NULL'];
+  if (mapping.type !== undefined) checks.push('lk_e.type IS NOT NULL');
+  const id = byKey ? sparkIdTextOfBytesSql('lk_e.k') : sparkIdTextOfStringSql('lk_e.s');
+  const hash = sparkIdHashSql(byKey ? 'lk_e.k' : `encode(lk_e.s, 'UTF-8')`);
+  return `transform(array(named_struct('s', ${idString}, 'k', ${idKey}, 'ts', CAST(${ts} AS BIGINT), 'type', ${type})), lk_e ->
+    CASE WHEN ${checks.join(' AND ')} THEN named_struct('id', ${id}, 'ts', lk_e.ts, 'type', lk_e.type, 'hash', ${hash}) END)[0]`;
+}
+
+/**
+ * The statements creating `lk_ev` for a version with an `event:` section (see the module
+ * comment): the records' rewritten documents, the walk of every path once per record, then the
+ * event (typed or derived) and each field's kind (`k<i>`) and text (`t<i>`).
+ */
+function mappedEventStatements(mapping: EventMapping, fields: readonly string[], homePartitions: number): string[] {
+  const mappingPaths = [mapping.id, mapping.time, ...(mapping.type !== undefined ? [mapping.type] : [])].filter(
+    (p) => p !== RECORD_KEY && p !== RECORD_TIMESTAMP,
+  );
+  const paths = [...new Set([...fields, ...mappingPaths])];
+  const walk =
+    paths.length === 0
+      ? { layers: [], found: [] }
+      : sparkPathWalkSql(
+          paths.map((p) => fieldNames(p, false)),
+          'lk_doc',
+        );
+  const leaf = (path: string) => sparkTokenField(`lk_f${paths.indexOf(path)}`);
   const statements = [
+    `CREATE OR REPLACE TEMP VIEW lk_m0 AS
+     SELECT kafka_partition AS p, kafka_offset AS o, id, type, id_hash, coalesce(unix_millis(event_time), ts_ms) AS ts_typed, kafka_key,
+       coalesce(unix_millis(record_timestamp), kafka_timestamp) AS kafka_ts,
+       coalesce(event_mapping, ${sparkQuote(FLAT_MAPPING_NAME)}) = ${sparkQuote(lakeMappingName(mapping))} AS same,
+       ${sparkNumberTokensSql('raw')} AS lk_doc
+     FROM lake`,
+  ];
+  walk.layers.forEach((layer, d) =>
+    statements.push(`CREATE OR REPLACE TEMP VIEW lk_m${d + 1} AS SELECT *, ${layer.join(', ')} FROM lk_m${d}`),
+  );
+  const found = `SELECT *${walk.found.map((f, i) => `, ${f} AS lk_f${i}`).join('')} FROM lk_m${walk.layers.length}`;
+  const typed = `CASE WHEN ts_typed IS NOT NULL THEN named_struct('id', id, 'ts', ts_typed, 'type', type, 'hash', id_hash) END`;
+  const derived = sparkMappedEventSql(mapping, leaf, 'kafka_key', 'kafka_ts');
+  const columns = fields.map((f, i) => {
+    const l = leaf(f);
+    return `, ${l.kind} AS k${i}, ${l.text} AS t${i}`;
+  });
+  statements.push(
+    `CREATE OR REPLACE TEMP VIEW lk_src AS
+     SELECT p, o, e.id AS id, e.ts AS ts_ms, e.type AS type, coalesce(e.hash % ${homePartitions} <> p, TRUE) AS mis${columns.join('')}
+     FROM (SELECT *, CASE WHEN same THEN ${typed} ELSE ${derived} END AS e FROM (${found}))
+     WHERE e IS NOT NULL`,
+    `CREATE OR REPLACE TEMP VIEW lk_ev AS
+     SELECT p, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields.map((_, i) => `, k${i}, t${i}`).join('')}
+     FROM lk_src`,
+    `CACHE TABLE lk_ev`,
+  );
+  return statements;
+}
+
+/** The statements creating `lk_ev` for flat events (see the module comment). */
+function flatEventStatements(fields: readonly string[], homePartitions: number): string[] {
+  const decoded = (i: number) => `j.${sparkIdent(fields[i]!)}`;
+  return [
     `CREATE OR REPLACE TEMP VIEW lk_src AS
      SELECT kafka_partition AS p, kafka_offset AS o, id, coalesce(unix_millis(event_time), ts_ms) AS ts_ms, type,
        coalesce(id_hash % ${homePartitions} <> kafka_partition, TRUE) AS mis, raw
@@ -116,6 +207,18 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
      FROM lk_cap`,
     `CACHE TABLE lk_ev`,
   ];
+}
+
+export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions: number): SparkPlan {
+  if (!Number.isInteger(homePartitions) || homePartitions < 1)
+    throw new Error(`homePartitions must be a positive integer, got ${homePartitions}`);
+  const fields = sparkReferencedFields(defs);
+  const mapping = eventMappingOf(defs);
+  const fieldOf = (f: string): SparkField =>
+    mapping.flat && f === TYPE_FIELD
+      ? { kind: `(CASE WHEN type IS NOT NULL THEN 's' END)`, text: 'type' }
+      : { kind: `k${fields.indexOf(f)}`, text: `t${fields.indexOf(f)}` };
+  const statements = mapping.flat ? flatEventStatements(fields, homePartitions) : mappedEventStatements(mapping, fields, homePartitions);
   const empty = new HyperLogLog().toBase64();
   // Each metric's rules once per record (ok, key, value, register), then one entry per matching
   // metric and granularity (explode), then one GROUP BY for all of them: one shuffle whatever the
@@ -179,7 +282,7 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
     statements,
     rowsQuery,
     countsQuery: `SELECT count(*) AS raw, count(*) FILTER (WHERE first) AS unique, count(*) FILTER (WHERE mis) AS misplaced,
-      (SELECT count(*) FROM lake WHERE coalesce(event_mapping, ${sparkQuote(FLAT_MAPPING_NAME)}) <> ${sparkQuote(FLAT_MAPPING_NAME)}) AS foreign
+      ${mapping.flat ? `(SELECT count(*) FROM lake WHERE coalesce(event_mapping, ${sparkQuote(FLAT_MAPPING_NAME)}) <> ${sparkQuote(FLAT_MAPPING_NAME)})` : 'CAST(0 AS BIGINT)'} AS foreign
       FROM lk_ev`,
   };
 }

@@ -23,6 +23,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError } from '../../../services/errors.ts';
 import { eventMappingOf } from '../../../services/metrics/definitions.ts';
+import { FLAT_MAPPING_NAME, lakeRowsSql } from '../../../services/lake/lakeLayout.ts';
 import { crashPoint } from '../../../services/faults/crashPoints.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
 import { lakeFiles as filesOf, lakePositions, openLakeForReading } from '../../../services/lake/lakeTable.ts';
@@ -60,6 +61,33 @@ const countsSchema = z.object({
   /** Lake records written under another event mapping (a version with an event: section). */
   foreign: z.number().int().nonnegative(),
 });
+
+const FOREIGN_RECORDS = (source: string, n: number | bigint) =>
+  `${source}: the lake holds ${n} record(s) written under an event: section's mapping, from which the Spark engine does not derive flat events yet (a metric file without an event: section); use --engine duckdb for this version (docs/spark.md)`;
+
+/**
+ * A flat version over a lake holding records the lake writer wrote under an `event:` section's
+ * mapping is refused before Spark starts, when the lake's files are on this host (one column of
+ * Parquet, read by DuckDB); the job counts them again (`foreign`) wherever the lake is.
+ */
+async function refuseForeignRecords(lake: LakeHandle, files: readonly { key: string }[], source: string): Promise<void> {
+  const paths = files.map((f) => lake.store.localPath(f.key));
+  if (paths.some((p) => p === undefined)) return;
+  const db = await DuckDBInstance.create(':memory:', { threads: '2' });
+  const conn = await db.connect();
+  let foreign: bigint;
+  try {
+    foreign = (
+      await conn.runAndReadAll(
+        `SELECT count(*)::BIGINT FROM ${lakeRowsSql(paths as string[])} WHERE coalesce(event_mapping, ${sqlQuote(FLAT_MAPPING_NAME)}) <> ${sqlQuote(FLAT_MAPPING_NAME)}`,
+      )
+    ).getRows()[0]![0] as bigint;
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+  if (foreign > 0n) throw new ConfigError(FOREIGN_RECORDS(source, foreign));
+}
 
 /** Runs the job; resolves when it exited 0, rejects with the job's own error otherwise. */
 async function runJob(python: string, javaHome: string, planPath: string, onPhase: (phase: string) => void): Promise<void> {
@@ -149,10 +177,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
     throw new ConfigError(
       `${options.metrics.source}: metric ${sessions.name} uses session windows, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
     );
-  if (!eventMappingOf(defs).flat)
-    throw new ConfigError(
-      `${options.metrics.source}: the Spark engine computes metric files without an event: section (flat events) today; use --engine duckdb for this version (docs/spark.md)`,
-    );
+  if (eventMappingOf(defs).flat && files.length > 0) await refuseForeignRecords(options.lake, files, options.metrics.source);
   const phase = options.onPhase ?? (() => undefined);
   const totalPhases = 5;
   const staged = stageBatchRun(options.scratchDir, options.version, runId);
@@ -205,10 +230,7 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
       phase('spark job', 1, totalPhases);
       await runJob(install.python, install.javaHome, planPath, (p) => phase(`spark: ${p}`, 2, totalPhases));
       counts = countsSchema.parse(JSON.parse(readFileSync(join(output, 'counts.json'), 'utf8')));
-      if (counts.foreign > 0)
-        throw new InfrastructureError(
-          `the lake holds ${counts.foreign} record(s) written under another event mapping, which the Spark engine does not derive yet; use --engine duckdb (docs/spark.md)`,
-        );
+      if (counts.foreign > 0) throw new ConfigError(FOREIGN_RECORDS(options.metrics.source, counts.foreign));
       const parts = existsSync(join(output, 'rows')) ? readdirSync(join(output, 'rows')).filter((f) => f.endsWith('.parquet')) : [];
       if (parts.length > 0) rowsGlob = join(output, 'rows', '*.parquet');
     }

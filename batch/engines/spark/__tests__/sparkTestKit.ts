@@ -13,6 +13,7 @@ import { resolveLake, type LakeHandle } from '../../../../services/lake/lakeLoca
 import type { ObjectStore } from '../../../../services/storage/objectStore.ts';
 import { readCurrentBatchRun, type BatchRunManifest } from '../../../../services/views/batchSnapshots.ts';
 import { catchUpLake } from '../../../batchCycle.ts';
+import type { EventMapping } from '../../../../services/metrics/fieldSemantics.ts';
 
 export type Rand = () => number;
 
@@ -38,7 +39,8 @@ export interface TestRecord {
 
 /**
  * Writes `records` into topic `topic` of an embedded log under `dataDir`, then brings the lake
- * (`<dataDir>/lake/<topic>`) up to the log's end with the real lake writer, in several rolls.
+ * (`<dataDir>/lake/<topic>`) up to the log's end with the real lake writer, in several rolls,
+ * typing events under `mapping` (the flat model by default). Called again, it appends.
  */
 export async function lakeFromRecords(
   dataDir: string,
@@ -46,6 +48,7 @@ export async function lakeFromRecords(
   partitions: number,
   records: readonly TestRecord[],
   logger: Logger,
+  mapping?: EventMapping,
 ): Promise<LakeHandle> {
   const log = new EmbeddedLog({ root: join(dataDir, 'log') });
   try {
@@ -59,7 +62,16 @@ export async function lakeFromRecords(
     }
     await producer.close();
     const lake = await resolveLake(undefined, dataDirLayout(dataDir), topic);
-    await catchUpLake({ log, topic, groupId: `lk-batch-${topic}`, lake, rollBytes: 256 * 1024, rollIntervalMs: 60_000, logger });
+    await catchUpLake({
+      log,
+      topic,
+      groupId: `lk-batch-${topic}`,
+      lake,
+      rollBytes: 256 * 1024,
+      rollIntervalMs: 60_000,
+      logger,
+      ...(mapping !== undefined ? { mapping } : {}),
+    });
     return lake;
   } finally {
     await log.close();
