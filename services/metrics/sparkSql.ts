@@ -14,9 +14,10 @@
  * TRY_CAST) and `spark.sql.caseSensitive=true` (fields `A` and `a` are two fields), which the job
  * sets (batch/engines/spark/viewsJob.py).
  *
- * Structured like compile.ts's `compileMetricSql`, one expression per rule, so that the features
- * the DuckDB compiler gains (window sizes, sessions, composite keys, avg, percentiles) get their
- * Spark twin beside it.
+ * Structured like compile.ts's `compileMetricSql`, one expression per rule (filters, conditions,
+ * keys and composite keys, values, HyperLogLog registers, percentile buckets, the event of an
+ * `event:` section), so that a feature the DuckDB compiler gains (sessions, next) gets its Spark
+ * twin beside it.
  */
 import { keyFieldsOf, type Granularity, type MetricDefinition } from './definitions.ts';
 import {

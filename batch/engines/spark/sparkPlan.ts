@@ -23,7 +23,10 @@
  * - one GROUP BY over `lk_ev` for every metric and granularity at once (each record exploded
  *   into one entry per metric and granularity it counts in), straight from the events (DuckDB
  *   rolls coarser windows up from finer ones, which gives the same rows), with the distinct
- *   registers as a set per window, serialized in SQL (sparkSketchSql).
+ *   registers as a set per window, serialized in SQL (sparkSketchSql); for metrics with
+ *   percentiles, each distinct value's bucket from the boundary table (sparkBucketSelectSql) and
+ *   one more GROUP BY for the buckets' counts per window, written as the sketch text
+ *   (sparkSketchTextSql).
  */
 import { eventMappingOf, metricFieldsOf, type MetricDefinition } from '../../../services/metrics/definitions.ts';
 import {
