@@ -252,8 +252,20 @@ const FLAT_SET = (pools: Record<string, string[]>): FieldSet => ({
 
 // ---------------------------------------------------------------- nested events under an event: section
 
-/** The nested events' paths (a quoted name holding a dot beside the path through the object of that name), and flat names. */
-const NESTED_FIELDS = ['payload.city', 'payload.vehicle', 'payload.fare', 'payload."user.id"', 'payload.user.id', 'k1', 'amount'] as const;
+/**
+ * The nested events' paths (a quoted name holding a dot beside the path through the object of that
+ * name; a path that is also the prefix of another), and flat names.
+ */
+const NESTED_FIELDS = [
+  'payload.city',
+  'payload.vehicle',
+  'payload.fare',
+  'payload."user.id"',
+  'payload.user.id',
+  'payload.user',
+  'k1',
+  'amount',
+] as const;
 const TIME_FORMATS_DRAWN = ['auto', 'iso', 'epoch-ms', 'epoch-s', 'epoch-us'] as const;
 
 /** An event: section: ids at a path or the record key, times at a path in a format or the record timestamp, a type path or none. */
@@ -342,7 +354,8 @@ function nestedLine(r: Rand, id: string, ts: number, format: (typeof TIME_FORMAT
     member('vehicle', pick(r, pools.k2!)),
     member('fare', summableText(r)),
     member('user.id', pick(r, pools['w-x']!)),
-    member('user', r() < 0.2 ? odd() : `{"id": ${pick(r, pools.K2!)}}`),
+    // payload.user: an object holding id in most events, a scalar (a field of its own) in some.
+    member('user', r() < 0.2 ? odd() : r() < 0.2 ? pick(r, pools.K2!) : `{"id": ${pick(r, pools.K2!)}}`),
   ].filter((m) => m !== '');
   const members = [`"meta": {${meta.join(', ')}}`, `"payload": ${r() < 0.05 ? odd() : `{${payload.join(', ')}}`}`];
   if (r() < 0.5) members.push(`"k1": ${pick(r, pools.k1!)}`);
@@ -362,6 +375,7 @@ const NESTED_SET = (pools: Record<string, string[]>): FieldSet => ({
     'payload.vehicle': pools.k2!,
     'payload."user.id"': pools['w-x']!,
     'payload.user.id': pools.K2!,
+    'payload.user': pools.K2!,
     k1: pools.k1!,
     amount: [],
   },
