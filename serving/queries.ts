@@ -503,8 +503,9 @@ export function* totalSteps(
  * One hopping window: [windowStart, windowStart + size), the merge of the tumbling windows of the
  * advance size whose start is in it. Counts and sums add, min and max take the extremes, distinct
  * merges the sketches: the same values a hopping window aggregated from the events would hold
- * (a HyperLogLog of a union is the register-wise max of the parts'), so the answer is exact for
- * every measure the views keep. Distinct is merged only when asked for (a getter).
+ * (a HyperLogLog of a union is the register-wise max of the parts'), percentile sketches add
+ * their bucket counts, so the answer is exact for every measure the views keep. Distinct and the
+ * percentile sketch are merged only when asked for (getters).
  */
 export interface HoppingWindowValue {
   metric: string;
@@ -518,6 +519,12 @@ export interface HoppingWindowValue {
   min: number | null;
   max: number | null;
   readonly distinct: number | null;
+  /**
+   * The merged percentile sketch (GraphQL's p50 ... percentile(p) read it): its tumbling windows'
+   * buckets added, so it is bucket for bucket the sketch the hopping window's values would build
+   * (bucketOf is per value). Null for a metric without percentiles; merged only when asked for.
+   */
+  readonly valueSketch: ValueSketch | null;
   /** Tumbling windows merged (those with events). */
   windows: number;
   source: 'BATCH' | 'SPEED';
@@ -544,8 +551,24 @@ class HoppingWindow implements HoppingWindowValue {
     private readonly lo: number,
     private readonly hi: number,
   ) {}
+  private merged: ValueSketch | null | undefined;
   get avg(): number | null {
     return avgOf(this.sum, this.count);
+  }
+  get valueSketch(): ValueSketch | null {
+    // Merged once per window however many percentiles the query asks for (p50, p95, p99 ...).
+    if (this.merged !== undefined) return this.merged;
+    const parts = this.m.valueSketches;
+    let out: ValueSketch | null = null;
+    if (parts) {
+      out = new Map();
+      for (let i = this.lo; i < this.hi; i++) {
+        const vs = parts[i];
+        if (vs) mergeSketch(out, vs);
+      }
+    }
+    this.merged = out;
+    return out;
   }
   get distinct(): number | null {
     if (!this.m.sketches) return null;

@@ -102,7 +102,7 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'KeyTotal', keyTotalResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'Total', percentileResolvers as unknown as Record<string, Resolver>);
-  attach(schema, 'HoppingWindow', keyTotalResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'HoppingWindow', { ...keyTotalResolvers, ...percentileResolvers } as unknown as Record<string, Resolver>);
 
   const subscription = schema.getSubscriptionType();
   assert(subscription, 'the schema has a Subscription type');

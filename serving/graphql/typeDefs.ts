@@ -86,7 +86,7 @@ export const typeDefs = /* GraphQL */ `
     boundaries of advance, a granularity of the metric whose size divides size (1 h windows every
     5 minutes: size "1h", advance "5m"). Computed at query time from the advance's tumbling
     windows: exact for every measure (counts and sums add, min and max take the extremes, distinct
-    merges sketches). Windows without events are left out.
+    and percentiles merge sketches). Windows without events are left out.
     """
     hopping(
       metric: String!
@@ -515,6 +515,21 @@ export const typeDefs = /* GraphQL */ `
     Approximate distinct count of the window: the merge of its tumbling windows' sketches.
     """
     distinct: Int
+    """
+    Percentiles of the value over the hopping window (metrics declaring percentiles): its tumbling
+    windows' sketches added bucket by bucket, which is the sketch of the window's own values, so
+    each is within the metric's relative accuracy (percentileAccuracy) of the exact value of rank
+    floor(p (n - 1)) among the window's n values, for magnitudes in [1e-9, 1e15]. Null for a
+    metric without percentiles or a window without values.
+    """
+    p50: Float
+    p90: Float
+    p95: Float
+    p99: Float
+    """
+    Any percentile, p in [0, 1]; another p is refused with INVALID_PERCENTILE.
+    """
+    percentile(p: Float!): Float
     """
     Tumbling windows of the advance size merged into this one (those with events).
     """

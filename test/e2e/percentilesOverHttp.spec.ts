@@ -6,12 +6,16 @@
  * batch rows alone. `total` and `series` must answer p50 ... p99 and percentile(p) within the
  * metric's relative accuracy of the exact value of rank floor(p (n - 1)) computed here from the
  * events that the merge rule says the answer holds; p outside [0, 1] is refused with its code.
+ * `hopping` windows (their tumbling windows' sketches added at query time) answer the same fields:
+ * within the accuracy of the exact values of each hopping window's events, and bucket for bucket
+ * the quantile of the sketch those events build here (bucketOf per value), to the last bit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBatchCycle } from '../../batch/batchCycle.ts';
 import { createTopic, kafkaLog, readTopic, testLake } from '../../batch/__tests__/batchTestKit.ts';
 import type { EventLog, LogRecord } from '../../services/log/eventLog.ts';
 import { seededRandom } from '../../services/ingest/generator.ts';
+import { bucketBoundaries, bucketOf, sketchQuantile, type ValueSketch } from '../../services/metrics/ddsketch.ts';
 import { parseMetricDefinitions } from '../../services/metrics/definitions.ts';
 import { logger } from '../../services/observability/logger.ts';
 import type { ViewRow } from '../../services/views/viewRow.ts';
@@ -179,11 +183,74 @@ describe('percentiles over HTTP: merged batch and speed sketches within the stat
     }
   });
 
+  it('hopping windows: p50 ... p99 and percentile(p) of each window within the accuracy, and equal to the quantiles of the sketch of its events', async () => {
+    const table = bucketBoundaries(ACCURACY);
+    const asked: [string, number][] = [
+      ['p50', 0.5],
+      ['p90', 0.9],
+      ['p95', 0.95],
+      ['p99', 0.99],
+      ['q0', 0],
+      ['q1', 1],
+      ['q25', 0.25],
+    ];
+    let checked = 0;
+    // 15 minutes every 5 (three 5m windows), 10 minutes every minute (ten minute windows).
+    for (const [size, advance, stepMs] of [
+      ['15m', '5m', 300_000],
+      ['10m', 'MINUTE', 60_000],
+    ] as const) {
+      const sizeMs = Number(size.slice(0, -1)) * 60_000;
+      for (const city of ['c0', 'c2']) {
+        const d = await gqlData(
+          server.url,
+          `{ hopping(metric: "durations", key: "${city}", size: "${size}", advance: ${JSON.stringify(advance)}, from: "${FROM}", to: "${TO}") {
+               windowStart windowEnd count windows p50 p90 p95 p99 q0: percentile(p: 0) q1: percentile(p: 1) q25: percentile(p: 0.25) } }`,
+        );
+        // The oracle's windows: every advance boundary in [FROM, TO) whose window holds events of the key.
+        const mine = answered.filter((e) => e.city === city);
+        const starts: number[] = [];
+        for (let s = Date.parse(FROM); s < Date.parse(TO); s += stepMs)
+          if (mine.some((e) => e.ts >= s && e.ts < s + sizeMs)) starts.push(s);
+        expect(
+          d.hopping.map((w: { windowStart: string }) => Date.parse(w.windowStart)),
+          `${size}/${advance} ${city} ${rerun}`,
+        ).toEqual(starts);
+        for (const w of d.hopping) {
+          const start = Date.parse(w.windowStart);
+          expect(Date.parse(w.windowEnd)).toBe(start + sizeMs);
+          const inWindow = mine.filter((e) => e.ts >= start && e.ts < start + sizeMs);
+          expect(w.count).toBe(inWindow.length);
+          const vs = inWindow.filter((e) => e.v !== undefined).map((e) => e.v!);
+          const sketch: ValueSketch = new Map();
+          for (const v of vs) sketch.set(bucketOf(v, table), (sketch.get(bucketOf(v, table)) ?? 0) + 1);
+          for (const [field, p] of asked) {
+            const where = `${size}/${advance} ${city} ${w.windowStart} ${field}`;
+            if (vs.length === 0) {
+              expect(w[field], where).toBeNull();
+              continue;
+            }
+            expect(within(w[field], exact(vs, p)), `${where}: ${w[field]} vs exact ${exact(vs, p)} ${rerun}`).toBe(true);
+            expect(w[field], `${where}: the merged sketch's bucket ${rerun}`).toBe(sketchQuantile(sketch, p, table));
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+    console.log(`[percentiles] hopping: ${checked} percentiles within ${ACCURACY * 100} % and bucket-exact`);
+  });
+
   it('a p outside [0, 1] is refused with INVALID_PERCENTILE', async () => {
     for (const p of [1.5, -0.1]) {
       const res = await gql(server.url, `{ total(metric: "durations", from: "${FROM}", to: "${TO}") { percentile(p: ${p}) } }`);
       expect(res.errors?.[0]?.extensions?.code, res.raw).toBe('INVALID_PERCENTILE');
       expect(res.errors?.[0]?.message).toMatch(/must be in \[0, 1\]/);
+      const hop = await gql(
+        server.url,
+        `{ hopping(metric: "durations", key: "c1", size: "15m", advance: "5m", from: "${FROM}", to: "${TO}") { percentile(p: ${p}) } }`,
+      );
+      expect(hop.errors?.[0]?.extensions?.code, hop.raw).toBe('INVALID_PERCENTILE');
     }
   });
 });
