@@ -11,7 +11,9 @@
  *        the dashboard's chart reads (window starts as small integers, count, source, provisional);
  *        Then the hopping windows (docs/metrics.md): `hopping` of a 1 h size every 5 minutes over
  *        24 h (288 windows per answer, each merging twelve 5-minute windows of a metric the bench
- *        declares beside the repo's), beside `series` of the same 288 five-minute windows;
+ *        declares beside the repo's), beside `series` of the same 288 five-minute windows and
+ *        beside `series` of the same 24 h as tumbling 1 h windows (24 per answer: what a user
+ *        would ask without hopping windows), with the ratios of their server CPU per answer;
  *      - every core (`--workers` = the available parallelism, rate limit off): the chart again,
  *        beside the single-core figure of the same run;
  *      - every core with lk serve's default limits: 32 well-behaved clients asking the chart at a
@@ -22,6 +24,9 @@
  *   3. the baselines, in this process: the same answers straight from the in-memory view
  *      (serving/queries.ts seriesWindows and seriesColumns over a loaded VersionView), no HTTP,
  *      no GraphQL.
+ *
+ * LK_BENCH_ONLY=hopping runs the one-worker hopping phases alone (hopping, 5-minute series,
+ * tumbling hours), for the hopping figures without the rest.
  *
  * Every client has a token of its own (a tokens file of readers): with the limits on, each has
  * its own rate-limit bucket. Client and server are separate processes; one answer per second is
@@ -47,6 +52,8 @@ const KEYS = Number(process.env.LK_BENCH_KEYS ?? 10_000);
 const CLIENTS = Number(process.env.LK_BENCH_CLIENTS ?? 32);
 const SECONDS = Number(process.env.LK_BENCH_SECONDS ?? 20);
 const PACE_MS = Number(process.env.LK_BENCH_PACE_MS ?? 100);
+const ONLY = process.env.LK_BENCH_ONLY ?? '';
+if (ONLY !== '' && ONLY !== 'hopping') throw new Error(`LK_BENCH_ONLY must be "hopping" (or unset), got ${JSON.stringify(ONLY)}`);
 const CORES = availableParallelism();
 /** lk serve's default --max-cost and --resolver-cost (the abusive request is sized against them). */
 const MAX_COST = 250_000;
@@ -82,6 +89,9 @@ const QUERY_ALIASES = `{ ${Array.from({ length: 5000 }, (_, i) => `a${i}: series
 const HOPS = 288;
 const QUERY_HOPPING = `query($k: String!) { hopping(metric: "clicks_by_ad_5m", key: $k, size: "1h", advance: "5m", from: "${FROM}", to: "${TO}") { windowStart count sum avg } }`;
 const QUERY_5M = `query($k: String!) { series(metric: "clicks_by_ad_5m", key: $k, granularity: "5m", from: "${FROM}", to: "${TO}") { windowStart count sum avg } }`;
+/** The same 24 h as tumbling 1 h windows (the hour rows the batch layer writes beside the 5-minute ones). */
+const HOURS = 24;
+const QUERY_HOURLY = `query($k: String!) { series(metric: "clicks_by_ad_5m", key: $k, granularity: HOUR, from: "${FROM}", to: "${TO}") { windowStart count sum avg } }`;
 /** The bench's metric file: the repo's, plus the 5-minute metric the hopping windows read. */
 function writeMetrics(dataDir: string): string {
   const file = join(dataDir, 'metrics.yaml');
@@ -92,7 +102,7 @@ function writeMetrics(dataDir: string): string {
     filter: { type: click }
     key: ad_id
     value: cost
-    granularities: [5m]
+    granularities: [5m, hour]
     allowedLateness: 10m
 `,
   );
@@ -129,6 +139,14 @@ async function writeSnapshot(dataDir: string): Promise<void> {
              CAST(NULL AS VARCHAR), CAST(1 + (k * 7 + w) % 13 AS BIGINT), CAST(0 AS BIGINT),
              CAST(1000000 AS BIGINT), CAST(${DAY_START + 86_400_000} AS BIGINT)
       FROM range(${KEYS}) t(k), range(${HOPS}) u(w)
+      UNION ALL
+      -- The hour rows: each the roll-up of its twelve 5-minute rows, as the batch layer writes them.
+      SELECT 'clicks_by_ad_5m', 'hour', 'ad-' || k, CAST(${DAY_START} + (w // 12) * 3600000 AS BIGINT), CAST(k % 6 AS INTEGER),
+             CAST(SUM(1 + (k * 7 + w) % 13) AS BIGINT), CAST(SUM(1 + (k * 7 + w) % 13) AS DOUBLE) * 0.5, 0.5, 0.5,
+             CAST(NULL AS VARCHAR), CAST(SUM(1 + (k * 7 + w) % 13) AS BIGINT), CAST(0 AS BIGINT),
+             CAST(1000000 AS BIGINT), CAST(${DAY_START + 86_400_000} AS BIGINT)
+      FROM range(${KEYS}) t(k), range(${HOPS}) u(w)
+      GROUP BY k, w // 12
     ) TO '${join(dir, 'rows.parquet')}' (FORMAT parquet)`);
   conn.closeSync();
   db.closeSync();
@@ -141,7 +159,7 @@ async function writeSnapshot(dataDir: string): Promise<void> {
     startedAt: now,
     finishedAt: now,
     durationMs: 0,
-    rows: KEYS * (WINDOWS + HOPS),
+    rows: KEYS * (WINDOWS + HOPS + HOURS),
     rawEvents: 0,
     uniqueEvents: 0,
     misplacedEvents: 0,
@@ -373,6 +391,69 @@ function abuse(url: URL, token: string, queries: string[], connections: number, 
   };
 }
 
+type Phase = Awaited<ReturnType<typeof loadPhase>>;
+interface HoppingPhases {
+  fiveMinutes: Phase;
+  hopping: Phase;
+  hourly: Phase;
+}
+
+/**
+ * The hopping series (1 h every 5 minutes over 24 h) beside series of the same 288 five-minute
+ * windows and of the same 24 h as tumbling hours, same fields, on the server at `url`.
+ */
+async function hoppingPhases(url: URL, snapshot: ReturnType<VersionView['snapshot']>, tokens: string[]): Promise<HoppingPhases> {
+  const from = Date.parse(FROM);
+  const to = Date.parse(TO);
+  const fiveMinutes = await loadPhase(
+    url,
+    QUERY_5M,
+    SECONDS,
+    HOPS,
+    (key) => seriesWindows(snapshot, 'clicks_by_ad_5m', '5m', key, from, to).map((w) => w.count),
+    seriesCounts,
+    tokens,
+  );
+  const hopping = await loadPhase(
+    url,
+    QUERY_HOPPING,
+    SECONDS,
+    HOPS,
+    (key) => hoppingWindows(snapshot, 'clicks_by_ad_5m', '5m', 3_600_000, key, from, to).map((w) => w.count),
+    hoppingCounts,
+    tokens,
+  );
+  const hourly = await loadPhase(
+    url,
+    QUERY_HOURLY,
+    SECONDS,
+    HOURS,
+    (key) => seriesWindows(snapshot, 'clicks_by_ad_5m', 'hour', key, from, to).map((w) => w.count),
+    seriesCounts,
+    tokens,
+  );
+  return { fiveMinutes, hopping, hourly };
+}
+
+function hoppingRows({ fiveMinutes, hopping, hourly }: HoppingPhases): [string, string][] {
+  const line = (p: Phase) =>
+    `${Math.round(p.rps).toLocaleString('en-US')} requests/s, p50 ${p.p50.toFixed(2)} ms, p99 ${p.p99.toFixed(2)} ms, server CPU ${p.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${p.requests} requests, ${p.errors} errors, ${p.checked} answers checked)`;
+  const cpu = (a: Phase, b: Phase) => (a.serverCpuMsPerAnswer / b.serverCpuMsPerAnswer).toFixed(2);
+  const rps = (a: Phase, b: Phase) => (a.rps / b.rps).toFixed(2);
+  return [
+    [
+      'hopping 1h/5m, 24 h',
+      `${CLIENTS} clients, hopping(size 1h, advance 5m) { windowStart count sum avg }, ${HOPS} windows of 12 merged: ${line(hopping)}`,
+    ],
+    ['series 1h, 24 h', `${CLIENTS} clients, the same 24 h as ${HOURS} tumbling hour windows, same fields: ${line(hourly)}`],
+    ['series 5m, 24 h', `${CLIENTS} clients, the same ${HOPS} five-minute windows as series, same fields: ${line(fiveMinutes)}`],
+    [
+      'hopping ratio',
+      `server CPU per answer: hopping / tumbling hours ${cpu(hopping, hourly)}x, hopping / 5-minute series ${cpu(hopping, fiveMinutes)}x; requests/s: hopping / tumbling hours ${rps(hopping, hourly)}x, hopping / 5-minute series ${rps(hopping, fiveMinutes)}x`,
+    ],
+  ];
+}
+
 async function main(): Promise<void> {
   say(machineLine());
   const rss = trackPeakRss();
@@ -408,6 +489,22 @@ async function main(): Promise<void> {
 
     const url = new URL(`${server.url}/graphql`);
     const expected24h = (key: string) => seriesWindows(snapshot, 'clicks_by_ad', 'minute', key, from, to).map((w) => w.count);
+    if (ONLY === 'hopping') {
+      const phases = await hoppingPhases(url, snapshot, tokens);
+      await server.stop();
+      server = undefined;
+      console.log(`bench:serve (LK_BENCH_ONLY=hopping)  ${machineLine()}`);
+      printTable([
+        [
+          'loaded',
+          `${KEYS.toLocaleString('en-US')} keys x (${HOPS} five-minute + ${HOURS} hour windows of clicks_by_ad_5m, ${WINDOWS} minute windows of clicks_by_ad), one worker`,
+        ],
+        ...hoppingRows(phases),
+        ['bench peak RSS', `${(rss.peak() / 2 ** 20).toFixed(0)} MiB (this process: client + baseline view)`],
+      ]);
+      console.log(JSON.stringify({ bench: 'serve', only: 'hopping', keys: KEYS, clients: CLIENTS, ...phases }));
+      return;
+    }
     const http = await loadPhase(url, QUERY, SECONDS, WINDOWS, expected24h, seriesCounts, tokens);
     const oneHour = await loadPhase(
       url,
@@ -420,25 +517,7 @@ async function main(): Promise<void> {
     );
     const columns = await loadPhase(url, QUERY_COLUMNS, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
     const chart = await loadPhase(url, QUERY_CHART, SECONDS, WINDOWS, expected24h, columnCounts, tokens);
-    // Hopping windows beside a plain series of as many windows, same fields.
-    const fiveMinutes = await loadPhase(
-      url,
-      QUERY_5M,
-      SECONDS,
-      HOPS,
-      (key) => seriesWindows(snapshot, 'clicks_by_ad_5m', '5m', key, from, to).map((w) => w.count),
-      seriesCounts,
-      tokens,
-    );
-    const hopping = await loadPhase(
-      url,
-      QUERY_HOPPING,
-      SECONDS,
-      HOPS,
-      (key) => hoppingWindows(snapshot, 'clicks_by_ad_5m', '5m', 3_600_000, key, from, to).map((w) => w.count),
-      hoppingCounts,
-      tokens,
-    );
+    const { fiveMinutes, hopping, hourly } = await hoppingPhases(url, snapshot, tokens);
     await server.stop();
     server = undefined;
 
@@ -488,6 +567,7 @@ async function main(): Promise<void> {
       chart.errors +
       fiveMinutes.errors +
       hopping.errors +
+      hourly.errors +
       chartAll.errors +
       calm.errors +
       flooded.errors;
@@ -547,14 +627,7 @@ async function main(): Promise<void> {
         'chart, 1 worker',
         `${CLIENTS} clients, ${CHART_SELECTION}: ${Math.round(chart.rps).toLocaleString('en-US')} requests/s, p50 ${chart.p50.toFixed(2)} ms, p99 ${chart.p99.toFixed(2)} ms, server CPU ${chart.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${chart.requests} requests, ${chart.checked} answers checked)`,
       ],
-      [
-        'hopping 1h/5m, 24 h',
-        `${CLIENTS} clients, hopping(size 1h, advance 5m) { windowStart count sum avg }, ${HOPS} windows of 12 merged: ${Math.round(hopping.rps).toLocaleString('en-US')} requests/s, p50 ${hopping.p50.toFixed(2)} ms, p99 ${hopping.p99.toFixed(2)} ms, server CPU ${hopping.serverCpuMsPerAnswer.toFixed(2)} ms/answer (${hopping.requests} requests, ${hopping.checked} answers checked)`,
-      ],
-      [
-        'series 5m, 24 h',
-        `${CLIENTS} clients, the same ${HOPS} five-minute windows as series, same fields: ${Math.round(fiveMinutes.rps).toLocaleString('en-US')} requests/s, p50 ${fiveMinutes.p50.toFixed(2)} ms, p99 ${fiveMinutes.p99.toFixed(2)} ms, server CPU ${fiveMinutes.serverCpuMsPerAnswer.toFixed(2)} ms/answer; hopping costs ${(hopping.serverCpuMsPerAnswer / fiveMinutes.serverCpuMsPerAnswer).toFixed(2)}x its server CPU per answer`,
-      ],
+      ...hoppingRows({ fiveMinutes, hopping, hourly }),
       [
         'in-memory',
         `1 thread: series ${Math.round(baseline.rps).toLocaleString('en-US')} answers/s, p50 ${baseline.p50.toFixed(3)} ms, p99 ${baseline.p99.toFixed(3)} ms; seriesColumns ${Math.round(columnsBaseline.rps).toLocaleString('en-US')} answers/s, p50 ${columnsBaseline.p50.toFixed(3)} ms, p99 ${columnsBaseline.p99.toFixed(3)} ms`,
@@ -602,6 +675,7 @@ async function main(): Promise<void> {
         chart,
         fiveMinutes,
         hopping,
+        hourly,
         chartAll,
         cores: CORES,
         memory: { single: singleMemory, allCores: allCoresMemory },
