@@ -12,7 +12,15 @@
 import uPlot from 'uplot';
 import { h } from './dom.ts';
 import { fmtCompact, fmtDateTime, fmtNumber, fmtTime } from './format.ts';
-import { windowMsOf, type GranularityName, type Measure, type SeriesColumnsAnswer, type Source, type WindowValue } from './operations.ts';
+import {
+  windowMsOf,
+  type GranularityName,
+  type Measure,
+  type SeriesColumnsAnswer,
+  type Source,
+  type WindowRow,
+  type WindowValue,
+} from './operations.ts';
 
 export type { Measure } from './operations.ts';
 
@@ -53,7 +61,8 @@ interface Columns {
 export function columnsOf(answer: SeriesColumnsAnswer | null, measure: Measure): Columns {
   if (!answer) return { key: '', windowStart: [], count: [], value: [], source: [], provisional: [], latestProcessingTime: null };
   const windowStart = answer.windowIndex.map((i) => answer.windowBase + i * answer.windowMs);
-  const value = measure === 'count' ? [...answer.count] : [...(answer[measure] ?? answer.count.map(() => null))];
+  const column = measure === 'count' ? answer.count : (answer as unknown as Record<string, (number | null)[] | undefined>)[measure];
+  const value = [...(column ?? answer.count.map(() => null))];
   const latest = answer.latestProcessingTime === null ? null : Date.parse(answer.latestProcessingTime);
   return {
     key: answer.key,
@@ -66,11 +75,31 @@ export function columnsOf(answer: SeriesColumnsAnswer | null, measure: Measure):
   };
 }
 
+/** Windows answered as objects (series for percentiles, hopping), their measure aliased `value`. */
+export function columnsOfRows(rows: WindowRow[], measure: Measure, key: string): Columns {
+  let latest: number | null = null;
+  for (const r of rows) {
+    const p = Date.parse(r.processingTime);
+    if (latest === null || p > latest) latest = p;
+  }
+  return {
+    key: rows[0]?.key ?? key,
+    windowStart: rows.map((r) => Date.parse(r.windowStart)),
+    count: rows.map((r) => r.count),
+    value: rows.map((r) => (measure === 'count' ? r.count : (r.value ?? null))),
+    source: rows.map((r) => r.source),
+    provisional: rows.map((r) => r.provisional),
+    latestProcessingTime: latest,
+  };
+}
+
 export class SeriesChart {
   private plot: uPlot | undefined;
   private columns: Columns = columnsOf(null, 'count');
   private range: ChartRange = { from: 0, to: 1, granularity: 'MINUTE' };
   private measure: Measure = 'count';
+  /** Tumbling windows, or hopping windows (drawn one bar per advance, at the window's start). */
+  private kind: 'tumbling' | 'hopping' = 'tumbling';
   private liveUpdates = 0;
   readonly element: HTMLDivElement;
   private readonly canvasHost: HTMLDivElement;
@@ -104,13 +133,19 @@ export class SeriesChart {
     this.emptyNote.hidden = false;
   }
 
-  setData(columns: Columns, range: ChartRange, measure: Measure): void {
+  setData(columns: Columns, range: ChartRange, measure: Measure, kind: 'tumbling' | 'hopping' = 'tumbling'): void {
     this.columns = columns;
-    const rebuild = !this.plot || range.granularity !== this.range.granularity || measure !== this.measure;
+    const rebuild = !this.plot || range.granularity !== this.range.granularity || measure !== this.measure || kind !== this.kind;
     this.range = range;
     this.measure = measure;
+    this.kind = kind;
     if (rebuild) this.build();
     this.draw();
+  }
+
+  /** A pushed window that made the page ask its hopping windows again (counted as a live update). */
+  countLiveUpdate(): void {
+    this.liveUpdates++;
   }
 
   /** Applies one pushed window; true when it belongs to the range on display. */
@@ -148,7 +183,7 @@ export class SeriesChart {
   private build(): void {
     this.plot?.destroy();
     const g = this.range.granularity;
-    const measureLabel = this.measure;
+    const measureLabel = this.kind === 'hopping' ? `${this.measure}, hopping` : this.measure;
     const valueText = (_u: uPlot, v: number | null) => (v === null || v === undefined ? '—' : fmtNumber(v));
     const bars = uPlot.paths.bars!({ size: [0.86, 28, 1], align: 1 });
     const axisStyle = {
@@ -258,6 +293,7 @@ export class SeriesChart {
     el.dataset.pointsProvisional = String(summary.provisional);
     el.dataset.total = String(summary.total);
     el.dataset.measure = this.measure;
+    el.dataset.kind = this.kind;
     el.dataset.key = c.key;
     el.dataset.liveUpdates = String(this.liveUpdates);
     el.dataset.from = String(this.range.from);

@@ -2,35 +2,48 @@
 /**
  * The live dashboard `lk serve` serves at /: pick a metric, a key (the top keys are offered) and a
  * range; see the merged series with the view that answered each window (batch or speed) and the
- * provisional ones, the top keys, the pipeline (lag and watermark per partition, checkpoints,
+ * provisional ones, as tumbling windows of any declared size or as hopping windows (a size every
+ * advance), of any measure (count, sum, avg, min, max, distinct, the percentiles p50 / p95 / p99
+ * with a table of the range's p50 ... p99), for a one-field or a composite key (one box per
+ * part), the top keys, the pipeline (lag and watermark per partition, checkpoints,
  * batch runs), dead letters by reason, reconciliation, and the job versions with promotion and
  * rollback.
  *
  * Data: GraphQL on the same origin. The chart reads `seriesColumns`; `windowUpdated` (graphql-ws)
  * pushes the windows the speed layer changes, applied in place; the pipeline and versions are
  * polled every few seconds, the series again whenever a new batch run is installed and as the
- * range moves on. The selection lives in the address (?metric=&key=&range=&g=&measure=).
+ * range moves on; hopping windows are asked again when a pushed window changes one of their
+ * tumbling windows. The selection lives in the address
+ * (?metric=&key=[&key=...]&range=&g=&measure=&window=hopping&size=).
  */
 import type { Client } from 'graphql-ws';
 import { readTokenFromFragment } from './auth.ts';
-import { COLORS, SeriesChart, columnsOf, type DrawnSummary, type Measure } from './chart.ts';
+import { COLORS, SeriesChart, columnsOf, columnsOfRows, type DrawnSummary, type Measure } from './chart.ts';
 import { GraphQLRequestError, gql, liveClient, type LiveState } from './client.ts';
 import { byId, fill, h } from './dom.ts';
 import { fmtInt, fmtNumber, fmtTime } from './format.ts';
 import {
   INIT,
+  PERCENTILE_MEASURES,
   PROMOTE,
+  RANGE_PERCENTILES,
   ROLLBACK,
   RECONCILIATION,
   STATUS,
   TOP_KEYS,
   WINDOW_UPDATED,
   seriesQuery,
+  hoppingQuery,
+  keyVariables,
+  percentileSeriesQuery,
   granularityLabel,
   windowMsOf,
   windowOriginOf,
   type GranularityName,
+  type HoppingAnswer,
   type InitAnswer,
+  type PercentileSeriesAnswer,
+  type RangePercentilesAnswer,
   type KeyTotal,
   type MetricDefinition,
   type PromoteAnswer,
@@ -47,6 +60,7 @@ import {
   errorState,
   renderDeadLetters,
   renderPipeline,
+  renderRangePercentiles,
   renderReconciliation,
   renderTopKeys,
   renderVersions,
@@ -76,15 +90,41 @@ function minRange(g: GranularityName): number {
   return ms >= 24 * HOUR ? 7 * ms : ms >= HOUR ? 6 * ms : 0;
 }
 
+/** Hopping window sizes offered: those that are a multiple of the advance, 2 to 1,000 times it. */
+const HOP_SIZES = ['2m', '5m', '10m', '15m', '30m', '1h', '2h', '3h', '6h', '12h', '1d', '2d', '7d'];
+function hopSizesFor(advance: GranularityName): GranularityName[] {
+  const step = windowMsOf(advance);
+  return HOP_SIZES.filter((size) => {
+    const ms = windowMsOf(size);
+    return ms > step && ms % step === 0 && ms / step <= 1000;
+  });
+}
+/** A hopping size as people say it: 1h, 1d (the controls and the title). */
+function sizeLabel(size: GranularityName): string {
+  return granularityLabel(size);
+}
+
+type WindowKind = 'tumbling' | 'hopping';
+
 interface Selection {
   metric: string;
-  key: string | null;
+  /** The key's parts (one for a one-field key), or null before one is known. */
+  key: string[] | null;
   /** The user chose the key (else it follows the top key). */
   keyPinned: boolean;
   rangeMs: number;
+  /** The tumbling windows' size; for hopping windows, their advance. */
   granularity: GranularityName;
+  kind: WindowKind;
+  /** The hopping windows' size (a multiple of granularity). */
+  hopSize: GranularityName;
   measure: Measure;
 }
+
+const sameKey = (a: readonly string[] | null, b: readonly string[] | null) =>
+  a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+/** A key's parts as one line of text (titles, notes): the parts joined by " · ". */
+const keyLabel = (parts: readonly string[] | null) => (parts === null ? 'no key' : parts.join(' · '));
 
 function errorText(err: unknown): string {
   if (err instanceof GraphQLRequestError) return err.code ? `${err.message} (${err.code})` : err.message;
@@ -108,7 +148,9 @@ class Dashboard {
   private liveState: LiveState = 'connecting';
   private topKeys: KeyTotal[] = [];
   private lastBatchRun: string | null | undefined;
-  private seq = { series: 0, top: 0, recon: 0 };
+  private seq = { series: 0, top: 0, recon: 0, pct: 0 };
+  /** Hopping windows: a pushed tumbling window asks them again, at most once a second. */
+  private hoppingRefresh = 0;
   private promoting = { confirming: null as string | null, busy: false, timer: 0 };
   private status: StatusAnswer | undefined;
   private renderedVersions = '';
@@ -194,6 +236,7 @@ class Dashboard {
           h('div', { class: 'summary', id: 'chart-summary' }),
           h('div', { id: 'chart-host' }),
           h('div', { id: 'chart-note' }),
+          h('div', { id: 'range-percentiles', hidden: true }),
         ),
         h(
           'section',
@@ -255,8 +298,23 @@ class Dashboard {
     const size = windowMsOf(granularity);
     const rangeMs = RANGES.some((r) => r.ms === rangeQ) ? rangeQ : size >= 24 * HOUR ? 7 * 24 * HOUR : size >= HOUR ? 24 * HOUR : HOUR;
     const measureQ = q.get('measure') as Measure | null;
-    const key = q.get('key');
-    const sel: Selection = { metric: metric.name, key, keyPinned: key !== null, rangeMs, granularity, measure: 'count' };
+    const parts = q.getAll('key');
+    const key = parts.length === (metric.keyParts?.length ?? 1) ? parts : null;
+    const sizes = hopSizesFor(granularity);
+    const sizeQ = q.get('size');
+    const kind: WindowKind = q.get('window') === 'hopping' && sizes.length > 0 ? 'hopping' : 'tumbling';
+    const hopSize =
+      sizeQ && sizes.includes(sizeQ) ? sizeQ : (sizes.find((x) => windowMsOf(x) >= 12 * windowMsOf(granularity)) ?? sizes[0] ?? '');
+    const sel: Selection = {
+      metric: metric.name,
+      key,
+      keyPinned: key !== null,
+      rangeMs,
+      granularity,
+      kind,
+      hopSize,
+      measure: 'count',
+    };
     sel.measure = measureQ && this.measures(metric).includes(measureQ) ? measureQ : 'count';
     this.fitRange(sel);
     return sel;
@@ -267,6 +325,7 @@ class Dashboard {
       'count',
       ...(def.value ? (['sum', 'avg', 'min', 'max'] as Measure[]) : []),
       ...(def.distinct ? (['distinct'] as Measure[]) : []),
+      ...(def.percentileAccuracy !== null ? PERCENTILE_MEASURES : []),
     ];
   }
 
@@ -283,9 +342,13 @@ class Dashboard {
   private writeAddress(): void {
     const q = new URLSearchParams();
     q.set('metric', this.sel.metric);
-    if (this.sel.key !== null && this.sel.keyPinned) q.set('key', this.sel.key);
+    if (this.sel.key !== null && this.sel.keyPinned) for (const part of this.sel.key) q.append('key', part);
     q.set('range', String(this.sel.rangeMs));
     q.set('g', this.sel.granularity);
+    if (this.sel.kind === 'hopping') {
+      q.set('window', 'hopping');
+      q.set('size', this.sel.hopSize);
+    }
     if (this.sel.measure !== 'count') q.set('measure', this.sel.measure);
     history.replaceState(null, '', `${location.pathname}?${q}${location.hash}`);
   }
@@ -295,6 +358,11 @@ class Dashboard {
     const def = this.def;
     if (!def.granularities.includes(this.sel.granularity)) this.sel.granularity = def.granularities[0]!;
     if (!this.measures(def).includes(this.sel.measure)) this.sel.measure = 'count';
+    // A hopping size stays a multiple of the advance (else the one nearest an hour's worth).
+    const sizes = hopSizesFor(this.sel.granularity);
+    if (!sizes.includes(this.sel.hopSize))
+      this.sel.hopSize = sizes.find((x) => windowMsOf(x) >= 12 * windowMsOf(this.sel.granularity)) ?? sizes[0] ?? '';
+    if (sizes.length === 0) this.sel.kind = 'tumbling';
     this.fitRange(this.sel);
     this.writeAddress();
     this.renderControls();
@@ -328,24 +396,43 @@ class Dashboard {
           ),
         ),
       );
-    const keyInput = h('input', {
-      id: 'key-input',
-      list: 'key-options',
-      value: s.key ?? '',
-      placeholder: 'a key, e.g. the top one',
-      spellcheck: 'false',
-      autocomplete: 'off',
-      'aria-label': 'key',
-    });
+    // One box per part of the key (one for a one-field key), each named by its field.
+    const fields = def.keyParts ?? [def.key];
+    const keyInputs = fields.map((field, i) =>
+      h('input', {
+        id: fields.length === 1 ? 'key-input' : `key-input-${i}`,
+        list: fields.length === 1 ? 'key-options' : undefined,
+        class: 'key-part',
+        value: s.key?.[i] ?? '',
+        placeholder: fields.length === 1 ? 'a key, e.g. the top one' : field,
+        spellcheck: 'false',
+        autocomplete: 'off',
+        'aria-label': fields.length === 1 ? 'key' : `key part ${field}`,
+        'data-testid': 'key-part',
+        'data-field': field,
+      }),
+    );
     const commitKey = () => {
-      const key = keyInput.value.trim();
-      if (key && key !== this.sel.key) this.change({ key, keyPinned: true });
-      if (!key && this.sel.keyPinned) this.change({ key: null, keyPinned: false });
+      const parts = keyInputs.map((input) => input.value.trim());
+      if (parts.every((p) => p !== '')) {
+        if (!sameKey(parts, this.sel.key)) this.change({ key: parts, keyPinned: true });
+      } else if (parts.every((p) => p === '') && this.sel.keyPinned) this.change({ key: null, keyPinned: false });
     };
-    keyInput.addEventListener('change', commitKey);
-    keyInput.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') commitKey();
-    });
+    for (const input of keyInputs) {
+      input.addEventListener('change', commitKey);
+      input.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter') commitKey();
+      });
+    }
+    const hopSizes = hopSizesFor(s.granularity);
+    const measureLabel = (m: Measure) =>
+      m === 'distinct'
+        ? `distinct ${def.distinct}`
+        : m === 'count'
+          ? 'count'
+          : PERCENTILE_MEASURES.includes(m)
+            ? `${m} of ${def.value} (±${((def.percentileAccuracy ?? 0) * 100).toFixed(1)} %)`
+            : `${m} of ${def.value}`;
     fill(
       byId('controls'),
       h(
@@ -364,13 +451,13 @@ class Dashboard {
       ),
       h(
         'label',
-        { class: 'control control-key' },
-        h('span', null, 'key'),
-        keyInput,
+        { class: 'control control-key', 'data-testid': 'key-control' },
+        h('span', null, fields.length === 1 ? 'key' : `key (${fields.join(', ')})`),
+        h('div', { class: 'key-parts' }, keyInputs),
         h(
           'datalist',
           { id: 'key-options' },
-          this.topKeys.map((k) => h('option', { value: k.key })),
+          fields.length === 1 ? this.topKeys.map((k) => h('option', { value: k.keyParts[0] ?? k.key })) : null,
         ),
       ),
       h(
@@ -405,6 +492,33 @@ class Dashboard {
         ),
       ),
       h(
+        'div',
+        { class: 'control' },
+        h('span', null, 'kind'),
+        segmented(
+          'kind',
+          [
+            { label: 'tumbling', value: 'tumbling' as WindowKind },
+            { label: `hopping, every ${granularityLabel(s.granularity)}`, value: 'hopping' as WindowKind, disabled: hopSizes.length === 0 },
+          ],
+          s.kind,
+          (kind) => this.change({ kind }),
+        ),
+      ),
+      s.kind === 'hopping'
+        ? h(
+            'div',
+            { class: 'control' },
+            h('span', null, 'size'),
+            segmented(
+              'hop-size',
+              hopSizes.map((size) => ({ label: sizeLabel(size), value: size })),
+              s.hopSize,
+              (hopSize) => this.change({ hopSize }),
+            ),
+          )
+        : null,
+      h(
         'label',
         { class: 'control' },
         h('span', null, 'measure'),
@@ -415,13 +529,7 @@ class Dashboard {
             'aria-label': 'measure',
             onchange: (e: Event) => this.change({ measure: (e.target as HTMLSelectElement).value as Measure }),
           },
-          this.measures(def).map((m) =>
-            h(
-              'option',
-              { value: m, selected: m === s.measure },
-              m === 'distinct' ? `distinct ${def.distinct}` : m === 'count' ? 'count' : `${m} of ${def.value}`,
-            ),
-          ),
+          this.measures(def).map((m) => h('option', { value: m, selected: m === s.measure }, measureLabel(m))),
         ),
       ),
       h(
@@ -457,20 +565,17 @@ class Dashboard {
       if (seq !== this.seq.top) return;
       this.topKeys = d.topKeys;
       if (!s.keyPinned) {
-        const key = this.topKeys[0]?.key ?? null;
-        if (key !== s.key) {
+        const key = this.topKeys[0]?.keyParts ?? null;
+        if (!sameKey(key, s.key)) {
           s.key = key;
-          const input = document.getElementById('key-input') as HTMLInputElement | null;
-          if (input) input.value = key ?? '';
+          document.querySelectorAll<HTMLInputElement>('input.key-part').forEach((input, i) => (input.value = key?.[i] ?? ''));
         }
       }
-      fill(
-        byId('key-options'),
-        this.topKeys.map((k) => h('option', { value: k.key })),
-      );
+      const def = this.def;
+      fill(byId('key-options'), def.keyParts === null ? this.topKeys.map((k) => h('option', { value: k.keyParts[0] ?? k.key })) : null);
       fill(
         byId('top-keys'),
-        renderTopKeys(this.topKeys, s.key, (key) => this.change({ key, keyPinned: true }), s.metric),
+        renderTopKeys(this.topKeys, s.key, (key) => this.change({ key, keyPinned: true }), s.metric, def.keyParts),
       );
     } catch (err) {
       if (seq === this.seq.top) fill(byId('top-keys'), errorState(errorText(err)));
@@ -480,18 +585,25 @@ class Dashboard {
   private async refreshSeries(): Promise<void> {
     const seq = ++this.seq.series;
     const s = { ...this.sel };
+    const def = this.def;
     const range = rangeOf(s);
     const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
+    const per =
+      s.kind === 'hopping'
+        ? `per ${sizeLabel(s.hopSize)} window every ${granularityLabel(s.granularity)} (hopping)`
+        : `per ${granularityLabel(s.granularity)}`;
     fill(
       byId('chart-title'),
       h('span', null, s.metric),
       h('span', { class: 'title-sep' }, ' · '),
-      h('span', { class: 'title-key' }, s.key ?? 'no key'),
-      h('span', { class: 'muted title-range' }, ` · ${s.measure} per ${granularityLabel(s.granularity)}, last ${rangeLabel}`),
+      h('span', { class: 'title-key' }, keyLabel(s.key)),
+      h('span', { class: 'muted title-range' }, ` · ${s.measure} ${per}, last ${rangeLabel}`),
     );
     this.subscribe(s);
+    void this.refreshRangePercentiles(s);
+    const chartRange = { ...range, granularity: s.granularity };
     if (s.key === null) {
-      this.chart.setData(columnsOf(null, s.measure), { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setData(columnsOf(null, s.measure), chartRange, s.measure, s.kind);
       this.chart.setEmptyNote(
         emptyState(
           `No data yet for ${s.metric} in the last ${rangeLabel}.`,
@@ -504,19 +616,32 @@ class Dashboard {
       );
       return;
     }
+    const vars = {
+      metric: s.metric,
+      ...keyVariables(def, s.key),
+      granularity: s.granularity,
+      from: new Date(range.from).toISOString(),
+      to: new Date(range.to).toISOString(),
+    };
     try {
-      const d = await gql<SeriesAnswer>(seriesQuery(s.measure), {
-        metric: s.metric,
-        key: s.key,
-        granularity: s.granularity,
-        from: new Date(range.from).toISOString(),
-        to: new Date(range.to).toISOString(),
-      });
+      let columns;
+      if (s.kind === 'hopping') {
+        // Hopping windows: merged at query time from the advance's tumbling windows.
+        const { granularity, ...rest } = vars;
+        const d = await gql<HoppingAnswer>(hoppingQuery(s.measure), { ...rest, size: s.hopSize, advance: granularity });
+        columns = columnsOfRows(d.hopping, s.measure, keyLabel(s.key));
+      } else if (PERCENTILE_MEASURES.includes(s.measure)) {
+        const d = await gql<PercentileSeriesAnswer>(percentileSeriesQuery(s.measure), vars);
+        columns = columnsOfRows(d.series, s.measure, keyLabel(s.key));
+      } else {
+        const d = await gql<SeriesAnswer>(seriesQuery(s.measure), vars);
+        columns = columnsOf(d.seriesColumns, s.measure);
+      }
       if (seq !== this.seq.series) return;
-      this.chart.setData(columnsOf(d.seriesColumns, s.measure), { ...range, granularity: s.granularity }, s.measure);
+      this.chart.setData(columns, chartRange, s.measure, s.kind);
       this.chart.setEmptyNote(
-        d.seriesColumns.windows === 0
-          ? emptyState(`No windows for ${s.key} in the last ${rangeLabel}.`, 'Pick a key from the top keys, or a longer range.')
+        columns.windowStart.length === 0
+          ? emptyState(`No windows for ${keyLabel(s.key)} in the last ${rangeLabel}.`, 'Pick a key from the top keys, or a longer range.')
           : null,
       );
       fill(byId('chart-note'));
@@ -525,18 +650,54 @@ class Dashboard {
     }
   }
 
+  /** The key's p50 ... p99 over the whole range (metrics with percentiles), beside the chart. */
+  private async refreshRangePercentiles(s: Selection): Promise<void> {
+    const seq = ++this.seq.pct;
+    const def = this.def;
+    const host = byId('range-percentiles');
+    if (def.percentileAccuracy === null || s.key === null) {
+      fill(host);
+      host.hidden = true;
+      return;
+    }
+    const { from, to } = rangeOf(s);
+    try {
+      const d = await gql<RangePercentilesAnswer>(RANGE_PERCENTILES, {
+        metric: s.metric,
+        ...keyVariables(def, s.key),
+        granularity: s.granularity,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+      });
+      if (seq !== this.seq.pct) return;
+      fill(host, renderRangePercentiles(d.total, def.value ?? '', def.percentileAccuracy));
+      host.hidden = false;
+    } catch (err) {
+      if (seq === this.seq.pct) fill(host, errorState(errorText(err)));
+    }
+  }
+
   /** One live subscription, for the key on display (resubscribed when the selection changes). */
   private subscribe(s: Selection): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     if (!this.live || s.key === null) return;
-    const key = s.key;
     this.unsubscribe = this.live.subscribe<{ windowUpdated: WindowValue }>(
-      { query: WINDOW_UPDATED, variables: { metric: s.metric, key, granularity: s.granularity } },
+      { query: WINDOW_UPDATED, variables: { metric: s.metric, ...keyVariables(this.def, s.key), granularity: s.granularity } },
       {
         next: (msg) => {
           const w = msg.data?.windowUpdated;
-          if (!w || w.key !== this.sel.key || w.granularity !== this.sel.granularity) return;
+          if (!w || !sameKey(w.keyParts, this.sel.key) || w.granularity !== this.sel.granularity) return;
+          if (this.sel.kind === 'hopping') {
+            // A tumbling window changed: the hopping windows holding it are asked again (at most once a second).
+            if (this.hoppingRefresh === 0)
+              this.hoppingRefresh = window.setTimeout(() => {
+                this.hoppingRefresh = 0;
+                this.chart.countLiveUpdate();
+                void this.refreshSeries();
+              }, 1000);
+            return;
+          }
           if (this.chart.applyUpdate(w)) this.setLiveState(this.liveState);
         },
         error: (err) => fill(byId('chart-note'), errorState(`live updates stopped: ${errorText(err)}`)),
@@ -567,15 +728,16 @@ class Dashboard {
   private renderSummary(d: DrawnSummary): void {
     const s = this.sel;
     // What adds up is summed; a distinct count or an extreme does not add across windows.
+    // Hopping windows overlap: their counts and sums do not add up either.
     const measure = s?.measure ?? 'count';
-    const headline: [string, number | null] =
-      measure === 'count' || measure === 'sum'
-        ? [`Σ ${measure}`, d.total]
-        : measure === 'min'
-          ? ['lowest min', d.lowest]
-          : measure === 'max' || measure === 'avg'
-            ? [`highest ${measure}`, d.highest]
-            : ['peak distinct / window', d.highest];
+    const adds = (measure === 'count' || measure === 'sum') && s?.kind !== 'hopping';
+    const headline: [string, number | null] = adds
+      ? [`Σ ${measure}`, d.total]
+      : measure === 'min'
+        ? ['lowest min', d.lowest]
+        : measure === 'distinct'
+          ? ['peak distinct / window', d.highest]
+          : [`highest ${measure}${s?.kind === 'hopping' ? ' / window' : ''}`, d.highest];
     fill(
       byId('chart-summary'),
       h('div', { class: 'kpi' }, h('span', null, headline[0]), h('strong', null, fmtNumber(headline[1]))),

@@ -32,8 +32,12 @@ export interface MetricDefinition {
   name: string;
   description: string | null;
   key: string;
+  /** A composite key's fields, in order (null for a one-field key). */
+  keyParts: string[] | null;
   value: string | null;
   distinct: string | null;
+  /** The percentiles' relative accuracy (null: the metric keeps none). */
+  percentileAccuracy: number | null;
   granularities: GranularityName[];
 }
 
@@ -43,8 +47,10 @@ export const INIT = /* GraphQL */ `
       name
       description
       key
+      keyParts
       value
       distinct
+      percentileAccuracy
       granularities
     }
   }
@@ -57,6 +63,7 @@ export const TOP_KEYS = /* GraphQL */ `
   query DashboardTopKeys($metric: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
     topKeys(metric: $metric, granularity: $granularity, from: $from, to: $to, limit: 10) {
       key
+      keyParts
       count
       sum
       windows
@@ -66,6 +73,7 @@ export const TOP_KEYS = /* GraphQL */ `
 `;
 export interface KeyTotal {
   key: string;
+  keyParts: string[];
   count: number;
   sum: number | null;
   windows: number;
@@ -75,7 +83,18 @@ export interface TopKeysAnswer {
   topKeys: KeyTotal[];
 }
 
-export type Measure = 'count' | 'sum' | 'avg' | 'min' | 'max' | 'distinct';
+export type Measure = 'count' | 'sum' | 'avg' | 'min' | 'max' | 'distinct' | 'p50' | 'p95' | 'p99';
+
+/** The percentile measures: answered by series and hopping (sketches), not by seriesColumns. */
+export const PERCENTILE_MEASURES: readonly Measure[] = ['p50', 'p95', 'p99'];
+
+/**
+ * A key as queries name it: `key` for a one-field key, `keyParts` for a composite one (the server
+ * joins the parts; the dashboard never writes the joined text itself).
+ */
+export function keyVariables(def: { keyParts: string[] | null }, parts: string[]): { key: string | null; keyParts: string[] | null } {
+  return def.keyParts === null ? { key: parts[0] ?? '', keyParts: null } : { key: null, keyParts: parts };
+}
 
 /**
  * The chart's query: the window starts as small integers (windowIndex from windowBase), the count,
@@ -83,12 +102,77 @@ export type Measure = 'count' | 'sum' | 'avg' | 'min' | 'max' | 'distinct';
  */
 export function seriesQuery(measure: Measure): string {
   return /* GraphQL */ `
-    query DashboardSeries($metric: String!, $key: String!, $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
-      seriesColumns(metric: $metric, key: $key, granularity: $granularity, from: $from, to: $to) {
+    query DashboardSeries($metric: String!, $key: String, $keyParts: [String!], $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+      seriesColumns(metric: $metric, key: $key, keyParts: $keyParts, granularity: $granularity, from: $from, to: $to) {
         version key batchRunId windows windowBase windowMs windowIndex count ${measure === 'count' ? '' : measure} source provisional latestProcessingTime
       }
     }
   `;
+}
+
+/** A window as series and hopping answer it (for the measures seriesColumns has no column for). */
+export interface WindowRow {
+  key: string;
+  windowStart: string;
+  count: number;
+  value?: number | null;
+  source: Source;
+  provisional: boolean;
+  processingTime: string;
+}
+
+/** The chart's query for a percentile measure of tumbling windows: series, the measure aliased as value. */
+export function percentileSeriesQuery(measure: Measure): string {
+  return /* GraphQL */ `
+    query DashboardPercentiles($metric: String!, $key: String, $keyParts: [String!], $granularity: Granularity!, $from: DateTime!, $to: DateTime!) {
+      series(metric: $metric, key: $key, keyParts: $keyParts, granularity: $granularity, from: $from, to: $to) {
+        key windowStart count value: ${measure} source provisional processingTime
+      }
+    }
+  `;
+}
+export interface PercentileSeriesAnswer {
+  series: WindowRow[];
+}
+
+/**
+ * The chart's query for hopping windows: [s, s + size) for every s on the advance's boundaries,
+ * merged at query time from the advance's tumbling windows (docs/metrics.md, Hopping windows).
+ */
+export function hoppingQuery(measure: Measure): string {
+  return /* GraphQL */ `
+    query DashboardHopping($metric: String!, $key: String, $keyParts: [String!], $size: Granularity!, $advance: Granularity!, $from: DateTime!, $to: DateTime!) {
+      hopping(metric: $metric, key: $key, keyParts: $keyParts, size: $size, advance: $advance, from: $from, to: $to) {
+        key windowStart count ${measure === 'count' ? '' : `value: ${measure}`} source provisional processingTime
+      }
+    }
+  `;
+}
+export interface HoppingAnswer {
+  hopping: WindowRow[];
+}
+
+/** Percentiles of the key's values over the whole range (the windows' sketches added). */
+export const RANGE_PERCENTILES = /* GraphQL */ `
+  query DashboardRangePercentiles(
+    $metric: String!
+    $key: String
+    $keyParts: [String!]
+    $granularity: Granularity
+    $from: DateTime!
+    $to: DateTime!
+  ) {
+    total(metric: $metric, key: $key, keyParts: $keyParts, granularity: $granularity, from: $from, to: $to) {
+      count
+      p50
+      p90
+      p95
+      p99
+    }
+  }
+`;
+export interface RangePercentilesAnswer {
+  total: { count: number; p50: number | null; p90: number | null; p95: number | null; p99: number | null };
 }
 export interface SeriesColumnsAnswer {
   version: string;
@@ -113,9 +197,10 @@ export interface SeriesAnswer {
 }
 
 export const WINDOW_UPDATED = /* GraphQL */ `
-  subscription DashboardLive($metric: String!, $key: String!, $granularity: Granularity!) {
-    windowUpdated(metric: $metric, key: $key, granularity: $granularity) {
+  subscription DashboardLive($metric: String!, $key: String, $keyParts: [String!], $granularity: Granularity!) {
+    windowUpdated(metric: $metric, key: $key, keyParts: $keyParts, granularity: $granularity) {
       key
+      keyParts
       granularity
       windowStart
       count
@@ -124,6 +209,9 @@ export const WINDOW_UPDATED = /* GraphQL */ `
       min
       max
       distinct
+      p50
+      p95
+      p99
       source
       provisional
       processingTime
@@ -132,6 +220,7 @@ export const WINDOW_UPDATED = /* GraphQL */ `
 `;
 export interface WindowValue {
   key: string;
+  keyParts: string[];
   granularity: GranularityName;
   windowStart: string;
   count: number;
@@ -140,6 +229,9 @@ export interface WindowValue {
   min: number | null;
   max: number | null;
   distinct: number | null;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
   source: Source;
   provisional: boolean;
   processingTime: string;

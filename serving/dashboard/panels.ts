@@ -53,7 +53,17 @@ function bar(share: number, color?: string): HTMLElement {
 // ---------------------------------------------------------------------------------------------
 // Top keys
 
-export function renderTopKeys(keys: KeyTotal[], selected: string | null, onPick: (key: string) => void, metric: string): Child {
+/**
+ * The top keys; a composite key shows one column per part, headed by its field. `selected` and
+ * the picked key are the key's parts.
+ */
+export function renderTopKeys(
+  keys: KeyTotal[],
+  selected: readonly string[] | null,
+  onPick: (key: string[]) => void,
+  metric: string,
+  fields: readonly string[] | null = null,
+): Child {
   if (keys.length === 0)
     return emptyState(
       `No data yet for ${metric} in this range.`,
@@ -66,10 +76,25 @@ export function renderTopKeys(keys: KeyTotal[], selected: string | null, onPick:
       ' running? Try a longer range.',
     );
   const max = keys[0]!.count || 1;
+  const isSelected = (k: KeyTotal) =>
+    selected !== null && k.keyParts.length === selected.length && k.keyParts.every((p, i) => p === selected[i]);
+  const dot = (k: KeyTotal) =>
+    k.provisionalWindows > 0 ? h('span', { class: 'dot-provisional', title: 'has provisional windows' }) : null;
   return h(
     'table',
     { class: 'table top-keys', 'data-testid': 'top-keys' },
-    h('thead', null, h('tr', null, h('th', null, '#'), h('th', null, 'key'), h('th', { class: 'num' }, 'count'), h('th', null, ''))),
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', null, '#'),
+        fields === null ? h('th', null, 'key') : fields.map((f) => h('th', { 'data-field': f }, f)),
+        h('th', { class: 'num' }, 'count'),
+        h('th', null, ''),
+      ),
+    ),
     h(
       'tbody',
       null,
@@ -77,21 +102,54 @@ export function renderTopKeys(keys: KeyTotal[], selected: string | null, onPick:
         h(
           'tr',
           {
-            class: k.key === selected ? 'selected clickable' : 'clickable',
+            class: isSelected(k) ? 'selected clickable' : 'clickable',
             'data-key': k.key,
-            title: `show ${k.key} on the chart`,
-            onclick: () => onPick(k.key),
+            title: `show ${k.keyParts.join(' · ')} on the chart`,
+            onclick: () => onPick([...k.keyParts]),
           },
           h('td', { class: 'muted' }, String(i + 1)),
-          h(
-            'td',
-            { class: 'key' },
-            k.key,
-            k.provisionalWindows > 0 ? h('span', { class: 'dot-provisional', title: 'has provisional windows' }) : null,
-          ),
+          fields === null
+            ? h('td', { class: 'key' }, k.key, dot(k))
+            : k.keyParts.map((part, j) => h('td', { class: 'key', 'data-part': j }, part, j === k.keyParts.length - 1 ? dot(k) : null)),
           h('td', { class: 'num' }, fmtInt(k.count)),
           h('td', { class: 'bar-cell' }, bar(k.count / max)),
         ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Percentiles over the range
+
+/** The key's p50 ... p99 over the range on display (the windows' sketches added), and the accuracy. */
+export function renderRangePercentiles(
+  t: { count: number; p50: number | null; p90: number | null; p95: number | null; p99: number | null },
+  value: string,
+  accuracy: number | null,
+): Child {
+  const cells = (['p50', 'p90', 'p95', 'p99'] as const).map((p) => [p, t[p]] as const);
+  return h(
+    'table',
+    { class: 'table percentiles', 'data-testid': 'range-percentiles' },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', null, `${value} over the range`),
+        cells.map(([p]) => h('th', { class: 'num' }, p)),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      h(
+        'tr',
+        null,
+        h('td', { class: 'muted' }, `${fmtInt(t.count)} events, each within ±${fmtNumber((accuracy ?? 0) * 100)} %`),
+        cells.map(([p, v]) => h('td', { class: 'num', 'data-percentile': p, 'data-value': v ?? '' }, v === null ? DASH : fmtNumber(v))),
       ),
     ),
   );
