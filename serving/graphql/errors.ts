@@ -9,6 +9,8 @@ import { GraphQLError } from 'graphql/index.js';
 export const ErrorCode = {
   UNKNOWN_METRIC: 'UNKNOWN_METRIC',
   UNSUPPORTED_GRANULARITY: 'UNSUPPORTED_GRANULARITY',
+  /** `sessions` of a metric with tumbling windows (granularities), not session: { gap }. */
+  NOT_A_SESSION_METRIC: 'NOT_A_SESSION_METRIC',
   INVALID_KEY: 'INVALID_KEY',
   INVALID_RANGE: 'INVALID_RANGE',
   INVALID_PERCENTILE: 'INVALID_PERCENTILE',

@@ -39,7 +39,7 @@ import {
   type SelectionSetNode,
   type ValueNode,
 } from 'graphql/index.js';
-import { granularityMs, type Granularity } from '../../services/metrics/definitions.ts';
+import { granularityMs, granularityNameOf, type Granularity } from '../../services/metrics/definitions.ts';
 import { maxRangeMsOf, parseGranularityArgument } from './granularityScalar.ts';
 import type { ServeConfig } from '../config.ts';
 import { ErrorCode, requestError } from './errors.ts';
@@ -244,6 +244,13 @@ function listFactor(field: FieldNode, config: LimitsOptions['config'], variables
     return windowsOf(field, granularityArg(field, variables) ?? 'minute', config, variables);
   // One hopping window per advance in the range (each reads size / advance tumbling windows).
   if (name === 'hopping') return windowsOf(field, granularityArg(field, variables, 'advance') ?? 'minute', config, variables);
+  // Sessions: at most one per gap of the range (sessions of one key are at least a gap apart).
+  if (name === 'sessions') {
+    const def = config.metrics.metrics.find((m) => m.name === arg(field, 'metric', variables));
+    // A reversed range is refused by the resolver (INVALID_RANGE) before it reads anything.
+    if (Date.parse(String(arg(field, 'from', variables))) > Date.parse(String(arg(field, 'to', variables)))) return 1;
+    return def?.session ? windowsOf(field, granularityNameOf(def.session.gapMs), config, variables) : 1;
+  }
   if (name === 'windowUpdated') return 1;
   if (name === 'topKeys') {
     const limit = Number(arg(field, 'limit', variables) ?? 10);

@@ -5,6 +5,7 @@
 import { bucketBoundaries, sketchQuantile, type ValueSketch } from '../../services/metrics/ddsketch.ts';
 import {
   granularityMs,
+  granularityNameOf,
   keyFieldsOf,
   type Granularity,
   type MetricDefinition,
@@ -278,6 +279,33 @@ export const queryResolvers = {
         `a hopping window's size must be a multiple of its advance, at most ${MAX_HOPS} times it: size ${args.size}, advance ${granularityName(g)}`,
       );
     return hoppingWindows(snapshot, def.name, g, size, key, args.from, args.to);
+  },
+
+  /**
+   * The sessions of one key starting in [from, to) (serving/views/sessionRows.ts). Refused: an
+   * unknown metric, a metric with tumbling windows, from after to, a range of more gaps than
+   * --max-range-minute, -hour or -day allows windows of the gap's size.
+   */
+  async sessions(_: unknown, args: { metric: string; key: string; from: number; to: number; version?: string | null }, ctx: ServeContext) {
+    const def = metricDef(await definitionsFor(ctx, args.version), args.metric, args.version ?? ctx.defaultVersion);
+    if (def.session === undefined)
+      throw userError(
+        ErrorCode.NOT_A_SESSION_METRIC,
+        `metric "${def.name}" has tumbling windows (${def.granularities.map(granularityName).join(', ')}), not sessions; ask series, total or hopping, or sessions of a metric declaring session: { gap: ... }`,
+      );
+    const gapMs = def.session.gapMs;
+    if (args.from <= args.to) {
+      const cap = maxRangeMsOf(ctx.config.maxRangeMs, granularityNameOf(gapMs));
+      if (args.to - args.from > cap)
+        throw userError(
+          ErrorCode.RANGE_TOO_LARGE,
+          `range of ${formatDuration(args.to - args.from)} exceeds the ${formatDuration(cap)} limit for sessions with a ${formatDuration(gapMs)} gap (as many gaps as --max-range-minute, -hour or -day allows windows of that size); narrow it`,
+        );
+    }
+    checkRange(ctx.config, granularityNameOf(gapMs), args.from, args.to);
+    const snapshot = await snapshotFor(ctx, args.version);
+    ctx.deadline.check();
+    return snapshot.sessions(def.name, args.key, gapMs, args.from, args.to);
   },
 
   async topKeys(_: unknown, args: RangeArgs & { limit: number }, ctx: ServeContext) {

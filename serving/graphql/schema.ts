@@ -102,6 +102,7 @@ export function buildServeSchema(subscriptions: WindowSubscriptions): GraphQLSch
   attach(schema, 'WindowValue', windowValueResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'KeyTotal', keyTotalResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'Total', percentileResolvers as unknown as Record<string, Resolver>);
+  attach(schema, 'Session', keyTotalResolvers as unknown as Record<string, Resolver>);
   attach(schema, 'HoppingWindow', { ...keyTotalResolvers, ...percentileResolvers } as unknown as Record<string, Resolver>);
 
   const subscription = schema.getSubscriptionType();

@@ -99,6 +99,16 @@ export const typeDefs = /* GraphQL */ `
       version: String
     ): [HoppingWindow!]!
     """
+    Session windows of one key (metrics declaring session: { gap }) whose start is in [from, to),
+    oldest first: the true sessions, merged from both views' partial sessions (per input
+    partition the batch or the speed rows, by the merge rule; then chained across partitions:
+    docs/merge-rule.md, "Hard case: sessions across partitions"). A session's start and end are its
+    first and last event times. key is the key's text (a composite key's parts joined by |, each |
+    and \\ in a part written \\| and \\\\). The range may span as many gaps as
+    --max-range-minute, -hour or -day allows windows of the gap's size.
+    """
+    sessions(metric: String!, key: String!, from: DateTime!, to: DateTime!, version: String): [Session!]!
+    """
     Keys ranked by count over the windows whose start is in [from, to); ties by key.
     """
     topKeys(metric: String!, granularity: Granularity!, from: DateTime!, to: DateTime!, limit: Int = 10, version: String): [KeyTotal!]!
@@ -540,6 +550,61 @@ export const typeDefs = /* GraphQL */ `
     source: ViewSource!
     provisional: Boolean!
     processingTime: DateTime!
+  }
+
+  """
+  Which views a session was merged from.
+  """
+  enum SessionSource {
+    BATCH
+    SPEED
+    """
+    Batch partials in some partitions, speed partials in others (a session spanning the batch cut).
+    """
+    MIXED
+  }
+
+  """
+  One session of a key: its events' times differ by less than the metric's gap along a chain.
+  """
+  type Session {
+    version: String!
+    metric: String!
+    key: String!
+    keyParts: [String!]!
+    """
+    The first event's time.
+    """
+    start: DateTime!
+    """
+    The last event's time (the session closes gap + allowed lateness after it, in event time).
+    """
+    end: DateTime!
+    count: Int!
+    sum: Float
+    """
+    sum / count (null without a sum).
+    """
+    avg: Float
+    min: Float
+    max: Float
+    """
+    Approximate distinct count (HyperLogLog merge of the partials' sketches).
+    """
+    distinct: Int
+    source: SessionSource!
+    """
+    True when a speed partial is chosen and some chosen partial counted misplaced events.
+    """
+    provisional: Boolean!
+    """
+    The latest processing time among the chosen partials.
+    """
+    processingTime: DateTime!
+    """
+    Partial sessions (per input partition and view) merged into this one.
+    """
+    partials: Int!
   }
 
   type PartitionSource {

@@ -12,6 +12,7 @@ import { isGranularity, type Granularity } from '../../services/metrics/definiti
 import type { Logger } from '../../services/observability/logger.ts';
 import type { ObjectStore } from '../../services/storage/objectStore.ts';
 import { localRowsFile, readCurrentBatchRun, type CurrentBatchRun } from '../../services/views/batchSnapshots.ts';
+import { SESSION_GRANULARITY, sessionRowSchema } from '../../services/views/viewRow.ts';
 import { sqlQuote } from '../../services/storage/sql.ts';
 import type { PartialRows } from './partialRows.ts';
 import { BatchViewBuilder, type BatchView, type VersionView } from './versionView.ts';
@@ -46,9 +47,11 @@ export async function loadBatchView(
   let expectedRows = 0;
   let loadedRows = 0;
   const file = sqlQuote(rowsFile);
+  // Session rows (partial sessions, granularity 'session') are read apart, after the windows.
+  const windowsOnly = `granularity <> ${sqlQuote(SESSION_GRANULARITY)}`;
   try {
     const series = await conn.runAndReadAll(
-      `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) GROUP BY ALL ORDER BY metric, granularity, key`,
+      `SELECT metric, granularity, key, count(*)::DOUBLE AS n FROM read_parquet(${file}) WHERE ${windowsOnly} GROUP BY ALL ORDER BY metric, granularity, key`,
     );
     const sides: PartialRows[] = [];
     const keepFrom: number[] = [];
@@ -71,7 +74,7 @@ export async function loadBatchView(
         ${hasValueSketch ? 'r.value_sketch' : 'CAST(NULL AS VARCHAR)'}
       FROM read_parquet(${file}) r
       JOIN (SELECT metric, granularity, key, (row_number() OVER (ORDER BY metric, granularity, key) - 1)::INTEGER AS sid
-            FROM (SELECT DISTINCT metric, granularity, key FROM read_parquet(${file}))) s USING (metric, granularity, key)
+            FROM (SELECT DISTINCT metric, granularity, key FROM read_parquet(${file}) WHERE ${windowsOnly})) s USING (metric, granularity, key)
       ORDER BY s.sid, r.window_start, r.partition`);
     for (;;) {
       const chunk = await result.fetchChunk();
@@ -102,6 +105,39 @@ export async function loadBatchView(
     // A snapshot is installed whole or not at all: a stream that ended early is a failed load.
     if (loadedRows !== expectedRows)
       throw new InfrastructureError(`batch snapshot ${run.manifest.runId}: read ${loadedRows} of its ${expectedRows} rows`);
+    // Partial sessions: snapshots written before sessions have no window_end column (and none).
+    if (columns.getRows().some(([name]) => name === 'window_end')) {
+      const sessions = await conn.runAndReadAll(
+        `SELECT metric, key, window_start::DOUBLE, window_end::DOUBLE, partition::INTEGER, count::DOUBLE, sum::DOUBLE, min::DOUBLE, max::DOUBLE,
+           distinct_sketch, ${hasMisplaced ? 'misplaced::DOUBLE' : '0::DOUBLE'}, through_offset::DOUBLE, processing_time::DOUBLE
+         FROM read_parquet(${file}) WHERE granularity = ${sqlQuote(SESSION_GRANULARITY)}`,
+      );
+      for (const r of sessions.getRows()) {
+        const [metric, key, start, end, partition, count, sum, min, max, distinctSketch, misplaced, throughOffset, processingTime] = r;
+        // Read back from storage: checked as the speed view's session rows are.
+        const row = sessionRowSchema.safeParse({
+          metric,
+          granularity: SESSION_GRANULARITY,
+          key,
+          windowStart: start,
+          windowEnd: end,
+          partition,
+          count,
+          sum,
+          min,
+          max,
+          distinctSketch,
+          misplaced,
+          throughOffset,
+          processingTime,
+        });
+        if (!row.success)
+          throw new InfrastructureError(
+            `batch snapshot ${run.manifest.runId}: an unreadable session row of ${String(metric)}: ${row.error.issues[0]?.message ?? 'invalid'}`,
+          );
+        builder.addSession(row.data);
+      }
+    }
   } catch (err) {
     if (err instanceof InfrastructureError) throw err;
     throw new InfrastructureError(`cannot read batch snapshot ${rowsFile}: ${errorMessage(err)}`, { cause: err });

@@ -20,7 +20,7 @@ import { classifyLogError } from '../../services/log/outages.ts';
 import { isGranularity, type Granularity } from '../../services/metrics/definitions.ts';
 import type { EventLog, LogConsumer, LogRecord } from '../../services/log/eventLog.ts';
 import type { Logger } from '../../services/observability/logger.ts';
-import { viewRowSchema } from '../../services/views/viewRow.ts';
+import { SESSION_GRANULARITY, anyViewRowSchema, isSessionRow } from '../../services/views/viewRow.ts';
 import type { VersionView } from './versionView.ts';
 
 const KEY_SEP = '\u001f';
@@ -181,12 +181,21 @@ export class SpeedMaterializer {
 
 /**
  * Applies one record of a speed view topic to the view: a row (upsert) or a tombstone (the
- * speed layer deleted an expired window's row, services/views/viewRow.ts viewRowKey). Returns
- * why the record cannot be read, or undefined.
+ * speed layer deleted an expired window's row, or a partial session that moved its start or was
+ * merged into another, services/views/viewRow.ts viewRowKey). Window rows and session rows share
+ * the topic; a session row's granularity is `session`. Returns why the record cannot be read, or
+ * undefined.
  */
 export function applySpeedViewRecord(view: VersionView, key: Buffer | null, value: Buffer | null): string | undefined {
   if (value === null) {
     const parts = key?.toString('utf8').split(KEY_SEP);
+    if (parts && parts.length >= 5 && parts[1] === SESSION_GRANULARITY) {
+      const start = Number(parts[2]);
+      const partition = Number(parts[3]);
+      if (!Number.isInteger(start) || !Number.isInteger(partition)) return 'session tombstone with an unreadable key';
+      view.removeSpeedSession(parts[0]!, parts.slice(4).join(KEY_SEP), start, partition);
+      return undefined;
+    }
     if (!parts || parts.length < 5 || !isGranularity(parts[1]!)) return 'tombstone with an unreadable key';
     view.removeSpeedRow(parts[0]!, parts[1] as Granularity, parts.slice(4).join(KEY_SEP), Number(parts[2]), Number(parts[3]));
     return undefined;
@@ -197,8 +206,9 @@ export function applySpeedViewRecord(view: VersionView, key: Buffer | null, valu
   } catch {
     return 'value is not JSON';
   }
-  const row = viewRowSchema.safeParse(parsed);
+  const row = anyViewRowSchema.safeParse(parsed);
   if (!row.success) return row.error.issues[0]?.message ?? 'invalid row';
-  view.applySpeedRow(row.data);
+  if (isSessionRow(row.data)) view.applySpeedSession(row.data);
+  else view.applySpeedRow(row.data);
   return undefined;
 }

@@ -12,9 +12,10 @@
  */
 import type { Granularity } from '../../services/metrics/definitions.ts';
 import type { BatchRunManifest } from '../../services/views/batchSnapshots.ts';
-import type { ViewRow } from '../../services/views/viewRow.ts';
+import type { SessionRow, ViewRow } from '../../services/views/viewRow.ts';
 import { mergeSeries, mergeWindow, type MergedWindows } from './mergeRule.ts';
 import { PartialRows, partialFromViewRow } from './partialRows.ts';
+import { SessionRowStore, sessionsOf, type SessionValue } from './sessionRows.ts';
 import { ViewRetention } from './viewRetention.ts';
 
 const SEP = '\u001f';
@@ -33,6 +34,8 @@ export interface BatchView {
   series: Map<string, PartialRows>;
   /** Keys per (metric, granularity). */
   keys: Map<string, string[]>;
+  /** The run's partial sessions (serving/views/sessionRows.ts). */
+  sessions: SessionRowStore;
   rows: number;
   loadedAt: number;
 }
@@ -40,7 +43,13 @@ export interface BatchView {
 export class BatchViewBuilder {
   private readonly series = new Map<string, PartialRows>();
   private readonly keys = new Map<string, Set<string>>();
+  private readonly sessions = new SessionRowStore('batch');
   private rows = 0;
+
+  /** A partial session of the run (a session row of its snapshot). */
+  addSession(row: SessionRow): void {
+    this.sessions.upsert(row);
+  }
 
   /** The rows of a series, created with room for `capacity` rows when new. */
   seriesRows(metric: string, granularity: Granularity, key: string, capacity?: number): PartialRows {
@@ -67,11 +76,12 @@ export class BatchViewBuilder {
       side.compact();
       rows += side.length;
     }
-    this.rows = rows;
+    this.rows = rows + this.sessions.size;
     return {
       manifest,
       series: this.series,
       keys: new Map([...this.keys].map(([k, v]) => [k, [...v]])),
+      sessions: this.sessions,
       rows: this.rows,
       loadedAt: Date.now(),
     };
@@ -104,6 +114,7 @@ export class VersionView {
   private state: ViewState = { batch: undefined, merged: new Map() };
   private readonly speed = new Map<string, PartialRows>();
   private readonly speedKeys = new Map<string, Set<string>>();
+  private readonly speedSessions = new SessionRowStore('speed');
   private readonly updateListeners = new Set<(u: WindowUpdate) => void>();
   readonly speedStats: SpeedSideStats = { rows: 0, tombstones: 0, expired: 0, lastRowAt: null, maxProcessingTime: null };
   /** Per (metric, granularity): the oldest window start kept by the last eviction. */
@@ -119,7 +130,15 @@ export class VersionView {
 
   /** The view a query answers from, fixed for the whole query. */
   snapshot(): ViewSnapshot {
-    return new ViewSnapshot(this.version, this.state, this.speed, this.speedKeys, this.retention);
+    return new ViewSnapshot(
+      this.version,
+      this.state,
+      this.speed,
+      this.speedKeys,
+      this.retention,
+      this.retention.watermark,
+      this.speedSessions,
+    );
   }
 
   get batch(): BatchView | undefined {
@@ -155,6 +174,24 @@ export class VersionView {
     }
     this.refreshMerged(sk, row.windowStart);
     this.notify({ metric: row.metric, granularity: row.granularity, key: row.key, windowStart: row.windowStart });
+  }
+
+  /** A partial session from the speed view topic (upserted by its metric, key, partition and start). */
+  applySpeedSession(row: SessionRow): void {
+    this.speedSessions.upsert(row);
+    this.speedStats.rows++;
+    this.speedStats.lastRowAt = Date.now();
+    if (this.speedStats.maxProcessingTime === null || row.processingTime > this.speedStats.maxProcessingTime) {
+      this.speedStats.maxProcessingTime = row.processingTime;
+    }
+  }
+
+  /**
+   * A session row's tombstone: its session moved its start or was merged into another (or it
+   * expired). Not a retention signal, unlike a window row's tombstone.
+   */
+  removeSpeedSession(metric: string, key: string, start: number, partition: number): void {
+    if (this.speedSessions.remove(metric, key, start, partition)) this.speedStats.tombstones++;
   }
 
   /** Speed rows held now (the bench's and the operator's measure of serving's memory). */
@@ -265,7 +302,24 @@ export class ViewSnapshot {
     private readonly retention: ViewRetention = new ViewRetention([]),
     /** The retention watermark when the query started (ViewRetention): one answer, one horizon. */
     readonly retentionWatermark: number = retention.watermark,
+    private readonly speedSessions: SessionRowStore = new SessionRowStore('speed'),
   ) {}
+
+  /**
+   * The sessions of (metric, key) starting in [from, to), from both views' partial sessions
+   * (serving/views/sessionRows.ts). Computed at once from the rows held now: a resolver calls it
+   * synchronously, so no speed row lands in the middle of it.
+   */
+  sessions(metric: string, key: string, gapMs: number, from: number, to: number): SessionValue[] {
+    const batch = this.state.batch;
+    const cut = batch?.manifest.cut ?? [];
+    return sessionsOf(batch?.sessions, this.speedSessions, (p) => cut[p] ?? 0, { metric, version: this.version, key, gapMs }, from, to);
+  }
+
+  /** Partial sessions of (metric, key) in both views (the cost estimate of a sessions query). */
+  sessionRowCount(metric: string, key: string): number {
+    return (this.state.batch?.sessions.rows(metric, key).length ?? 0) + this.speedSessions.rows(metric, key).length;
+  }
 
   /** Why [from, to) of (metric, granularity) is past retention, or undefined (ViewRetention.refusal). */
   retentionRefusal(metric: string, granularity: Granularity, from: number, to: number): string | undefined {
