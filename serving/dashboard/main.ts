@@ -21,12 +21,13 @@ import { readTokenFromFragment } from './auth.ts';
 import { COLORS, SeriesChart, columnsOf, columnsOfRows, type DrawnSummary, type Measure } from './chart.ts';
 import { GraphQLRequestError, gql, liveClient, type LiveState } from './client.ts';
 import { byId, fill, h } from './dom.ts';
-import { fmtInt, fmtNumber, fmtTime } from './format.ts';
+import { fmtDuration, fmtInt, fmtNumber, fmtTime } from './format.ts';
 import {
   INIT,
   PERCENTILE_MEASURES,
   PROMOTE,
   RANGE_PERCENTILES,
+  SESSIONS,
   ROLLBACK,
   RECONCILIATION,
   STATUS,
@@ -44,6 +45,7 @@ import {
   type InitAnswer,
   type PercentileSeriesAnswer,
   type RangePercentilesAnswer,
+  type SessionsAnswer,
   type KeyTotal,
   type MetricDefinition,
   type PromoteAnswer,
@@ -61,6 +63,7 @@ import {
   renderDeadLetters,
   renderPipeline,
   renderRangePercentiles,
+  renderSessions,
   renderReconciliation,
   renderTopKeys,
   renderVersions,
@@ -123,6 +126,13 @@ interface Selection {
 
 const sameKey = (a: readonly string[] | null, b: readonly string[] | null) =>
   a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+/**
+ * A key's text from its parts, as `sessions` takes it (it has no keyParts): the parts joined by
+ * |, each | and \ in a part escaped (services/metrics/fieldSemantics.ts compositeKeyText, the
+ * wire format restated for the browser).
+ */
+const keyText = (parts: readonly string[]) =>
+  parts.length === 1 ? parts[0]! : parts.map((p) => p.replace(/\\/g, '\\\\').replace(/\|/g, '\\|')).join('|');
 /** A key's parts as one line of text (titles, notes): the parts joined by " · ". */
 const keyLabel = (parts: readonly string[] | null) => (parts === null ? 'no key' : parts.join(' · '));
 
@@ -237,6 +247,7 @@ class Dashboard {
           h('div', { id: 'chart-host' }),
           h('div', { id: 'chart-note' }),
           h('div', { id: 'range-percentiles', hidden: true }),
+          h('div', { id: 'sessions' }),
         ),
         h(
           'section',
@@ -293,7 +304,8 @@ class Dashboard {
     const q = new URLSearchParams(location.search);
     const metric = this.metrics.find((m) => m.name === q.get('metric')) ?? this.metrics[0]!;
     const gq = q.get('g') as GranularityName | null;
-    const granularity = gq && metric.granularities.includes(gq) ? gq : metric.granularities[0]!;
+    // A session metric has no window sizes: its range is counted in minutes.
+    const granularity = gq && metric.granularities.includes(gq) ? gq : (metric.granularities[0] ?? 'MINUTE');
     const rangeQ = Number(q.get('range'));
     const size = windowMsOf(granularity);
     const rangeMs = RANGES.some((r) => r.ms === rangeQ) ? rangeQ : size >= 24 * HOUR ? 7 * 24 * HOUR : size >= HOUR ? 24 * HOUR : HOUR;
@@ -356,7 +368,7 @@ class Dashboard {
   private change(update: Partial<Selection>): void {
     Object.assign(this.sel, update);
     const def = this.def;
-    if (!def.granularities.includes(this.sel.granularity)) this.sel.granularity = def.granularities[0]!;
+    if (!def.granularities.includes(this.sel.granularity)) this.sel.granularity = def.granularities[0] ?? 'MINUTE';
     if (!this.measures(def).includes(this.sel.measure)) this.sel.measure = 'count';
     // A hopping size stays a multiple of the advance (else the one nearest an hour's worth).
     const sizes = hopSizesFor(this.sel.granularity);
@@ -475,37 +487,53 @@ class Dashboard {
           (ms) => this.change({ rangeMs: ms }),
         ),
       ),
-      h(
-        'div',
-        { class: 'control' },
-        h('span', null, 'windows'),
-        segmented(
-          'granularity',
-          // minute, hour and day always (greyed when the metric has none), then its other sizes.
-          [...new Set(['MINUTE', 'HOUR', 'DAY', ...def.granularities])].map((g) => ({
-            label: granularityLabel(g),
-            value: g,
-            disabled: !def.granularities.includes(g),
-          })),
-          s.granularity,
-          (g) => this.change({ granularity: g }),
-        ),
-      ),
-      h(
-        'div',
-        { class: 'control' },
-        h('span', null, 'kind'),
-        segmented(
-          'kind',
-          [
-            { label: 'tumbling', value: 'tumbling' as WindowKind },
-            { label: `hopping, every ${granularityLabel(s.granularity)}`, value: 'hopping' as WindowKind, disabled: hopSizes.length === 0 },
-          ],
-          s.kind,
-          (kind) => this.change({ kind }),
-        ),
-      ),
-      s.kind === 'hopping'
+      def.sessionGapMs !== null
+        ? h(
+            'div',
+            { class: 'control', 'data-control': 'sessions' },
+            h('span', null, 'windows'),
+            h('div', { class: 'control-static' }, `sessions, gap ${fmtDuration(def.sessionGapMs)}`),
+          )
+        : null,
+      def.sessionGapMs !== null
+        ? null
+        : h(
+            'div',
+            { class: 'control' },
+            h('span', null, 'windows'),
+            segmented(
+              'granularity',
+              // minute, hour and day always (greyed when the metric has none), then its other sizes.
+              [...new Set(['MINUTE', 'HOUR', 'DAY', ...def.granularities])].map((g) => ({
+                label: granularityLabel(g),
+                value: g,
+                disabled: !def.granularities.includes(g),
+              })),
+              s.granularity,
+              (g) => this.change({ granularity: g }),
+            ),
+          ),
+      def.sessionGapMs !== null
+        ? null
+        : h(
+            'div',
+            { class: 'control' },
+            h('span', null, 'kind'),
+            segmented(
+              'kind',
+              [
+                { label: 'tumbling', value: 'tumbling' as WindowKind },
+                {
+                  label: `hopping, every ${granularityLabel(s.granularity)}`,
+                  value: 'hopping' as WindowKind,
+                  disabled: hopSizes.length === 0,
+                },
+              ],
+              s.kind,
+              (kind) => this.change({ kind }),
+            ),
+          ),
+      s.kind === 'hopping' && def.sessionGapMs === null
         ? h(
             'div',
             { class: 'control' },
@@ -555,6 +583,15 @@ class Dashboard {
     const seq = ++this.seq.top;
     const s = this.sel;
     const { from, to } = rangeOf(s);
+    if (this.def.sessionGapMs !== null) {
+      // topKeys ranks windows; a session metric has none: its key is typed.
+      this.topKeys = [];
+      fill(
+        byId('top-keys'),
+        emptyState(`Top keys rank windows; ${s.metric} has sessions.`, 'Type a key (', h('code', null, this.def.key), ') above.'),
+      );
+      return;
+    }
     try {
       const d = await gql<TopKeysAnswer>(TOP_KEYS, {
         metric: s.metric,
@@ -588,10 +625,13 @@ class Dashboard {
     const def = this.def;
     const range = rangeOf(s);
     const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
+    fill(byId('sessions'));
     const per =
-      s.kind === 'hopping'
-        ? `per ${sizeLabel(s.hopSize)} window every ${granularityLabel(s.granularity)} (hopping)`
-        : `per ${granularityLabel(s.granularity)}`;
+      def.sessionGapMs !== null
+        ? `per session (gap ${fmtDuration(def.sessionGapMs)})`
+        : s.kind === 'hopping'
+          ? `per ${sizeLabel(s.hopSize)} window every ${granularityLabel(s.granularity)} (hopping)`
+          : `per ${granularityLabel(s.granularity)}`;
     fill(
       byId('chart-title'),
       h('span', null, s.metric),
@@ -625,7 +665,27 @@ class Dashboard {
     };
     try {
       let columns;
-      if (s.kind === 'hopping') {
+      if (def.sessionGapMs !== null) {
+        // Sessions: one bar per session at its start, and the table of sessions below the chart.
+        const { granularity: _g, key: _k, keyParts: _p, ...rest } = vars;
+        const d = await gql<SessionsAnswer>(SESSIONS, { ...rest, key: keyText(s.key) });
+        if (seq !== this.seq.series) return;
+        fill(byId('sessions'), renderSessions(d.sessions, def.value, def.distinct));
+        columns = columnsOfRows(
+          d.sessions.map((x) => ({
+            key: x.key,
+            windowStart: x.start,
+            count: x.count,
+            value: s.measure === 'count' ? x.count : (x as unknown as Record<string, number | null>)[s.measure],
+            // A MIXED session is drawn as speed: some of it came from the speed view.
+            source: x.source === 'BATCH' ? 'BATCH' : 'SPEED',
+            provisional: x.provisional,
+            processingTime: x.processingTime,
+          })),
+          s.measure,
+          keyLabel(s.key),
+        );
+      } else if (s.kind === 'hopping') {
         // Hopping windows: merged at query time from the advance's tumbling windows.
         const { granularity, ...rest } = vars;
         const d = await gql<HoppingAnswer>(hoppingQuery(s.measure), { ...rest, size: s.hopSize, advance: granularity });
@@ -681,7 +741,8 @@ class Dashboard {
   private subscribe(s: Selection): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (!this.live || s.key === null) return;
+    // Sessions are read again every 30 s and after each batch run (windowUpdated pushes windows).
+    if (!this.live || s.key === null || this.def.sessionGapMs !== null) return;
     this.unsubscribe = this.live.subscribe<{ windowUpdated: WindowValue }>(
       { query: WINDOW_UPDATED, variables: { metric: s.metric, ...keyVariables(this.def, s.key), granularity: s.granularity } },
       {
@@ -711,6 +772,17 @@ class Dashboard {
     const s = this.sel;
     const { from, to } = rangeOf(s);
     const rangeLabel = RANGES.find((r) => r.ms === s.rangeMs)?.label ?? '';
+    if (this.def.sessionGapMs !== null) {
+      fill(byId('reconciliation-scope'), `${s.metric} · sessions`);
+      fill(
+        byId('reconciliation'),
+        emptyState(
+          'Reconciliation compares windows.',
+          `${s.metric} has sessions; its batch and speed partials meet in each session's source.`,
+        ),
+      );
+      return;
+    }
     fill(byId('reconciliation-scope'), `${s.metric} · ${granularityLabel(s.granularity)} windows · last ${rangeLabel}`);
     try {
       const d = await gql<ReconciliationAnswer>(RECONCILIATION, {

@@ -39,6 +39,8 @@ export interface MetricDefinition {
   /** The percentiles' relative accuracy (null: the metric keeps none). */
   percentileAccuracy: number | null;
   granularities: GranularityName[];
+  /** A session metric's gap (ms); null for tumbling windows. */
+  sessionGapMs: number | null;
 }
 
 export const INIT = /* GraphQL */ `
@@ -52,6 +54,7 @@ export const INIT = /* GraphQL */ `
       distinct
       percentileAccuracy
       granularities
+      sessionGapMs
     }
   }
 `;
@@ -150,6 +153,45 @@ export function hoppingQuery(measure: Measure): string {
 }
 export interface HoppingAnswer {
   hopping: WindowRow[];
+}
+
+/** A session metric's sessions of one key starting in the range (docs/metrics.md, Sessions in GraphQL). */
+export const SESSIONS = /* GraphQL */ `
+  query DashboardSessions($metric: String!, $key: String!, $from: DateTime!, $to: DateTime!) {
+    sessions(metric: $metric, key: $key, from: $from, to: $to) {
+      key
+      start
+      end
+      count
+      sum
+      avg
+      min
+      max
+      distinct
+      source
+      provisional
+      processingTime
+      partials
+    }
+  }
+`;
+export interface Session {
+  key: string;
+  start: string;
+  end: string;
+  count: number;
+  sum: number | null;
+  avg: number | null;
+  min: number | null;
+  max: number | null;
+  distinct: number | null;
+  source: 'BATCH' | 'SPEED' | 'MIXED';
+  provisional: boolean;
+  processingTime: string;
+  partials: number;
+}
+export interface SessionsAnswer {
+  sessions: Session[];
 }
 
 /** Percentiles of the key's values over the whole range (the windows' sketches added). */

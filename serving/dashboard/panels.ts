@@ -6,7 +6,7 @@
  */
 import { h, type Child } from './dom.ts';
 import { DASH, fmtAgo, fmtBytes, fmtDuration, fmtInt, fmtNumber, fmtShare, fmtTime, parseTime } from './format.ts';
-import type { DeadLetters, JobVersion, KeyTotal, PipelineStatus, Reconciliation, Versions } from './operations.ts';
+import type { DeadLetters, JobVersion, KeyTotal, PipelineStatus, Reconciliation, Session, Versions } from './operations.ts';
 
 /** A relative time ("12 s ago") that the page's clock keeps current (main.ts tickRelativeTimes). */
 export function ago(epochMs: number | null, now = Date.now()): HTMLElement {
@@ -113,6 +113,61 @@ export function renderTopKeys(
             : k.keyParts.map((part, j) => h('td', { class: 'key', 'data-part': j }, part, j === k.keyParts.length - 1 ? dot(k) : null)),
           h('td', { class: 'num' }, fmtInt(k.count)),
           h('td', { class: 'bar-cell' }, bar(k.count / max)),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+/** A session metric's sessions of the key on display: one row each, newest first. */
+export function renderSessions(sessions: Session[], value: string | null, distinct: string | null): Child {
+  if (sessions.length === 0) return emptyState('No sessions of this key in the range.', 'Try a longer range, or another key.');
+  return h(
+    'table',
+    { class: 'table sessions', 'data-testid': 'sessions' },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', null, 'start'),
+        h('th', null, 'end'),
+        h('th', { class: 'num' }, 'length'),
+        h('th', { class: 'num' }, 'count'),
+        value ? [h('th', { class: 'num' }, `sum ${value}`), h('th', { class: 'num' }, 'avg')] : null,
+        distinct ? h('th', { class: 'num' }, `distinct ${distinct}`) : null,
+        h('th', null, 'source'),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      [...sessions].reverse().map((x) =>
+        h(
+          'tr',
+          {
+            'data-start': Date.parse(x.start),
+            'data-end': Date.parse(x.end),
+            'data-count': x.count,
+            'data-source': x.source,
+            title: `${x.partials} partial session${x.partials === 1 ? '' : 's'} merged`,
+          },
+          h('td', null, fmtTime(Date.parse(x.start))),
+          h('td', null, fmtTime(Date.parse(x.end))),
+          h('td', { class: 'num' }, fmtDuration(Date.parse(x.end) - Date.parse(x.start))),
+          h('td', { class: 'num' }, fmtInt(x.count)),
+          value ? [h('td', { class: 'num' }, fmtNumber(x.sum)), h('td', { class: 'num' }, fmtNumber(x.avg))] : null,
+          distinct ? h('td', { class: 'num' }, fmtInt(x.distinct)) : null,
+          h(
+            'td',
+            null,
+            h('span', { class: `badge badge-${x.source.toLowerCase()}` }, x.source.toLowerCase()),
+            x.provisional ? h('span', { class: 'dot-provisional', title: 'provisional: may change at the next batch run' }) : null,
+          ),
         ),
       ),
     ),

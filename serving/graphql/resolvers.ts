@@ -242,6 +242,7 @@ export const queryResolvers = {
       distinct: m.distinct ?? null,
       percentileAccuracy: m.percentiles?.relativeAccuracy ?? null,
       granularities: m.granularities.map(granularityName),
+      sessionGapMs: m.session?.gapMs ?? null,
       allowedLatenessMs: m.allowedLatenessMs,
       retention: m.granularities.map((g) => {
         const retention = ctx.registry.get(args.version ?? ctx.defaultVersion)?.view.retention;

@@ -362,7 +362,14 @@ export const typeDefs = /* GraphQL */ `
     The relative accuracy of the metric's percentiles (0.01 is 1 %); null when it keeps none.
     """
     percentileAccuracy: Float
+    """
+    The tumbling window sizes (empty for a session metric).
+    """
     granularities: [Granularity!]!
+    """
+    A session metric's gap in milliseconds (session: { gap }); null for a metric with tumbling windows.
+    """
+    sessionGapMs: Float
     allowedLatenessMs: Float!
     """
     How long the windows of each granularity are kept, and the oldest one answered now (a range

@@ -13,6 +13,8 @@
  *   a click on a row shows that key (its parts in the boxes and in the address);
  * - the range's p50 ... p99 table equals `total`'s for the key;
  * - tumbling windows of p95 and of avg equal `series` / `seriesColumns`;
+ * - a session metric (its rows computed by the same PartitionState): the sessions table and the
+ *   chart's bars equal `sessions` for the typed key, with their sources;
  * and no console error, nothing leaves 127.0.0.1. A screenshot goes to .lk/artifacts/.
  */
 import { mkdirSync } from 'node:fs';
@@ -33,6 +35,7 @@ import { gqlData, startTestServer, type TestServer } from '../../serving/__tests
 const REPO = new URL('../../', import.meta.url).pathname;
 const ARTIFACTS = join(REPO, '.lk', 'artifacts');
 const METRIC = 'fares';
+const SESSION_METRIC = 'city_sessions';
 const PARTITIONS = 3;
 const DEFS = parseMetricDefinitions(`
 metrics:
@@ -43,6 +46,12 @@ metrics:
     value: fare
     percentiles: true
     granularities: [minute, 5m, hour]
+    allowedLateness: 1h
+  - name: ${SESSION_METRIC}
+    filter: { type: trip }
+    key: city
+    value: fare
+    session: { gap: 20s }
     allowedLateness: 1h
 `);
 
@@ -110,8 +119,16 @@ describe('the dashboard: hopping windows, composite keys, percentiles and averag
       const p = partitionForKey(e.id, PARTITIONS);
       states[p]!.apply({ offset: offsets[p]!++, timestamp: e.ts, key: Buffer.from(e.id), value: Buffer.from(JSON.stringify(e)) });
     }
-    const rows: ViewRow[] = states.flatMap((s) => s.captureChanges().rows);
-    await publishSpeedRows(server.log, version, rows, `${version}-tx-${tx++}`);
+    const changes = states.map((s) => s.captureChanges());
+    const rows: ViewRow[] = changes.flatMap((c) => c.rows);
+    // As a checkpoint does: the rows, then the tombstones of moved or merged sessions, in one transaction.
+    await publishSpeedRows(
+      server.log,
+      version,
+      rows,
+      `${version}-tx-${tx++}`,
+      changes.flatMap((c) => c.tombstones),
+    );
     published += es.length;
     await eventually(async () => {
       const d = await gqlData(
@@ -263,6 +280,46 @@ describe('the dashboard: hopping windows, composite keys, percentiles and averag
       `[dashboard] ${METRIC} ${pick.keyParts.join(' · ')}: hopping ${picked.windows} windows, tumbling ${tumbling.windows}; ${Number(live.d.liveUpdates) - before} live refresh(es)`,
     );
 
+    expect(errors).toEqual([]);
+    expect(foreign).toEqual([]);
+    await page.close();
+  });
+
+  it('shows a session metric: the sessions of a typed key, as sessions answers them', async () => {
+    const page = await browser.context.newPage();
+    const errors: string[] = [];
+    const foreign: string[] = [];
+    await watchErrors(page, errors, foreign);
+    await page.goto(`${server.url}/?metric=${SESSION_METRIC}&key=Porto&range=3600000&measure=sum`);
+    await page.locator('[data-control="sessions"]').waitFor();
+    expect(await page.locator('[data-control="granularity"]').count()).toBe(0);
+    const rows = page.locator('[data-testid="sessions"] tbody tr');
+    const got = await eventually(async () => {
+      const d = await chartData(page);
+      if (!d.windows || Number(d.windows) === 0) return undefined;
+      const q = await gqlData<any>(
+        server.url,
+        `query($from: DateTime!, $to: DateTime!) { sessions(metric: "${SESSION_METRIC}", key: "Porto", from: $from, to: $to) { start end count sum source } }`,
+        { from: new Date(Number(d.from)).toISOString(), to: new Date(Number(d.to)).toISOString() },
+      );
+      const table = await rows.evaluateAll((els) =>
+        els.map((e) => {
+          const ds = (e as HTMLElement).dataset;
+          return [Number(ds.start), Number(ds.end), Number(ds.count), ds.source];
+        }),
+      );
+      const want = [...q.sessions].reverse().map((x: any) => [Date.parse(x.start), Date.parse(x.end), x.count, x.source]);
+      const sum = q.sessions.reduce((a: number, x: any) => a + x.sum, 0);
+      return JSON.stringify(table) === JSON.stringify(want) && Number(d.windows) === q.sessions.length && Number(d.total) === sum
+        ? { sessions: q.sessions.length }
+        : undefined;
+    }, 'the sessions table and the chart equal what sessions answers');
+    expect(got.sessions).toBeGreaterThan(1);
+    expect(await page.locator('[data-testid="top-keys"]').count()).toBe(0);
+    console.log(`[dashboard] ${SESSION_METRIC} Porto: ${got.sessions} sessions shown`);
+    const shot = join(ARTIFACTS, 'dashboard-sessions.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`[dashboard] screenshot: ${shot}`);
     expect(errors).toEqual([]);
     expect(foreign).toEqual([]);
     await page.close();
