@@ -5,7 +5,12 @@
  *   lk batch compact      merge small lake files, then vacuum (also while the service runs)
  *   lk batch status       print the lake position and the current batch run
  *   lk batch migrate-lake convert a lake of the former format (_lake_log/) into a Delta table
+ *   lk batch plan         with --engine spark: write a Spark job's plan for spark-submit under
+ *                         another scheduler (the recompute's first half; docs/spark.md)
+ *   lk batch publish      check and publish what that job wrote (the second half)
  */
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, InfrastructureError } from '../services/errors.ts';
 import { formatDuration } from '../services/config/durations.ts';
@@ -15,6 +20,8 @@ import { sessionRetentionMs } from '../services/metrics/sessionRule.ts';
 import { aborted, context, onShutdownSignal, type Context } from '../services/config/cliOptions.ts';
 import { logger } from '../services/observability/logger.ts';
 import { readCurrentBatchRun } from '../services/views/batchSnapshots.ts';
+import { readVersionRecord } from '../services/versions/versionRecord.ts';
+import type { RecomputeResult } from './views/batchViews.ts';
 import { addBatchOptions, batchEngineOf, lakeWriterGroup, validateBatchOptions, type BatchOptions } from './batchConfig.ts';
 import { resolveLake, type LakeHandle } from '../services/lake/lakeLocation.ts';
 import { lakeFiles, lakePositions, openLakeForReading, openLakeForWriting } from '../services/lake/lakeTable.ts';
@@ -86,18 +93,98 @@ async function runOnce(opts: BatchOptions): Promise<void> {
       console.log('stopped before the recompute; the lake holds everything read so far');
       return;
     }
-    const m = result.manifest;
-    if (!result.published)
-      console.log(
-        `batch run ${m.runId} (${m.engine ?? 'duckdb'}) not published: another batch process published a run of a newer lake snapshot first`,
-      );
-    else
-      console.log(
-        `batch run ${m.runId} (${m.engine ?? 'duckdb'}): ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
-      );
+    printRun(result);
   } finally {
     await log.close();
   }
+}
+
+function printRun(result: RecomputeResult): void {
+  const m = result.manifest;
+  if (!result.published)
+    console.log(
+      `batch run ${m.runId} (${m.engine ?? 'duckdb'}) not published: another batch process published a run of a newer lake snapshot first`,
+    );
+  else
+    console.log(
+      `batch run ${m.runId} (${m.engine ?? 'duckdb'}): ${m.rows} view rows from ${m.rawEvents} lake events (${m.uniqueEvents} unique) in ${(m.durationMs / 1000).toFixed(2)}s; cut ${JSON.stringify(m.cut)}`,
+    );
+}
+
+/**
+ * `lk batch plan --engine spark`: the first half of a Spark recompute (sparkViews.ts
+ * prepareSparkRun) for a job that another scheduler runs: the cut (the lake as it is now; the
+ * lake writer is not run), the plan and the run record in a folder of its own, and the command
+ * that runs the job. `lk batch publish --run <dir>` is the second half.
+ */
+async function plan(opts: BatchOptions & { out?: string }): Promise<void> {
+  validateBatchOptions(opts);
+  if (opts.engine !== 'spark')
+    throw new ConfigError('lk batch plan writes the plan of a Spark job: give --engine spark (DuckDB recomputes in lk batch run)');
+  const ctx = context(opts);
+  const metrics = await ctx.loadMetrics(opts.version);
+  const lake = await lakeOf(opts, ctx);
+  const state = await ctx.state();
+  const { newRunId } = await import('./views/batchViews.ts');
+  const { prepareSparkRun, sparkJobScript } = await import('./engines/spark/sparkViews.ts');
+  const startedAt = Date.now();
+  const runId = newRunId(new Date(startedAt));
+  const dir = resolve(opts.out ?? join(ctx.layout.scratch, 'spark-runs', opts.version, runId));
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new ConfigError(`--out ${dir} is not empty: give a new folder for the run (a planned run is published from it)`);
+  let homePartitions = (await readVersionRecord(state, opts.version))?.homePartitions;
+  if (homePartitions === undefined) {
+    // A version without a record yet: its home partition count is the topic's.
+    const log = ctx.openLog('lk-batch-plan');
+    try {
+      const { homePartitionsOf } = await import('./batchCycle.ts');
+      homePartitions = await homePartitionsOf(log, state, opts.version, opts.topic, metrics);
+    } finally {
+      await log.close();
+    }
+  }
+  const prepared = await prepareSparkRun(
+    {
+      lake,
+      state,
+      scratchDir: ctx.layout.scratch,
+      cacheDir: ctx.layout.cache,
+      version: opts.version,
+      metrics,
+      homePartitions,
+      logger,
+      spark: { master: opts.sparkMaster },
+    },
+    dir,
+    { runId, startedAt },
+  );
+  const r = prepared.record;
+  console.log(
+    `planned Spark run ${runId} of version ${r.version}: lake ${r.lake}${r.lakeVersion === null ? ' (empty)' : ` at Delta version ${r.lakeVersion}`}, cut ${JSON.stringify(r.cut)}, in ${dir}`,
+  );
+  if (prepared.planPath !== undefined) {
+    console.log(`run the job:  spark-submit --jars ${prepared.jars.join(',')} ${sparkJobScript()} ${prepared.planPath}`);
+    if (lake.store.kind === 's3')
+      console.log('              (the job reads the lake through S3A, with AWS_* credentials from its environment)');
+  } else {
+    console.log('the lake holds no events: there is no job to run');
+  }
+  console.log(`then publish: lk batch publish --run ${dir}`);
+}
+
+/** `lk batch publish --run <dir>`: the second half (sparkViews.ts publishSparkRun). */
+async function publish(opts: BatchOptions & { run: string }): Promise<void> {
+  const dir = resolve(opts.run);
+  const { publishSparkRun, readSparkRun } = await import('./engines/spark/sparkViews.ts');
+  const record = readSparkRun(dir);
+  const ctx = context(opts);
+  const metrics = await ctx.loadMetrics(record.version);
+  const result = await publishSparkRun(
+    { state: await ctx.state(), scratchDir: ctx.layout.scratch, cacheDir: ctx.layout.cache, version: record.version, metrics, logger },
+    dir,
+    record,
+  );
+  printRun(result);
 }
 
 /**
@@ -212,6 +299,23 @@ export function registerBatchCommands(program: Command): void {
     compact,
   );
   addBatchOptions(batch.command('status').description('print the lake position and the current batch run')).action(status);
+  addBatchOptions(
+    batch
+      .command('plan')
+      .description(
+        "with --engine spark: write the plan of the recompute's Spark job, for spark-submit under your own scheduler (then lk batch publish)",
+      ),
+  )
+    .option(
+      '--out <dir>',
+      'the run folder: plan.json, the run record, and the job output (default <data-dir>/scratch/spark-runs/<version>/<run id>)',
+    )
+    .action(plan);
+  addBatchOptions(
+    batch.command('publish').description("check and publish the rows a planned Spark job wrote (the run's own version and cut)"),
+  )
+    .requiredOption('--run <dir>', 'the run folder lk batch plan wrote, after the job ran')
+    .action(publish);
   addBatchOptions(
     batch
       .command('migrate-lake')

@@ -649,7 +649,7 @@ export async function recomputeBatchViews(options: RecomputeOptions): Promise<Re
  * files), what it found (events) and what it wrote (rows), stamped with the engine that ran.
  */
 export function runManifest(
-  options: RecomputeOptions,
+  options: Pick<RecomputeOptions, 'version' | 'homePartitions' | 'metrics'>,
   run: {
     engine: BatchRunManifest['engine'];
     runId: string;

@@ -98,8 +98,13 @@ function currentKey(version: string): string {
 }
 
 /** A fresh local folder (under the host's scratch folder) to build a run in; `commitBatchRun` publishes it. */
+/** The folder on this host a run is built in (stageBatchRun makes it anew). */
+export function stagedRunDir(scratchDir: string, version: string, runId: string): string {
+  return join(scratchDir, 'views', version, runId);
+}
+
 export function stageBatchRun(scratchDir: string, version: string, runId: string): string {
-  const dir = join(scratchDir, 'views', version, runId);
+  const dir = stagedRunDir(scratchDir, version, runId);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return dir;

@@ -18,15 +18,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
-import type { Granularity } from '../../services/metrics/definitions.ts';
-import { compileMetric } from '../../services/metrics/compile.ts';
 import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
 import { CRASH_POINTS } from '../../services/faults/crashPoints.ts';
 import { speedViewTopic } from '../../services/views/viewRow.ts';
 import { eventually, tempDir, testBrokers, uniqueName } from '../helpers.ts';
 import { currentBatchRun } from '../sharedState.ts';
-import { hllOf, oracleWindows, type LoggedEvent } from '../../serving/__tests__/fixtures/viewFixtures.ts';
-import { METRICS, gqlData, startTestServer, testLog, type TestServer } from '../../serving/__tests__/fixtures/testServer.ts';
+import type { LoggedEvent } from '../../serving/__tests__/fixtures/viewFixtures.ts';
+import { gqlData, startTestServer, testLog, type TestServer } from '../../serving/__tests__/fixtures/testServer.ts';
+import { checkServingAgainstOracle } from './servingOracle.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 9021);
 const REPO = new URL('../../', import.meta.url).pathname;
@@ -123,46 +122,7 @@ describe('the whole pipeline with lk batch run --engine spark', () => {
   }
 
   async function checkAgainstOracle(upTo: number, expectSource: 'BATCH' | 'SPEED' | undefined, stage: string): Promise<void> {
-    const input = events.slice(0, upTo);
-    const times = input.map((e) => e.ts);
-    const from = new Date(Math.floor(Math.min(...times) / 86_400_000) * 86_400_000).toISOString();
-    const to = new Date(Math.ceil((Math.max(...times) + 1) / 86_400_000) * 86_400_000 + 86_400_000).toISOString();
-    for (const def of METRICS.metrics) {
-      const c = compileMetric(def);
-      const keys = [...new Set(input.filter((e) => c.matches(e.values)).map((e) => c.keyOf(e.values)!))].sort();
-      for (const g of def.granularities as Granularity[]) {
-        const where = `${stage} ${def.name}/${g} (seed ${SEED})`;
-        const q = `{ ${keys.map((k, i) => `k${i}: series(metric: "${def.name}", key: "${k}", granularity: ${g.toUpperCase()}, from: "${from}", to: "${to}") { windowStart count sum distinct source }`).join(' ')}
-          top: topKeys(metric: "${def.name}", granularity: ${g.toUpperCase()}, from: "${from}", to: "${to}", limit: 1000) { key count }
-          total(metric: "${def.name}", granularity: ${g.toUpperCase()}, from: "${from}", to: "${to}") { count distinct sum } }`;
-        const d = await gqlData<any>(server.url, q);
-        const ranking: { key: string; count: number }[] = [];
-        keys.forEach((key, i) => {
-          const oracle = oracleWindows(input, def, g, key);
-          const got = d[`k${i}`] as any[];
-          expect(
-            got.map((w) => [Date.parse(w.windowStart), w.count, w.distinct]),
-            `${where} ${key}`,
-          ).toEqual([...oracle].sort((a, b) => a[0] - b[0]).map(([s, w]) => [s, w.count, w.distinct]));
-          for (const w of got) {
-            const o = oracle.get(Date.parse(w.windowStart))!;
-            if (o.sum === null) expect(w.sum).toBeNull();
-            else expect(w.sum, where).toBeCloseTo(o.sum, 6);
-            if (expectSource !== undefined) expect(w.source, where).toBe(expectSource);
-          }
-          ranking.push({ key, count: [...oracle.values()].reduce((a, w) => a + w.count, 0) });
-        });
-        ranking.sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : 1));
-        expect(d.top, where).toEqual(ranking);
-        const all = oracleWindows(input, def, g, null);
-        expect(d.total.count, where).toBe([...all.values()].reduce((a, w) => a + w.count, 0));
-        if (def.distinct) {
-          const users = new Set<string>();
-          for (const w of all.values()) for (const u of w.users) users.add(u);
-          expect(d.total.distinct, where).toBe(hllOf(users));
-        }
-      }
-    }
+    await checkServingAgainstOracle(server.url, events.slice(0, upTo), expectSource, `${stage} (seed ${SEED})`);
   }
 
   /** The run CURRENT names in the shared state (the data dir: no --state-uri). */

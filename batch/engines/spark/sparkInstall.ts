@@ -6,13 +6,24 @@
  * spark.jars.packages). `node scripts/spark.mjs resolve` runs the same from the command line
  * (.ci/run does it cold).
  *
+ * A lake on S3 needs Hadoop's S3A file system as well (ensureSparkS3, on the first run over such a
+ * lake): `org.apache.hadoop:hadoop-aws` at the Hadoop version inside pyspark (its
+ * hadoop-client-api jar says which) and the AWS SDK v2 `bundle` at the version hadoop-aws's POM
+ * names (its parent's `aws-java-sdk-v2.version`), both from Maven Central into <cache>/s3a/jars.
+ * The bundle is large (2.24.6: 558 MB, about 22 s cold here), but it is the only form of the SDK
+ * that works here: S3AFileSystem needs the transfer manager's classes at load time
+ * (NoClassDefFoundError: software/amazon/awssdk/transfer/s3/model/ObjectTransfer without them),
+ * and `software.amazon.awssdk:s3-transfer-manager` is not served at 2.24.6 by the registry this
+ * project may use; a newer SDK than the one Hadoop was built and tested with is not an option.
+ * Maven checks every downloaded file's checksum and fails on a mismatch (`--strict-checksums`).
+ *
  * Environment (optional):
  *   LK_SPARK_CACHE  the cache (default ~/.cache/lambda-kappa/spark-<pyspark>-delta-<delta>)
  *   LK_PYTHON       the Python that creates the venv (default python3; 3.9 or newer)
  *   JAVA_HOME       the Java Spark runs on (else `java` on PATH; 17 or newer)
  */
 import { spawnSync, type SpawnSyncOptions, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
@@ -22,6 +33,8 @@ export const DELTA_VERSION = '4.0.1';
 export const SPARK_PACKAGES = [`pyspark==${PYSPARK_VERSION}`, `delta-spark==${DELTA_VERSION}`];
 /** Maven Central artifacts copied into <cache>/jars (Spark's own jars are inside pyspark). */
 export const SPARK_JARS = [`io.delta:delta-spark_2.13:${DELTA_VERSION}`, `io.delta:delta-storage:${DELTA_VERSION}`];
+/** Maven's flags for every download: batch mode, quiet, a checksum mismatch fails the download. */
+const MVN_FLAGS = ['-q', '-B', '--strict-checksums'];
 
 export class SparkSetupError extends Error {
   constructor(
@@ -128,7 +141,7 @@ export function ensureSpark(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean } =
   if (res.status !== 0) fail(`pip install ${SPARK_PACKAGES.join(' ')} failed`, `${res.stdout}\n${res.stderr}`.trim().slice(-2000));
   log(`[3/3] ${SPARK_JARS.join(', ')} from Maven Central...`);
   for (const artifact of SPARK_JARS) {
-    res = run(mvn, ['-q', '-B', 'dependency:copy', `-Dartifact=${artifact}`, `-DoutputDirectory=${join(tmp, 'jars')}`]);
+    res = run(mvn, [...MVN_FLAGS, 'dependency:copy', `-Dartifact=${artifact}`, `-DoutputDirectory=${join(tmp, 'jars')}`]);
     if (res.status !== 0) fail(`mvn dependency:copy ${artifact} failed`, `${res.stdout}\n${res.stderr}`.trim().slice(-2000));
   }
   writeFileSync(
@@ -143,4 +156,79 @@ export function ensureSpark(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean } =
   }
   log(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return { ...layout(dir), ...java, built: true };
+}
+
+/** The Hadoop version inside the venv's pyspark (its `hadoop-client-api-<version>.jar`). */
+export function pysparkHadoopVersion(python: string): string {
+  const venv = resolve(dirname(python), '..');
+  const lib = join(venv, 'lib');
+  for (const py of existsSync(lib) ? readdirSync(lib) : []) {
+    const jars = join(lib, py, 'site-packages', 'pyspark', 'jars');
+    if (!existsSync(jars)) continue;
+    const m = readdirSync(jars)
+      .map((f) => /^hadoop-client-api-(\d+\.\d+\.\d+)\.jar$/.exec(f))
+      .find((x) => x !== null);
+    if (m) return m[1]!;
+  }
+  throw new SparkSetupError(`cannot tell pyspark's Hadoop version: no pyspark/jars/hadoop-client-api-*.jar under ${lib}`);
+}
+
+/** The S3A jars in the cache (<cache>/s3a/jars), installing them the first time (see the module comment). */
+export function ensureSparkS3(install: SparkInstall, opts: { env?: NodeJS.ProcessEnv; quiet?: boolean } = {}): string[] {
+  const env = opts.env ?? process.env;
+  const dir = join(install.dir, 's3a');
+  const listJars = () =>
+    readdirSync(join(dir, 'jars'))
+      .filter((f) => f.endsWith('.jar'))
+      .sort()
+      .map((f) => join(dir, 'jars', f));
+  if (existsSync(join(dir, '.complete'))) return listJars();
+  const log = opts.quiet ? () => undefined : (m: string) => process.stderr.write(`[spark] ${m}\n`);
+  const mvn = which('mvn', env);
+  if (!mvn)
+    throw new SparkSetupError(
+      "Maven not found (`mvn` on PATH is needed once, to fetch Hadoop's S3A jars from Maven Central for a lake on S3): install Maven 3.6+",
+    );
+  const hadoop = pysparkHadoopVersion(install.python);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  // A local repository of its own, deleted at the end: the bundle is not kept twice on disk.
+  const repo = ['-Dmaven.repo.local=' + join(tmp, 'm2')];
+  const fail = (message: string, details?: string): never => {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new SparkSetupError(message, details);
+  };
+  const t0 = Date.now();
+  log(`S3A for a lake on S3 (one-time, into ${dir}): [1/2] the AWS SDK version of org.apache.hadoop:hadoop-aws:${hadoop}...`);
+  let res = run(mvn, [
+    ...MVN_FLAGS,
+    ...repo,
+    'dependency:copy',
+    `-Dartifact=org.apache.hadoop:hadoop-project:${hadoop}:pom`,
+    `-DoutputDirectory=${tmp}`,
+  ]);
+  if (res.status !== 0)
+    fail(`mvn dependency:copy org.apache.hadoop:hadoop-project:${hadoop}:pom failed`, `${res.stdout}\n${res.stderr}`.trim().slice(-2000));
+  const pom = readFileSync(join(tmp, `hadoop-project-${hadoop}.pom`), 'utf8');
+  const sdk = /<aws-java-sdk-v2\.version>([0-9][0-9.]*)<\/aws-java-sdk-v2\.version>/.exec(pom)?.[1];
+  if (sdk === undefined)
+    fail(`hadoop-project ${hadoop}'s POM names no aws-java-sdk-v2.version: cannot pick the AWS SDK bundle for hadoop-aws ${hadoop}`);
+  const artifacts = [`org.apache.hadoop:hadoop-aws:${hadoop}`, `software.amazon.awssdk:bundle:${sdk}`];
+  log(`[2/2] ${artifacts.join(', ')} from Maven Central (the SDK bundle is about 560 MB)...`);
+  for (const artifact of artifacts) {
+    res = run(mvn, [...MVN_FLAGS, ...repo, 'dependency:copy', `-Dartifact=${artifact}`, `-DoutputDirectory=${join(tmp, 'jars')}`]);
+    if (res.status !== 0) fail(`mvn dependency:copy ${artifact} failed`, `${res.stdout}\n${res.stderr}`.trim().slice(-2000));
+  }
+  rmSync(join(tmp, 'm2'), { recursive: true, force: true });
+  rmSync(join(tmp, `hadoop-project-${hadoop}.pom`), { force: true });
+  writeFileSync(join(tmp, '.complete'), `${JSON.stringify({ jars: artifacts, at: new Date().toISOString() })}\n`);
+  try {
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(join(dir, '.complete'))) throw new SparkSetupError(`cannot move the S3A jars into ${dir}: ${(e as Error).message}`);
+  }
+  log(`S3A ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return listJars();
 }

@@ -21,17 +21,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
-import { ConfigError, InfrastructureError } from '../../../services/errors.ts';
-import { eventMappingOf } from '../../../services/metrics/definitions.ts';
+import { ConfigError, InfrastructureError, errorMessage } from '../../../services/errors.ts';
+import { eventMappingOf, type MetricDefinitions } from '../../../services/metrics/definitions.ts';
 import { FLAT_MAPPING_NAME, lakeRowsSql } from '../../../services/lake/lakeLayout.ts';
 import { crashPoint } from '../../../services/faults/crashPoints.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
 import { lakeFiles as filesOf, lakePositions, openLakeForReading } from '../../../services/lake/lakeTable.ts';
 import type { LakeHandle } from '../../../services/lake/lakeLocation.ts';
 import { sqlQuote } from '../../../services/storage/sql.ts';
-import { SNAPSHOT_COLUMNS, stageBatchRun, type BatchRunManifest } from '../../../services/views/batchSnapshots.ts';
+import { s3SettingsFromEnv, type S3Settings } from '../../../services/storage/storageLocation.ts';
+import { SNAPSHOT_COLUMNS, stageBatchRun, stagedRunDir, type BatchRunManifest } from '../../../services/views/batchSnapshots.ts';
+import { versionNameSchema } from '../../../services/versions/versionName.ts';
 import { cutOf, newRunId, publishStagedRun, runManifest, type RecomputeOptions, type RecomputeResult } from '../../views/batchViews.ts';
-import { ensureSpark } from './sparkInstall.ts';
+import { ensureSpark, ensureSparkS3 } from './sparkInstall.ts';
 import { SPARK_ROW_COLUMNS, sparkViewsPlan } from './sparkPlan.ts';
 import type { SparkSettings } from '../engineChoice.ts';
 
@@ -44,14 +46,40 @@ export function sparkJobScript(): string {
   return found;
 }
 
-/** The Delta table as Spark addresses it: a local folder, or s3a:// with the S3 settings. */
+/**
+ * The Delta table as Spark addresses it: a local folder, or the table on S3 as `s3a://` (Hadoop's
+ * S3A file system; `s3://` is another, older file system in Hadoop, so the scheme is mapped).
+ */
 function tableLocation(lake: LakeHandle): string {
+  if (lake.store.kind === 's3') return lake.uri.replace(/^s3:\/\//, 's3a://');
   // The table's root: the folder of its log (a store's root itself is no object key).
   const log = lake.store.localPath('_delta_log');
   if (log !== undefined) return dirname(resolve(log));
-  throw new InfrastructureError(
-    `the Spark engine reads a lake on a local disk or a shared file system; ${lake.uri} is on object storage, which needs Hadoop's S3A jars (not bundled yet: docs/spark.md)`,
-  );
+  throw new InfrastructureError(`the Spark engine cannot address the lake at ${lake.uri}: neither a local folder nor s3://`);
+}
+
+/**
+ * S3A's settings from the project's AWS settings (storageLocation.ts s3SettingsFromEnv: the same
+ * endpoint, region and addressing style as the platform's own S3 client). Credentials are never
+ * part of the plan (a file, and Spark's configuration, which Spark may print): with
+ * AWS_ACCESS_KEY_ID set, S3A reads them from the job's environment, which `lk` passes on;
+ * without, S3A's default chain (profiles, instance roles) applies, as for the platform.
+ */
+export function s3aConf(settings: S3Settings): Record<string, string> {
+  const conf: Record<string, string> = {
+    'spark.hadoop.fs.s3a.endpoint.region': settings.region,
+    'spark.hadoop.fs.s3a.path.style.access': String(settings.pathStyle),
+    'spark.hadoop.fs.s3a.attempts.maximum': String(settings.maxAttempts),
+  };
+  if (settings.endpoint !== undefined) {
+    const url = new URL(settings.endpoint);
+    // The endpoint without anything a URL may carry besides the server (a user:password@ part).
+    conf['spark.hadoop.fs.s3a.endpoint'] = `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
+    conf['spark.hadoop.fs.s3a.connection.ssl.enabled'] = String(url.protocol === 'https:');
+  }
+  if (settings.accessKeyId !== undefined)
+    conf['spark.hadoop.fs.s3a.aws.credentials.provider'] = 'software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider';
+  return conf;
 }
 
 const countsSchema = z.object({
@@ -129,9 +157,25 @@ async function runJob(python: string, javaHome: string, planPath: string, onPhas
     child.on('close', (c, signal) => res(c ?? (signal ? -1 : null)));
   });
   if (code !== 0) {
+    // The job's own diagnosis (viewsJob.py: `lk-spark-error: ...`, one line) when it made one.
+    const own = stderr
+      .split('\n')
+      .filter((l) => l.startsWith('lk-spark-error: '))
+      .at(-1);
+    if (own !== undefined) throw new InfrastructureError(`the Spark job failed: ${own.slice('lk-spark-error: '.length).trim()}`);
     const lines = stderr.split('\n').filter((l) => /(Exception|Error)\b/.test(l) && !/^\s+at /.test(l));
     const why = (lines.at(-1) ?? stderr.trim().split('\n').at(-1) ?? `exit code ${code}`).trim().slice(0, 500);
     throw new InfrastructureError(`the Spark job failed (exit code ${code}): ${why}`);
+  }
+}
+
+/** Runs `read` over the job's row files; a file DuckDB cannot read as Parquet is the job's output at fault, said so. */
+async function readableRows<T>(rowsGlob: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    if (e instanceof InfrastructureError) throw e;
+    throw new InfrastructureError(`the Spark job's rows ${rowsGlob} cannot be read as Parquet: ${errorMessage(e).split('\n')[0]}`);
   }
 }
 
@@ -161,101 +205,210 @@ async function checkJobRows(conn: DuckDBConnection, rowsGlob: string, metricCoun
 }
 
 /**
- * One full recompute with Spark, published atomically as the version's CURRENT run (see the
- * module comment). Same options as the DuckDB recompute, and the Spark settings.
+ * What finishing a Spark run needs besides the job's output, written beside its plan
+ * (`spark-run.json`) so that `lk batch publish --run <dir>` can finish a run that another
+ * scheduler ran: which lake snapshot the plan reads (the cut), for which version and metric file.
+ * Read back through zod: a file on disk that anyone may have edited.
  */
-export async function recomputeWithSpark(options: RecomputeOptions & { spark: SparkSettings }): Promise<RecomputeResult> {
-  const startedAt = Date.now();
-  const runId = newRunId(new Date(startedAt));
+export const sparkRunSchema = z.object({
+  kind: z.literal('lk-spark-run'),
+  runId: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be a run id'),
+  version: versionNameSchema,
+  /** The lake as the user wrote it (for messages; never a credential). */
+  lake: z.string().min(1),
+  /** The Delta version the plan reads; null when the lake was empty (nothing for a job to do). */
+  lakeVersion: z.number().int().nonnegative().nullable(),
+  startedAt: z.number().int().nonnegative(),
+  cut: z.array(z.number().int().nonnegative()),
+  processingTimes: z.array(z.number()),
+  lakeFileSizes: z.array(z.number().int().nonnegative()),
+  homePartitions: z.number().int().positive(),
+  metricsSource: z.string(),
+  metricsSha256: z.string().optional(),
+});
+export type SparkRunRecord = z.infer<typeof sparkRunSchema>;
+
+/** A run's folder: the plan, the record, and the job's output (`out/`: rows/*.parquet, counts.json). */
+export const SPARK_RUN_FILES = { plan: 'plan.json', record: 'spark-run.json', output: 'out' } as const;
+
+/** What the Spark engine does not compute yet, refused before anything runs (ConfigError naming --engine duckdb). */
+function refuseUncomputed(metrics: MetricDefinitions): void {
+  const defs = metrics.metrics;
+  const sessions = defs.find((d) => d.session !== undefined);
+  if (sessions)
+    throw new ConfigError(
+      `${metrics.source}: metric ${sessions.name} uses session windows, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
+    );
+}
+
+export interface PreparedSparkRun {
+  record: SparkRunRecord;
+  /** The plan for viewsJob.py; undefined when the lake holds nothing (no job to run). */
+  planPath: string | undefined;
+  /** The jars the job needs (`spark.jars`, or spark-submit's --jars), and the venv's Python. */
+  jars: string[];
+  python: string | undefined;
+  javaHome: string | undefined;
+}
+
+/**
+ * The first half of a Spark run: the cut (the lake table's position now), the refusals, and in
+ * `runDir` the job's plan and the run's record. Nothing is published; `finishSparkRun` is the
+ * second half, after the job ran (started by `lk`, or by `spark-submit` under another scheduler).
+ */
+export async function prepareSparkRun(
+  options: RecomputeOptions & { spark: SparkSettings },
+  runDir: string,
+  run: { runId: string; startedAt: number },
+): Promise<PreparedSparkRun> {
   const table = await openLakeForReading(options.lake, { missingOk: true, migrate: true, logger: options.logger });
   const snapshot = table?.current;
   const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
   const files = filesOf(snapshot);
-  const defs = options.metrics.metrics;
-  const sessions = defs.find((d) => d.session !== undefined);
-  if (sessions)
-    throw new ConfigError(
-      `${options.metrics.source}: metric ${sessions.name} uses session windows, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
-    );
-  if (eventMappingOf(defs).flat && files.length > 0) await refuseForeignRecords(options.lake, files, options.metrics.source);
+  refuseUncomputed(options.metrics);
+  if (eventMappingOf(options.metrics.metrics).flat && files.length > 0)
+    await refuseForeignRecords(options.lake, files, options.metrics.source);
   const phase = options.onPhase ?? (() => undefined);
-  const totalPhases = 5;
-  const staged = stageBatchRun(options.scratchDir, options.version, runId);
-  const work = join(staged, '.spark');
+  mkdirSync(runDir, { recursive: true });
+  const record: SparkRunRecord = {
+    kind: 'lk-spark-run',
+    runId: run.runId,
+    version: options.version,
+    lake: options.lake.uri,
+    lakeVersion: snapshot !== undefined && files.length > 0 ? snapshot.version : null,
+    startedAt: run.startedAt,
+    cut,
+    processingTimes,
+    lakeFileSizes: files.map((f) => f.size),
+    homePartitions: options.homePartitions,
+    metricsSource: options.metrics.source,
+    ...(options.metrics.sha256 !== undefined ? { metricsSha256: options.metrics.sha256 } : {}),
+  };
+  let prepared: PreparedSparkRun = { record, planPath: undefined, jars: [], python: undefined, javaHome: undefined };
+  if (record.lakeVersion !== null) {
+    phase('install spark', 0, SPARK_PHASES);
+    const install = ensureSpark();
+    const onS3 = options.lake.store.kind === 's3';
+    // Settings first (a bad AWS_* variable is refused before any download), then the S3A jars.
+    const s3 = onS3 ? s3aConf(s3SettingsFromEnv()) : {};
+    const jars = [...install.jars, ...(onS3 ? ensureSparkS3(install) : [])];
+    const output = join(runDir, SPARK_RUN_FILES.output);
+    mkdirSync(output, { recursive: true });
+    const local = options.spark.master.startsWith('local');
+    const plan = {
+      appName: `lk-batch-views-${options.version}`,
+      master: options.spark.master,
+      table: tableLocation(options.lake),
+      version: record.lakeVersion,
+      output,
+      ...sparkViewsPlan(options.metrics.metrics, options.homePartitions),
+      conf: {
+        'spark.jars': jars.join(','),
+        'spark.sql.extensions': 'io.delta.sql.DeltaSparkSessionExtension',
+        'spark.sql.catalog.spark_catalog': 'org.apache.spark.sql.delta.catalog.DeltaCatalog',
+        'spark.sql.ansi.enabled': 'false',
+        'spark.sql.caseSensitive': 'true',
+        'spark.sql.session.timeZone': 'UTC',
+        'spark.ui.enabled': 'false',
+        'spark.ui.showConsoleProgress': 'false',
+        'spark.local.dir': join(runDir, 'local'),
+        'spark.sql.warehouse.dir': join(runDir, 'warehouse'),
+        'spark.driver.memory': options.spark.driverMemory ?? process.env.LK_SPARK_DRIVER_MEMORY ?? '2g',
+        ...s3,
+        // A local master has few cores: few shuffle partitions, and Delta's snapshot state (the
+        // table's file list, built by a Spark job of 50 tasks by default) in two.
+        ...(local
+          ? {
+              'spark.driver.host': '127.0.0.1',
+              'spark.driver.bindAddress': '127.0.0.1',
+              'spark.sql.shuffle.partitions': '8',
+              'spark.databricks.delta.snapshotPartitions': '2',
+            }
+          : {}),
+      },
+    };
+    const planPath = join(runDir, SPARK_RUN_FILES.plan);
+    writeFileSync(planPath, JSON.stringify(plan, null, 2));
+    prepared = { record, planPath, jars, python: install.python, javaHome: install.javaHome };
+  }
+  writeFileSync(join(runDir, SPARK_RUN_FILES.record), `${JSON.stringify(record, null, 2)}\n`);
+  return prepared;
+}
+
+const SPARK_PHASES = 5;
+
+/**
+ * The second half of a Spark run: the job's output in `runDir` read back and checked (a boundary:
+ * files another program wrote), stamped with the cut, written as `rows.parquet` in `staged` in the
+ * snapshot's layout; returns the run record to publish. Refuses a run whose job did not finish
+ * (no counts.json, no rows/_SUCCESS) or whose files are malformed.
+ */
+export async function finishSparkRun(
+  options: Pick<RecomputeOptions, 'version' | 'homePartitions' | 'metrics' | 'onPhase'>,
+  runDir: string,
+  staged: string,
+  record: SparkRunRecord,
+): Promise<BatchRunManifest> {
+  const defs = options.metrics.metrics;
+  const output = join(runDir, SPARK_RUN_FILES.output);
+  const phase = options.onPhase ?? (() => undefined);
+  let counts = { raw: 0, unique: 0, misplaced: 0, foreign: 0 };
+  let rowsGlob: string | undefined;
+  if (record.lakeVersion !== null) {
+    const countsFile = join(output, 'counts.json');
+    if (!existsSync(countsFile) || !existsSync(join(output, 'rows', '_SUCCESS')))
+      throw new InfrastructureError(
+        `the Spark job's output in ${output} is incomplete (${existsSync(countsFile) ? 'no rows/_SUCCESS' : 'no counts.json'}): the job did not finish; run it again (nothing was published)`,
+      );
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(countsFile, 'utf8'));
+    } catch (e) {
+      throw new InfrastructureError(`the Spark job's ${countsFile} is not JSON (${(e as Error).message}); nothing was published`);
+    }
+    const checked = countsSchema.safeParse(parsed);
+    if (!checked.success) {
+      const issue = checked.error.issues[0]!;
+      throw new InfrastructureError(
+        `the Spark job's ${countsFile} is malformed (${issue.path.join('.') || 'the object'}: ${issue.message}); nothing was published`,
+      );
+    }
+    counts = checked.data;
+    if (counts.foreign > 0) throw new ConfigError(FOREIGN_RECORDS(options.metrics.source, counts.foreign));
+    const parts = readdirSync(join(output, 'rows')).filter((f) => f.endsWith('.parquet'));
+    if (parts.length > 0) rowsGlob = join(output, 'rows', '*.parquet');
+  }
+  phase('write snapshot', 3, SPARK_PHASES);
+  const { cut, processingTimes } = record;
   const db = await DuckDBInstance.create(':memory:', { threads: '2' });
   const conn = await db.connect();
-  let manifest: BatchRunManifest;
   try {
-    let counts = { raw: 0, unique: 0, misplaced: 0, foreign: 0 };
-    let rowsGlob: string | undefined;
-    if (snapshot !== undefined && files.length > 0) {
-      phase('install spark', 0, totalPhases);
-      const install = ensureSpark();
-      const output = join(work, 'out');
-      mkdirSync(output, { recursive: true });
-      const local = options.spark.master.startsWith('local');
-      const plan = {
-        appName: `lk-batch-views-${options.version}`,
-        master: options.spark.master,
-        table: tableLocation(options.lake),
-        version: snapshot.version,
-        output,
-        ...sparkViewsPlan(defs, options.homePartitions),
-        conf: {
-          'spark.jars': install.jars.join(','),
-          'spark.sql.extensions': 'io.delta.sql.DeltaSparkSessionExtension',
-          'spark.sql.catalog.spark_catalog': 'org.apache.spark.sql.delta.catalog.DeltaCatalog',
-          'spark.sql.ansi.enabled': 'false',
-          'spark.sql.caseSensitive': 'true',
-          'spark.sql.session.timeZone': 'UTC',
-          'spark.ui.enabled': 'false',
-          'spark.ui.showConsoleProgress': 'false',
-          'spark.local.dir': join(work, 'local'),
-          'spark.sql.warehouse.dir': join(work, 'warehouse'),
-          'spark.driver.memory': options.spark.driverMemory ?? process.env.LK_SPARK_DRIVER_MEMORY ?? '2g',
-          // A local master has few cores: few shuffle partitions, and Delta's snapshot state (the
-          // table's file list, built by a Spark job of 50 tasks by default) in two.
-          ...(local
-            ? {
-                'spark.driver.host': '127.0.0.1',
-                'spark.driver.bindAddress': '127.0.0.1',
-                'spark.sql.shuffle.partitions': '8',
-                'spark.databricks.delta.snapshotPartitions': '2',
-              }
-            : {}),
-        },
-      };
-      const planPath = join(work, 'plan.json');
-      writeFileSync(planPath, JSON.stringify(plan, null, 2));
-      phase('spark job', 1, totalPhases);
-      await runJob(install.python, install.javaHome, planPath, (p) => phase(`spark: ${p}`, 2, totalPhases));
-      counts = countsSchema.parse(JSON.parse(readFileSync(join(output, 'counts.json'), 'utf8')));
-      if (counts.foreign > 0) throw new ConfigError(FOREIGN_RECORDS(options.metrics.source, counts.foreign));
-      const parts = existsSync(join(output, 'rows')) ? readdirSync(join(output, 'rows')).filter((f) => f.endsWith('.parquet')) : [];
-      if (parts.length > 0) rowsGlob = join(output, 'rows', '*.parquet');
-    }
-    phase('write snapshot', 3, totalPhases);
     const rowColumns = Object.entries(SNAPSHOT_COLUMNS)
       .map(([name, type]) => `"${name}" ${type}`)
       .join(', ');
     await conn.run(`CREATE TEMP TABLE view_rows (${rowColumns})`);
     if (rowsGlob !== undefined) {
-      await checkJobRows(
-        conn,
-        rowsGlob,
-        defs.length,
-        defs.map((d) => [...d.granularities]),
+      await readableRows(rowsGlob, () =>
+        checkJobRows(
+          conn,
+          rowsGlob!,
+          defs.length,
+          defs.map((d) => [...d.granularities]),
+        ),
       );
       await conn.run(`CREATE TEMP TABLE cuts (p INTEGER, through_offset BIGINT, processing_time BIGINT)`);
-      if (cut.length > 0) await conn.run(`INSERT INTO cuts VALUES ${cut.map((c, p) => `(${p}, ${c}, ${processingTimes[p]})`).join(', ')}`);
+      if (cut.length > 0)
+        await conn.run(`INSERT INTO cuts VALUES ${cut.map((c, p) => `(${p}, ${c}, ${processingTimes[p] ?? 0})`).join(', ')}`);
       await conn.run(`CREATE TEMP TABLE metric_names (mi INTEGER, metric VARCHAR)`);
       await conn.run(`INSERT INTO metric_names VALUES ${defs.map((d, i) => `(${i}, ${sqlQuote(d.name)})`).join(', ')}`);
       // Sketches must decode (serving merges them): checked by their layout, as HyperLogLog.deserialize does.
       const empty = sqlQuote(new HyperLogLog().toBase64());
-      await conn.run(
-        `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
+      await readableRows(rowsGlob, () =>
+        conn.run(
+          `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
            r.distinct_sketch, r.value_sketch, r.raw_count, r.misplaced, c.through_offset, c.processing_time, CAST(NULL AS BIGINT)
          FROM read_parquet(${sqlQuote(rowsGlob)}) r JOIN cuts c ON c.p = r.partition JOIN metric_names n ON n.mi = r.mi`,
+        ),
       );
       const badSketches = (
         await conn.runAndReadAll(
@@ -284,17 +437,98 @@ export async function recomputeWithSpark(options: RecomputeOptions & { spark: Sp
        TO ${sqlQuote(join(staged, 'rows.parquet'))} (FORMAT parquet, COMPRESSION snappy)`,
     );
     crashPoint('batch.run.rows-written');
-    manifest = runManifest(options, { engine: 'spark', runId, cut, processingTimes, startedAt, rows, counts, files });
-  } catch (err) {
-    // A failed run publishes nothing: CURRENT still names the previous complete run.
-    rmSync(staged, { recursive: true, force: true });
-    throw err;
+    return runManifest(options, {
+      engine: 'spark',
+      runId: record.runId,
+      cut,
+      processingTimes,
+      startedAt: record.startedAt,
+      rows,
+      counts,
+      files: record.lakeFileSizes.map((size) => ({ size })),
+    });
   } finally {
     conn.closeSync();
     db.closeSync();
   }
+}
+
+/**
+ * One full recompute with Spark, published atomically as the version's CURRENT run (see the
+ * module comment). Same options as the DuckDB recompute, and the Spark settings.
+ */
+export async function recomputeWithSpark(options: RecomputeOptions & { spark: SparkSettings }): Promise<RecomputeResult> {
+  const startedAt = Date.now();
+  const runId = newRunId(new Date(startedAt));
+  const phase = options.onPhase ?? (() => undefined);
+  // The run is built in its staging folder, the job's files in .spark/ there; prepareSparkRun
+  // makes them only once the metric file and the lake passed its refusals (nothing staged then).
+  const staged = stagedRunDir(options.scratchDir, options.version, runId);
+  const work = join(staged, '.spark');
+  let manifest: BatchRunManifest;
+  try {
+    const prepared = await prepareSparkRun(options, work, { runId, startedAt });
+    if (prepared.planPath !== undefined) {
+      phase('spark job', 1, SPARK_PHASES);
+      await runJob(prepared.python!, prepared.javaHome!, prepared.planPath, (p) => phase(`spark: ${p}`, 2, SPARK_PHASES));
+    }
+    manifest = await finishSparkRun(options, work, staged, prepared.record);
+  } catch (err) {
+    // A failed run publishes nothing: CURRENT still names the previous complete run.
+    rmSync(staged, { recursive: true, force: true });
+    throw err;
+  }
   rmSync(work, { recursive: true, force: true });
   const result = await publishStagedRun(options, staged, manifest);
-  phase('done', totalPhases, totalPhases);
+  phase('done', SPARK_PHASES, SPARK_PHASES);
+  return result;
+}
+
+/** The run record in a planned run's folder, validated (a file anyone may have edited or lost). */
+export function readSparkRun(runDir: string): SparkRunRecord {
+  const file = join(runDir, SPARK_RUN_FILES.record);
+  if (!existsSync(file))
+    throw new InfrastructureError(`${runDir} is not a planned Spark run: it has no ${SPARK_RUN_FILES.record} (lk batch plan writes it)`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new InfrastructureError(`${file} is not JSON (${(e as Error).message})`);
+  }
+  const checked = sparkRunSchema.safeParse(parsed);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw new InfrastructureError(`${file} is malformed (${issue.path.join('.') || 'the object'}: ${issue.message})`);
+  }
+  return checked.data;
+}
+
+/**
+ * `lk batch publish --run <dir>`: a planned run (`lk batch plan`) whose job another scheduler ran
+ * (`spark-submit viewsJob.py <dir>/plan.json`), checked and published exactly as `lk batch run
+ * --engine spark` publishes (finishSparkRun, then publishStagedRun). The version's metric file
+ * must be the one the plan was compiled from. The folder is removed once the run is published; a
+ * refused one stays, for inspection.
+ */
+export async function publishSparkRun(
+  options: Pick<RecomputeOptions, 'state' | 'scratchDir' | 'cacheDir' | 'version' | 'metrics' | 'logger' | 'keepRuns' | 'runGraceMs'>,
+  runDir: string,
+  record: SparkRunRecord,
+): Promise<RecomputeResult> {
+  if (record.version !== options.version) throw new ConfigError(`${runDir} is a run of version ${record.version}, not ${options.version}`);
+  if (record.metricsSha256 !== undefined && options.metrics.sha256 !== undefined && record.metricsSha256 !== options.metrics.sha256)
+    throw new ConfigError(
+      `the metric file of version ${record.version} (${options.metrics.source}) is not the one the run was planned from (${record.metricsSource}): plan the run again`,
+    );
+  const staged = stageBatchRun(options.scratchDir, record.version, record.runId);
+  let manifest: BatchRunManifest;
+  try {
+    manifest = await finishSparkRun({ ...options, homePartitions: record.homePartitions }, runDir, staged, record);
+  } catch (err) {
+    rmSync(staged, { recursive: true, force: true });
+    throw err;
+  }
+  const result = await publishStagedRun(options, staged, manifest);
+  rmSync(runDir, { recursive: true, force: true });
   return result;
 }
