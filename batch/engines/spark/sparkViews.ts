@@ -14,6 +14,12 @@
  *
  * A failed or killed job publishes nothing: CURRENT still names the previous run. The job ends
  * itself when this process dies (it watches its standard input).
+ *
+ * The run has two halves around the job: prepareSparkRun (1, and the plan) and finishSparkRun
+ * (3). `lk batch run --engine spark` runs both with the job between them; `lk batch plan` and
+ * `lk batch publish --run <dir>` run them apart, for a job that the user's own scheduler starts
+ * with spark-submit (docs/spark.md). The lake may be on a local disk or on S3 (read as s3a://
+ * through Hadoop's S3A, configured from the platform's AWS settings: s3aConf).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
