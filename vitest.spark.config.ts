@@ -10,8 +10,10 @@ export default defineConfig({
     globalSetup: ['./test/global-setup.ts'],
     env: { LK_FROM_SOURCE: '1', LK_SERVE_WORKERS: '1' },
     pool: 'forks',
-    // One Spark JVM at a time: the machine has two cores.
-    poolOptions: { forks: { singleFork: true } },
+    // One Spark JVM at a time (the machine has two cores), each test file in a process of its own:
+    // kafkajs must be loaded after its load-time patches (services/log/kafka/kafkajsPatches.ts),
+    // which a second file importing the Kafka adapter in the same process cannot do.
+    poolOptions: { forks: { minForks: 1, maxForks: 1 } },
     testTimeout: 20 * 60_000,
     hookTimeout: 10 * 60_000,
     slowTestThreshold: 60_000,
