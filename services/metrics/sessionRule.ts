@@ -69,10 +69,12 @@ export function sessionsTouch(a: SessionSpan, b: SessionSpan, gapMs: number): bo
 }
 
 /**
- * The SQL twin of `startsSession` over DuckDB window functions: a flag per event, TRUE where a
- * new session starts among the rows of one (key, partition) ordered by time (then offset, so
- * that equal times keep one order). `ts` is a BIGINT epoch-ms column, `over` the window clause's
- * PARTITION BY and ORDER BY.
+ * The SQL twin of `startsSession` over window functions: a flag per event, TRUE where a new
+ * session starts among the rows of one (key, partition) ordered by time (then offset, so that
+ * equal times keep one order). `ts` is a BIGINT epoch-ms column, `over` the window clause's
+ * PARTITION BY and ORDER BY. The same text in DuckDB (batch/views/batchViews.ts
+ * `computeSessions`) and Spark SQL (batch/engines/spark/sparkPlan.ts `sparkSessionRowsSql`):
+ * both read `lag`, a BIGINT difference and `coalesce` alike, so no Spark twin is needed.
  */
 export function startsSessionSql(ts: string, over: string, gapMs: number): string {
   return `coalesce(${ts} - lag(${ts}) OVER (${over}) >= ${gapMs}, TRUE)`;
@@ -81,7 +83,8 @@ export function startsSessionSql(ts: string, over: string, gapMs: number): strin
 /**
  * The session number of each row among the rows of one (key, partition): the running count of
  * `startsSessionSql` flags (column `flag`) in the same order. Rows with one number are one
- * partial session.
+ * partial session. The same text in DuckDB and Spark SQL (an explicit ROWS frame: no engine's
+ * default RANGE frame, which would give rows of equal time one number, is relied on).
  */
 export function sessionNumberSql(flag: string, over: string): string {
   return `sum(CASE WHEN ${flag} THEN 1 ELSE 0 END) OVER (${over} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)`;

@@ -16,8 +16,8 @@
  *
  * Structured like compile.ts's `compileMetricSql`, one expression per rule (filters, conditions,
  * keys and composite keys, values, HyperLogLog registers, percentile buckets, the event of an
- * `event:` section), so that a feature the DuckDB compiler gains (sessions, next) gets its Spark
- * twin beside it.
+ * `event:` section), so that a feature the DuckDB compiler gains gets its Spark twin beside it.
+ * Session windows need none: their SQL (sessionRule.ts) is the same text in both engines.
  */
 import { keyFieldsOf, type Granularity, type MetricDefinition } from './definitions.ts';
 import {

@@ -27,6 +27,9 @@
  *   percentiles, each distinct value's bucket from the boundary table (sparkBucketSelectSql) and
  *   one more GROUP BY for the buckets' counts per window, written as the sketch text
  *   (sparkSketchTextSql).
+ * - per session metric, its partial sessions (sparkSessionRowsSql): sessionRule.ts's window
+ *   functions over the metric's first copies in each (key, partition), as DuckDB's
+ *   `computeSessions`, one query each beside the windows' rows (`window_end` NULL on those).
  */
 import { eventMappingOf, metricFieldsOf, type MetricDefinition } from '../../../services/metrics/definitions.ts';
 import {
@@ -55,8 +58,11 @@ import {
   sparkBucketSelectSql,
   sparkSketchSql,
   sparkSketchTextSql,
+  type CompiledMetricSpark,
   type SparkField,
 } from '../../../services/metrics/sparkSql.ts';
+import { sessionNumberSql, startsSessionSql } from '../../../services/metrics/sessionRule.ts';
+import { SESSION_GRANULARITY } from '../../../services/views/viewRow.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
 import { bucketBoundaries } from '../../../services/metrics/ddsketch.ts';
 import { FLAT_MAPPING_NAME, lakeMappingName } from '../../../services/lake/lakeLayout.ts';
@@ -99,6 +105,8 @@ export const SPARK_ROW_COLUMNS = {
   value_sketch: 'VARCHAR',
   raw_count: 'BIGINT',
   misplaced: 'BIGINT',
+  /** A session's last event time (sessionRule.ts rule 2); NULL on a window's row. */
+  window_end: 'BIGINT',
 } as const;
 
 export interface SparkPlan {
@@ -183,7 +191,7 @@ function mappedEventStatements(mapping: EventMapping, fields: readonly string[],
      FROM (SELECT *, CASE WHEN same THEN ${typed} ELSE ${derived} END AS e FROM (${found}))
      WHERE e IS NOT NULL`,
     `CREATE OR REPLACE TEMP VIEW lk_ev AS
-     SELECT p, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields.map((_, i) => `, k${i}, t${i}`).join('')}
+     SELECT p, o, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields.map((_, i) => `, k${i}, t${i}`).join('')}
      FROM lk_src`,
     `CACHE TABLE lk_ev`,
   );
@@ -204,12 +212,37 @@ function flatEventStatements(fields: readonly string[], homePartitions: number):
      SELECT p, o, id, ts_ms, type, mis${fields.map((f, i) => `, ${decoded(i)} AS s${i}, ${sparkMemberCaptureSql(decoded(i), 'raw', f)} AS c${i}`).join('')}
      FROM lk_src`,
     `CREATE OR REPLACE TEMP VIEW lk_ev AS
-     SELECT p, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields
+     SELECT p, o, ts_ms, type, mis, (id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY p, o) = 1) AS first${fields
        .map((_, i) => `, ${sparkMemberKindSql(`c${i}`)} AS k${i}, ${sparkMemberTextSql(`c${i}`, `s${i}`)} AS t${i}`)
        .join('')}
      FROM lk_cap`,
     `CACHE TABLE lk_ev`,
   ];
+}
+
+/**
+ * The partial sessions of session metric `mi` (services/metrics/sessionRule.ts), as DuckDB's
+ * `computeSessions` computes them, in the row layout of `rowsQuery`: per (key, input partition),
+ * the first copies of the metric's events (deduplicated over the whole lake, `first`) ordered by
+ * time then offset; a new session where the time since the previous event is >= gap
+ * (`startsSessionSql`), numbered by the running count of those flags (`sessionNumberSql`): the
+ * same SQL text in both engines, Spark's window functions read it as DuckDB's do. One row per
+ * number: `window_start` its first event time, `window_end` its last; count, sum, min, max,
+ * misplaced and the HyperLogLog registers as a window's; `raw_count` is the count (a duplicate
+ * belongs to no session, its first copy does).
+ */
+function sparkSessionRowsSql(def: MetricDefinition, mi: number, m: CompiledMetricSpark, emptySketch: string): string {
+  const over = 'PARTITION BY key, p ORDER BY ts_ms, o';
+  const sketch = def.distinct === undefined ? 'CAST(NULL AS STRING)' : sparkSketchSql('collect_set(reg)', emptySketch);
+  const events = `SELECT p, o, ts_ms, mis, ${m.key} AS key, CAST(${m.value} AS DOUBLE) AS v, CAST(${m.register} AS INT) AS reg
+    FROM lk_ev WHERE first AND (${m.where})`;
+  const numbered = `SELECT *, ${sessionNumberSql('starts', over)} AS sid FROM (
+      SELECT *, ${startsSessionSql('ts_ms', over, def.session!.gapMs)} AS starts FROM (${events}))`;
+  return `SELECT CAST(${mi} AS INT) AS mi, ${sparkQuote(SESSION_GRANULARITY)} AS granularity, key, min(ts_ms) AS window_start, p AS partition,
+      count(*) AS count, sum(v) AS sum, min(v) AS min, max(v) AS max, ${sketch} AS distinct_sketch, CAST(NULL AS STRING) AS value_sketch,
+      count(*) AS raw_count, count(*) FILTER (WHERE mis) AS misplaced, max(ts_ms) AS window_end
+    FROM (${numbered})
+    GROUP BY key, p, sid`;
 }
 
 export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions: number): SparkPlan {
@@ -259,7 +292,7 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
   // whose events carried no value has the empty text, as in DuckDB.
   const withPercentiles = defs.flatMap((def, mi) => (def.percentiles === undefined ? [] : [mi]));
   let rowsQuery = `SELECT mi, granularity, key, window_start, partition, count, sum, min, max, distinct_sketch,
-      CAST(NULL AS STRING) AS value_sketch, raw_count, misplaced FROM (${aggregated})`;
+      CAST(NULL AS STRING) AS value_sketch, raw_count, misplaced, CAST(NULL AS BIGINT) AS window_end FROM (${aggregated})`;
   if (withPercentiles.length > 0) {
     const accuracies = [...new Set(withPercentiles.map((mi) => defs[mi]!.percentiles!.relativeAccuracy))];
     const tables = accuracies.map((a) => bucketBoundaries(a));
@@ -276,10 +309,14 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
         GROUP BY x.mi, x.g, x.key, x.w, p, vb.bucket)
       GROUP BY mi, granularity, key, window_start, partition`;
     rowsQuery = `SELECT r.mi, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max, r.distinct_sketch,
-        CASE WHEN r.mi IN (${withPercentiles.join(', ')}) THEN coalesce(vs.value_sketch, '') END AS value_sketch, r.raw_count, r.misplaced
+        CASE WHEN r.mi IN (${withPercentiles.join(', ')}) THEN coalesce(vs.value_sketch, '') END AS value_sketch, r.raw_count, r.misplaced,
+        CAST(NULL AS BIGINT) AS window_end
       FROM (${aggregated}) r LEFT JOIN (${sketches}) vs
         ON vs.mi = r.mi AND vs.granularity = r.granularity AND vs.key = r.key AND vs.window_start = r.window_start AND vs.partition = r.partition`;
   }
+  // Session metrics: their partial sessions, one query each, beside the windows' rows.
+  const sessions = defs.flatMap((def, mi) => (def.session === undefined ? [] : [sparkSessionRowsSql(def, mi, compiled[mi]!, empty)]));
+  if (sessions.length > 0) rowsQuery = [rowsQuery, ...sessions].join('\n    UNION ALL\n    ');
   return {
     lakeColumns: { ...SPARK_LAKE_COLUMNS },
     statements,

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError, errorMessage } from '../../../services/errors.ts';
-import { eventMappingOf, type MetricDefinitions } from '../../../services/metrics/definitions.ts';
+import { eventMappingOf } from '../../../services/metrics/definitions.ts';
 import { FLAT_MAPPING_NAME, lakeRowsSql } from '../../../services/lake/lakeLayout.ts';
 import { crashPoint } from '../../../services/faults/crashPoints.ts';
 import { HyperLogLog } from '../../../services/metrics/hll.ts';
@@ -36,6 +36,7 @@ import { lakeFiles as filesOf, lakePositions, openLakeForReading } from '../../.
 import type { LakeHandle } from '../../../services/lake/lakeLocation.ts';
 import { sqlQuote } from '../../../services/storage/sql.ts';
 import { s3SettingsFromEnv, type S3Settings } from '../../../services/storage/storageLocation.ts';
+import { SESSION_GRANULARITY } from '../../../services/views/viewRow.ts';
 import { SNAPSHOT_COLUMNS, stageBatchRun, stagedRunDir, type BatchRunManifest } from '../../../services/views/batchSnapshots.ts';
 import { versionNameSchema } from '../../../services/versions/versionName.ts';
 import { cutOf, newRunId, publishStagedRun, runManifest, type RecomputeOptions, type RecomputeResult } from '../../views/batchViews.ts';
@@ -201,12 +202,13 @@ async function checkJobRows(conn: DuckDBConnection, rowsGlob: string, metricCoun
       `SELECT count(*)::BIGINT FROM read_parquet(${sqlQuote(rowsGlob)})
        WHERE mi IS NULL OR mi < 0 OR mi >= ${metricCount} OR (mi, granularity) NOT IN (${allowed.join(', ')})
          OR key IS NULL OR window_start IS NULL OR partition IS NULL OR partition < 0
-         OR count IS NULL OR count <= 0 OR raw_count < count OR misplaced < 0 OR misplaced > count`,
+         OR count IS NULL OR count <= 0 OR raw_count < count OR misplaced < 0 OR misplaced > count
+         OR CASE WHEN granularity = ${sqlQuote(SESSION_GRANULARITY)} THEN window_end IS NULL OR window_end < window_start ELSE window_end IS NOT NULL END`,
     )
   ).getRows()[0]![0] as bigint;
   if (bad > 0n)
     throw new InfrastructureError(
-      `the Spark job wrote ${bad} view row(s) outside the view contract (metric, granularity, key, window, counts)`,
+      `the Spark job wrote ${bad} view row(s) outside the view contract (metric, granularity, key, window, counts, session end)`,
     );
 }
 
@@ -237,16 +239,6 @@ export type SparkRunRecord = z.infer<typeof sparkRunSchema>;
 /** A run's folder: the plan, the record, and the job's output (`out/`: rows/*.parquet, counts.json). */
 export const SPARK_RUN_FILES = { plan: 'plan.json', record: 'spark-run.json', output: 'out' } as const;
 
-/** What the Spark engine does not compute yet, refused before anything runs (ConfigError naming --engine duckdb). */
-function refuseUncomputed(metrics: MetricDefinitions): void {
-  const defs = metrics.metrics;
-  const sessions = defs.find((d) => d.session !== undefined);
-  if (sessions)
-    throw new ConfigError(
-      `${metrics.source}: metric ${sessions.name} uses session windows, which the Spark engine does not compute yet; use --engine duckdb for this version (docs/spark.md)`,
-    );
-}
-
 export interface PreparedSparkRun {
   record: SparkRunRecord;
   /** The plan for viewsJob.py; undefined when the lake holds nothing (no job to run). */
@@ -271,7 +263,6 @@ export async function prepareSparkRun(
   const snapshot = table?.current;
   const { cut, processingTimes } = cutOf(lakePositions(snapshot, options.lake.topic));
   const files = filesOf(snapshot);
-  refuseUncomputed(options.metrics);
   if (eventMappingOf(options.metrics.metrics).flat && files.length > 0)
     await refuseForeignRecords(options.lake, files, options.metrics.source);
   const phase = options.onPhase ?? (() => undefined);
@@ -399,7 +390,7 @@ export async function finishSparkRun(
           conn,
           rowsGlob!,
           defs.length,
-          defs.map((d) => [...d.granularities]),
+          defs.map((d) => (d.session !== undefined ? [SESSION_GRANULARITY] : [...d.granularities])),
         ),
       );
       await conn.run(`CREATE TEMP TABLE cuts (p INTEGER, through_offset BIGINT, processing_time BIGINT)`);
@@ -412,7 +403,7 @@ export async function finishSparkRun(
       await readableRows(rowsGlob, () =>
         conn.run(
           `INSERT INTO view_rows SELECT n.metric, r.granularity, r.key, r.window_start, r.partition, r.count, r.sum, r.min, r.max,
-           r.distinct_sketch, r.value_sketch, r.raw_count, r.misplaced, c.through_offset, c.processing_time, CAST(NULL AS BIGINT)
+           r.distinct_sketch, r.value_sketch, r.raw_count, r.misplaced, c.through_offset, c.processing_time, r.window_end
          FROM read_parquet(${sqlQuote(rowsGlob)}) r JOIN cuts c ON c.p = r.partition JOIN metric_names n ON n.mi = r.mi`,
         ),
       );

@@ -19,6 +19,8 @@
  * orders, and a sum is only defined up to rounding (docs/batch-layer.md).
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { formatDuration } from '../../../../services/config/durations.ts';
+import { partitionForKey } from '../../../../services/log/partitioner.ts';
 import { bucketBoundaries } from '../../../../services/metrics/ddsketch.ts';
 import { parseMetricDefinitions } from '../../../../services/metrics/definitions.ts';
 import { logger } from '../../../../services/observability/logger.ts';
@@ -120,6 +122,31 @@ function summableText(r: Rand): string {
 }
 
 const FIELDS = ['k1', 'k2', 'K2', 'flag', 'w-x', 'amount'] as const;
+const PARTITIONS = 3;
+
+/**
+ * Session probes: a twin of some events, every field the same, at exactly `gapMs` or `gapMs - 1`
+ * (or 0) before or after it, in the same partition (an id of its own whose record key lands
+ * there), so that the session rule is compared where `>= gap` and `< gap` part. Drawn from a
+ * random stream of their own: a seed draws the same events and metric files as without them.
+ */
+interface SessionProbes {
+  r: Rand;
+  gapMs: number;
+  count: number;
+}
+
+/** A twin's id (and record key) of index `i` that the partitioner places in the partition of record key `key`. */
+function twinId(i: number, key: string): string {
+  const p = partitionForKey(key, PARTITIONS);
+  for (let j = 0; ; j++) if (partitionForKey(`s${i}-${j}`, PARTITIONS) === p) return `s${i}-${j}`;
+}
+
+/** Random numbers as `r` drew them (the tape), once more: a twin drawn like its original. */
+function replay(tape: readonly number[]): Rand {
+  let i = 0;
+  return () => tape[i++]!;
+}
 const TYPES = ['view', 'click', 'buy'];
 
 /**
@@ -130,6 +157,7 @@ function generate(
   r: Rand,
   section: ReturnType<typeof eventSection>,
   pools: Record<string, string[]>,
+  probes: SessionProbes,
 ): { first: TestRecord[]; second: TestRecord[] } {
   const start = Date.UTC(2026, 0, 1, 22, 0, 0);
   const sent: string[] = [];
@@ -144,15 +172,25 @@ function generate(
       // The record key: the id, another key (a misplaced record; under event.id: $key, another id), none or empty.
       const k = r();
       const key = k < 0.05 ? `other-${i}` : k < 0.07 && section.byKey ? pick(r, [null, '']) : id;
+      // A twin for the session probes (not of a duplicate, nor of a record without a key: its partition is the point).
+      const twin = !dup && key !== null && key !== '' && probes.r() < 0.12;
+      const twinTs = ts + pick(probes.r, [1, -1]) * pick(probes.r, [probes.gapMs, probes.gapMs - 1, probes.gapMs, probes.gapMs - 1, 0]);
+      const twinKey = twin ? twinId(i, key) : '';
+      if (twin) probes.count++;
       if (r() < nested) {
-        records.push({ key, line: nestedLine(r, id, ts, section.format, pools) });
+        const tape: number[] = [];
+        const taped = () => {
+          const x = r();
+          tape.push(x);
+          return x;
+        };
+        records.push({ key, line: nestedLine(taped, id, ts, section.format, pools) });
+        if (twin) records.push({ key: twinKey, line: nestedLine(replay(tape), twinKey, twinTs, section.format, pools) });
         continue;
       }
-      const members = [
-        `"id":${JSON.stringify(id)}`,
-        `"type":${JSON.stringify(pick(r, TYPES))}`,
-        `"ts":${r() < 0.5 ? ts : JSON.stringify(new Date(ts).toISOString())}`,
-      ];
+      const numericTs = r() < 0.5;
+      const tsMember = (t: number) => `"ts":${numericTs ? t : JSON.stringify(new Date(t).toISOString())}`;
+      const members = [`"id":${JSON.stringify(id)}`, `"type":${JSON.stringify(pick(r, TYPES))}`, tsMember(ts)];
       for (const f of FIELDS) {
         if (r() < 0.15) continue;
         const value = f === 'amount' ? summableText(r) : pick(r, pools[f]!);
@@ -163,6 +201,10 @@ function generate(
       const [head, ...rest] = members;
       rest.sort(() => r() - 0.5);
       records.push({ key, line: `{${[head, ...rest].join(',')}}` });
+      if (twin) {
+        const fields = rest.map((m) => (m === members[2] ? tsMember(twinTs) : m));
+        records.push({ key: twinKey, line: `{${[`"id":${JSON.stringify(twinKey)}`, ...fields].join(',')}}` });
+      }
     }
     return records;
   };
@@ -185,7 +227,7 @@ interface FieldSet {
 }
 
 /** A JSON metric file (YAML reads JSON), numbers in the filter written as the events write them; `event` its event: section. */
-function metricFile(r: Rand, set: FieldSet, event?: string): string {
+function metricFile(r: Rand, set: FieldSet, sessions: readonly string[], event?: string): string {
   const metrics: string[] = [];
   const count = 4 + Math.floor(r() * 4);
   const q = JSON.stringify;
@@ -238,7 +280,28 @@ function metricFile(r: Rand, set: FieldSet, event?: string): string {
       }${distinct ? `, "distinct": ${q(distinct)}` : ''}, "granularities": ${q(grans.length > 0 ? grans : ['hour'])}, "allowedLateness": "1h"}`,
     );
   }
+  metrics.push(...sessions);
   return `{"version": 1, ${event !== undefined ? `"event": ${event}, ` : ''}"metrics": [\n  ${metrics.join(',\n  ')}\n]}\n`;
+}
+
+/**
+ * Session metrics (drawn from the probes' stream, `r`): the first with the probes' gap, the other
+ * with a gap of its own; a key of one field or two, a value (the exact one mostly), a distinct
+ * field, sometimes a type filter or a condition.
+ */
+function sessionMetrics(r: Rand, set: FieldSet, gapMs: number): string[] {
+  const q = JSON.stringify;
+  return [gapMs, (1 + Math.floor(r() * 120)) * 60_000 + (r() < 0.3 ? Math.floor(r() * 60_000) : 0)].map((gap, n) => {
+    const filter: string[] = [];
+    if (r() < 0.4) filter.push(`${q(set.type)}: ${q(pick(r, TYPES))}`);
+    if (r() < 0.3) filter.push(`${q(pick(r, set.conditioned))}: {"exists": true}`);
+    const keyFields = [...new Set(Array.from({ length: r() < 0.3 ? 2 : 1 }, () => pick(r, [set.type, ...set.all])))];
+    const value = r() < 0.7 ? set.exact : r() < 0.5 ? pick(r, set.all) : undefined;
+    const distinct = r() < 0.6 ? pick(r, [set.type, ...set.all]) : undefined;
+    return `{"name": "s${n}", "filter": {${filter.join(', ')}}, "key": ${keyFields.length === 1 ? q(keyFields[0]) : q(keyFields)}${
+      value ? `, "value": ${q(value)}` : ''
+    }${distinct ? `, "distinct": ${q(distinct)}` : ''}, "session": {"gap": ${q(formatDuration(gap))}}, "allowedLateness": "1h"}`;
+  });
 }
 
 const FLAT_SET = (pools: Record<string, string[]>): FieldSet => ({
@@ -391,10 +454,10 @@ describe('DuckDB and Spark compute the same batch views from the same definition
     lake: LakeHandle,
     version: string,
     text: string,
-  ): Promise<{ rows: number; metrics: number; raw: number; unique: number; ms: number[] }> {
+  ): Promise<{ rows: number; sessions: number; metrics: number; raw: number; unique: number; ms: number[] }> {
     const metrics = parseMetricDefinitions(text, `${version}.json`);
     if (process.env.LK_TEST_VERBOSE) console.log(text);
-    const common = { lake, version, metrics, homePartitions: 3, logger: quiet };
+    const common = { lake, version, metrics, homePartitions: PARTITIONS, logger: quiet };
     const duckState = localStateOptions(`${dir.path}/state-duckdb`);
     const sparkState = localStateOptions(`${dir.path}/state-spark`);
     expect((await recomputeBatchViews({ ...common, ...duckState })).published).toBe(true);
@@ -415,8 +478,19 @@ describe('DuckDB and Spark compute the same batch views from the same definition
     // the record key: the partitioner placed the record by it).
     expect(duck.manifest.uniqueEvents, where).toBeLessThan(duck.manifest.rawEvents);
     if (metrics.event.id !== '$key') expect(duck.manifest.misplacedEvents, where).toBeGreaterThan(0);
+    // Sessions: of one event and of several.
+    const sessionRows = duck.rows.filter((row) => row.granularity === 'session');
+    expect(
+      sessionRows.some((row) => row.window_end === row.window_start),
+      where,
+    ).toBe(true);
+    expect(
+      sessionRows.some((row) => (row.window_end as number) > (row.window_start as number)),
+      where,
+    ).toBe(true);
     return {
       rows: duck.rows.length,
+      sessions: sessionRows.length,
       metrics: metrics.metrics.length,
       raw: duck.manifest.rawEvents,
       unique: duck.manifest.uniqueEvents,
@@ -436,24 +510,31 @@ describe('DuckDB and Spark compute the same batch views from the same definition
       flag: ['true', 'false', '"true"', '1', '"1"', '1.0', '0'],
       'w-x': valuePool(r, 300),
     };
-    const { first, second } = generate(r, section, pools);
-    const flatFile = metricFile(r, FLAT_SET(pools));
-    const mappedFile = metricFile(r, NESTED_SET(pools), section.text);
+    // The session probes' stream, and their gap: 1 s to 40 min, sometimes with milliseconds.
+    const rs = seeded(SEED ^ 0x5e5510);
+    const gapMs = (1 + Math.floor(rs() * 2400)) * 1000 + (rs() < 0.3 ? Math.floor(rs() * 1000) : 0);
+    const probes: SessionProbes = { r: rs, gapMs, count: 0 };
+    const { first, second } = generate(r, section, pools, probes);
+    const flatFile = metricFile(r, FLAT_SET(pools), sessionMetrics(rs, FLAT_SET(pools), gapMs));
+    const mappedFile = metricFile(r, NESTED_SET(pools), sessionMetrics(rs, NESTED_SET(pools), gapMs), section.text);
+    console.log(
+      `spark differential: session gap ${formatDuration(gapMs)}, ${probes.count} events with a twin at gap, gap - 1 ms or 0 from them`,
+    );
     // Phase 1: the lake writer types flat events (nested records are no flat event); the flat version.
-    const lake = await lakeFromRecords(dir.path, 'events', 3, first, quiet);
+    const lake = await lakeFromRecords(dir.path, 'events', PARTITIONS, first, quiet);
     // LK_TEST_PHASE=event compares only the second phase (the lake is written the same way).
     const flat = process.env.LK_TEST_PHASE === 'event' ? undefined : await bothEngines(lake, 'v1', flatFile);
     if (flat)
       console.log(
-        `spark differential (flat): ${flat.rows} rows equal (${flat.metrics} metrics; ${flat.raw} records, ${flat.unique} unique); duckdb ${flat.ms[0]} ms, spark ${flat.ms[1]} ms`,
+        `spark differential (flat): ${flat.rows} rows equal, ${flat.sessions} of them sessions (${flat.metrics} metrics; ${flat.raw} records, ${flat.unique} unique); duckdb ${flat.ms[0]} ms, spark ${flat.ms[1]} ms`,
       );
     // Phase 2: more records, written under the event: section's mapping (typed under it); the
     // first phase's records are derived from their raw text, the record key and timestamp.
     if (process.env.LK_TEST_VERBOSE) console.log(mappedFile);
-    await lakeFromRecords(dir.path, 'events', 3, second, quiet, parseMetricDefinitions(mappedFile, 'v2.json').event);
+    await lakeFromRecords(dir.path, 'events', PARTITIONS, second, quiet, parseMetricDefinitions(mappedFile, 'v2.json').event);
     const mapped = await bothEngines(lake, 'v2', mappedFile);
     console.log(
-      `spark differential (event: ${section.text}): ${mapped.rows} rows equal (${mapped.metrics} metrics; ${mapped.raw} events, ${mapped.unique} unique); duckdb ${mapped.ms[0]} ms, spark ${mapped.ms[1]} ms`,
+      `spark differential (event: ${section.text}): ${mapped.rows} rows equal, ${mapped.sessions} of them sessions (${mapped.metrics} metrics; ${mapped.raw} events, ${mapped.unique} unique); duckdb ${mapped.ms[0]} ms, spark ${mapped.ms[1]} ms`,
     );
   });
 });

@@ -1,9 +1,9 @@
 /**
  * What the Spark engine does not compute yet is refused before Spark starts (no Spark install, no
- * staged run, nothing published), with a message naming --engine duckdb: a metric file with
- * session windows, and a metric file without an event: section over a lake holding records the
- * lake writer wrote under an event: section's mapping (DuckDB derives flat events from their raw
- * text; the Spark engine does not yet). In `npm test`: no Spark is needed to refuse.
+ * staged run, nothing published), with a message naming --engine duckdb: a metric file without
+ * an event: section over a lake holding records the lake writer wrote under an event: section's
+ * mapping (DuckDB derives flat events from their raw text; the Spark engine does not yet). In
+ * `npm test`: no Spark is needed to refuse.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,8 +11,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../../services/errors.ts';
 import { parseMetricDefinitions } from '../../../../services/metrics/definitions.ts';
 import { logger } from '../../../../services/observability/logger.ts';
-import { resolveLake } from '../../../../services/lake/lakeLocation.ts';
-import { dataDirLayout } from '../../../../services/config/dataDir.ts';
 import { tempDir } from '../../../../test/helpers.ts';
 import { currentBatchRun, localStateOptions } from '../../../../test/sharedState.ts';
 import { recomputeWithSpark } from '../sparkViews.ts';
@@ -20,37 +18,9 @@ import { lakeFromRecords } from './sparkTestKit.ts';
 
 const quiet = logger.child({}, { level: 'warn' });
 
-/** Metric files refused whatever the lake holds: what, the file, and what the message must say. */
-const FILES: [string, string, RegExp][] = [
-  [
-    'session windows',
-    `{"version": 1, "metrics": [{"name": "m", "key": "user", "session": {"gap": "30m"}, "allowedLateness": "1h"}]}`,
-    /uses session windows.*--engine duckdb/,
-  ],
-];
-
 describe('the Spark engine refuses what it does not compute yet', () => {
   const dir = tempDir('lk-spark-refuse-');
   afterAll(() => dir.remove());
-
-  it.each(FILES)('a metric file with %s: a message naming --engine duckdb, nothing staged or published', async (_what, file, message) => {
-    const metrics = parseMetricDefinitions(file, 'refused.json');
-    const lake = await resolveLake(undefined, dataDirLayout(join(dir.path, 'empty')), 'events');
-    const state = localStateOptions(join(dir.path, 'empty'));
-    const run = recomputeWithSpark({
-      lake,
-      ...state,
-      version: 'v1',
-      metrics,
-      homePartitions: 1,
-      logger: quiet,
-      spark: { master: 'local[1]' },
-    });
-    await expect(run).rejects.toThrow(ConfigError);
-    await expect(run).rejects.toThrow(message);
-    expect(await currentBatchRun(join(dir.path, 'empty'), 'v1')).toBeUndefined();
-    expect(existsSync(join(state.scratchDir, 'views', 'v1'))).toBe(false);
-  });
 
   it('a flat metric file over a lake with records of an event: mapping: a message naming --engine duckdb, nothing staged or published', async () => {
     const mapped = parseMetricDefinitions(
