@@ -1,7 +1,8 @@
 /**
  * `lk speed` and its subcommands. Every flag has an environment variable (LK_SPEED_...).
  *
- *   lk speed                      run a speed instance (SIGTERM/SIGINT: final checkpoint, exit 0)
+ *   lk speed                      run a speed instance (SIGTERM/SIGINT: final checkpoint, exit 0;
+ *                                 bounded by --stop-timeout, streaming/job/runUntilSignal.ts)
  *   lk speed savepoint --name N   materialise the committed state of every partition as savepoint N
  *   lk speed savepoints list      list savepoints
  *   lk speed savepoints delete N  delete savepoint N
@@ -11,12 +12,10 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../services/errors.ts';
 import {
-  aborted,
   addCommonOptions,
   addOptions,
   context,
   duration,
-  onShutdownSignal,
   port,
   positiveDuration,
   topicName,
@@ -30,9 +29,9 @@ import { LAKE_URI_OPTION } from '../services/lake/lakeLocation.ts';
 import { checkpointsPrefix, dataDirLayout } from '../services/config/dataDir.ts';
 import { LocalObjectStore } from '../services/storage/localObjectStore.ts';
 import { CheckpointStore } from './checkpoints/checkpointStore.ts';
-import { logger } from '../services/observability/logger.ts';
 import { SAVEPOINT_NAME, deleteSavepoint, listSavepoints, savepointLocation, takeSavepoint } from './checkpoints/savepoints.ts';
 import type { SpeedJobConfig } from './job/speedJob.ts';
+import { DEFAULT_STOP_TIMEOUT_MS, runUntilSignal } from './job/runUntilSignal.ts';
 
 export interface JobOptions extends CommonOptions {
   topic: string;
@@ -42,6 +41,7 @@ export interface JobOptions extends CommonOptions {
 
 export interface RunOptions extends JobOptions {
   checkpointInterval: number;
+  stopTimeout: number;
   outOfOrderness: number;
   idleTimeout: number;
   dedupHorizon?: number;
@@ -89,6 +89,15 @@ export const RUN_OPTIONS: OptionSpec[] = [
     env: 'LK_SPEED_CHECKPOINT_INTERVAL',
     default: DEFAULT_CHECKPOINT_INTERVAL_MS,
     defaultText: '1s',
+    parse: positiveDuration,
+  },
+  {
+    flags: '--stop-timeout <duration>',
+    description:
+      'on SIGTERM/SIGINT, how long the final checkpoint may take; past it the process exits without it (exit code 1) and each partition resumes from its last committed checkpoint',
+    env: 'LK_SPEED_STOP_TIMEOUT',
+    default: DEFAULT_STOP_TIMEOUT_MS,
+    defaultText: '1m',
     parse: positiveDuration,
   },
   {
@@ -194,7 +203,7 @@ export function defaultSpeedJobConfig(
   };
 }
 
-/** Runs a speed job until SIGTERM/SIGINT (then a final checkpoint) or until it fails. */
+/** Runs a speed job until SIGTERM/SIGINT (then a final checkpoint, within --stop-timeout) or until it fails. */
 async function runSpeed(opts: RunOptions): Promise<void> {
   const ctx = context(opts);
   const config = await speedJobConfig(opts, ctx);
@@ -202,11 +211,8 @@ async function runSpeed(opts: RunOptions): Promise<void> {
   // Imported when the job runs: `lk --help` and the other commands start without it.
   const { SpeedJob } = await import('./job/speedJob.ts');
   const job = new SpeedJob(log, config);
-  const stop = onShutdownSignal((signal) => logger.info({ signal }, 'stopping: final checkpoint'));
   try {
-    await job.start();
-    await Promise.race([aborted(stop), job.failure()]);
-    await job.stop();
+    await runUntilSignal(job, opts.stopTimeout);
   } finally {
     await log.close();
   }

@@ -115,6 +115,12 @@ export class SpeedJob {
   private readonly status: StatusReporter;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  /** Aborted when the stop begins: ends the waits between a start's retries at once. */
+  private readonly stopRequest = new AbortController();
+  /** The start in progress or done (stop() waits for it to settle before it checkpoints). */
+  private starting: Promise<void> | undefined;
+  /** Where the stop is, for the line a stop that ran out of time logs. */
+  private phase = 'running';
   private ready = false;
   private processed = 0;
   private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
@@ -159,7 +165,16 @@ export class SpeedJob {
     return this.failed;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the job. A stop() meanwhile ends the start's waits (it then resolves or rejects with
+   * the last error; either way stop() goes on and closes what it had opened).
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startJob();
+    return this.starting;
+  }
+
+  private async startJob(): Promise<void> {
     const { topic } = this.cfg;
     // A broker that is away at the start is reported at once (a wrong address shows); from here
     // on, an outage is waited through.
@@ -226,6 +241,7 @@ export class SpeedJob {
     const committed = await this.retry('committed offsets', () => this.log.committedOffsets(this.cfg.groupId, topic));
     this.warmPlan = await this.planWarmUps(origin, committed);
     const lakeWarmUp = this.warmPlan.some((w, p) => w !== null && (committed[p] ?? 0) < w.lakeEnd);
+    if (this.stopping) return;
     if (origin.lakeEnds === null && !lakeWarmUp) return this.startConsumer();
     // The lake half runs after start() resolved, so that a stop signal can interrupt it; the
     // log consumer starts once every partition has handed over.
@@ -268,6 +284,7 @@ export class SpeedJob {
       what,
       health: this.log.health,
       stopped: () => this.stopping || this.failedAlready || stopped(),
+      signal: this.stopRequest.signal,
       check: checkTopics(this.log, [this.cfg.topic, this.viewTopic]),
     });
   }
@@ -307,11 +324,17 @@ export class SpeedJob {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.stopRequest.abort();
+    // A start still in progress ends its waits now; what it opened is checkpointed and closed below.
+    this.phase = 'the start to end';
+    await this.starting?.catch((err: unknown) => logger.info({ err: errorMessage(err) }, 'stopped while starting'));
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // The lake half notices the stop after the range in hand; its tasks are checkpointed below.
+    this.phase = 'the lake replay to stop';
     await this.lakePhase;
     const tasks = [...this.tasks.values()];
+    this.phase = `the final checkpoint of partitions ${tasks.map((t) => t.partition).join(',') || '(none)'}`;
     const results = await Promise.allSettled(tasks.map((t) => t.checkpoint()));
     results.forEach((r, i) => {
       if (r.status === 'rejected')
@@ -320,16 +343,25 @@ export class SpeedJob {
           'final checkpoint failed; the partition resumes from its previous checkpoint',
         );
     });
+    this.phase = 'leaving the consumer group';
     await this.consumer?.stop();
+    this.phase = 'closing the partitions';
     await Promise.allSettled(tasks.map((t) => t.close()));
+    this.phase = 'closing the state threads';
     await this.host?.close();
     this.ready = false;
+    this.phase = 'writing the final status';
     // The final status (not ready) is written whatever write was in flight.
     await this.status.flush();
     this.publishStatus();
     await this.status.flush();
     await this.status.close();
     logger.info({ partitions: tasks.map((t) => t.partition) }, 'speed job stopped after a final checkpoint');
+  }
+
+  /** What the stop is waiting for (the line a stop that ran out of time logs names it). */
+  stopPhase(): string {
+    return this.phase;
   }
 
   private failedAlready = false;

@@ -11,21 +11,14 @@
  */
 import type { Command } from 'commander';
 import { ConfigError } from '../../services/errors.ts';
-import {
-  aborted,
-  addCommonOptions,
-  addOptions,
-  context,
-  onShutdownSignal,
-  positiveInt,
-  type OptionSpec,
-} from '../../services/config/cliOptions.ts';
+import { addCommonOptions, addOptions, context, positiveInt, type OptionSpec } from '../../services/config/cliOptions.ts';
 import type { EventLog } from '../../services/log/eventLog.ts';
 import { resolveLake } from '../../services/lake/lakeLocation.ts';
 import { logger } from '../../services/observability/logger.ts';
 import { readVersionRecord, type VersionOrigin, type VersionRecord } from '../../services/versions/versionRecord.ts';
 import { JOB_OPTIONS, RUN_OPTIONS, speedJobConfig, type RunOptions } from '../cli.ts';
 import type { SpeedJobConfig } from '../job/speedJob.ts';
+import { runUntilSignal } from '../job/runUntilSignal.ts';
 import { ReplayProgress, describe } from './replayProgress.ts';
 import {
   REPLAY_FROM_FORMS,
@@ -155,7 +148,7 @@ async function replay(opts: ReplayOptions): Promise<void> {
       }
       origin = start.origin;
     }
-    await runReplay(log, {
+    await runReplay(log, opts.stopTimeout, {
       ...config,
       origin,
       lakeChunkOffsets: opts.lakeChunk,
@@ -190,10 +183,9 @@ async function planReplayWarmUp(handle: LakeHandle, topic: string, start: Resolv
   return planWarmUp(topic, origin.startOffsets, { beginnings, lake });
 }
 
-async function runReplay(log: EventLog, config: SpeedJobConfig & { origin: VersionOrigin }): Promise<void> {
+async function runReplay(log: EventLog, stopTimeoutMs: number, config: SpeedJobConfig & { origin: VersionOrigin }): Promise<void> {
   const { SpeedJob } = await import('../job/speedJob.ts');
   const job = new SpeedJob(log, config);
-  const stop = onShutdownSignal((signal) => logger.info({ signal }, 'stopping: final checkpoint'));
   const [committed, ends] = await Promise.all([log.committedOffsets(config.groupId, config.topic), log.endOffsets(config.topic)]);
   const initial = ends.map((end, p) => {
     const start = config.origin.startOffsets?.[p] ?? 0;
@@ -208,9 +200,7 @@ async function runReplay(log: EventLog, config: SpeedJobConfig & { origin: Versi
   });
   const timer = setInterval(() => shown.update(job.snapshotStatus()), 1000);
   try {
-    await job.start();
-    await Promise.race([aborted(stop), job.failure()]);
-    await job.stop();
+    await runUntilSignal(job, stopTimeoutMs);
   } finally {
     clearInterval(timer);
     shown.finish();

@@ -36,6 +36,8 @@ import { startTestS3, type TestS3 } from '../s3.ts';
 
 const SEED = Number(process.env.LK_TEST_SEED ?? 190019);
 const PARTITIONS = 6;
+/** How long a speed instance may take to exit after SIGTERM (its final checkpoint included). */
+const STOP_BOUND_MS = 120_000;
 const rerun = `rerun: LK_TEST_SEED=${SEED} npx vitest run test/e2e/threeHosts.spec.ts`;
 
 describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
@@ -114,6 +116,26 @@ describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
     ]);
     speed.set(h.name, proc);
     return proc;
+  }
+
+  /**
+   * SIGTERM to a speed instance, and a bounded wait for it to exit (a final checkpoint when it
+   * can make one): one that does not exit fails the test naming its host, with its last output.
+   */
+  async function stopSpeed(name: string): Promise<void> {
+    const p = speed.get(name);
+    if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+    p.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([
+      p.exited.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), STOP_BOUND_MS))),
+    ]);
+    clearTimeout(timer);
+    if (exited) return;
+    const tail = p.output().slice(-3000);
+    p.child.kill('SIGKILL');
+    expect.fail(`speed on ${name} did not exit within ${STOP_BOUND_MS / 1000} s of SIGTERM; its last output:\n${tail}\n${rerun}`);
   }
 
   async function startServing(h: Host): Promise<string> {
@@ -282,11 +304,7 @@ describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
 
   it('a savepoint taken on host 2 is restored on host 3', { timeout: 300_000 }, async () => {
     // Every instance stopped first (as `--from-savepoint` asks), then host 3 alone restores it.
-    for (const h of hosts) {
-      const p = speed.get(h.name);
-      p?.child.kill('SIGTERM');
-      await p?.exited;
-    }
+    for (const h of hosts) await stopSpeed(h.name);
     const before = await log.committedOffsets(`lk-speed-${V1}`, topic);
     const restored = await startSpeed(hosts[2]!, ['--from-savepoint', `mid-${tag}`]);
     // The savepoint's offsets are behind the end: the version rewinds, then catches up again.
