@@ -70,6 +70,8 @@ describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
   const speed = new Map<string, HostProcess>();
   const serving = new Map<string, { proc: HostProcess; url: string }>();
   const statusPorts = new Map<string, number>();
+  /** What `lk speed savepoint` printed (its offsets), for the message of a rewind that does not come. */
+  let savepointOutput = '';
 
   beforeAll(async () => {
     s3 = await startTestS3(['state']);
@@ -273,7 +275,8 @@ describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
         }
         await new Promise((r) => setTimeout(r, 150));
       }
-      expect(await savepoint).toContain(`savepoint mid-${tag}`);
+      savepointOutput = (await savepoint) ?? '';
+      expect(savepointOutput).toContain(`savepoint mid-${tag}`);
       await caughtUp(V1, 'hosts 2 and 3 caught up after host 1 died');
       await expectSpeedViewExact(V1, `host 1 killed at chunk ${killAt}`);
       expectHostsApart();
@@ -310,7 +313,7 @@ describe(`three hosts sharing only Kafka and S3 (seed ${SEED})`, () => {
     // The savepoint's offsets are behind the end: the version rewinds, then catches up again.
     await eventually(
       async () => ((await log.committedOffsets(`lk-speed-${V1}`, topic)).some((c, p) => c !== null && c < before[p]!) ? true : undefined),
-      `host 3 to rewind to the savepoint (${restored.output().slice(-500)})`,
+      `host 3 to rewind to the savepoint: committed before ${JSON.stringify(before)}, ${savepointOutput} (${restored.output().slice(-500)})`,
       120_000,
     );
     await caughtUp(V1, 'host 3 caught up from the savepoint');
