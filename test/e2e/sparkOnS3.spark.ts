@@ -16,7 +16,6 @@
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEventLines } from '../../services/ingest/generator.ts';
 import { eventTopicSpecs } from '../../services/log/topics.ts';
@@ -24,7 +23,7 @@ import { fieldValuesOf } from '../../services/metrics/fieldSemantics.ts';
 import { openObjectStore } from '../../services/storage/storageLocation.ts';
 import { localRowsFile, readCurrentBatchRun, type BatchRunManifest } from '../../services/views/batchSnapshots.ts';
 import { ensureSpark } from '../../batch/engines/spark/sparkInstall.ts';
-import { firstDifference } from '../../batch/engines/spark/__tests__/sparkTestKit.ts';
+import { firstDifference, readRunRows } from '../../batch/engines/spark/__tests__/sparkTestKit.ts';
 import { S3_SECRET_KEY } from '../../scripts/s3server.mjs';
 import type { LoggedEvent } from '../../serving/__tests__/fixtures/viewFixtures.ts';
 import { METRICS, gqlData, startTestServer, testLog } from '../../serving/__tests__/fixtures/testServer.ts';
@@ -108,20 +107,7 @@ describe('the Spark engine over a lake on S3, and spark-submit under another sch
     const run = await readCurrentBatchRun(state, version);
     if (!run) throw new Error(`no batch run of ${version} in ${stateUri}`);
     const file = await localRowsFile(state, run, join(dir.path, 'test-cache', stateUri.replace(/\W/g, '_')));
-    const db = await DuckDBInstance.create(':memory:');
-    const conn = await db.connect();
-    try {
-      const reader = await conn.runAndReadAll(
-        `SELECT * FROM read_parquet('${file.replace(/'/g, "''")}') ORDER BY metric, granularity, key, window_start, partition`,
-      );
-      const rows = reader
-        .getRowObjects()
-        .map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
-      return { manifest: run.manifest, rows };
-    } finally {
-      conn.closeSync();
-      db.closeSync();
-    }
+    return { manifest: run.manifest, rows: await readRunRows(file) };
   }
 
   /** The Spark run's rows equal DuckDB's (sums up to rounding: the engines add in other orders). */

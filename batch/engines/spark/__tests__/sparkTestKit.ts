@@ -85,16 +85,20 @@ export async function currentRows(
 ): Promise<{ manifest: BatchRunManifest; rows: Record<string, unknown>[] }> {
   const run = await readCurrentBatchRun(state, version);
   if (!run?.rowsPath) throw new Error(`no batch run of version ${version} published in ${state.location} (a local folder)`);
+  return { manifest: run.manifest, rows: await readRunRows(run.rowsPath) };
+}
+
+/** A run's rows.parquet, in one order, every column as read (bigint counts as numbers). */
+export async function readRunRows(rowsPath: string): Promise<Record<string, unknown>[]> {
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
     const reader = await conn.runAndReadAll(
-      `SELECT * FROM read_parquet('${run.rowsPath.replace(/'/g, "''")}') ORDER BY metric, granularity, key, window_start, partition`,
+      `SELECT * FROM read_parquet('${rowsPath.replace(/'/g, "''")}') ORDER BY metric, granularity, key, window_start, partition`,
     );
-    const rows = reader
+    return reader
       .getRowObjects()
       .map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
-    return { manifest: run.manifest, rows };
   } finally {
     conn.closeSync();
     db.closeSync();
