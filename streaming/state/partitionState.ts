@@ -988,19 +988,7 @@ export class PartitionState {
       t.sketches[w] = sketch;
       t.valueSketches[w] = valueSketch;
     }
-    t.counts[w] = row.count;
-    t.misplaced[w] = row.misplaced;
-    if (row.sum !== null) {
-      t.sums[w] = row.sum;
-      t.mins[w] = row.min!;
-      t.maxs[w] = row.max!;
-      t.flags[w]! |= HAS_VALUE;
-    } else {
-      t.sums[w] = 0;
-      t.mins[w] = Infinity;
-      t.maxs[w] = -Infinity;
-      t.flags[w]! &= ~HAS_VALUE;
-    }
+    this.restoreMeasures(w, row);
   }
 
   /** restoreWindow for a session slot: an open session (upserted by start), a held one (count 0), or a removal. */
@@ -1036,6 +1024,12 @@ export class PartitionState {
     }
     ss.queue(session, sessionClosesAt(end, ss.gapMs, slot.latenessMs));
     const w = session.w;
+    this.restoreMeasures(w, row);
+  }
+
+  /** A restored row's count, misplaced count and value measures, into table slot `w`. */
+  private restoreMeasures(w: number, row: WindowSnapshotRow): void {
+    const t = this.table;
     t.counts[w] = row.count;
     t.misplaced[w] = row.misplaced;
     if (row.sum !== null) {
