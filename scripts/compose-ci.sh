@@ -41,6 +41,43 @@ client_works() {
   return 1
 }
 
+# dockerd refuses to start while its pid file names a live process. A machine image taken while a
+# daemon ran carries that file with the dead daemon's pid, which on the booted machine may be any
+# other process (the CI run failed exactly so). The daemon answers no client here (client_works
+# said so), so the file is stale unless its pid is a dockerd that is still starting: give that one
+# a while, then stop it, and remove the file.
+clear_stale_pidfile() {
+  local pidfile=/var/run/docker.pid pid comm
+  [[ -f $pidfile ]] || return 0
+  pid=$(tr -dc '0-9' <"$pidfile")
+  comm=$( [[ -n $pid ]] && cat "/proc/$pid/comm" 2>/dev/null || true)
+  if [[ $comm == dockerd ]]; then
+    echo "dockerd $pid is running but does not answer yet; waiting for it"
+    for _ in $(seq 1 30); do
+      client_works && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    client_works && return 0
+    echo "dockerd $pid did not answer in 30 s; stopping it"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    echo "removing a stale $pidfile (pid ${pid:-none} is ${comm:-not running}, not a dockerd)"
+  fi
+  rm -f "$pidfile"
+  # dockerd trusts its containerd's pid file the same way: a live pid there means "containerd is
+  # still running, connect to it", and the daemon then times out on a socket nobody serves.
+  local cpidfile=/var/run/docker/containerd/containerd.pid cpid ccomm
+  [[ -f $cpidfile ]] || return 0
+  cpid=$(tr -dc '0-9' <"$cpidfile")
+  ccomm=$( [[ -n $cpid ]] && cat "/proc/$cpid/comm" 2>/dev/null || true)
+  [[ $ccomm == containerd ]] && return 0
+  echo "removing a stale $cpidfile (pid ${cpid:-none} is ${ccomm:-not running}, not a containerd)"
+  rm -f "$cpidfile"
+}
+
 start_dockerd() {
   client_works && {
     echo "docker daemon already running"
@@ -49,6 +86,8 @@ start_dockerd() {
   command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install -y docker.io)"
   ((EUID == 0)) || die "no docker daemon is running and starting one needs root"
   local logfile=.lk/compose/dockerd.log attempt flags
+  clear_stale_pidfile
+  client_works && return 0
   # First the defaults; a sandbox that refuses iptables or bridges gets a daemon without them
   # (every container of the CI stack and every build step uses host networking anyway).
   for attempt in 1 2; do
