@@ -324,7 +324,13 @@ async function loadPhase(
       }
       const key = `ad-${Math.floor(rand() * KEYS)}`;
       const t0 = process.hrtime.bigint();
-      const res = await post(agent, url, JSON.stringify({ query, variables: { k: key } }), token);
+      const res = await post(agent, url, JSON.stringify({ query, variables: { k: key } }), token).catch((err: NodeJS.ErrnoException) => {
+        // A failed connection is an error of the phase (printed and counted), not the bench's end.
+        errors++;
+        if (errors <= 3) say(`error: ${err.code ?? err.message}`);
+        return undefined;
+      });
+      if (res === undefined) continue;
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       if (measuredCpuStart > 0) measuredAnswers++;
       const head = res.chunks[0]?.subarray(0, 8).toString('latin1') ?? '';
@@ -378,7 +384,8 @@ function abuse(url: URL, token: string, queries: string[], connections: number, 
     const body = JSON.stringify({ query });
     const label = query === QUERY_ALIASES ? 'aliases' : 'costliest';
     while (!stop) {
-      const res = await post(agent, url, body, token);
+      // A failed connection is counted by its code beside the statuses (it never ends the bench).
+      const res = await post(agent, url, body, token).catch((err: NodeJS.ErrnoException) => ({ status: err.code ?? 'error' }));
       const key = `${label} ${res.status}`;
       statuses.set(key, (statuses.get(key) ?? 0) + 1);
     }

@@ -7,11 +7,13 @@
  *   each other do not escape the cost, nor make it slow to compute;
  * - key-walking queries cost the keys they walk;
  * - the execution budget cuts a request off (503);
- * - the rate limit answers 429 with Retry-After, per token (another token is not affected);
+ * - the rate limit answers 429 with Retry-After, per token (another token is not affected), and
+ *   a client in debt sending large bodies reads its 429s over a kept-alive connection;
  * - subscriptions: refused while their client is in debt, capped per client, and their events
  *   are charged to the same bucket.
  */
 import { writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, type Client } from 'graphql-ws';
@@ -209,6 +211,46 @@ describe('rate limits per client', () => {
     // About 6,500 units of debt at 10 a second.
     expect(Number(r.retryAfter)).toBeGreaterThan(300);
     expect((await post(server.url, costly, TOKENS.b)).status).toBe(200);
+  });
+
+  it('a client in debt that sends large bodies reads each 429 over its kept-alive connection (no EPIPE)', async () => {
+    // TOKENS.a is in debt (above). Its body is not parsed, but it is read: a server that answers
+    // and closes while the client still writes makes the client fail with EPIPE or ECONNRESET
+    // instead of reading the 429 and its Retry-After (bench:serve's abuser failed so).
+    const big = JSON.stringify({ query: '{ metrics { name } }', padding: 'x'.repeat(700_000) });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const answers: { status: number; retryAfter: string | undefined; code: string | undefined }[] = [];
+      for (let i = 0; i < 8; i++) {
+        answers.push(
+          await new Promise((resolve, reject) => {
+            const req = request(
+              `${server.url}/graphql`,
+              {
+                method: 'POST',
+                agent,
+                headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(big), authorization: `Bearer ${TOKENS.a}` },
+              },
+              (res) => {
+                const chunks: Buffer[] = [];
+                res.on('data', (c: Buffer) => chunks.push(c));
+                res.on('end', () => {
+                  const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { extensions?: { code?: string } }[] };
+                  resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], code: body.errors?.[0]?.extensions?.code });
+                });
+                res.on('error', reject);
+              },
+            );
+            req.on('error', reject);
+            req.end(big);
+          }),
+        );
+      }
+      expect(answers.map((a) => `${a.status} ${a.code}`)).toEqual(Array(8).fill('429 RATE_LIMITED'));
+      for (const a of answers) expect(Number(a.retryAfter)).toBeGreaterThan(0);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('subscriptions: refused while in debt, at most --max-subscriptions per client, events charged to the same bucket', async () => {

@@ -46,7 +46,7 @@ import { dashboardAssets, wantsHtml, type DashboardAssets } from './assets.ts';
 import { graphqlHttpHandler, type GraphQLHttpHandler } from './graphqlHttp.ts';
 import { clientKey, NO_RATE_LIMIT, retryAfterSeconds, TokenBuckets, type RateLimiter } from './rateLimiter.ts';
 import { rateLimitedMessage } from './refusals.ts';
-import { errorBody, sendJson } from './responses.ts';
+import { MAX_BODY_BYTES, errorBody, sendJson } from './responses.ts';
 import { createServeMetrics, type ServeMetrics } from './serveMetrics.ts';
 import { attachSubscriptions } from './subscriptions.ts';
 import { createServeServer } from './tls.ts';
@@ -128,6 +128,13 @@ function readiness(registry: VersionRegistry, defaults: DefaultVersionFollower, 
   };
 }
 
+/** Whether the request's body is absent or declared within MAX_BODY_BYTES. */
+function bodyIsBounded(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (length === undefined) return req.headers['transfer-encoding'] === undefined;
+  return Number(length) <= MAX_BODY_BYTES;
+}
+
 /** Refused tokens cost their address this many resolver calls (guessing tokens is rate limited). */
 const FAILED_AUTH_COST_FACTOR = 10;
 
@@ -154,10 +161,13 @@ async function route(routes: Routes, req: IncomingMessage, res: ServerResponse):
   const tooMany = (client: string, waitMs: number) => {
     metrics.requests.inc({ operation: 'unknown', outcome: 'rate_limited' });
     metrics.refusals.inc({ code: ErrorCode.RATE_LIMITED });
-    // The body is not read: closing after the answer spares reading what the client sent.
+    // The body is not parsed. A body of bounded size is read and dropped after the answer (Node
+    // does so for a body nobody read), so that a client still sending reads its 429 and
+    // Retry-After: closing at once makes it fail with EPIPE or ECONNRESET instead (bench:serve's
+    // abuser did). A larger or undeclared (chunked) body is cut off by closing.
     return sendJson(res, 429, errorBody(ErrorCode.RATE_LIMITED, rateLimitedMessage(client, waitMs, config)), {
       'retry-after': retryAfterSeconds(waitMs),
-      connection: 'close',
+      ...(bodyIsBounded(req) ? {} : { connection: 'close' }),
     });
   };
   // An address that keeps sending refused tokens is refused before its next token is checked.
