@@ -229,14 +229,22 @@ describe('rate limits per client', () => {
               {
                 method: 'POST',
                 agent,
-                headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(big), authorization: `Bearer ${TOKENS.a}` },
+                headers: {
+                  'content-type': 'application/json',
+                  'content-length': Buffer.byteLength(big),
+                  authorization: `Bearer ${TOKENS.a}`,
+                },
               },
               (res) => {
                 const chunks: Buffer[] = [];
                 res.on('data', (c: Buffer) => chunks.push(c));
                 res.on('end', () => {
                   const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { extensions?: { code?: string } }[] };
-                  resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], code: body.errors?.[0]?.extensions?.code });
+                  resolve({
+                    status: res.statusCode ?? 0,
+                    retryAfter: res.headers['retry-after'],
+                    code: body.errors?.[0]?.extensions?.code,
+                  });
                 });
                 res.on('error', reject);
               },
