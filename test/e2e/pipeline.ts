@@ -112,8 +112,9 @@ export class Pipeline {
     await p.exited;
   }
 
-  batchRun(env: Record<string, string> = {}): Promise<string> {
-    return this.run(['batch', 'run', '--topic', this.topic, '--version', this.version, ...this.common()], env);
+  /** `lk batch run` of the pipeline's topic and version; `extra` adds flags (e.g. `--engine spark`). */
+  batchRun(env: Record<string, string> = {}, extra: string[] = []): Promise<string> {
+    return this.run(['batch', 'run', '--topic', this.topic, '--version', this.version, ...extra, ...this.common()], env);
   }
 
   /** The shared state the commands use: LK_STATE_URI of the pipeline's environment (with its S3 settings), else the data dir. */

@@ -272,6 +272,9 @@ export function sparkViewsPlan(defs: readonly MetricDefinition[], homePartitions
     withDistinct.length === 0
       ? 'CAST(NULL AS STRING)'
       : `CASE WHEN mi IN (${withDistinct.join(', ')}) THEN ${sparkSketchSql('regs', empty)} END`;
+  // A file of session metrics only has no window entries: a typed NULL keeps lk_x's struct type
+  // (Spark types an empty array() as array<void>, which x.mi cannot read) and yields no row.
+  if (entries.length === 0) entries.push(`CAST(NULL AS STRUCT<mi: INT, g: STRING, key: STRING, w: BIGINT, v: DOUBLE, reg: INT>)`);
   statements.push(
     `CREATE OR REPLACE TEMP VIEW lk_x AS
      SELECT p, first, mis, explode(filter(array(${entries.join(',\n          ')}), s -> s IS NOT NULL)) AS x
