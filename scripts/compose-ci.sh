@@ -41,17 +41,27 @@ client_works() {
   return 1
 }
 
-# dockerd refuses to start while its pid file names a live process. A machine image taken while a
-# daemon ran carries that file with the dead daemon's pid, which on the booted machine may be any
-# other process (the CI run failed exactly so). The daemon answers no client here (client_works
-# said so), so the file is stale unless its pid is a dockerd that is still starting: give that one
-# a while, then stop it, and remove the file.
-clear_stale_pidfile() {
-  local pidfile=/var/run/docker.pid pid comm
-  [[ -f $pidfile ]] || return 0
-  pid=$(tr -dc '0-9' <"$pidfile")
-  comm=$( [[ -n $pid ]] && cat "/proc/$pid/comm" 2>/dev/null || true)
-  if [[ $comm == dockerd ]]; then
+# Removes pid file $1 unless the process it names is a $2, saying so.
+remove_stale_pidfile() {
+  local file=$1 owner=$2 pid comm
+  [[ -f $file ]] || return 0
+  pid=$(tr -dc '0-9' <"$file")
+  comm=$([[ -n $pid ]] && cat "/proc/$pid/comm" 2>/dev/null || true)
+  [[ $comm == "$owner" ]] && return 0
+  echo "removing a stale $file (pid ${pid:-none} is ${comm:-not running}, not a $owner)"
+  rm -f "$file"
+}
+
+# dockerd refuses to start while its pid file names a live process, and trusts its containerd's
+# pid file the same way (a live pid there means "connect to it", and the daemon then times out on
+# a socket nobody serves). A machine image taken while a daemon ran carries both files with dead
+# pids, which on the booted machine may be any other process (the CI run failed exactly so). No
+# daemon answers here (client_works said so), so the files are stale unless the pid is a dockerd
+# that is still starting: that one gets 30 s to answer, then is stopped.
+clear_stale_pidfiles() {
+  local pid
+  pid=$(tr -dc '0-9' </var/run/docker.pid 2>/dev/null || true)
+  if [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]; then
     echo "dockerd $pid is running but does not answer yet; waiting for it"
     for _ in $(seq 1 30); do
       client_works && return 0
@@ -63,19 +73,9 @@ clear_stale_pidfile() {
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -9 "$pid" 2>/dev/null || true
-  else
-    echo "removing a stale $pidfile (pid ${pid:-none} is ${comm:-not running}, not a dockerd)"
   fi
-  rm -f "$pidfile"
-  # dockerd trusts its containerd's pid file the same way: a live pid there means "containerd is
-  # still running, connect to it", and the daemon then times out on a socket nobody serves.
-  local cpidfile=/var/run/docker/containerd/containerd.pid cpid ccomm
-  [[ -f $cpidfile ]] || return 0
-  cpid=$(tr -dc '0-9' <"$cpidfile")
-  ccomm=$( [[ -n $cpid ]] && cat "/proc/$cpid/comm" 2>/dev/null || true)
-  [[ $ccomm == containerd ]] && return 0
-  echo "removing a stale $cpidfile (pid ${cpid:-none} is ${ccomm:-not running}, not a containerd)"
-  rm -f "$cpidfile"
+  remove_stale_pidfile /var/run/docker.pid dockerd
+  remove_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
 }
 
 start_dockerd() {
@@ -86,7 +86,7 @@ start_dockerd() {
   command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install -y docker.io)"
   ((EUID == 0)) || die "no docker daemon is running and starting one needs root"
   local logfile=.lk/compose/dockerd.log attempt flags
-  clear_stale_pidfile
+  clear_stale_pidfiles
   client_works && return 0
   # First the defaults; a sandbox that refuses iptables or bridges gets a daemon without them
   # (every container of the CI stack and every build step uses host networking anyway).
