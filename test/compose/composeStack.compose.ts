@@ -20,7 +20,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeAnswers, readEvents, readMetricDefs, type Aggregate, type Granularity, type MetricAnswer } from './oracle.ts';
-import { REPO_ROOT, Stack, ciEnvironment, getJson, graphql, portInUse, run, until, type CiSettings } from './stack.ts';
+import { REPO_ROOT, Stack, batchRunsOfWorkers, ciEnvironment, getJson, graphql, portInUse, run, until, type CiSettings } from './stack.ts';
 
 const env = process.env;
 const settings: CiSettings = {
@@ -107,6 +107,26 @@ async function lastBatchRun(): Promise<BatchRun | undefined> {
     '{ pipeline { batch { lastRun { runId cut } } } }',
   ).catch(() => undefined);
   return data?.pipeline.batch.lastRun ?? undefined;
+}
+
+/**
+ * Waits until every `lk serve` worker answers from the batch run `runId`. The batch status
+ * (pipeline { batch { lastRun } }) says a run exists as soon as it is committed; each worker then
+ * loads it on its own, a fraction of a second apart, and until it has, that worker still answers
+ * the newer windows from the speed view (exactly, but not from batch, which the checks of the
+ * sources below are about).
+ */
+async function everyWorkerServes(runId: string): Promise<void> {
+  let seen: (string | null)[] = [];
+  await until(
+    `every serving worker to install batch run ${runId}`,
+    async () => {
+      seen = await batchRunsOfWorkers(settings.servePort, 8).catch(() => []);
+      return seen.length > 0 && seen.every((r) => r === runId) ? true : undefined;
+    },
+    60_000,
+    () => `batch runs answered by 8 new connections: ${JSON.stringify(seen)}`,
+  );
 }
 
 interface Served {
@@ -419,6 +439,7 @@ describe('docker-compose stack (host networking, local images)', () => {
         () => describeSpeed(statuses),
       );
       log(`batch run ${run.runId}, cut ${run.cut.join(',')}; ${describeSpeed(statuses)}`);
+      await everyWorkerServes(run.runId);
       return run;
     });
     const c1 = await step('phase 1: GraphQL answers = oracle', () => exactAnswers(oracle1, 'after phase 1'));
@@ -490,7 +511,7 @@ describe('docker-compose stack (host networking, local images)', () => {
     // 4. The next batch run (the batch service recomputes when it starts) covers both phases.
     await step('restart batch: its next run covers both phases', async () => {
       s.composeRun(['restart', 'batch'], { timeoutMs: 120_000 });
-      await until(
+      const run2 = await until(
         `a batch run covering all ${phase1.length + phase2.length} records`,
         async () => {
           const r = await lastBatchRun();
@@ -499,6 +520,7 @@ describe('docker-compose stack (host networking, local images)', () => {
         180_000,
         () => `last run ${JSON.stringify(s.state('batch'))}`,
       );
+      await everyWorkerServes(run2.runId);
     });
     const c3 = await step('after the second batch run: GraphQL answers = oracle', () =>
       exactAnswers(oracle2, 'after the second batch run'),

@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -266,6 +267,51 @@ export async function graphql<T>(port: number, query: string): Promise<T> {
     throw new Error(`GraphQL at 127.0.0.1:${port} answered ${res.status}: ${JSON.stringify(body.errors ?? body).slice(0, 800)}`);
   }
   return body.data;
+}
+
+/**
+ * The batch run each `lk serve` worker has installed, asked over `connections` new connections
+ * (no keep-alive): node:cluster hands new connections to the workers in turn, so a few of them
+ * reach every worker, whereas fetch's pooled connection would ask the same worker every time.
+ * A worker that has not installed a run yet answers null.
+ */
+export async function batchRunsOfWorkers(port: number, connections: number): Promise<(string | null)[]> {
+  const ask = () =>
+    new Promise<string | null>((resolve, reject) => {
+      const body = JSON.stringify({ query: '{ pipeline { serving { batchView { runId } } } }' });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/graphql',
+          method: 'POST',
+          agent: false,
+          timeout: 10_000,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => {
+            try {
+              const parsed = JSON.parse(text) as { data?: { pipeline: { serving: { batchView: { runId: string } | null } } } };
+              if (!parsed.data) throw new Error(`GraphQL answered ${res.statusCode}: ${text.slice(0, 300)}`);
+              resolve(parsed.data.pipeline.serving.batchView?.runId ?? null);
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer from 127.0.0.1:${port} in 10 s`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  const runs: (string | null)[] = [];
+  // One after the other: concurrent connections could all land while the turn is on one worker.
+  for (let i = 0; i < connections; i++) runs.push(await ask());
+  return runs;
 }
 
 /** True when something accepts connections on 127.0.0.1:port. */
