@@ -196,7 +196,13 @@ async function recovery(
       return own.size === 2 && new Set(own.values()).size === 2 ? own : undefined;
     }, 'each instance to own one partition');
     const victim = owners.get(0)!;
-    const victimStatus = (await readSpeedStatuses(state, version)).find((s) => s.status?.instanceId === victim)!.status!;
+    // The status's state bytes are the state thread's last figure (refreshed at most every 10 s,
+    // and once more when the partition has gone quiet: speedJob.ts remeasureQuietPartitions): wait
+    // for one that counts the partition's window-keys and dedup ids (the measure's floor per item).
+    const victimStatus = await until(async () => {
+      const st = (await readSpeedStatuses(state, version)).find((s) => s.status?.instanceId === victim)?.status;
+      return st && st.stateWindows >= keys * 0.99 && st.stateBytes >= st.stateWindows * 40 + st.dedupEntries * 16 ? st : undefined;
+    }, "the victim's status to measure its state");
     const survivor = procs[victim === 'a' ? 1 : 0]!;
     const viewTopic = speedViewTopic(version);
     const viewEnds = await log.endOffsets(viewTopic);

@@ -123,6 +123,10 @@ export class SpeedJob {
   private phase = 'running';
   private ready = false;
   private processed = 0;
+  /** remeasureQuietPartitions: per partition, its position at the last look and at its last measure. */
+  private readonly positionSeen = new Map<number, number>();
+  private readonly positionMeasured = new Map<number, number>();
+  private lastRemeasure = 0;
   private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
   private partitionCount = 0;
   private placement: Placement = { homePartitions: 1 };
@@ -822,9 +826,36 @@ export class SpeedJob {
 
   private publishStatus(): void {
     try {
+      this.remeasureQuietPartitions(Date.now());
       this.status.publish(this.snapshotStatus());
     } catch (err) {
       logger.warn({ err: errorMessage(err) }, 'status update failed');
+    }
+  }
+
+  /**
+   * A state thread refreshes a partition's byte count at most every 10 s, and only when it answers
+   * a batch (partitionState.ts approxBytes): a partition that went quiet soon after its last figure
+   * would report that figure for as long as it stays quiet (a few KiB for one that caught up on a
+   * million keys within 10 s of its first batch). So every 10 s, a partition that has not moved
+   * since the last look and was not measured at this position is measured once. Busy partitions
+   * are left to the threads' own refresh: measuring walks every window.
+   */
+  private remeasureQuietPartitions(now: number): void {
+    const host = this.host;
+    if (!host || this.stopping || now - this.lastRemeasure < 10_000) return;
+    this.lastRemeasure = now;
+    for (const p of [...this.positionSeen.keys()]) if (!this.tasks.has(p)) this.positionSeen.delete(p);
+    for (const p of [...this.positionMeasured.keys()]) if (!this.tasks.has(p)) this.positionMeasured.delete(p);
+    for (const p of this.tasks.keys()) {
+      const position = host.stats(p)?.position;
+      if (position === undefined) continue;
+      const quiet = this.positionSeen.get(p) === position;
+      this.positionSeen.set(p, position);
+      if (!quiet || this.positionMeasured.get(p) === position) continue;
+      this.positionMeasured.set(p, position);
+      // A partition revoked or a thread stopping meanwhile: the figure simply stays as it was.
+      host.measure(p).catch(() => undefined);
     }
   }
 }
