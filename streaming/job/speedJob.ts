@@ -124,8 +124,7 @@ export class SpeedJob {
   private ready = false;
   private processed = 0;
   /** remeasureQuietPartitions: per partition, its position at the last look and at its last measure. */
-  private readonly positionSeen = new Map<number, number>();
-  private readonly positionMeasured = new Map<number, number>();
+  private readonly quietWatch = new Map<number, { seen: number; measured?: number }>();
   private lastRemeasure = 0;
   private lastRate = { at: Date.now(), processed: 0, perSecond: 0 };
   private partitionCount = 0;
@@ -845,15 +844,19 @@ export class SpeedJob {
     const host = this.host;
     if (!host || this.stopping || now - this.lastRemeasure < 10_000) return;
     this.lastRemeasure = now;
-    for (const p of [...this.positionSeen.keys()]) if (!this.tasks.has(p)) this.positionSeen.delete(p);
-    for (const p of [...this.positionMeasured.keys()]) if (!this.tasks.has(p)) this.positionMeasured.delete(p);
+    for (const p of [...this.quietWatch.keys()]) if (!this.tasks.has(p)) this.quietWatch.delete(p);
     for (const p of this.tasks.keys()) {
       const position = host.stats(p)?.position;
       if (position === undefined) continue;
-      const quiet = this.positionSeen.get(p) === position;
-      this.positionSeen.set(p, position);
-      if (!quiet || this.positionMeasured.get(p) === position) continue;
-      this.positionMeasured.set(p, position);
+      const watch = this.quietWatch.get(p);
+      if (!watch) {
+        this.quietWatch.set(p, { seen: position });
+        continue;
+      }
+      const quiet = watch.seen === position;
+      watch.seen = position;
+      if (!quiet || watch.measured === position) continue;
+      watch.measured = position;
       // A partition revoked or a thread stopping meanwhile: the figure simply stays as it was.
       host.measure(p).catch(() => undefined);
     }
